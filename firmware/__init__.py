@@ -1,0 +1,1 @@
+"""Firmware packages: manifest, signatures, policy, download and cache."""

@@ -1,0 +1,1 @@
+"""The gateway process: configuration, discovery, identity translation, updates, CLI."""

@@ -1,0 +1,1 @@
+"""Serial bootloader protocol: sans-I/O codec and client, plus the async serial transport."""

@@ -1,0 +1,1 @@
+"""Simulators: virtual MCU, IoT Hub/DPS emulator, test image server."""
