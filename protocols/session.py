@@ -1,0 +1,379 @@
+"""Async driver: runs the sans-I/O client over a :class:`Transport`.
+
+This is the only protocol module that awaits I/O or reads the event-loop clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from protocols.client import Acked, ClientEvent, ClientProtocol, Garbled, Reply, TimedOut
+from protocols.constants import (
+    MIN_PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
+    Capability,
+    Mode,
+    ResetMode,
+    SlotState,
+    Status,
+)
+from protocols.errors import (
+    DeviceRejected,
+    DeviceTimeout,
+    LocalProtocolError,
+    RemoteProtocolError,
+    UnsupportedVersionError,
+    VerifyFailed,
+)
+from protocols.packets import (
+    AbortRequest,
+    ActivateRequest,
+    BeginRequest,
+    BeginResponse,
+    ConfirmRequest,
+    ErrorResponse,
+    Geometry,
+    HelloRequest,
+    HelloResponse,
+    InfoRequest,
+    InfoResponse,
+    Request,
+    ResetRequest,
+    Response,
+    SetBaudRequest,
+    VerifyRequest,
+    VerifyResponse,
+)
+from protocols.timing import LinkTiming, data_rto, nak_holdoff, verify_time
+from protocols.transfer import TransferWindow
+from protocols.transport import Transport
+
+#: Largest DATA chunk we offer; the MCU's max_data usually decides.
+CLIENT_MAX_CHUNK = 4096
+#: How long an app may take after a trial boot before it must have confirmed.
+DEFAULT_CONFIRM_TIMEOUT_S = 10.0
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+def _no_progress(phase: str, done: int, total: int) -> None:
+    pass
+
+
+@dataclass
+class LinkStats:
+    tx: int = 0
+    rx: int = 0
+    garbled: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FlashResult:
+    ok: bool
+    outcome: str  # "confirmed", "rolled_back" or "unconfirmed"
+    version: str
+    bytes: int
+    seconds: float
+    transfer_seconds: float
+    wire_bytes_tx: int
+    wire_bytes_rx: int
+    retransmits: int
+    resumed_from: int
+    slot: int
+    sha256: str
+    running_version: str
+    chunk: int
+    window: int
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+class BootloaderSession:
+    def __init__(self, transport: Transport, baud: int) -> None:
+        self._transport = transport
+        self._client = ClientProtocol()
+        self.link = LinkTiming(baud=baud)
+        self.stats = LinkStats()
+        self.hello_info: HelloResponse | None = None
+        self.device: InfoResponse | None = None
+        self._flushed = False
+
+    # ------------------------------------------------------------ plumbing
+
+    @staticmethod
+    def _now() -> float:
+        return asyncio.get_running_loop().time()
+
+    async def _flush(self) -> None:
+        data = self._client.data_to_send()
+        if data:
+            self.stats.tx += len(data)
+            await self._transport.write(data)
+
+    async def _next_event(self, extra_deadline: float | None = None) -> ClientEvent | None:
+        """Next client event; None once ``extra_deadline`` passes with nothing to report."""
+        while True:
+            ev = self._client.next_event()
+            if ev is not None:
+                return ev
+            now = self._now()
+            self._client.poll(now)
+            ev = self._client.next_event()
+            if ev is not None:
+                return ev
+            await self._flush()
+            if extra_deadline is not None and now >= extra_deadline:
+                return None
+            deadlines = [d for d in (self._client.next_deadline(), extra_deadline) if d is not None]
+            wait = max(0.0, min(deadlines) - now) if deadlines else None
+            try:
+                async with asyncio.timeout(wait):
+                    data = await self._transport.read()
+            except TimeoutError:
+                continue
+            self.stats.rx += len(data)
+            self._client.receive_data(data)
+
+    async def request(self, req: Request, per_try: float, attempts: int = 3) -> Response:
+        """Send one command and return its OK answer; raise on refusal or silence."""
+        if not self._flushed:
+            self._client.flush_line()
+            self._flushed = True
+        self._client.send_request(req, self._now(), per_try, attempts)
+        while True:
+            ev = await self._next_event()
+            if isinstance(ev, Reply):
+                if isinstance(ev.response, ErrorResponse):
+                    raise DeviceRejected(req.OPCODE.name, ev.response.status)
+                return ev.response
+            if isinstance(ev, TimedOut):
+                raise DeviceTimeout(
+                    f"no answer to {req.OPCODE.name} from {self._transport.name} "
+                    f"after {ev.attempts} attempts of {per_try:.2f} s{self._garbled_note()}"
+                )
+            if isinstance(ev, Garbled):
+                self.stats.garbled += 1
+
+    def _garbled_note(self) -> str:
+        n = self.stats.garbled
+        return f" ({n} garbled frames received: is this a bootloader?)" if n else ""
+
+    def _geometry(self) -> Geometry:
+        if self.device is None:
+            raise LocalProtocolError("INFO has not been read yet")
+        return self.device.geometry
+
+    # ------------------------------------------------------------ commands
+
+    async def hello(self, per_try: float | None = None, attempts: int = 3) -> HelloResponse:
+        t = per_try or self.link.command_timeout(2, 16)
+        resp = await self.request(
+            HelloRequest(min_version=MIN_PROTOCOL_VERSION, max_version=PROTOCOL_VERSION),
+            t,
+            attempts,
+        )
+        assert isinstance(resp, HelloResponse)
+        if not MIN_PROTOCOL_VERSION <= resp.protocol_version <= PROTOCOL_VERSION:
+            raise UnsupportedVersionError(
+                resp.protocol_version, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION
+            )
+        self.hello_info = resp
+        return resp
+
+    async def info(self, attempts: int = 3) -> InfoResponse:
+        resp = await self.request(InfoRequest(), self.link.command_timeout(0, 400), attempts)
+        assert isinstance(resp, InfoResponse)
+        self.device = resp
+        return resp
+
+    async def connect(self) -> InfoResponse:
+        """HELLO + INFO, entering the bootloader if the app is running."""
+        hello = await self.hello()
+        info = await self.info()
+        if hello.mode is Mode.APP:
+            await self.reset(ResetMode.STAY)
+            hello = await self._await_boot(want=Mode.BOOTLOADER)
+            info = await self.info()
+        return info
+
+    async def reset(self, mode: ResetMode) -> None:
+        # The answer may be lost while rebooting; HELLO probing decides.
+        with contextlib.suppress(DeviceTimeout):
+            await self.request(ResetRequest(mode=mode), self.link.command_timeout(1, 1), attempts=1)
+
+    async def _await_boot(self, want: Mode | None = None) -> HelloResponse:
+        geo = self._geometry()
+        boot_s = geo.boot_ms / 1000
+        deadline = self._now() + (boot_s + 0.5) * 4
+        per_try = boot_s + self.link.command_timeout(2, 16)
+        while True:
+            try:
+                hello = await self.hello(per_try=per_try, attempts=1)
+            except DeviceTimeout:
+                if self._now() > deadline:
+                    raise
+                continue
+            if want is None or hello.mode is want:
+                return hello
+            if self._now() > deadline:
+                raise DeviceTimeout(f"MCU did not come up in {want.name} mode after reset")
+
+    async def set_baud(self, baud: int) -> bool:
+        """Switch the link rate; returns False (and stays put) if the new rate fails."""
+        caps = self.hello_info.capabilities if self.hello_info else Capability(0)
+        if Capability.SET_BAUD not in caps:
+            return False
+        old = self.link
+        try:
+            await self.request(SetBaudRequest(baud=baud), old.command_timeout(4, 1))
+        except DeviceRejected as exc:
+            if exc.status is Status.BAD_BAUD:
+                return False
+            raise
+        self._transport.set_baud(baud)
+        self.link = LinkTiming(baud=baud, turnaround_s=old.turnaround_s)
+        try:
+            await self.hello()
+            return True
+        except DeviceTimeout:
+            # The MCU falls back on its own when it hears nothing valid at the new rate.
+            self._transport.set_baud(old.baud)
+            self.link = old
+            await self.hello(per_try=1.5, attempts=3)
+            return False
+
+    async def abort(self) -> None:
+        await self.request(AbortRequest(), self.link.command_timeout(0, 1, 0.1))
+
+    async def confirm(self) -> None:
+        await self.request(ConfirmRequest(), self.link.command_timeout(0, 1, 0.1))
+
+    # ------------------------------------------------------------ transfer
+
+    async def transfer(
+        self, image: bytes, start: int, progress: ProgressFn = _no_progress
+    ) -> TransferWindow:
+        hello = self.hello_info
+        geo = self._geometry()
+        if hello is None:
+            raise LocalProtocolError("HELLO has not been exchanged")
+        chunk = min(hello.max_data, CLIENT_MAX_CHUNK)
+        chunk -= chunk % max(1, geo.write_size)
+        window = hello.window if Capability.WINDOW in hello.capabilities else chunk
+        window = max(window, chunk)
+        win = TransferWindow(
+            image,
+            start=start,
+            chunk=chunk,
+            window=window,
+            rto=data_rto(self.link, geo, window, chunk),
+            nak_holdoff=nak_holdoff(self.link, chunk),
+        )
+        progress("applying", start, len(image))
+        while not win.done:
+            for req in win.frames_to_send(self._now()):
+                self._client.send_data(req)
+            await self._flush()
+            ev = await self._next_event(extra_deadline=win.next_deadline())
+            if ev is None:
+                win.on_timeout(self._now())
+            elif isinstance(ev, Acked):
+                before = win.acked
+                win.on_ack(ev.ack, self._now())
+                if win.acked != before:
+                    progress("applying", win.acked, len(image))
+            elif isinstance(ev, Garbled):
+                self.stats.garbled += 1
+        return win
+
+    async def flash(
+        self,
+        image: bytes,
+        version: str,
+        *,
+        progress: ProgressFn = _no_progress,
+        confirm_timeout: float = DEFAULT_CONFIRM_TIMEOUT_S,
+    ) -> FlashResult:
+        started = time.monotonic()
+        info = self.device if self.device is not None else await self.connect()
+        if info.mode is not Mode.BOOTLOADER:
+            info = await self.connect()
+        geo = info.geometry
+        if len(image) > geo.slot_size:
+            raise LocalProtocolError(
+                f"image is {len(image)} bytes but the {info.model} slot holds {geo.slot_size}"
+            )
+        if not image:
+            raise LocalProtocolError("image is empty")
+        digest = hashlib.sha256(image).digest()
+        begin = await self.request(
+            BeginRequest(size=len(image), sha256=digest, version=version),
+            self.link.command_timeout(40 + len(version), 6, 2 * geo.erase_us / 1e6),
+        )
+        assert isinstance(begin, BeginResponse)
+        if begin.resume_offset > len(image):
+            raise RemoteProtocolError(f"MCU resume offset {begin.resume_offset} beyond image")
+        t0 = time.monotonic()
+        win = await self.transfer(image, begin.resume_offset, progress)
+        transfer_s = time.monotonic() - t0
+        progress("verifying", len(image), len(image))
+        ver = await self.request(
+            VerifyRequest(), self.link.command_timeout(0, 33, verify_time(geo, len(image)))
+        )
+        assert isinstance(ver, VerifyResponse)
+        if ver.sha256 != digest:
+            raise VerifyFailed(
+                f"slot {begin.slot} hash {ver.sha256.hex()} != image {digest.hex()}"
+            )
+        await self.request(ActivateRequest(), self.link.command_timeout(0, 1, 0.2))
+        progress("rebooting", len(image), len(image))
+        await self.reset(ResetMode.RUN)
+        outcome, running = await self._await_outcome(begin.slot, confirm_timeout)
+        return FlashResult(
+            ok=outcome == "confirmed",
+            outcome=outcome,
+            version=version,
+            bytes=len(image),
+            seconds=time.monotonic() - started,
+            transfer_seconds=transfer_s,
+            wire_bytes_tx=self.stats.tx,
+            wire_bytes_rx=self.stats.rx,
+            retransmits=win.retransmits + self._client.retries,
+            resumed_from=begin.resume_offset,
+            slot=begin.slot,
+            sha256=digest.hex(),
+            running_version=running,
+            chunk=win._chunk,
+            window=win._window,
+        )
+
+    async def _await_outcome(self, slot: int, confirm_timeout: float) -> tuple[str, str]:
+        """Poll INFO after the trial reset until the app confirms or the MCU rolls back."""
+        geo = self._geometry()
+        deadline = self._now() + (geo.boot_ms / 1000 + 0.2) * (geo.max_trial_boots + 1)
+        deadline += confirm_timeout
+        interval = max(0.02, geo.boot_ms / 2000)
+        per_try = self.link.command_timeout(0, 400, geo.boot_ms / 1000)
+        running = ""
+        while True:
+            try:
+                info = await self.request(InfoRequest(), per_try, attempts=1)
+            except DeviceTimeout:
+                info = None  # rebooting
+            if isinstance(info, InfoResponse):
+                self.device = info
+                state = info.slots[slot].state
+                if 0 <= info.running_slot < len(info.slots):
+                    running = info.slots[info.running_slot].version
+                if state is SlotState.CONFIRMED and info.running_slot == slot:
+                    return "confirmed", running
+                if state is SlotState.INVALID:
+                    return "rolled_back", running
+            if self._now() > deadline:
+                return "unconfirmed", running
+            # Paced by the MCU's advertised boot time, not a guess.
+            await self._next_event(extra_deadline=self._now() + interval)

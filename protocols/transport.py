@@ -1,0 +1,131 @@
+"""Async byte links to an MCU. No protocol logic lives here.
+
+``open_transport(url)`` understands a serial device path (pyserial-asyncio, with
+a real file descriptor watched by the event loop), ``socket://host:port`` (TCP,
+e.g. a ser2net bridge) and ``loop://`` (in-memory echo, for tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from protocols.errors import PortNotFound, TransportDisconnected
+
+_READ_SIZE = 65536
+
+
+class Transport(Protocol):
+    """A full-duplex byte pipe. ``read`` waits for at least one byte."""
+
+    name: str
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def read(self) -> bytes: ...
+
+    def set_baud(self, baud: int) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class StreamTransport:
+    """Transport over an asyncio stream pair (serial device or TCP socket)."""
+
+    def __init__(
+        self, name: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.name = name
+        self._reader = reader
+        self._writer = writer
+
+    async def write(self, data: bytes) -> None:
+        if self._writer.is_closing():
+            raise TransportDisconnected(f"{self.name}: port closed")
+        self._writer.write(data)
+        try:
+            await self._writer.drain()
+        except (ConnectionError, OSError) as exc:
+            raise TransportDisconnected(f"{self.name}: write failed: {exc}") from exc
+
+    async def read(self) -> bytes:
+        try:
+            data = await self._reader.read(_READ_SIZE)
+        except (ConnectionError, OSError) as exc:
+            raise TransportDisconnected(f"{self.name}: read failed: {exc}") from exc
+        if not data:
+            raise TransportDisconnected(f"{self.name}: port closed by the other end")
+        return data
+
+    def set_baud(self, baud: int) -> None:
+        serial = self._writer.transport.get_extra_info("serial")
+        if serial is not None:
+            serial.baudrate = baud
+
+    async def close(self) -> None:
+        self._writer.close()
+        with contextlib.suppress(Exception):
+            await self._writer.wait_closed()
+
+
+class LoopTransport:
+    """In-memory echo, like pyserial's ``loop://``: what is written is read back."""
+
+    def __init__(self) -> None:
+        self.name = "loop://"
+        self._queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self._closed = False
+
+    async def write(self, data: bytes) -> None:
+        if self._closed:
+            raise TransportDisconnected("loop:// closed")
+        self._queue.put_nowait(data)
+
+    async def read(self) -> bytes:
+        data = await self._queue.get()
+        if not data:
+            raise TransportDisconnected("loop:// closed")
+        return data
+
+    def set_baud(self, baud: int) -> None:
+        pass
+
+    async def close(self) -> None:
+        self._closed = True
+        self._queue.put_nowait(b"")
+
+
+async def open_transport(url: str, baud: int = 115200) -> Transport:
+    """Open a link; raises :class:`PortNotFound` with a one-line reason on failure."""
+    if url.startswith("loop://"):
+        return LoopTransport()
+    if url.startswith("socket://"):
+        parts = urlsplit(url)
+        if parts.hostname is None or parts.port is None:
+            raise PortNotFound(f"bad socket URL {url!r}: expected socket://HOST:PORT")
+        try:
+            reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        except OSError as exc:
+            raise PortNotFound(f"cannot connect to {url}: {exc.strerror or exc}") from exc
+        return StreamTransport(url, reader, writer)
+    return await _open_serial(url, baud)
+
+
+async def _open_serial(path: str, baud: int) -> Transport:
+    import serial
+    import serial_asyncio
+
+    try:
+        reader, writer = await serial_asyncio.open_serial_connection(
+            url=path, baudrate=baud or 115200, exclusive=True
+        )
+    except serial.SerialException as exc:
+        cause = exc.__context__ if isinstance(exc.__context__, OSError) else None
+        if cause is not None and cause.strerror:
+            raise PortNotFound(f"cannot open serial port {path}: {cause.strerror}") from exc
+        raise PortNotFound(f"cannot open serial port {path}: {exc}") from exc
+    except OSError as exc:
+        raise PortNotFound(f"cannot open serial port {path}: {exc.strerror or exc}") from exc
+    return StreamTransport(path, reader, writer)
