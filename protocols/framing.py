@@ -103,9 +103,7 @@ def decode_body(body: bytes) -> RawFrame:
         raise FrameError(f"frame layout invalid: {exc}") from exc
     inner = parsed.body.value
     if HEADER_SIZE + inner.length + CRC_SIZE != len(body):
-        raise FrameError(
-            f"frame length field {inner.length} disagrees with body size {len(body)}"
-        )
+        raise FrameError(f"frame length field {inner.length} disagrees with body size {len(body)}")
     if inner.version != FRAME_VERSION:
         raise FrameError(f"unknown frame version {inner.version}")
     return RawFrame(opcode=inner.opcode, seq=inner.seq, payload=bytes(inner.payload))

@@ -272,6 +272,7 @@ class BootloaderSession:
             window=window,
             rto=data_rto(self.link, geo, window, chunk),
             nak_holdoff=nak_holdoff(self.link, chunk),
+            align=geo.write_size,
         )
         progress("applying", start, len(image))
         while not win.done:
@@ -326,9 +327,7 @@ class BootloaderSession:
         )
         assert isinstance(ver, VerifyResponse)
         if ver.sha256 != digest:
-            raise VerifyFailed(
-                f"slot {begin.slot} hash {ver.sha256.hex()} != image {digest.hex()}"
-            )
+            raise VerifyFailed(f"slot {begin.slot} hash {ver.sha256.hex()} != image {digest.hex()}")
         await self.request(ActivateRequest(), self.link.command_timeout(0, 1, 0.2))
         progress("rebooting", len(image), len(image))
         await self.reset(ResetMode.RUN)
@@ -347,8 +346,8 @@ class BootloaderSession:
             slot=begin.slot,
             sha256=digest.hex(),
             running_version=running,
-            chunk=win._chunk,
-            window=win._window,
+            chunk=win.max_chunk,
+            window=win.window,
         )
 
     async def _await_outcome(self, slot: int, confirm_timeout: float) -> tuple[str, str]:

@@ -16,6 +16,10 @@ from protocols.timing import MAX_RTO_S
 
 #: Consecutive retransmission timeouts without progress before giving up.
 MAX_TIMEOUTS = 8
+#: Clean frames in a row before the chunk size is doubled again.
+GROW_AFTER = 32
+#: Smallest chunk the sender shrinks to on a noisy link.
+MIN_CHUNK = 64
 
 
 @dataclass
@@ -35,12 +39,17 @@ class TransferWindow:
         window: int,
         rto: float,
         nak_holdoff: float,
+        align: int = 1,
     ) -> None:
         if chunk <= 0 or window < chunk:
             raise ValueError(f"window {window} must hold at least one chunk of {chunk}")
         self._image = image
-        self._chunk = chunk
-        self._window = window
+        self.max_chunk = chunk
+        self.chunk = chunk
+        self._align = max(1, align)
+        self._min_chunk = min(chunk, max(self._align, MIN_CHUNK - MIN_CHUNK % self._align))
+        self._clean = 0
+        self.window = window
         self._base_rto = rto
         self._rto = rto
         self._holdoff = nak_holdoff
@@ -48,6 +57,7 @@ class TransferWindow:
         self._next = start
         self._inflight: dict[int, _InFlight] = {}
         self._resend: list[int] = []
+        self._nak_due: dict[int, float] = {}  # GAP reports waiting out the hold-off
         self._deadline: float | None = None
         self._timeouts = 0
         self.retransmits = 0
@@ -58,21 +68,33 @@ class TransferWindow:
         return self.acked >= len(self._image)
 
     def next_deadline(self) -> float | None:
-        return None if self.done else self._deadline
+        if self.done:
+            return None
+        times = [t for t in (self._deadline, *self._nak_due.values()) if t is not None]
+        return min(times) if times else None
 
     def frames_to_send(self, now: float) -> list[DataRequest]:
         out: list[DataRequest] = []
+        for offset, due in list(self._nak_due.items()):
+            if due <= now:
+                del self._nak_due[offset]
+                if offset not in self._resend:
+                    self._resend.append(offset)
         for offset in self._resend:
             entry = self._inflight.get(offset)
             if entry is None:
                 continue
-            entry.sent_at, entry.sends = now, entry.sends + 1
-            self.retransmits += 1
-            out.append(DataRequest(offset=offset, data=entry.data))
+            self._shrink()
+            # Resend a lost frame in pieces of the (now smaller) chunk size.
+            for piece_at in range(0, len(entry.data), self.chunk):
+                piece = entry.data[piece_at : piece_at + self.chunk]
+                self._inflight[offset + piece_at] = _InFlight(piece, now, entry.sends + 1)
+                self.retransmits += 1
+                out.append(DataRequest(offset=offset + piece_at, data=piece))
         self._resend.clear()
         while self._next < len(self._image):
-            end = min(self._next + self._chunk, len(self._image))
-            if end - self.acked > self._window:
+            end = min(self._next + self.chunk, len(self._image))
+            if end - self.acked > self.window:
                 break
             data = self._image[self._next : end]
             self._inflight[self._next] = _InFlight(data=data, sent_at=now, sends=1)
@@ -88,10 +110,14 @@ class TransferWindow:
             raise RemoteProtocolError(
                 f"MCU acknowledged offset {ack.next_offset} beyond what was sent ({self._next})"
             )
-        if ack.next_offset > self.acked:
+        # GAP carries the MCU's next expected offset, which may still be queued
+        # for programming: it is a resend request, never an acknowledgement.
+        if ack.status is not Status.GAP and ack.next_offset > self.acked:
             self.acked = ack.next_offset
             for offset in [o for o in self._inflight if o < self.acked]:
-                del self._inflight[offset]
+                self._nak_due.pop(offset, None)
+                if self._inflight.pop(offset).sends == 1:
+                    self._grow()
             self._timeouts = 0
             self._rto = self._base_rto
             self._deadline = None if self.done else now + self._rto
@@ -102,17 +128,33 @@ class TransferWindow:
                 f"DATA at {ack.next_offset} rejected: {ack.status.name} ({ack.status.describe()})"
             )
 
+    def _shrink(self) -> None:
+        """A lost frame: halve the chunk so fewer bytes ride on each CRC on a noisy link."""
+        self._clean = 0
+        half = self.chunk // 2
+        self.chunk = max(self._min_chunk, half - half % self._align)
+
+    def _grow(self) -> None:
+        self._clean += 1
+        if self._clean >= GROW_AFTER and self.chunk < self.max_chunk:
+            self._clean = 0
+            self.chunk = min(self.max_chunk, self.chunk * 2)
+
     def _request_resend(self, offset: int, now: float) -> None:
         entry = self._inflight.get(offset)
         if entry is None or offset in self._resend:
             return
         if now - entry.sent_at >= self._holdoff:
+            self._nak_due.pop(offset, None)
             self._resend.append(offset)
+        else:
+            # The last copy may still be on the wire; resend once it surely is not.
+            self._nak_due.setdefault(offset, entry.sent_at + self._holdoff)
 
     def on_timeout(self, now: float) -> None:
         """Call when ``now`` has passed :meth:`next_deadline` without progress."""
         if self._deadline is None or now < self._deadline or self.done:
-            return
+            return  # a GAP hold-off expiring is handled by frames_to_send
         self._timeouts += 1
         if self._timeouts > MAX_TIMEOUTS:
             raise DeviceTimeout(
@@ -121,5 +163,7 @@ class TransferWindow:
             )
         if self.acked in self._inflight and self.acked not in self._resend:
             self._resend.append(self.acked)
-        self._rto = min(self._rto * 2, max(MAX_RTO_S, self._base_rto))
+        # A serial link has no congestion to back off from; grow gently, in case
+        # the MCU is slower than it advertised.
+        self._rto = min(self._rto * 1.5, max(MAX_RTO_S, self._base_rto), 4 * self._base_rto)
         self._deadline = now + self._rto

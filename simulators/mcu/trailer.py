@@ -1,0 +1,164 @@
+"""Power-loss-safe slot trailer: an append-only log of CRC-checked fixed-size records.
+
+Each state change is one record append, which is one flash program. A torn
+append fails its CRC and is ignored, so the slot keeps its previous state.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from construct import Bytes, ConstructError, Int8ul, Int16ul, Int32ul, PaddedString, Struct
+
+from protocols.constants import SlotState
+from protocols.crc import crc32
+from simulators.mcu.flash import Flash
+
+RECORD_SIZE = 128
+MAGIC = 0x5452  # "TR"
+_VERSION_MAX = 80
+
+_RECORD = Struct(
+    "magic" / Int16ul,
+    "kind" / Int8ul,
+    "reserved" / Int8ul,
+    "arg" / Int32ul,
+    "sha256" / Bytes(32),
+    "version" / PaddedString(_VERSION_MAX, "utf8"),
+    "pad" / Bytes(RECORD_SIZE - 4 - 4 - 4 - 32 - _VERSION_MAX),
+)
+_BODY = RECORD_SIZE - 4
+
+
+class RecordKind(enum.IntEnum):
+    BEGIN = 1  # arg=size, sha256, version: a transfer into this slot started
+    CHECKPOINT = 2  # arg=offset: everything below is programmed
+    COMPLETE = 3  # VERIFY matched
+    TRIAL = 4  # arg=generation: ACTIVATE; boot on trial
+    BOOT = 5  # one trial boot attempt
+    CONFIRMED = 6  # the app confirmed; permanent
+    INVALID = 7  # trial failed or verify failed; never boot
+
+
+@dataclass(frozen=True, slots=True)
+class SlotStatus:
+    state: SlotState = SlotState.EMPTY
+    size: int = 0
+    sha256: bytes = b"\x00" * 32
+    version: str = ""
+    checkpoint: int = 0
+    generation: int = 0
+    boots: int = 0
+    records: int = 0  # used record positions, torn ones included
+
+
+def encode_record(kind: RecordKind, arg: int = 0, sha256: bytes = b"", version: str = "") -> bytes:
+    body = _RECORD.build(
+        {
+            "magic": MAGIC,
+            "kind": int(kind),
+            "reserved": 0,
+            "arg": arg,
+            "sha256": sha256.ljust(32, b"\x00"),
+            "version": version,
+            "pad": b"\x00" * (RECORD_SIZE - 4 - 4 - 4 - 32 - _VERSION_MAX),
+        }
+    )[:_BODY]
+    return bytes(body) + crc32(bytes(body)).to_bytes(4, "little")
+
+
+def fold(raw: bytes) -> SlotStatus:
+    """Replay the trailer log into the slot's current status."""
+    st = SlotStatus()
+    used = 0
+    for pos in range(0, len(raw) - RECORD_SIZE + 1, RECORD_SIZE):
+        rec = raw[pos : pos + RECORD_SIZE]
+        if rec == b"\xff" * RECORD_SIZE:
+            break
+        used += 1
+        if int.from_bytes(rec[_BODY:], "little") != crc32(rec[:_BODY]):
+            continue  # torn append
+        try:
+            parsed = _RECORD.parse(rec[:_BODY] + b"\x00" * 4)
+            kind = RecordKind(parsed.kind)
+        except (ConstructError, ValueError, UnicodeDecodeError):
+            continue
+        if parsed.magic != MAGIC:
+            continue
+        st = _apply(st, kind, parsed.arg, bytes(parsed.sha256), parsed.version)
+    return SlotStatus(
+        state=st.state,
+        size=st.size,
+        sha256=st.sha256,
+        version=st.version,
+        checkpoint=st.checkpoint,
+        generation=st.generation,
+        boots=st.boots,
+        records=used,
+    )
+
+
+def _apply(st: SlotStatus, kind: RecordKind, arg: int, sha: bytes, version: str) -> SlotStatus:
+    if kind is RecordKind.BEGIN:
+        return SlotStatus(state=SlotState.WRITING, size=arg, sha256=sha, version=version)
+    if st.state is SlotState.EMPTY:
+        return st  # nothing counts before a BEGIN
+    if kind is RecordKind.CHECKPOINT and st.state is SlotState.WRITING:
+        return _with(st, checkpoint=arg)
+    if kind is RecordKind.COMPLETE and st.state is SlotState.WRITING:
+        return _with(st, state=SlotState.COMPLETE, checkpoint=st.size)
+    if kind is RecordKind.TRIAL and st.state is SlotState.COMPLETE:
+        return _with(st, state=SlotState.TRIAL, generation=arg)
+    if kind is RecordKind.BOOT and st.state is SlotState.TRIAL:
+        return _with(st, boots=st.boots + 1)
+    if kind is RecordKind.CONFIRMED and st.state is SlotState.TRIAL:
+        return _with(st, state=SlotState.CONFIRMED)
+    if kind is RecordKind.INVALID:
+        return _with(st, state=SlotState.INVALID)
+    return st
+
+
+def _with(st: SlotStatus, **changes: object) -> SlotStatus:
+    fields = {
+        "state": st.state,
+        "size": st.size,
+        "sha256": st.sha256,
+        "version": st.version,
+        "checkpoint": st.checkpoint,
+        "generation": st.generation,
+        "boots": st.boots,
+    }
+    fields.update(changes)
+    return SlotStatus(**fields)  # type: ignore[arg-type]
+
+
+class SlotTrailer:
+    """Reads and appends the trailer of one slot region."""
+
+    def __init__(self, flash: Flash, index: int) -> None:
+        self.flash = flash
+        self.index = index
+        model = flash.model
+        self.image_base = index * model.region_size
+        self.base = self.image_base + model.slot_size
+        self.size = model.trailer_size
+
+    def status(self) -> SlotStatus:
+        return fold(self.flash.read(self.base, self.size))
+
+    def append(
+        self, kind: RecordKind, arg: int = 0, sha256: bytes = b"", version: str = ""
+    ) -> float:
+        used = self.status().records
+        if (used + 1) * RECORD_SIZE > self.size:
+            raise OverflowError(f"slot {self.index} trailer full")
+        return self.flash.program(
+            self.base + used * RECORD_SIZE, encode_record(kind, arg, sha256, version)
+        )
+
+    def erase(self) -> float:
+        t = 0.0
+        for addr in range(self.base, self.base + self.size, self.flash.model.sector_size):
+            t += self.flash.erase_sector(addr)
+        return t
