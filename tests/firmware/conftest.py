@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from firmware import keys
+from firmware.keys import Algorithm, PrivateKey, PublicKey
+from firmware.manifest import Manifest
+from firmware.package import build, manifest_for
+
+COMPAT = "contoso:vmcu-f4:B"
+
+
+def make_manifest(payload: bytes, **overrides: str | None) -> Manifest:
+    fields: dict[str, str | None] = {
+        "provider": "contoso",
+        "name": "sensor-app",
+        "version": "1.2.3",
+        "manufacturer": "contoso",
+        "model": "vmcu-f4",
+        "hwrev": None,
+        "min_installed_version": None,
+    }
+    fields.update(overrides)
+    return manifest_for(payload, **fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture(params=[Algorithm.ED25519, Algorithm.ECDSA_P256_SHA256], ids=lambda a: a.label)
+def signing_key(request: pytest.FixtureRequest) -> PrivateKey:
+    alg: Algorithm = request.param
+    return keys.generate(alg)
+
+
+@pytest.fixture
+def anchor(signing_key: PrivateKey) -> PublicKey:
+    return PublicKey.from_key(signing_key.public_key())
+
+
+@pytest.fixture
+def payload() -> bytes:
+    return os.urandom(3000)
+
+
+@pytest.fixture
+def signed(payload: bytes, signing_key: PrivateKey) -> bytes:
+    return build(make_manifest(payload), payload, signing_key)
