@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -8,8 +10,11 @@ from firmware import keys
 from firmware.keys import Algorithm, PrivateKey, PublicKey
 from firmware.manifest import Manifest
 from firmware.package import build, manifest_for
+from simulators.image_server import ImageServer
+from simulators.image_tls import TestPki, make_test_pki
 
 COMPAT = "contoso:vmcu-f4:B"
+FIRMWARE_HOST = "127.0.3.1"  # loopback address of its own, so parallel suites never collide
 
 
 def make_manifest(payload: bytes, **overrides: str | None) -> Manifest:
@@ -45,3 +50,22 @@ def payload() -> bytes:
 @pytest.fixture
 def signed(payload: bytes, signing_key: PrivateKey) -> bytes:
     return build(make_manifest(payload), payload, signing_key)
+
+
+@pytest.fixture(scope="session")
+def pki_firmware() -> TestPki:
+    return make_test_pki(FIRMWARE_HOST)
+
+
+@pytest.fixture
+async def image_server(pki_firmware: TestPki) -> AsyncIterator[ImageServer]:
+    async with ImageServer(FIRMWARE_HOST, ssl_context=pki_firmware.server_context(),
+                           chunk_size=8 * 1024) as server:
+        yield server
+
+
+@pytest.fixture
+def ca_file(tmp_path: Path, pki_firmware: TestPki) -> Path:
+    path = tmp_path / "ca.pem"
+    path.write_bytes(pki_firmware.ca_pem)
+    return path
