@@ -20,7 +20,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
 @dataclass(frozen=True)
-class TestPki:
+class LoopbackPki:
     ca_pem: bytes
     cert_pem: bytes
     key_pem: bytes
@@ -37,7 +37,7 @@ class TestPki:
         return ctx
 
 
-def make_test_pki(ip: str, *, days: int = 2) -> TestPki:
+def make_test_pki(ip: str, *, days: int = 2) -> LoopbackPki:
     now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mcu-gateway test CA")])
@@ -75,7 +75,7 @@ def make_test_pki(ip: str, *, days: int = 2) -> TestPki:
                        critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    return TestPki(
+    return LoopbackPki(
         ca_pem=ca.public_bytes(serialization.Encoding.PEM),
         cert_pem=cert.public_bytes(serialization.Encoding.PEM),
         key_pem=key.private_bytes(serialization.Encoding.PEM,

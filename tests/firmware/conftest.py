@@ -11,7 +11,7 @@ from firmware.keys import Algorithm, PrivateKey, PublicKey
 from firmware.manifest import Manifest
 from firmware.package import build, manifest_for
 from simulators.image_server import ImageServer
-from simulators.image_tls import TestPki, make_test_pki
+from simulators.image_tls import LoopbackPki, make_test_pki
 
 COMPAT = "contoso:vmcu-f4:B"
 FIRMWARE_HOST = "127.0.3.1"  # loopback address of its own, so parallel suites never collide
@@ -53,19 +53,19 @@ def signed(payload: bytes, signing_key: PrivateKey) -> bytes:
 
 
 @pytest.fixture(scope="session")
-def pki_firmware() -> TestPki:
+def pki_firmware() -> LoopbackPki:
     return make_test_pki(FIRMWARE_HOST)
 
 
 @pytest.fixture
-async def image_server(pki_firmware: TestPki) -> AsyncIterator[ImageServer]:
+async def image_server(pki_firmware: LoopbackPki) -> AsyncIterator[ImageServer]:
     async with ImageServer(FIRMWARE_HOST, ssl_context=pki_firmware.server_context(),
                            chunk_size=8 * 1024) as server:
         yield server
 
 
 @pytest.fixture
-def ca_file(tmp_path: Path, pki_firmware: TestPki) -> Path:
+def ca_file(tmp_path: Path, pki_firmware: LoopbackPki) -> Path:
     path = tmp_path / "ca.pem"
     path.write_bytes(pki_firmware.ca_pem)
     return path

@@ -209,3 +209,21 @@ async def test_persistent_drops_give_up(tmp_path: Path, ca_file: Path,
     assert exc.value.reason is ReasonCode.DOWNLOAD_FAILED
     assert image_server.stats("app.fwpkg").requests == FAST_RETRY.attempts
     assert _cache_files(tmp_path) == []
+
+
+async def test_file_in_use_is_not_evicted(tmp_path: Path, ca_file: Path,
+                                          image_server: ImageServer) -> None:
+    first, second = os.urandom(SIZE), os.urandom(SIZE)
+    image_server.add("a", first)
+    image_server.add("b", second)
+    d1, d2 = hashlib.sha256(first).hexdigest(), hashlib.sha256(second).hexdigest()
+    dl = _downloader(tmp_path, ca_file, max_cache=SIZE + SIZE // 2)
+    async with dl, asyncio.timeout(10):
+        async with dl.fetch(image_server.url("a", tls=True), d1, max_size=MB,
+                            deadline_s=10) as held:
+            async with dl.fetch(image_server.url("b", tls=True), d2, max_size=MB,
+                                deadline_s=10):
+                assert held.read_bytes() == first  # both pinned: over budget, both kept
+            assert held.read_bytes() == first
+        assert not held.exists() or not dl.cache.path_of(d2).exists()
+        assert dl.cache.total_bytes() <= SIZE + SIZE // 2
