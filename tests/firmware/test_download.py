@@ -4,6 +4,7 @@ import asyncio
 import hashlib
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -227,3 +228,27 @@ async def test_file_in_use_is_not_evicted(tmp_path: Path, ca_file: Path,
             assert held.read_bytes() == first
         assert not held.exists() or not dl.cache.path_of(d2).exists()
         assert dl.cache.total_bytes() <= SIZE + SIZE // 2
+
+
+async def test_one_caller_giving_up_does_not_cancel_the_shared_transfer(
+    tmp_path: Path, ca_file: Path, image_server: ImageServer, blob: bytes, digest: str
+) -> None:
+    image_server.add("app.fwpkg", blob)
+    image_server.set_fault("app.fwpkg", Fault(delay_s=0.002))
+    url = image_server.url("app.fwpkg", tls=True)
+    started = asyncio.Event()
+    async with _downloader(tmp_path, ca_file) as dl, asyncio.timeout(10):
+
+        async def one(progress: Callable[[int, int | None], None] | None) -> bytes:
+            async with dl.fetch(url, digest, max_size=MB, deadline_s=10,
+                                progress=progress) as path:
+                return path.read_bytes()
+
+        quitter = asyncio.create_task(one(lambda done, _: started.set()))
+        stayer = asyncio.create_task(one(None))
+        await started.wait()
+        quitter.cancel()
+        assert await stayer == blob
+        with pytest.raises(asyncio.CancelledError):
+            await quitter
+    assert image_server.stats("app.fwpkg").requests == 1
