@@ -234,7 +234,7 @@ class Downloader:
                         offset += len(chunk)
                         if offset > max_size:
                             raise _too_large(offset, max_size)
-                        fh.write(chunk)
+                        fh.write(chunk)  # 64 KiB to the page cache: cheaper than a thread hop
                         hasher.update(chunk)
                         flight.report(offset, total)
                     if total is not None and offset != total:
