@@ -1,0 +1,119 @@
+"""A content-addressed file cache keyed by SHA-256, bounded in size, evicting LRU.
+
+File names are the lower-case hex digest and nothing else, so no URL or
+manifest text ever reaches the file system. Files appear only by
+``os.replace`` of a fully written, fsynced temporary file, so readers never
+see a partial package. Recency is the file's mtime, which survives restarts.
+
+Pins are counted per digest, not per file, so a caller can pin a digest
+before its file exists: a download in flight is then safe from eviction the
+moment it lands.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+from collections import Counter
+from pathlib import Path
+
+from firmware.errors import CacheError
+from firmware.reasons import ReasonCode
+
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+def normalise_digest(sha256_hex: str) -> str:
+    digest = sha256_hex.lower()
+    if not _DIGEST.fullmatch(digest):
+        raise CacheError(ReasonCode.CACHE_ERROR, f"{sha256_hex[:70]!r} is not a SHA-256 hex digest")
+    return digest
+
+
+class ContentCache:
+    def __init__(self, root: Path, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._objects = root / "sha256"
+        self._tmp = root / "tmp"
+        self._pins: Counter[str] = Counter()
+        try:
+            self._objects.mkdir(parents=True, exist_ok=True)
+            self._tmp.mkdir(exist_ok=True)
+            # Partial files from a crashed run can never be completed: drop them.
+            for stale in self._tmp.iterdir():
+                stale.unlink(missing_ok=True)
+        except OSError as exc:
+            raise CacheError(ReasonCode.CACHE_ERROR, f"cache directory {root}: {exc}") from exc
+
+    def path_of(self, digest: str) -> Path:
+        return self._objects / normalise_digest(digest)
+
+    def lookup(self, digest: str) -> Path | None:
+        """The cached file, marked most recently used, or None."""
+        path = self.path_of(digest)
+        try:
+            os.utime(path)
+        except FileNotFoundError:
+            return None
+        return path
+
+    def pin(self, digest: str) -> None:
+        self._pins[normalise_digest(digest)] += 1
+
+    def unpin(self, digest: str) -> None:
+        digest = normalise_digest(digest)
+        self._pins[digest] -= 1
+        if self._pins[digest] <= 0:
+            del self._pins[digest]
+            self.evict()
+
+    def is_pinned(self, digest: str) -> bool:
+        return self._pins[digest] > 0
+
+    def temp_path(self) -> Path:
+        return self._tmp / f"{secrets.token_hex(8)}.part"
+
+    def commit(self, tmp: Path, digest: str) -> Path:
+        """Atomically move a verified temporary file into place, then trim the cache."""
+        path = self.path_of(digest)
+        try:
+            os.replace(tmp, path)
+            dir_fd = os.open(self._objects, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)  # make the rename itself durable
+            finally:
+                os.close(dir_fd)
+        except OSError as exc:
+            raise CacheError(ReasonCode.CACHE_ERROR, f"cannot store {digest}: {exc}") from exc
+        self.evict()
+        return path
+
+    def entries(self) -> list[tuple[str, int, float]]:
+        """(digest, size, mtime) for every cached file, least recently used first."""
+        found = []
+        for entry in os.scandir(self._objects):
+            with contextlib.suppress(FileNotFoundError):
+                st = entry.stat()
+                found.append((entry.name, st.st_size, st.st_mtime))
+        return sorted(found, key=lambda e: e[2])
+
+    def total_bytes(self) -> int:
+        return sum(size for _, size, _ in self.entries())
+
+    def evict(self) -> None:
+        """Drop least recently used, unpinned files until the cache fits its budget.
+
+        Pinned files are never removed, so the cache may exceed its budget
+        while they are in use; it shrinks again when they are released.
+        """
+        entries = self.entries()
+        total = sum(size for _, size, _ in entries)
+        for digest, size, _ in entries:
+            if total <= self.max_bytes:
+                break
+            if self.is_pinned(digest):
+                continue
+            (self._objects / digest).unlink(missing_ok=True)
+            total -= size

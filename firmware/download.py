@@ -1,0 +1,287 @@
+"""Streaming package download into the content-addressed cache.
+
+Usage::
+
+    async with Downloader(cache_dir, max_cache_bytes=256 << 20, ca_file=ca) as dl:
+        async with dl.fetch(url, sha256_hex, max_size=cap, deadline_s=600) as path:
+            data = path.read_bytes()  # pinned: never evicted inside this block
+
+Why aiohttp: the same library serves the test image server, it streams bodies
+chunk by chunk, and its TLS is the standard ``ssl`` module, so a custom CA
+bundle is one ``SSLContext``.
+
+One transfer per digest: concurrent ``fetch`` calls for the same SHA-256 await
+the same task, so ten MCUs needing one package cause one download. The
+transfer uses the first caller's URL, cap and deadline; each caller still
+bounds its own wait with its own deadline and cap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import random
+import re
+import ssl
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+import aiohttp
+from yarl import URL
+
+from firmware.cache import ContentCache, normalise_digest
+from firmware.errors import DownloadError, DownloadTimeout
+from firmware.reasons import ReasonCode
+
+Progress = Callable[[int, int | None], None]  # (bytes so far, total or None)
+
+_RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Jittered exponential backoff; ``attempts`` counts failures in a row without progress."""
+
+    attempts: int = 8
+    base_delay_s: float = 0.5
+    max_delay_s: float = 30.0
+
+    def delay(self, failures: int, rng: random.Random) -> float:
+        # "Full jitter": spreads many gateways retrying one CDN after an outage.
+        return rng.uniform(0, min(self.max_delay_s, self.base_delay_s * 2 ** (failures - 1)))
+
+
+class _Retry(Exception):
+    """A failure worth retrying (dropped connection, 5xx)."""
+
+
+@dataclass
+class _Flight:
+    task: asyncio.Task[Path] | None = None
+    listeners: list[Progress] = field(default_factory=list)
+
+    def report(self, done: int, total: int | None) -> None:
+        for listener in self.listeners:
+            listener(done, total)
+
+
+class Downloader:
+    def __init__(
+        self,
+        cache_dir: Path,
+        max_cache_bytes: int,
+        *,
+        ca_file: Path | None = None,
+        allow_http: bool = False,
+        retry: RetryPolicy = RetryPolicy(),
+        chunk_size: int = 64 * 1024,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.cache = ContentCache(cache_dir, max_cache_bytes)
+        self._schemes = {"https", "http"} if allow_http else {"https"}
+        self._ca_file = ca_file
+        self._retry = retry
+        self._chunk = chunk_size
+        self._rng = rng or random.Random()
+        self._flights: dict[str, _Flight] = {}
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Downloader:
+        ctx = ssl.create_default_context(cafile=str(self._ca_file) if self._ca_file else None)
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=ctx),
+            # Per-read timeout catches a stalled server; the overall deadline is per fetch.
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60),
+            auto_decompress=False,  # Range offsets must refer to the bytes on the wire
+            headers={"Accept-Encoding": "identity"},
+        )
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        tasks = [f.task for f in self._flights.values() if f.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @contextlib.asynccontextmanager
+    async def fetch(self, url: str, sha256_hex: str, *, max_size: int, deadline_s: float,
+                    progress: Progress | None = None) -> AsyncIterator[Path]:
+        """Yield the cached file for ``sha256_hex``, downloading it if needed; pinned inside."""
+        self._check_scheme(URL(url))
+        digest = normalise_digest(sha256_hex)
+        self.cache.pin(digest)  # before any await, so a landing download is never evicted
+        try:
+            path = self.cache.lookup(digest)
+            if path is None:
+                path = await self._join(url, digest, max_size, deadline_s, progress)
+            size = path.stat().st_size
+            if size > max_size:
+                raise DownloadError(ReasonCode.DOWNLOAD_TOO_LARGE,
+                                    f"package is {size} bytes, cap is {max_size}")
+            yield path
+        finally:
+            self.cache.unpin(digest)
+
+    async def _join(self, url: str, digest: str, max_size: int, deadline_s: float,
+                    progress: Progress | None) -> Path:
+        flight = self._flights.get(digest)
+        if flight is None:
+            flight = self._flights[digest] = _Flight()
+            flight.task = asyncio.create_task(
+                self._transfer(url, digest, max_size, deadline_s, flight),
+                name=f"download {digest[:12]}",
+            )
+            flight.task.add_done_callback(lambda task: self._landed(digest, flight, task))
+        if progress is not None:
+            flight.listeners.append(progress)
+        assert flight.task is not None
+        try:
+            async with asyncio.timeout(deadline_s):
+                # Shielded: one caller giving up must not cancel the others' transfer.
+                return await asyncio.shield(flight.task)
+        except TimeoutError as exc:
+            if flight.task.done():
+                raise  # the transfer's own DownloadTimeout
+            raise DownloadTimeout(ReasonCode.DOWNLOAD_TIMEOUT,
+                                  f"no package after {deadline_s:g} s") from exc
+        finally:
+            if progress is not None:
+                flight.listeners.remove(progress)
+
+    def _landed(self, digest: str, flight: _Flight, task: asyncio.Task[Path]) -> None:
+        if self._flights.get(digest) is flight:
+            del self._flights[digest]
+        if not task.cancelled():
+            task.exception()  # retrieved here: every waiter may have given up already
+
+    async def _transfer(self, url: str, digest: str, max_size: int, deadline_s: float,
+                        flight: _Flight) -> Path:
+        tmp = self.cache.temp_path()
+        try:
+            async with asyncio.timeout(deadline_s):
+                with tmp.open("wb") as fh:
+                    actual = await self._stream(URL(url), fh, max_size, flight)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            if actual != digest:
+                raise DownloadError(ReasonCode.DOWNLOAD_HASH_MISMATCH,
+                                    f"downloaded SHA-256 {actual[:16]}… != expected "
+                                    f"{digest[:16]}…")
+            return self.cache.commit(tmp, digest)
+        except TimeoutError as exc:
+            raise DownloadTimeout(ReasonCode.DOWNLOAD_TIMEOUT,
+                                  f"download of {_where(URL(url))} exceeded {deadline_s:g} s"
+                                  ) from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    async def _stream(self, url: URL, fh: IO[bytes], max_size: int, flight: _Flight) -> str:
+        """Write the body to ``fh`` and return its SHA-256; resume with Range after drops."""
+        hasher = hashlib.sha256()
+        offset = 0
+        failures = 0
+        validator: str | None = None  # ETag/Last-Modified, so a resume never splices versions
+        while True:
+            before = offset
+            try:
+                headers = {}
+                if offset:
+                    headers["Range"] = f"bytes={offset}-"
+                    if validator:
+                        headers["If-Range"] = validator
+                assert self._session is not None, "use Downloader as an async context manager"
+                async with self._session.get(url, headers=headers, max_redirects=5) as resp:
+                    self._check_scheme(resp.url)
+                    if resp.status == 206:
+                        if not offset or _range_start(resp) != offset:
+                            fh.seek(0)
+                            fh.truncate()
+                            hasher, offset = hashlib.sha256(), 0
+                            raise _Retry("206 for a range we did not ask for")
+                    elif resp.status == 200:
+                        if offset:  # Range ignored or validator changed: start over
+                            fh.seek(0)
+                            fh.truncate()
+                            hasher, offset = hashlib.sha256(), 0
+                    elif resp.status == 416:
+                        if _complete_length(resp) == offset:
+                            return hasher.hexdigest()  # the drop came after the last byte
+                        fh.seek(0)
+                        fh.truncate()
+                        hasher, offset = hashlib.sha256(), 0
+                        raise _Retry("HTTP 416 for our resume offset")
+                    elif resp.status in _RETRYABLE_STATUS:
+                        raise _Retry(f"HTTP {resp.status}")
+                    else:
+                        raise DownloadError(ReasonCode.DOWNLOAD_FAILED,
+                                            f"HTTP {resp.status} from {_where(url)}")
+                    validator = _validator(resp) or validator
+                    length = resp.content_length
+                    total = None if length is None else offset + length
+                    if total is not None and total > max_size:
+                        raise _too_large(total, max_size)
+                    async for chunk in resp.content.iter_chunked(self._chunk):
+                        offset += len(chunk)
+                        if offset > max_size:
+                            raise _too_large(offset, max_size)
+                        fh.write(chunk)  # 64 KiB to the page cache: cheaper than a thread hop
+                        hasher.update(chunk)
+                        flight.report(offset, total)
+                    if total is not None and offset != total:
+                        raise _Retry(f"body ended at {offset} of {total} bytes")
+                    return hasher.hexdigest()
+            except aiohttp.ClientSSLError as exc:
+                # A certificate problem does not heal by retrying.
+                raise DownloadError(ReasonCode.DOWNLOAD_FAILED,
+                                    f"TLS to {_where(url)} failed: {exc}") from exc
+            except (aiohttp.ClientError, _Retry) as exc:
+                failures = 1 if offset > before else failures + 1
+                if failures >= self._retry.attempts:
+                    raise DownloadError(ReasonCode.DOWNLOAD_FAILED,
+                                        f"{_where(url)}: giving up after {failures} failed "
+                                        f"attempts at byte {offset}: {exc or type(exc).__name__}"
+                                        ) from exc
+                await asyncio.sleep(self._retry.delay(failures, self._rng))
+
+    def _check_scheme(self, url: URL) -> None:
+        if url.scheme not in self._schemes:
+            raise DownloadError(ReasonCode.URL_REFUSED,
+                                f"scheme {url.scheme!r} refused; allowed: "
+                                f"{', '.join(sorted(self._schemes))}")
+
+
+def _range_start(resp: aiohttp.ClientResponse) -> int | None:
+    match = _CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", ""))
+    return int(match.group(1)) if match else None
+
+
+def _complete_length(resp: aiohttp.ClientResponse) -> int | None:
+    match = re.fullmatch(r"bytes \*/(\d+)", resp.headers.get("Content-Range", ""))
+    return int(match.group(1)) if match else None
+
+
+def _validator(resp: aiohttp.ClientResponse) -> str | None:
+    etag = resp.headers.get("ETag")
+    if etag and not etag.startswith("W/"):  # If-Range needs a strong validator
+        return etag
+    return resp.headers.get("Last-Modified")
+
+
+def _where(url: URL) -> str:
+    # Host and path only: a SAS query string is a credential and must not reach logs.
+    return str(url.with_query(None).with_fragment(None))
+
+
+def _too_large(size: int, cap: int) -> DownloadError:
+    return DownloadError(ReasonCode.DOWNLOAD_TOO_LARGE,
+                         f"response exceeds the size cap: {size} > {cap} bytes")
