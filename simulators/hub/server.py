@@ -80,7 +80,7 @@ def _bind(host: str, port: int) -> socket.socket:
 
 class HubServer:
     def __init__(self, state_dir: Path, host: str = "127.0.0.1") -> None:
-        self.state_dir = Path(state_dir)
+        self.state_dir = Path(state_dir).resolve()
         self.host = host
         self._mqtt: asyncio.Server | None = None
         self._runner: web.AppRunner | None = None
@@ -214,6 +214,11 @@ class HubServer:
             await self._mqtt.wait_closed()
             self._mqtt = None
         if self._runner is not None:
+            # Abort rather than close: a graceful TLS close waits for the idle
+            # client's close_notify, and the loop may be gone by then.
+            if self._runner.server is not None:
+                for transport in self._runner.server._connections.values():
+                    transport.abort()
             await self._runner.cleanup()
             self._runner = None
         if self._hub is not None:
