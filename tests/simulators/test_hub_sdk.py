@@ -39,13 +39,21 @@ async def device_client(facts: HubFacts, connection_string: str) -> AsyncIterato
 
 
 class Patches:
-    """Collects desired patches from the SDK handler and waits for one that matches."""
+    """Collects desired patches from the SDK handler and waits for one that matches.
+
+    The SDK calls a plain-function handler on its own handler thread, so the
+    wake-up crosses into the test's loop thread-safely.
+    """
 
     def __init__(self) -> None:
         self.seen: list[dict[str, Any]] = []
+        self._loop = asyncio.get_running_loop()
         self._changed = asyncio.Event()
 
     def __call__(self, patch: dict[str, Any]) -> None:
+        self._loop.call_soon_threadsafe(self._record, patch)
+
+    def _record(self, patch: dict[str, Any]) -> None:
         self.seen.append(patch)
         self._changed.set()
 
@@ -109,7 +117,9 @@ async def test_null_deletes_and_stale_etag_is_refused(
     )
     assert second.properties.desired == {"b": {}, "$version": 3}
     with pytest.raises(HttpOperationError) as err:
-        await asyncio.to_thread(registry_manager.update_twin, "dev-n", _desired({"a": 3}), first.etag)
+        await asyncio.to_thread(
+            registry_manager.update_twin, "dev-n", _desired({"a": 3}), first.etag
+        )
     assert err.value.response.status_code == 412
 
 
@@ -160,9 +170,7 @@ async def test_reconnect_after_drop_keeps_subscriptions(
 
         assert hub.drop_connections() >= 1
         # The SDK reconnects by itself; wait until a new connection is attached.
-        hub.wait_for(
-            lambda s: s.hub.sessions["dev-r"].link not in (None, generation), timeout=WAIT
-        )
+        hub.wait_for(lambda s: s.hub.sessions["dev-r"].link not in (None, generation), timeout=WAIT)
         await asyncio.to_thread(
             registry_manager.update_twin, "dev-r", _desired({"after": "drop"}), "*"
         )
@@ -259,7 +267,9 @@ async def test_direct_method_roundtrip(
 
         async def on_method(request: Any) -> None:
             body = {"echo": request.payload, "name": request.name}
-            await client.send_method_response(MethodResponse.create_from_method_request(request, 200, body))
+            await client.send_method_response(
+                MethodResponse.create_from_method_request(request, 200, body)
+            )
 
         client.on_method_request_received = on_method
         await client.connect()
@@ -278,9 +288,7 @@ async def test_restart_keeps_twins_and_versions(
     hub: HubEmulator, hub_facts: HubFacts, registry_manager: Any
 ) -> None:
     connection_string = hub.create_device("dev-p")
-    await asyncio.to_thread(
-        registry_manager.update_twin, "dev-p", _desired({"fw": "2.0.0"}), "*"
-    )
+    await asyncio.to_thread(registry_manager.update_twin, "dev-p", _desired({"fw": "2.0.0"}), "*")
     async with device_client(hub_facts, connection_string) as client:
         await client.connect()
         await client.patch_twin_reported_properties({"fw": "1.0.0"})
@@ -296,7 +304,9 @@ async def test_restart_keeps_twins_and_versions(
     assert after.properties.reported == {"fw": "1.0.0", "$version": 2}
 
 
-async def test_query_by_reported_status_with_paging(hub: HubEmulator, registry_manager: Any) -> None:
+async def test_query_by_reported_status_with_paging(
+    hub: HubEmulator, registry_manager: Any
+) -> None:
     statuses = {f"q{i:02d}": ("error" if i % 3 == 0 else "current") for i in range(9)}
     for device_id, status in statuses.items():
         hub.create_device(device_id)
