@@ -1,17 +1,71 @@
-"""`mcu-gateway hub`: not implemented yet."""
+"""`mcu-gateway hub`: the local IoT Hub + DPS emulator.
+
+Prints one JSON line of connection facts, flushed, then serves until SIGTERM
+or SIGINT. The facts include the service connection string and group key on
+purpose: they are what a developer or CI job needs to connect.
+"""
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
+from pathlib import Path
 from typing import Any
 
 from gateway.cli.common import CommandError
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
-    p = sub.add_parser("hub", help="(not implemented yet)")
+    p = sub.add_parser(
+        "hub",
+        help="run the local IoT Hub + DPS emulator",
+        description="Run the local IoT Hub and DPS emulator (MQTT/TLS on HOST:8883, HTTPS REST).",
+    )
+    p.add_argument(
+        "--state",
+        type=Path,
+        default=Path("state/hub"),
+        help="state directory (default: %(default)s)",
+    )
+    p.add_argument(
+        "--host", default="127.0.0.1", help="loopback address to listen on (default: %(default)s)"
+    )
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    raise CommandError("'hub' is not implemented yet")
+    import asyncio
+
+    try:
+        if not ipaddress.ip_address(args.host).is_loopback:
+            raise CommandError(f"--host {args.host}: the emulator listens on loopback only")
+    except ValueError as exc:
+        raise CommandError(f"--host {args.host}: not an IP address") from exc
+    return asyncio.run(_serve(args.state, args.host))
+
+
+async def _serve(state: Path, host: str) -> int:
+    import asyncio
+    import signal
+    import sys
+
+    from simulators.hub import HubEmulatorError, HubServer
+
+    server = HubServer(state, host)
+    try:
+        facts = await server.start()
+    except HubEmulatorError as exc:
+        raise CommandError(str(exc)) from exc
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        print(facts.to_json(), flush=True)
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await server.stop()
+    print("hub emulator stopped", file=sys.stderr)
+    return 0

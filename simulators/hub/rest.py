@@ -1,0 +1,186 @@
+"""The service-side HTTPS REST API, shaped for ``IoTHubRegistryManager``.
+
+Requests carry ``Authorization: SharedAccessSignature ...&skn=iothubowner``,
+checked against the hub's service policy key. Errors come back with IoT Hub's
+status codes and a JSON body naming the cause.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from simulators.hub import sas
+from simulators.hub.errors import AuthError, BadRequest, RequestError
+from simulators.hub.iothub import IoTHub
+from simulators.hub.query import compile_query
+from simulators.hub.registry import Device, DeviceStatus
+from simulators.hub.sas import new_key
+from simulators.hub.twins import Twin
+
+SERVICE_POLICY = "iothubowner"
+DEFAULT_PAGE = 100
+MAX_METHOD_TIMEOUT = 300.0
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def twin_json(hub: IoTHub, twin: Twin) -> dict[str, Any]:
+    """A twin as the service sees it, with IoT Hub's field names."""
+    device = hub.devices.get(twin.device_id)
+    connected = hub.is_connected(twin.device_id)
+    view = twin.device_view()
+    return {
+        "deviceId": twin.device_id,
+        "etag": twin.etag,
+        "deviceEtag": device.etag if device else None,
+        "version": twin.version,
+        "status": device.status.value if device else "enabled",
+        "connectionState": "Connected" if connected else "Disconnected",
+        "authenticationType": "sas",
+        "cloudToDeviceMessageCount": 0,
+        "tags": twin.tags,
+        "properties": view,
+        "capabilities": {"iotEdge": False},
+    }
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.json_response(body, status=status)
+
+
+class ServiceApi:
+    def __init__(self, hub: IoTHub, service_key: str, service_hosts: tuple[str, ...]) -> None:
+        self._hub = hub
+        self._key = service_key
+        self._hosts = service_hosts
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._errors, self._auth])
+        app.add_routes(
+            [
+                web.post("/devices/query", self.query),
+                web.get("/devices/{id}", self.get_device),
+                web.put("/devices/{id}", self.put_device),
+                web.delete("/devices/{id}", self.delete_device),
+                web.get("/twins/{id}", self.get_twin),
+                web.patch("/twins/{id}", self.patch_twin),
+                web.put("/twins/{id}", self.put_twin),
+                web.post("/twins/{id}/methods", self.invoke_method),
+            ]
+        )
+        return app
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except AuthError as exc:
+            return _json({"Message": f"ErrorCode:IotHubUnauthorizedAccess;{exc}"}, 401)
+        except RequestError as exc:
+            code = f"{int(exc.status)}001"
+            return _json(
+                {"Message": f"ErrorCode:{code};{exc}", "ExceptionMessage": str(exc)}, exc.status
+            )
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        token = sas.parse_token(request.headers.get("Authorization", ""))
+        if token.key_name != SERVICE_POLICY:
+            raise AuthError("only the iothubowner policy is known")
+        if not any(sas.resource_matches(token, host) for host in self._hosts):
+            raise AuthError("token resource does not name this hub")
+        sas.verify(token, (self._key,), time.time())
+        return await handler(request)
+
+    async def _body(self, request: web.Request) -> dict[str, Any]:
+        try:
+            body = await request.json(loads=json.loads)
+        except ValueError as exc:
+            raise BadRequest("body is not JSON") from exc
+        if not isinstance(body, dict):
+            raise BadRequest("body is not a JSON object")
+        return body
+
+    # ---------------------------------------------------------------- devices
+
+    async def get_device(self, request: web.Request) -> web.Response:
+        device = self._hub.device(request.match_info["id"])
+        return _json(device.service_view(self._hub.is_connected(device.device_id)))
+
+    async def put_device(self, request: web.Request) -> web.Response:
+        device_id = request.match_info["id"]
+        body = await self._body(request)
+        auth = body.get("authentication") or {}
+        keys = auth.get("symmetricKey") or {}
+        if auth.get("type", "sas") != "sas":
+            raise BadRequest("only symmetric-key (sas) devices are supported")
+        try:
+            status = DeviceStatus(body.get("status") or "enabled")
+        except ValueError as exc:
+            raise BadRequest("status must be 'enabled' or 'disabled'") from exc
+        device = Device(
+            device_id,
+            keys.get("primaryKey") or new_key(),
+            keys.get("secondaryKey") or new_key(),
+            status,
+        )
+        stored = self._hub.put_device(device, request.headers.get("If-Match"))
+        return _json(stored.service_view(self._hub.is_connected(device_id)))
+
+    async def delete_device(self, request: web.Request) -> web.Response:
+        self._hub.delete_device(request.match_info["id"], request.headers.get("If-Match"))
+        return web.Response(status=204)
+
+    # ---------------------------------------------------------------- twins
+
+    async def get_twin(self, request: web.Request) -> web.Response:
+        return _json(twin_json(self._hub, self._hub.get_twin(request.match_info["id"])))
+
+    async def patch_twin(self, request: web.Request) -> web.Response:
+        twin = self._hub.update_twin(
+            request.match_info["id"], await self._body(request), request.headers.get("If-Match")
+        )
+        return _json(twin_json(self._hub, twin))
+
+    async def put_twin(self, request: web.Request) -> web.Response:
+        twin = self._hub.replace_twin(
+            request.match_info["id"], await self._body(request), request.headers.get("If-Match")
+        )
+        return _json(twin_json(self._hub, twin))
+
+    # ---------------------------------------------------------------- query, methods
+
+    async def query(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        predicate = compile_query(str(body.get("query", "")))
+        try:
+            start = int(request.headers.get("x-ms-continuation") or 0)
+            page = int(request.headers.get("x-ms-max-item-count") or DEFAULT_PAGE)
+        except ValueError as exc:
+            raise BadRequest("bad continuation token or item count") from exc
+        twins = sorted(self._hub.twins_for_query(), key=lambda t: t.device_id)
+        matched = [t for t in twins if predicate(t.query_view())]
+        chunk = matched[start : start + max(page, 1)]
+        headers = {"x-ms-item-type": "twin"}
+        if start + len(chunk) < len(matched):
+            headers["x-ms-continuation"] = str(start + len(chunk))
+        items = [twin_json(self._hub, t) for t in chunk]
+        return web.json_response(items, headers=headers)
+
+    async def invoke_method(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        name = body.get("methodName")
+        if not isinstance(name, str) or not name:
+            raise BadRequest("methodName is required")
+        timeout = float(body.get("responseTimeoutInSeconds") or 30)
+        status, payload = await self._hub.invoke_method(
+            request.match_info["id"],
+            name,
+            body.get("payload"),
+            min(max(timeout, 1.0), MAX_METHOD_TIMEOUT),
+        )
+        return _json({"status": status, "payload": payload})

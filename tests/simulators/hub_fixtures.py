@@ -1,0 +1,77 @@
+"""Reusable pytest fixtures for tests that need the IoT Hub / DPS emulator.
+
+Import them into a conftest with
+``from tests.simulators.hub_fixtures import hub, hub_facts, registry_manager  # noqa: F401``.
+Each test gets its own 127.x.y.z address, because port 8883 is fixed in the
+device SDK; set ``HUB_SUBNET`` in your module (or use :func:`start_hub`) to
+keep your suite's addresses apart from another suite's.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from simulators.hub import HubEmulator, HubFacts, StartupError
+
+# Addresses these fixtures hand out: 127.0.4.1 .. 127.0.4.254, one per test.
+DEFAULT_SUBNET = "127.0.4."
+_counters: dict[str, Iterator[int]] = {}
+_lock = threading.Lock()
+
+
+def next_address(subnet: str = DEFAULT_SUBNET) -> str:
+    with _lock:
+        counter = _counters.setdefault(subnet, itertools.cycle(range(1, 255)))
+        return f"{subnet}{next(counter)}"
+
+
+def start_hub(state_dir: Path, subnet: str = DEFAULT_SUBNET, attempts: int = 20) -> HubEmulator:
+    """Start an emulator on the next free address of ``subnet``."""
+    last: Exception | None = None
+    for _ in range(attempts):
+        emulator = HubEmulator(state_dir, next_address(subnet))
+        try:
+            emulator.start()
+        except StartupError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE:
+                last = exc
+                continue
+            raise
+        return emulator
+    raise StartupError(f"no free address in {subnet}0/24 after {attempts} tries") from last
+
+
+@pytest.fixture
+def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubEmulator]:
+    """A running emulator with a fresh state directory; stopped after the test.
+
+    ``REQUESTS_CA_BUNDLE`` points at its CA so the service SDK trusts it.
+    """
+    emulator = start_hub(tmp_path / "hub")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", emulator.facts.ca_path)
+    monkeypatch.setenv("NO_PROXY", "*")
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+@pytest.fixture
+def hub_facts(hub: HubEmulator) -> HubFacts:
+    return hub.facts
+
+
+@pytest.fixture
+def registry_manager(hub_facts: HubFacts) -> Any:
+    """The official service SDK's ``IoTHubRegistryManager``, bound to the emulator."""
+    from azure.iot.hub import IoTHubRegistryManager
+
+    return IoTHubRegistryManager.from_connection_string(hub_facts.service_connection_string)
