@@ -120,6 +120,10 @@ class FrameDecoder:
     def feed(self, data: bytes) -> None:
         self.bytes_in += len(data)
         self._buf += data
+        if len(self._buf) > 4 * MAX_ENCODED and DELIMITER not in self._buf:
+            # Bound memory even if the caller feeds without draining events.
+            self._buf = self._buf[-MAX_ENCODED:]
+            self._overflow = True
 
     def next(self) -> RawFrame | FrameError | None:
         """Return the next frame, a FrameError for a damaged segment, or None."""

@@ -195,7 +195,7 @@ class VerifyResponse:
 
 @dataclass(frozen=True, slots=True)
 class StatusResponse:
-    """Answer to ACTIVATE, RESET, CONFIRM, ABORT and SET_BAUD."""
+    """OK answer to ACTIVATE, RESET, CONFIRM, ABORT and SET_BAUD."""
 
     opcode: Opcode
     status: Status
@@ -358,10 +358,19 @@ def _enum(kind: Any, value: int, what: str) -> Any:
 
 def encode_payload(msg: Message) -> tuple[int, bytes]:
     """Return ``(wire opcode, payload bytes)`` for a message."""
-    if isinstance(msg, StatusResponse | ErrorResponse):
+    # Refuse messages the decoder would read back as something else.
+    if isinstance(msg, ErrorResponse):
+        if msg.status is Status.OK or msg.opcode is Opcode.DATA:
+            raise ValueError(f"ErrorResponse needs a non-OK status and a non-DATA opcode: {msg}")
+        return msg.opcode | RESPONSE_BIT, _STATUS_ONLY.build({"status": int(msg.status)})
+    if isinstance(msg, StatusResponse):
+        if msg.status is not Status.OK or msg.opcode in _RESPONSES:
+            raise ValueError(f"StatusResponse is only the OK answer of a status-only command: {msg}")
         return msg.opcode | RESPONSE_BIT, _STATUS_ONLY.build({"status": int(msg.status)})
     opcode = msg.OPCODE
     is_response = hasattr(msg, "status")
+    if is_response and msg.status is not Status.OK and opcode is not Opcode.DATA:  # type: ignore[union-attr]
+        raise ValueError(f"non-OK {opcode.name} answers are sent as ErrorResponse")
     table = _RESPONSES if is_response else _REQUESTS
     _, layout = table[opcode]
     payload = layout.build(_to_wire(msg))
@@ -380,10 +389,10 @@ def decode_payload(wire_opcode: int, payload: bytes) -> Message:
             cls, layout = _REQUESTS[opcode]
             return _from_wire(cls, layout.parse(payload), {})  # type: ignore[no-any-return]
         status = _enum(Status, _STATUS_ONLY.parse(payload).status, "status")
-        if opcode not in _RESPONSES:
-            return StatusResponse(opcode=opcode, status=status)
         if status is not Status.OK and opcode is not Opcode.DATA:
             return ErrorResponse(opcode=opcode, status=status)
+        if opcode not in _RESPONSES:
+            return StatusResponse(opcode=opcode, status=status)
         cls, layout = _RESPONSES[opcode]
         return _from_wire(cls, layout.parse(payload), {})  # type: ignore[no-any-return]
     except ConstructError as exc:

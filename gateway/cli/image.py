@@ -20,13 +20,20 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
-    p = sub.add_parser("image", help="create, sign, verify and inspect firmware packages",
-                       description="Firmware package tools (format: docs/package.md).")
+    p = sub.add_parser(
+        "image",
+        help="create, sign, verify and inspect firmware packages",
+        description="Firmware package tools (format: docs/package.md).",
+    )
     cmds = p.add_subparsers(dest="image_command", required=True, metavar="ACTION")
 
     k = cmds.add_parser("keygen", help="create a signing key pair")
-    k.add_argument("--out", required=True, type=Path,
-                   help="path prefix: writes PREFIX.key (0600) and PREFIX.pub")
+    k.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="path prefix: writes PREFIX.key (0600) and PREFIX.pub",
+    )
     k.add_argument("--alg", choices=("ed25519", "p256"), default="ed25519")
     k.add_argument("--force", action="store_true", help="overwrite existing files")
     k.add_argument("--json", action="store_true")
@@ -56,8 +63,13 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
     v = cmds.add_parser("verify", help="check a package as the gateway would")
     v.add_argument("package", type=Path)
-    v.add_argument("--pubkey", action="append", default=[], type=Path,
-                   help="trusted public key (repeat for several)")
+    v.add_argument(
+        "--pubkey",
+        action="append",
+        default=[],
+        type=Path,
+        help="trusted public key (repeat for several)",
+    )
     v.add_argument("--allow-unsigned", action="store_true")
     v.add_argument("--check-value", help="expected SHA-256 of the package file")
     v.add_argument("--compat", help="MCU compatibility string manufacturer:model:hwrev")
@@ -91,10 +103,16 @@ def _keygen(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CommandError(f"cannot write key: {exc}") from None
     kid = keys.key_id(key.public_key()).hex()
-    _emit(args, {"private_key": str(key_path), "public_key": str(pub_path),
-                 "algorithm": alg.label, "key_id": kid},
-          f"wrote {key_path} (0600, keep secret) and {pub_path}\n"
-          f"algorithm {alg.label}, key id {kid}")
+    _emit(
+        args,
+        {
+            "private_key": str(key_path),
+            "public_key": str(pub_path),
+            "algorithm": alg.label,
+            "key_id": kid,
+        },
+        f"wrote {key_path} (0600, keep secret) and {pub_path}\nalgorithm {alg.label}, key id {kid}",
+    )
     return 0
 
 
@@ -105,9 +123,15 @@ def _pack(args: argparse.Namespace) -> int:
     key = _private_key(args.key) if args.key else None
     try:
         manifest = manifest_for(
-            payload, provider=args.provider, name=args.name, version=args.version,
-            manufacturer=args.manufacturer, model=args.model, hwrev=args.hwrev,
-            min_installed_version=args.min_installed, delta_base=args.delta_base,
+            payload,
+            provider=args.provider,
+            name=args.name,
+            version=args.version,
+            manufacturer=args.manufacturer,
+            model=args.model,
+            hwrev=args.hwrev,
+            min_installed_version=args.min_installed,
+            delta_base=args.delta_base,
         )
     except ValueError as exc:
         raise CommandError(str(exc)) from None
@@ -147,8 +171,10 @@ def _verify(args: argparse.Namespace) -> int:
     digest = hashlib.sha256(data).hexdigest()
     if args.check_value:
         if digest != args.check_value.lower():
-            raise CommandError(f"CHECK_VALUE_MISMATCH: {args.package} has SHA-256 {digest}, "
-                               f"expected {args.check_value}")
+            raise CommandError(
+                f"CHECK_VALUE_MISMATCH: {args.package} has SHA-256 {digest}, "
+                f"expected {args.check_value}"
+            )
         checks.append("package SHA-256 matches --check-value")
     policy = TrustPolicy(anchors, args.allow_unsigned, args.max_size or DEFAULT_MAX_SIZE)
     try:
@@ -157,34 +183,52 @@ def _verify(args: argparse.Namespace) -> int:
 
             model = args.compat.split(":")[1] if args.compat.count(":") == 2 else ""
             target = TargetInfo(args.compat, model, args.installed)
-            verdict = check_package(data, target=target, policy=policy,
-                                    allow_downgrade=args.allow_downgrade)
+            verdict = check_package(
+                data, target=target, policy=policy, allow_downgrade=args.allow_downgrade
+            )
             if not verdict.ok:
                 raise CommandError(f"{verdict.reason.value}: {verdict.message}")
             assert verdict.package is not None
             package = verdict.package
         else:
             if len(data) > policy.max_size:
-                raise CommandError(f"TOO_LARGE: package is {len(data)} bytes, cap is "
-                                   f"{policy.max_size}")
+                raise CommandError(
+                    f"TOO_LARGE: package is {len(data)} bytes, cap is {policy.max_size}"
+                )
             package = verify(data, anchors, allow_unsigned=args.allow_unsigned)
     except FirmwareError as exc:
         raise CommandError(f"{exc.reason.value}: {exc.message}") from None
     m = package.manifest
     checks.append(f"structure: format 1, {len(data)} bytes, nothing truncated or trailing")
     if package.signature.signed:
-        checks.append(f"signature: {package.signature.algorithm.label} by trusted key "
-                      f"{package.signature.key_id.hex()}")
+        checks.append(
+            f"signature: {package.signature.algorithm.label} by trusted key "
+            f"{package.signature.key_id.hex()}"
+        )
     else:
         checks.append("signature: none (unsigned allowed); manifest digest intact")
     checks.append(f"payload: {m.payload_size} bytes, SHA-256 {m.payload_sha256} matches")
     if args.compat:
-        checks.append(f"compatible with {args.compat}; version policy passed "
-                      f"(installed {args.installed or 'unknown'})")
-    _emit(args, {"ok": True, "package": str(args.package), "sha256": digest,
-                 "version": m.update.version, "checks": checks},
-          "\n".join([f"OK {args.package}: {m.update.provider}/{m.update.name} "
-                     f"{m.update.version}", *(f"  ✓ {c}" for c in checks)]))
+        checks.append(
+            f"compatible with {args.compat}; version policy passed "
+            f"(installed {args.installed or 'unknown'})"
+        )
+    _emit(
+        args,
+        {
+            "ok": True,
+            "package": str(args.package),
+            "sha256": digest,
+            "version": m.update.version,
+            "checks": checks,
+        },
+        "\n".join(
+            [
+                f"OK {args.package}: {m.update.provider}/{m.update.name} {m.update.version}",
+                *(f"  ✓ {c}" for c in checks),
+            ]
+        ),
+    )
     return 0
 
 
@@ -205,14 +249,15 @@ def _inspect(args: argparse.Namespace) -> int:
         "size": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
         "manifest": manifest.to_dict(),
-        "signature": {"algorithm": sig.algorithm.label,
-                      "key_id": sig.key_id.hex() if sig.signed else None},
+        "signature": {
+            "algorithm": sig.algorithm.label,
+            "key_id": sig.key_id.hex() if sig.signed else None,
+        },
     }
     lines = [
         f"file        {args.package} ({len(data)} bytes)",
         f"sha256      {info['sha256']}  (fwPackageCheckValue)",
-        f"update      {manifest.update.provider}/{manifest.update.name} "
-        f"{manifest.update.version}",
+        f"update      {manifest.update.provider}/{manifest.update.name} {manifest.update.version}",
         f"compatible  {manifest.compatibility.manufacturer}:{manifest.compatibility.model}:"
         f"{manifest.compatibility.hwrev or '*'}",
         f"payload     {manifest.payload_size} bytes, sha256 {manifest.payload_sha256}",
@@ -231,9 +276,12 @@ def _emit(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
 
 def _emit_written(args: argparse.Namespace, out: Path, data: bytes, *, signed: bool) -> None:
     digest = hashlib.sha256(data).hexdigest()
-    _emit(args, {"file": str(out), "size": len(data), "sha256": digest, "signed": signed},
-          f"wrote {out}: {len(data)} bytes, {'signed' if signed else 'UNSIGNED'}\n"
-          f"fwPackageCheckValue {digest}\nfwPackageSize {len(data)}")
+    _emit(
+        args,
+        {"file": str(out), "size": len(data), "sha256": digest, "signed": signed},
+        f"wrote {out}: {len(data)} bytes, {'signed' if signed else 'UNSIGNED'}\n"
+        f"fwPackageCheckValue {digest}\nfwPackageSize {len(data)}",
+    )
 
 
 def _read(path: Path) -> bytes:

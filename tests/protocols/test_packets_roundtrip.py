@@ -67,7 +67,7 @@ short_text = st.text(st.characters(codec="utf-8"), max_size=300).map(_clip_utf8)
 # Flags keep bits they have no name for, so draw any 32-bit pattern.
 capabilities = u32.map(Capability)
 begin_flags = u32.map(BeginFlags)
-# Full-layout answers exist only for OK; a refusal is ErrorResponse / StatusResponse.
+# Full-layout and status-only answers exist only for OK; any refusal is ErrorResponse.
 STATUS_ONLY_OPCODES = [Opcode.ACTIVATE, Opcode.RESET, Opcode.CONFIRM, Opcode.ABORT, Opcode.SET_BAUD]
 LAYOUT_OPCODES = [Opcode.HELLO, Opcode.INFO, Opcode.BEGIN, Opcode.VERIFY]
 NOT_OK = st.sampled_from([s for s in Status if s is not Status.OK])
@@ -135,9 +135,13 @@ STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
     DataAck: st.builds(DataAck, status=st.sampled_from(Status), next_offset=u32),
     VerifyResponse: st.builds(VerifyResponse, status=st.just(Status.OK), sha256=sha256),
     StatusResponse: st.builds(
-        StatusResponse, opcode=st.sampled_from(STATUS_ONLY_OPCODES), status=st.sampled_from(Status)
+        StatusResponse, opcode=st.sampled_from(STATUS_ONLY_OPCODES), status=st.just(Status.OK)
     ),
-    ErrorResponse: st.builds(ErrorResponse, opcode=st.sampled_from(LAYOUT_OPCODES), status=NOT_OK),
+    ErrorResponse: st.builds(
+        ErrorResponse,
+        opcode=st.sampled_from(LAYOUT_OPCODES + STATUS_ONLY_OPCODES),
+        status=NOT_OK,
+    ),
 }
 KINDS = sorted(STRATEGIES, key=lambda cls: cls.__name__)
 

@@ -364,8 +364,8 @@ def _vectors() -> list[Vector]:
         Vector(
             "status_response_activate_no_image",
             12,
-            StatusResponse(opcode=Opcode.ACTIVATE, status=Status.NO_IMAGE),
-            "nothing verified; status-only commands decode non-OK as StatusResponse",
+            ErrorResponse(opcode=Opcode.ACTIVATE, status=Status.NO_IMAGE),
+            "nothing verified; every non-OK answer except to DATA is an ErrorResponse",
         ),
         Vector(
             "status_response_reset_ok",
@@ -394,7 +394,7 @@ def _vectors() -> list[Vector]:
         Vector(
             "status_response_set_baud_bad_baud",
             17,
-            StatusResponse(opcode=Opcode.SET_BAUD, status=Status.BAD_BAUD),
+            ErrorResponse(opcode=Opcode.SET_BAUD, status=Status.BAD_BAUD),
             "rate not supported; nothing changes",
         ),
     ]

@@ -1,0 +1,110 @@
+"""Runs virtual MCUs on pseudo-terminals, so clients use the real pyserial path."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import tty
+from collections.abc import Callable
+
+from simulators.mcu.core import McuCore
+from simulators.mcu.flash import PowerCut
+from simulators.mcu.link import LinkFaults, McuDriver
+
+#: Exit status of a simulator process that suffered an injected power cut.
+POWER_CUT_EXIT = 3
+
+
+class PtyEndpoint:
+    """The master side of one pty, wired to one :class:`McuDriver`."""
+
+    def __init__(self, core: McuCore, baud: int) -> None:
+        self.master, self._slave = os.openpty()
+        # Raw from the start: no echo or line editing before a client configures it.
+        tty.setraw(self._slave)
+        os.set_blocking(self.master, False)
+        self.path = os.ttyname(self._slave)
+        self._pending = bytearray()
+        self.driver = McuDriver(core, baud, self._write, LinkFaults(core.opts.link))
+        core._on_baud_cb = self.driver.set_baud
+
+    def _write(self, data: bytes) -> None:
+        self._pending += data
+        self._drain()
+
+    def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            try:
+                n = os.write(self.master, self._pending)
+            except BlockingIOError:
+                loop.add_writer(self.master, self._on_writable)
+                return
+            except OSError:
+                self._pending.clear()  # nobody reading and buffer gone: bytes lost, as on a UART
+                return
+            del self._pending[:n]
+
+    def _on_writable(self) -> None:
+        asyncio.get_running_loop().remove_writer(self.master)
+        self._drain()
+
+    def _on_readable(self) -> None:
+        try:
+            data = os.read(self.master, 65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            return  # EIO while no client holds the slave open
+        if data:
+            self.driver.feed(data)
+
+    def start(self) -> None:
+        asyncio.get_running_loop().add_reader(self.master, self._on_readable)
+
+    def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(self.master)
+        loop.remove_writer(self.master)
+        for fd in (self.master, self._slave):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+async def serve(cores: list[McuCore], baud: int, announce: Callable[[str], None]) -> int:
+    """Serve each core on its own pty until SIGTERM/SIGINT; returns the exit status."""
+    loop = asyncio.get_running_loop()
+    endpoints = [PtyEndpoint(core, baud) for core in cores]
+    for ep in endpoints:
+        ep.start()
+        announce(f"PTY {ep.path}")
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    tasks = [asyncio.create_task(ep.driver.run()) for ep in endpoints]
+    stopper = asyncio.create_task(stop.wait())
+    status = 0
+    try:
+        done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is stopper:
+                continue
+            exc = task.exception()
+            if isinstance(exc, PowerCut):
+                print(f"sim: {exc}", file=sys.stderr, flush=True)
+                status = POWER_CUT_EXIT
+            elif exc is not None:
+                raise exc
+    finally:
+        for ep in endpoints:
+            ep.driver.stop()
+        for task in [*tasks, stopper]:
+            task.cancel()
+        await asyncio.gather(*tasks, stopper, return_exceptions=True)
+        for ep, core in zip(endpoints, cores, strict=True):
+            ep.close()
+            core.flash.close()
+    return status
