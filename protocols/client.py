@@ -36,6 +36,7 @@ class Acked:
     """A DATA acknowledgement (cumulative offset, or a GAP report)."""
 
     ack: DataAck
+    seq: int  # seq of the DATA frame that triggered it
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,8 +109,11 @@ class ClientProtocol:
     def cancel_request(self) -> None:
         self._pending = None
 
-    def send_data(self, request: DataRequest) -> None:
-        self._out += self._codec.encode(request, self._next_seq())
+    def send_data(self, request: DataRequest) -> int:
+        """Queue one DATA frame; returns its sequence number."""
+        seq = self._next_seq()
+        self._out += self._codec.encode(request, seq)
+        return seq
 
     def data_to_send(self) -> bytes:
         out = bytes(self._out)
@@ -155,7 +159,7 @@ class ClientProtocol:
     def _classify(self, ev: PacketReceived) -> ClientEvent | None:
         msg = ev.message
         if isinstance(msg, DataAck):
-            return Acked(msg)
+            return Acked(msg, ev.seq)
         p = self._pending
         opcode = _opcode_of(msg)
         if opcode is None:

@@ -277,14 +277,14 @@ class BootloaderSession:
         progress("applying", start, len(image))
         while not win.done:
             for req in win.frames_to_send(self._now()):
-                self._client.send_data(req)
+                win.note_sent(req.offset, self._client.send_data(req))
             await self._flush()
             ev = await self._next_event(extra_deadline=win.next_deadline())
             if ev is None:
                 win.on_timeout(self._now())
             elif isinstance(ev, Acked):
                 before = win.acked
-                win.on_ack(ev.ack, self._now())
+                win.on_ack(ev.ack, self._now(), ev.seq)
                 if win.acked != before:
                     progress("applying", win.acked, len(image))
             elif isinstance(ev, Garbled):
@@ -365,6 +365,10 @@ class BootloaderSession:
                 info = None  # rebooting
             if isinstance(info, InfoResponse):
                 self.device = info
+                if info.mode is Mode.BOOTLOADER:
+                    # The RESET (or its answer) was lost on the link: ask again.
+                    await self.reset(ResetMode.RUN)
+                    continue
                 state = info.slots[slot].state
                 if 0 <= info.running_slot < len(info.slots):
                     running = info.slots[info.running_slot].version

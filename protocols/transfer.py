@@ -22,11 +22,16 @@ GROW_AFTER = 32
 MIN_CHUNK = 64
 
 
+#: DATA seqs remembered for ordering GAP reports (bounded; seqs wrap at 65536).
+_SEQ_MEMORY = 4096
+
+
 @dataclass
 class _InFlight:
     data: bytes
     sent_at: float
     sends: int
+    order: int = -1  # send order of the latest copy
 
 
 class TransferWindow:
@@ -58,6 +63,8 @@ class TransferWindow:
         self._inflight: dict[int, _InFlight] = {}
         self._resend: list[int] = []
         self._nak_due: dict[int, float] = {}  # GAP reports waiting out the hold-off
+        self._order = 0
+        self._seq_order: dict[int, int] = {}
         self._deadline: float | None = None
         self._timeouts = 0
         self.retransmits = 0
@@ -105,7 +112,18 @@ class TransferWindow:
         self.frames_sent += len(out)
         return out
 
-    def on_ack(self, ack: DataAck, now: float) -> None:
+    def note_sent(self, offset: int, seq: int) -> None:
+        """Record the wire seq of a frame just queued, so GAP reports can be ordered."""
+        self._order += 1
+        entry = self._inflight.get(offset)
+        if entry is not None:
+            entry.order = self._order
+        self._seq_order.pop(seq, None)
+        self._seq_order[seq] = self._order
+        if len(self._seq_order) > _SEQ_MEMORY:
+            del self._seq_order[next(iter(self._seq_order))]
+
+    def on_ack(self, ack: DataAck, now: float, seq: int | None = None) -> None:
         if ack.next_offset > len(self._image) or ack.next_offset > self._next:
             raise RemoteProtocolError(
                 f"MCU acknowledged offset {ack.next_offset} beyond what was sent ({self._next})"
@@ -122,7 +140,7 @@ class TransferWindow:
             self._rto = self._base_rto
             self._deadline = None if self.done else now + self._rto
         if ack.status is Status.GAP:
-            self._request_resend(ack.next_offset, now)
+            self._request_resend(ack.next_offset, now, seq)
         elif ack.status not in (Status.OK, Status.BUSY):
             raise RemoteProtocolError(
                 f"DATA at {ack.next_offset} rejected: {ack.status.name} ({ack.status.describe()})"
@@ -140,11 +158,15 @@ class TransferWindow:
             self._clean = 0
             self.chunk = min(self.max_chunk, self.chunk * 2)
 
-    def _request_resend(self, offset: int, now: float) -> None:
+    def _request_resend(self, offset: int, now: float, seq: int | None) -> None:
         entry = self._inflight.get(offset)
         if entry is None or offset in self._resend:
             return
-        if now - entry.sent_at >= self._holdoff:
+        trigger = self._seq_order.get(seq) if seq is not None else None
+        # A UART delivers in order: if the frame that exposed the hole left after
+        # our latest copy of the missing one, that copy is lost for certain.
+        certain = trigger is not None and entry.order >= 0 and trigger > entry.order
+        if certain or now - entry.sent_at >= self._holdoff:
             self._nak_due.pop(offset, None)
             self._resend.append(offset)
         else:
@@ -161,8 +183,12 @@ class TransferWindow:
                 f"no DATA acknowledgement beyond offset {self.acked} "
                 f"after {MAX_TIMEOUTS} retransmission timeouts"
             )
-        if self.acked in self._inflight and self.acked not in self._resend:
-            self._resend.append(self.acked)
+        # Nothing moved for a whole RTO, so the link is idle: resend every frame
+        # still outstanding (the MCU drops duplicates by offset).
+        for offset in sorted(self._inflight):
+            if offset not in self._resend:
+                self._resend.append(offset)
+        self._nak_due.clear()
         # A serial link has no congestion to back off from; grow gently, in case
         # the MCU is slower than it advertised.
         self._rto = min(self._rto * 1.5, max(MAX_RTO_S, self._base_rto), 4 * self._base_rto)

@@ -59,8 +59,9 @@ def pki_firmware() -> LoopbackPki:
 
 @pytest.fixture
 async def image_server(pki_firmware: LoopbackPki) -> AsyncIterator[ImageServer]:
-    async with ImageServer(FIRMWARE_HOST, ssl_context=pki_firmware.server_context(),
-                           chunk_size=8 * 1024) as server:
+    async with ImageServer(
+        FIRMWARE_HOST, ssl_context=pki_firmware.server_context(), chunk_size=8 * 1024
+    ) as server:
         yield server
 
 

@@ -29,10 +29,17 @@ def digest(blob: bytes) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def _downloader(tmp_path: Path, ca_file: Path | None, *, allow_http: bool = False,
-                max_cache: int = 8 * MB) -> Downloader:
-    return Downloader(tmp_path / "cache", max_cache, ca_file=ca_file, allow_http=allow_http,
-                      retry=FAST_RETRY, rng=random.Random(7))
+def _downloader(
+    tmp_path: Path, ca_file: Path | None, *, allow_http: bool = False, max_cache: int = 8 * MB
+) -> Downloader:
+    return Downloader(
+        tmp_path / "cache",
+        max_cache,
+        ca_file=ca_file,
+        allow_http=allow_http,
+        retry=FAST_RETRY,
+        rng=random.Random(7),
+    )
 
 
 def _cache_files(tmp_path: Path) -> list[str]:
@@ -40,39 +47,47 @@ def _cache_files(tmp_path: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
 
 
-async def _get(tmp_path: Path, ca_file: Path | None, url: str, digest: str, *,
-               allow_http: bool = False) -> bytes:
+async def _get(
+    tmp_path: Path, ca_file: Path | None, url: str, digest: str, *, allow_http: bool = False
+) -> bytes:
     dl = _downloader(tmp_path, ca_file, allow_http=allow_http)
     async with dl, asyncio.timeout(10), dl.fetch(url, digest, max_size=MB, deadline_s=10) as path:
         return path.read_bytes()
 
 
-async def test_https_download_with_custom_ca(tmp_path: Path, ca_file: Path,
-                                             image_server: ImageServer, blob: bytes,
-                                             digest: str) -> None:
+async def test_https_download_with_custom_ca(
+    tmp_path: Path, ca_file: Path, image_server: ImageServer, blob: bytes, digest: str
+) -> None:
     image_server.add("app.fwpkg", blob)
     seen: list[tuple[int, int | None]] = []
     async with _downloader(tmp_path, ca_file) as dl, asyncio.timeout(10):
-        async with dl.fetch(image_server.url("app.fwpkg", tls=True), digest.upper(),
-                            max_size=MB, deadline_s=10,
-                            progress=lambda d, t: seen.append((d, t))) as path:
+        async with dl.fetch(
+            image_server.url("app.fwpkg", tls=True),
+            digest.upper(),
+            max_size=MB,
+            deadline_s=10,
+            progress=lambda d, t: seen.append((d, t)),
+        ) as path:
             assert path.read_bytes() == blob
             assert path.name == digest  # named by content, never by URL
         assert seen[-1] == (SIZE, SIZE)
         # A second fetch is a cache hit: no new request reaches the server.
-        async with dl.fetch("https://unused.invalid/x", digest, max_size=MB,
-                            deadline_s=10) as again:
+        async with dl.fetch(
+            "https://unused.invalid/x", digest, max_size=MB, deadline_s=10
+        ) as again:
             assert again == path
     assert image_server.stats("app.fwpkg").requests == 1
 
 
-async def test_unknown_ca_fails_fast(tmp_path: Path, image_server: ImageServer,
-                                     blob: bytes, digest: str) -> None:
+async def test_unknown_ca_fails_fast(
+    tmp_path: Path, image_server: ImageServer, blob: bytes, digest: str
+) -> None:
     image_server.add("app.fwpkg", blob)
     async with _downloader(tmp_path, None) as dl, asyncio.timeout(10):
         with pytest.raises(DownloadError) as exc:
-            async with dl.fetch(image_server.url("app.fwpkg", tls=True), digest,
-                                max_size=MB, deadline_s=10):
+            async with dl.fetch(
+                image_server.url("app.fwpkg", tls=True), digest, max_size=MB, deadline_s=10
+            ):
                 pass
     assert exc.value.reason is ReasonCode.DOWNLOAD_FAILED
     assert "TLS" in exc.value.message
@@ -88,16 +103,17 @@ async def test_schemes_refused(tmp_path: Path, url: str, digest: str) -> None:
     assert exc.value.reason is ReasonCode.URL_REFUSED
 
 
-async def test_plain_http_when_configured(tmp_path: Path, image_server: ImageServer,
-                                          blob: bytes, digest: str) -> None:
+async def test_plain_http_when_configured(
+    tmp_path: Path, image_server: ImageServer, blob: bytes, digest: str
+) -> None:
     image_server.add("app.fwpkg", blob)
     url = image_server.url("app.fwpkg")
     assert await _get(tmp_path, None, url, digest, allow_http=True) == blob
 
 
-async def test_three_drops_resume_with_range(tmp_path: Path, ca_file: Path,
-                                             image_server: ImageServer, blob: bytes,
-                                             digest: str) -> None:
+async def test_three_drops_resume_with_range(
+    tmp_path: Path, ca_file: Path, image_server: ImageServer, blob: bytes, digest: str
+) -> None:
     rng = random.Random(1234)
     drops = [rng.randrange(1, SIZE // 3) for _ in range(3)]
     image_server.add("app.fwpkg", blob)
@@ -111,12 +127,11 @@ async def test_three_drops_resume_with_range(tmp_path: Path, ca_file: Path,
     assert stats.bytes_sent < 2 * SIZE
 
 
-async def test_server_ignoring_range_restarts_cleanly(tmp_path: Path, ca_file: Path,
-                                                      image_server: ImageServer, blob: bytes,
-                                                      digest: str) -> None:
+async def test_server_ignoring_range_restarts_cleanly(
+    tmp_path: Path, ca_file: Path, image_server: ImageServer, blob: bytes, digest: str
+) -> None:
     image_server.add("app.fwpkg", blob)
-    image_server.queue_faults("app.fwpkg", Fault(drop_after=SIZE // 2),
-                              Fault(ignore_range=True))
+    image_server.queue_faults("app.fwpkg", Fault(drop_after=SIZE // 2), Fault(ignore_range=True))
     assert await _get(tmp_path, ca_file, image_server.url("app.fwpkg", tls=True), digest) == blob
     stats = image_server.stats("app.fwpkg")
     assert stats.requests == 2
@@ -131,9 +146,9 @@ async def test_announced_length_too_long_resumes_to_completion(
     assert await _get(tmp_path, ca_file, image_server.url("app.fwpkg", tls=True), digest) == blob
 
 
-async def test_ten_concurrent_fetches_one_transfer(tmp_path: Path, ca_file: Path,
-                                                   image_server: ImageServer, blob: bytes,
-                                                   digest: str) -> None:
+async def test_ten_concurrent_fetches_one_transfer(
+    tmp_path: Path, ca_file: Path, image_server: ImageServer, blob: bytes, digest: str
+) -> None:
     image_server.add("app.fwpkg", blob)
     image_server.set_fault("app.fwpkg", Fault(delay_s=0.001))  # keep the transfer in flight
     url = image_server.url("app.fwpkg", tls=True)
@@ -149,17 +164,21 @@ async def test_ten_concurrent_fetches_one_transfer(tmp_path: Path, ca_file: Path
 
 
 @pytest.mark.parametrize("fault", [Fault(), Fault(endless=True)], ids=["declared", "endless"])
-async def test_oversize_is_cut_off_and_leaves_nothing(tmp_path: Path, ca_file: Path,
-                                                      image_server: ImageServer, blob: bytes,
-                                                      digest: str, fault: Fault) -> None:
+async def test_oversize_is_cut_off_and_leaves_nothing(
+    tmp_path: Path, ca_file: Path, image_server: ImageServer, blob: bytes, digest: str, fault: Fault
+) -> None:
     image_server.add("app.fwpkg", blob)
     image_server.set_fault("app.fwpkg", fault)
     accepted: list[int] = [0]
     async with _downloader(tmp_path, ca_file) as dl, asyncio.timeout(10):
         with pytest.raises(DownloadError) as exc:
-            async with dl.fetch(image_server.url("app.fwpkg", tls=True), digest,
-                                max_size=SIZE // 2, deadline_s=10,
-                                progress=lambda done, _: accepted.append(done)):
+            async with dl.fetch(
+                image_server.url("app.fwpkg", tls=True),
+                digest,
+                max_size=SIZE // 2,
+                deadline_s=10,
+                progress=lambda done, _: accepted.append(done),
+            ):
                 pass
     assert exc.value.reason is ReasonCode.DOWNLOAD_TOO_LARGE
     assert "cap" in exc.value.message
@@ -168,62 +187,68 @@ async def test_oversize_is_cut_off_and_leaves_nothing(tmp_path: Path, ca_file: P
     assert _cache_files(tmp_path) == []
 
 
-@pytest.mark.parametrize("fault", [Fault(corrupt=True), Fault(length_delta=-10)],
-                         ids=["different-bytes", "short-length"])
-async def test_wrong_bytes_leave_nothing(tmp_path: Path, ca_file: Path,
-                                         image_server: ImageServer, blob: bytes, digest: str,
-                                         fault: Fault) -> None:
+@pytest.mark.parametrize(
+    "fault", [Fault(corrupt=True), Fault(length_delta=-10)], ids=["different-bytes", "short-length"]
+)
+async def test_wrong_bytes_leave_nothing(
+    tmp_path: Path, ca_file: Path, image_server: ImageServer, blob: bytes, digest: str, fault: Fault
+) -> None:
     image_server.add("app.fwpkg", blob)
     image_server.set_fault("app.fwpkg", fault)
     async with _downloader(tmp_path, ca_file) as dl, asyncio.timeout(10):
         with pytest.raises(DownloadError) as exc:
-            async with dl.fetch(image_server.url("app.fwpkg", tls=True), digest,
-                                max_size=MB, deadline_s=10):
+            async with dl.fetch(
+                image_server.url("app.fwpkg", tls=True), digest, max_size=MB, deadline_s=10
+            ):
                 pass
     assert exc.value.reason is ReasonCode.DOWNLOAD_HASH_MISMATCH
     assert _cache_files(tmp_path) == []
 
 
-async def test_deadline(tmp_path: Path, ca_file: Path, image_server: ImageServer,
-                        blob: bytes, digest: str) -> None:
+async def test_deadline(
+    tmp_path: Path, ca_file: Path, image_server: ImageServer, blob: bytes, digest: str
+) -> None:
     image_server.add("app.fwpkg", blob)
     image_server.set_fault("app.fwpkg", Fault(delay_s=0.05))
     async with _downloader(tmp_path, ca_file) as dl, asyncio.timeout(10):
         with pytest.raises(DownloadTimeout) as exc:
-            async with dl.fetch(image_server.url("app.fwpkg", tls=True), digest,
-                                max_size=MB, deadline_s=0.3):
+            async with dl.fetch(
+                image_server.url("app.fwpkg", tls=True), digest, max_size=MB, deadline_s=0.3
+            ):
                 pass
     assert exc.value.reason is ReasonCode.DOWNLOAD_TIMEOUT
     assert _cache_files(tmp_path) == []
 
 
-async def test_persistent_drops_give_up(tmp_path: Path, ca_file: Path,
-                                        image_server: ImageServer, blob: bytes,
-                                        digest: str) -> None:
+async def test_persistent_drops_give_up(
+    tmp_path: Path, ca_file: Path, image_server: ImageServer, blob: bytes, digest: str
+) -> None:
     image_server.add("app.fwpkg", blob)
     image_server.set_fault("app.fwpkg", Fault(drop_after=0))
     async with _downloader(tmp_path, ca_file) as dl, asyncio.timeout(10):
         with pytest.raises(DownloadError) as exc:
-            async with dl.fetch(image_server.url("app.fwpkg", tls=True), digest,
-                                max_size=MB, deadline_s=10):
+            async with dl.fetch(
+                image_server.url("app.fwpkg", tls=True), digest, max_size=MB, deadline_s=10
+            ):
                 pass
     assert exc.value.reason is ReasonCode.DOWNLOAD_FAILED
     assert image_server.stats("app.fwpkg").requests == FAST_RETRY.attempts
     assert _cache_files(tmp_path) == []
 
 
-async def test_file_in_use_is_not_evicted(tmp_path: Path, ca_file: Path,
-                                          image_server: ImageServer) -> None:
+async def test_file_in_use_is_not_evicted(
+    tmp_path: Path, ca_file: Path, image_server: ImageServer
+) -> None:
     first, second = os.urandom(SIZE), os.urandom(SIZE)
     image_server.add("a", first)
     image_server.add("b", second)
     d1, d2 = hashlib.sha256(first).hexdigest(), hashlib.sha256(second).hexdigest()
     dl = _downloader(tmp_path, ca_file, max_cache=SIZE + SIZE // 2)
     async with dl, asyncio.timeout(10):
-        async with dl.fetch(image_server.url("a", tls=True), d1, max_size=MB,
-                            deadline_s=10) as held:
-            async with dl.fetch(image_server.url("b", tls=True), d2, max_size=MB,
-                                deadline_s=10):
+        async with dl.fetch(
+            image_server.url("a", tls=True), d1, max_size=MB, deadline_s=10
+        ) as held:
+            async with dl.fetch(image_server.url("b", tls=True), d2, max_size=MB, deadline_s=10):
                 assert held.read_bytes() == first  # both pinned: over budget, both kept
             assert held.read_bytes() == first
         assert not held.exists() or not dl.cache.path_of(d2).exists()
@@ -240,8 +265,7 @@ async def test_one_caller_giving_up_does_not_cancel_the_shared_transfer(
     async with _downloader(tmp_path, ca_file) as dl, asyncio.timeout(10):
 
         async def one(progress: Callable[[int, int | None], None] | None) -> bytes:
-            async with dl.fetch(url, digest, max_size=MB, deadline_s=10,
-                                progress=progress) as path:
+            async with dl.fetch(url, digest, max_size=MB, deadline_s=10, progress=progress) as path:
                 return path.read_bytes()
 
         quitter = asyncio.create_task(one(lambda done, _: started.set()))

@@ -15,10 +15,12 @@ from tests.firmware.conftest import make_manifest
 _KEYS = {alg: keys.generate(alg) for alg in (Algorithm.ED25519, Algorithm.ECDSA_P256_SHA256)}
 _ANCHORS = [PublicKey.from_key(k.public_key()) for k in _KEYS.values()]
 
-_name = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters=":"),
-                min_size=1, max_size=12)
-_version = st.builds("{}.{}.{}".format, st.integers(0, 99), st.integers(0, 99),
-                     st.integers(0, 99))
+_name = st.text(
+    st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters=":"),
+    min_size=1,
+    max_size=12,
+)
+_version = st.builds("{}.{}.{}".format, st.integers(0, 99), st.integers(0, 99), st.integers(0, 99))
 
 
 @st.composite

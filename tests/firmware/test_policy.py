@@ -26,8 +26,7 @@ def _desired(data: bytes, **kw: object) -> DesiredFirmware:
     return replace(base, **kw)  # type: ignore[arg-type]
 
 
-def _eval(data: bytes, policy: TrustPolicy, target: TargetInfo = TARGET,
-          **kw: object) -> Verdict:
+def _eval(data: bytes, policy: TrustPolicy, target: TargetInfo = TARGET, **kw: object) -> Verdict:
     return evaluate(data, desired=_desired(data, **kw), target=target, policy=policy)
 
 
@@ -81,8 +80,11 @@ def test_truncated(signed: bytes, policy: TrustPolicy) -> None:
 
 
 def test_wrong_check_value(signed: bytes, policy: TrustPolicy) -> None:
-    _refused(_eval(signed, policy, fwPackageCheckValue="0" * 64),
-             ReasonCode.CHECK_VALUE_MISMATCH, "fwPackageCheckValue")
+    _refused(
+        _eval(signed, policy, fwPackageCheckValue="0" * 64),
+        ReasonCode.CHECK_VALUE_MISMATCH,
+        "fwPackageCheckValue",
+    )
 
 
 def test_wrong_model(payload: bytes, signing_key: PrivateKey, policy: TrustPolicy) -> None:
@@ -90,8 +92,9 @@ def test_wrong_model(payload: bytes, signing_key: PrivateKey, policy: TrustPolic
     _refused(_eval(data, policy), ReasonCode.INCOMPATIBLE_MODEL, "vmcu-l0", "vmcu-f4")
 
 
-def test_wrong_manufacturer_and_hwrev(payload: bytes, signing_key: PrivateKey,
-                                      policy: TrustPolicy) -> None:
+def test_wrong_manufacturer_and_hwrev(
+    payload: bytes, signing_key: PrivateKey, policy: TrustPolicy
+) -> None:
     other = build(make_manifest(payload, manufacturer="fabrikam"), payload, signing_key)
     _refused(_eval(other, policy), ReasonCode.INCOMPATIBLE_MANUFACTURER, "fabrikam")
     rev_c = build(make_manifest(payload, hwrev="C"), payload, signing_key)
@@ -101,8 +104,11 @@ def test_wrong_manufacturer_and_hwrev(payload: bytes, signing_key: PrivateKey,
 
 
 def test_malformed_target(signed: bytes, policy: TrustPolicy) -> None:
-    _refused(_eval(signed, policy, target=replace(TARGET, compat="contoso-vmcu")),
-             ReasonCode.TARGET_INVALID, "contoso-vmcu")
+    _refused(
+        _eval(signed, policy, target=replace(TARGET, compat="contoso-vmcu")),
+        ReasonCode.TARGET_INVALID,
+        "contoso-vmcu",
+    )
 
 
 def test_downgrade(signed: bytes, policy: TrustPolicy) -> None:
@@ -111,19 +117,24 @@ def test_downgrade(signed: bytes, policy: TrustPolicy) -> None:
     assert _eval(signed, policy, target=newer, allowDowngrade=True).ok
 
 
-def test_below_minimum_version(payload: bytes, signing_key: PrivateKey,
-                               policy: TrustPolicy) -> None:
+def test_below_minimum_version(
+    payload: bytes, signing_key: PrivateKey, policy: TrustPolicy
+) -> None:
     data = build(make_manifest(payload, min_installed_version="1.1.0"), payload, signing_key)
     _refused(_eval(data, policy), ReasonCode.BELOW_MINIMUM_VERSION, "1.0.0", "1.1.0")
-    _refused(_eval(data, policy, target=replace(TARGET, installed_version=None)),
-             ReasonCode.BELOW_MINIMUM_VERSION, "unknown")
+    _refused(
+        _eval(data, policy, target=replace(TARGET, installed_version=None)),
+        ReasonCode.BELOW_MINIMUM_VERSION,
+        "unknown",
+    )
     assert _eval(data, policy, target=replace(TARGET, installed_version="1.1.0")).ok
 
 
 def test_oversize_payload(signed: bytes, policy: TrustPolicy) -> None:
     _refused(_eval(signed, replace(policy, max_size=2000)), ReasonCode.TOO_LARGE, "cap")
-    _refused(_eval(signed, policy, target=replace(TARGET, slot_size=1024)),
-             ReasonCode.TOO_LARGE, "slot")
+    _refused(
+        _eval(signed, policy, target=replace(TARGET, slot_size=1024)), ReasonCode.TOO_LARGE, "slot"
+    )
 
 
 def test_version_mismatch_and_size_mismatch(signed: bytes, policy: TrustPolicy) -> None:

@@ -25,8 +25,14 @@ def test_minimal_desired_section() -> None:
 
 
 def test_optional_fields() -> None:
-    d = parse_desired({**GOOD, "fwPackageSize": 1234, "allowDowngrade": True,
-                       "installWindow": {"start": "22:00", "end": "04:30", "tz": "UTC"}})
+    d = parse_desired(
+        {
+            **GOOD,
+            "fwPackageSize": 1234,
+            "allowDowngrade": True,
+            "installWindow": {"start": "22:00", "end": "04:30", "tz": "UTC"},
+        }
+    )
     assert d.fwPackageSize == 1234
     assert d.allowDowngrade
     assert d.installWindow == InstallWindow("22:00", "04:30", "UTC")
@@ -39,28 +45,41 @@ def test_optional_fields() -> None:
         ({"fwVersion": 1.2}, ReasonCode.DESIRED_WRONG_TYPE, "fwVersion"),
         ({"fwVersion": "1.2"}, ReasonCode.DESIRED_BAD_VERSION, "fwVersion"),
         ({"fwVersion": "1" * 10_000}, ReasonCode.DESIRED_STRING_TOO_LONG, "fwVersion"),
-        ({"fwPackageURI": "file:///etc/passwd"}, ReasonCode.DESIRED_BAD_URI_SCHEME,
-         "fwPackageURI"),
-        ({"fwPackageURI": "http://example.com/a"}, ReasonCode.DESIRED_BAD_URI_SCHEME,
-         "fwPackageURI"),
+        ({"fwPackageURI": "file:///etc/passwd"}, ReasonCode.DESIRED_BAD_URI_SCHEME, "fwPackageURI"),
+        (
+            {"fwPackageURI": "http://example.com/a"},
+            ReasonCode.DESIRED_BAD_URI_SCHEME,
+            "fwPackageURI",
+        ),
         ({"fwPackageURI": "https:///nohost"}, ReasonCode.DESIRED_BAD_URI, "fwPackageURI"),
         ({"fwPackageURI": "https://h:99999999/"}, ReasonCode.DESIRED_BAD_URI, "fwPackageURI"),
-        ({"fwPackageURI": "https://h/" + "a" * 100_000}, ReasonCode.DESIRED_STRING_TOO_LONG,
-         "fwPackageURI"),
+        (
+            {"fwPackageURI": "https://h/" + "a" * 100_000},
+            ReasonCode.DESIRED_STRING_TOO_LONG,
+            "fwPackageURI",
+        ),
         ({"fwPackageURI": ["x"]}, ReasonCode.DESIRED_WRONG_TYPE, "fwPackageURI"),
-        ({"fwPackageCheckValue": "zz" * 32}, ReasonCode.DESIRED_BAD_CHECK_VALUE,
-         "fwPackageCheckValue"),
+        (
+            {"fwPackageCheckValue": "zz" * 32},
+            ReasonCode.DESIRED_BAD_CHECK_VALUE,
+            "fwPackageCheckValue",
+        ),
         ({"fwPackageSize": -1}, ReasonCode.DESIRED_BAD_SIZE, "fwPackageSize"),
         ({"fwPackageSize": True}, ReasonCode.DESIRED_BAD_SIZE, "fwPackageSize"),
         ({"allowDowngrade": "yes"}, ReasonCode.DESIRED_WRONG_TYPE, "allowDowngrade"),
-        ({"installWindow": {"start": "25:00", "end": "01:00"}}, ReasonCode.DESIRED_BAD_WINDOW,
-         "installWindow"),
-        ({"installWindow": {"start": "01:00", "end": "02:00", "tz": "Mars/Olympus"}},
-         ReasonCode.DESIRED_BAD_WINDOW, "installWindow"),
+        (
+            {"installWindow": {"start": "25:00", "end": "01:00"}},
+            ReasonCode.DESIRED_BAD_WINDOW,
+            "installWindow",
+        ),
+        (
+            {"installWindow": {"start": "01:00", "end": "02:00", "tz": "Mars/Olympus"}},
+            ReasonCode.DESIRED_BAD_WINDOW,
+            "installWindow",
+        ),
     ],
 )
-def test_each_bad_field_has_its_code(patch: dict[str, Any], reason: ReasonCode,
-                                     field: str) -> None:
+def test_each_bad_field_has_its_code(patch: dict[str, Any], reason: ReasonCode, field: str) -> None:
     with pytest.raises(DesiredFirmwareError) as exc:
         parse_desired({**GOOD, **patch})
     assert exc.value.reason is reason
@@ -69,8 +88,9 @@ def test_each_bad_field_has_its_code(patch: dict[str, Any], reason: ReasonCode,
 
 
 def test_http_allowed_when_configured() -> None:
-    d = parse_desired({**GOOD, "fwPackageURI": "http://10.0.0.1/a"},
-                      allowed_schemes={"http", "https"})
+    d = parse_desired(
+        {**GOOD, "fwPackageURI": "http://10.0.0.1/a"}, allowed_schemes={"http", "https"}
+    )
     assert d.fwPackageURI.startswith("http://")
 
 

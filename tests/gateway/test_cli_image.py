@@ -10,8 +10,16 @@ import pytest
 
 from gateway.cli import main
 
-PACK_FIELDS = ["--provider", "contoso", "--name", "sensor-app", "--manufacturer", "contoso",
-               "--model", "vmcu-f4"]
+PACK_FIELDS = [
+    "--provider",
+    "contoso",
+    "--name",
+    "sensor-app",
+    "--manufacturer",
+    "contoso",
+    "--model",
+    "vmcu-f4",
+]
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -36,8 +44,18 @@ def payload(tmp_path: Path) -> Path:
 
 
 def _pack(capsys: pytest.CaptureFixture[str], payload: Path, out: Path, *extra: str) -> dict:
-    code, text, err = _run(capsys, "pack", str(payload), "-o", str(out), "--version", "1.2.3",
-                           *PACK_FIELDS, "--json", *extra)
+    code, text, err = _run(
+        capsys,
+        "pack",
+        str(payload),
+        "-o",
+        str(out),
+        "--version",
+        "1.2.3",
+        *PACK_FIELDS,
+        "--json",
+        *extra,
+    )
     assert code == 0, err
     return dict(json.loads(text))
 
@@ -55,15 +73,26 @@ def test_keygen_private_key_is_0600_and_secret_not_printed(
     assert "exists" in err
 
 
-def test_pack_verify_inspect_round_trip(tmp_path: Path, keypair: Path, payload: Path,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_pack_verify_inspect_round_trip(
+    tmp_path: Path, keypair: Path, payload: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     pkg = tmp_path / "app.fwpkg"
     info = _pack(capsys, payload, pkg, "--key", f"{keypair}.key", "--hwrev", "B")
     assert info["signed"] is True
     assert info["sha256"] == hashlib.sha256(pkg.read_bytes()).hexdigest()
-    code, out, _ = _run(capsys, "verify", str(pkg), "--pubkey", f"{keypair}.pub",
-                        "--check-value", info["sha256"], "--compat", "contoso:vmcu-f4:B",
-                        "--installed", "1.0.0")
+    code, out, _ = _run(
+        capsys,
+        "verify",
+        str(pkg),
+        "--pubkey",
+        f"{keypair}.pub",
+        "--check-value",
+        info["sha256"],
+        "--compat",
+        "contoso:vmcu-f4:B",
+        "--installed",
+        "1.0.0",
+    )
     assert code == 0
     assert "signature: ed25519 by trusted key" in out
     assert "compatible with contoso:vmcu-f4:B" in out
@@ -76,8 +105,9 @@ def test_pack_verify_inspect_round_trip(tmp_path: Path, keypair: Path, payload: 
     assert "sensor-app 1.2.3" in out
 
 
-def test_verify_names_the_exact_reason(tmp_path: Path, keypair: Path, payload: Path,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_verify_names_the_exact_reason(
+    tmp_path: Path, keypair: Path, payload: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     pkg = tmp_path / "app.fwpkg"
     _pack(capsys, payload, pkg)
     code, _, err = _run(capsys, "verify", str(pkg), "--pubkey", f"{keypair}.pub")
@@ -85,8 +115,9 @@ def test_verify_names_the_exact_reason(tmp_path: Path, keypair: Path, payload: P
     assert "UNSIGNED" in err
     code, _, _ = _run(capsys, "sign", str(pkg), "--key", f"{keypair}.key")
     assert code == 0
-    code, _, err = _run(capsys, "verify", str(pkg), "--pubkey", f"{keypair}.pub",
-                        "--compat", "contoso:vmcu-l0:")
+    code, _, err = _run(
+        capsys, "verify", str(pkg), "--pubkey", f"{keypair}.pub", "--compat", "contoso:vmcu-l0:"
+    )
     assert code != 0
     assert "INCOMPATIBLE_MODEL" in err
     data = bytearray(pkg.read_bytes())
@@ -105,9 +136,11 @@ def test_missing_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert err.count("\n") == 1
 
 
-def test_pack_rejects_bad_version(tmp_path: Path, payload: Path,
-                                  capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = _run(capsys, "pack", str(payload), "-o", str(tmp_path / "x"),
-                        "--version", "one", *PACK_FIELDS)
+def test_pack_rejects_bad_version(
+    tmp_path: Path, payload: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = _run(
+        capsys, "pack", str(payload), "-o", str(tmp_path / "x"), "--version", "one", *PACK_FIELDS
+    )
     assert code != 0
     assert "semantic version" in err

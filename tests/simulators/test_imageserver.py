@@ -30,13 +30,18 @@ async def server(pki: LoopbackPki) -> AsyncIterator[ImageServer]:
 @pytest.fixture
 async def client(pki: LoopbackPki) -> AsyncIterator[aiohttp.ClientSession]:
     ctx = ssl.create_default_context(cadata=pki.ca_pem.decode())
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx),
-                                     auto_decompress=False) as session, asyncio.timeout(10):
+    async with (
+        aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=ctx), auto_decompress=False
+        ) as session,
+        asyncio.timeout(10),
+    ):
         yield session
 
 
-async def _get(client: aiohttp.ClientSession, url: str,
-               **headers: str) -> tuple[int, Mapping[str, str], bytes]:
+async def _get(
+    client: aiohttp.ClientSession, url: str, **headers: str
+) -> tuple[int, Mapping[str, str], bytes]:
     async with client.get(url, headers=headers) as resp:
         return resp.status, resp.headers.copy(), await resp.read()
 
@@ -48,8 +53,9 @@ async def _read_into(client: aiohttp.ClientSession, url: str, received: bytearra
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
-async def test_serves_whole_file(server: ImageServer, client: aiohttp.ClientSession,
-                                 tls: bool) -> None:
+async def test_serves_whole_file(
+    server: ImageServer, client: aiohttp.ClientSession, tls: bool
+) -> None:
     status, headers, body = await _get(client, server.url("f.bin", tls=tls))
     assert (status, body) == (200, DATA)
     assert headers["Accept-Ranges"] == "bytes"
@@ -88,15 +94,15 @@ async def test_drop_after_n_bytes(server: ImageServer, client: aiohttp.ClientSes
     assert (await _get(client, server.url("f.bin", tls=True)))[2] == DATA
 
 
-async def test_ignore_range_answers_200(server: ImageServer,
-                                        client: aiohttp.ClientSession) -> None:
+async def test_ignore_range_answers_200(server: ImageServer, client: aiohttp.ClientSession) -> None:
     server.set_fault("f.bin", Fault(ignore_range=True))
     status, _, body = await _get(client, server.url("f.bin"), Range="bytes=50-")
     assert (status, body) == (200, DATA)
 
 
-async def test_different_bytes_and_short_length(server: ImageServer,
-                                                client: aiohttp.ClientSession) -> None:
+async def test_different_bytes_and_short_length(
+    server: ImageServer, client: aiohttp.ClientSession
+) -> None:
     server.queue_faults("f.bin", Fault(corrupt=True), Fault(length_delta=-7))
     _, _, body = await _get(client, server.url("f.bin"))
     assert len(body) == len(DATA)
@@ -106,8 +112,9 @@ async def test_different_bytes_and_short_length(server: ImageServer,
     assert headers["Content-Length"] == str(len(DATA) - 7)
 
 
-async def test_long_announced_length_then_close(server: ImageServer,
-                                                client: aiohttp.ClientSession) -> None:
+async def test_long_announced_length_then_close(
+    server: ImageServer, client: aiohttp.ClientSession
+) -> None:
     server.queue_faults("f.bin", Fault(length_delta=+10))
     with pytest.raises(aiohttp.ClientPayloadError):
         await _get(client, server.url("f.bin"))
