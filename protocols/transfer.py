@@ -87,11 +87,12 @@ class TransferWindow:
                 del self._nak_due[offset]
                 if offset not in self._resend:
                     self._resend.append(offset)
+        if self._resend:
+            self._shrink()  # once per loss event, however many frames it cost
         for offset in self._resend:
             entry = self._inflight.get(offset)
             if entry is None:
                 continue
-            self._shrink()
             # Resend a lost frame in pieces of the (now smaller) chunk size.
             for piece_at in range(0, len(entry.data), self.chunk):
                 piece = entry.data[piece_at : piece_at + self.chunk]
