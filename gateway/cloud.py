@@ -103,6 +103,7 @@ class DeviceTwinLink:
         self._closed = False
         self._connected = asyncio.Event()
         self._need_catch_up = False
+        self._subscribed = False
         # desired state as last delivered or read; version 0 means "not read yet"
         self._desired: JsonObject = {}
         self._desired_version = 0
@@ -146,6 +147,12 @@ class DeviceTwinLink:
             self._client = self._make_client()
         async with self._sdk_call("connect", self.options.connect_timeout_s):
             await self._client.connect()
+        if not self._subscribed:
+            # The SDK's receive-handler setters subscribe synchronously (blocking, unbounded),
+            # so they run in a worker thread, after connect, under our own bound.
+            async with self._sdk_call("subscribe", self.options.call_timeout_s):
+                await asyncio.to_thread(self._install_receive_handlers, self._client)
+            self._subscribed = True
         self._need_catch_up = False
         self._set_connected(True)
         if self._sender is None:
@@ -217,10 +224,12 @@ class DeviceTwinLink:
         # Coroutine handlers: they run on the SDK's one shared handler thread.
         # The SDK annotates this handler as taking None but calls it with no argument.
         client.on_connection_state_change = self._sdk_state_changed  # type: ignore[assignment]
-        client.on_twin_desired_properties_patch_received = self._sdk_desired_patch
-        client.on_method_request_received = self._sdk_method_request
         client.on_background_exception = self._sdk_background_exception
         return client
+
+    def _install_receive_handlers(self, client: Any) -> None:
+        client.on_twin_desired_properties_patch_received = self._sdk_desired_patch
+        client.on_method_request_received = self._sdk_method_request
 
     # ------------------------------------------------------------ SDK thread -> our loop
 
