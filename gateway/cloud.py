@@ -188,8 +188,9 @@ class DeviceTwinLink:
             except Exception as exc:  # shutdown failing must not stop the caller's cleanup
                 log.warning("%s: SDK shutdown failed: %s", self.device_id, type(exc).__name__)
         if self._pending:
-            log.warning("%s: closed with %d reported patch(es) unsent", self.device_id,
-                        len(self._pending))
+            log.warning(
+                "%s: closed with %d reported patch(es) unsent", self.device_id, len(self._pending)
+            )
 
     def _make_client(self) -> Any:
         from azure.iot.device.aio import IoTHubDeviceClient
@@ -219,8 +220,9 @@ class DeviceTwinLink:
                 )
         except (ValueError, TypeError) as exc:
             # The SDK's message may quote the credential, so it is not repeated.
-            raise CloudError(f"{self.device_id}: unusable credentials ({type(exc).__name__})") \
-                from None
+            raise CloudError(
+                f"{self.device_id}: unusable credentials ({type(exc).__name__})"
+            ) from None
         # Coroutine handlers: they run on the SDK's one shared handler thread.
         # The SDK annotates this handler as taking None but calls it with no argument.
         client.on_connection_state_change = self._sdk_state_changed  # type: ignore[assignment]
@@ -479,8 +481,9 @@ class DeviceTwinLink:
         status, payload = await self._run_handler(request.name, request.payload)
         response = MethodResponse.create_from_method_request(request, status, payload)
         try:
-            async with self._sdk_call(f"method {request.name} response",
-                                      self.options.call_timeout_s):
+            async with self._sdk_call(
+                f"method {request.name} response", self.options.call_timeout_s
+            ):
                 await self._client.send_method_response(response)
         except CloudError as exc:
             log.warning("%s: %s", self.device_id, exc)
@@ -526,6 +529,10 @@ class DeviceTwinLink:
             raise CloudAuthError(f"{where}: credentials refused") from exc
         except sdk.NoConnectionError as exc:
             raise CloudDisconnected(f"{where}: not connected") from exc
-        except (sdk.ClientError, sdk.ServiceError, sdk.OperationTimeout,
-                sdk.OperationCancelled) as exc:
+        except (
+            sdk.ClientError,
+            sdk.ServiceError,
+            sdk.OperationTimeout,
+            sdk.OperationCancelled,
+        ) as exc:
             raise CloudError(f"{where}: {type(exc).__name__}") from exc

@@ -119,6 +119,7 @@ class PolicySettings:
     max_download_bytes: int = 16 * 1024 * 1024
     download_deadline_s: float = 600.0
     confirm_timeout_s: float = 60.0
+    download_ca_file: Path | None = None  # extra trust anchor for package downloads
 
 
 @dataclass(frozen=True)
@@ -256,7 +257,10 @@ def _policy(t: Table) -> PolicySettings:
         max_download_bytes=t.integer("max_download_bytes", 16 * 1024 * 1024, low=1),
         download_deadline_s=t.number("download_deadline_s", 600.0, low=1.0),
         confirm_timeout_s=t.number("confirm_timeout_s", 60.0, low=1.0),
+        download_ca_file=t.path("download_ca_file", None),
     )
+    if settings.download_ca_file is not None and not settings.download_ca_file.is_file():
+        raise t.error("download_ca_file", f"{settings.download_ca_file} is not a readable file")
     t.finish()
     return settings
 

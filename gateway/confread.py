@@ -215,9 +215,7 @@ def default_environ() -> Mapping[str, str]:
     return os.environ
 
 
-def _check_range(
-    table: Table, name: str, value: float, low: float, high: float | None
-) -> None:
+def _check_range(table: Table, name: str, value: float, low: float, high: float | None) -> None:
     if value < low or (high is not None and value > high):
         bound = f"between {low} and {high}" if high is not None else f"at least {low}"
         raise table.error(name, f"expected a number {bound}, got {value}")

@@ -220,8 +220,9 @@ class RegistryProvider:
                 async with asyncio.timeout(self._timeout):
                     return await asyncio.to_thread(fn, *args)
             except TimeoutError:
-                raise CloudTimeout(f"registry: {what}: no answer within {self._timeout:g}s") \
-                    from None
+                raise CloudTimeout(
+                    f"registry: {what}: no answer within {self._timeout:g}s"
+                ) from None
 
     def _manager_(self) -> Any:
         if self._manager is None:
@@ -252,8 +253,9 @@ class RegistryProvider:
         except HttpOperationError as exc:
             status = _status(exc)
             if status in (401, 403):
-                raise CloudAuthError(f"registry refused the service credentials ({status})") \
-                    from exc
+                raise CloudAuthError(
+                    f"registry refused the service credentials ({status})"
+                ) from exc
             raise IdentityError(f"registry: device {device_id}: HTTP {status}") from exc
         except ClientRequestError as exc:
             raise IdentityError(f"registry: device {device_id}: {type(exc).__name__}") from exc
@@ -347,8 +349,7 @@ def provider_from_config(
     try:
         ca_pem = hub.ca_pem
     except OSError as exc:
-        raise ConfigError(str(hub.ca_file), "hub.ca_file", f"cannot read: {exc.strerror}") \
-            from None
+        raise ConfigError(str(hub.ca_file), "hub.ca_file", f"cannot read: {exc.strerror}") from None
     timeout = hub.connect_timeout_s
     if hub.mode is HubMode.DPS and hub.dps is not None:
         return DpsProvider(hub.dps, ca_pem=ca_pem, cache=cache, timeout=timeout)

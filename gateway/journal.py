@@ -233,8 +233,15 @@ class Journal:
                    ON CONFLICT(uid) DO UPDATE SET device_id=excluded.device_id,
                        model=excluded.model, port=excluded.port, last_seen=excluded.last_seen,
                        slots=CASE WHEN ? THEN excluded.slots ELSE mcu.slots END""",
-                (uid, device_id, model, port, json.dumps(slots if slots is not None else []),
-                 seen, slots is not None),
+                (
+                    uid,
+                    device_id,
+                    model,
+                    port,
+                    json.dumps(slots if slots is not None else []),
+                    seen,
+                    slots is not None,
+                ),
             )
         record = self.mcu(uid)
         assert record is not None
@@ -301,8 +308,7 @@ class Journal:
                     """INSERT OR REPLACE INTO update_run (uid, target_version, package_sha256,
                        package_uri, phase, total_bytes, started_at, updated_at)
                        VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
-                    (uid, target_version, sha, package_uri, phase.value, total_bytes, stamp,
-                     stamp),
+                    (uid, target_version, sha, package_uri, phase.value, total_bytes, stamp, stamp),
                 )
         run = self.update_in_progress(uid)
         assert run is not None
@@ -316,9 +322,7 @@ class Journal:
     ) -> None:
         """``resume_offset`` defaults to ``bytes_written`` (the MCU's cumulative ack)."""
         offset = bytes_written if resume_offset is None else resume_offset
-        self._update_run(
-            uid, "bytes_written = ?, resume_offset = ?", bytes_written, offset
-        )
+        self._update_run(uid, "bytes_written = ?, resume_offset = ?", bytes_written, offset)
 
     def _update_run(self, uid: str, assignment: str, *values: object) -> None:
         with self._tx() as db:
@@ -355,9 +359,19 @@ class Journal:
                 """INSERT INTO update_history (uid, target_version, package_sha256, outcome,
                    phase, error_code, message, bytes_written, attempts, started_at, ended_at)
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                (uid, row["target_version"], row["package_sha256"], outcome.value, row["phase"],
-                 error_code, message, row["bytes_written"], row["attempts"], row["started_at"],
-                 stamp),
+                (
+                    uid,
+                    row["target_version"],
+                    row["package_sha256"],
+                    outcome.value,
+                    row["phase"],
+                    error_code,
+                    message,
+                    row["bytes_written"],
+                    row["attempts"],
+                    row["started_at"],
+                    stamp,
+                ),
             )
             db.execute("DELETE FROM update_run WHERE uid = ?", (uid,))
         return self.last_outcome(uid)

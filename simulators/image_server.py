@@ -62,8 +62,13 @@ class _File:
 
 
 class ImageServer:
-    def __init__(self, host: str = "127.0.0.1", *, ssl_context: ssl.SSLContext | None = None,
-                 chunk_size: int = 16 * 1024) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        chunk_size: int = 16 * 1024,
+    ) -> None:
         self.host = host
         self._ssl = ssl_context
         self._chunk = chunk_size
@@ -111,8 +116,9 @@ class ImageServer:
         await self.start()
         return self
 
-    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.stop()
 
     async def _listen(self, ctx: ssl.SSLContext | None) -> int:
@@ -143,7 +149,8 @@ class ImageServer:
         if start is not None:
             if start >= len(data):
                 raise web.HTTPRequestRangeNotSatisfiable(
-                    headers={"Content-Range": f"bytes */{len(data)}"})
+                    headers={"Content-Range": f"bytes */{len(data)}"}
+                )
             resp.set_status(206)
             resp.headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
             data = data[start:]
@@ -167,8 +174,14 @@ class ImageServer:
             return None  # the file changed since the client's first request: send it all
         return int(match.group(1))
 
-    async def _send_body(self, request: web.Request, resp: web.StreamResponse,
-                         stats: FileStats, data: bytes, fault: Fault) -> None:
+    async def _send_body(
+        self,
+        request: web.Request,
+        resp: web.StreamResponse,
+        stats: FileStats,
+        data: bytes,
+        fault: Fault,
+    ) -> None:
         if fault.endless:
             while True:
                 await self._write(resp, stats, os.urandom(self._chunk), fault)
@@ -176,7 +189,7 @@ class ImageServer:
         if fault.length_delta < 0:
             limit = min(limit, len(data) + fault.length_delta)
         for at in range(0, limit, self._chunk):
-            await self._write(resp, stats, data[at:min(at + self._chunk, limit)], fault)
+            await self._write(resp, stats, data[at : min(at + self._chunk, limit)], fault)
         if limit < len(data) or fault.length_delta > 0:
             # Close after flushing what was written: the client sees a short body.
             assert request.transport is not None
@@ -184,8 +197,9 @@ class ImageServer:
             raise ConnectionResetError("fault: connection dropped")
         await resp.write_eof()
 
-    async def _write(self, resp: web.StreamResponse, stats: FileStats, chunk: bytes,
-                     fault: Fault) -> None:
+    async def _write(
+        self, resp: web.StreamResponse, stats: FileStats, chunk: bytes, fault: Fault
+    ) -> None:
         if fault.delay_s:
             await asyncio.sleep(fault.delay_s)
         await resp.write(chunk)

@@ -45,6 +45,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--fault", action="append", default=[], metavar="SPEC")
     p.add_argument("--protocol-version", type=int, help="emulate another command-set version")
     p.add_argument("--count", type=int, default=1, help="serve N MCUs from this process")
+    p.add_argument(
+        "--link",
+        type=Path,
+        help="also expose the pty as this symlink (with --count N: LINK-000, LINK-001, ...)",
+    )
     p.add_argument("--flash-scale", type=float, default=1.0, help="scale flash timings")
     p.add_argument("--turnaround-ms", type=float, help="override the model's turnaround")
     p.set_defaults(func=_run)
@@ -95,4 +100,12 @@ def _run(args: argparse.Namespace) -> int:
         def announce(line: str) -> None:
             print(line, flush=True)
 
-        return asyncio.run(serve(cores, args.baud, announce))
+        links: list[Path] | None = None
+        if args.link is not None:
+            if args.count == 1:
+                links = [args.link]
+            else:
+                links = [
+                    args.link.with_name(f"{args.link.name}-{i:03d}") for i in range(args.count)
+                ]
+        return asyncio.run(serve(cores, args.baud, announce, links))

@@ -9,6 +9,7 @@ import signal
 import sys
 import tty
 from collections.abc import Callable
+from pathlib import Path
 
 from simulators.mcu.core import McuCore
 from simulators.mcu.flash import PowerCut
@@ -74,12 +75,28 @@ class PtyEndpoint:
                 os.close(fd)
 
 
-async def serve(cores: list[McuCore], baud: int, announce: Callable[[str], None]) -> int:
+def _link(target: str, link: Path) -> None:
+    """Point a stable symlink at the pty (replaced atomically), like socat's link=."""
+    tmp = link.with_name(f".{link.name}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    tmp.symlink_to(target)
+    tmp.replace(link)
+
+
+async def serve(
+    cores: list[McuCore],
+    baud: int,
+    announce: Callable[[str], None],
+    links: list[Path] | None = None,
+) -> int:
     """Serve each core on its own pty until SIGTERM/SIGINT; returns the exit status."""
     loop = asyncio.get_running_loop()
     endpoints = [PtyEndpoint(core, baud) for core in cores]
-    for ep in endpoints:
+    for i, ep in enumerate(endpoints):
         ep.start()
+        if links:
+            _link(ep.path, links[i])
         announce(f"PTY {ep.path}")
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -107,4 +124,7 @@ async def serve(cores: list[McuCore], baud: int, announce: Callable[[str], None]
         for ep, core in zip(endpoints, cores, strict=True):
             ep.close()
             core.flash.close()
+        for link in links or ():
+            with contextlib.suppress(OSError):
+                link.unlink()  # unplugged
     return status

@@ -1,0 +1,202 @@
+"""The gateway process: discovery, one agent per MCU, the gateway's own twin, shutdown.
+
+One asyncio loop serves every MCU. Each MCU's work runs in its own tasks, so a
+failure, hang or unplug of one never blocks another; flashes are capped by a
+semaphore and downloads are shared through the content-addressed cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from firmware.download import Downloader
+from firmware.policy import TrustPolicy
+from gateway.agent import McuAgent
+from gateway.cloud import DeviceTwinLink, LinkOptions, link_for
+from gateway.config import Config
+from gateway.discovery import Probe, candidate_ports, port_present, probe
+from gateway.errors import CloudError, GatewayError
+from gateway.identity import IdentityProvider, provider_from_config
+from gateway.journal import Journal
+from gateway.naming import device_id_for
+from gateway.update import UpdateEnv
+from protocols.errors import ProtocolError
+
+log = logging.getLogger("gateway.service")
+
+#: Ports that did not answer are probed again only this often.
+_REPROBE_S = 30.0
+#: Probes running at once (each holds a port for up to a few hundred ms).
+_PROBE_CONCURRENCY = 32
+
+
+class Gateway:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.agents: dict[str, McuAgent] = {}  # by uid hex: stable across ports
+        self.scans = 0
+        self.online = asyncio.Event()  # set after the first scan
+        self._not_bootloaders: dict[str, float] = {}
+        self._env: UpdateEnv | None = None
+        self._provider: IdentityProvider | None = None
+        self._gw_link: DeviceTwinLink | None = None
+        self._gw_task: asyncio.Task[None] | None = None
+        self._scan_lock = asyncio.Lock()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        cfg = self.config
+        cfg.gateway.state_dir.mkdir(parents=True, exist_ok=True)
+        journal = Journal.open(cfg.gateway.state_dir)
+        try:
+            self._provider = provider_from_config(
+                cfg.hub, gateway_device_id=cfg.gateway.device_id, cache=journal
+            )
+            trust = TrustPolicy.from_files(
+                cfg.trust.public_keys,
+                allow_unsigned=cfg.trust.allow_unsigned,
+                max_size=cfg.policy.max_download_bytes,
+            )
+            async with Downloader(
+                cfg.gateway.cache_dir,
+                cfg.gateway.cache_max_bytes,
+                ca_file=cfg.policy.download_ca_file,
+                allow_http="http" in cfg.policy.allowed_schemes,
+            ) as downloader:
+                self._env = UpdateEnv(
+                    journal=journal,
+                    downloader=downloader,
+                    trust=trust,
+                    policy=cfg.policy,
+                    flash_slots=asyncio.Semaphore(cfg.policy.max_concurrent_flashes),
+                    confirm_timeout_s=cfg.policy.confirm_timeout_s,
+                )
+                self._gw_task = asyncio.create_task(self._gateway_identity())
+                await self._serve(stop)
+        finally:
+            await self._shutdown()
+            journal.close()
+
+    async def _serve(self, stop: asyncio.Event) -> None:
+        interval = self.config.serial.rescan_interval_s
+        while not stop.is_set():
+            await self.scan()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await stop.wait()
+
+    async def _shutdown(self) -> None:
+        log.info("shutting down: parking %d MCU agents", len(self.agents))
+        await asyncio.gather(*(a.close() for a in self.agents.values()), return_exceptions=True)
+        if self._gw_task is not None:
+            self._gw_task.cancel()
+            await asyncio.gather(self._gw_task, return_exceptions=True)
+        if self._gw_link is not None:
+            with contextlib.suppress(Exception):
+                await self._gw_link.close(flush_timeout=3.0)
+
+    # ------------------------------------------------------------ the gateway's own twin
+
+    async def _gateway_identity(self) -> None:
+        assert self._provider is not None
+        delay = 1.0
+        while True:
+            try:
+                creds = await self._provider.credentials(self.config.gateway.device_id)
+                link = link_for(creds, LinkOptions.from_settings(self.config.hub))
+                await link.connect()
+                self._gw_link = link
+                await self._report_attached()
+                return
+            except (GatewayError, CloudError) as exc:
+                log.warning("gateway identity not online yet (%s); retrying", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+    async def _report_attached(self) -> None:
+        if self._gw_link is None:
+            return
+        mcus: dict[str, Any] = {
+            a.device_id: {
+                "uid": a.uid,
+                "model": a.info.model,
+                "serialPort": a.port,
+                "connected": a.connected,
+            }
+            for a in self.agents.values()
+        }
+        try:
+            await self._gw_link.report({"mcus": mcus, "attachedCount": len(mcus)})
+        except CloudError as exc:
+            log.warning("gateway twin update deferred: %s", exc)
+
+    # ------------------------------------------------------------ discovery
+
+    async def scan(self) -> None:
+        async with self._scan_lock:
+            await self._scan()
+        self.scans += 1
+        self.online.set()
+
+    async def _scan(self) -> None:
+        ports = candidate_ports(self.config.serial)
+        changed = False
+        for agent in list(self.agents.values()):
+            if agent.connected and not port_present(agent.port):
+                await agent.mark_disconnected()
+                changed = True
+        in_use = {a.port for a in self.agents.values() if a.connected}
+        now = time.monotonic()
+        todo = [
+            p
+            for p in ports
+            if p not in in_use and now - self._not_bootloaders.get(p, -1e9) >= _REPROBE_S
+        ]
+        limit = asyncio.Semaphore(_PROBE_CONCURRENCY)
+
+        async def one(port: str) -> Probe | None:
+            async with limit:
+                try:
+                    async with asyncio.timeout(self.config.serial.probe_timeout_s + 2):
+                        return await probe(port, self.config.serial.baud)
+                except (ProtocolError, TimeoutError, OSError) as exc:
+                    log.warning("skipping %s: not a bootloader we can talk to (%s)", port, exc)
+                    self._not_bootloaders[port] = time.monotonic()
+                    return None
+
+        probes = await asyncio.gather(*(one(p) for p in todo))
+        results = await asyncio.gather(
+            *(self._attach(p) for p in probes if p is not None), return_exceptions=True
+        )
+        for r in results:
+            if isinstance(r, BaseException):
+                log.error("attaching an MCU failed: %s", r)
+        if changed or any(p is not None for p in probes):
+            await self._report_attached()
+
+    async def _attach(self, found: Probe) -> None:
+        uid = found.info.uid.hex()
+        self._not_bootloaders.pop(found.port, None)
+        agent = self.agents.get(uid)
+        if agent is not None:
+            await agent.reattach(found)
+            return
+        assert self._provider is not None and self._env is not None
+        device_id = device_id_for(found.info.uid, found.info.model)
+        log.info("MCU %s (%s) found on %s", device_id, found.info.model, found.port)
+        creds = await self._provider.credentials(device_id, uid=uid)
+        link = link_for(creds, LinkOptions.from_settings(self.config.hub))
+        agent = McuAgent(
+            env=self._env,
+            probe=found,
+            device_id=device_id,
+            gateway_id=self.config.gateway.device_id,
+            link=link,
+            baud=self.config.serial.baud,
+            allowed_schemes=self.config.policy.allowed_schemes,
+        )
+        self.agents[uid] = agent
+        await agent.start()

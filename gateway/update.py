@@ -1,0 +1,299 @@
+"""One firmware update of one MCU: download, verify, apply, reboot, confirm or roll back.
+
+Every transition is reported to the twin and journalled, so a crash at any point
+leaves enough to resume: the MCU keeps its partial slot (BEGIN resumes it) and the
+journal keeps the target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from firmware.compat import TargetInfo
+from firmware.download import Downloader
+from firmware.errors import FirmwareError
+from firmware.policy import TrustPolicy, evaluate
+from firmware.twin import DesiredFirmware
+from gateway.config import PolicySettings
+from gateway.journal import Journal, Outcome, Phase
+from gateway.logs import McuLogger
+from gateway.reported import FwStatus, error_section, installed_version, utc_now
+from gateway.window import seconds_until_open
+from protocols.errors import (
+    DeviceRejected,
+    DeviceTimeout,
+    LocalProtocolError,
+    PortNotFound,
+    ProtocolError,
+    TransportDisconnected,
+    UnsupportedVersionError,
+    VerifyFailed,
+)
+from protocols.packets import InfoResponse
+from protocols.session import BootloaderSession, FlashResult
+
+Report = Callable[[dict[str, Any], bool], Coroutine[Any, Any, None]]
+SessionFactory = Callable[[], Any]  # async context manager yielding a BootloaderSession
+
+#: Journal progress at most this often (each write is an fsync).
+_JOURNAL_EVERY_S = 0.5
+#: Reported progress at most this often; the link coalesces further.
+_REPORT_EVERY_S = 0.25
+
+
+class UpdateFailed(Exception):
+    def __init__(self, code: str, message: str, phase: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.phase = phase
+
+
+def protocol_code(exc: ProtocolError) -> str:
+    if isinstance(exc, DeviceTimeout):
+        return "MCU_TIMEOUT"
+    if isinstance(exc, TransportDisconnected | PortNotFound):
+        return "MCU_DISCONNECTED"
+    if isinstance(exc, DeviceRejected):
+        return f"MCU_{exc.status.name}"
+    if isinstance(exc, VerifyFailed):
+        return "MCU_VERIFY_FAILED"
+    if isinstance(exc, UnsupportedVersionError):
+        return "MCU_PROTOCOL_VERSION"
+    if isinstance(exc, LocalProtocolError):
+        return "IMAGE_REJECTED"
+    return "MCU_PROTOCOL_ERROR"
+
+
+@dataclass(frozen=True)
+class UpdateEnv:
+    """What an update needs from the gateway, shared by all MCUs."""
+
+    journal: Journal
+    downloader: Downloader
+    trust: TrustPolicy
+    policy: PolicySettings
+    flash_slots: asyncio.Semaphore
+    confirm_timeout_s: float
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    outcome: Outcome
+    info: InfoResponse | None
+    flash: FlashResult | None
+
+
+class UpdateRun:
+    def __init__(
+        self,
+        env: UpdateEnv,
+        *,
+        uid: str,
+        desired: DesiredFirmware,
+        info: InfoResponse,
+        session: SessionFactory,
+        report: Report,
+        log: McuLogger,
+    ) -> None:
+        self.env = env
+        self.uid = uid
+        self.desired = desired
+        self.info = info
+        self._session = session
+        self._report = report
+        self.log = log
+        self.phase = Phase.DOWNLOADING
+        self.started = utc_now()
+        self._last_journal = 0.0
+        self._last_report = 0.0
+
+    async def _status(self, status: FwStatus, substatus: str, **fields: Any) -> None:
+        patch: dict[str, Any] = {
+            "fwUpdateStatus": status.value,
+            "fwUpdateSubstatus": substatus,
+            "pendingFwVersion": self.desired.fwVersion,
+            "lastFwUpdateStartTime": self.started,
+            "error": None,
+            **fields,
+        }
+        self.log.phase(status.value).info("%s", substatus)
+        await self._report({"firmware": patch}, False)
+
+    async def run(self) -> UpdateResult:
+        d = self.desired
+        journal = self.env.journal
+        journal.begin_update(self.uid, d.fwVersion, d.fwPackageCheckValue, d.fwPackageURI)
+        await self._status(FwStatus.DOWNLOADING, f"downloading {d.fwPackageURI}", progress=0,
+                           bytesWritten=0)  # fmt: skip
+        data = await self._download()
+        self.phase = Phase.VERIFYING
+        journal.set_phase(self.uid, Phase.VERIFYING)
+        await self._status(FwStatus.VERIFYING, "checking hash, signature, compatibility, version")
+        payload = self._verify(data)
+        if d.installWindow is not None:
+            await self._await_window()
+        self.phase = Phase.APPLYING
+        journal.set_phase(self.uid, Phase.APPLYING)
+        await self._status(FwStatus.APPLYING, "waiting for a flash slot", progress=0)
+        async with self.env.flash_slots:
+            result = await self._apply(payload)
+        return result
+
+    async def _download(self) -> bytes:
+        d = self.desired
+        cap = self.env.policy.max_download_bytes
+        if d.fwPackageSize is not None:
+            cap = min(cap, d.fwPackageSize)
+        try:
+            async with self.env.downloader.fetch(
+                d.fwPackageURI,
+                d.fwPackageCheckValue,
+                max_size=cap,
+                deadline_s=self.env.policy.download_deadline_s,
+            ) as path:
+                return await asyncio.to_thread(path.read_bytes)
+        except FirmwareError as exc:
+            raise UpdateFailed(exc.reason.value, exc.message, "downloading") from exc
+
+    def _verify(self, data: bytes) -> bytes:
+        info = self.info
+        target = TargetInfo(
+            compat=info.compat,
+            model=info.model,
+            installed_version=installed_version(info),
+            slot_size=info.geometry.slot_size,
+        )
+        verdict = evaluate(data, desired=self.desired, target=target, policy=self.env.trust)
+        if not verdict.ok or verdict.package is None:
+            raise UpdateFailed(verdict.reason.value, verdict.message, "verifying")
+        return verdict.package.payload
+
+    async def _await_window(self) -> None:
+        window = self.desired.installWindow
+        assert window is not None
+        while (wait := seconds_until_open(window)) > 0:
+            await self._status(
+                FwStatus.VERIFYING,
+                f"verified; waiting for install window {window.start}-{window.end} {window.tz}",
+            )
+            await asyncio.sleep(min(wait, 60.0))  # re-check: clocks jump
+
+    async def _apply(self, payload: bytes) -> UpdateResult:
+        total = len(payload)
+        await self._status(FwStatus.APPLYING, f"writing {total} bytes", progress=0, bytesWritten=0)
+        loop = asyncio.get_running_loop()
+        pending: set[asyncio.Task[None]] = set()
+
+        def progress(phase: str, done: int, total_: int) -> None:
+            now = time.monotonic()
+            if phase == "rebooting" and self.phase is not Phase.REBOOTING:
+                self.phase = Phase.REBOOTING
+                self.env.journal.set_phase(self.uid, Phase.REBOOTING)
+                task = loop.create_task(
+                    self._status(
+                        FwStatus.REBOOTING,
+                        "trial boot; waiting for the app to confirm",
+                        progress=100,
+                        bytesWritten=total,
+                    )
+                )
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+                return
+            if now - self._last_journal >= _JOURNAL_EVERY_S:
+                self._last_journal = now
+                self.env.journal.record_progress(self.uid, done)
+            if now - self._last_report >= _REPORT_EVERY_S or done == total_:
+                self._last_report = now
+                sub = "MCU hashing the staged image" if phase == "verifying" else "writing"
+                patch = {
+                    "fwUpdateStatus": FwStatus.APPLYING.value,
+                    "fwUpdateSubstatus": sub,
+                    "progress": done * 100 // max(1, total_),
+                    "bytesWritten": done,
+                }
+                task = loop.create_task(self._report({"firmware": patch}, False))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+
+        try:
+            async with self._session() as session:
+                assert isinstance(session, BootloaderSession)
+                await session.connect()
+                result = await session.flash(
+                    payload,
+                    self.desired.fwVersion,
+                    progress=progress,
+                    confirm_timeout=self.env.confirm_timeout_s,
+                )
+                info = await session.info()
+        except ProtocolError as exc:
+            phase = "rebooting" if self.phase is Phase.REBOOTING else "applying"
+            raise UpdateFailed(protocol_code(exc), str(exc), phase) from exc
+        finally:
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+        self.env.journal.record_progress(self.uid, total, result.resumed_from)
+        if result.outcome == "confirmed":
+            return UpdateResult(Outcome.CURRENT, info, result)
+        if result.outcome == "rolled_back":
+            return UpdateResult(Outcome.ROLLEDBACK, info, result)
+        raise UpdateFailed(
+            "APP_NOT_CONFIRMED",
+            f"the app did not confirm within {self.env.confirm_timeout_s:g} s of its trial boot",
+            "rebooting",
+        )
+
+
+def final_report(
+    outcome: Outcome,
+    *,
+    desired: DesiredFirmware,
+    started: str,
+    installed: str | None,
+    flash: FlashResult | None = None,
+    failure: UpdateFailed | None = None,
+) -> dict[str, Any]:
+    fw: dict[str, Any] = {
+        "currentFwVersion": installed,
+        "pendingFwVersion": None,
+        "lastFwUpdateStartTime": started,
+        "lastFwUpdateEndTime": utc_now(),
+    }
+    if outcome is Outcome.CURRENT:
+        fw.update(
+            fwUpdateStatus=FwStatus.CURRENT.value,
+            fwUpdateSubstatus=f"installed {desired.fwVersion}",
+            progress=100,
+            error=None,
+        )
+    elif outcome is Outcome.ROLLEDBACK:
+        fw.update(
+            fwUpdateStatus=FwStatus.ROLLEDBACK.value,
+            fwUpdateSubstatus=f"{desired.fwVersion} did not confirm; rolled back to {installed}",
+            error=error_section(
+                "ROLLED_BACK",
+                f"trial boot of {desired.fwVersion} failed; the bootloader restored {installed}",
+                "rebooting",
+            ),
+        )
+    else:
+        assert failure is not None
+        fw.update(
+            fwUpdateStatus=FwStatus.ERROR.value,
+            fwUpdateSubstatus=f"update to {desired.fwVersion} failed: {failure.code}",
+            error=error_section(failure.code, failure.message, failure.phase),
+        )
+    if flash is not None:
+        fw.update(
+            bytesWritten=flash.bytes,
+            resumedFrom=flash.resumed_from,
+            retransmits=flash.retransmits,
+            flashSeconds=round(flash.seconds, 3),
+        )
+    return {"firmware": fw}
