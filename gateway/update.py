@@ -122,7 +122,8 @@ class UpdateRun:
             **fields,
         }
         self.log.phase(status.value).info("%s", substatus)
-        await self._report({"firmware": patch}, False)
+        # Transitions go out at once so the twin walks every status; progress is coalesced.
+        await self._report({"firmware": patch}, True)
 
     async def run(self) -> UpdateResult:
         d = self.desired

@@ -151,6 +151,10 @@ class HubEmulator:
     def telemetry(self, device_id: str) -> list[TelemetryMessage]:
         return self.call(lambda s: list(s.hub.telemetry.get(device_id, ())))
 
+    def reported_patches(self, device_id: str) -> list[dict[str, Any]]:
+        """Reported-property PATCHes the device sent, oldest first (bounded)."""
+        return self.call(lambda s: list(s.hub.reported_log.get(device_id, ())))
+
     def is_connected(self, device_id: str) -> bool:
         return self.call(lambda s: s.hub.is_connected(device_id))
 

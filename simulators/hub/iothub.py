@@ -78,6 +78,8 @@ class IoTHub:
         self.twins: dict[str, Twin] = {t.device_id: t for t in store.twins()}
         self.sessions: dict[str, DeviceSession] = {}
         self.telemetry: dict[str, deque[TelemetryMessage]] = {}
+        # Every accepted reported PATCH, in order: lets tests check status sequences.
+        self.reported_log: dict[str, deque[JsonObject]] = {}
         self.twin_fault = TwinFault()
         self._pending_methods: dict[str, asyncio.Future[tuple[int, Any]]] = {}
         self._rids = itertools.count(1)
@@ -187,6 +189,8 @@ class IoTHub:
                 return
             patch = _json_object(body)
             twin = self._save_twin(self._twin(device_id).patch_reported(patch))
+            log = self.reported_log.setdefault(device_id, deque(maxlen=TELEMETRY_KEPT))
+            log.append(patch)
             self._deliver(
                 device_id, topics.twin_response(204, rid, twin.reported_version), {}, force=True
             )

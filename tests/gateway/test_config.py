@@ -66,7 +66,9 @@ def test_minimal_dps_config_has_defaults_and_resolved_paths(home: Path) -> None:
 
 
 def test_every_section_parses(home: Path) -> None:
-    text = BASE.replace("[trust]", """
+    text = BASE.replace(
+        "[trust]",
+        """
 [serial]
 ports = ["/dev/ttyUSB*", "rel/tty0", "socket://127.0.0.1:7000"]
 usb = ["0403:6001"]
@@ -74,9 +76,14 @@ baud = 921600
 [policy]
 max_concurrent_flashes = 2
 allowed_schemes = ["https", "HTTP"]
-[trust]""")
+[trust]""",
+    )
     config = load_config(write(home, text), {})
-    assert config.serial.ports == ("/dev/ttyUSB*", str(home / "rel/tty0"), "socket://127.0.0.1:7000")
+    assert config.serial.ports == (
+        "/dev/ttyUSB*",
+        str(home / "rel/tty0"),
+        "socket://127.0.0.1:7000",
+    )
     assert config.serial.usb == (UsbFilter(0x0403, 0x6001),)
     assert str(config.serial.usb[0]) == "0403:6001"
     assert config.policy.allowed_schemes == ("https", "http")
@@ -95,22 +102,34 @@ def test_the_example_documents_a_loadable_config(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("edit", "key", "expected"),
     [
-        (("device_id = \"gw-01\"", ""), "gateway.device_id", "is required"),
-        (("device_id = \"gw-01\"", "device_id = \"GW 01\""), "gateway.device_id", "lower-case"),
-        (("mode = \"dps\"", "mode = \"cloud\""), "hub.mode", "'dps' | 'registry' | 'static'"),
-        (("id_scope = \"0ne0001\"", "id_scope = 7"), "hub.id_scope", "expected a string"),
-        (("[trust]", "[serial]\nbaud = \"fast\"\n[trust]"), "serial.baud", "expected an integer"),
-        (("[trust]", "[serial]\nusb = [\"ftdi\"]\n[trust]"), "serial.usb[0]", "VID:PID"),
-        (("[trust]", "[policy]\nallowed_schemes = [\"file\"]\n[trust]"),
-         "policy.allowed_schemes[0]", "https or http"),
-        (("[trust]", "[policy]\nmax_concurrent_flashes = 0\n[trust]"),
-         "policy.max_concurrent_flashes", "between 1 and 1024"),
+        (('device_id = "gw-01"', ""), "gateway.device_id", "is required"),
+        (('device_id = "gw-01"', 'device_id = "GW 01"'), "gateway.device_id", "lower-case"),
+        (('mode = "dps"', 'mode = "cloud"'), "hub.mode", "'dps' | 'registry' | 'static'"),
+        (('id_scope = "0ne0001"', "id_scope = 7"), "hub.id_scope", "expected a string"),
+        (("[trust]", '[serial]\nbaud = "fast"\n[trust]'), "serial.baud", "expected an integer"),
+        (("[trust]", '[serial]\nusb = ["ftdi"]\n[trust]'), "serial.usb[0]", "VID:PID"),
+        (
+            ("[trust]", '[policy]\nallowed_schemes = ["file"]\n[trust]'),
+            "policy.allowed_schemes[0]",
+            "https or http",
+        ),
+        (
+            ("[trust]", "[policy]\nmax_concurrent_flashes = 0\n[trust]"),
+            "policy.max_concurrent_flashes",
+            "between 1 and 1024",
+        ),
         (("state_dir", "stat_dir"), "gateway.stat_dir", "unknown key"),
-        (("group_key_file = \"group.key\"", "group_key_file = \"missing.key\""),
-         "hub.group_key_file", "cannot read"),
-        (("group_key_file = \"group.key\"", ""), "hub.group_key_file", "group_key_env"),
-        (("public_keys = [\"release.pub\"]", "public_keys = []"), "trust.public_keys",
-         "allow_unsigned"),
+        (
+            ('group_key_file = "group.key"', 'group_key_file = "missing.key"'),
+            "hub.group_key_file",
+            "cannot read",
+        ),
+        (('group_key_file = "group.key"', ""), "hub.group_key_file", "group_key_env"),
+        (
+            ('public_keys = ["release.pub"]', "public_keys = []"),
+            "trust.public_keys",
+            "allow_unsigned",
+        ),
     ],
 )
 def test_errors_name_file_key_and_expectation(

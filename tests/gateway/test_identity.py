@@ -48,8 +48,9 @@ async def test_dps_registers_creates_device_and_caches_assignment(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     group_key = Secret(facts.group_enrollment_key)
-    settings = DpsSettings(dps_host=facts.dps_host, id_scope=facts.dps_id_scope,
-                           group_key=group_key)
+    settings = DpsSettings(
+        dps_host=facts.dps_host, id_scope=facts.dps_id_scope, group_key=group_key
+    )
     device_id = device_id_for(bytes.fromhex("c0ffee01"), "sim-a")
     with Journal.open(tmp_path / "state") as journal:
         provider = DpsProvider(settings, ca_pem=ca_pem(facts), cache=journal, timeout=10)

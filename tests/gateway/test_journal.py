@@ -21,8 +21,9 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def journal(tmp_path: Path) -> Journal:
     j = Journal.open(tmp_path)
-    j.upsert_mcu("0a1b", device_id="sim-0a1b", model="sim", port="/dev/pts/3",
-                 slots=[{"version": "1.0.0"}])
+    j.upsert_mcu(
+        "0a1b", device_id="sim-0a1b", model="sim", port="/dev/pts/3", slots=[{"version": "1.0.0"}]
+    )
     return j
 
 
@@ -50,7 +51,9 @@ def test_update_lifecycle_retry_and_history(journal: Journal) -> None:
     retry = journal.begin_update("0a1b", "2.0.0", SHA_A, "https://x/p")
     assert (retry.attempts, retry.bytes_written, retry.resume_offset) == (2, 512, 512)
     assert (retry.phase, retry.total_bytes, retry.started_at) == (
-        Phase.APPLYING, 1000, run.started_at
+        Phase.APPLYING,
+        1000,
+        run.started_at,
     )
     with pytest.raises(JournalError):
         journal.record_progress("0a1b", 100, resume_offset=200)  # offset beyond what was written
@@ -58,7 +61,10 @@ def test_update_lifecycle_retry_and_history(journal: Journal) -> None:
     done = journal.finish_update("0a1b", Outcome.ERROR, error_code="E_LINK", message="unplugged")
     assert done is not None
     assert (done.outcome, done.phase, done.error_code, done.bytes_written) == (
-        Outcome.ERROR, Phase.APPLYING, "E_LINK", 512
+        Outcome.ERROR,
+        Phase.APPLYING,
+        "E_LINK",
+        512,
     )
     assert journal.update_in_progress("0a1b") is None
     assert journal.finish_update("0a1b", Outcome.CURRENT) is None
@@ -116,7 +122,10 @@ def test_survives_sigkill_mid_write(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [sys.executable, "-c", _WRITER, str(tmp_path)],
-        stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
     )
     assert proc.stdout is not None
     last = ""

@@ -1,0 +1,243 @@
+"""A complete local lab: hub + DPS emulator, HTTPS image server, virtual MCUs on ptys.
+
+Used by ``mcu-gateway demo`` and by the end-to-end tests, so both exercise the
+same real pieces: the azure-iot-device SDK over TLS, real HTTPS downloads and
+simulator processes on pseudo-terminals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from firmware import keys, package
+from simulators.hub import HubEmulator, HubFacts
+from simulators.image_server import ImageServer
+from simulators.image_tls import make_test_pki
+
+SIM_START_TIMEOUT_S = 20.0
+
+
+@dataclass
+class SimHandle:
+    index: int
+    link: Path
+    state: Path
+    model: str
+    uid: str
+    args: list[str]
+    proc: asyncio.subprocess.Process | None = None
+    pty: str = ""
+
+    async def start(self) -> None:
+        cmd = [
+            sys.executable, "-m", "gateway.cli", "sim", "--pty", "--state", str(self.state),
+            "--model", self.model, "--uid", self.uid, "--link", str(self.link), *self.args,
+        ]  # fmt: skip
+        self.proc = await asyncio.create_subprocess_exec(
+            *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+        )
+        assert self.proc.stdout is not None
+        async with asyncio.timeout(SIM_START_TIMEOUT_S):
+            line = (await self.proc.stdout.readline()).decode().strip()
+        if not line.startswith("PTY "):
+            raise RuntimeError(f"simulator {self.index} did not start: {line!r}")
+        self.pty = line[4:]
+
+    async def kill(self) -> None:
+        """Unplug: the process dies at once (its symlink is left dangling)."""
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGKILL)
+            await self.proc.wait()
+        with contextlib.suppress(FileNotFoundError):
+            self.link.unlink()
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.terminate()
+            try:
+                async with asyncio.timeout(10):
+                    await self.proc.wait()
+            except TimeoutError:
+                await self.kill()
+
+
+@dataclass(frozen=True)
+class Release:
+    version: str
+    model: str
+    url: str
+    sha256: str
+    size: int
+    payload_sha256: str
+
+    def desired(self, **extra: Any) -> dict[str, Any]:
+        return {
+            "fwVersion": self.version,
+            "fwPackageURI": self.url,
+            "fwPackageCheckValue": self.sha256,
+            "fwPackageSize": self.size,
+            **extra,
+        }
+
+
+@dataclass
+class Lab:
+    root: Path
+    host: str
+    models: Sequence[str]
+    sim_args: Sequence[str] = ("--baud", "921600")
+    gateway_baud: int = 921600
+    hub: HubEmulator | None = None
+    images: ImageServer | None = None
+    sims: list[SimHandle] = field(default_factory=list)
+    signing_key: Any = None
+
+    @property
+    def facts(self) -> HubFacts:
+        assert self.hub is not None
+        return self.hub.facts
+
+    @property
+    def ports_glob(self) -> str:
+        return str(self.root / "ports" / "mcu-*")
+
+    async def __aenter__(self) -> Lab:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        (self.root / "ports").mkdir(parents=True, exist_ok=True)
+        self.hub = HubEmulator(self.root / "hub", self.host)
+        await asyncio.to_thread(self.hub.start)
+        pki = make_test_pki(self.host)
+        (self.root / "images-ca.pem").write_bytes(pki.ca_pem)
+        self.images = ImageServer(self.host, ssl_context=pki.server_context())
+        await self.images.start()
+        self.signing_key = keys.generate(keys.Algorithm.ED25519)
+        (self.root / "release.pub").write_bytes(keys.public_pem(self.signing_key))
+        group_key = self.root / "group.key"
+        group_key.touch(mode=0o600)
+        group_key.write_text(self.facts.group_enrollment_key)
+        for i, model in enumerate(self.models):
+            sim = SimHandle(
+                index=i,
+                link=self.root / "ports" / f"mcu-{i:03d}",
+                state=self.root / "sims" / f"mcu-{i:03d}",
+                model=model,
+                uid=hashlib.sha256(f"{self.root}:{i}".encode()).hexdigest()[:24],
+                args=list(self.sim_args),
+            )
+            self.sims.append(sim)
+        await asyncio.gather(*(s.start() for s in self.sims))
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(s.stop() for s in self.sims), return_exceptions=True)
+        if self.images is not None:
+            await self.images.stop()
+        if self.hub is not None:
+            await asyncio.to_thread(self.hub.stop)
+
+    def release(
+        self, version: str, model: str, size: int = 64 * 1024, *, name: str | None = None,
+        signed: bool = True, key: Any = None,
+    ) -> Release:  # fmt: skip
+        """Build a signed package, publish it on the image server, return twin values."""
+        assert self.images is not None
+        payload = hashlib.sha256(f"{model} {version}".encode()).digest() * (size // 32 + 1)
+        payload = payload[:size]
+        manifest = package.manifest_for(
+            payload, provider="contoso", name="sensor-app", version=version,
+            manufacturer=_manufacturer(model), model=model,
+        )  # fmt: skip
+        blob = package.build(manifest, payload, (key or self.signing_key) if signed else None)
+        name = name or f"{model}-{version}.mcufw"
+        self.images.add(name, blob)
+        return Release(
+            version=version,
+            model=model,
+            url=self.images.url(name, tls=True),
+            sha256=hashlib.sha256(blob).hexdigest(),
+            size=len(blob),
+            payload_sha256=hashlib.sha256(payload).hexdigest(),
+        )
+
+    def config_text(self, *, state: Path | None = None, **policy: Any) -> str:
+        f = self.facts
+        state = state or self.root / "gateway"
+        extra = "".join(f"{k} = {_toml(v)}\n" for k, v in policy.items())
+        return f"""\
+[gateway]
+device_id = "lab-gateway"
+state_dir = "{state}"
+cache_dir = "{state / "cache"}"
+log_level = "INFO"
+
+[hub]
+mode = "dps"
+ca_file = "{f.ca_path}"
+dps_host = "{f.dps_host}"
+id_scope = "{f.dps_id_scope}"
+group_key_file = "{self.root / "group.key"}"
+connect_timeout_s = 30
+call_timeout_s = 10
+report_interval_s = 0.5
+retry_interval_s = 1
+
+[serial]
+ports = ["{self.ports_glob}"]
+baud = {self.gateway_baud}
+rescan_interval_s = 1.0
+probe_timeout_s = 2.0
+
+[trust]
+public_keys = ["{self.root / "release.pub"}"]
+
+[policy]
+max_concurrent_flashes = 8
+download_ca_file = "{self.root / "images-ca.pem"}"
+confirm_timeout_s = 10
+{extra}"""
+
+    def write_config(self, **policy: Any) -> Path:
+        path = self.root / "gateway.toml"
+        path.write_text(self.config_text(**policy))
+        return path
+
+    def registry(self) -> Any:
+        """The official service SDK's registry manager, trusting the emulator's CA."""
+        from azure.iot.hub import IoTHubRegistryManager
+
+        os.environ["REQUESTS_CA_BUNDLE"] = self.facts.ca_path
+        return IoTHubRegistryManager.from_connection_string(self.facts.service_connection_string)
+
+
+def _manufacturer(model: str) -> str:
+    from simulators.mcu.models import MODELS
+
+    return MODELS[model].manufacturer
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return str(value)
