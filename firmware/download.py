@@ -222,6 +222,9 @@ class Downloader:
                         raise _Retry("HTTP 416 for our resume offset")
                     elif resp.status in _RETRYABLE_STATUS:
                         raise _Retry(f"HTTP {resp.status}")
+                    elif resp.status in (404, 410):
+                        raise DownloadError(ReasonCode.PACKAGE_NOT_FOUND,
+                                            f"HTTP {resp.status}: no package at {_where(url)}")
                     else:
                         raise DownloadError(ReasonCode.DOWNLOAD_FAILED,
                                             f"HTTP {resp.status} from {_where(url)}")

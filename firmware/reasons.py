@@ -50,7 +50,8 @@ class ReasonCode(StrEnum):
 
     # Download and cache.
     URL_REFUSED = "URL_REFUSED"  # scheme not allowed (file://, or http:// unless configured)
-    DOWNLOAD_FAILED = "DOWNLOAD_FAILED"  # HTTP error or retries exhausted
+    PACKAGE_NOT_FOUND = "PACKAGE_NOT_FOUND"  # the server answered 404 or 410
+    DOWNLOAD_FAILED = "DOWNLOAD_FAILED"  # other HTTP error, or retries exhausted
     DOWNLOAD_TIMEOUT = "DOWNLOAD_TIMEOUT"  # the overall deadline passed
     DOWNLOAD_TOO_LARGE = "DOWNLOAD_TOO_LARGE"  # the response exceeded the size cap
     DOWNLOAD_HASH_MISMATCH = "DOWNLOAD_HASH_MISMATCH"  # downloaded bytes differ from check value
