@@ -165,8 +165,7 @@ class McuAgent:
             return
         self.connected = False
         self.log.warning("MCU unplugged from %s", self.port)
-        if self._update is not None:
-            self._update.cancel()  # its flash fails on the dead port anyway
+        # A running flash fails on the dead port by itself and reports why.
         await self._report({"mcu": {"connected": False}}, now=True)
 
     async def reattach(self, probe: Probe) -> None:
