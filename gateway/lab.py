@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import os
 import signal
+import string
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from simulators.image_server import ImageServer
 from simulators.image_tls import make_test_pki
 
 SIM_START_TIMEOUT_S = 20.0
+#: The demo's gateway configuration, a template filled in by :meth:`Lab.config_text`.
+DEMO_TEMPLATE = Path(__file__).resolve().parents[1] / "config" / "demo.toml"
 
 
 @dataclass
@@ -178,41 +181,21 @@ class Lab:
         )
 
     def config_text(self, *, state: Path | None = None, **policy: Any) -> str:
+        """``config/demo.toml`` filled in for this lab, plus extra ``[policy]`` keys."""
         f = self.facts
-        state = state or self.root / "gateway"
-        extra = "".join(f"{k} = {_toml(v)}\n" for k, v in policy.items())
-        return f"""\
-[gateway]
-device_id = "lab-gateway"
-state_dir = "{state}"
-cache_dir = "{state / "cache"}"
-log_level = "INFO"
-
-[hub]
-mode = "dps"
-ca_file = "{f.ca_path}"
-dps_host = "{f.dps_host}"
-id_scope = "{f.dps_id_scope}"
-group_key_file = "{self.root / "group.key"}"
-connect_timeout_s = 30
-call_timeout_s = 10
-report_interval_s = 0.5
-retry_interval_s = 1
-
-[serial]
-ports = ["{self.ports_glob}"]
-baud = {self.gateway_baud}
-rescan_interval_s = 1.0
-probe_timeout_s = 2.0
-
-[trust]
-public_keys = ["{self.root / "release.pub"}"]
-
-[policy]
-max_concurrent_flashes = 8
-download_ca_file = "{self.root / "images-ca.pem"}"
-confirm_timeout_s = 10
-{extra}"""
+        template = string.Template(DEMO_TEMPLATE.read_text())
+        text = template.substitute(
+            state=state or self.root / "gateway",
+            ca_file=f.ca_path,
+            dps_host=f.dps_host,
+            id_scope=f.dps_id_scope,
+            group_key_file=self.root / "group.key",
+            ports=self.ports_glob,
+            baud=self.gateway_baud,
+            public_key=self.root / "release.pub",
+            download_ca_file=self.root / "images-ca.pem",
+        )
+        return text + "".join(f"{k} = {_toml(v)}\n" for k, v in policy.items())
 
     def write_config(self, **policy: Any) -> Path:
         path = self.root / "gateway.toml"
