@@ -487,6 +487,10 @@ class McuCore:
         self._enter("activate")
         slot = self._staged_slot(SlotState.COMPLETE)
         if slot is None:
+            if self._staged_slot(SlotState.TRIAL) is not None:
+                # Already activated: a retry after a lost answer. Idempotent.
+                self._reply(self._answer_time(now), seq, StatusResponse(Opcode.ACTIVATE, Status.OK))
+                return
             self._reply_error(now, seq, Opcode.ACTIVATE, Status.NO_IMAGE)
             return
         generation = 1 + max(t.status().generation for t in self.trailers)

@@ -103,8 +103,11 @@ def parse_faults(specs: list[str], base: SimOptions | None = None) -> SimOptions
             opts = replace(opts, extra_delay_s=_int(value, spec) / 1000)
         elif key == "cut-at":
             if value.endswith("%"):
-                frac = _rate(str(float(value[:-1]) / 100), spec) if value[:-1] else -1.0
-                opts = replace(opts, cut_at_fraction=frac)
+                try:
+                    percent = float(value[:-1])
+                except ValueError:
+                    raise FaultSpecError(f"{spec!r}: {value!r} is not a percentage") from None
+                opts = replace(opts, cut_at_fraction=_rate(str(percent / 100), spec))
             else:
                 opts = replace(opts, cut_at_bytes=_int(value, spec))
         elif key == "cut-op":
