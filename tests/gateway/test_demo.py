@@ -1,0 +1,24 @@
+"""`mcu-gateway demo` on this machine: exits 0 with 4 MCUs and leaves nothing running."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_demo_exits_zero_with_four_mcus(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "demo", "--mcus", "4", "--state", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "all 4 MCUs report 2.0.0 as current" in proc.stdout
+    # Everything it started is gone: no simulator still holds its state directory.
+    leftovers = subprocess.run(
+        ["pgrep", "-f", f"sim --pty --state {tmp_path}"], capture_output=True, check=False
+    )
+    assert leftovers.stdout == b""
