@@ -366,14 +366,14 @@ class BootloaderSession:
             if isinstance(info, InfoResponse):
                 self.device = info
                 state = info.slots[slot].state
+                if 0 <= info.running_slot < len(info.slots):
+                    running = info.slots[info.running_slot].version
                 if state is SlotState.INVALID:
                     return "rolled_back", running
                 if info.mode is Mode.BOOTLOADER:
                     # The RESET (or its answer) was lost on the link: ask again.
                     await self.reset(ResetMode.RUN)
                     continue
-                if 0 <= info.running_slot < len(info.slots):
-                    running = info.slots[info.running_slot].version
                 if state is SlotState.CONFIRMED and info.running_slot == slot:
                     return "confirmed", running
             if self._now() > deadline:
