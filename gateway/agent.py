@@ -19,7 +19,7 @@ from gateway.journal import Outcome
 from gateway.logs import mcu_logger
 from gateway.reported import FwStatus, error_section, installed_version, mcu_section, utc_now
 from gateway.update import UpdateEnv, UpdateFailed, UpdateRun, final_report
-from protocols.constants import ResetMode
+from protocols.constants import Mode, ResetMode
 from protocols.errors import ProtocolError
 from protocols.packets import InfoResponse
 from protocols.session import BootloaderSession
@@ -251,7 +251,7 @@ class McuAgent:
             if exc.phase in ("applying", "rebooting") and exc.code.startswith("MCU_"):
                 self._transient.add(sig)
             journal.finish_update(self.uid, Outcome.ERROR, error_code=exc.code, message=exc.message)
-            await self._refresh_info()
+            await self._refresh_info(restart_app=True)
             await self._report(
                 final_report(Outcome.ERROR, desired=desired, started=run.started,
                              installed=installed_version(self.info), failure=exc),
@@ -293,11 +293,18 @@ class McuAgent:
         patch["mcu"] = {"slots": self._slots()}
         await self._report(patch, now=True)
 
-    async def _refresh_info(self) -> None:
+    async def _refresh_info(self, *, restart_app: bool = False) -> None:
+        """Re-read INFO; after a failed or aborted flash, boot the old app again first."""
         try:
-            async with asyncio.timeout(10):
+            async with asyncio.timeout(15):
                 async with self.session() as s:
                     self.hello = await s.hello()
+                    if restart_app and self.hello.mode is Mode.BOOTLOADER:
+                        # A failed transfer leaves the MCU waiting in its bootloader;
+                        # the confirmed image is intact, so run it again.
+                        await s.info()
+                        await s.reset(ResetMode.RUN)
+                        self.hello = await s.await_boot()
                     self.info = await s.info()
         except (ProtocolError, TimeoutError) as exc:
             self.log.warning("could not re-read INFO: %s", exc)
@@ -334,7 +341,7 @@ class McuAgent:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
-        await self._refresh_info()
+        await self._refresh_info(restart_app=True)
         await self._report(
             {
                 "firmware": {

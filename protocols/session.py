@@ -205,6 +205,10 @@ class BootloaderSession:
         with contextlib.suppress(DeviceTimeout):
             await self.request(ResetRequest(mode=mode), self.link.command_timeout(1, 1), attempts=1)
 
+    async def await_boot(self) -> HelloResponse:
+        """HELLO until the MCU answers after a reset (in whichever mode it came up)."""
+        return await self._await_boot()
+
     async def _await_boot(self, want: Mode | None = None) -> HelloResponse:
         geo = self._geometry()
         boot_s = geo.boot_ms / 1000
