@@ -365,7 +365,9 @@ def encode_payload(msg: Message) -> tuple[int, bytes]:
         return msg.opcode | RESPONSE_BIT, _STATUS_ONLY.build({"status": int(msg.status)})
     if isinstance(msg, StatusResponse):
         if msg.status is not Status.OK or msg.opcode in _RESPONSES:
-            raise ValueError(f"StatusResponse is only the OK answer of a status-only command: {msg}")
+            raise ValueError(
+                f"StatusResponse is only the OK answer of a status-only command: {msg}"
+            )
         return msg.opcode | RESPONSE_BIT, _STATUS_ONLY.build({"status": int(msg.status)})
     opcode = msg.OPCODE
     is_response = hasattr(msg, "status")
