@@ -10,8 +10,10 @@ that process's CPU time with ``os.wait4``.
                                      [--repeat N] [--turnaround-ms 2] [--model vmcu-f4]
 
 Link efficiency is image bytes/s / (baud/10), i.e. the share of the raw 8N1
-byte rate that carries image bytes; it is given over the whole command (connect,
-BEGIN, transfer, VERIFY, ACTIVATE, reboot, confirm) and over the transfer alone.
+byte rate that carries image bytes. It is given over the whole flash process
+(start-up, port open, connect and reset into the bootloader, BEGIN, transfer,
+VERIFY, ACTIVATE, reboot, confirm), over the command's own JSON ``seconds``
+(which starts after connect) and over the transfer alone.
 """
 
 from __future__ import annotations
@@ -289,9 +291,11 @@ COLUMNS = (
     ("size", ">8"),
     ("run", ">3"),
     ("ta ms", ">5"),
-    ("seconds", ">8"),
+    ("cmd s", ">7"),
+    ("flash s", ">7"),
     ("xfer s", ">7"),
-    ("eff", ">5"),
+    ("eff cmd", ">7"),
+    ("eff flash", ">9"),
     ("eff xfer", ">8"),
     ("tx B/B", ">6"),
     ("rx B/B", ">6"),
@@ -313,8 +317,10 @@ def format_run(r: Run) -> str:
             _size_text(r.size),
             str(r.rep + 1),
             f"{r.turnaround_ms:g}",
+            f"{r.wall_s:.2f}",
             f"{r.seconds:.2f}",
             f"{r.transfer_seconds:.2f}",
+            f"{r.efficiency(r.wall_s):.3f}",
             f"{r.efficiency(r.seconds):.3f}",
             f"{r.efficiency(r.transfer_seconds):.3f}",
             f"{r.wire_tx_per_byte:.3f}",
@@ -332,12 +338,16 @@ def print_header(turnaround_ms: float, geo: dict[str, Any] | None) -> None:
     if geo is not None:
         print("flash timings used: " + timings_text(geo, turnaround_ms))
     print(
-        "seconds = whole flash command (connect, BEGIN, transfer, VERIFY, ACTIVATE, reset, "
-        "confirm); xfer s = DATA transfer only"
+        "cmd s = the whole flash process (start-up, port open, HELLO/INFO, reset into the "
+        "bootloader, then all of flash s);"
     )
     print(
-        "eff = image bytes/s / (baud/10) on seconds, eff xfer on xfer s; tx/rx B/B = wire bytes "
-        "per image byte; cpu s/MB = flash process user+sys CPU per 10^6 image bytes"
+        "flash s = its JSON seconds (BEGIN, transfer, VERIFY, ACTIVATE, reset, confirm); "
+        "xfer s = its JSON transfer_seconds (DATA only)"
+    )
+    print(
+        "eff = image bytes/s / (baud/10) on each; tx/rx B/B = wire bytes per image byte; "
+        "cpu = flash process user+sys CPU, per 10^6 image bytes"
     )
     print()
     print(_row([name for name, _ in COLUMNS]))
@@ -363,8 +373,10 @@ def print_medians(runs: list[Run]) -> None:
                     _size_text(size),
                     f"x{len(mine)}",
                     f"{mine[0].turnaround_ms:g}",
+                    f"{med(lambda r: r.wall_s):.2f}",
                     f"{med(lambda r: r.seconds):.2f}",
                     f"{med(lambda r: r.transfer_seconds):.2f}",
+                    f"{med(lambda r: r.efficiency(r.wall_s)):.3f}",
                     f"{med(lambda r: r.efficiency(r.seconds)):.3f}",
                     f"{med(lambda r: r.efficiency(r.transfer_seconds)):.3f}",
                     f"{med(lambda r: r.wire_tx_per_byte):.3f}",
@@ -384,16 +396,17 @@ def print_targets(runs: list[Run]) -> None:
         mine = [r for r in runs if r.baud == baud and r.size == TARGET_SIZE]
         if not mine:
             continue
-        eff = statistics.median(r.efficiency(r.seconds) for r in mine)
-        eff_x = statistics.median(r.efficiency(r.transfer_seconds) for r in mine)
-        verdict = "met" if eff >= target else "MISSED"
+        eff_c = _median(mine, lambda r: r.efficiency(r.wall_s))
+        eff = _median(mine, lambda r: r.efficiency(r.seconds))
+        eff_x = _median(mine, lambda r: r.efficiency(r.transfer_seconds))
+        verdict = "met" if eff_c >= target else "met on flash s only" if eff >= target else "MISSED"
         lines.append(
-            f"  {baud} baud, 1 MiB: efficiency {eff:.3f} (transfer only {eff_x:.3f}), "
-            f"target >= {target:.2f}: {verdict}"
+            f"  {baud} baud, 1 MiB: efficiency {eff_c:.3f} whole command, {eff:.3f} flash s, "
+            f"{eff_x:.3f} transfer; target >= {target:.2f}: {verdict}"
         )
     if lines:
         print()
-        print("targets (median over runs, whole command):")
+        print("targets (medians over runs):")
         print("\n".join(lines))
 
 
