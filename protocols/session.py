@@ -214,6 +214,7 @@ class BootloaderSession:
         boot_s = geo.boot_ms / 1000
         deadline = self._now() + (boot_s + 0.5) * 4
         per_try = boot_s + self.link.command_timeout(2, 16)
+        await self._listen_for(boot_s)
         while True:
             try:
                 hello = await self.hello(per_try=per_try, attempts=1)
@@ -225,6 +226,17 @@ class BootloaderSession:
                 return hello
             if self._now() > deadline:
                 raise DeviceTimeout(f"MCU did not come up in {want.name} mode after reset")
+
+    async def _listen_for(self, seconds: float) -> None:
+        """Let the MCU's advertised boot time pass before probing it.
+
+        A booting MCU drops what it hears, so a probe sent at once only costs a
+        whole per-try timeout (about 0.3 s) before the next one.
+        """
+        until = self._now() + seconds
+        while (ev := await self._next_event(extra_deadline=until)) is not None:
+            if isinstance(ev, Garbled):
+                self.stats.garbled += 1
 
     async def set_baud(self, baud: int) -> bool:
         """Switch the link rate; returns False (and stays put) if the new rate fails."""
@@ -362,6 +374,7 @@ class BootloaderSession:
         interval = max(0.02, geo.boot_ms / 2000)
         per_try = self.link.command_timeout(0, 400, geo.boot_ms / 1000)
         running = ""
+        await self._listen_for(geo.boot_ms / 1000)
         while True:
             try:
                 info = await self.request(InfoRequest(), per_try, attempts=1)

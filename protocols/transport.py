@@ -54,6 +54,12 @@ class StreamTransport:
         try:
             data = await self._reader.read(_READ_SIZE)
         except (ConnectionError, OSError) as exc:
+            if "returned no data" in str(exc):
+                # pyserial's wording for a hung-up tty blames "multiple access"; it is
+                # nearly always the far end going away.
+                raise TransportDisconnected(
+                    f"{self.name}: the other end of the port closed (MCU unplugged or off)"
+                ) from exc
             raise TransportDisconnected(f"{self.name}: read failed: {exc}") from exc
         if not data:
             raise TransportDisconnected(f"{self.name}: port closed by the other end")
