@@ -22,3 +22,11 @@ def test_demo_exits_zero_with_four_mcus(tmp_path: Path) -> None:
         ["pgrep", "-f", f"sim --pty --state {tmp_path}"], capture_output=True, check=False
     )
     assert leftovers.stdout == b""
+    # Secrets never reach the log: not the DPS group key, nor anything derived from it.
+    (log,) = tmp_path.glob("gateway.log")
+    text = log.read_text()
+    assert "MCU" in text or "mcu=" in text
+    for key_file in tmp_path.glob("lab-*/group.key"):
+        assert key_file.read_text().strip() not in text
+    assert "SharedAccessKey" not in text
+    assert "sig=" not in text

@@ -115,3 +115,47 @@ async def test_unplugged_mcu_fails_alone_and_recovers(tmp_path: Path) -> None:
             ),
             within=90,
         )
+
+
+async def test_sigterm_parks_the_update_and_a_restart_finishes_it(tmp_path: Path) -> None:
+    async with Lab(tmp_path, next_host(), ["vmcu-f4"], sim_args=("--baud", "230400")) as lab:
+        config = lab.write_config()
+        sim = lab.sims[0]
+        device = device_id_for(bytes.fromhex(sim.uid), sim.model)
+        proc = await _gateway_process(config)
+        try:
+            await wait_hub(lab, lambda s: s.hub.is_connected(device), within=60)
+            rel = lab.release("2.0.0", "vmcu-f4", size=SIZE)
+            await asyncio.to_thread(set_desired, lab, device, rel.desired())
+
+            def past_30(s: Any) -> bool:
+                fw = firmware_of(s, device)
+                return bool(fw.get("bytesWritten", 0) >= 0.3 * SIZE)
+
+            await wait_hub(lab, past_30, within=60)
+            proc.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(20):
+                assert await proc.wait() == 0
+            journal = Journal.open(tmp_path / "gateway")
+            try:
+                parked = journal.update_in_progress(sim.uid)
+                assert parked is not None  # parked, not abandoned
+                assert parked.target_version == "2.0.0"
+            finally:
+                journal.close()
+            proc = await _gateway_process(config)
+            await wait_hub(
+                lab,
+                lambda s: (
+                    firmware_of(s, device).get("currentFwVersion") == "2.0.0"
+                    and firmware_of(s, device).get("fwUpdateStatus") == "current"
+                ),
+                within=90,
+            )
+            fw = firmware_of(lab.hub.call(lambda s: s), device)  # type: ignore[union-attr]
+            assert fw["resumedFrom"] > 0
+        finally:
+            if proc.returncode is None:
+                proc.terminate()
+                async with asyncio.timeout(30):
+                    await proc.wait()
