@@ -245,31 +245,14 @@ class McuAgent:
                 journal.finish_update(self.uid, Outcome.CANCELLED, error_code="ABORTED")
             raise
         except UpdateFailed as exc:
-            self.log.phase(exc.phase).error("update to %s failed: %s %s", desired.fwVersion,
-                                            exc.code, exc.message)  # fmt: skip
-            self._gave_up.add(sig)
-            if exc.phase in ("applying", "rebooting") and exc.code.startswith("MCU_"):
-                self._transient.add(sig)
-            journal.finish_update(self.uid, Outcome.ERROR, error_code=exc.code, message=exc.message)
-            await self._refresh_info(restart_app=True)
-            await self._report(
-                final_report(Outcome.ERROR, desired=desired, started=run.started,
-                             installed=installed_version(self.info), failure=exc),
-                now=True,
-            )  # fmt: skip
+            await self._failed(desired, sig, run.started, exc)
             return
         except Exception as exc:  # a bug must not take the other MCUs down
             self.log.exception("update crashed")
             failure = UpdateFailed(
                 "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}", run.phase.value
             )
-            self._gave_up.add(sig)
-            journal.finish_update(self.uid, Outcome.ERROR, error_code=failure.code)
-            await self._report(
-                final_report(Outcome.ERROR, desired=desired, started=run.started,
-                             installed=installed_version(self.info), failure=failure),
-                now=True,
-            )  # fmt: skip
+            await self._failed(desired, sig, run.started, failure)
             return
         if result.info is not None:
             self.info = result.info
@@ -291,6 +274,25 @@ class McuAgent:
             outcome, desired=desired, started=run.started, installed=installed, flash=result.flash
         )
         patch["mcu"] = {"slots": self._slots()}
+        await self._report(patch, now=True)
+
+    async def _failed(
+        self, desired: DesiredFirmware, sig: Signature, started: str, exc: UpdateFailed
+    ) -> None:
+        self.log.phase(exc.phase).error(
+            "update to %s failed: %s %s", desired.fwVersion, exc.code, exc.message
+        )
+        self._gave_up.add(sig)
+        if exc.phase in ("applying", "rebooting") and exc.code.startswith("MCU_"):
+            self._transient.add(sig)  # the link or the MCU, not the package: retry on reattach
+        self.env.journal.finish_update(
+            self.uid, Outcome.ERROR, error_code=exc.code, message=exc.message
+        )
+        await self._refresh_info(restart_app=True)
+        installed = installed_version(self.info)
+        patch = final_report(
+            Outcome.ERROR, desired=desired, started=started, installed=installed, failure=exc
+        )
         await self._report(patch, now=True)
 
     async def _refresh_info(self, *, restart_app: bool = False) -> None:

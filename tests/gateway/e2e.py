@@ -105,3 +105,17 @@ def device_ids(run: Running) -> list[str]:
     """Agents' device ids in sim order."""
     by_uid = {a.uid: a.device_id for a in run.gateway.agents.values()}
     return [by_uid[s.uid] for s in run.lab.sims]
+
+
+async def wait_current(
+    lab: Lab, device_id: str, version: str, within: float = 90
+) -> dict[str, Any]:
+    """Wait until the twin reports ``version`` as current; returns its firmware section."""
+
+    def current(s: HubServer) -> bool:
+        fw = firmware_of(s, device_id)
+        return fw.get("fwUpdateStatus") == "current" and fw.get("currentFwVersion") == version
+
+    await wait_hub(lab, current, within)
+    assert lab.hub is not None
+    return firmware_of(lab.hub.call(lambda s: s), device_id)

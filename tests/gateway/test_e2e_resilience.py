@@ -6,7 +6,15 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from tests.gateway.e2e import device_ids, firmware_of, running_lab, set_desired, statuses, wait_hub
+from tests.gateway.e2e import (
+    device_ids,
+    firmware_of,
+    running_lab,
+    set_desired,
+    statuses,
+    wait_current,
+    wait_hub,
+)
 
 SLOW = ("--baud", "230400")  # long enough transfers to act in the middle of one
 
@@ -57,14 +65,7 @@ async def test_hub_drops_connections_mid_update(tmp_path: Path) -> None:
         assert run.lab.hub is not None
         dropped = await asyncio.to_thread(run.lab.hub.drop_connections)
         assert dropped >= 2  # the MCU's device and the gateway's own
-        await wait_hub(
-            run.lab,
-            lambda s: (
-                firmware_of(s, device).get("fwUpdateStatus") == "current"
-                and firmware_of(s, device).get("currentFwVersion") == "2.0.0"
-            ),
-            within=90,
-        )
+        await wait_current(run.lab, device, "2.0.0")
         agent = next(iter(run.gateway.agents.values()))
         assert agent.link.reconnects >= 1
 
@@ -77,14 +78,7 @@ async def test_desired_change_during_update_installs_the_newer(tmp_path: Path) -
         await asyncio.to_thread(set_desired, run.lab, device, first.desired())
         await wait_hub(run.lab, _applying_past(device, 0.1, 160 * 1024), within=60)
         await asyncio.to_thread(set_desired, run.lab, device, second.desired())
-        await wait_hub(
-            run.lab,
-            lambda s: (
-                firmware_of(s, device).get("fwUpdateStatus") == "current"
-                and firmware_of(s, device).get("currentFwVersion") == "3.0.0"
-            ),
-            within=90,
-        )
+        await wait_current(run.lab, device, "3.0.0")
         agent = next(iter(run.gateway.agents.values()))
         versions = {s.version for s in agent.info.slots}
         assert "2.0.0" not in versions  # the superseded image never became active
