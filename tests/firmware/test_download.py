@@ -55,6 +55,17 @@ async def _get(
         return path.read_bytes()
 
 
+async def _fail(
+    tmp_path: Path, ca_file: Path | None, url: str, digest: str, *, deadline_s: float = 10
+) -> DownloadError:
+    """Fetch ``url`` expecting a DownloadError; returns it for the caller to inspect."""
+    async with _downloader(tmp_path, ca_file) as dl, asyncio.timeout(10):
+        with pytest.raises(DownloadError) as exc:
+            async with dl.fetch(url, digest, max_size=MB, deadline_s=deadline_s):
+                pass
+    return exc.value
+
+
 async def test_https_download_with_custom_ca(
     tmp_path: Path, ca_file: Path, image_server: ImageServer, blob: bytes, digest: str
 ) -> None:
@@ -83,14 +94,12 @@ async def test_unknown_ca_fails_fast(
     tmp_path: Path, image_server: ImageServer, blob: bytes, digest: str
 ) -> None:
     image_server.add("app.fwpkg", blob)
-    async with _downloader(tmp_path, None) as dl, asyncio.timeout(10):
-        with pytest.raises(DownloadError) as exc:
-            async with dl.fetch(
-                image_server.url("app.fwpkg", tls=True), digest, max_size=MB, deadline_s=10
-            ):
-                pass
-    assert exc.value.reason is ReasonCode.DOWNLOAD_FAILED
-    assert "TLS" in exc.value.message
+    error = await _fail(
+        tmp_path, None, image_server.url("app.fwpkg", tls=True), digest, deadline_s=10
+    )
+    assert isinstance(error, DownloadError)
+    assert error.reason is ReasonCode.DOWNLOAD_FAILED
+    assert "TLS" in error.message
     assert image_server.stats("app.fwpkg").requests == 0
 
 
@@ -195,13 +204,11 @@ async def test_wrong_bytes_leave_nothing(
 ) -> None:
     image_server.add("app.fwpkg", blob)
     image_server.set_fault("app.fwpkg", fault)
-    async with _downloader(tmp_path, ca_file) as dl, asyncio.timeout(10):
-        with pytest.raises(DownloadError) as exc:
-            async with dl.fetch(
-                image_server.url("app.fwpkg", tls=True), digest, max_size=MB, deadline_s=10
-            ):
-                pass
-    assert exc.value.reason is ReasonCode.DOWNLOAD_HASH_MISMATCH
+    error = await _fail(
+        tmp_path, ca_file, image_server.url("app.fwpkg", tls=True), digest, deadline_s=10
+    )
+    assert isinstance(error, DownloadError)
+    assert error.reason is ReasonCode.DOWNLOAD_HASH_MISMATCH
     assert _cache_files(tmp_path) == []
 
 
@@ -210,13 +217,11 @@ async def test_deadline(
 ) -> None:
     image_server.add("app.fwpkg", blob)
     image_server.set_fault("app.fwpkg", Fault(delay_s=0.05))
-    async with _downloader(tmp_path, ca_file) as dl, asyncio.timeout(10):
-        with pytest.raises(DownloadTimeout) as exc:
-            async with dl.fetch(
-                image_server.url("app.fwpkg", tls=True), digest, max_size=MB, deadline_s=0.3
-            ):
-                pass
-    assert exc.value.reason is ReasonCode.DOWNLOAD_TIMEOUT
+    error = await _fail(
+        tmp_path, ca_file, image_server.url("app.fwpkg", tls=True), digest, deadline_s=0.3
+    )
+    assert isinstance(error, DownloadTimeout)
+    assert error.reason is ReasonCode.DOWNLOAD_TIMEOUT
     assert _cache_files(tmp_path) == []
 
 
@@ -225,13 +230,11 @@ async def test_persistent_drops_give_up(
 ) -> None:
     image_server.add("app.fwpkg", blob)
     image_server.set_fault("app.fwpkg", Fault(drop_after=0))
-    async with _downloader(tmp_path, ca_file) as dl, asyncio.timeout(10):
-        with pytest.raises(DownloadError) as exc:
-            async with dl.fetch(
-                image_server.url("app.fwpkg", tls=True), digest, max_size=MB, deadline_s=10
-            ):
-                pass
-    assert exc.value.reason is ReasonCode.DOWNLOAD_FAILED
+    error = await _fail(
+        tmp_path, ca_file, image_server.url("app.fwpkg", tls=True), digest, deadline_s=10
+    )
+    assert isinstance(error, DownloadError)
+    assert error.reason is ReasonCode.DOWNLOAD_FAILED
     assert image_server.stats("app.fwpkg").requests == FAST_RETRY.attempts
     assert _cache_files(tmp_path) == []
 

@@ -17,7 +17,7 @@ from gateway.cloud import DeviceTwinLink, LinkOptions
 from gateway.identity import DeviceCredentials
 from gateway.secret import Secret
 from simulators.hub import HubEmulator, HubFacts
-from tests.simulators.hub_fixtures import start_hub
+from tests.simulators.hub_fixtures import running_hub
 
 SUBNET = "127.0.5."  # this suite's loopback addresses; other suites use other subnets
 WAIT = 15.0  # bound on every wait for the SDK or the emulator
@@ -27,14 +27,7 @@ FAST = LinkOptions(connect_timeout_s=10, call_timeout_s=10, retry_interval_s=1, 
 
 @pytest.fixture
 def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubEmulator]:
-    emulator = start_hub(tmp_path / "hub", subnet=SUBNET)
-    # The service SDK (requests) must trust the emulator's CA.
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", emulator.facts.ca_path)
-    monkeypatch.setenv("NO_PROXY", "*")
-    try:
-        yield emulator
-    finally:
-        emulator.stop()
+    yield from running_hub(tmp_path, monkeypatch, SUBNET)
 
 
 @pytest.fixture

@@ -49,19 +49,24 @@ def start_hub(state_dir: Path, subnet: str = DEFAULT_SUBNET, attempts: int = 20)
     raise StartupError(f"no free address in {subnet}0/24 after {attempts} tries") from last
 
 
-@pytest.fixture
-def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubEmulator]:
-    """A running emulator with a fresh state directory; stopped after the test.
-
-    ``REQUESTS_CA_BUNDLE`` points at its CA so the service SDK trusts it.
-    """
-    emulator = start_hub(tmp_path / "hub")
+def running_hub(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, subnet: str = DEFAULT_SUBNET
+) -> Iterator[HubEmulator]:
+    """Body of a hub fixture: start on ``subnet``, trust its CA, stop afterwards."""
+    emulator = start_hub(tmp_path / "hub", subnet=subnet)
+    # The service SDK (requests) must trust the emulator's CA.
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", emulator.facts.ca_path)
     monkeypatch.setenv("NO_PROXY", "*")
     try:
         yield emulator
     finally:
         emulator.stop()
+
+
+@pytest.fixture
+def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubEmulator]:
+    """A running emulator with a fresh state directory; stopped after the test."""
+    yield from running_hub(tmp_path, monkeypatch)
 
 
 @pytest.fixture
