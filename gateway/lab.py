@@ -81,6 +81,7 @@ class Release:
     sha256: str
     size: int
     payload_sha256: str
+    blob: bytes = field(default=b"", repr=False)
 
     def desired(self, **extra: Any) -> dict[str, Any]:
         return {
@@ -169,7 +170,13 @@ class Lab:
             manufacturer=_manufacturer(model), model=model,
         )  # fmt: skip
         blob = package.build(manifest, payload, (key or self.signing_key) if signed else None)
-        name = name or f"{model}-{version}.mcufw"
+        return self.publish(name or f"{model}-{version}.mcufw", blob, version, model, payload)
+
+    def publish(
+        self, name: str, blob: bytes, version: str, model: str, payload: bytes = b""
+    ) -> Release:
+        """Serve ``blob`` (any bytes, tampered ones included) and describe it for a twin."""
+        assert self.images is not None
         self.images.add(name, blob)
         return Release(
             version=version,
@@ -178,6 +185,7 @@ class Lab:
             sha256=hashlib.sha256(blob).hexdigest(),
             size=len(blob),
             payload_sha256=hashlib.sha256(payload).hexdigest(),
+            blob=blob,
         )
 
     def config_text(self, *, state: Path | None = None, **policy: Any) -> str:

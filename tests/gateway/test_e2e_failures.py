@@ -24,8 +24,11 @@ async def test_bad_desired_states_end_in_specific_errors(tmp_path: Path) -> None
 
         good = lab.release("2.0.0", "vmcu-f4")
         other_key = keys.generate(keys.Algorithm.ED25519)
+        signed = lab.release("2.0.3", "vmcu-f4")
+        forged = signed.blob[:-1] + bytes([signed.blob[-1] ^ 0x01])  # last signature byte
         cases: list[tuple[str, Any]] = [
             ("UNTRUSTED_KEY", lab.release("2.0.1", "vmcu-f4", key=other_key).desired()),
+            ("SIGNATURE_INVALID", lab.publish("forged", forged, "2.0.3", "vmcu-f4").desired()),
             ("DOWNLOAD_HASH_MISMATCH", {**good.desired(), "fwPackageCheckValue": "ab" * 32}),
             ("INCOMPATIBLE_MODEL", lab.release("2.0.2", "vmcu-l0").desired()),
             ("DOWNGRADE", lab.release("0.9.0", "vmcu-f4").desired()),
