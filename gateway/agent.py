@@ -266,6 +266,8 @@ class McuAgent:
                 "seconds": result.flash.seconds,
                 "bytes": result.flash.bytes,
                 "resumed_from": result.flash.resumed_from,
+                "began_at": run.began_at,
+                "first_data_at": run.first_data_at,
             }
         outcome = result.outcome
         self.log.phase(outcome.value).info("update to %s: %s", desired.fwVersion, outcome.value)

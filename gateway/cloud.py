@@ -45,6 +45,7 @@ import asyncio
 import contextlib
 import copy
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Self
@@ -87,6 +88,23 @@ class LinkOptions:
 def link_for(credentials: DeviceCredentials, options: LinkOptions | None = None) -> DeviceTwinLink:
     """A not yet connected link for credentials from :mod:`gateway.identity`."""
     return DeviceTwinLink(credentials, options or LinkOptions())
+
+
+def _refused_by_hub(exc: BaseException, service_error: type[BaseException]) -> bool:
+    """Did the hub answer with an error status that resending cannot cure (4xx, not 429)?
+
+    The SDK's aio client wraps the twin operation's ``ServiceError`` (message ending in
+    the status) in a ``ClientError``, so the whole cause chain is searched.
+    """
+    cause = exc.__cause__
+    for _ in range(4):
+        if cause is None:
+            return False
+        if isinstance(cause, service_error):
+            status = re.search(r"status (\d{3})", str(cause))
+            return status is None or (400 <= int(status[1]) < 500 and int(status[1]) != 429)
+        cause = cause.__cause__
+    return False
 
 
 class DeviceTwinLink:
@@ -446,7 +464,7 @@ class DeviceTwinLink:
             async with self._sdk_call("reported PATCH", self.options.call_timeout_s):
                 await self._client.patch_twin_reported_properties(patch)
         except CloudError as exc:
-            if isinstance(exc.__cause__, sdk.ServiceError):
+            if _refused_by_hub(exc, sdk.ServiceError):
                 log.error("%s: hub refused a reported patch, dropping it: %s", self.device_id, exc)
                 return True
             log.warning("%s: reported PATCH failed (%s); will resend", self.device_id, exc)

@@ -73,6 +73,59 @@ class SimHandle:
                 await self.kill()
 
 
+@dataclass
+class SimGroup:
+    """One ``sim --count N`` process serving several MCUs of one model (for scale runs).
+
+    Its MCUs' uids are ``uid`` with the last byte counting up from 0; their links
+    are ``LINK-000``, ``LINK-001``, ... Every MCU lives and dies with the process.
+    """
+
+    link: Path
+    state: Path
+    model: str
+    uid: str  # the first MCU's; its last byte is 00
+    count: int
+    args: list[str]
+    proc: asyncio.subprocess.Process | None = None
+    ptys: list[str] = field(default_factory=list)
+
+    def uid_of(self, i: int) -> str:
+        return self.uid[:-2] + f"{i:02x}"
+
+    def link_of(self, i: int) -> Path:
+        if self.count == 1:
+            return self.link  # `sim --count 1` links LINK itself
+        return self.link.with_name(f"{self.link.name}-{i:03d}")
+
+    async def start(self) -> None:
+        cmd = [
+            sys.executable, "-m", "gateway.cli", "sim", "--pty", "--state", str(self.state),
+            "--model", self.model, "--uid", self.uid, "--count", str(self.count),
+            "--link", str(self.link), *self.args,
+        ]  # fmt: skip
+        self.proc = await asyncio.create_subprocess_exec(
+            *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+        )
+        assert self.proc.stdout is not None
+        async with asyncio.timeout(SIM_START_TIMEOUT_S + 0.1 * self.count):
+            for _ in range(self.count):
+                line = (await self.proc.stdout.readline()).decode().strip()
+                if not line.startswith("PTY "):
+                    raise RuntimeError(f"simulator group {self.link.name} did not start: {line!r}")
+                self.ptys.append(line[4:])
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.terminate()
+            try:
+                async with asyncio.timeout(10):
+                    await self.proc.wait()
+            except TimeoutError:
+                self.proc.send_signal(signal.SIGKILL)
+                await self.proc.wait()
+
+
 @dataclass(frozen=True)
 class Release:
     version: str
@@ -104,6 +157,10 @@ class Lab:
     images: ImageServer | None = None
     sims: list[SimHandle] = field(default_factory=list)
     signing_key: Any = None
+    #: Serve all MCUs of a model from one ``sim --count N`` process instead of one
+    #: process each (scale benchmarks). Their handles then have no process of their own.
+    grouped_sims: bool = False
+    groups: list[SimGroup] = field(default_factory=list)
 
     @property
     def facts(self) -> HubFacts:
@@ -138,6 +195,9 @@ class Lab:
         group_key = self.root / "group.key"
         group_key.touch(mode=0o600)
         group_key.write_text(self.facts.group_enrollment_key)
+        if self.grouped_sims:
+            await self._start_groups()
+            return
         for i, model in enumerate(self.models):
             sim = SimHandle(
                 index=i,
@@ -150,8 +210,38 @@ class Lab:
             self.sims.append(sim)
         await asyncio.gather(*(s.start() for s in self.sims))
 
+    async def _start_groups(self) -> None:
+        by_model: dict[str, list[int]] = {}
+        for i, model in enumerate(self.models):
+            by_model.setdefault(model, []).append(i)
+        for model, indices in by_model.items():
+            if len(indices) > 256:
+                raise ValueError("a simulator group serves at most 256 MCUs (uids count up)")
+            base = hashlib.sha256(f"{self.root}:{model}".encode()).hexdigest()[:22] + "00"
+            group = SimGroup(
+                link=self.root / "ports" / f"mcu-{model}",
+                state=self.root / "sims" / model,
+                model=model,
+                uid=base,
+                count=len(indices),
+                args=list(self.sim_args),
+            )
+            self.groups.append(group)
+            for k, i in enumerate(indices):
+                self.sims.append(
+                    SimHandle(index=i, link=group.link_of(k), state=group.state / f"mcu-{k:03d}",
+                              model=model, uid=group.uid_of(k), args=group.args)
+                )  # fmt: skip
+        self.sims.sort(key=lambda h: h.index)
+        await asyncio.gather(*(g.start() for g in self.groups))
+        by_link = {h.link: h for h in self.sims}
+        for group in self.groups:
+            for k, pty in enumerate(group.ptys):
+                by_link[group.link_of(k)].pty = pty
+
     async def stop(self) -> None:
         await asyncio.gather(*(s.stop() for s in self.sims), return_exceptions=True)
+        await asyncio.gather(*(g.stop() for g in self.groups), return_exceptions=True)
         if self.images is not None:
             await self.images.stop()
         if self.hub is not None:

@@ -109,6 +109,9 @@ class UpdateRun:
         self.log = log
         self.phase = Phase.DOWNLOADING
         self.started = utc_now()
+        #: Wall-clock time (time.time()) the run began, and when the first DATA frame went out.
+        self.began_at = time.time()
+        self.first_data_at: float | None = None
         self._last_journal = 0.0
         self._last_report = 0.0
 
@@ -192,6 +195,8 @@ class UpdateRun:
 
         def progress(phase: str, done: int, total_: int) -> None:
             now = time.monotonic()
+            if phase == "applying" and self.first_data_at is None:
+                self.first_data_at = time.time()  # fires right before the first DATA frame
             if phase == "rebooting" and self.phase is not Phase.REBOOTING:
                 self.phase = Phase.REBOOTING
                 self.env.journal.set_phase(self.uid, Phase.REBOOTING)

@@ -123,10 +123,17 @@ async def _open_serial(path: str, baud: int) -> Transport:
     import serial
     import serial_asyncio
 
+    # pyserial's default read() waits in select(), which raises ValueError for fd numbers
+    # >= FD_SETSIZE (1024); a gateway with a few hundred hub connections gets there. The
+    # poll()-based variant reads the same way without that limit (POSIX only).
+    port_class = getattr(serial, "PosixPollSerial", serial.Serial)
+    loop = asyncio.get_running_loop()
     try:
-        reader, writer = await serial_asyncio.open_serial_connection(
-            url=path, baudrate=baud or 115200, exclusive=True
-        )
+        port = port_class(path, baudrate=baud or 115200, exclusive=True)
+        reader = asyncio.StreamReader(loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        transport, _ = await serial_asyncio.connection_for_serial(loop, lambda: protocol, port)
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
     except serial.SerialException as exc:
         cause = exc.__context__ if isinstance(exc.__context__, OSError) else None
         if cause is not None and cause.strerror:

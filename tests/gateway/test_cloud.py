@@ -177,3 +177,14 @@ async def test_bad_key_is_a_cloud_auth_error(hub: HubEmulator, facts: HubFacts) 
             await link.connect()
     finally:
         await link.close()
+
+
+async def test_a_patch_the_hub_refuses_is_dropped_not_retried_forever(hub: HubEmulator) -> None:
+    # 413: the reported document would pass IoT Hub's 32 KB limit. The SDK wraps the hub's
+    # ServiceError in a ClientError; the link must still see a refusal, drop that patch
+    # and go on with the next one instead of resending (and merging into) it forever.
+    async with link_for(static_credentials(hub, "mcu-big"), FAST) as link:
+        await link.report({"blob": "x" * (40 * 1024)})
+        await link.flush(WAIT)
+        await link.report_now({"firmware": {"currentFwVersion": "1.0.0"}})
+        assert hub.twin("mcu-big").reported == {"firmware": {"currentFwVersion": "1.0.0"}}
