@@ -30,6 +30,8 @@ log = logging.getLogger("gateway.service")
 
 #: Ports that did not answer are probed again only this often.
 _REPROBE_S = 30.0
+#: MCUs listed by id in the gateway's own twin (about 50 bytes each).
+_TWIN_LIST_MAX = 400
 #: Probes running at once (each holds a port for up to a few hundred ms).
 _PROBE_CONCURRENCY = 32
 
@@ -119,17 +121,19 @@ class Gateway:
     async def _report_attached(self) -> None:
         if self._gw_link is None:
             return
-        mcus: dict[str, Any] = {
-            a.device_id: {
-                "uid": a.uid,
-                "model": a.info.model,
-                "serialPort": a.port,
-                "connected": a.connected,
-            }
-            for a in self.agents.values()
+        # Device id -> connected. Each MCU's own twin has the details; this stays
+        # compact so the gateway's twin fits IoT Hub's 32 KB reported limit.
+        agents = sorted(self.agents.values(), key=lambda a: a.device_id)
+        mcus: dict[str, Any] = {a.device_id: a.connected for a in agents[:_TWIN_LIST_MAX]}
+        patch = {
+            "mcus": None,  # replace, not merge: MCUs gone from the list must vanish
+            "attachedCount": len(agents),
+            "connectedCount": sum(a.connected for a in agents),
+            "mcusTruncated": len(agents) > _TWIN_LIST_MAX,
         }
         try:
-            await self._gw_link.report({"mcus": mcus, "attachedCount": len(mcus)})
+            await self._gw_link.report(patch)
+            await self._gw_link.report({"mcus": mcus})
         except CloudError as exc:
             log.warning("gateway twin update deferred: %s", exc)
 
