@@ -13,7 +13,7 @@ from protocols.framing import wire_size
 from protocols.packets import Geometry
 
 #: Slack for OS scheduling and USB-serial latency on the gateway side.
-HOST_MARGIN_S = 0.25
+HOST_MARGIN_S = 0.4
 #: Assumed worst MCU turnaround before INFO has told us anything better.
 DEFAULT_TURNAROUND_S = 0.010
 #: Cap on the doubled DATA retransmission timeout.
