@@ -28,7 +28,9 @@ from protocols.transport import open_transport
 #: Longest wait between attempts to bring an MCU's hub connection up.
 _MAX_CONNECT_BACKOFF_S = 30.0
 
-Signature = tuple[str, str, str]  # (version, URI, check value) of a desired firmware
+# (version, URI, check value, install window) of a desired firmware: a change of any
+# of them restarts the update (the package itself comes from the cache).
+Signature = tuple[str, str, str, str]
 
 
 def _same_version(a: str | None, b: str) -> bool:
@@ -203,7 +205,13 @@ class McuAgent:
                 }
             )
             return
-        sig: Signature = (desired.fwVersion, desired.fwPackageURI, desired.fwPackageCheckValue)
+        window = desired.installWindow
+        sig: Signature = (
+            desired.fwVersion,
+            desired.fwPackageURI,
+            desired.fwPackageCheckValue,
+            "" if window is None else f"{window.start}-{window.end} {window.tz}",
+        )
         if self._update is not None and not self._update.done():
             if sig == self._update_sig:
                 return

@@ -29,14 +29,19 @@ async def test_methods_and_a_port_that_is_not_a_bootloader(tmp_path: Path) -> No
     try:
         async with running_lab(tmp_path, ["vmcu-f4"], sim_args=("--baud", "230400")) as run:
             lab = run.lab
-            await wait_hub(
-                lab,
-                lambda s: (
-                    len(run.gateway.agents) == 1
-                    and s.hub.is_connected(next(iter(run.gateway.agents.values())).device_id)
-                ),
-                within=60,
-            )
+
+            def methods_ready(s: Any) -> bool:
+                # Connected is not enough: IoT Hub answers 404 until the device has
+                # subscribed to methods, which the SDK does just after connecting.
+                agents = list(run.gateway.agents.values())
+                if len(agents) != 1 or not agents[0].link.connected:
+                    return False
+                session = s.hub.sessions.get(agents[0].device_id)
+                return session is not None and session.subscribed(
+                    "$iothub/methods/POST/getInfo/?$rid=1"
+                )
+
+            await wait_hub(lab, methods_ready, within=60)
             (device,) = device_ids(run)
             assert run.gateway.scans >= 1
             assert str(tmp_path / "ports" / "mcu-999") in run.gateway._not_bootloaders
