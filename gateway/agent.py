@@ -21,7 +21,6 @@ from gateway.reported import FwStatus, error_section, installed_version, mcu_sec
 from gateway.update import UpdateEnv, UpdateFailed, UpdateRun, final_report
 from protocols.constants import Mode, ResetMode
 from protocols.errors import ProtocolError
-from protocols.packets import InfoResponse
 from protocols.session import BootloaderSession
 from protocols.transport import open_transport
 
@@ -113,7 +112,7 @@ class McuAgent:
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, _MAX_CONNECT_BACKOFF_S)
 
-    async def close(self, *, park: bool = True) -> None:
+    async def close(self) -> None:
         """Stop; a running update is parked: the MCU keeps its partial slot, the journal its row."""
         self._closing = True
         if self._update is not None:
@@ -231,7 +230,6 @@ class McuAgent:
 
     def _spawn_report(self, patch: dict[str, Any]) -> None:
         task = asyncio.create_task(self._report(patch, now=True))
-        self._tasks.append(task)
         self._tasks = [t for t in self._tasks if not t.done()] + [task]
 
     async def _run_update(
@@ -370,6 +368,3 @@ class McuAgent:
             now=True,
         )
         return 200, {"aborted": True}
-
-    def snapshot(self) -> InfoResponse:
-        return self.info
