@@ -54,9 +54,9 @@ class StreamTransport:
         try:
             data = await self._reader.read(_READ_SIZE)
         except (ConnectionError, OSError) as exc:
-            if "returned no data" in str(exc):
-                # pyserial's wording for a hung-up tty blames "multiple access"; it is
-                # nearly always the far end going away.
+            if "returned no data" in str(exc) or "device reports error" in str(exc):
+                # pyserial's wording for a hung-up tty (POLLHUP, or "multiple access?")
+                # hides that it is nearly always the far end going away.
                 raise TransportDisconnected(
                     f"{self.name}: the other end of the port closed (MCU unplugged or off)"
                 ) from exc
