@@ -17,7 +17,14 @@ from gateway.discovery import Probe
 from gateway.errors import CloudAuthError, CloudError
 from gateway.journal import Outcome
 from gateway.logs import mcu_logger
-from gateway.reported import FwStatus, error_section, installed_version, mcu_section, utc_now
+from gateway.reported import (
+    FwStatus,
+    error_section,
+    installed_version,
+    mcu_section,
+    slots_section,
+    utc_now,
+)
 from gateway.update import UpdateEnv, UpdateFailed, UpdateRun, final_report
 from protocols.constants import Mode, ResetMode
 from protocols.errors import ProtocolError
@@ -137,8 +144,6 @@ class McuAgent:
                 await transport.close()
 
     def _slots(self) -> list[dict[str, Any]]:
-        from gateway.reported import slots_section
-
         return slots_section(self.info)
 
     async def _report(self, patch: dict[str, Any], now: bool = False) -> None:

@@ -7,7 +7,6 @@ import os
 from dataclasses import dataclass
 
 from gateway.config import SerialSettings
-from protocols.errors import ProtocolError
 from protocols.packets import HelloResponse, InfoResponse
 from protocols.session import BootloaderSession
 from protocols.transport import open_transport
@@ -57,6 +56,3 @@ async def probe(port: str, baud: int) -> Probe:
         return Probe(port, hello, info)
     finally:
         await transport.close()
-
-
-__all__ = ["Probe", "ProtocolError", "candidate_ports", "port_present", "probe"]

@@ -36,6 +36,7 @@ def slots_section(info: InfoResponse) -> list[dict[str, Any]]:
             "version": s.version,
             "size": s.size,
             "sha256": s.sha256.hex(),
+            "boot_count": s.boot_count,
         }
         for i, s in enumerate(info.slots)
     ]

@@ -193,6 +193,12 @@ class UpdateRun:
         loop = asyncio.get_running_loop()
         pending: set[asyncio.Task[None]] = set()
 
+        def spawn(report: Coroutine[Any, Any, None]) -> None:
+            # The progress callback is synchronous; the reports it triggers run beside it.
+            task = loop.create_task(report)
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
         def progress(phase: str, done: int, total_: int) -> None:
             now = time.monotonic()
             if phase == "applying" and self.first_data_at is None:
@@ -200,7 +206,7 @@ class UpdateRun:
             if phase == "rebooting" and self.phase is not Phase.REBOOTING:
                 self.phase = Phase.REBOOTING
                 self.env.journal.set_phase(self.uid, Phase.REBOOTING)
-                task = loop.create_task(
+                spawn(
                     self._status(
                         FwStatus.REBOOTING,
                         "trial boot; waiting for the app to confirm",
@@ -208,8 +214,6 @@ class UpdateRun:
                         bytesWritten=total,
                     )
                 )
-                pending.add(task)
-                task.add_done_callback(pending.discard)
                 return
             if now - self._last_journal >= _JOURNAL_EVERY_S:
                 self._last_journal = now
@@ -223,9 +227,7 @@ class UpdateRun:
                     "progress": done * 100 // max(1, total_),
                     "bytesWritten": done,
                 }
-                task = loop.create_task(self._report({"firmware": patch}, False))
-                pending.add(task)
-                task.add_done_callback(pending.discard)
+                spawn(self._report({"firmware": patch}, False))
 
         try:
             async with self._session() as session:

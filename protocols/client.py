@@ -79,10 +79,6 @@ class ClientProtocol:
         self.stale = 0
 
     @property
-    def stats(self) -> Codec:
-        return self._codec
-
-    @property
     def busy(self) -> bool:
         return self._pending is not None
 
@@ -137,7 +133,6 @@ class ClientProtocol:
             p.deadline = now + p.timeout
             self.retries += 1
             self._out += DELIMITER + p.wire
-            self.stats.stats.bytes_out += len(p.wire) + 1
         else:
             self._pending = None
             self._events.append(TimedOut(p.request, p.attempts))

@@ -10,7 +10,7 @@ import contextlib
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from protocols.client import Acked, ClientEvent, ClientProtocol, Garbled, Reply, TimedOut
 from protocols.constants import (
@@ -89,7 +89,6 @@ class FlashResult:
     running_version: str
     chunk: int
     window: int
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 class BootloaderSession:
@@ -316,8 +315,8 @@ class BootloaderSession:
         confirm_timeout: float = DEFAULT_CONFIRM_TIMEOUT_S,
     ) -> FlashResult:
         started = time.monotonic()
-        info = self.device if self.device is not None else await self.connect()
-        if info.mode is not Mode.BOOTLOADER:
+        info = self.device
+        if info is None or info.mode is not Mode.BOOTLOADER:
             info = await self.connect()
         geo = info.geometry
         if len(image) > geo.slot_size:

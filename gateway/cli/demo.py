@@ -140,18 +140,18 @@ def _set_all(lab: Any, targets: list[tuple[str, Any]]) -> None:
 
 
 async def _wait_online(lab: Any, gateway: Any, n: int, deadline: float, console: Any) -> None:
+    def all_online(server: Any) -> bool:
+        agents = list(gateway.agents.values())
+        return len(agents) == n and all(server.hub.is_connected(a.device_id) for a in agents)
+
     with console.status(f"bringing {n} MCUs online (DPS registration, one device each)"):
-        while True:
-            online = [
-                a
-                for a in gateway.agents.values()
-                if await asyncio.to_thread(lab.hub.is_connected, a.device_id)
-            ]
-            if len(online) == n:
-                break
-            if time.monotonic() > deadline:
-                raise CommandError(f"only {len(online)} of {n} MCUs came online")
-            await asyncio.sleep(0.2)  # display refresh, not a state wait: bounded by deadline
+        try:
+            # The hub re-checks on every change of its own, in its thread.
+            await asyncio.to_thread(
+                lab.hub.wait_for, all_online, max(1.0, deadline - time.monotonic())
+            )
+        except TimeoutError as exc:
+            raise CommandError(f"only {len(gateway.agents)} of {n} MCUs came online") from exc
     console.print(f"{n} MCUs online as IoT Hub devices: "
                   + ", ".join(a.device_id for a in gateway.agents.values()))  # fmt: skip
 

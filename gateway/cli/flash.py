@@ -64,14 +64,10 @@ def _check_package(
     from firmware.compat import TargetInfo
     from firmware.errors import FirmwareError
     from firmware.policy import TrustPolicy, check_package
+    from gateway.reported import installed_version
 
     info = session.device
     assert info is not None
-    running = info.running_slot if info.running_slot < len(info.slots) else None
-    confirmed = [s for s in info.slots if s.state.name == "CONFIRMED"]
-    installed = info.slots[running].version if running is not None else None
-    if installed is None and confirmed:
-        installed = confirmed[-1].version
     try:
         policy = TrustPolicy.from_files(args.trust, allow_unsigned=args.allow_unsigned)
     except (OSError, FirmwareError) as exc:
@@ -79,7 +75,7 @@ def _check_package(
     target = TargetInfo(
         compat=info.compat,
         model=info.model,
-        installed_version=installed or None,
+        installed_version=installed_version(info),
         slot_size=info.geometry.slot_size,
     )
     verdict = check_package(
@@ -119,7 +115,6 @@ def _progress_bar(enabled: bool) -> tuple[ProgressFn, Any]:
 
 def result_dict(r: FlashResult) -> dict[str, Any]:
     d = asdict(r)
-    d.pop("extra")
     d["seconds"] = round(r.seconds, 3)
     d["transfer_seconds"] = round(r.transfer_seconds, 3)
     return d

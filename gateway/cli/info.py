@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from gateway.cli.serial_common import run_with_session
+from gateway.reported import slots_section
 from protocols.packets import HelloResponse, InfoResponse
 from protocols.session import BootloaderSession
 
@@ -45,17 +46,7 @@ def info_dict(hello: HelloResponse, info: InfoResponse) -> dict[str, Any]:
             "boot_ms": geo.boot_ms,
             "max_trial_boots": geo.max_trial_boots,
         },
-        "slots": [
-            {
-                "index": i,
-                "state": s.state.name.lower(),
-                "version": s.version,
-                "size": s.size,
-                "sha256": s.sha256.hex(),
-                "boot_count": s.boot_count,
-            }
-            for i, s in enumerate(info.slots)
-        ],
+        "slots": slots_section(info),
     }
 
 

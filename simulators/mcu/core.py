@@ -84,7 +84,8 @@ class McuCore:
         self.uid = uid
         self.opts = options or SimOptions()
         self.trailers = [SlotTrailer(flash, 0), SlotTrailer(flash, 1)]
-        self._on_baud_cb = on_baud or (lambda baud: None)
+        # Told the new UART rate after SET_BAUD; the link driver registers itself here.
+        self.on_baud: Callable[[int], None] = on_baud or (lambda baud: None)
         self.baud = baud
         self._codec = Codec()
         self._timers: list[tuple[float, int, Callable[[float], None]]] = []
@@ -102,13 +103,15 @@ class McuCore:
         self.boots = 0
         self.crashes = 0
         flash.hook = self._flash_hook
+        self._handlers = self._handler_table()  # built once: consulted for every frame
 
     # ------------------------------------------------------------ scheduling
 
     def _at(self, when: float, fn: Callable[[float], None]) -> None:
         heapq.heappush(self._timers, (when, next(self._order), fn))
 
-    def _emit(self, when: float, seq: int, msg: Message) -> None:
+    def _reply(self, when: float, seq: int, msg: Response) -> None:
+        """Queue an answer to leave at ``when`` (the link adds its wire time)."""
         heapq.heappush(self._outputs, (when, next(self._order), self._codec.encode(msg, seq)))
 
     def _answer_time(self, now: float, work_s: float = 0.0) -> float:
@@ -239,13 +242,13 @@ class McuCore:
         ):
             self._reply_error(now, seq, opcode, Status.NOT_IN_BOOTLOADER)
             return
-        handler = self._handlers().get(opcode)
+        handler = self._handlers.get(opcode)
         if handler is None:
             self._reply_error(now, seq, opcode, Status.UNSUPPORTED)
             return
         handler(now, seq, msg)
 
-    def _handlers(self) -> dict[Opcode, Callable[[float, int, object], None]]:
+    def _handler_table(self) -> dict[Opcode, Callable[[float, int, object], None]]:
         return {
             Opcode.HELLO: self._on_hello,
             Opcode.INFO: self._on_info,
@@ -258,9 +261,6 @@ class McuCore:
             Opcode.ABORT: self._on_abort,
             Opcode.SET_BAUD: self._on_set_baud,
         }
-
-    def _reply(self, when: float, seq: int, msg: Response) -> None:
-        self._emit(when, seq, msg)
 
     def _reply_error(self, now: float, seq: int, opcode: Opcode, status: Status) -> None:
         if opcode is Opcode.DATA:
@@ -554,7 +554,7 @@ class McuCore:
 
     def _on_baud(self, baud: int) -> None:
         self.baud = baud
-        self._on_baud_cb(baud)
+        self.on_baud(baud)
 
 
 def _synthetic_image(version: str) -> bytes:

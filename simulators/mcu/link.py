@@ -81,6 +81,7 @@ class McuDriver:
         self._tx_clock = 0.0
         self._wake = asyncio.Event()
         self._stopped = False
+        core.on_baud = self.set_baud  # the link paces at whatever rate SET_BAUD chose
 
     def set_baud(self, baud: int) -> None:
         self.baud = baud

@@ -30,7 +30,6 @@ class PtyEndpoint:
         self.path = os.ttyname(self._slave)
         self._pending = bytearray()
         self.driver = McuDriver(core, baud, self._write, LinkFaults(core.opts.link))
-        core._on_baud_cb = self.driver.set_baud
 
     def _write(self, data: bytes) -> None:
         self._pending += data

@@ -7,7 +7,7 @@ append fails its CRC and is ignored, so the slot keeps its previous state.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from construct import Bytes, ConstructError, Int8ul, Int16ul, Int32ul, PaddedString, Struct
 
@@ -87,16 +87,7 @@ def fold(raw: bytes) -> SlotStatus:
         if parsed.magic != MAGIC:
             continue
         st = _apply(st, kind, parsed.arg, bytes(parsed.sha256), parsed.version)
-    return SlotStatus(
-        state=st.state,
-        size=st.size,
-        sha256=st.sha256,
-        version=st.version,
-        checkpoint=st.checkpoint,
-        generation=st.generation,
-        boots=st.boots,
-        records=used,
-    )
+    return replace(st, records=used)
 
 
 def _apply(st: SlotStatus, kind: RecordKind, arg: int, sha: bytes, version: str) -> SlotStatus:
@@ -105,33 +96,18 @@ def _apply(st: SlotStatus, kind: RecordKind, arg: int, sha: bytes, version: str)
     if st.state is SlotState.EMPTY:
         return st  # nothing counts before a BEGIN
     if kind is RecordKind.CHECKPOINT and st.state is SlotState.WRITING:
-        return _with(st, checkpoint=arg)
+        return replace(st, checkpoint=arg)
     if kind is RecordKind.COMPLETE and st.state is SlotState.WRITING:
-        return _with(st, state=SlotState.COMPLETE, checkpoint=st.size)
+        return replace(st, state=SlotState.COMPLETE, checkpoint=st.size)
     if kind is RecordKind.TRIAL and st.state is SlotState.COMPLETE:
-        return _with(st, state=SlotState.TRIAL, generation=arg)
+        return replace(st, state=SlotState.TRIAL, generation=arg)
     if kind is RecordKind.BOOT and st.state is SlotState.TRIAL:
-        return _with(st, boots=st.boots + 1)
+        return replace(st, boots=st.boots + 1)
     if kind is RecordKind.CONFIRMED and st.state is SlotState.TRIAL:
-        return _with(st, state=SlotState.CONFIRMED)
+        return replace(st, state=SlotState.CONFIRMED)
     if kind is RecordKind.INVALID:
-        return _with(st, state=SlotState.INVALID)
+        return replace(st, state=SlotState.INVALID)
     return st
-
-
-def _with(st: SlotStatus, **changes: object) -> SlotStatus:
-    fields = {
-        "state": st.state,
-        "size": st.size,
-        "sha256": st.sha256,
-        "version": st.version,
-        "checkpoint": st.checkpoint,
-        "generation": st.generation,
-        "boots": st.boots,
-    }
-    fields.update(changes)
-    return SlotStatus(**fields)  # type: ignore[arg-type]
-
 
 class SlotTrailer:
     """Reads and appends the trailer of one slot region."""

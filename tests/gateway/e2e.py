@@ -35,18 +35,16 @@ class Running:
         async with asyncio.timeout(30):
             await self.task
 
-    async def restart(self) -> None:
-        config = load_config(self.lab.root / "gateway.toml")
-        self.gateway = Gateway(config)
-        self.stop = asyncio.Event()
-        self.task = asyncio.create_task(self.gateway.run(self.stop))
+
+def launch(lab: Lab, config: Path) -> Running:
+    """Run a gateway in this event loop from a configuration file."""
+    gateway = Gateway(load_config(config))
+    stop = asyncio.Event()
+    return Running(lab, gateway, stop, asyncio.create_task(gateway.run(stop)))
 
 
 async def start_gateway(lab: Lab, **policy: Any) -> Running:
-    config = load_config(lab.write_config(**policy))
-    gateway = Gateway(config)
-    stop = asyncio.Event()
-    return Running(lab, gateway, stop, asyncio.create_task(gateway.run(stop)))
+    return launch(lab, lab.write_config(**policy))
 
 
 @contextlib.asynccontextmanager

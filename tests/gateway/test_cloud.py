@@ -43,7 +43,7 @@ async def test_connect_get_twin_and_report(hub: HubEmulator) -> None:
         await link.report_now({"firmware": {"currentFwVersion": "1.0.0"}})
         assert hub.twin("mcu-a").reported == {"firmware": {"currentFwVersion": "1.0.0"}}
     assert not link.connected
-    hub.wait_disconnected("mcu-a", WAIT)
+    await asyncio.to_thread(hub.wait_disconnected, "mcu-a", WAIT)
 
 
 async def test_reported_patches_are_coalesced_and_exact(hub: HubEmulator) -> None:
@@ -127,7 +127,9 @@ async def test_drop_mid_way_reports_after_reconnect_and_catches_up_desired(
         assert link.desired == {"keep": 1, "new": 2, "$version": 3}
         assert link.connected
         # The PATCH went over a new connection, not the dropped one.
-        hub.wait_for(lambda s: s.hub.sessions["mcu-r"].link not in (None, generation), WAIT)
+        await asyncio.to_thread(
+            hub.wait_for, lambda s: s.hub.sessions["mcu-r"].link not in (None, generation), WAIT
+        )
 
 
 async def test_direct_method_round_trip(hub: HubEmulator, registry_manager: Any) -> None:
@@ -144,8 +146,10 @@ async def test_direct_method_round_trip(hub: HubEmulator, registry_manager: Any)
     link.on_method("getInfo", get_info)
     link.on_method("broken", broken)
     async with link:
-        hub.wait_for(
-            lambda s: "$iothub/methods/POST/#" in s.hub.sessions["mcu-m"].subscriptions, WAIT
+        await asyncio.to_thread(
+            hub.wait_for,
+            lambda s: "$iothub/methods/POST/#" in s.hub.sessions["mcu-m"].subscriptions,
+            WAIT,
         )
 
         def invoke(name: str) -> Any:

@@ -11,6 +11,7 @@ from gateway.lab import Lab, SimHandle
 from tests.gateway.e2e import (
     device_ids,
     firmware_of,
+    launch,
     next_host,
     reported,
     running_lab,
@@ -86,7 +87,7 @@ async def test_registry_mode_creates_devices_and_updates(tmp_path: Path) -> None
         text = text.replace(dps, f'mode = "registry"\nca_file = "{lab.facts.ca_path}"\n'
                                  f'service_connection_string_file = "{secret}"\n')  # fmt: skip
         (tmp_path / "gateway.toml").write_text(text)
-        run = await start_gateway_from(lab)
+        run = launch(lab, tmp_path / "gateway.toml")
         try:
             await wait_hub(lab, lambda s: len(run.gateway.agents) == 1, within=60)
             (device,) = device_ids(run)
@@ -96,13 +97,3 @@ async def test_registry_mode_creates_devices_and_updates(tmp_path: Path) -> None
             await wait_current(lab, device, "2.0.0")
         finally:
             await run.halt()
-
-
-async def start_gateway_from(lab: Lab) -> Any:
-    from gateway.config import load_config
-    from gateway.service import Gateway
-    from tests.gateway.e2e import Running
-
-    gateway = Gateway(load_config(lab.root / "gateway.toml"))
-    stop = asyncio.Event()
-    return Running(lab, gateway, stop, asyncio.create_task(gateway.run(stop)))

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
+from simulators.hub.server import HubServer
 from tests.gateway.e2e import (
     device_ids,
     firmware_of,
@@ -24,7 +27,9 @@ def _in_order(seen: list[str], expected: list[str]) -> bool:
     return all(any(s == want for s in it) for want in expected)
 
 
-async def test_three_mcus_online_then_two_updated(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+async def test_three_mcus_online_then_two_updated(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     async with running_lab(tmp_path, ["vmcu-f4", "vmcu-l0", "vmcu-h7"]) as run:
         lab = run.lab
         await wait_hub(
@@ -56,7 +61,7 @@ async def test_three_mcus_online_then_two_updated(tmp_path: Path, capsys) -> Non
         for rel, device_id in zip(releases, ids, strict=False):
             await asyncio.to_thread(set_desired, lab, device_id, rel.desired())
 
-        def done(s) -> bool:  # type: ignore[no-untyped-def]
+        def done(s: HubServer) -> bool:
             return all(
                 firmware_of(s, d).get("fwUpdateStatus") == "current"
                 and firmware_of(s, d).get("currentFwVersion") == "2.0.0"

@@ -36,7 +36,6 @@ async def rig(request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
     core.power_on(0.0)
     transport = MemoryTransport()
     driver = McuDriver(core, 0, transport.deliver, LinkFaults(opts.link))
-    core._on_baud_cb = driver.set_baud
     transport.driver = driver
     task = asyncio.create_task(driver.run())
     try:

@@ -54,7 +54,7 @@ async def test_telemetry_is_captured_per_device(hub: HubEmulator, hub_facts: Hub
         message = Message('{"t": 21.5}', content_type="application/json", content_encoding="utf-8")
         message.custom_properties["kind"] = "temp"
         await client.send_message(message)
-        hub.wait_for(lambda s: s.hub.telemetry.get("dev-t"), WAIT)
+        await asyncio.to_thread(hub.wait_for, lambda s: s.hub.telemetry.get("dev-t"), WAIT)
     finally:
         await client.shutdown()
     (captured,) = hub.telemetry("dev-t")

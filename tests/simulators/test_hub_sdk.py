@@ -170,7 +170,9 @@ async def test_reconnect_after_drop_keeps_subscriptions(
 
         assert hub.drop_connections() >= 1
         # The SDK reconnects by itself; wait until a new connection is attached.
-        hub.wait_for(lambda s: s.hub.sessions["dev-r"].link not in (None, generation), timeout=WAIT)
+        await asyncio.to_thread(
+            hub.wait_for, lambda s: s.hub.sessions["dev-r"].link not in (None, generation), WAIT
+        )
         await asyncio.to_thread(
             registry_manager.update_twin, "dev-r", _desired({"after": "drop"}), "*"
         )
@@ -186,7 +188,7 @@ async def test_offline_desired_patch_is_caught_up_on_reconnect(
         client.on_twin_desired_properties_patch_received = patches
         await client.connect()
         await client.disconnect()
-        hub.wait_disconnected("dev-o", WAIT)
+        await asyncio.to_thread(hub.wait_disconnected, "dev-o", WAIT)
 
         await asyncio.to_thread(
             registry_manager.update_twin, "dev-o", _desired({"while": "offline"}), "*"
@@ -273,8 +275,10 @@ async def test_direct_method_roundtrip(
 
         client.on_method_request_received = on_method
         await client.connect()
-        hub.wait_for(
-            lambda s: "$iothub/methods/POST/#" in s.hub.sessions["dev-m"].subscriptions, WAIT
+        await asyncio.to_thread(
+            hub.wait_for,
+            lambda s: "$iothub/methods/POST/#" in s.hub.sessions["dev-m"].subscriptions,
+            WAIT,
         )
         request = CloudToDeviceMethod(
             method_name="reboot", payload={"delay": 3}, response_timeout_in_seconds=5
