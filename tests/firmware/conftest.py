@@ -12,9 +12,10 @@ from firmware.manifest import Manifest
 from firmware.package import build, manifest_for
 from simulators.image_server import ImageServer
 from simulators.image_tls import LoopbackPki, make_test_pki
+from tests.net import addr
 
 COMPAT = "contoso:vmcu-f4:B"
-FIRMWARE_HOST = "127.0.3.1"  # loopback address of its own, so parallel suites never collide
+FIRMWARE_HOST = addr(3, 1)  # loopback address of its own, so parallel suites never collide
 
 
 def make_manifest(payload: bytes, **overrides: str | None) -> Manifest:

@@ -17,9 +17,10 @@ from gateway.cloud import DeviceTwinLink, LinkOptions
 from gateway.identity import DeviceCredentials
 from gateway.secret import Secret
 from simulators.hub import HubEmulator, HubFacts
+from tests.net import subnet
 from tests.simulators.hub_fixtures import running_hub
 
-SUBNET = "127.0.5."  # this suite's loopback addresses; other suites use other subnets
+SUBNET = subnet(5)  # this suite's loopback addresses; other suites use other subnets
 WAIT = 15.0  # bound on every wait for the SDK or the emulator
 # Reconnect fast after a drop (SDK default 10 s); short timeouts keep failures quick.
 FAST = LinkOptions(connect_timeout_s=10, call_timeout_s=10, retry_interval_s=1, keep_alive_s=30)

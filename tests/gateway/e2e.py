@@ -14,13 +14,14 @@ from gateway.config import load_config
 from gateway.lab import Lab
 from gateway.service import Gateway
 from simulators.hub.server import HubServer
+from tests.net import addr
 
 _hosts = itertools.count(1)
 
 
 def next_host() -> str:
     # Each test its own address: the SDK's MQTT port is fixed at 8883.
-    return f"127.0.6.{next(_hosts) % 250 + 1}"
+    return addr(6, next(_hosts) % 250 + 1)
 
 
 @dataclass

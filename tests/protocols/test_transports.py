@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import contextlib
 import random
 
@@ -15,6 +16,7 @@ from simulators.mcu.core import McuCore
 from simulators.mcu.flash import Flash
 from simulators.mcu.link import McuDriver
 from simulators.mcu.models import MODELS
+from tests.net import addr
 
 
 async def test_socket_url_reaches_an_mcu_behind_tcp() -> None:
@@ -36,11 +38,11 @@ async def test_socket_url_reaches_an_mcu_behind_tcp() -> None:
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
-    server = await asyncio.start_server(serve, "127.0.7.1", 0)
+    server = await asyncio.start_server(serve, addr(7, 1), 0)
     port = server.sockets[0].getsockname()[1]
     try:
         async with asyncio.timeout(30):
-            transport = await open_transport(f"socket://127.0.7.1:{port}", 0)
+            transport = await open_transport(f"socket://{addr(7, 1)}:{port}", 0)
             session = BootloaderSession(transport, 0)
             image = random.Random(1).randbytes(20_000)
             result = await session.flash(image, "2.0.0")
@@ -57,8 +59,9 @@ async def test_socket_url_reaches_an_mcu_behind_tcp() -> None:
 
 
 async def test_socket_url_errors_are_one_line() -> None:
-    with pytest.raises(PortNotFound, match=r"cannot connect to socket://127\.0\.7\.2:1"):
-        await open_transport("socket://127.0.7.2:1")
+    url = f"socket://{addr(7, 2)}:1"
+    with pytest.raises(PortNotFound, match=f"cannot connect to {re.escape(url)}"):
+        await open_transport(url)
     with pytest.raises(PortNotFound, match="expected socket://HOST:PORT"):
         await open_transport("socket://nowhere")
 

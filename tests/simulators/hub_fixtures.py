@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 
 from simulators.hub import HubEmulator, HubFacts, StartupError
+from tests.net import subnet
 
 # Addresses these fixtures hand out: 127.0.4.1 .. 127.0.4.254, one per test.
-DEFAULT_SUBNET = "127.0.4."
+DEFAULT_SUBNET = subnet(4)
 _counters: dict[str, Iterator[int]] = {}
 _lock = threading.Lock()
 

@@ -10,8 +10,9 @@ import pytest
 
 from simulators.image_server import Fault, ImageServer
 from simulators.image_tls import LoopbackPki, make_test_pki
+from tests.net import addr
 
-HOST = "127.0.3.2"
+HOST = addr(3, 2)
 DATA = os.urandom(100_000)
 
 
