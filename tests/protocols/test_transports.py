@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import contextlib
 import random
+import re
 
 import pytest
 
