@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from protocols.errors import PortNotFound, TransportDisconnected
@@ -29,6 +30,24 @@ class Transport(Protocol):
     def set_baud(self, baud: int) -> None: ...
 
     async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SerialSettings:
+    """Line settings a bootloader protocol needs; ours is 8N1, the STM32 ROM loader 8E1."""
+
+    baud: int = 115200
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+
+
+@runtime_checkable
+class ModemLines(Protocol):
+    """A link with DTR and RTS, which boards wire to RESET and BOOT0."""
+
+    def set_lines(self, *, dtr: bool | None = None, rts: bool | None = None) -> bool:
+        """Drive the lines given; False if this link has no modem lines (a pty, a socket)."""
+        ...
 
 
 class StreamTransport:
@@ -70,6 +89,19 @@ class StreamTransport:
         if serial is not None:
             serial.baudrate = baud
 
+    def set_lines(self, *, dtr: bool | None = None, rts: bool | None = None) -> bool:
+        serial = self._writer.transport.get_extra_info("serial")
+        if serial is None:
+            return False
+        try:
+            if dtr is not None:
+                serial.dtr = dtr
+            if rts is not None:
+                serial.rts = rts
+        except OSError:
+            return False  # a pseudo-terminal has no modem-control ioctls
+        return True
+
     async def close(self) -> None:
         self._writer.close()
         with contextlib.suppress(Exception):
@@ -103,8 +135,9 @@ class LoopTransport:
         self._queue.put_nowait(b"")
 
 
-async def open_transport(url: str, baud: int = 115200) -> Transport:
+async def open_transport(url: str, baud: int | SerialSettings = 115200) -> Transport:
     """Open a link; raises :class:`PortNotFound` with a one-line reason on failure."""
+    settings = baud if isinstance(baud, SerialSettings) else SerialSettings(baud=baud)
     if url.startswith("loop://"):
         return LoopTransport()
     if url.startswith("socket://"):
@@ -116,10 +149,10 @@ async def open_transport(url: str, baud: int = 115200) -> Transport:
         except OSError as exc:
             raise PortNotFound(f"cannot connect to {url}: {exc.strerror or exc}") from exc
         return StreamTransport(url, reader, writer)
-    return await _open_serial(url, baud)
+    return await _open_serial(url, settings)
 
 
-async def _open_serial(path: str, baud: int) -> Transport:
+async def _open_serial(path: str, settings: SerialSettings) -> Transport:
     import serial
     import serial_asyncio
 
@@ -129,7 +162,13 @@ async def _open_serial(path: str, baud: int) -> Transport:
     port_class = getattr(serial, "PosixPollSerial", serial.Serial)
     loop = asyncio.get_running_loop()
     try:
-        port = port_class(path, baudrate=baud or 115200, exclusive=True)
+        port = port_class(
+            path,
+            baudrate=settings.baud or 115200,
+            parity=settings.parity,
+            stopbits=settings.stopbits,
+            exclusive=True,
+        )
         reader = asyncio.StreamReader(loop=loop)
         protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
         transport, _ = await serial_asyncio.connection_for_serial(loop, lambda: protocol, port)

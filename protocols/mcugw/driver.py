@@ -1,0 +1,232 @@
+"""The ``mcugw`` driver: our protocol's session behind the driver seam.
+
+This is the one place that turns this protocol's wire messages into
+:class:`~protocols.driver.DeviceFacts` and its exceptions into twin error codes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+
+from protocols.constants import Capability as WireCap
+from protocols.constants import Mode, ResetMode
+from protocols.constants import SlotState as WireSlot
+from protocols.driver import (
+    Capability,
+    DeviceFacts,
+    DriverError,
+    DriverOptions,
+    DriverSpec,
+    Image,
+    InstallResult,
+    NoAnswer,
+    Outcome,
+    Progress,
+    ProgressFn,
+    Safety,
+    SlotFacts,
+    SlotState,
+    Step,
+    no_progress,
+)
+from protocols.errors import (
+    DeviceRejected,
+    DeviceTimeout,
+    LocalProtocolError,
+    PortNotFound,
+    ProtocolError,
+    TransportDisconnected,
+    UnsupportedVersionError,
+    VerifyFailed,
+)
+from protocols.packets import HelloResponse, InfoResponse
+from protocols.session import BootloaderSession
+from protocols.transport import SerialSettings, Transport
+
+NAME = "mcugw"
+
+_STEP_OF_PHASE = {"applying": Step.WRITE, "verifying": Step.CHECK, "rebooting": Step.BOOT}
+
+
+def error_code(exc: ProtocolError) -> str:
+    """The twin ``error.code`` for one of this protocol's exceptions."""
+    if isinstance(exc, DeviceTimeout):
+        return "MCU_TIMEOUT"
+    if isinstance(exc, TransportDisconnected | PortNotFound):
+        return "MCU_DISCONNECTED"
+    if isinstance(exc, DeviceRejected):
+        return f"MCU_{exc.status.name}"
+    if isinstance(exc, VerifyFailed):
+        return "MCU_VERIFY_FAILED"
+    if isinstance(exc, UnsupportedVersionError):
+        return "MCU_PROTOCOL_VERSION"
+    if isinstance(exc, LocalProtocolError):
+        return "IMAGE_REJECTED"
+    return "MCU_PROTOCOL_ERROR"
+
+
+def _slot_state(state: WireSlot) -> SlotState:
+    return SlotState(state.name.lower())
+
+
+def facts_from(hello: HelloResponse, info: InfoResponse) -> DeviceFacts:
+    """Translate HELLO + INFO into the gateway's view of the device."""
+    geo = info.geometry
+    running = info.running_slot if info.running_slot < len(info.slots) else None
+    slots = tuple(
+        SlotFacts(
+            index=i,
+            state=_slot_state(s.state),
+            version=s.version,
+            size=s.size,
+            sha256=s.sha256.hex() if s.size else "",
+            boot_count=s.boot_count,
+            running=i == running,
+        )
+        for i, s in enumerate(info.slots)
+    )
+    if running is not None:
+        installed: str | None = info.slots[running].version or None
+    else:
+        confirmed = [s for s in info.slots if s.state is WireSlot.CONFIRMED]
+        installed = confirmed[-1].version if confirmed else None
+    caps = {Capability.AB_SLOTS, Capability.TRIAL_BOOT, Capability.ROLLBACK,
+            Capability.DEVICE_HASH}  # fmt: skip
+    wire = hello.capabilities
+    if WireCap.RESUME in wire:
+        caps.add(Capability.RESUME)
+    if WireCap.SET_BAUD in wire:
+        caps.add(Capability.SET_BAUD)
+    if WireCap.APP_MODE in wire:
+        caps.add(Capability.APP_MODE)
+    return DeviceFacts(
+        driver=NAME,
+        uid=info.uid.hex(),
+        model=info.model,
+        compat=info.compat,
+        bootloader_version=info.bootloader_version,
+        protocol_version=str(hello.protocol_version),
+        installed_version=installed,
+        capacity=geo.slot_size,
+        safety=Safety.AB_ROLLBACK,
+        capabilities=frozenset(caps),
+        slots=slots,
+        in_bootloader=info.mode is Mode.BOOTLOADER,
+        details={
+            "mode": info.mode.name.lower(),
+            "max_data": hello.max_data,
+            "window": hello.window,
+            "slot_size": geo.slot_size,
+            "sector_size": geo.sector_size,
+            "write_size": geo.write_size,
+            "page_size": geo.page_size,
+            "erase_us": geo.erase_us,
+            "program_us": geo.program_us,
+            "boot_ms": geo.boot_ms,
+            "max_trial_boots": geo.max_trial_boots,
+        },
+    )
+
+
+class McugwDriver:
+    """Our protocol over one transport; every public method translates errors once."""
+
+    def __init__(self, transport: Transport, options: DriverOptions) -> None:
+        self.options = options
+        self._port = transport.name
+        self.session = BootloaderSession(transport, options.baud)
+
+    def _fail(self, exc: ProtocolError, step: Step) -> DriverError:
+        if isinstance(exc, DeviceTimeout) and self.session.hello_info is None:
+            # Silence, an echo or another protocol's chatter: not an MCU of ours.
+            return NoAnswer(f"no answer to HELLO on {self._port}: {exc}")
+        return DriverError(error_code(exc), str(exc), step)
+
+    async def _facts(self) -> DeviceFacts:
+        hello = self.session.hello_info
+        info = await self.session.info()
+        assert hello is not None
+        return facts_from(hello, info)
+
+    async def identify(self) -> DeviceFacts:
+        try:
+            await self.session.hello()
+            return await self._facts()
+        except ProtocolError as exc:
+            raise self._fail(exc, Step.CONNECT) from exc
+
+    async def install(self, image: Image, progress: ProgressFn = no_progress) -> InstallResult:
+        step = Step.CONNECT
+        started = time.monotonic()
+
+        def on_progress(phase: str, done: int, total: int) -> None:
+            nonlocal step
+            step = _STEP_OF_PHASE.get(phase, Step.WRITE)
+            progress(Progress(step, done, total))
+
+        if hashlib.sha256(image.data).hexdigest() != image.sha256.lower():
+            raise DriverError("IMAGE_REJECTED", "image bytes do not match their SHA-256", step)
+        try:
+            progress(Progress(Step.CONNECT, 0, len(image.data)))
+            await self.session.connect()
+            if self.options.fast_baud:
+                await self.session.set_baud(self.options.fast_baud)
+            result = await self.session.flash(
+                image.data,
+                image.version,
+                progress=on_progress,
+                confirm_timeout=self.options.confirm_timeout_s,
+            )
+            step = Step.BOOT
+            facts = await self._facts()
+        except ProtocolError as exc:
+            raise self._fail(exc, step) from exc
+        return InstallResult(
+            outcome=Outcome(result.outcome),
+            version=image.version,
+            bytes=result.bytes,
+            seconds=time.monotonic() - started,
+            transfer_seconds=result.transfer_seconds,
+            wire_bytes_tx=result.wire_bytes_tx,
+            wire_bytes_rx=result.wire_bytes_rx,
+            retransmits=result.retransmits,
+            resumed_from=result.resumed_from,
+            running_version=result.running_version,
+            facts=facts,
+        )
+
+    async def reboot(self) -> DeviceFacts:
+        try:
+            await self.session.hello()
+            await self.session.info()  # geometry: boot time for the probes after reset
+            await self.session.reset(ResetMode.RUN)
+            await self.session.await_boot()
+            return await self._facts()
+        except ProtocolError as exc:
+            raise self._fail(exc, Step.BOOT) from exc
+
+    async def abort(self) -> DeviceFacts:
+        try:
+            hello = await self.session.hello()
+            if hello.mode is Mode.BOOTLOADER:
+                await self.session.info()
+                with contextlib.suppress(DeviceRejected):
+                    await self.session.abort()  # nothing staged is fine too
+        except ProtocolError as exc:
+            raise self._fail(exc, Step.CONNECT) from exc
+        return await self.reboot()
+
+
+def _serial(options: DriverOptions) -> SerialSettings:
+    return SerialSettings(baud=options.baud)
+
+
+SPEC = DriverSpec(
+    name=NAME,
+    summary="this project's protocol (docs/protocol.md): A/B slots, resume, trial boot",
+    serial=_serial,
+    open=McugwDriver,
+    probe_rank=10,
+)

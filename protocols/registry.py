@@ -1,0 +1,132 @@
+"""Drivers by name: the built-in ones and any a package adds by entry point.
+
+A third-party package registers a driver in its own ``pyproject.toml``::
+
+    [project.entry-points."mcu_gateway.drivers"]
+    mybl = "mypkg.driver:SPEC"
+
+where ``SPEC`` is a :class:`protocols.driver.DriverSpec`. Built-in drivers are
+registered the same way by this project, and are also known without package
+metadata so a plain source checkout works.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from importlib.metadata import entry_points
+
+from protocols.driver import DeviceFacts, Driver, DriverError, DriverOptions, DriverSpec, NoAnswer
+from protocols.errors import PortNotFound
+from protocols.transport import open_transport
+
+ENTRY_POINT_GROUP = "mcu_gateway.drivers"
+
+#: Built-in drivers: name -> "module:attribute" of their DriverSpec.
+BUILTIN = {
+    "mcugw": "protocols.mcugw.driver:SPEC",
+    "stm32-rom": "protocols.stm32rom.driver:SPEC",
+    "mcuboot": "protocols.mcuboot.driver:SPEC",
+}
+
+log = logging.getLogger(__name__)
+
+
+class UnknownDriver(LookupError):
+    def __init__(self, name: str, known: Sequence[str]) -> None:
+        super().__init__(f"unknown bootloader driver {name!r}; known: {', '.join(known)}")
+        self.name = name
+
+
+def _load(target: str) -> DriverSpec | None:
+    module, _, attr = target.partition(":")
+    try:
+        spec = getattr(importlib.import_module(module), attr)
+    except ImportError as exc:
+        if exc.name is not None and module.startswith(exc.name):
+            return None  # a built-in not present in this build
+        raise
+    if not isinstance(spec, DriverSpec):
+        raise TypeError(f"{target} is not a DriverSpec")
+    return spec
+
+
+def available() -> dict[str, DriverSpec]:
+    """Every driver that can be used here, by name."""
+    found: dict[str, DriverSpec] = {}
+    for name, target in BUILTIN.items():
+        spec = _load(target)
+        if spec is not None:
+            found[name] = spec
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in found:
+            continue
+        try:
+            spec = ep.load()
+        except Exception as exc:  # a broken plug-in must not take the gateway down
+            log.warning("bootloader driver %r from %s failed to load: %s", ep.name, ep.value, exc)
+            continue
+        if isinstance(spec, DriverSpec):
+            found[ep.name] = spec
+        else:
+            log.warning("entry point %r (%s) is not a DriverSpec; ignored", ep.name, ep.value)
+    return found
+
+
+def get(name: str) -> DriverSpec:
+    drivers = available()
+    if name not in drivers:
+        raise UnknownDriver(name, sorted(drivers))
+    return drivers[name]
+
+
+def probe_order(names: Sequence[str] = ()) -> list[DriverSpec]:
+    """The drivers to try on a port: ``names`` in that order, or all by probe rank."""
+    if names:
+        return [get(n) for n in names]
+    return sorted(available().values(), key=lambda s: (s.probe_rank, s.name))
+
+
+@contextlib.asynccontextmanager
+async def open_driver(port: str, spec: DriverSpec, options: DriverOptions) -> AsyncIterator[Driver]:
+    """Open ``port`` with the line settings ``spec`` needs and yield its driver."""
+    try:
+        transport = await open_transport(port, spec.serial(options))
+    except PortNotFound as exc:
+        raise DriverError("MCU_DISCONNECTED", str(exc)) from exc
+    try:
+        yield spec.open(transport, options)
+    finally:
+        await transport.close()
+
+
+async def detect(
+    port: str, options: DriverOptions, order: Sequence[DriverSpec]
+) -> tuple[DriverSpec, DeviceFacts]:
+    """Identify the device on ``port`` with the first driver that gets an answer.
+
+    Raises :class:`NoAnswer` naming every driver tried, or the first error that
+    is not a plain silence (a device that answered but failed is reported as is).
+    """
+    tried: list[str] = []
+    for spec in order:
+        try:
+            async with open_driver(port, spec, options) as driver:
+                return spec, await driver.identify()
+        except NoAnswer as exc:
+            tried.append(f"{spec.name}: {exc.message}")
+    raise NoAnswer(f"no bootloader answered on {port} ({'; '.join(tried) or 'no drivers'})")
+
+
+__all__ = [
+    "BUILTIN",
+    "ENTRY_POINT_GROUP",
+    "UnknownDriver",
+    "available",
+    "detect",
+    "get",
+    "open_driver",
+    "probe_order",
+]
