@@ -217,14 +217,15 @@ def run_one(
     image.write_bytes(random.Random(f"{size}/{rep}").randbytes(size))
     sim = Sim(baud, state, model, turnaround_ms, work / f"sim-{tag}.log")
     try:
-        info_cmd = [*_cli(), "info", "--port", sim.pty, "--baud", str(baud), "--json"]
+        info_cmd = [*_cli(), "info", "--port", sim.pty, "--bootloader", "mcugw"]
+        info_cmd += ["--baud", str(baud), "--json"]
         status, _, _, text = _run_child(info_cmd, 60, work / f"info-{tag}.log")
         if status != 0:
             raise BenchError(f"info failed ({status}):\n{text[-2000:]}")
         info = _last_json(text)
-        geometry = dict(info["geometry"], max_data=info["max_data"], window=info["window"])
+        geometry = dict(info["details"])
         geometry["model"] = info["model"]
-        flash_cmd = [*_cli(), "flash", "--port", sim.pty, str(image)]
+        flash_cmd = [*_cli(), "flash", "--port", sim.pty, "--bootloader", "mcugw", str(image)]
         flash_cmd += ["--version", f"2.{rep}.0", "--baud", str(baud), "--json"]
         status, cpu, wall, text = _run_child(
             flash_cmd, expected_seconds(size, baud), work / f"flash-{tag}.log"
@@ -342,7 +343,8 @@ def print_header(turnaround_ms: float, geo: dict[str, Any] | None) -> None:
         "bootloader, then all of flash s);"
     )
     print(
-        "flash s = its JSON seconds (BEGIN, transfer, VERIFY, ACTIVATE, reset, confirm); "
+        "flash s = its JSON seconds (the driver's install: HELLO/INFO, BEGIN, transfer, "
+        "VERIFY, ACTIVATE, reset, confirm); "
         "xfer s = its JSON transfer_seconds (DATA only)"
     )
     print(

@@ -46,6 +46,21 @@ class Step(enum.StrEnum):
     def phase(self) -> Phase:
         return Phase.REBOOTING if self is Step.BOOT else Phase.APPLYING
 
+    @property
+    def label(self) -> str:
+        """Present participle for progress displays ("writing")."""
+        return _LABELS[self]
+
+
+_LABELS = {
+    Step.CONNECT: "connecting",
+    Step.ERASE: "erasing",
+    Step.WRITE: "writing",
+    Step.CHECK: "checking",
+    Step.ACTIVATE: "activating",
+    Step.BOOT: "booting",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class Progress:
@@ -153,6 +168,8 @@ class InstallResult:
 
     outcome: Outcome
     version: str
+    sha256: str  # hex of the image written
+    slot: int  # slot written (0 on a single-slot device)
     bytes: int
     seconds: float
     transfer_seconds: float
@@ -162,6 +179,8 @@ class InstallResult:
     resumed_from: int
     running_version: str
     facts: DeviceFacts  # read again after the outcome
+    #: Driver-specific figures (e.g. chunk and window sizes); never used for decisions.
+    details: Mapping[str, str | int | float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

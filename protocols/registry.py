@@ -102,22 +102,35 @@ async def open_driver(port: str, spec: DriverSpec, options: DriverOptions) -> As
         await transport.close()
 
 
-async def detect(
+@contextlib.asynccontextmanager
+async def connect(
     port: str, options: DriverOptions, order: Sequence[DriverSpec]
-) -> tuple[DriverSpec, DeviceFacts]:
-    """Identify the device on ``port`` with the first driver that gets an answer.
+) -> AsyncIterator[tuple[DriverSpec, Driver, DeviceFacts]]:
+    """Open ``port`` with the first driver in ``order`` whose device answers.
 
     Raises :class:`NoAnswer` naming every driver tried, or the first error that
     is not a plain silence (a device that answered but failed is reported as is).
     """
     tried: list[str] = []
     for spec in order:
-        try:
-            async with open_driver(port, spec, options) as driver:
-                return spec, await driver.identify()
-        except NoAnswer as exc:
-            tried.append(f"{spec.name}: {exc.message}")
+        async with contextlib.AsyncExitStack() as stack:
+            driver = await stack.enter_async_context(open_driver(port, spec, options))
+            try:
+                facts = await driver.identify()
+            except NoAnswer as exc:
+                tried.append(f"{spec.name}: {exc.message}")
+                continue
+            yield spec, driver, facts
+            return
     raise NoAnswer(f"no bootloader answered on {port} ({'; '.join(tried) or 'no drivers'})")
+
+
+async def detect(
+    port: str, options: DriverOptions, order: Sequence[DriverSpec]
+) -> tuple[DriverSpec, DeviceFacts]:
+    """Identify the device on ``port`` (see :func:`connect`) and close the port again."""
+    async with connect(port, options, order) as (spec, _, facts):
+        return spec, facts
 
 
 __all__ = [
@@ -125,6 +138,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "UnknownDriver",
     "available",
+    "connect",
     "detect",
     "get",
     "open_driver",

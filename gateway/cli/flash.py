@@ -3,25 +3,37 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from gateway.cli.common import CommandError
-from gateway.cli.serial_common import run_with_session
-from protocols.errors import LocalProtocolError
-from protocols.session import DEFAULT_CONFIRM_TIMEOUT_S, BootloaderSession, FlashResult, ProgressFn
+from gateway.cli.serial_common import add_driver_args, driver_options, run_with_driver
+from protocols.driver import (
+    DeviceFacts,
+    Driver,
+    DriverSpec,
+    Image,
+    InstallResult,
+    Outcome,
+    Progress,
+    ProgressFn,
+    no_progress,
+)
+
+DEFAULT_CONFIRM_TIMEOUT_S = 10.0
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("flash", help="flash a firmware package or raw image into an MCU")
     p.add_argument("file", type=Path, metavar="FILE", help="package, or raw .bin with --version")
-    p.add_argument("--port", required=True, help="serial device, socket://HOST:PORT or loop://")
+    add_driver_args(p)
     p.add_argument("--version", help="version of a raw .bin image (semantic version)")
-    p.add_argument("--baud", type=int, default=115200)
-    p.add_argument("--fast-baud", type=int, help="switch to this rate after HELLO (SET_BAUD)")
+    p.add_argument(
+        "--fast-baud", type=int, default=0, help="switch to this rate for the transfer if supported"
+    )
     p.add_argument("--json", action="store_true", help="end with one JSON result object")
     p.add_argument(
         "--trust",
@@ -57,26 +69,21 @@ def _load(args: argparse.Namespace) -> tuple[bytes, bool]:
     return data, is_package
 
 
-def _check_package(
-    args: argparse.Namespace, data: bytes, session: BootloaderSession
-) -> tuple[bytes, str]:
+def _check_package(args: argparse.Namespace, data: bytes, facts: DeviceFacts) -> tuple[bytes, str]:
     """Verify the package against the connected MCU before a byte is written."""
     from firmware.compat import TargetInfo
     from firmware.errors import FirmwareError
     from firmware.policy import TrustPolicy, check_package
-    from gateway.reported import installed_version
 
-    info = session.device
-    assert info is not None
     try:
         policy = TrustPolicy.from_files(args.trust, allow_unsigned=args.allow_unsigned)
     except (OSError, FirmwareError) as exc:
         raise CommandError(f"cannot load trusted keys: {exc}") from exc
     target = TargetInfo(
-        compat=info.compat,
-        model=info.model,
-        installed_version=installed_version(info),
-        slot_size=info.geometry.slot_size,
+        compat=facts.compat,
+        model=facts.model,
+        installed_version=facts.installed_version,
+        slot_size=facts.capacity,
     )
     verdict = check_package(
         data, target=target, policy=policy, allow_downgrade=args.allow_downgrade
@@ -88,17 +95,17 @@ def _check_package(
 
 def _progress_bar(enabled: bool) -> tuple[ProgressFn, Any]:
     if not enabled:
-        return (lambda phase, done, total: None), None
+        return no_progress, None
     from rich.progress import (
         BarColumn,
         DownloadColumn,
-        Progress,
         TextColumn,
         TimeRemainingColumn,
         TransferSpeedColumn,
     )
+    from rich.progress import Progress as Bar
 
-    bar = Progress(
+    bar = Bar(
         TextColumn("{task.description:<10}"),
         BarColumn(),
         DownloadColumn(),
@@ -107,43 +114,51 @@ def _progress_bar(enabled: bool) -> tuple[ProgressFn, Any]:
     )
     task = bar.add_task("connecting", total=None)
 
-    def update(phase: str, done: int, total: int) -> None:
-        bar.update(task, description=phase, completed=done, total=total)
+    def update(event: Progress) -> None:
+        bar.update(task, description=event.step.label, completed=event.done, total=event.total)
 
     return update, bar
 
 
-def result_dict(r: FlashResult) -> dict[str, Any]:
-    d = asdict(r)
-    d["seconds"] = round(r.seconds, 3)
-    d["transfer_seconds"] = round(r.transfer_seconds, 3)
-    return d
+def result_dict(r: InstallResult) -> dict[str, Any]:
+    """The same keys for every driver; protocol specifics sit under ``details``."""
+    return {
+        "ok": r.ok,
+        "outcome": r.outcome.value,
+        "driver": r.facts.driver,
+        "version": r.version,
+        "sha256": r.sha256,
+        "slot": r.slot,
+        "bytes": r.bytes,
+        "seconds": round(r.seconds, 3),
+        "transfer_seconds": round(r.transfer_seconds, 3),
+        "wire_bytes_tx": r.wire_bytes_tx,
+        "wire_bytes_rx": r.wire_bytes_rx,
+        "retransmits": r.retransmits,
+        "resumed_from": r.resumed_from,
+        "running_version": r.running_version,
+        "details": dict(r.details),
+    }
 
 
 def _run(args: argparse.Namespace) -> int:
     data, is_package = _load(args)
     progress, bar = _progress_bar(sys.stdout.isatty() and not args.json)
+    options = driver_options(args, fast_baud=args.fast_baud, confirm_timeout_s=args.confirm_timeout)
 
-    async def body(session: BootloaderSession) -> FlashResult:
-        await session.connect()
-        if args.fast_baud:
-            await session.set_baud(args.fast_baud)
+    async def body(spec: DriverSpec, driver: Driver, facts: DeviceFacts) -> InstallResult:
         image, version = (data, args.version)
         if is_package:
-            image, version = _check_package(args, data, session)
-        try:
-            return await session.flash(
-                image, version, progress=progress, confirm_timeout=args.confirm_timeout
-            )
-        except LocalProtocolError as exc:
-            raise CommandError(f"{args.port}: {exc}") from exc
+            image, version = _check_package(args, data, facts)
+        digest = hashlib.sha256(image).hexdigest()
+        return await driver.install(Image(image, version, digest), progress)
 
     try:
         if bar is not None:
             with bar:
-                result = run_with_session(args.port, args.baud, body)
+                result = run_with_driver(args, options, body)
         else:
-            result = run_with_session(args.port, args.baud, body)
+            result = run_with_driver(args, options, body)
     except CommandError as exc:
         if args.json:
             print(json.dumps({"ok": False, "error": str(exc)}))
@@ -154,18 +169,18 @@ def _run(args: argparse.Namespace) -> int:
     else:
         rate = result.bytes / result.seconds if result.seconds else 0.0
         print(
-            f"{result.outcome}: version {result.version} in slot {result.slot}, "
+            f"{result.outcome.value}: version {result.version} in slot {result.slot}, "
             f"{result.bytes} bytes in {result.seconds:.2f} s ({rate / 1024:.1f} KiB/s), "
             f"resumed from {result.resumed_from}, {result.retransmits} retransmits"
         )
-    if result.outcome == "rolled_back":
+    if result.outcome is Outcome.ROLLED_BACK:
         print(
             f"mcu-gateway flash: error: {args.port}: the new app did not confirm; "
             f"the MCU rolled back to {result.running_version}",
             file=sys.stderr,
         )
         return 1
-    if result.outcome != "confirmed":
+    if result.outcome is not Outcome.CONFIRMED:
         print(
             f"mcu-gateway flash: error: {args.port}: the new app has not confirmed within "
             f"{args.confirm_timeout:g} s",

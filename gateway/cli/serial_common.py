@@ -1,53 +1,79 @@
-"""Shared plumbing for commands that talk to one MCU: open, run, translate errors."""
+"""Shared plumbing for commands that talk to one MCU: pick a driver, open, translate errors."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from gateway.cli.common import CommandError
-from protocols.errors import (
-    DeviceRejected,
-    DeviceTimeout,
-    PortNotFound,
-    ProtocolError,
-    TransportDisconnected,
-    UnsupportedVersionError,
-    VerifyFailed,
-)
-from protocols.session import BootloaderSession
-from protocols.transport import open_transport
+from protocols import registry
+from protocols.driver import DeviceFacts, Driver, DriverError, DriverOptions, DriverSpec
 
 T = TypeVar("T")
+Body = Callable[[DriverSpec, Driver, DeviceFacts], Awaitable[T]]
 
 
-def describe(exc: ProtocolError, port: str) -> str:
-    """One line naming the port and what went wrong."""
-    if isinstance(exc, PortNotFound):
-        return str(exc)
-    if isinstance(exc, DeviceTimeout):
-        return f"no answer from a bootloader on {port}: {exc}"
-    if isinstance(exc, UnsupportedVersionError):
-        return f"{port}: {exc}"
-    if isinstance(exc, VerifyFailed):
-        return f"{port}: verification failed: {exc}"
-    if isinstance(exc, DeviceRejected):
-        return f"{port}: {exc}"
-    if isinstance(exc, TransportDisconnected):
-        return f"{port}: link lost: {exc}"
-    return f"{port}: {exc}"
+def add_driver_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--port", required=True, help="serial device, socket://HOST:PORT or loop://")
+    p.add_argument("--baud", type=int, default=115200)
+    p.add_argument(
+        "--bootloader",
+        metavar="NAME",
+        help="bootloader driver (default: try each: "
+        + ", ".join(s.name for s in registry.probe_order())
+        + ")",
+    )
+    p.add_argument(
+        "--driver-opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="driver-specific setting, e.g. reset_line=dtr (repeatable)",
+    )
 
 
-def run_with_session(port: str, baud: int, body: Callable[[BootloaderSession], Awaitable[T]]) -> T:
+def _value(text: str) -> str | int | bool:
+    if text.lower() in ("true", "yes", "on"):
+        return True
+    if text.lower() in ("false", "no", "off"):
+        return False
+    try:
+        return int(text, 0)
+    except ValueError:
+        return text
+
+
+def driver_options(args: argparse.Namespace, **fields: Any) -> DriverOptions:
+    extra: dict[str, str | int | bool] = {}
+    for item in args.driver_opt:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CommandError(f"--driver-opt {item!r}: expected KEY=VALUE")
+        extra[key.strip()] = _value(value.strip())
+    return DriverOptions(baud=args.baud, extra=extra, **fields)
+
+
+def run_with_driver(args: argparse.Namespace, options: DriverOptions, body: Body[T]) -> T:
+    """Open ``args.port`` with ``--bootloader`` (or the first driver that answers), run ``body``."""
+    try:
+        order = registry.probe_order([args.bootloader] if args.bootloader else [])
+    except registry.UnknownDriver as exc:
+        raise CommandError(str(exc)) from exc
+
     async def main() -> T:
-        transport = await open_transport(port, baud)
-        try:
-            return await body(BootloaderSession(transport, baud))
-        finally:
-            await transport.close()
+        async with registry.connect(args.port, options, order) as (spec, driver, facts):
+            return await body(spec, driver, facts)
 
     try:
         return asyncio.run(main())
-    except ProtocolError as exc:
-        raise CommandError(describe(exc, port)) from exc
+    except DriverError as exc:
+        raise CommandError(describe(exc, args.port)) from exc
+
+
+def describe(exc: DriverError, port: str) -> str:
+    """One line naming the port and what went wrong."""
+    if port in exc.message:
+        return exc.message
+    return f"{port}: {exc.message}"

@@ -124,6 +124,7 @@ def facts_from(hello: HelloResponse, info: InfoResponse) -> DeviceFacts:
             "page_size": geo.page_size,
             "erase_us": geo.erase_us,
             "program_us": geo.program_us,
+            "hash_us_per_kib": geo.hash_us_per_kib,
             "boot_ms": geo.boot_ms,
             "max_trial_boots": geo.max_trial_boots,
         },
@@ -141,7 +142,7 @@ class McugwDriver:
     def _fail(self, exc: ProtocolError, step: Step) -> DriverError:
         if isinstance(exc, DeviceTimeout) and self.session.hello_info is None:
             # Silence, an echo or another protocol's chatter: not an MCU of ours.
-            return NoAnswer(f"no answer to HELLO on {self._port}: {exc}")
+            return NoAnswer(str(exc))
         return DriverError(error_code(exc), str(exc), step)
 
     async def _facts(self) -> DeviceFacts:
@@ -186,6 +187,8 @@ class McugwDriver:
         return InstallResult(
             outcome=Outcome(result.outcome),
             version=image.version,
+            sha256=result.sha256,
+            slot=result.slot,
             bytes=result.bytes,
             seconds=time.monotonic() - started,
             transfer_seconds=result.transfer_seconds,
@@ -195,6 +198,7 @@ class McugwDriver:
             resumed_from=result.resumed_from,
             running_version=result.running_version,
             facts=facts,
+            details={"chunk": result.chunk, "window": result.window},
         )
 
     async def reboot(self) -> DeviceFacts:

@@ -47,6 +47,6 @@ def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
             assert proc.wait(timeout=10) == 0, output
         finally:
             os.close(master)
-    assert "applying" in output  # the bar's phase label
+    assert "writing" in output  # the bar's step label
     assert "kB" in output or "KB" in output  # rich's transfer column
     assert "confirmed: version 2.0.0" in output

@@ -127,8 +127,8 @@ def test_models_with_different_windows_and_payloads(
         assert code == 0, err
         code, info, _ = cli_json(capsys, "info", "--port", sim.port)
         assert info["model"] == model
-        assert result["chunk"] == min(info["max_data"], 4096)
-        assert result["window"] == info["window"]
+        assert result["details"]["chunk"] == min(info["details"]["max_data"], 4096)
+        assert result["details"]["window"] == info["details"]["window"]
         assert info["slots"][info["running_slot"]]["sha256"] == result["sha256"]
 
 
@@ -213,7 +213,7 @@ def test_port_that_is_not_a_bootloader(
             capsys, "flash", "--port", fake.path, str(_image(tmp_path, 1024)), "--version", "2.0.0"
         )
         assert code != 0
-        assert f"no answer from a bootloader on {fake.path}" in err
+        assert f"no bootloader answered on {fake.path}" in err
         assert len(err.strip().splitlines()) == 1
         if behaviour == "garbage":
             assert "garbled frames" in err
