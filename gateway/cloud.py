@@ -19,7 +19,15 @@ returned by ``get_twin()``; each patch takes the caller from the previous
 state to the new one (so merging them with :func:`gateway.mergepatch.apply`
 tracks the twin exactly). After every reconnect the link re-reads the twin and,
 if desired changed while offline, yields the difference (deletions as
-``None``). A gap in versions triggers the same re-read. The SDK's own
+``None``). A gap in versions triggers the same re-read.
+
+Subscriptions after a reconnect. The SDK subscribes once, when a handler is
+first set, and relies on the hub's persistent MQTT session afterwards. A hub
+that restarted or lost the session would leave the device deaf (no desired
+patches, every direct method 404) until the next drop. So after every
+reconnect the link sends SUBSCRIBE again for twin responses, desired patches
+and methods (idempotent on a hub that kept the session), and only then
+re-reads the twin, so nothing that changed in between is missed. The SDK's own
 reconnect catch-up is turned off (``ensure_desired_properties=False``) because
 it delivers whole documents that look like patches, which loses deletions.
 
@@ -63,6 +71,9 @@ JsonObject = dict[str, Any]
 # (request payload) -> (HTTP-like status, JSON response payload)
 MethodHandler = Callable[[Any], Awaitable[tuple[int, Any]]]
 _MAX_BACKOFF = 30.0  # seconds between resend attempts when a PATCH keeps failing
+# SDK feature names (azure.iot.device.iothub.pipeline.constant) subscribed again after a
+# reconnect: twin responses, desired patches, direct methods.
+_FEATURES = ("twin", "twin_patches", "methods")
 
 
 @dataclass(frozen=True)
@@ -116,6 +127,7 @@ class DeviceTwinLink:
         self.device_id = credentials.device_id
         self.reconnects = 0  # completed reconnects after a drop (for metrics and tests)
         self.sent_patches = 0  # reported PATCHes acknowledged by the hub
+        self.resubscribes = 0  # completed re-subscriptions after reconnects
         self._client: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
@@ -292,7 +304,7 @@ class DeviceTwinLink:
                 self._need_catch_up = False
                 self.reconnects += 1
                 log.info("%s: reconnected", self.device_id)
-                self._spawn(self._catch_up(), "catch-up")
+                self._spawn(self._after_reconnect(), "resubscribe")
             elif not was:
                 self._wake.set()
         else:
@@ -354,6 +366,49 @@ class DeviceTwinLink:
         else:
             # A gap (or nothing read yet): the patch alone would be wrong; re-read instead.
             self._spawn(self._catch_up(), "catch-up")
+
+    async def _after_reconnect(self) -> None:
+        """Subscribe again (the hub may have lost the session), then re-read the twin."""
+        delay = 0.5
+        while not self._closed:
+            try:
+                await self._resubscribe()
+                break
+            except CloudError as exc:
+                log.info("%s: re-subscribing failed (%s); retrying", self.device_id, exc)
+                await self._wait_reconnect(delay)
+                delay = min(delay * 2, _MAX_BACKOFF)
+        self.resubscribes += 1
+        await self._catch_up()
+
+    async def _resubscribe(self) -> None:
+        # No public SDK call re-sends SUBSCRIBE for an enabled feature; the pipeline's
+        # enable_feature does (it does not check whether the feature is on already).
+        self._require_client()
+        pipeline = self._client._mqtt_pipeline
+        assert self._loop is not None
+        loop = self._loop
+        for feature in _FEATURES:
+            if feature == "twin" and not pipeline.feature_enabled.get(feature):
+                continue  # never used yet: the SDK subscribes on first use
+            done: asyncio.Future[BaseException | None] = loop.create_future()
+
+            def finished(error: BaseException | None = None,
+                         done: asyncio.Future[BaseException | None] = done) -> None:
+                def settle() -> None:
+                    if not done.done():
+                        done.set_result(error)
+
+                with contextlib.suppress(RuntimeError):  # our loop already closed
+                    loop.call_soon_threadsafe(settle)
+
+            async with self._sdk_call(f"subscribe {feature}", self.options.call_timeout_s):
+                pipeline.enable_feature(feature, callback=finished)
+                error = await done
+            if error is not None:  # a pipeline exception: only its type is safe to log
+                raise CloudError(
+                    f"{self.device_id}: subscribe {feature} failed ({type(error).__name__})"
+                )
 
     async def _catch_up(self) -> None:
         """Re-read the twin and queue the difference to what the caller has seen."""

@@ -192,3 +192,38 @@ async def test_a_patch_the_hub_refuses_is_dropped_not_retried_forever(hub: HubEm
         await link.flush(WAIT)
         await link.report_now({"firmware": {"currentFwVersion": "1.0.0"}})
         assert hub.twin("mcu-big").reported == {"firmware": {"currentFwVersion": "1.0.0"}}
+
+
+async def test_a_hub_that_lost_its_sessions_gets_subscriptions_again(
+    hub: HubEmulator, registry_manager: Any
+) -> None:
+    # The SDK subscribes once and trusts the hub's session; after a hub lost it, the
+    # link must subscribe again by itself, or desired patches and methods go unheard.
+    async def get_info(payload: Any) -> tuple[int, Any]:
+        return 200, {"ok": True}
+
+    link = link_for(static_credentials(hub, "mcu-s"), FAST)
+    link.on_method("getInfo", get_info)
+    async with link:
+        patches = link.desired_patches()
+        await link.get_twin()
+        assert await asyncio.to_thread(hub.drop_sessions) == 1
+
+        def subscribed(s: Any) -> bool:
+            session = s.hub.sessions.get("mcu-s")
+            return bool(
+                session is not None
+                and session.link is not None
+                and session.subscribed("$iothub/methods/POST/getInfo/?$rid=1")
+                and session.subscribed("$iothub/twin/PATCH/properties/desired/?$version=2")
+            )
+
+        await asyncio.to_thread(hub.wait_for, subscribed, WAIT)
+        await asyncio.to_thread(
+            registry_manager.update_twin, "mcu-s", _desired({"firmware": {"fwVersion": "9"}}), "*"
+        )
+        assert await next_patch(link, patches) == {"firmware": {"fwVersion": "9"}, "$version": 2}
+        request = CloudToDeviceMethod(method_name="getInfo", response_timeout_in_seconds=5)
+        result = await asyncio.to_thread(registry_manager.invoke_device_method, "mcu-s", request)
+        assert (result.status, result.payload) == (200, {"ok": True})
+        assert link.resubscribes >= 1
