@@ -37,6 +37,7 @@ from yarl import URL
 from firmware.cache import ContentCache, normalise_digest
 from firmware.errors import DownloadError, DownloadTimeout
 from firmware.reasons import ReasonCode
+from firmware.urls import redact_text, redact_url
 
 Progress = Callable[[int, int | None], None]  # (bytes so far, total or None)
 
@@ -246,13 +247,15 @@ class Downloader:
             except aiohttp.ClientSSLError as exc:
                 # A certificate problem does not heal by retrying.
                 raise DownloadError(ReasonCode.DOWNLOAD_FAILED,
-                                    f"TLS to {_where(url)} failed: {exc}") from exc
+                                    f"TLS to {_where(url)} failed: {redact_text(str(exc))}"
+                                    ) from exc
             except (aiohttp.ClientError, _Retry) as exc:
                 failures = 1 if offset > before else failures + 1
                 if failures >= self._retry.attempts:
                     raise DownloadError(ReasonCode.DOWNLOAD_FAILED,
                                         f"{_where(url)}: giving up after {failures} failed "
-                                        f"attempts at byte {offset}: {exc or type(exc).__name__}"
+                                        f"attempts at byte {offset}: "
+                                        f"{redact_text(str(exc)) or type(exc).__name__}"
                                         ) from exc
                 await asyncio.sleep(self._retry.delay(failures, self._rng))
 
@@ -281,8 +284,8 @@ def _validator(resp: aiohttp.ClientResponse) -> str | None:
 
 
 def _where(url: URL) -> str:
-    # Host and path only: a SAS query string is a credential and must not reach logs.
-    return str(url.with_query(None).with_fragment(None))
+    # Host and path only: userinfo and a SAS query string are credentials.
+    return redact_url(str(url))
 
 
 def _too_large(size: int, cap: int) -> DownloadError:

@@ -22,6 +22,7 @@ from gateway.reported import (
     error_section,
     installed_version,
     mcu_section,
+    redacted,
     slots_section,
     utc_now,
 )
@@ -147,6 +148,7 @@ class McuAgent:
         return slots_section(self.info)
 
     async def _report(self, patch: dict[str, Any], now: bool = False) -> None:
+        patch = redacted(patch)
         try:
             if now:
                 await self.link.report_now(patch)

@@ -18,6 +18,7 @@ from firmware.download import Downloader
 from firmware.errors import FirmwareError
 from firmware.policy import TrustPolicy, evaluate
 from firmware.twin import DesiredFirmware
+from firmware.urls import redact_url
 from gateway.config import PolicySettings
 from gateway.journal import Journal, Outcome, Phase
 from gateway.logs import McuLogger
@@ -132,7 +133,7 @@ class UpdateRun:
         d = self.desired
         journal = self.env.journal
         journal.begin_update(self.uid, d.fwVersion, d.fwPackageCheckValue, d.fwPackageURI)
-        await self._status(FwStatus.DOWNLOADING, f"downloading {d.fwPackageURI}", progress=0,
+        await self._status(FwStatus.DOWNLOADING, f"downloading {redact_url(d.fwPackageURI)}", progress=0,
                            bytesWritten=0)  # fmt: skip
         data = await self._download()
         self.phase = Phase.VERIFYING
