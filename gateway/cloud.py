@@ -11,7 +11,8 @@ queues, every SDK call has a bounded wait, and SDK exceptions become
         twin = await link.get_twin()               # {"desired": {...}, "reported": {...}}
         async for patch in link.desired_patches(): # merge patches incl. "$version"
             await link.report({"firmware": {"progress": 40}})      # coalesced, ~1/s
-            await link.report_now({"firmware": {"fwUpdateStatus": "current"}})
+            await link.report({"firmware": {"fwUpdateStatus": "applying"}}, urgent=True)
+            await link.report_now({"firmware": {"fwUpdateStatus": "current"}})  # waits for ack
 
 Desired properties. ``desired_patches()`` yields JSON merge patches with a
 ``$version`` that only ever increases and never repeats a version already
@@ -32,10 +33,13 @@ reconnect catch-up is turned off (``ensure_desired_properties=False``) because
 it delivers whole documents that look like patches, which loses deletions.
 
 Reported properties. ``report()`` merges into a pending patch and returns at
-once; a background task sends at most one PATCH per ``report_interval_s``.
+once; a background task sends at most one PATCH per ``report_interval_s``
+(``urgent=True`` skips that wait, for status transitions). The patches carry
+the times of the events they describe, so queueing never shifts them.
 A PATCH that fails for connection reasons is kept and resent after the
 reconnect, so nothing is lost while the process lives; one the hub refuses
 (4xx) is dropped with an error log, since resending it cannot succeed.
+Status transitions are never merged away (:mod:`gateway.reports`).
 ``report_now()`` merges and flushes immediately; if the hub is unreachable it
 raises :class:`CloudTimeout` but the patch stays pending and is still sent.
 
@@ -54,7 +58,7 @@ import contextlib
 import copy
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -62,14 +66,14 @@ from gateway import mergepatch
 from gateway.config import HubSettings
 from gateway.errors import CloudAuthError, CloudDisconnected, CloudError, CloudTimeout
 from gateway.identity import DeviceCredentials
+from gateway.reports import ReportQueue
+from gateway.seams import MethodHandler
 
 __all__ = ["DeviceTwinLink", "LinkOptions", "MethodHandler", "link_for"]
 
 log = logging.getLogger(__name__)
 
 JsonObject = dict[str, Any]
-# (request payload) -> (HTTP-like status, JSON response payload)
-MethodHandler = Callable[[Any], Awaitable[tuple[int, Any]]]
 _MAX_BACKOFF = 30.0  # seconds between resend attempts when a PATCH keeps failing
 # SDK feature names (azure.iot.device.iothub.pipeline.constant) subscribed again after a
 # reconnect: twin responses, desired patches, direct methods.
@@ -139,8 +143,8 @@ class DeviceTwinLink:
         self._desired_version = 0
         self._exposed_version = 0
         self._desired_queue: asyncio.Queue[JsonObject | None] = asyncio.Queue()
-        # reported coalescing: ordered patches; adjacent ones compose when they can
-        self._pending: list[JsonObject] = []
+        # reported coalescing: see gateway.reports
+        self._pending = ReportQueue()
         self._in_flight = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -433,13 +437,15 @@ class DeviceTwinLink:
 
     # ------------------------------------------------------------ reported
 
-    async def report(self, patch: JsonObject) -> None:
-        """Merge ``patch`` into what will be sent; returns without waiting for the hub."""
+    async def report(self, patch: JsonObject, *, urgent: bool = False) -> None:
+        """Merge ``patch`` into what will be sent; returns without waiting for the hub.
+
+        ``urgent`` (a status transition) sends at once instead of after the rate
+        limit, but still does not wait: while the hub is unreachable the patch
+        waits here, merged with later ones, and the caller goes on with its work.
+        """
         self._require_open()
-        if self._pending and mergepatch.composable(self._pending[-1], patch):
-            self._pending[-1] = mergepatch.compose(self._pending[-1], patch)
-        else:
-            self._pending.append(copy.deepcopy(patch))
+        self._pending.add(patch, transition=urgent)
         self._idle.clear()
         self._wake.set()
 
@@ -487,7 +493,7 @@ class DeviceTwinLink:
 
     async def _rate_limit(self) -> None:
         assert self._loop is not None
-        while not self._urgent:
+        while not (self._urgent or self._pending.has_transition):
             delay = self._last_send + self.options.report_interval_s - self._loop.time()
             if delay <= 0:
                 return
@@ -497,17 +503,11 @@ class DeviceTwinLink:
                     await self._wake.wait()
 
     def _take(self) -> JsonObject:
-        patch = self._pending.pop(0)
-        while self._pending and mergepatch.composable(patch, self._pending[0]):
-            patch = mergepatch.compose(patch, self._pending.pop(0))
         self._in_flight = True
-        return patch
+        return self._pending.take()
 
     def _put_back(self, patch: JsonObject) -> None:
-        if self._pending and mergepatch.composable(patch, self._pending[0]):
-            self._pending[0] = mergepatch.compose(patch, self._pending[0])
-        else:
-            self._pending.insert(0, patch)
+        self._pending.put_back(patch)
 
     async def _send(self, patch: JsonObject) -> bool:
         """One PATCH; True when done with it (sent, or refused for good)."""

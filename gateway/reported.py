@@ -20,8 +20,17 @@ class FwStatus(enum.StrEnum):
     ROLLEDBACK = "rolledback"
 
 
+#: Per-run figures of the last flash; stale as soon as another run starts or ends unseen.
+RUN_FIGURES: dict[str, Any] = {"resumedFrom": None, "retransmits": None, "flashSeconds": None}
+
+
 def utc_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def utc_iso(timestamp: float) -> str:
+    """A ``time.time()`` value in the twin's time format."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
 
 
 def error_section(code: str, message: str, phase: str) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 Prints one JSON line of connection facts, flushed, then serves until SIGTERM
 or SIGINT. Faults for black-box runs: SIGUSR1 makes the hub forget every
-MQTT session (as if it lost its state), SIGUSR2 drops every connection. The facts include the service connection string and group key on
-purpose: they are what a developer or CI job needs to connect.
+MQTT session (as if it lost its state), SIGUSR2 drops every connection.
+The facts include the service connection string and group key on purpose:
+they are what a developer or CI job needs to connect.
 """
 
 from __future__ import annotations
