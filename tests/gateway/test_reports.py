@@ -24,10 +24,9 @@ def test_fifty_progress_reports_are_one_patch_with_the_last_values() -> None:
         queue.add({"firmware": {"progress": i * 2, "bytesWritten": i * 1024}})
     queue.add({"firmware": {"fwUpdateStatus": "applying", "error": None}})
     assert not queue.has_transition
-    assert _drain(queue) == [
-        {"firmware": {"progress": 98, "bytesWritten": 49 * 1024, "fwUpdateStatus": "applying",
-                      "error": None}}  # fmt: skip
-    ]
+    merged = {"progress": 98, "bytesWritten": 49 * 1024, "fwUpdateStatus": "applying",
+              "error": None}  # fmt: skip
+    assert _drain(queue) == [{"firmware": merged}]
 
 
 def test_each_transition_ends_its_own_patch_so_the_twin_walks_every_status() -> None:
