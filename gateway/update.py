@@ -171,6 +171,7 @@ class UpdateRun:
                 d.fwPackageURI,
                 d.fwPackageCheckValue,
                 max_size=cap,
+                expected_size=d.fwPackageSize,
                 deadline_s=self.env.policy.download_deadline_s,
             ) as path:
                 return await asyncio.to_thread(path.read_bytes)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import looptime
 import pytest
 
 from firmware import keys
@@ -84,6 +86,22 @@ async def rig(
     finally:
         await agent.close()
         journal.close()
+
+
+def fast_forward(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async test on looptime's loop, where sleeps and timeouts take no real time.
+
+    For the retry policy, whose backoff is minutes long; everything else in these tests
+    is in memory, so loop time only moves when the code under test waits on purpose.
+    """
+
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        # looptime.new_event_loop() makes a loop with the fake time already on.
+        with asyncio.Runner(loop_factory=looptime.new_event_loop) as runner:
+            runner.run(test(*args, **kwargs))
+
+    return run
 
 
 def _seed_run(r: Rig, version: str, sha: str, phase: Phase) -> None:
@@ -234,7 +252,7 @@ async def test_no_url_secret_reaches_the_twin_or_the_log(
 # ---------------------------------------------------------------- retry policy
 
 
-@pytest.mark.looptime
+@fast_forward
 async def test_transient_failures_retry_with_backoff_until_one_succeeds(tmp_path: Path) -> None:
     policy = PolicySettings(retry_attempts=5, retry_base_s=30.0, retry_max_s=900.0)
     async with rig(tmp_path, policy=policy) as r:
@@ -255,7 +273,7 @@ async def test_transient_failures_retry_with_backoff_until_one_succeeds(tmp_path
         assert fw.get("nextRetryTime") is None
 
 
-@pytest.mark.looptime
+@fast_forward
 async def test_permanent_failure_waits_for_the_operator_retry_counter(tmp_path: Path) -> None:
     async with rig(tmp_path) as r:
         rel = release(r.downloader, r.key, "2.0.0")
@@ -274,7 +292,7 @@ async def test_permanent_failure_waits_for_the_operator_retry_counter(tmp_path: 
         assert good_blob != forged.blob
 
 
-@pytest.mark.looptime
+@fast_forward
 async def test_transient_failures_give_up_after_the_limit(tmp_path: Path) -> None:
     policy = PolicySettings(retry_attempts=3, retry_base_s=10.0, retry_max_s=20.0)
     mcu = FakeMcu()
