@@ -18,6 +18,9 @@ from typing import Any
 from gateway import mergepatch
 
 JsonObject = dict[str, Any]
+#: Entries kept apart at most; beyond this (a very long outage) the oldest transitions
+#: merge, so memory stays bounded and only intermediate statuses are lost, never values.
+MAX_ENTRIES = 64
 
 
 @dataclass
@@ -45,6 +48,16 @@ class ReportQueue:
             last.sealed = transition
         else:
             self._entries.append(_Entry(copy.deepcopy(patch), transition))
+        if len(self._entries) > MAX_ENTRIES:
+            self._squash_oldest()
+
+    def _squash_oldest(self) -> None:
+        for i in range(len(self._entries) - 1):
+            first, second = self._entries[i], self._entries[i + 1]
+            if mergepatch.composable(first.patch, second.patch):
+                second.patch = mergepatch.compose(first.patch, second.patch)
+                del self._entries[i]
+                return
 
     def take(self) -> JsonObject:
         """The next PATCH: leading entries merged up to and including the first transition."""

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway import mergepatch
-from gateway.reports import ReportQueue
+from gateway.reports import MAX_ENTRIES, ReportQueue
 
 
 def _drain(queue: ReportQueue) -> list[dict[str, Any]]:
@@ -52,6 +52,16 @@ def test_a_failed_patch_goes_first_again_as_one_unit() -> None:
     queue.add({"firmware": {"progress": 20}})
     queue.put_back(first)
     assert _drain(queue) == [first, {"firmware": {"progress": 20}}]
+
+
+def test_a_very_long_outage_keeps_memory_bounded_and_the_final_values() -> None:
+    queue = ReportQueue()
+    for i in range(1000):
+        queue.add({"firmware": {"fwUpdateStatus": f"s{i}", "progress": i}}, transition=True)
+    assert len(queue) <= MAX_ENTRIES
+    sent = _drain(queue)
+    assert sent[-1] == {"firmware": {"fwUpdateStatus": "s999", "progress": 999}}
+    assert [p["firmware"]["fwUpdateStatus"] for p in sent][-3:] == ["s997", "s998", "s999"]
 
 
 _values = st.one_of(st.none(), st.integers(0, 3), st.dictionaries(st.sampled_from("xy"),
