@@ -13,7 +13,8 @@ Partial downloads survive a restart: ``tmp/<digest>.part`` holds the bytes so
 far and ``tmp/<digest>.json`` the server's validator (ETag or Last-Modified,
 never the URL), so the next attempt resumes with ``Range`` + ``If-Range``
 instead of fetching the whole package again. Anything else in ``tmp`` is left
-from an older layout and removed at start.
+from an older layout and removed at start, as are partial files untouched for
+:data:`PARTIAL_MAX_AGE_S`.
 """
 
 from __future__ import annotations
@@ -23,12 +24,15 @@ import json
 import os
 import re
 import secrets
+import time
 from collections import Counter
 from pathlib import Path
 
 from firmware.errors import CacheError
 from firmware.reasons import ReasonCode
 
+#: A partial download untouched this long is for a package nobody wants any more.
+PARTIAL_MAX_AGE_S = 7 * 24 * 3600
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _PARTIAL = re.compile(r"[0-9a-f]{64}\.(part|json)")
 
@@ -49,9 +53,10 @@ class ContentCache:
         try:
             self._objects.mkdir(parents=True, exist_ok=True)
             self._tmp.mkdir(exist_ok=True)
-            # Partial downloads are kept to be resumed; anything else is debris.
+            # Partial downloads are kept to be resumed, for a while; anything else is debris.
+            oldest = time.time() - PARTIAL_MAX_AGE_S
             for stale in self._tmp.iterdir():
-                if not _PARTIAL.fullmatch(stale.name):
+                if not _PARTIAL.fullmatch(stale.name) or stale.stat().st_mtime < oldest:
                     stale.unlink(missing_ok=True)
         except OSError as exc:
             raise CacheError(ReasonCode.CACHE_ERROR, f"cache directory {root}: {exc}") from exc

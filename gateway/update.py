@@ -140,8 +140,9 @@ class UpdateRun:
     async def run(self) -> UpdateResult:
         d = self.desired
         journal = self.env.journal
+        # The journal keeps the URL for people reading it, so without its credentials.
         record = journal.begin_update(self.uid, d.fwVersion, d.fwPackageCheckValue,
-                                      d.fwPackageURI)  # fmt: skip
+                                      redact_url(d.fwPackageURI))  # fmt: skip
         self.started = utc_iso(record.started_at)  # a resumed run keeps its first start
         # The last run's figures and end time would be stale beside this run's status.
         await self._status(FwStatus.DOWNLOADING, f"downloading {redact_url(d.fwPackageURI)}",
