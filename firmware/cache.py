@@ -8,21 +8,33 @@ see a partial package. Recency is the file's mtime, which survives restarts.
 Pins are counted per digest, not per file, so a caller can pin a digest
 before its file exists: a download in flight is then safe from eviction the
 moment it lands.
+
+Partial downloads survive a restart: ``tmp/<digest>.part`` holds the bytes so
+far and ``tmp/<digest>.json`` the server's validator (ETag or Last-Modified,
+never the URL), so the next attempt resumes with ``Range`` + ``If-Range``
+instead of fetching the whole package again. Anything else in ``tmp`` is left
+from an older layout and removed at start, as are partial files untouched for
+:data:`PARTIAL_MAX_AGE_S`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import secrets
+import time
 from collections import Counter
 from pathlib import Path
 
 from firmware.errors import CacheError
 from firmware.reasons import ReasonCode
 
+#: A partial download untouched this long is for a package nobody wants any more.
+PARTIAL_MAX_AGE_S = 7 * 24 * 3600
 _DIGEST = re.compile(r"[0-9a-f]{64}")
+_PARTIAL = re.compile(r"[0-9a-f]{64}\.(part|json)")
 
 
 def normalise_digest(sha256_hex: str) -> str:
@@ -41,9 +53,11 @@ class ContentCache:
         try:
             self._objects.mkdir(parents=True, exist_ok=True)
             self._tmp.mkdir(exist_ok=True)
-            # Partial files from a crashed run can never be completed: drop them.
+            # Partial downloads are kept to be resumed, for a while; anything else is debris.
+            oldest = time.time() - PARTIAL_MAX_AGE_S
             for stale in self._tmp.iterdir():
-                stale.unlink(missing_ok=True)
+                if not _PARTIAL.fullmatch(stale.name) or stale.stat().st_mtime < oldest:
+                    stale.unlink(missing_ok=True)
         except OSError as exc:
             raise CacheError(ReasonCode.CACHE_ERROR, f"cache directory {root}: {exc}") from exc
 
@@ -75,6 +89,33 @@ class ContentCache:
     def temp_path(self) -> Path:
         return self._tmp / f"{secrets.token_hex(8)}.part"
 
+    def partial_path(self, digest: str) -> Path:
+        """Where the download of ``digest`` accumulates until it is complete."""
+        return self._tmp / f"{normalise_digest(digest)}.part"
+
+    def partial_validator(self, digest: str) -> str | None:
+        """The validator saved with a partial download, or None (then it cannot resume)."""
+        try:
+            meta = json.loads((self._tmp / f"{normalise_digest(digest)}.json").read_text())
+        except (OSError, ValueError):
+            return None
+        validator = meta.get("validator") if isinstance(meta, dict) else None
+        return validator if isinstance(validator, str) else None
+
+    def save_validator(self, digest: str, validator: str) -> None:
+        meta = self._tmp / f"{normalise_digest(digest)}.json"
+        scratch = meta.with_suffix(".new")
+        try:
+            scratch.write_text(json.dumps({"validator": validator}))
+            os.replace(scratch, meta)
+        except OSError as exc:
+            raise CacheError(ReasonCode.CACHE_ERROR, f"cannot save download state: {exc}") from exc
+
+    def drop_partial(self, digest: str) -> None:
+        digest = normalise_digest(digest)
+        for suffix in (".part", ".json"):
+            (self._tmp / f"{digest}{suffix}").unlink(missing_ok=True)
+
     def commit(self, tmp: Path, digest: str) -> Path:
         """Atomically move a verified temporary file into place, then trim the cache."""
         path = self.path_of(digest)
@@ -87,6 +128,7 @@ class ContentCache:
                 os.close(dir_fd)
         except OSError as exc:
             raise CacheError(ReasonCode.CACHE_ERROR, f"cannot store {digest}: {exc}") from exc
+        (self._tmp / f"{normalise_digest(digest)}.json").unlink(missing_ok=True)
         self.evict()
         return path
 

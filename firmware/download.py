@@ -14,6 +14,18 @@ One transfer per digest: concurrent ``fetch`` calls for the same SHA-256 await
 the same task, so ten MCUs needing one package cause one download. The
 transfer uses the first caller's URL, cap and deadline; each caller still
 bounds its own wait with its own deadline and cap.
+
+Resuming. Within one transfer a dropped connection resumes with ``Range``;
+across transfers and restarts the partial file stays in the cache with its
+validator (:mod:`firmware.cache`) and the next transfer resumes from it with
+``Range`` + ``If-Range``, so a server whose file changed sends it whole. A
+partial file is discarded only when it can never complete: wrong hash, over
+the size cap, or a size that contradicts the desired ``fwPackageSize``.
+
+Sizes. ``expected_size`` (the desired ``fwPackageSize``) is checked against the
+announced length and the bytes received: a mismatch is
+``DOWNLOAD_SIZE_MISMATCH``, not "too large", because the server (or the
+desired state) is wrong about this package, not over a limit.
 """
 
 from __future__ import annotations
@@ -37,6 +49,7 @@ from yarl import URL
 from firmware.cache import ContentCache, normalise_digest
 from firmware.errors import DownloadError, DownloadTimeout
 from firmware.reasons import ReasonCode
+from firmware.urls import redact_text, redact_url
 
 Progress = Callable[[int, int | None], None]  # (bytes so far, total or None)
 
@@ -115,7 +128,8 @@ class Downloader:
 
     @contextlib.asynccontextmanager
     async def fetch(self, url: str, sha256_hex: str, *, max_size: int, deadline_s: float,
-                    progress: Progress | None = None) -> AsyncIterator[Path]:
+                    expected_size: int | None = None, progress: Progress | None = None,
+                    ) -> AsyncIterator[Path]:
         """Yield the cached file for ``sha256_hex``, downloading it if needed; pinned inside."""
         self._check_scheme(URL(url))
         digest = normalise_digest(sha256_hex)
@@ -123,8 +137,11 @@ class Downloader:
         try:
             path = self.cache.lookup(digest)
             if path is None:
-                path = await self._join(url, digest, max_size, deadline_s, progress)
+                path = await self._join(url, digest, _Limits(max_size, expected_size),
+                                        deadline_s, progress)
             size = path.stat().st_size
+            if expected_size is not None and size != expected_size:
+                raise _size_mismatch(size, expected_size, "the package is")
             if size > max_size:
                 raise DownloadError(ReasonCode.DOWNLOAD_TOO_LARGE,
                                     f"package is {size} bytes, cap is {max_size}")
@@ -132,13 +149,13 @@ class Downloader:
         finally:
             self.cache.unpin(digest)
 
-    async def _join(self, url: str, digest: str, max_size: int, deadline_s: float,
+    async def _join(self, url: str, digest: str, limits: _Limits, deadline_s: float,
                     progress: Progress | None) -> Path:
         flight = self._flights.get(digest)
         if flight is None:
             flight = self._flights[digest] = _Flight()
             flight.task = asyncio.create_task(
-                self._transfer(url, digest, max_size, deadline_s, flight),
+                self._transfer(url, digest, limits, deadline_s, flight),
                 name=f"download {digest[:12]}",
             )
             flight.task.add_done_callback(lambda task: self._landed(digest, flight, task))
@@ -164,33 +181,47 @@ class Downloader:
         if not task.cancelled():
             task.exception()  # retrieved here: every waiter may have given up already
 
-    async def _transfer(self, url: str, digest: str, max_size: int, deadline_s: float,
+    async def _transfer(self, url: str, digest: str, limits: _Limits, deadline_s: float,
                         flight: _Flight) -> Path:
-        tmp = self.cache.temp_path()
+        part = self.cache.partial_path(digest)
+        keep = False  # keep the partial file for a later resume?
         try:
+            start = _Resume(self.cache.partial_validator(digest), 0, hashlib.sha256())
+            if start.validator is not None and part.exists():
+                start = await asyncio.to_thread(_rehash, part, start.validator, limits)
             async with asyncio.timeout(deadline_s):
-                with tmp.open("wb") as fh:
-                    actual = await self._stream(URL(url), fh, max_size, flight)
+                with part.open("ab" if start.offset else "wb") as fh:
+                    fh.truncate(start.offset)
+                    keep = True
+                    actual = await self._stream(URL(url), fh, limits, flight, start, digest)
                     fh.flush()
                     os.fsync(fh.fileno())
+            keep = False
             if actual != digest:
                 raise DownloadError(ReasonCode.DOWNLOAD_HASH_MISMATCH,
                                     f"downloaded SHA-256 {actual[:16]}… != expected "
                                     f"{digest[:16]}…")
-            return self.cache.commit(tmp, digest)
+            return self.cache.commit(part, digest)
         except TimeoutError as exc:
             raise DownloadTimeout(ReasonCode.DOWNLOAD_TIMEOUT,
                                   f"download of {_where(URL(url))} exceeded {deadline_s:g} s"
                                   ) from exc
+        except DownloadError as exc:
+            # Only failures a later attempt can get past leave the bytes for a resume.
+            keep = keep and exc.reason in (ReasonCode.DOWNLOAD_FAILED,)
+            raise
         finally:
-            tmp.unlink(missing_ok=True)
+            if not keep or not part.exists() or part.stat().st_size == 0:
+                self.cache.drop_partial(digest)
 
-    async def _stream(self, url: URL, fh: IO[bytes], max_size: int, flight: _Flight) -> str:
+    async def _stream(self, url: URL, fh: IO[bytes], limits: _Limits, flight: _Flight,
+                      start: _Resume, digest: str) -> str:
         """Write the body to ``fh`` and return its SHA-256; resume with Range after drops."""
-        hasher = hashlib.sha256()
-        offset = 0
+        max_size = limits.max_size
+        hasher = start.hasher
+        offset = start.offset
         failures = 0
-        validator: str | None = None  # ETag/Last-Modified, so a resume never splices versions
+        validator = start.validator  # ETag/Last-Modified, so a resume never splices versions
         while True:
             before = offset
             try:
@@ -228,13 +259,21 @@ class Downloader:
                     else:
                         raise DownloadError(ReasonCode.DOWNLOAD_FAILED,
                                             f"HTTP {resp.status} from {_where(url)}")
-                    validator = _validator(resp) or validator
+                    fresh = _validator(resp)
+                    if fresh is not None and fresh != validator:
+                        self.cache.save_validator(digest, fresh)
+                    validator = fresh or validator
                     length = resp.content_length
                     total = None if length is None else offset + length
+                    expected = limits.expected_size
+                    if total is not None and expected is not None and total != expected:
+                        raise _size_mismatch(total, expected, "the server announces")
                     if total is not None and total > max_size:
                         raise _too_large(total, max_size)
                     async for chunk in resp.content.iter_chunked(self._chunk):
                         offset += len(chunk)
+                        if expected is not None and offset > expected:
+                            raise _size_mismatch(offset, expected, "the server sent at least")
                         if offset > max_size:
                             raise _too_large(offset, max_size)
                         fh.write(chunk)  # 64 KiB to the page cache: cheaper than a thread hop
@@ -246,13 +285,15 @@ class Downloader:
             except aiohttp.ClientSSLError as exc:
                 # A certificate problem does not heal by retrying.
                 raise DownloadError(ReasonCode.DOWNLOAD_FAILED,
-                                    f"TLS to {_where(url)} failed: {exc}") from exc
+                                    f"TLS to {_where(url)} failed: {redact_text(str(exc))}"
+                                    ) from exc
             except (aiohttp.ClientError, _Retry) as exc:
                 failures = 1 if offset > before else failures + 1
                 if failures >= self._retry.attempts:
                     raise DownloadError(ReasonCode.DOWNLOAD_FAILED,
                                         f"{_where(url)}: giving up after {failures} failed "
-                                        f"attempts at byte {offset}: {exc or type(exc).__name__}"
+                                        f"attempts at byte {offset}: "
+                                        f"{redact_text(str(exc)) or type(exc).__name__}"
                                         ) from exc
                 await asyncio.sleep(self._retry.delay(failures, self._rng))
 
@@ -281,8 +322,40 @@ def _validator(resp: aiohttp.ClientResponse) -> str | None:
 
 
 def _where(url: URL) -> str:
-    # Host and path only: a SAS query string is a credential and must not reach logs.
-    return str(url.with_query(None).with_fragment(None))
+    # Host and path only: userinfo and a SAS query string are credentials.
+    return redact_url(str(url))
+
+
+@dataclass(frozen=True)
+class _Limits:
+    max_size: int  # the cap: policy limit and fwPackageSize, whichever is lower
+    expected_size: int | None  # the desired fwPackageSize, when given
+
+
+@dataclass
+class _Resume:
+    validator: str | None
+    offset: int
+    hasher: hashlib._Hash
+
+
+def _rehash(part: Path, validator: str, limits: _Limits) -> _Resume:
+    """Hash a kept partial file so the download can go on from its end (in a thread)."""
+    hasher = hashlib.sha256()
+    size = 0
+    cap = limits.max_size if limits.expected_size is None else limits.expected_size
+    with part.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            size += len(block)
+            if size > cap:
+                return _Resume(None, 0, hashlib.sha256())  # cannot be this package: start over
+            hasher.update(block)
+    return _Resume(validator, size, hasher)
+
+
+def _size_mismatch(size: int, expected: int, what: str) -> DownloadError:
+    return DownloadError(ReasonCode.DOWNLOAD_SIZE_MISMATCH,
+                         f"{what} {size} bytes but the desired fwPackageSize is {expected}")
 
 
 def _too_large(size: int, cap: int) -> DownloadError:

@@ -54,6 +54,7 @@ class ReasonCode(StrEnum):
     DOWNLOAD_FAILED = "DOWNLOAD_FAILED"  # other HTTP error, or retries exhausted
     DOWNLOAD_TIMEOUT = "DOWNLOAD_TIMEOUT"  # the overall deadline passed
     DOWNLOAD_TOO_LARGE = "DOWNLOAD_TOO_LARGE"  # the response exceeded the size cap
+    DOWNLOAD_SIZE_MISMATCH = "DOWNLOAD_SIZE_MISMATCH"  # length differs from fwPackageSize
     DOWNLOAD_HASH_MISMATCH = "DOWNLOAD_HASH_MISMATCH"  # downloaded bytes differ from check value
     CACHE_ERROR = "CACHE_ERROR"  # the cache directory could not be written
 

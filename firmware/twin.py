@@ -43,6 +43,8 @@ class DesiredFirmware:
     fwPackageSize: int | None = None
     allowDowngrade: bool = False
     installWindow: InstallWindow | None = None
+    #: Operator retry counter: a new value retries a failed update of the same package.
+    retry: int = 0
 
 
 def parse_desired(
@@ -77,6 +79,12 @@ def parse_desired(
     if not isinstance(downgrade, bool):
         raise DesiredFirmwareError(_R.DESIRED_WRONG_TYPE, "allowDowngrade",
                                    "allowDowngrade must be true or false")
+    retry = raw.get("retry", 0)
+    if retry is None:
+        retry = 0
+    if not isinstance(retry, int) or isinstance(retry, bool) or not 0 <= retry < 2**53:
+        raise DesiredFirmwareError(_R.DESIRED_WRONG_TYPE, "retry",
+                                   f"retry must be a non-negative integer, not {retry!r:.40}")
     return DesiredFirmware(
         fwVersion=version,
         fwPackageURI=uri,
@@ -84,6 +92,7 @@ def parse_desired(
         fwPackageSize=size,
         allowDowngrade=downgrade,
         installWindow=_window(raw.get("installWindow")),
+        retry=retry,
     )
 
 

@@ -1,30 +1,51 @@
-"""One attached MCU: its IoT Hub device link, desired-state watching, updates, methods."""
+"""One attached MCU: its IoT Hub device link, desired-state watching, updates, methods.
+
+The agent talks to the cloud through a :class:`gateway.seams.TwinLink` and to the
+MCU through :class:`gateway.seams.McuSession`s, so its decisions can be tested
+against in-memory fakes. Reports never wait for the hub: a status change is
+queued with the time it happened and the flash goes on (issue: a slow hub once
+held the serial port and a flash slot for ``call_timeout_s`` per transition).
+
+What it decides, in order, whenever the desired firmware changes:
+
+* desired == installed: nothing to flash. A running update for another
+  version is stopped (never re-flash the installed version: that would wipe
+  the fallback slot and reboot the app), and the twin says ``current`` with
+  no error.
+* desired == the running update's target: carry on.
+* otherwise start (or restart) the update, unless that package already failed
+  for good, or is waiting for its next automatic retry (:mod:`gateway.retry`).
+  A new value of the desired ``retry`` counter clears both.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import semver
-
 from firmware.errors import DesiredFirmwareError
 from firmware.twin import DesiredFirmware, parse_desired
-from gateway.cloud import DeviceTwinLink
 from gateway.discovery import Probe
 from gateway.errors import CloudAuthError, CloudError
 from gateway.journal import Outcome
 from gateway.logs import mcu_logger
+from gateway.reconcile import current, reconcile, same_version
 from gateway.reported import (
     FwStatus,
     error_section,
     installed_version,
     mcu_section,
+    redacted,
     slots_section,
+    utc_iso,
     utc_now,
 )
+from gateway.retry import RetryPolicy, is_transient
+from gateway.seams import McuSession, OpenSession, TwinLink
 from gateway.update import UpdateEnv, UpdateFailed, UpdateRun, final_report
 from protocols.constants import Mode, ResetMode
 from protocols.errors import ProtocolError
@@ -39,13 +60,14 @@ _MAX_CONNECT_BACKOFF_S = 30.0
 Signature = tuple[str, str, str, str]
 
 
-def _same_version(a: str | None, b: str) -> bool:
-    if a is None:
-        return False
-    try:
-        return semver.Version.parse(a) == semver.Version.parse(b)
-    except ValueError:
-        return a == b
+def _signature(desired: DesiredFirmware) -> Signature:
+    window = desired.installWindow
+    return (
+        desired.fwVersion,
+        desired.fwPackageURI,
+        desired.fwPackageCheckValue,
+        "" if window is None else f"{window.start}-{window.end} {window.tz}",
+    )
 
 
 class McuAgent:
@@ -56,9 +78,11 @@ class McuAgent:
         probe: Probe,
         device_id: str,
         gateway_id: str,
-        link: DeviceTwinLink,
+        link: TwinLink,
         baud: int,
         allowed_schemes: tuple[str, ...],
+        open_session: OpenSession | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.env = env
         self.device_id = device_id
@@ -72,11 +96,18 @@ class McuAgent:
         self.uid = probe.info.uid.hex()
         self.connected = True
         self.log = mcu_logger("gateway.mcu", device_id)
+        self.retry_policy = RetryPolicy.from_settings(env.policy)
+        self._open_session = open_session or self._serial_session
+        self._rng = rng or random.Random()
         self._port_lock = asyncio.Lock()
         self._update: asyncio.Task[None] | None = None
         self._update_sig: Signature | None = None
         self._gave_up: set[Signature] = set()  # failed desired states, not retried on their own
         self._transient: set[Signature] = set()  # of those, failures a reattach may cure
+        self._failures: dict[Signature, int] = {}  # failed attempts in a row
+        self._retry_timer: asyncio.Task[None] | None = None
+        self._retry_sig: Signature | None = None
+        self._operator_retry: int | None = None  # the desired "retry" counter last seen
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
         self.last_result: dict[str, Any] = {}
@@ -99,7 +130,7 @@ class McuAgent:
             port=self.port,
             slots=self._slots(),
         )
-        await self._report_state()
+        await self._report_startup()
         self._evaluate()
         async for patch in self.link.desired_patches():
             if "firmware" in patch:
@@ -116,12 +147,13 @@ class McuAgent:
                 self.log.error("hub refused the device credentials: %s", exc)
             except CloudError as exc:
                 self.log.warning("hub connection failed, retrying in %.0f s: %s", delay, exc)
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            await asyncio.sleep(delay * self._rng.uniform(0.5, 1.0))
             delay = min(delay * 2, _MAX_CONNECT_BACKOFF_S)
 
     async def close(self) -> None:
         """Stop; a running update is parked: the MCU keeps its partial slot, the journal its row."""
         self._closing = True
+        self._cancel_retry_timer()
         if self._update is not None:
             self._update.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -135,36 +167,55 @@ class McuAgent:
     # ------------------------------------------------------------ port handling
 
     @contextlib.asynccontextmanager
-    async def session(self) -> AsyncIterator[BootloaderSession]:
-        async with self._port_lock:
-            transport = await open_transport(self.port, self.baud)
-            try:
-                yield BootloaderSession(transport, self.baud)
-            finally:
-                await transport.close()
+    async def session(self) -> AsyncIterator[McuSession]:
+        """The MCU for the duration of the block; one user at a time."""
+        async with self._port_lock, self._open_session() as session:
+            yield session
+
+    @contextlib.asynccontextmanager
+    async def _serial_session(self) -> AsyncIterator[McuSession]:
+        transport = await open_transport(self.port, self.baud)
+        try:
+            yield BootloaderSession(transport, self.baud)
+        finally:
+            await transport.close()
 
     def _slots(self) -> list[dict[str, Any]]:
         return slots_section(self.info)
 
     async def _report(self, patch: dict[str, Any], now: bool = False) -> None:
-        try:
-            if now:
-                await self.link.report_now(patch)
-            else:
-                await self.link.report(patch)
-        except CloudError as exc:
-            # Kept pending by the link and resent after reconnect.
-            self.log.warning("reported properties deferred: %s", exc)
+        """Queue a report; ``now`` marks a transition (sent without the rate limit).
 
-    async def _report_state(self) -> None:
-        section = mcu_section(
+        Never waits for the hub, so a slow or unreachable hub cannot hold the
+        serial port or a flash slot; the patch carries the event's own times.
+        """
+        try:
+            await self.link.report(redacted(patch), urgent=now)
+        except CloudError as exc:  # only when the link is closed: we are shutting down
+            self.log.warning("reported properties dropped: %s", exc)
+
+    def _mcu_section(self) -> dict[str, Any]:
+        return mcu_section(
             self.hello, self.info, port=self.port, gateway_id=self.gateway_id,
             connected=self.connected,
         )  # fmt: skip
-        fw: dict[str, Any] = {"currentFwVersion": installed_version(self.info)}
-        if self._update is None:
-            fw["fwUpdateStatus"] = FwStatus.CURRENT.value
-        await self._report({"mcu": section, "firmware": fw}, now=True)
+
+    async def _report_startup(self) -> None:
+        """The first report: the truth from the journal and the MCU, before any work."""
+        journal = self.env.journal
+        installed = installed_version(self.info)
+        desired = self._parsed_desired()
+        state = reconcile(
+            installed=installed,
+            desired=desired,
+            run=journal.update_in_progress(self.uid),
+            last=journal.last_outcome(self.uid),
+        )
+        if state.finish is not None:
+            journal.finish_update(self.uid, state.finish)
+        if state.gave_up and desired is not None:
+            self._gave_up.add(_signature(desired))
+        await self._report({"mcu": self._mcu_section(), "firmware": state.firmware}, now=True)
 
     async def mark_disconnected(self) -> None:
         if not self.connected:
@@ -182,12 +233,23 @@ class McuAgent:
             self.uid, device_id=self.device_id, model=self.info.model, port=self.port,
             slots=self._slots(),
         )  # fmt: skip
-        await self._report_state()
+        fw = {"currentFwVersion": installed_version(self.info)}
+        await self._report({"mcu": self._mcu_section(), "firmware": fw}, now=True)
         # A failure caused by the unplug is worth retrying now that it is back.
         self._gave_up = {s for s in self._gave_up if s not in self._transient}
+        self._cancel_retry_timer()
         self._evaluate()
 
     # ------------------------------------------------------------ desired state
+
+    def _parsed_desired(self) -> DesiredFirmware | None:
+        raw = self.link.desired.get("firmware")
+        if raw is None:
+            return None
+        try:
+            return parse_desired(raw, allowed_schemes=self.allowed_schemes)
+        except DesiredFirmwareError:
+            return None
 
     def _evaluate(self) -> None:
         if self._closing:
@@ -209,33 +271,87 @@ class McuAgent:
                 }
             )
             return
-        window = desired.installWindow
-        sig: Signature = (
-            desired.fwVersion,
-            desired.fwPackageURI,
-            desired.fwPackageCheckValue,
-            "" if window is None else f"{window.start}-{window.end} {window.tz}",
-        )
-        if self._update is not None and not self._update.done():
+        sig = _signature(desired)
+        self._note_operator_retry(desired.retry)
+        running = self._update is not None and not self._update.done()
+        installed = installed_version(self.info)
+        if same_version(installed, desired.fwVersion):
+            self._cancel_retry_timer()
+            if running:
+                self._stand_down(desired.fwVersion)
+                return
+            journal = self.env.journal
+            if journal.update_in_progress(self.uid) is not None:
+                journal.finish_update(self.uid, Outcome.CURRENT)
+            self._spawn_report({"firmware": current(installed)})  # clears a stale error
+            return
+        if running:
             if sig == self._update_sig:
                 return
             self.log.info("desired firmware changed during an update; restarting with %s",
                           desired.fwVersion)  # fmt: skip
+            assert self._update is not None
             self._update.cancel()
-        elif _same_version(installed_version(self.info), desired.fwVersion):
-            journal = self.env.journal
-            if journal.update_in_progress(self.uid) is not None:
-                journal.finish_update(self.uid, Outcome.CURRENT)
+        elif sig in self._gave_up or not self.connected:
             return
-        if sig in self._gave_up or not self.connected:
-            return
+        elif self._retry_timer is not None and self._retry_sig == sig:
+            return  # its automatic retry is already scheduled
+        self._cancel_retry_timer()
         previous = self._update
         self._update_sig = sig
         self._update = asyncio.create_task(self._run_update(desired, sig, previous))
 
+    def _note_operator_retry(self, counter: int) -> None:
+        if self._operator_retry is not None and counter != self._operator_retry:
+            self.log.info("operator retry (desired retry %d): failed updates run again", counter)
+            self._gave_up.clear()
+            self._transient.clear()
+            self._failures.clear()
+            self._cancel_retry_timer()
+        self._operator_retry = counter
+
+    def _stand_down(self, installed: str) -> None:
+        """Desired went back to the installed version mid-update: stop, flash nothing."""
+        self.log.info("desired firmware is the installed %s again; stopping the update",
+                      installed)  # fmt: skip
+        task = self._update
+        assert task is not None
+        self._update_sig = None  # so the run does not book itself as aborted
+        task.cancel()
+        self._update = asyncio.create_task(self._after_stand_down(task))
+
+    async def _after_stand_down(self, task: asyncio.Task[None]) -> None:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        self.env.journal.finish_update(self.uid, Outcome.CANCELLED, error_code="SUPERSEDED")
+        await self._refresh_info(restart_app=True)  # a cut transfer leaves the bootloader up
+        await self._report({"firmware": current(installed_version(self.info)),
+                            "mcu": {"slots": self._slots()}}, now=True)  # fmt: skip
+        # The MCU may have moved on meanwhile (a trial boot that confirmed): look again.
+        asyncio.get_running_loop().call_soon(self._evaluate)
+
     def _spawn_report(self, patch: dict[str, Any]) -> None:
         task = asyncio.create_task(self._report(patch, now=True))
         self._tasks = [t for t in self._tasks if not t.done()] + [task]
+
+    # ------------------------------------------------------------ automatic retries
+
+    def _cancel_retry_timer(self) -> None:
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
+        self._retry_timer = self._retry_sig = None
+
+    def _schedule_retry(self, sig: Signature, delay: float) -> None:
+        self._cancel_retry_timer()
+        self._retry_sig = sig
+        self._retry_timer = asyncio.create_task(self._retry_after(delay), name="retry timer")
+
+    async def _retry_after(self, delay: float) -> None:
+        await asyncio.sleep(delay)  # the retry policy's backoff, not a wait for a state
+        self._retry_timer = self._retry_sig = None
+        self._evaluate()
+
+    # ------------------------------------------------------------ one update
 
     async def _run_update(
         self, desired: DesiredFirmware, sig: Signature, previous: asyncio.Task[None] | None
@@ -269,8 +385,9 @@ class McuAgent:
             self.info = result.info
         journal.finish_update(self.uid, result.outcome)
         journal.set_slots(self.uid, self._slots())
+        self._failures.pop(sig, None)
         if result.outcome is not Outcome.CURRENT:
-            self._gave_up.add(sig)
+            self._gave_up.add(sig)  # rolled back: the app itself is bad
         if result.flash is not None:
             self.last_result = {
                 "version": desired.fwVersion,
@@ -286,18 +403,24 @@ class McuAgent:
         patch = final_report(
             outcome, desired=desired, started=run.started, installed=installed, flash=result.flash
         )
+        patch["firmware"]["nextRetryTime"] = None
         patch["mcu"] = {"slots": self._slots()}
         await self._report(patch, now=True)
 
     async def _failed(
         self, desired: DesiredFirmware, sig: Signature, started: str, exc: UpdateFailed
     ) -> None:
+        ended = utc_now()  # the failure's own time, whatever the INFO re-read below costs
         self.log.phase(exc.phase).error(
             "update to %s failed: %s %s", desired.fwVersion, exc.code, exc.message
         )
-        self._gave_up.add(sig)
-        if exc.phase in ("applying", "rebooting") and exc.code.startswith("MCU_"):
-            self._transient.add(sig)  # the link or the MCU, not the package: retry on reattach
+        failures = self._failures[sig] = self._failures.get(sig, 0) + 1
+        transient = is_transient(exc.code)
+        delay = self.retry_policy.next_delay(failures, self._rng) if transient else None
+        if transient:
+            self._transient.add(sig)  # the link, the network or the MCU: a reattach may cure it
+        else:
+            self._transient.discard(sig)
         self.env.journal.finish_update(
             self.uid, Outcome.ERROR, error_code=exc.code, message=exc.message
         )
@@ -306,6 +429,21 @@ class McuAgent:
         patch = final_report(
             Outcome.ERROR, desired=desired, started=started, installed=installed, failure=exc
         )
+        fw = patch["firmware"]
+        fw["lastFwUpdateEndTime"] = ended
+        limit = self.retry_policy.attempts
+        if delay is not None:
+            at = utc_iso(time.time() + delay)
+            fw["fwUpdateSubstatus"] += f"; retry {failures + 1} of {limit} in {delay:.0f} s"
+            fw["nextRetryTime"] = at
+            self._schedule_retry(sig, delay)
+        else:
+            self._gave_up.add(sig)
+            fw["nextRetryTime"] = None
+            why = "gave up" if transient else "not retried automatically"
+            fw["fwUpdateSubstatus"] += (
+                f"; {why} after {failures} attempt(s); change the desired retry to try again"
+            )
         await self._report(patch, now=True)
 
     async def _refresh_info(self, *, restart_app: bool = False) -> None:
@@ -321,7 +459,7 @@ class McuAgent:
                         await s.reset(ResetMode.RUN)
                         self.hello = await s.await_boot()
                     self.info = await s.info()
-        except (ProtocolError, TimeoutError) as exc:
+        except (ProtocolError, TimeoutError, OSError) as exc:
             self.log.warning("could not re-read INFO: %s", exc)
 
     # ------------------------------------------------------------ direct methods
@@ -365,6 +503,7 @@ class McuAgent:
                     "pendingFwVersion": None,
                     "currentFwVersion": installed_version(self.info),
                     "lastFwUpdateEndTime": utc_now(),
+                    "nextRetryTime": None,
                     "error": error_section(
                         "ABORTED", "aborted by the abortUpdate method", "applying"
                     ),

@@ -11,7 +11,8 @@ queues, every SDK call has a bounded wait, and SDK exceptions become
         twin = await link.get_twin()               # {"desired": {...}, "reported": {...}}
         async for patch in link.desired_patches(): # merge patches incl. "$version"
             await link.report({"firmware": {"progress": 40}})      # coalesced, ~1/s
-            await link.report_now({"firmware": {"fwUpdateStatus": "current"}})
+            await link.report({"firmware": {"fwUpdateStatus": "applying"}}, urgent=True)
+            await link.report_now({"firmware": {"fwUpdateStatus": "current"}})  # waits for ack
 
 Desired properties. ``desired_patches()`` yields JSON merge patches with a
 ``$version`` that only ever increases and never repeats a version already
@@ -19,15 +20,26 @@ returned by ``get_twin()``; each patch takes the caller from the previous
 state to the new one (so merging them with :func:`gateway.mergepatch.apply`
 tracks the twin exactly). After every reconnect the link re-reads the twin and,
 if desired changed while offline, yields the difference (deletions as
-``None``). A gap in versions triggers the same re-read. The SDK's own
+``None``). A gap in versions triggers the same re-read.
+
+Subscriptions after a reconnect. The SDK subscribes once, when a handler is
+first set, and relies on the hub's persistent MQTT session afterwards. A hub
+that restarted or lost the session would leave the device deaf (no desired
+patches, every direct method 404) until the next drop. So after every
+reconnect the link sends SUBSCRIBE again for twin responses, desired patches
+and methods (idempotent on a hub that kept the session), and only then
+re-reads the twin, so nothing that changed in between is missed. The SDK's own
 reconnect catch-up is turned off (``ensure_desired_properties=False``) because
 it delivers whole documents that look like patches, which loses deletions.
 
 Reported properties. ``report()`` merges into a pending patch and returns at
-once; a background task sends at most one PATCH per ``report_interval_s``.
+once; a background task sends at most one PATCH per ``report_interval_s``
+(``urgent=True`` skips that wait, for status transitions). The patches carry
+the times of the events they describe, so queueing never shifts them.
 A PATCH that fails for connection reasons is kept and resent after the
 reconnect, so nothing is lost while the process lives; one the hub refuses
 (4xx) is dropped with an error log, since resending it cannot succeed.
+Status transitions are never merged away (:mod:`gateway.reports`).
 ``report_now()`` merges and flushes immediately; if the hub is unreachable it
 raises :class:`CloudTimeout` but the patch stays pending and is still sent.
 
@@ -46,7 +58,7 @@ import contextlib
 import copy
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -54,15 +66,18 @@ from gateway import mergepatch
 from gateway.config import HubSettings
 from gateway.errors import CloudAuthError, CloudDisconnected, CloudError, CloudTimeout
 from gateway.identity import DeviceCredentials
+from gateway.reports import ReportQueue
+from gateway.seams import MethodHandler
 
 __all__ = ["DeviceTwinLink", "LinkOptions", "MethodHandler", "link_for"]
 
 log = logging.getLogger(__name__)
 
 JsonObject = dict[str, Any]
-# (request payload) -> (HTTP-like status, JSON response payload)
-MethodHandler = Callable[[Any], Awaitable[tuple[int, Any]]]
 _MAX_BACKOFF = 30.0  # seconds between resend attempts when a PATCH keeps failing
+# SDK feature names (azure.iot.device.iothub.pipeline.constant) subscribed again after a
+# reconnect: twin responses, desired patches, direct methods.
+_FEATURES = ("twin", "twin_patches", "methods")
 
 
 @dataclass(frozen=True)
@@ -116,6 +131,7 @@ class DeviceTwinLink:
         self.device_id = credentials.device_id
         self.reconnects = 0  # completed reconnects after a drop (for metrics and tests)
         self.sent_patches = 0  # reported PATCHes acknowledged by the hub
+        self.resubscribes = 0  # completed re-subscriptions after reconnects
         self._client: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
@@ -127,8 +143,8 @@ class DeviceTwinLink:
         self._desired_version = 0
         self._exposed_version = 0
         self._desired_queue: asyncio.Queue[JsonObject | None] = asyncio.Queue()
-        # reported coalescing: ordered patches; adjacent ones compose when they can
-        self._pending: list[JsonObject] = []
+        # reported coalescing: see gateway.reports
+        self._pending = ReportQueue()
         self._in_flight = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -292,7 +308,7 @@ class DeviceTwinLink:
                 self._need_catch_up = False
                 self.reconnects += 1
                 log.info("%s: reconnected", self.device_id)
-                self._spawn(self._catch_up(), "catch-up")
+                self._spawn(self._after_reconnect(), "resubscribe")
             elif not was:
                 self._wake.set()
         else:
@@ -355,6 +371,49 @@ class DeviceTwinLink:
             # A gap (or nothing read yet): the patch alone would be wrong; re-read instead.
             self._spawn(self._catch_up(), "catch-up")
 
+    async def _after_reconnect(self) -> None:
+        """Subscribe again (the hub may have lost the session), then re-read the twin."""
+        delay = 0.5
+        while not self._closed:
+            try:
+                await self._resubscribe()
+                break
+            except CloudError as exc:
+                log.info("%s: re-subscribing failed (%s); retrying", self.device_id, exc)
+                await self._wait_reconnect(delay)
+                delay = min(delay * 2, _MAX_BACKOFF)
+        self.resubscribes += 1
+        await self._catch_up()
+
+    async def _resubscribe(self) -> None:
+        # No public SDK call re-sends SUBSCRIBE for an enabled feature; the pipeline's
+        # enable_feature does (it does not check whether the feature is on already).
+        self._require_client()
+        pipeline = self._client._mqtt_pipeline
+        assert self._loop is not None
+        loop = self._loop
+        for feature in _FEATURES:
+            if feature == "twin" and not pipeline.feature_enabled.get(feature):
+                continue  # never used yet: the SDK subscribes on first use
+            done: asyncio.Future[BaseException | None] = loop.create_future()
+
+            def finished(error: BaseException | None = None,
+                         done: asyncio.Future[BaseException | None] = done) -> None:
+                def settle() -> None:
+                    if not done.done():
+                        done.set_result(error)
+
+                with contextlib.suppress(RuntimeError):  # our loop already closed
+                    loop.call_soon_threadsafe(settle)
+
+            async with self._sdk_call(f"subscribe {feature}", self.options.call_timeout_s):
+                pipeline.enable_feature(feature, callback=finished)
+                error = await done
+            if error is not None:  # a pipeline exception: only its type is safe to log
+                raise CloudError(
+                    f"{self.device_id}: subscribe {feature} failed ({type(error).__name__})"
+                )
+
     async def _catch_up(self) -> None:
         """Re-read the twin and queue the difference to what the caller has seen."""
         delay = 0.5
@@ -378,13 +437,15 @@ class DeviceTwinLink:
 
     # ------------------------------------------------------------ reported
 
-    async def report(self, patch: JsonObject) -> None:
-        """Merge ``patch`` into what will be sent; returns without waiting for the hub."""
+    async def report(self, patch: JsonObject, *, urgent: bool = False) -> None:
+        """Merge ``patch`` into what will be sent; returns without waiting for the hub.
+
+        ``urgent`` (a status transition) sends at once instead of after the rate
+        limit, but still does not wait: while the hub is unreachable the patch
+        waits here, merged with later ones, and the caller goes on with its work.
+        """
         self._require_open()
-        if self._pending and mergepatch.composable(self._pending[-1], patch):
-            self._pending[-1] = mergepatch.compose(self._pending[-1], patch)
-        else:
-            self._pending.append(copy.deepcopy(patch))
+        self._pending.add(patch, transition=urgent)
         self._idle.clear()
         self._wake.set()
 
@@ -432,7 +493,7 @@ class DeviceTwinLink:
 
     async def _rate_limit(self) -> None:
         assert self._loop is not None
-        while not self._urgent:
+        while not (self._urgent or self._pending.has_transition):
             delay = self._last_send + self.options.report_interval_s - self._loop.time()
             if delay <= 0:
                 return
@@ -442,17 +503,11 @@ class DeviceTwinLink:
                     await self._wake.wait()
 
     def _take(self) -> JsonObject:
-        patch = self._pending.pop(0)
-        while self._pending and mergepatch.composable(patch, self._pending[0]):
-            patch = mergepatch.compose(patch, self._pending.pop(0))
         self._in_flight = True
-        return patch
+        return self._pending.take()
 
     def _put_back(self, patch: JsonObject) -> None:
-        if self._pending and mergepatch.composable(patch, self._pending[0]):
-            self._pending[0] = mergepatch.compose(patch, self._pending[0])
-        else:
-            self._pending.insert(0, patch)
+        self._pending.put_back(patch)
 
     async def _send(self, patch: JsonObject) -> bool:
         """One PATCH; True when done with it (sent, or refused for good)."""

@@ -120,6 +120,10 @@ class PolicySettings:
     download_deadline_s: float = 600.0
     confirm_timeout_s: float = 60.0
     download_ca_file: Path | None = None  # extra trust anchor for package downloads
+    # Automatic retries of transient update failures (see gateway.retry).
+    retry_attempts: int = 5  # failed attempts in a row before giving up (1 = never retry)
+    retry_base_s: float = 30.0  # wait before the first retry; doubles each time
+    retry_max_s: float = 900.0  # longest wait between two attempts
 
 
 @dataclass(frozen=True)
@@ -258,7 +262,12 @@ def _policy(t: Table) -> PolicySettings:
         download_deadline_s=t.number("download_deadline_s", 600.0, low=1.0),
         confirm_timeout_s=t.number("confirm_timeout_s", 60.0, low=1.0),
         download_ca_file=t.path("download_ca_file", None),
+        retry_attempts=t.integer("retry_attempts", 5, low=1, high=1000),
+        retry_base_s=t.number("retry_base_s", 30.0, low=0.01),
+        retry_max_s=t.number("retry_max_s", 900.0, low=0.01),
     )
+    if settings.retry_max_s < settings.retry_base_s:
+        raise t.error("retry_max_s", "must not be less than retry_base_s")
     if settings.download_ca_file is not None and not settings.download_ca_file.is_file():
         raise t.error("download_ca_file", f"{settings.download_ca_file} is not a readable file")
     t.finish()

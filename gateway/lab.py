@@ -161,9 +161,14 @@ class Lab:
     #: process each (scale benchmarks). Their handles then have no process of their own.
     grouped_sims: bool = False
     groups: list[SimGroup] = field(default_factory=list)
+    #: Facts of a hub emulator running elsewhere (its own process, for kill -9 tests);
+    #: when set, the lab starts no emulator of its own.
+    external_hub: HubFacts | None = None
 
     @property
     def facts(self) -> HubFacts:
+        if self.external_hub is not None:
+            return self.external_hub
         assert self.hub is not None
         return self.hub.facts
 
@@ -184,8 +189,9 @@ class Lab:
 
     async def start(self) -> None:
         (self.root / "ports").mkdir(parents=True, exist_ok=True)
-        self.hub = HubEmulator(self.root / "hub", self.host)
-        await asyncio.to_thread(self.hub.start)
+        if self.external_hub is None:
+            self.hub = HubEmulator(self.root / "hub", self.host)
+            await asyncio.to_thread(self.hub.start)
         pki = make_test_pki(self.host)
         (self.root / "images-ca.pem").write_bytes(pki.ca_pem)
         self.images = ImageServer(self.host, ssl_context=pki.server_context())

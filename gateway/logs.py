@@ -13,6 +13,8 @@ import time
 from collections.abc import MutableMapping
 from typing import Any
 
+from firmware.urls import redact_text
+
 _TEXT = "%(asctime)s %(levelname)-7s mcu=%(mcu)s phase=%(phase)s %(name)s: %(message)s"
 
 
@@ -27,8 +29,18 @@ class _Defaults(logging.Filter):
         return True
 
 
+class TextFormatter(logging.Formatter):
+    """Whole lines, tracebacks included, with URL secrets masked (SAS queries, userinfo)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_text(super().format(record))
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        return redact_text(self._json(record))
+
+    def _json(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
@@ -46,7 +58,7 @@ class JsonFormatter(logging.Formatter):
 def setup_logging(fmt: str = "text", level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_Defaults())
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(_TEXT))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter(_TEXT))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -6,6 +6,7 @@ import enum
 import time
 from typing import Any
 
+from firmware.urls import redact_text
 from protocols.packets import HelloResponse, InfoResponse
 
 
@@ -19,13 +20,33 @@ class FwStatus(enum.StrEnum):
     ROLLEDBACK = "rolledback"
 
 
+#: Per-run figures of the last flash; stale as soon as another run starts or ends unseen.
+RUN_FIGURES: dict[str, Any] = {"resumedFrom": None, "retransmits": None, "flashSeconds": None}
+
+
 def utc_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+def utc_iso(timestamp: float) -> str:
+    """A ``time.time()`` value in the twin's time format."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
+
+
 def error_section(code: str, message: str, phase: str) -> dict[str, Any]:
     # Messages are bounded: a twin is capped at 32 KB and these come from outside input.
-    return {"code": code, "message": message[:500], "phase": phase, "at": utc_now()}
+    return {"code": code, "message": redact_text(message)[:500], "phase": phase, "at": utc_now()}
+
+
+def redacted(value: Any) -> Any:
+    """A reported patch with every URL in its strings redacted: the twin's last guard."""
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {k: redacted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redacted(v) for v in value]
+    return value
 
 
 def slots_section(info: InfoResponse) -> list[dict[str, Any]]:

@@ -18,10 +18,19 @@ from firmware.download import Downloader
 from firmware.errors import FirmwareError
 from firmware.policy import TrustPolicy, evaluate
 from firmware.twin import DesiredFirmware
+from firmware.urls import redact_url
 from gateway.config import PolicySettings
 from gateway.journal import Journal, Outcome, Phase
 from gateway.logs import McuLogger
-from gateway.reported import FwStatus, error_section, installed_version, utc_now
+from gateway.reported import (
+    RUN_FIGURES,
+    FwStatus,
+    error_section,
+    installed_version,
+    utc_iso,
+    utc_now,
+)
+from gateway.seams import OpenSession
 from gateway.window import seconds_until_open
 from protocols.errors import (
     DeviceRejected,
@@ -34,10 +43,10 @@ from protocols.errors import (
     VerifyFailed,
 )
 from protocols.packets import InfoResponse
-from protocols.session import BootloaderSession, FlashResult
+from protocols.session import FlashResult
 
+#: (patch, transition) -> None; queues the report and returns without waiting for the hub.
 Report = Callable[[dict[str, Any], bool], Coroutine[Any, Any, None]]
-SessionFactory = Callable[[], Any]  # async context manager yielding a BootloaderSession
 
 #: Journal progress at most this often (each write is an fsync).
 _JOURNAL_EVERY_S = 0.5
@@ -96,7 +105,7 @@ class UpdateRun:
         uid: str,
         desired: DesiredFirmware,
         info: InfoResponse,
-        session: SessionFactory,
+        session: OpenSession,
         report: Report,
         log: McuLogger,
     ) -> None:
@@ -131,9 +140,14 @@ class UpdateRun:
     async def run(self) -> UpdateResult:
         d = self.desired
         journal = self.env.journal
-        journal.begin_update(self.uid, d.fwVersion, d.fwPackageCheckValue, d.fwPackageURI)
-        await self._status(FwStatus.DOWNLOADING, f"downloading {d.fwPackageURI}", progress=0,
-                           bytesWritten=0)  # fmt: skip
+        # The journal keeps the URL for people reading it, so without its credentials.
+        record = journal.begin_update(self.uid, d.fwVersion, d.fwPackageCheckValue,
+                                      redact_url(d.fwPackageURI))  # fmt: skip
+        self.started = utc_iso(record.started_at)  # a resumed run keeps its first start
+        # The last run's figures and end time would be stale beside this run's status.
+        await self._status(FwStatus.DOWNLOADING, f"downloading {redact_url(d.fwPackageURI)}",
+                           progress=0, bytesWritten=0, lastFwUpdateEndTime=None,
+                           nextRetryTime=None, **RUN_FIGURES)  # fmt: skip
         data = await self._download()
         self.phase = Phase.VERIFYING
         journal.set_phase(self.uid, Phase.VERIFYING)
@@ -158,6 +172,7 @@ class UpdateRun:
                 d.fwPackageURI,
                 d.fwPackageCheckValue,
                 max_size=cap,
+                expected_size=d.fwPackageSize,
                 deadline_s=self.env.policy.download_deadline_s,
             ) as path:
                 return await asyncio.to_thread(path.read_bytes)
@@ -231,7 +246,6 @@ class UpdateRun:
 
         try:
             async with self._session() as session:
-                assert isinstance(session, BootloaderSession)
                 await session.connect()
                 result = await session.flash(
                     payload,

@@ -36,7 +36,7 @@ class Fault:
     length_delta: int = 0  # announce a Content-Length off by this many bytes
     corrupt: bool = False  # serve different bytes (one byte flipped mid-file)
     ignore_range: bool = False  # answer 200 with the whole file even to a Range request
-    endless: bool = False  # a chunked body that never ends
+    endless: bool = False  # a chunked body that never ends (until the client goes away)
 
 
 NO_FAULT = Fault()
@@ -47,6 +47,7 @@ class FileStats:
     requests: int = 0  # GETs for this file
     bytes_sent: int = 0  # body bytes written, summed over requests
     ranges: list[str | None] = field(default_factory=list)  # Range header of each request
+    active: int = 0  # requests being answered right now
 
 
 @dataclass
@@ -74,6 +75,7 @@ class ImageServer:
         self._chunk = chunk_size
         self._files: dict[str, _File] = {}
         self._runner: web.AppRunner | None = None
+        self._answered = asyncio.Condition()  # notified whenever a request ends
         self.http_port = 0
         self.https_port = 0
 
@@ -90,6 +92,12 @@ class ImageServer:
 
     def stats(self, name: str) -> FileStats:
         return self._files[name].stats
+
+    async def wait_idle(self, name: str, within: float) -> None:
+        """Wait until no request for ``name`` is being answered (a client gone, a body done)."""
+        stats = self._files[name].stats
+        async with asyncio.timeout(within), self._answered:
+            await self._answered.wait_for(lambda: stats.active == 0)
 
     def url(self, name: str, *, tls: bool = False) -> str:
         if tls:
@@ -159,10 +167,15 @@ class ImageServer:
         else:
             resp.content_length = max(0, len(data) + fault.length_delta)
         await resp.prepare(request)
+        entry.stats.active += 1
         try:
             await self._send_body(request, resp, entry.stats, data, fault)
         except ConnectionError:
             return resp  # the client went away; nothing left to do
+        finally:
+            entry.stats.active -= 1
+            async with self._answered:
+                self._answered.notify_all()
         return resp
 
     def _range_start(self, request: web.Request, entry: _File, fault: Fault) -> int | None:
@@ -183,8 +196,13 @@ class ImageServer:
         fault: Fault,
     ) -> None:
         if fault.endless:
-            while True:
+            # Until the client hangs up: writing on into a dead socket only fills logs.
+            # A write into a reset TLS socket may be dropped without suspending, so
+            # yield each time to let the loop notice that the connection is gone.
+            while request.transport is not None and not request.transport.is_closing():
                 await self._write(resp, stats, os.urandom(self._chunk), fault)
+                await asyncio.sleep(0)
+            raise ConnectionResetError("the client went away")
         limit = len(data) if fault.drop_after is None else min(len(data), fault.drop_after)
         if fault.length_delta < 0:
             limit = min(limit, len(data) + fault.length_delta)

@@ -11,6 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from firmware.urls import redact_text
 from gateway.cli.common import CommandError
 
 # Order is the order shown in --help.
@@ -35,7 +36,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
     except CommandError as exc:
-        print(f"mcu-gateway {args.command}: error: {exc}", file=sys.stderr)
+        # Errors may quote a package URL; its userinfo and query are credentials.
+        message = redact_text(str(exc))
+        print(f"mcu-gateway {args.command}: error: {message}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"mcu-gateway {args.command}: interrupted", file=sys.stderr)

@@ -1,8 +1,10 @@
 """`mcu-gateway hub`: the local IoT Hub + DPS emulator.
 
 Prints one JSON line of connection facts, flushed, then serves until SIGTERM
-or SIGINT. The facts include the service connection string and group key on
-purpose: they are what a developer or CI job needs to connect.
+or SIGINT. Faults for black-box runs: SIGUSR1 makes the hub forget every
+MQTT session (as if it lost its state), SIGUSR2 drops every connection.
+The facts include the service connection string and group key on purpose:
+they are what a developer or CI job needs to connect.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser(
         "hub",
         help="run the local IoT Hub + DPS emulator",
-        description="Run the local IoT Hub and DPS emulator (MQTT/TLS on HOST:8883, HTTPS REST).",
+        description="Run the local IoT Hub and DPS emulator (MQTT/TLS on HOST:8883, HTTPS REST). "
+        "Faults: SIGUSR1 forgets every MQTT session, SIGUSR2 drops every connection.",
     )
     p.add_argument(
         "--state",
@@ -60,11 +63,13 @@ async def _serve(state: Path, host: str) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, lambda: server.hub.drop_sessions())
+    loop.add_signal_handler(signal.SIGUSR2, lambda: server.broker.drop_all())
     try:
         print(facts.to_json(), flush=True)
         await stop.wait()
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2):
             loop.remove_signal_handler(sig)
         await server.stop()
     print("hub emulator stopped", file=sys.stderr)

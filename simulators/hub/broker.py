@@ -160,7 +160,7 @@ class Broker:
         try:
             conn.write(ConnAck(ConnackCode.ACCEPTED, existed and not connect.clean_session))
             if connect.clean_session:
-                self._hub.sessions[device_id].subscriptions.clear()
+                self._hub.clean_session(device_id)
             while packets := await self._packets(conn, reader, decoder, backlog, connect.keepalive):
                 backlog = []
                 for packet in packets:

@@ -183,6 +183,10 @@ class HubEmulator:
         """Abort every MQTT connection (hub and DPS); sessions and twins persist."""
         return self.call(lambda s: s.broker.drop_all())
 
+    def drop_sessions(self) -> int:
+        """Forget every device's MQTT session and subscriptions, then drop the devices."""
+        return self.call(lambda s: s.hub.drop_sessions())
+
     def set_twin_fault(self, delay: float = 0.0, status: int | None = None) -> None:
         """Delay twin responses and/or answer them with ``status``; defaults clear it."""
         fault = TwinFault(delay, status)

@@ -76,7 +76,11 @@ class IoTHub:
         self._store = store
         self.devices: dict[str, Device] = {d.device_id: d for d in store.devices()}
         self.twins: dict[str, Twin] = {t.device_id: t for t in store.twins()}
-        self.sessions: dict[str, DeviceSession] = {}
+        self.sessions: dict[str, DeviceSession] = {
+            device_id: DeviceSession(subscriptions)
+            for device_id, subscriptions in store.subscriptions().items()
+            if device_id in self.devices
+        }
         self.telemetry: dict[str, deque[TelemetryMessage]] = {}
         # Every accepted reported PATCH, in order: lets tests check status sequences.
         self.reported_log: dict[str, deque[JsonObject]] = {}
@@ -121,12 +125,22 @@ class IoTHub:
             session.link = None
             self.on_change()
 
+    def clean_session(self, device_id: str) -> None:
+        """A CONNECT with ``clean_session=1``: forget the device's subscriptions."""
+        self.sessions[device_id].subscriptions.clear()
+        self._store.delete_subscriptions(device_id)
+
     def subscribe(self, device_id: str, topic_filter: str, qos: int) -> int:
-        self.sessions[device_id].subscriptions[topic_filter] = min(qos, 1)
-        return min(qos, 1)
+        granted = min(qos, 1)
+        self.sessions[device_id].subscriptions[topic_filter] = granted
+        self._store.save_subscription(device_id, topic_filter, granted)
+        self.on_change()
+        return granted
 
     def unsubscribe(self, device_id: str, topic_filter: str) -> None:
         self.sessions[device_id].subscriptions.pop(topic_filter, None)
+        self._store.delete_subscriptions(device_id, topic_filter)
+        self.on_change()
 
     def is_connected(self, device_id: str) -> bool:
         session = self.sessions.get(device_id)
@@ -137,6 +151,21 @@ class IoTHub:
         links = [s.link for s in self.sessions.values() if s.link is not None]
         for link in links:
             link.close()
+        return len(links)
+
+    def drop_sessions(self) -> int:
+        """Fault injection: forget every MQTT session, as a hub that lost its state would.
+
+        Devices are disconnected too (a lost session cannot survive on a live
+        connection); they reconnect to find ``session_present=0`` and nothing
+        subscribed, so only a client that subscribes again hears anything.
+        """
+        links = [s.link for s in self.sessions.values() if s.link is not None]
+        self.sessions.clear()
+        self._store.delete_subscriptions()
+        for link in links:
+            link.close()
+        self.on_change()
         return len(links)
 
     def _deliver(

@@ -26,6 +26,9 @@ CREATE TABLE IF NOT EXISTS twins (
 CREATE TABLE IF NOT EXISTS enrollments (
     kind TEXT NOT NULL, name TEXT NOT NULL, primary_key TEXT NOT NULL,
     secondary_key TEXT NOT NULL, PRIMARY KEY (kind, name));
+CREATE TABLE IF NOT EXISTS subscriptions (
+    device_id TEXT NOT NULL, topic_filter TEXT NOT NULL, qos INTEGER NOT NULL,
+    PRIMARY KEY (device_id, topic_filter));
 """
 
 
@@ -70,6 +73,7 @@ class Store:
         with self._db:
             self._db.execute("DELETE FROM devices WHERE device_id=?", (device_id,))
             self._db.execute("DELETE FROM twins WHERE device_id=?", (device_id,))
+            self._db.execute("DELETE FROM subscriptions WHERE device_id=?", (device_id,))
 
     def twins(self) -> list[Twin]:
         rows = self._db.execute("SELECT * FROM twins").fetchall()
@@ -101,3 +105,30 @@ class Store:
             "INSERT OR REPLACE INTO enrollments VALUES (?, ?, ?, ?)",
             (e.kind.value, e.name, e.primary_key, e.secondary_key),
         )
+
+    # MQTT sessions (clean_session=0) outlive a hub restart, as on IoT Hub: a device
+    # that reconnects to a restarted hub keeps receiving what it subscribed to.
+
+    def subscriptions(self) -> dict[str, dict[str, int]]:
+        found: dict[str, dict[str, int]] = {}
+        for device_id, topic_filter, qos in self._db.execute("SELECT * FROM subscriptions"):
+            found.setdefault(device_id, {})[topic_filter] = qos
+        return found
+
+    def save_subscription(self, device_id: str, topic_filter: str, qos: int) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO subscriptions VALUES (?, ?, ?)", (device_id, topic_filter, qos)
+        )
+
+    def delete_subscriptions(self, device_id: str | None = None, topic_filter: str | None = None
+                             ) -> None:
+        """Forget one filter, one device's session (``topic_filter=None``), or all (no args)."""
+        if device_id is None:
+            self._db.execute("DELETE FROM subscriptions")
+        elif topic_filter is None:
+            self._db.execute("DELETE FROM subscriptions WHERE device_id=?", (device_id,))
+        else:
+            self._db.execute(
+                "DELETE FROM subscriptions WHERE device_id=? AND topic_filter=?",
+                (device_id, topic_filter),
+            )

@@ -72,3 +72,25 @@ def test_stale_partial_files_are_removed_on_open(tmp_path: Path) -> None:
     (tmp_path / "tmp" / "dead.part").write_bytes(b"half")
     ContentCache(tmp_path, 100)
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_partial_downloads_survive_a_restart_until_they_are_old(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from firmware.cache import PARTIAL_MAX_AGE_S
+
+    cache = ContentCache(tmp_path, 1000)
+    fresh, old = "a" * 64, "b" * 64
+    for digest in (fresh, old):
+        cache.partial_path(digest).write_bytes(b"part")
+        cache.save_validator(digest, '"etag"')
+    (tmp_path / "tmp" / "leftover.part").write_bytes(b"x")  # an older layout's temp file
+    long_ago = time.time() - PARTIAL_MAX_AGE_S - 60
+    for suffix in (".part", ".json"):
+        os.utime(tmp_path / "tmp" / f"{old}{suffix}", (long_ago, long_ago))
+    cache = ContentCache(tmp_path, 1000)  # a restart
+    assert sorted(p.name for p in (tmp_path / "tmp").iterdir()) == [f"{fresh}.json",
+                                                                     f"{fresh}.part"]  # fmt: skip
+    assert cache.partial_validator(fresh) == '"etag"'
+    assert cache.partial_validator(old) is None

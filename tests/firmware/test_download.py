@@ -222,7 +222,8 @@ async def test_deadline(
     )
     assert isinstance(error, DownloadTimeout)
     assert error.reason is ReasonCode.DOWNLOAD_TIMEOUT
-    assert _cache_files(tmp_path) == []
+    # What arrived stays, with its validator, for the next attempt to resume from.
+    assert _cache_files(tmp_path) == [f"tmp/{digest}.json", f"tmp/{digest}.part"]
 
 
 async def test_persistent_drops_give_up(
@@ -279,3 +280,87 @@ async def test_one_caller_giving_up_does_not_cancel_the_shared_transfer(
         with pytest.raises(asyncio.CancelledError):
             await quitter
     assert image_server.stats("app.fwpkg").requests == 1
+
+
+async def test_a_partial_download_resumes_with_range_after_a_restart(
+    tmp_path: Path, ca_file: Path, image_server: ImageServer, blob: bytes, digest: str
+) -> None:
+    # First gateway run: the connection drops at 60 % and this run gives up (as a
+    # kill -9 would stop it); the next run must fetch only the missing 40 %.
+    cut = SIZE * 6 // 10
+    image_server.add("app.fwpkg", blob)
+    image_server.queue_faults("app.fwpkg", Fault(drop_after=cut), Fault(drop_after=0))
+    url = image_server.url("app.fwpkg", tls=True)
+    first = Downloader(tmp_path / "cache", 8 * MB, ca_file=ca_file,
+                       retry=RetryPolicy(attempts=1), rng=random.Random(7))  # fmt: skip
+    async with first:
+        with pytest.raises(DownloadError) as failed:
+            async with first.fetch(url, digest, max_size=MB, deadline_s=10):
+                pass
+    assert failed.value.reason is ReasonCode.DOWNLOAD_FAILED
+    assert "cache/tmp/" not in str(failed.value)
+    data = await _get(tmp_path, ca_file, url, digest)  # a new Downloader: a restarted gateway
+    assert data == blob
+    stats = image_server.stats("app.fwpkg")
+    assert stats.ranges == [None, f"bytes={cut}-", f"bytes={cut}-"]
+    assert stats.bytes_sent == SIZE  # every byte served once
+    assert _cache_files(tmp_path) == [f"sha256/{digest}"]
+
+
+async def test_a_changed_file_is_fetched_whole_not_spliced(
+    tmp_path: Path, ca_file: Path, image_server: ImageServer, blob: bytes, digest: str
+) -> None:
+    newer = os.urandom(SIZE)
+    image_server.add("app.fwpkg", blob)
+    image_server.queue_faults("app.fwpkg", Fault(drop_after=SIZE // 2))
+    url = image_server.url("app.fwpkg", tls=True)
+    first = Downloader(tmp_path / "cache", 8 * MB, ca_file=ca_file,
+                       retry=RetryPolicy(attempts=1), rng=random.Random(7))  # fmt: skip
+    async with first:
+        with pytest.raises(DownloadError):
+            async with first.fetch(url, digest, max_size=MB, deadline_s=10):
+                pass
+    image_server.add("app.fwpkg", newer)  # republished: a new ETag
+    new_digest = hashlib.sha256(newer).hexdigest()
+    assert await _get(tmp_path, ca_file, url, new_digest) == newer
+    assert image_server.stats("app.fwpkg").requests == 1  # a new file, new stats
+    assert _cache_files(tmp_path) == sorted([f"sha256/{new_digest}", f"tmp/{digest}.json",
+                                             f"tmp/{digest}.part"])  # fmt: skip
+
+
+async def test_an_overstated_length_is_a_size_mismatch_not_too_large(
+    tmp_path: Path, ca_file: Path, image_server: ImageServer, blob: bytes, digest: str
+) -> None:
+    image_server.add("app.fwpkg", blob)
+    image_server.set_fault("app.fwpkg", Fault(length_delta=+1000))
+    url = image_server.url("app.fwpkg", tls=True)
+    async with _downloader(tmp_path, ca_file) as dl, asyncio.timeout(10):
+        with pytest.raises(DownloadError) as exc:
+            async with dl.fetch(url, digest, max_size=SIZE, expected_size=SIZE, deadline_s=10):
+                pass
+    assert exc.value.reason is ReasonCode.DOWNLOAD_SIZE_MISMATCH
+    assert f"{SIZE + 1000} bytes" in exc.value.message
+    assert str(SIZE) in exc.value.message
+    assert _cache_files(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "secret_url",
+    [
+        "https://user:s3cr3t-token@{host}:{port}/app.fwpkg",
+        "https://{host}:{port}/app.fwpkg?sv=2022-11-02&se=2030-01-01&sp=r&sig=s3cr3t%2Bsig",
+    ],
+    ids=["userinfo", "sas"],
+)
+async def test_errors_never_show_url_secrets(
+    tmp_path: Path, ca_file: Path, image_server: ImageServer, blob: bytes, digest: str,
+    secret_url: str,
+) -> None:  # fmt: skip
+    image_server.add("app.fwpkg", blob)
+    image_server.set_fault("app.fwpkg", Fault(drop_after=0))
+    host, port = image_server.host, image_server.https_port
+    error = await _fail(tmp_path, ca_file, secret_url.format(host=host, port=port), digest)
+    assert error.reason is ReasonCode.DOWNLOAD_FAILED
+    assert f"{host}:{port}/app.fwpkg" in error.message
+    assert "s3cr3t" not in error.message and "sig=" not in error.message
+    assert "s3cr3t" not in str(error)

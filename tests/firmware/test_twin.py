@@ -99,3 +99,17 @@ def test_not_an_object(raw: object) -> None:
     with pytest.raises(DesiredFirmwareError) as exc:
         parse_desired(raw)
     assert exc.value.reason is ReasonCode.DESIRED_NOT_OBJECT
+
+
+def test_operator_retry_counter() -> None:
+    assert parse_desired(GOOD).retry == 0
+    assert parse_desired({**GOOD, "retry": None}).retry == 0
+    assert parse_desired({**GOOD, "retry": 3}).retry == 3
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "2", True, [1]])
+def test_operator_retry_counter_must_be_a_non_negative_integer(bad: object) -> None:
+    with pytest.raises(DesiredFirmwareError) as exc:
+        parse_desired({**GOOD, "retry": bad})
+    assert exc.value.field == "retry"
+    assert exc.value.reason is ReasonCode.DESIRED_WRONG_TYPE

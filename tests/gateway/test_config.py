@@ -97,6 +97,8 @@ def test_the_example_documents_a_loadable_config(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, text), {})
     assert config.hub.mode is HubMode.DPS
     assert config.policy.max_concurrent_flashes == 4
+    policy = config.policy
+    assert (policy.retry_attempts, policy.retry_base_s, policy.retry_max_s) == (5, 30.0, 900.0)
 
 
 @pytest.mark.parametrize(
@@ -118,6 +120,12 @@ def test_the_example_documents_a_loadable_config(tmp_path: Path) -> None:
             "policy.max_concurrent_flashes",
             "between 1 and 1024",
         ),
+        (
+            ("[trust]", "[policy]\nretry_base_s = 60\nretry_max_s = 30\n[trust]"),
+            "policy.retry_max_s",
+            "not be less than retry_base_s",
+        ),
+        (("[trust]", "[policy]\nretry_attempts = 0\n[trust]"), "policy.retry_attempts", "1"),
         (("state_dir", "stat_dir"), "gateway.stat_dir", "unknown key"),
         (
             ('group_key_file = "group.key"', 'group_key_file = "missing.key"'),

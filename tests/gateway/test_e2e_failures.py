@@ -1,60 +1,87 @@
-"""End to end: bad desired states and bad packages end in a specific error, touching nothing."""
+"""End to end: bad desired states and bad packages end in a specific error, touching nothing.
+
+One lab and gateway serve the whole module (starting one per case would cost
+seconds each); every case is its own test, so one failure never hides the rest.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import pytest
+import pytest_asyncio
+
 from firmware import keys
-from tests.gateway.e2e import device_ids, firmware_of, running_lab, set_desired, wait_hub
+from gateway.lab import Lab
+from tests.gateway.e2e import Running, device_ids, firmware_of, running_lab, set_desired, wait_hub
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+# code -> how to build the desired firmware from the lab (a good 2.0.0 release at hand)
+Case = Callable[[Lab, Any], Any]
+CASES: dict[str, Case] = {
+    "UNTRUSTED_KEY": lambda lab, good: lab.release(
+        "2.0.1", "vmcu-f4", key=keys.generate(keys.Algorithm.ED25519)
+    ).desired(),
+    "SIGNATURE_INVALID": lambda lab, good: lab.publish(
+        "forged", _flip_last(lab.release("2.0.3", "vmcu-f4").blob), "2.0.3", "vmcu-f4"
+    ).desired(),
+    "DOWNLOAD_HASH_MISMATCH": lambda lab, good: {**good.desired(),
+                                                 "fwPackageCheckValue": "ab" * 32},
+    "INCOMPATIBLE_MODEL": lambda lab, good: lab.release("2.0.2", "vmcu-l0").desired(),
+    "DOWNGRADE": lambda lab, good: lab.release("0.9.0", "vmcu-f4").desired(),
+    "PACKAGE_NOT_FOUND": lambda lab, good: {**good.desired(), "fwPackageURI": good.url + ".gone"},
+    "DOWNLOAD_SIZE_MISMATCH": lambda lab, good: {**good.desired(), "fwPackageSize": good.size + 7},
+    "DESIRED_BAD_URI_SCHEME": lambda lab, good: {**good.desired(),
+                                                 "fwPackageURI": "file:///etc/passwd"},
+    "DESIRED_BAD_VERSION": lambda lab, good: {**good.desired(), "fwVersion": "two"},
+    "DESIRED_NOT_OBJECT": lambda lab, good: "2.0.0",
+}
 
 
-def _slots(run: Any, device_id: str) -> Any:
+def _flip_last(blob: bytes) -> bytes:
+    return blob[:-1] + bytes([blob[-1] ^ 0x01])  # the last signature byte
+
+
+def _slots(run: Running, device_id: str) -> Any:
     agent = next(a for a in run.gateway.agents.values() if a.device_id == device_id)
     return [(s.state, s.version, s.sha256) for s in agent.info.slots]
 
 
-async def test_bad_desired_states_end_in_specific_errors(tmp_path: Path) -> None:
-    async with running_lab(tmp_path, ["vmcu-f4", "vmcu-l0"]) as run:
-        lab = run.lab
-        await wait_hub(lab, lambda s: len(run.gateway.agents) == 2, within=60)
-        victim, bystander = device_ids(run)
-        before = _slots(run, victim)
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def lab_run(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Running]:
+    async with running_lab(tmp_path_factory.mktemp("failures"), ["vmcu-f4", "vmcu-l0"]) as run:
+        await wait_hub(run.lab, lambda s: len(run.gateway.agents) == 2, within=60)
+        yield run
 
-        good = lab.release("2.0.0", "vmcu-f4")
-        other_key = keys.generate(keys.Algorithm.ED25519)
-        signed = lab.release("2.0.3", "vmcu-f4")
-        forged = signed.blob[:-1] + bytes([signed.blob[-1] ^ 0x01])  # last signature byte
-        cases: list[tuple[str, Any]] = [
-            ("UNTRUSTED_KEY", lab.release("2.0.1", "vmcu-f4", key=other_key).desired()),
-            ("SIGNATURE_INVALID", lab.publish("forged", forged, "2.0.3", "vmcu-f4").desired()),
-            ("DOWNLOAD_HASH_MISMATCH", {**good.desired(), "fwPackageCheckValue": "ab" * 32}),
-            ("INCOMPATIBLE_MODEL", lab.release("2.0.2", "vmcu-l0").desired()),
-            ("DOWNGRADE", lab.release("0.9.0", "vmcu-f4").desired()),
-            ("PACKAGE_NOT_FOUND", {**good.desired(), "fwPackageURI": good.url + ".missing"}),
-            ("DESIRED_BAD_URI_SCHEME", {**good.desired(), "fwPackageURI": "file:///etc/passwd"}),
-            ("DESIRED_BAD_VERSION", {**good.desired(), "fwVersion": "two"}),
-            ("DESIRED_NOT_OBJECT", "2.0.0"),
-        ]
-        ok = lab.release("3.0.0", "vmcu-l0")
-        await asyncio.to_thread(set_desired, lab, bystander, ok.desired())
-        for code, firmware in cases:
-            await asyncio.to_thread(set_desired, lab, victim, firmware)
 
-            def failed(s: Any, code: str = code) -> bool:
-                err = firmware_of(s, victim).get("error") or {}
-                return bool(firmware_of(s, victim).get("fwUpdateStatus") == "error") and str(
-                    err.get("code", "")
-                ).startswith(code)
+@pytest.mark.parametrize("code", list(CASES))
+async def test_bad_desired_state_ends_in_its_specific_error(lab_run: Running, code: str) -> None:
+    lab = lab_run.lab
+    victim, _ = device_ids(lab_run)
+    before = _slots(lab_run, victim)
+    firmware = CASES[code](lab, lab.release("2.0.0", "vmcu-f4"))
+    await asyncio.to_thread(set_desired, lab, victim, firmware)
 
-            await wait_hub(lab, failed, within=30)
-            assert _slots(run, victim) == before, code
-        await wait_hub(
-            lab,
-            lambda s: (
-                firmware_of(s, bystander).get("currentFwVersion") == "3.0.0"
-                and firmware_of(s, bystander).get("fwUpdateStatus") == "current"
-            ),
-            within=60,
-        )
+    def failed(s: Any) -> bool:
+        fw = firmware_of(s, victim)
+        return fw.get("fwUpdateStatus") == "error" and (fw.get("error") or {}).get("code") == code
+
+    await wait_hub(lab, failed, within=30)
+    assert _slots(lab_run, victim) == before
+
+
+async def test_the_other_mcu_updates_meanwhile(lab_run: Running) -> None:
+    lab = lab_run.lab
+    _, bystander = device_ids(lab_run)
+    await asyncio.to_thread(set_desired, lab, bystander, lab.release("3.0.0", "vmcu-l0").desired())
+    await wait_hub(
+        lab,
+        lambda s: (
+            firmware_of(s, bystander).get("currentFwVersion") == "3.0.0"
+            and firmware_of(s, bystander).get("fwUpdateStatus") == "current"
+        ),
+        within=60,
+    )

@@ -2,11 +2,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import ssl
+import struct
 from collections.abc import AsyncIterator, Mapping
 
 import aiohttp
 import pytest
+from yarl import URL
 
 from simulators.image_server import Fault, ImageServer
 from simulators.image_tls import LoopbackPki, make_test_pki
@@ -135,3 +138,24 @@ async def test_slow_and_endless(server: ImageServer, client: aiohttp.ClientSessi
             if got > 3 * len(DATA):
                 break
     assert got > len(DATA)
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+async def test_endless_body_stops_when_the_client_dies(
+    server: ImageServer, pki: LoopbackPki, tls: bool
+) -> None:
+    # A client killed mid-body: its socket is reset, writes to it fail at once.
+    server.queue_faults("f.bin", Fault(endless=True))
+    url = URL(server.url("f.bin", tls=tls))
+    ctx = ssl.create_default_context(cadata=pki.ca_pem.decode()) if tls else None
+    reader, writer = await asyncio.open_connection(url.host, url.port, ssl=ctx)
+    writer.write(f"GET {url.path} HTTP/1.1\r\nHost: {url.host}\r\n\r\n".encode())
+    await reader.readexactly(64 * 1024)
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST
+    writer.transport.abort()
+    await server.wait_idle("f.bin", within=5)
+    sent = server.stats("f.bin").bytes_sent
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx or False)) as client:
+        assert (await _get(client, str(url)))[2] == DATA  # the server still serves
+    assert server.stats("f.bin").bytes_sent == sent + len(DATA)  # nothing else was written

@@ -1,0 +1,129 @@
+"""What the twin's firmware section must say, from the journal and the MCU's own facts.
+
+The twin must never claim more or less than is true: after a restart (even a
+``kill -9`` during a trial boot) and whenever the desired version equals the
+installed one. :func:`reconcile` decides from three facts only, so it is pure
+and cheap to test: the version the MCU runs, the desired firmware, and the
+journal's update in progress. It also says how to close that journal row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import semver
+
+from firmware.twin import DesiredFirmware
+from gateway.journal import HistoryRecord, Outcome, Phase, UpdateRecord
+from gateway.reported import RUN_FIGURES, FwStatus, utc_iso, utc_now
+from gateway.retry import is_transient
+
+_PHASE_STATUS = {
+    Phase.DOWNLOADING: FwStatus.DOWNLOADING,
+    Phase.VERIFYING: FwStatus.VERIFYING,
+    Phase.APPLYING: FwStatus.APPLYING,
+    Phase.REBOOTING: FwStatus.REBOOTING,
+}
+
+
+def same_version(a: str | None, b: str | None) -> bool:
+    if a is None or b is None:
+        return False
+    try:
+        return semver.Version.parse(a) == semver.Version.parse(b)
+    except ValueError:
+        return a == b
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    firmware: dict[str, Any]  # the reported firmware section (a merge patch)
+    finish: Outcome | None  # how to close the journal's update in progress; None: keep it
+    gave_up: bool = False  # the desired update already failed for good: do not start it
+
+
+def current(installed: str | None) -> dict[str, Any]:
+    """The MCU runs what is desired (or nothing is desired): no update, no error."""
+    return {
+        "fwUpdateStatus": FwStatus.CURRENT.value,
+        "fwUpdateSubstatus": f"running {installed}" if installed else "no firmware installed",
+        "currentFwVersion": installed,
+        "pendingFwVersion": None,
+        "error": None,
+        "nextRetryTime": None,
+    }
+
+
+def reconcile(
+    *,
+    installed: str | None,
+    desired: DesiredFirmware | None,
+    run: UpdateRecord | None,
+    last: HistoryRecord | None = None,
+) -> Reconciled:
+    """The truth to report before anything else happens at start-up.
+
+    ``last`` is the journal's last finished update: if it is this very desired
+    package and failed for a reason retrying cannot cure, the twin keeps its
+    error and the update is not started again by the restart alone.
+    """
+    if run is not None:
+        if same_version(installed, run.target_version):
+            # The update finished (the app confirmed) but the gateway did not live to say so.
+            return Reconciled(
+                {
+                    **current(installed),
+                    **RUN_FIGURES,
+                    "fwUpdateSubstatus": f"installed {installed}",
+                    "progress": 100,
+                    "lastFwUpdateStartTime": utc_iso(run.started_at),
+                    "lastFwUpdateEndTime": utc_now(),
+                },
+                Outcome.CURRENT,
+            )
+        if (
+            desired is not None
+            and same_version(desired.fwVersion, run.target_version)
+            and desired.fwPackageCheckValue == run.package_sha256
+        ):
+            return Reconciled(
+                {
+                    **RUN_FIGURES,
+                    "fwUpdateStatus": _PHASE_STATUS[run.phase].value,
+                    "fwUpdateSubstatus": f"resuming the update to {run.target_version} "
+                    "after a gateway restart",
+                    "currentFwVersion": installed,
+                    "pendingFwVersion": run.target_version,
+                    "lastFwUpdateStartTime": utc_iso(run.started_at),
+                    "lastFwUpdateEndTime": None,
+                    "error": None,
+                },
+                None,
+            )
+        # The desired state moved on while the gateway was down: that run is over.
+        return Reconciled(reconcile(installed=installed, desired=desired, run=None).firmware,
+                          Outcome.CANCELLED)  # fmt: skip
+    if desired is None or same_version(installed, desired.fwVersion):
+        return Reconciled(current(installed), None)
+    if (
+        last is not None
+        and last.outcome in (Outcome.ERROR, Outcome.ROLLEDBACK)
+        and same_version(last.target_version, desired.fwVersion)
+        and last.package_sha256 == desired.fwPackageCheckValue
+        and not (last.error_code is not None and is_transient(last.error_code))
+    ):
+        # Its error is already in the twin (reported when it failed); say only what runs.
+        return Reconciled({"currentFwVersion": installed, "pendingFwVersion": None}, None, True)
+    return Reconciled(
+        {
+            **RUN_FIGURES,
+            "fwUpdateStatus": FwStatus.DOWNLOADING.value,
+            "fwUpdateSubstatus": f"starting the update to {desired.fwVersion}",
+            "currentFwVersion": installed,
+            "pendingFwVersion": desired.fwVersion,
+            "lastFwUpdateEndTime": None,
+            "error": None,
+        },
+        None,
+    )

@@ -1,0 +1,240 @@
+"""In-memory stand-ins for the agent's two seams (twin link, MCU) and the package source.
+
+They implement :class:`gateway.seams.TwinLink` and :class:`gateway.seams.McuSession`
+with just enough behaviour to test the orchestration's decisions without a
+hub, a serial port or the network: the link merges reports into ``state`` (the
+twin as a perfect hub would hold it), the MCU keeps two slots and boots what
+it is flashed with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from firmware import keys, package
+from firmware.errors import FirmwareError
+from gateway import mergepatch
+from gateway.discovery import Probe
+from gateway.seams import McuSession, MethodHandler
+from protocols.constants import Capability, Mode, ResetMode, SlotState, Status
+from protocols.errors import ProtocolError
+from protocols.packets import Geometry, HelloResponse, InfoResponse, SlotInfo
+from protocols.session import FlashResult, ProgressFn
+
+MODEL = "vmcu-f4"
+COMPAT = f"contoso:{MODEL}:B"
+GEOMETRY = Geometry(
+    slot_size=256 * 1024, sector_size=4096, write_size=8, page_size=256, erase_us=1000,
+    program_us=100, hash_us_per_kib=10, boot_ms=50, max_trial_boots=3,
+)  # fmt: skip
+
+JsonObject = dict[str, Any]
+
+
+class FakeLink:
+    """A twin link to a hub that is always right; ``hub_down`` makes ``report_now`` hang."""
+
+    def __init__(self, device_id: str = "mcu-1", firmware: Any = None,
+                 reported: JsonObject | None = None) -> None:  # fmt: skip
+        self.device_id = device_id
+        self.connected = True
+        self.hub_down = False
+        self.state: JsonObject = dict(reported or {})
+        self.reports: list[tuple[JsonObject, bool]] = []
+        self.methods: dict[str, MethodHandler] = {}
+        self._desired: JsonObject = {} if firmware is None else {"firmware": firmware}
+        self._version = 1
+        self._patches: asyncio.Queue[JsonObject | None] = asyncio.Queue()
+        self._changed = asyncio.Condition()
+
+    @property
+    def desired(self) -> JsonObject:
+        return {**self._desired, "$version": self._version}
+
+    @property
+    def firmware(self) -> JsonObject:
+        fw = self.state.get("firmware")
+        return fw if isinstance(fw, dict) else {}
+
+    def set_desired(self, firmware: Any) -> None:
+        self._version += 1
+        self._desired = {"firmware": firmware}
+        self._patches.put_nowait({"firmware": firmware, "$version": self._version})
+
+    async def connect(self) -> None:
+        pass
+
+    async def get_twin(self) -> JsonObject:
+        return {"desired": self.desired, "reported": self.state}
+
+    async def desired_patches(self) -> AsyncIterator[JsonObject]:
+        while (patch := await self._patches.get()) is not None:
+            yield patch
+
+    async def report(self, patch: JsonObject, *, urgent: bool = False) -> None:
+        self.reports.append((patch, urgent))
+        self.state = mergepatch.apply(self.state, patch)
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def report_now(self, patch: JsonObject) -> None:
+        """What the agent must not use for transitions: it waits for the hub's answer."""
+        if self.hub_down:
+            await asyncio.Event().wait()  # the hub never answers
+        await self.report(patch)
+
+    def on_method(self, name: str, handler: MethodHandler) -> None:
+        self.methods[name] = handler
+
+    async def close(self, flush_timeout: float = 2.0) -> None:
+        self._patches.put_nowait(None)
+
+    async def wait_for(self, predicate: Callable[[FakeLink], Any], within: float = 10.0) -> Any:
+        async with asyncio.timeout(within), self._changed:
+            while not (result := predicate(self)):
+                await self._changed.wait()
+        return result
+
+    def firmware_reports(self) -> list[JsonObject]:
+        return [p["firmware"] for p, _ in self.reports if "firmware" in p]
+
+
+class FakeMcu:
+    """Two slots; a flash writes the other slot, boots it and the app confirms."""
+
+    def __init__(self, version: str = "1.0.0", uid: bytes = b"\x0a\x1b\x2c\x3d") -> None:
+        self.uid = uid
+        digest = hashlib.sha256(version.encode()).digest()
+        self.slots = [
+            SlotInfo(SlotState.CONFIRMED, 1, 1000, digest, version),
+            SlotInfo(SlotState.EMPTY, 0, 0, b"", ""),
+        ]
+        self.running = 0
+        self.mode = Mode.APP
+        self.flashed: list[str] = []  # versions whose flash began, in order
+        self.hold: asyncio.Event | None = None  # a flash waits here after its first bytes
+        self.flashing = asyncio.Event()  # set when a flash has begun
+        self.failures: list[ProtocolError] = []  # raised by the next flashes, in order
+        self.sessions = 0
+
+    @property
+    def version(self) -> str:
+        return self.slots[self.running].version
+
+    def hello(self) -> HelloResponse:
+        return HelloResponse(Status.OK, 1, self.mode, Capability.WINDOW | Capability.RESUME,
+                             256, 1024)  # fmt: skip
+
+    def info(self) -> InfoResponse:
+        return InfoResponse(Status.OK, self.mode, self.running, self.uid, MODEL, COMPAT, "1.0.0",
+                            GEOMETRY, tuple(self.slots))  # fmt: skip
+
+    def probe(self) -> Probe:
+        return Probe("fake-port", self.hello(), self.info())
+
+    @contextlib.asynccontextmanager
+    async def open(self) -> AsyncIterator[McuSession]:
+        self.sessions += 1
+        yield FakeSession(self)
+
+
+class FakeSession:
+    def __init__(self, mcu: FakeMcu) -> None:
+        self.mcu = mcu
+
+    async def hello(self) -> HelloResponse:
+        return self.mcu.hello()
+
+    async def info(self) -> InfoResponse:
+        return self.mcu.info()
+
+    async def connect(self) -> InfoResponse:
+        self.mcu.mode = Mode.BOOTLOADER
+        return self.mcu.info()
+
+    async def reset(self, mode: ResetMode) -> None:
+        self.mcu.mode = Mode.APP if mode is ResetMode.RUN else Mode.BOOTLOADER
+
+    async def await_boot(self) -> HelloResponse:
+        return self.mcu.hello()
+
+    async def flash(self, image: bytes, version: str, *, progress: ProgressFn,
+                    confirm_timeout: float) -> FlashResult:  # fmt: skip
+        mcu = self.mcu
+        mcu.flashed.append(version)
+        mcu.flashing.set()
+        target = 1 - mcu.running
+        mcu.slots[target] = SlotInfo(SlotState.WRITING, 0, len(image), b"", version)
+        progress("applying", 0, len(image))
+        if mcu.hold is not None:
+            await mcu.hold.wait()
+        if mcu.failures:
+            raise mcu.failures.pop(0)
+        progress("applying", len(image), len(image))
+        progress("rebooting", len(image), len(image))
+        digest = hashlib.sha256(image).digest()
+        mcu.slots[target] = SlotInfo(SlotState.CONFIRMED, 1, len(image), digest, version)
+        mcu.running, mcu.mode = target, Mode.APP
+        return FlashResult(
+            ok=True, outcome="confirmed", version=version, bytes=len(image), seconds=0.5,
+            transfer_seconds=0.4, wire_bytes_tx=len(image), wire_bytes_rx=64, retransmits=0,
+            resumed_from=0, slot=target, sha256=digest.hex(), running_version=version,
+            chunk=256, window=1024,
+        )  # fmt: skip
+
+
+class FakeDownloader:
+    """Packages by URL; ``failures[url]`` lists errors the next fetches raise, in order."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.packages: dict[str, bytes] = {}
+        self.failures: dict[str, list[FirmwareError]] = {}
+        self.fetches: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def fetch(self, url: str, sha256_hex: str, *, max_size: int, deadline_s: float,
+                    expected_size: int | None = None, progress: Any = None,
+                    ) -> AsyncIterator[Path]:  # fmt: skip
+        self.fetches.append(url)
+        queued = self.failures.get(url)
+        if queued:
+            raise queued.pop(0)
+        path = self.root / hashlib.sha256(url.encode()).hexdigest()
+        path.write_bytes(self.packages[url])
+        yield path
+
+
+@dataclasses.dataclass(frozen=True)
+class Release:
+    version: str
+    url: str
+    blob: bytes
+
+    def desired(self, **extra: Any) -> JsonObject:
+        return {
+            "fwVersion": self.version,
+            "fwPackageURI": self.url,
+            "fwPackageCheckValue": hashlib.sha256(self.blob).hexdigest(),
+            "fwPackageSize": len(self.blob),
+            **extra,
+        }
+
+
+def release(downloader: FakeDownloader, key: keys.PrivateKey, version: str,
+            size: int = 4096) -> Release:  # fmt: skip
+    payload = hashlib.sha256(version.encode()).digest() * (size // 32)
+    manifest = package.manifest_for(
+        payload, provider="contoso", name="sensor-app", version=version,
+        manufacturer="contoso", model=MODEL,
+    )  # fmt: skip
+    blob = package.build(manifest, payload, key)
+    url = f"https://user:s3cr3t@cdn.example/fw/{version}.mcufw?sv=1&sig=s3cr3t-sig"
+    downloader.packages[url] = blob
+    return Release(version, url, blob)
