@@ -1,7 +1,7 @@
 """One attached MCU: its IoT Hub device link, desired-state watching, updates, methods.
 
 The agent talks to the cloud through a :class:`gateway.seams.TwinLink` and to the
-MCU through :class:`gateway.seams.McuSession`s, so its decisions can be tested
+MCU through its bootloader driver (:class:`protocols.driver.Driver`), so its decisions can be tested
 against in-memory fakes. Reports never wait for the hub: a status change is
 queued with the time it happened and the flash goes on (issue: a slow hub once
 held the serial port and a flash slot for ``call_timeout_s`` per transition).
@@ -37,7 +37,6 @@ from gateway.reconcile import current, reconcile, same_version
 from gateway.reported import (
     FwStatus,
     error_section,
-    installed_version,
     mcu_section,
     redacted,
     slots_section,
@@ -45,12 +44,10 @@ from gateway.reported import (
     utc_now,
 )
 from gateway.retry import RetryPolicy, is_transient
-from gateway.seams import McuSession, OpenSession, TwinLink
+from gateway.seams import OpenDriver, TwinLink
 from gateway.update import UpdateEnv, UpdateFailed, UpdateRun, final_report
-from protocols.constants import Mode, ResetMode
-from protocols.errors import ProtocolError
-from protocols.session import BootloaderSession
-from protocols.transport import open_transport
+from protocols import registry
+from protocols.driver import Driver, DriverError, Phase
 
 #: Longest wait between attempts to bring an MCU's hub connection up.
 _MAX_CONNECT_BACKOFF_S = 30.0
@@ -79,25 +76,24 @@ class McuAgent:
         device_id: str,
         gateway_id: str,
         link: TwinLink,
-        baud: int,
         allowed_schemes: tuple[str, ...],
-        open_session: OpenSession | None = None,
+        open_driver: OpenDriver | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.env = env
         self.device_id = device_id
         self.gateway_id = gateway_id
         self.link = link
-        self.baud = baud
         self.allowed_schemes = allowed_schemes
         self.port = probe.port
-        self.hello = probe.hello
-        self.info = probe.info
-        self.uid = probe.info.uid.hex()
+        self.driver = probe.driver
+        self.options = probe.options
+        self.facts = probe.facts
+        self.uid = probe.facts.uid
         self.connected = True
         self.log = mcu_logger("gateway.mcu", device_id)
         self.retry_policy = RetryPolicy.from_settings(env.policy)
-        self._open_session = open_session or self._serial_session
+        self._open_driver = open_driver or self._serial_driver
         self._rng = rng or random.Random()
         self._port_lock = asyncio.Lock()
         self._update: asyncio.Task[None] | None = None
@@ -126,7 +122,7 @@ class McuAgent:
         self.env.journal.upsert_mcu(
             self.uid,
             device_id=self.device_id,
-            model=self.info.model,
+            model=self.facts.model,
             port=self.port,
             slots=self._slots(),
         )
@@ -167,21 +163,20 @@ class McuAgent:
     # ------------------------------------------------------------ port handling
 
     @contextlib.asynccontextmanager
-    async def session(self) -> AsyncIterator[McuSession]:
-        """The MCU for the duration of the block; one user at a time."""
-        async with self._port_lock, self._open_session() as session:
-            yield session
+    async def session(self) -> AsyncIterator[Driver]:
+        """The MCU's driver for the duration of the block; one user at a time."""
+        async with self._port_lock, self._open_driver() as driver:
+            yield driver
 
-    @contextlib.asynccontextmanager
-    async def _serial_session(self) -> AsyncIterator[McuSession]:
-        transport = await open_transport(self.port, self.baud)
-        try:
-            yield BootloaderSession(transport, self.baud)
-        finally:
-            await transport.close()
+    def _serial_driver(self) -> contextlib.AbstractAsyncContextManager[Driver]:
+        return registry.open_driver(self.port, self.driver, self.options)
+
+    @property
+    def installed(self) -> str | None:
+        return self.facts.installed_version
 
     def _slots(self) -> list[dict[str, Any]]:
-        return slots_section(self.info)
+        return slots_section(self.facts)
 
     async def _report(self, patch: dict[str, Any], now: bool = False) -> None:
         """Queue a report; ``now`` marks a transition (sent without the rate limit).
@@ -196,14 +191,13 @@ class McuAgent:
 
     def _mcu_section(self) -> dict[str, Any]:
         return mcu_section(
-            self.hello, self.info, port=self.port, gateway_id=self.gateway_id,
-            connected=self.connected,
-        )  # fmt: skip
+            self.facts, port=self.port, gateway_id=self.gateway_id, connected=self.connected
+        )
 
     async def _report_startup(self) -> None:
         """The first report: the truth from the journal and the MCU, before any work."""
         journal = self.env.journal
-        installed = installed_version(self.info)
+        installed = self.installed
         desired = self._parsed_desired()
         state = reconcile(
             installed=installed,
@@ -226,14 +220,15 @@ class McuAgent:
         await self._report({"mcu": {"connected": False}}, now=True)
 
     async def reattach(self, probe: Probe) -> None:
-        self.port, self.hello, self.info = probe.port, probe.hello, probe.info
+        self.port, self.driver, self.options = probe.port, probe.driver, probe.options
+        self.facts = probe.facts
         self.connected = True
         self.log.info("MCU back on %s", self.port)
         self.env.journal.upsert_mcu(
-            self.uid, device_id=self.device_id, model=self.info.model, port=self.port,
+            self.uid, device_id=self.device_id, model=self.facts.model, port=self.port,
             slots=self._slots(),
         )  # fmt: skip
-        fw = {"currentFwVersion": installed_version(self.info)}
+        fw = {"currentFwVersion": self.installed}
         await self._report({"mcu": self._mcu_section(), "firmware": fw}, now=True)
         # A failure caused by the unplug is worth retrying now that it is back.
         self._gave_up = {s for s in self._gave_up if s not in self._transient}
@@ -274,7 +269,7 @@ class McuAgent:
         sig = _signature(desired)
         self._note_operator_retry(desired.retry)
         running = self._update is not None and not self._update.done()
-        installed = installed_version(self.info)
+        installed = self.installed
         if same_version(installed, desired.fwVersion):
             self._cancel_retry_timer()
             if running:
@@ -325,7 +320,7 @@ class McuAgent:
             await task
         self.env.journal.finish_update(self.uid, Outcome.CANCELLED, error_code="SUPERSEDED")
         await self._refresh_info(restart_app=True)  # a cut transfer leaves the bootloader up
-        await self._report({"firmware": current(installed_version(self.info)),
+        await self._report({"firmware": current(self.installed),
                             "mcu": {"slots": self._slots()}}, now=True)  # fmt: skip
         # The MCU may have moved on meanwhile (a trial boot that confirmed): look again.
         asyncio.get_running_loop().call_soon(self._evaluate)
@@ -360,7 +355,7 @@ class McuAgent:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await previous  # its session must release the port first
         run = UpdateRun(
-            self.env, uid=self.uid, desired=desired, info=self.info, session=self.session,
+            self.env, uid=self.uid, desired=desired, facts=self.facts, driver=self.session,
             report=self._report, log=self.log,
         )  # fmt: skip
         journal = self.env.journal
@@ -381,8 +376,8 @@ class McuAgent:
             )
             await self._failed(desired, sig, run.started, failure)
             return
-        if result.info is not None:
-            self.info = result.info
+        if result.facts is not None:
+            self.facts = result.facts
         journal.finish_update(self.uid, result.outcome)
         journal.set_slots(self.uid, self._slots())
         self._failures.pop(sig, None)
@@ -399,7 +394,7 @@ class McuAgent:
             }
         outcome = result.outcome
         self.log.phase(outcome.value).info("update to %s: %s", desired.fwVersion, outcome.value)
-        installed = installed_version(self.info)
+        installed = self.installed
         patch = final_report(
             outcome, desired=desired, started=run.started, installed=installed, flash=result.flash
         )
@@ -425,7 +420,7 @@ class McuAgent:
             self.uid, Outcome.ERROR, error_code=exc.code, message=exc.message
         )
         await self._refresh_info(restart_app=True)
-        installed = installed_version(self.info)
+        installed = self.installed
         patch = final_report(
             Outcome.ERROR, desired=desired, started=started, installed=installed, failure=exc
         )
@@ -447,40 +442,39 @@ class McuAgent:
         await self._report(patch, now=True)
 
     async def _refresh_info(self, *, restart_app: bool = False) -> None:
-        """Re-read INFO; after a failed or aborted flash, boot the old app again first."""
+        """Re-read the MCU's facts; after a failed or aborted flash, start the old app first.
+
+        A cut transfer leaves the MCU in its bootloader with the installed image
+        intact (and, with ``resume``, the partial one kept for next time).
+        """
         try:
-            async with asyncio.timeout(15):
-                async with self.session() as s:
-                    self.hello = await s.hello()
-                    if restart_app and self.hello.mode is Mode.BOOTLOADER:
-                        # A failed transfer leaves the MCU waiting in its bootloader;
-                        # the confirmed image is intact, so run it again.
-                        await s.info()
-                        await s.reset(ResetMode.RUN)
-                        self.hello = await s.await_boot()
-                    self.info = await s.info()
-        except (ProtocolError, TimeoutError, OSError) as exc:
-            self.log.warning("could not re-read INFO: %s", exc)
+            async with asyncio.timeout(15 + self.options.confirm_timeout_s):
+                async with self.session() as driver:
+                    facts = await driver.identify()
+                    if restart_app and facts.in_bootloader:
+                        facts = await driver.reboot()
+                    self.facts = facts
+        except (DriverError, TimeoutError, OSError) as exc:
+            self.log.warning("could not re-read the MCU's facts: %s", exc)
 
     # ------------------------------------------------------------ direct methods
 
     async def _method_get_info(self, payload: Any) -> tuple[int, Any]:
-        from gateway.cli.info import info_dict
+        from gateway.cli.info import facts_dict
 
         if self._port_lock.locked():
-            return 200, {**info_dict(self.hello, self.info), "busy": True}
+            return 200, {**facts_dict(self.facts), "busy": True}
         await self._refresh_info()
-        return 200, {**info_dict(self.hello, self.info), "busy": False}
+        return 200, {**facts_dict(self.facts), "busy": False}
 
     async def _method_reboot(self, payload: Any) -> tuple[int, Any]:
         if self._update is not None and not self._update.done():
             return 409, {"error": "an update is in progress; call abortUpdate first"}
         try:
             async with asyncio.timeout(10):
-                async with self.session() as s:
-                    await s.hello()
-                    await s.reset(ResetMode.RUN)
-        except (ProtocolError, TimeoutError) as exc:
+                async with self.session() as driver:
+                    self.facts = await driver.reboot()
+        except (DriverError, TimeoutError) as exc:
             return 504, {"error": f"reboot failed: {exc}"}
         return 200, {"rebooted": True}
 
@@ -501,11 +495,11 @@ class McuAgent:
                     "fwUpdateStatus": FwStatus.ERROR.value,
                     "fwUpdateSubstatus": "update aborted by abortUpdate",
                     "pendingFwVersion": None,
-                    "currentFwVersion": installed_version(self.info),
+                    "currentFwVersion": self.installed,
                     "lastFwUpdateEndTime": utc_now(),
                     "nextRetryTime": None,
                     "error": error_section(
-                        "ABORTED", "aborted by the abortUpdate method", "applying"
+                        "ABORTED", "aborted by the abortUpdate method", Phase.APPLYING.value
                     ),
                 }
             },

@@ -11,8 +11,9 @@ Relative paths resolve against the config file's directory.
 
 from __future__ import annotations
 
+import fnmatch
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -98,12 +99,32 @@ class UsbFilter:
 
 
 @dataclass(frozen=True)
+class PortRule:
+    """``[[serial.port]]``: how to talk to the ports a glob (or URL) matches."""
+
+    match: str
+    bootloader: str | None = None  # None: probe with the [serial] order
+    baud: int | None = None
+    options: Mapping[str, str | int | bool] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class SerialSettings:
     ports: tuple[str, ...] = ()  # paths, globs or pyserial URLs (socket://, loop://)
     usb: tuple[UsbFilter, ...] = ()
     baud: int = 115200
     rescan_interval_s: float = 5.0
     probe_timeout_s: float = 2.0
+    #: Drivers to try, in order, on a port no rule names one for; empty: all, by rank.
+    bootloaders: tuple[str, ...] = ()
+    rules: tuple[PortRule, ...] = ()
+
+    def rule_for(self, port: str) -> PortRule | None:
+        """The first ``[[serial.port]]`` whose ``match`` (a glob) matches ``port``."""
+        for rule in self.rules:
+            if fnmatch.fnmatchcase(port, rule.match):
+                return rule
+        return None
 
 
 @dataclass(frozen=True)
@@ -227,15 +248,42 @@ def _static(t: Table) -> StaticSettings:
 
 
 def _serial(t: Table) -> SerialSettings:
+    from protocols import registry
+
+    known = registry.available()
+
+    def driver_name(table: Table, key: str, name: str) -> str:
+        if name not in known:
+            raise table.error(
+                key, f"unknown bootloader {name!r}; known: {', '.join(sorted(known))}"
+            )
+        return name
+
+    order = t.strings("bootloaders", ())
     settings = SerialSettings(
         ports=tuple(_port(t, p) for p in t.strings("ports", ())),
         usb=t.items("usb", _usb_filter, "VID:PID as 4+4 hex digits, e.g. 0403:6001"),
         baud=t.integer("baud", 115200, low=300, high=12_000_000),
         rescan_interval_s=t.number("rescan_interval_s", 5.0, low=0.1),
         probe_timeout_s=t.number("probe_timeout_s", 2.0, low=0.05),
+        bootloaders=tuple(driver_name(t, f"bootloaders[{i}]", n) for i, n in enumerate(order)),
+        rules=tuple(_rule(r, driver_name) for r in t.tables("port")),
     )
     t.finish()
     return settings
+
+
+def _rule(t: Table, driver_name: Callable[[Table, str, str], str]) -> PortRule:
+    raw = t.text("match")
+    bootloader = t.text("bootloader", None)
+    rule = PortRule(
+        match=_port(t, raw),
+        bootloader=None if bootloader is None else driver_name(t, "bootloader", bootloader),
+        baud=t.integer("baud", None, low=300, high=12_000_000),
+        options=t.scalars("options"),
+    )
+    t.finish()
+    return rule
 
 
 def _trust(t: Table) -> TrustSettings:

@@ -61,6 +61,27 @@ class Table:
         if unknown:
             raise self.error(unknown[0], "unknown key (check the spelling)")
 
+    def tables(self, name: str) -> tuple[Table, ...]:
+        """An array of tables (``[[name]]``), each checked like a table."""
+        value = self._get(name, [])
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise self.error(name, f"expected an array of tables, got {_kind(value)}")
+        return tuple(
+            Table(self.file, f"{self.key(name)}[{i}]", v, self._environ)
+            for i, v in enumerate(value)
+        )
+
+    def scalars(self, name: str) -> dict[str, str | int | bool]:
+        """A table of plain values (strings, integers, booleans), e.g. driver options."""
+        value = self._get(name, {})
+        if not isinstance(value, dict):
+            raise self.error(name, f"expected a table, got {_kind(value)}")
+        for key, item in value.items():
+            if not isinstance(item, str | int | bool) or isinstance(item, float):
+                raise self.error(f"{name}.{key}", f"expected a string, integer or boolean, "
+                                 f"got {_kind(item)}")  # fmt: skip
+        return dict(value)
+
     def table(self, name: str) -> Table:
         value = self._get(name, {})
         if not isinstance(value, dict):

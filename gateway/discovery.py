@@ -7,9 +7,8 @@ import os
 from dataclasses import dataclass
 
 from gateway.config import SerialSettings
-from protocols.packets import HelloResponse, InfoResponse
-from protocols.session import BootloaderSession
-from protocols.transport import open_transport
+from protocols import registry
+from protocols.driver import DeviceFacts, DriverOptions, DriverSpec
 
 
 def candidate_ports(settings: SerialSettings) -> list[str]:
@@ -40,19 +39,36 @@ def port_present(port: str) -> bool:
 
 
 @dataclass(frozen=True)
+class PortPlan:
+    """How to talk to one port: the drivers to try, in order, and their options."""
+
+    order: tuple[DriverSpec, ...]
+    options: DriverOptions
+
+
+def plan_for(port: str, settings: SerialSettings, confirm_timeout_s: float) -> PortPlan:
+    rule = settings.rule_for(port)
+    baud = rule.baud if rule is not None and rule.baud is not None else settings.baud
+    extra = dict(rule.options) if rule is not None else {}
+    if rule is not None and rule.bootloader is not None:
+        names: tuple[str, ...] = (rule.bootloader,)
+    else:
+        names = settings.bootloaders
+    options = DriverOptions(baud=baud, confirm_timeout_s=confirm_timeout_s, extra=extra)
+    return PortPlan(tuple(registry.probe_order(names)), options)
+
+
+@dataclass(frozen=True)
 class Probe:
+    """What answered on a port: the driver that reached it and the device's facts."""
+
     port: str
-    hello: HelloResponse
-    info: InfoResponse
+    driver: DriverSpec
+    options: DriverOptions
+    facts: DeviceFacts
 
 
-async def probe(port: str, baud: int) -> Probe:
-    """HELLO + INFO without changing the MCU's state; raises ProtocolError if nothing answers."""
-    transport = await open_transport(port, baud)
-    try:
-        session = BootloaderSession(transport, baud)
-        hello = await session.hello()
-        info = await session.info()
-        return Probe(port, hello, info)
-    finally:
-        await transport.close()
+async def probe(port: str, plan: PortPlan) -> Probe:
+    """Identify the device without changing what it runs; raises DriverError if none answers."""
+    spec, facts = await registry.detect(port, plan.options, plan.order)
+    return Probe(port, spec, plan.options, facts)

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from gateway.errors import JournalError
+from protocols.driver import Phase  # the one phase vocabulary: journal, twin, logs
 
 FILENAME = "journal.sqlite3"
 SCHEMA_VERSION = 1
@@ -88,15 +89,6 @@ CREATE TABLE IF NOT EXISTS assignment (
     assigned_at REAL NOT NULL
 );
 """
-
-
-class Phase(StrEnum):
-    """Where an update stands; the twin's ``fwUpdateStatus`` names the same steps."""
-
-    DOWNLOADING = "downloading"  # fetching the package into the cache
-    VERIFYING = "verifying"  # hash, signature, compatibility, version policy
-    APPLYING = "applying"  # BEGIN/DATA/VERIFY on the MCU; resume_offset is meaningful
-    REBOOTING = "rebooting"  # ACTIVATE + RESET sent; waiting for confirm or rollback
 
 
 class Outcome(StrEnum):

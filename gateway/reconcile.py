@@ -15,9 +15,10 @@ from typing import Any
 import semver
 
 from firmware.twin import DesiredFirmware
-from gateway.journal import HistoryRecord, Outcome, Phase, UpdateRecord
+from gateway.journal import HistoryRecord, Outcome, UpdateRecord
 from gateway.reported import RUN_FIGURES, FwStatus, utc_iso, utc_now
 from gateway.retry import is_transient
+from protocols.driver import Phase
 
 _PHASE_STATUS = {
     Phase.DOWNLOADING: FwStatus.DOWNLOADING,

@@ -7,17 +7,23 @@ import time
 from typing import Any
 
 from firmware.urls import redact_text
-from protocols.packets import HelloResponse, InfoResponse
+from protocols.driver import DeviceFacts, Phase
 
 
 class FwStatus(enum.StrEnum):
+    """``fwUpdateStatus``: an update's :class:`~protocols.driver.Phase`, or how it ended."""
+
     CURRENT = "current"  # running the desired (or last installed) version
-    DOWNLOADING = "downloading"
-    VERIFYING = "verifying"  # package hash, signature, compatibility, version policy
-    APPLYING = "applying"  # writing the inactive slot over the serial link
-    REBOOTING = "rebooting"  # trial boot; waiting for confirm or rollback
+    DOWNLOADING = Phase.DOWNLOADING.value
+    VERIFYING = Phase.VERIFYING.value  # package hash, signature, compatibility, version policy
+    APPLYING = Phase.APPLYING.value  # writing the new image over the serial link
+    REBOOTING = Phase.REBOOTING.value  # booting it; waiting for confirm or rollback
     ERROR = "error"
     ROLLEDBACK = "rolledback"
+
+    @classmethod
+    def of(cls, phase: Phase) -> FwStatus:
+        return cls(phase.value)
 
 
 #: Per-run figures of the last flash; stale as soon as another run starts or ends unseen.
@@ -49,39 +55,37 @@ def redacted(value: Any) -> Any:
     return value
 
 
-def slots_section(info: InfoResponse) -> list[dict[str, Any]]:
+def slots_section(facts: DeviceFacts) -> list[dict[str, Any]]:
     return [
         {
-            "index": i,
-            "state": s.state.name.lower(),
+            "index": s.index,
+            "state": s.state.value,
             "version": s.version,
             "size": s.size,
-            "sha256": s.sha256.hex(),
+            "sha256": s.sha256,
             "boot_count": s.boot_count,
         }
-        for i, s in enumerate(info.slots)
+        for s in facts.slots
     ]
 
 
-def installed_version(info: InfoResponse) -> str | None:
-    """The version the MCU runs, or would boot, judged from INFO."""
-    if info.running_slot < len(info.slots):
-        return info.slots[info.running_slot].version or None
-    confirmed = [s for s in info.slots if s.state.name == "CONFIRMED"]
-    return confirmed[-1].version if confirmed else None
-
-
 def mcu_section(
-    hello: HelloResponse, info: InfoResponse, *, port: str, gateway_id: str, connected: bool
+    facts: DeviceFacts, *, port: str, gateway_id: str, connected: bool
 ) -> dict[str, Any]:
+    """The reported ``mcu`` section: who the MCU is and which promises hold for it."""
     return {
-        "uid": info.uid.hex(),
-        "model": info.model,
-        "compat": info.compat,
-        "bootloaderVersion": info.bootloader_version,
-        "protocolVersion": hello.protocol_version,
+        "uid": facts.uid,
+        "model": facts.model,
+        "compat": facts.compat,
+        "bootloader": facts.driver,
+        "bootloaderVersion": facts.bootloader_version,
+        "protocolVersion": facts.protocol_version,
+        "safety": facts.safety.value,
+        # An object, not a list, so fleet queries can test one: capabilities.rollback = true
+        "capabilities": {c.value: True for c in sorted(facts.capabilities)},
+        "capacity": facts.capacity,
         "serialPort": port,
         "gatewayDeviceId": gateway_id,
         "connected": connected,
-        "slots": slots_section(info),
+        "slots": slots_section(facts),
     }

@@ -18,18 +18,22 @@ from firmware.policy import TrustPolicy
 from gateway.agent import McuAgent
 from gateway.cloud import DeviceTwinLink, LinkOptions, link_for
 from gateway.config import Config
-from gateway.discovery import Probe, candidate_ports, port_present, probe
+from gateway.discovery import Probe, candidate_ports, plan_for, port_present, probe
 from gateway.errors import CloudError, GatewayError
 from gateway.identity import IdentityProvider, provider_from_config
 from gateway.journal import Journal
 from gateway.naming import device_id_for
 from gateway.update import UpdateEnv
-from protocols.errors import ProtocolError
+from protocols.driver import DriverError
 
 log = logging.getLogger("gateway.service")
 
-#: Ports that did not answer are probed again only this often.
+#: A port where no bootloader answered is probed again after this long, doubling each
+#: time up to _REPROBE_MAX_S: reported in the gateway's twin, not hammered forever.
 _REPROBE_S = 30.0
+_REPROBE_MAX_S = 3600.0
+#: Silent ports listed by name in the gateway's own twin.
+_SILENT_LIST_MAX = 50
 #: MCUs listed by id in the gateway's own twin (about 50 bytes each).
 _TWIN_LIST_MAX = 400
 #: Probes running at once (each holds a port for up to a few hundred ms).
@@ -42,7 +46,8 @@ class Gateway:
         self.agents: dict[str, McuAgent] = {}  # by uid hex: stable across ports
         self.scans = 0
         self.online = asyncio.Event()  # set after the first scan
-        self._not_bootloaders: dict[str, float] = {}
+        #: port -> (monotonic time of the next probe, current interval, why it failed)
+        self._silent: dict[str, tuple[float, float, str]] = {}
         self._env: UpdateEnv | None = None
         self._provider: IdentityProvider | None = None
         self._gw_link: DeviceTwinLink | None = None
@@ -130,6 +135,13 @@ class Gateway:
             "attachedCount": len(agents),
             "connectedCount": sum(a.connected for a in agents),
             "mcusTruncated": len(agents) > _TWIN_LIST_MAX,
+            # Ports where nothing answered: an operator sees a miswired or unknown device.
+            # A list, since port names may hold dots, which twin keys may not.
+            "silentPorts": [
+                {"port": port, "reason": why}
+                for port, (_, _, why) in sorted(self._silent.items())[:_SILENT_LIST_MAX]
+            ],
+            "silentPortCount": len(self._silent),
         }
         try:
             await self._gw_link.report(patch)
@@ -157,18 +169,20 @@ class Gateway:
         todo = [
             p
             for p in ports
-            if p not in in_use and now - self._not_bootloaders.get(p, -1e9) >= _REPROBE_S
+            if p not in in_use and now >= self._silent.get(p, (0.0, 0.0, ""))[0]
         ]
+        cfg = self.config
         limit = asyncio.Semaphore(_PROBE_CONCURRENCY)
 
         async def one(port: str) -> Probe | None:
             async with limit:
                 try:
-                    async with asyncio.timeout(self.config.serial.probe_timeout_s + 2):
-                        return await probe(port, self.config.serial.baud)
-                except (ProtocolError, TimeoutError, OSError) as exc:
-                    log.warning("skipping %s: not a bootloader we can talk to (%s)", port, exc)
-                    self._not_bootloaders[port] = time.monotonic()
+                    plan = plan_for(port, cfg.serial, cfg.policy.confirm_timeout_s)
+                    limit_s = (cfg.serial.probe_timeout_s + 2) * max(1, len(plan.order))
+                    async with asyncio.timeout(limit_s):
+                        return await probe(port, plan)
+                except (DriverError, TimeoutError, OSError) as exc:
+                    self._note_silent(port, str(exc) or type(exc).__name__)
                     return None
 
         probes = await asyncio.gather(*(one(p) for p in todo))
@@ -181,16 +195,23 @@ class Gateway:
         if changed or any(p is not None for p in probes):
             await self._report_attached()
 
+    def _note_silent(self, port: str, why: str) -> None:
+        _, interval, _ = self._silent.get(port, (0.0, _REPROBE_S / 2, ""))
+        interval = min(interval * 2, _REPROBE_MAX_S)
+        self._silent[port] = (time.monotonic() + interval, interval, why[:200])
+        log.warning("%s; probing %s again in %.0f s", why, port, interval)
+
     async def _attach(self, found: Probe) -> None:
-        uid = found.info.uid.hex()
-        self._not_bootloaders.pop(found.port, None)
+        uid = found.facts.uid
+        self._silent.pop(found.port, None)
         agent = self.agents.get(uid)
         if agent is not None:
             await agent.reattach(found)
             return
         assert self._provider is not None and self._env is not None
-        device_id = device_id_for(found.info.uid, found.info.model)
-        log.info("MCU %s (%s) found on %s", device_id, found.info.model, found.port)
+        device_id = device_id_for(bytes.fromhex(uid), found.facts.model)
+        log.info("MCU %s (%s, %s bootloader) found on %s", device_id, found.facts.model,
+                 found.driver.name, found.port)  # fmt: skip
         creds = await self._provider.credentials(device_id, uid=uid)
         link = link_for(creds, LinkOptions.from_settings(self.config.hub))
         agent = McuAgent(
@@ -199,7 +220,6 @@ class Gateway:
             device_id=device_id,
             gateway_id=self.config.gateway.device_id,
             link=link,
-            baud=self.config.serial.baud,
             allowed_schemes=self.config.policy.allowed_schemes,
         )
         self.agents[uid] = agent

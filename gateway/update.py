@@ -1,13 +1,15 @@
 """One firmware update of one MCU: download, verify, apply, reboot, confirm or roll back.
 
 Every transition is reported to the twin and journalled, so a crash at any point
-leaves enough to resume: the MCU keeps its partial slot (BEGIN resumes it) and the
-journal keeps the target.
+leaves enough to resume: the MCU keeps its partial slot (a driver with the
+``resume`` capability continues it) and the journal keeps the target. The MCU is
+reached only through a :class:`protocols.driver.Driver`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -20,30 +22,21 @@ from firmware.policy import TrustPolicy, evaluate
 from firmware.twin import DesiredFirmware
 from firmware.urls import redact_url
 from gateway.config import PolicySettings
-from gateway.journal import Journal, Outcome, Phase
+from gateway.journal import Journal, Outcome
 from gateway.logs import McuLogger
-from gateway.reported import (
-    RUN_FIGURES,
-    FwStatus,
-    error_section,
-    installed_version,
-    utc_iso,
-    utc_now,
-)
-from gateway.seams import OpenSession
+from gateway.reported import RUN_FIGURES, FwStatus, error_section, utc_iso, utc_now
+from gateway.seams import OpenDriver
 from gateway.window import seconds_until_open
-from protocols.errors import (
-    DeviceRejected,
-    DeviceTimeout,
-    LocalProtocolError,
-    PortNotFound,
-    ProtocolError,
-    TransportDisconnected,
-    UnsupportedVersionError,
-    VerifyFailed,
+from protocols.driver import (
+    DeviceFacts,
+    DriverError,
+    Image,
+    InstallResult,
+    Phase,
+    Progress,
+    Step,
 )
-from protocols.packets import InfoResponse
-from protocols.session import FlashResult
+from protocols.driver import Outcome as InstallOutcome
 
 #: (patch, transition) -> None; queues the report and returns without waiting for the hub.
 Report = Callable[[dict[str, Any], bool], Coroutine[Any, Any, None]]
@@ -62,22 +55,6 @@ class UpdateFailed(Exception):
         self.phase = phase
 
 
-def protocol_code(exc: ProtocolError) -> str:
-    if isinstance(exc, DeviceTimeout):
-        return "MCU_TIMEOUT"
-    if isinstance(exc, TransportDisconnected | PortNotFound):
-        return "MCU_DISCONNECTED"
-    if isinstance(exc, DeviceRejected):
-        return f"MCU_{exc.status.name}"
-    if isinstance(exc, VerifyFailed):
-        return "MCU_VERIFY_FAILED"
-    if isinstance(exc, UnsupportedVersionError):
-        return "MCU_PROTOCOL_VERSION"
-    if isinstance(exc, LocalProtocolError):
-        return "IMAGE_REJECTED"
-    return "MCU_PROTOCOL_ERROR"
-
-
 @dataclass(frozen=True)
 class UpdateEnv:
     """What an update needs from the gateway, shared by all MCUs."""
@@ -93,8 +70,8 @@ class UpdateEnv:
 @dataclass(frozen=True)
 class UpdateResult:
     outcome: Outcome
-    info: InfoResponse | None
-    flash: FlashResult | None
+    facts: DeviceFacts | None  # read after the outcome
+    flash: InstallResult | None
 
 
 class UpdateRun:
@@ -104,16 +81,16 @@ class UpdateRun:
         *,
         uid: str,
         desired: DesiredFirmware,
-        info: InfoResponse,
-        session: OpenSession,
+        facts: DeviceFacts,
+        driver: OpenDriver,
         report: Report,
         log: McuLogger,
     ) -> None:
         self.env = env
         self.uid = uid
         self.desired = desired
-        self.info = info
-        self._session = session
+        self.facts = facts
+        self._driver = driver
         self._report = report
         self.log = log
         self.phase = Phase.DOWNLOADING
@@ -177,19 +154,19 @@ class UpdateRun:
             ) as path:
                 return await asyncio.to_thread(path.read_bytes)
         except FirmwareError as exc:
-            raise UpdateFailed(exc.reason.value, exc.message, "downloading") from exc
+            raise UpdateFailed(exc.reason.value, exc.message, Phase.DOWNLOADING.value) from exc
 
     def _verify(self, data: bytes) -> bytes:
-        info = self.info
+        facts = self.facts
         target = TargetInfo(
-            compat=info.compat,
-            model=info.model,
-            installed_version=installed_version(info),
-            slot_size=info.geometry.slot_size,
+            compat=facts.compat,
+            model=facts.model,
+            installed_version=facts.installed_version,
+            slot_size=facts.capacity,
         )
         verdict = evaluate(data, desired=self.desired, target=target, policy=self.env.trust)
         if not verdict.ok or verdict.package is None:
-            raise UpdateFailed(verdict.reason.value, verdict.message, "verifying")
+            raise UpdateFailed(verdict.reason.value, verdict.message, Phase.VERIFYING.value)
         return verdict.package.payload
 
     async def _await_window(self) -> None:
@@ -214,62 +191,70 @@ class UpdateRun:
             pending.add(task)
             task.add_done_callback(pending.discard)
 
-        def progress(phase: str, done: int, total_: int) -> None:
+        def progress(event: Progress) -> None:
             now = time.monotonic()
-            if phase == "applying" and self.first_data_at is None:
-                self.first_data_at = time.time()  # fires right before the first DATA frame
-            if phase == "rebooting" and self.phase is not Phase.REBOOTING:
-                self.phase = Phase.REBOOTING
-                self.env.journal.set_phase(self.uid, Phase.REBOOTING)
-                spawn(
-                    self._status(
-                        FwStatus.REBOOTING,
-                        "trial boot; waiting for the app to confirm",
-                        progress=100,
-                        bytesWritten=total,
+            step = event.step
+            if step is Step.WRITE and self.first_data_at is None:
+                self.first_data_at = time.time()  # fires right before the first bytes go out
+            if step.phase is Phase.REBOOTING:
+                if self.phase is not Phase.REBOOTING:
+                    self.phase = Phase.REBOOTING
+                    self.env.journal.set_phase(self.uid, Phase.REBOOTING)
+                    spawn(
+                        self._status(
+                            FwStatus.REBOOTING,
+                            "booting the new image; waiting for the app to confirm",
+                            progress=100,
+                            bytesWritten=total,
+                        )
                     )
-                )
                 return
-            if now - self._last_journal >= _JOURNAL_EVERY_S:
+            if step is Step.WRITE and now - self._last_journal >= _JOURNAL_EVERY_S:
                 self._last_journal = now
-                self.env.journal.record_progress(self.uid, done)
-            if now - self._last_report >= _REPORT_EVERY_S or done == total_:
+                self.env.journal.record_progress(self.uid, event.done)
+            if now - self._last_report >= _REPORT_EVERY_S or event.done == event.total:
                 self._last_report = now
-                sub = "MCU hashing the staged image" if phase == "verifying" else "writing"
-                patch = {
+                patch: dict[str, Any] = {
                     "fwUpdateStatus": FwStatus.APPLYING.value,
-                    "fwUpdateSubstatus": sub,
-                    "progress": done * 100 // max(1, total_),
-                    "bytesWritten": done,
+                    "fwUpdateSubstatus": _STEP_TEXT[step],
                 }
+                if step is Step.WRITE:
+                    patch["progress"] = event.done * 100 // max(1, event.total)
+                    patch["bytesWritten"] = event.done
                 spawn(self._report({"firmware": patch}, False))
 
+        digest = hashlib.sha256(payload).hexdigest()
         try:
-            async with self._session() as session:
-                await session.connect()
-                result = await session.flash(
-                    payload,
-                    self.desired.fwVersion,
-                    progress=progress,
-                    confirm_timeout=self.env.confirm_timeout_s,
+            async with self._driver() as driver:
+                result = await driver.install(
+                    Image(payload, self.desired.fwVersion, digest), progress
                 )
-                info = await session.info()
-        except ProtocolError as exc:
-            phase = "rebooting" if self.phase is Phase.REBOOTING else "applying"
-            raise UpdateFailed(protocol_code(exc), str(exc), phase) from exc
+        except DriverError as exc:
+            raise UpdateFailed(exc.code, exc.message, exc.phase.value) from exc
         finally:
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
         self.env.journal.record_progress(self.uid, total, result.resumed_from)
-        if result.outcome == "confirmed":
-            return UpdateResult(Outcome.CURRENT, info, result)
-        if result.outcome == "rolled_back":
-            return UpdateResult(Outcome.ROLLEDBACK, info, result)
+        if result.outcome is InstallOutcome.CONFIRMED:
+            return UpdateResult(Outcome.CURRENT, result.facts, result)
+        if result.outcome is InstallOutcome.ROLLED_BACK:
+            return UpdateResult(Outcome.ROLLEDBACK, result.facts, result)
         raise UpdateFailed(
             "APP_NOT_CONFIRMED",
             f"the app did not confirm within {self.env.confirm_timeout_s:g} s of its trial boot",
-            "rebooting",
+            Phase.REBOOTING.value,
         )
+
+
+#: ``fwUpdateSubstatus`` while a driver works through an install.
+_STEP_TEXT = {
+    Step.CONNECT: "reaching the bootloader",
+    Step.ERASE: "erasing",
+    Step.WRITE: "writing",
+    Step.CHECK: "MCU checking the written image",
+    Step.ACTIVATE: "marking the new image bootable",
+    Step.BOOT: "booting the new image",
+}
 
 
 def final_report(
@@ -278,7 +263,7 @@ def final_report(
     desired: DesiredFirmware,
     started: str,
     installed: str | None,
-    flash: FlashResult | None = None,
+    flash: InstallResult | None = None,
     failure: UpdateFailed | None = None,
 ) -> dict[str, Any]:
     fw: dict[str, Any] = {
@@ -301,7 +286,7 @@ def final_report(
             error=error_section(
                 "ROLLED_BACK",
                 f"trial boot of {desired.fwVersion} failed; the bootloader restored {installed}",
-                "rebooting",
+                Phase.REBOOTING.value,
             ),
         )
     else:

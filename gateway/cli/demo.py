@@ -101,7 +101,7 @@ async def _demo(args: argparse.Namespace, root: Path) -> int:
         console.print(f"signed {NEW_VERSION} packages published; setting desired firmware "
                       "through the IoT Hub service API")  # fmt: skip
         await asyncio.to_thread(
-            _set_all, lab, [(a.device_id, releases[a.info.model]) for a in order]
+            _set_all, lab, [(a.device_id, releases[a.facts.model]) for a in order]
         )
         ok = await _watch(lab, order, deadline, console)
         _summary(console, order, old, args.baud)
@@ -125,9 +125,7 @@ def _size(model: str, wanted: int) -> int:
 
 
 def _version(agent: Any) -> str:
-    from gateway.reported import installed_version
-
-    return installed_version(agent.info) or "-"
+    return agent.installed or "-"
 
 
 def _set_all(lab: Any, targets: list[tuple[str, Any]]) -> None:
@@ -195,7 +193,7 @@ def _table(agents: list[Any], states: list[dict[str, Any]]) -> Any:
         colour = {"current": "green", "error": "red", "rolledback": "red"}.get(status, "yellow")
         table.add_row(
             agent.device_id,
-            agent.info.model,
+            agent.facts.model,
             f"[{colour}]{status}[/]",
             ProgressBar(total=100, completed=pct, width=30),
             f"{pct:3d}",

@@ -1,6 +1,6 @@
 """In-memory stand-ins for the agent's two seams (twin link, MCU) and the package source.
 
-They implement :class:`gateway.seams.TwinLink` and :class:`gateway.seams.McuSession`
+They implement :class:`gateway.seams.TwinLink` and :class:`protocols.driver.Driver`
 with just enough behaviour to test the orchestration's decisions without a
 hub, a serial port or the network: the link merges reports into ``state`` (the
 twin as a perfect hub would hold it), the MCU keeps two slots and boots what
@@ -21,18 +21,29 @@ from firmware import keys, package
 from firmware.errors import FirmwareError
 from gateway import mergepatch
 from gateway.discovery import Probe
-from gateway.seams import McuSession, MethodHandler
-from protocols.constants import Capability, Mode, ResetMode, SlotState, Status
-from protocols.errors import ProtocolError
-from protocols.packets import Geometry, HelloResponse, InfoResponse, SlotInfo
-from protocols.session import FlashResult, ProgressFn
+from gateway.seams import MethodHandler
+from protocols import registry
+from protocols.driver import (
+    Capability,
+    DeviceFacts,
+    Driver,
+    DriverError,
+    DriverOptions,
+    Image,
+    InstallResult,
+    Outcome,
+    Progress,
+    ProgressFn,
+    Safety,
+    SlotFacts,
+    SlotState,
+    Step,
+    no_progress,
+)
 
 MODEL = "vmcu-f4"
 COMPAT = f"contoso:{MODEL}:B"
-GEOMETRY = Geometry(
-    slot_size=256 * 1024, sector_size=4096, write_size=8, page_size=256, erase_us=1000,
-    program_us=100, hash_us_per_kib=10, boot_ms=50, max_trial_boots=3,
-)  # fmt: skip
+CAPACITY = 256 * 1024
 
 JsonObject = dict[str, Any]
 
@@ -106,86 +117,90 @@ class FakeLink:
 
 
 class FakeMcu:
-    """Two slots; a flash writes the other slot, boots it and the app confirms."""
+    """Two slots; an install writes the other slot, boots it and the app confirms."""
 
     def __init__(self, version: str = "1.0.0", uid: bytes = b"\x0a\x1b\x2c\x3d") -> None:
         self.uid = uid
-        digest = hashlib.sha256(version.encode()).digest()
+        digest = hashlib.sha256(version.encode()).hexdigest()
         self.slots = [
-            SlotInfo(SlotState.CONFIRMED, 1, 1000, digest, version),
-            SlotInfo(SlotState.EMPTY, 0, 0, b"", ""),
+            SlotFacts(0, SlotState.CONFIRMED, version, 1000, digest, 1),
+            SlotFacts(1, SlotState.EMPTY),
         ]
         self.running = 0
-        self.mode = Mode.APP
-        self.flashed: list[str] = []  # versions whose flash began, in order
-        self.hold: asyncio.Event | None = None  # a flash waits here after its first bytes
-        self.flashing = asyncio.Event()  # set when a flash has begun
-        self.failures: list[ProtocolError] = []  # raised by the next flashes, in order
+        self.in_bootloader = False
+        self.flashed: list[str] = []  # versions whose install began, in order
+        self.hold: asyncio.Event | None = None  # an install waits here after its first bytes
+        self.flashing = asyncio.Event()  # set when an install has begun
+        self.failures: list[DriverError] = []  # raised by the next installs, in order
         self.sessions = 0
 
     @property
     def version(self) -> str:
         return self.slots[self.running].version
 
-    def hello(self) -> HelloResponse:
-        return HelloResponse(Status.OK, 1, self.mode, Capability.WINDOW | Capability.RESUME,
-                             256, 1024)  # fmt: skip
+    def set_slot(self, index: int, version: str, size: int = 5000) -> None:
+        digest = hashlib.sha256(version.encode()).hexdigest()
+        self.slots[index] = SlotFacts(index, SlotState.CONFIRMED, version, size, digest, 1)
 
-    def info(self) -> InfoResponse:
-        return InfoResponse(Status.OK, self.mode, self.running, self.uid, MODEL, COMPAT, "1.0.0",
-                            GEOMETRY, tuple(self.slots))  # fmt: skip
+    def facts(self) -> DeviceFacts:
+        return DeviceFacts(
+            driver="fake", uid=self.uid.hex(), model=MODEL, compat=COMPAT,
+            bootloader_version="1.0.0", protocol_version="1", installed_version=self.version,
+            capacity=CAPACITY, safety=Safety.AB_ROLLBACK,
+            capabilities=frozenset({Capability.AB_SLOTS, Capability.TRIAL_BOOT,
+                                    Capability.ROLLBACK, Capability.RESUME}),
+            slots=tuple(dataclasses.replace(s, running=s.index == self.running)
+                        for s in self.slots),
+            in_bootloader=self.in_bootloader,
+        )  # fmt: skip
 
     def probe(self) -> Probe:
-        return Probe("fake-port", self.hello(), self.info())
+        spec = registry.get("mcugw")  # never opened: the agent gets open_driver=self.open
+        return Probe("fake-port", spec, DriverOptions(), self.facts())
 
     @contextlib.asynccontextmanager
-    async def open(self) -> AsyncIterator[McuSession]:
+    async def open(self) -> AsyncIterator[Driver]:
         self.sessions += 1
-        yield FakeSession(self)
+        yield FakeDriver(self)
 
 
-class FakeSession:
+class FakeDriver:
     def __init__(self, mcu: FakeMcu) -> None:
         self.mcu = mcu
 
-    async def hello(self) -> HelloResponse:
-        return self.mcu.hello()
+    async def identify(self) -> DeviceFacts:
+        return self.mcu.facts()
 
-    async def info(self) -> InfoResponse:
-        return self.mcu.info()
+    async def reboot(self) -> DeviceFacts:
+        self.mcu.in_bootloader = False
+        return self.mcu.facts()
 
-    async def connect(self) -> InfoResponse:
-        self.mcu.mode = Mode.BOOTLOADER
-        return self.mcu.info()
+    async def abort(self) -> DeviceFacts:
+        return await self.reboot()
 
-    async def reset(self, mode: ResetMode) -> None:
-        self.mcu.mode = Mode.APP if mode is ResetMode.RUN else Mode.BOOTLOADER
-
-    async def await_boot(self) -> HelloResponse:
-        return self.mcu.hello()
-
-    async def flash(self, image: bytes, version: str, *, progress: ProgressFn,
-                    confirm_timeout: float) -> FlashResult:  # fmt: skip
+    async def install(self, image: Image, progress: ProgressFn = no_progress) -> InstallResult:
         mcu = self.mcu
-        mcu.flashed.append(version)
+        mcu.flashed.append(image.version)
         mcu.flashing.set()
+        mcu.in_bootloader = True
         target = 1 - mcu.running
-        mcu.slots[target] = SlotInfo(SlotState.WRITING, 0, len(image), b"", version)
-        progress("applying", 0, len(image))
+        size = len(image.data)
+        mcu.slots[target] = SlotFacts(target, SlotState.WRITING, image.version, size)
+        progress(Progress(Step.CONNECT, 0, size))
+        progress(Progress(Step.WRITE, 0, size))
         if mcu.hold is not None:
             await mcu.hold.wait()
         if mcu.failures:
             raise mcu.failures.pop(0)
-        progress("applying", len(image), len(image))
-        progress("rebooting", len(image), len(image))
-        digest = hashlib.sha256(image).digest()
-        mcu.slots[target] = SlotInfo(SlotState.CONFIRMED, 1, len(image), digest, version)
-        mcu.running, mcu.mode = target, Mode.APP
-        return FlashResult(
-            ok=True, outcome="confirmed", version=version, bytes=len(image), seconds=0.5,
-            transfer_seconds=0.4, wire_bytes_tx=len(image), wire_bytes_rx=64, retransmits=0,
-            resumed_from=0, slot=target, sha256=digest.hex(), running_version=version,
-            chunk=256, window=1024,
+        progress(Progress(Step.WRITE, size, size))
+        progress(Progress(Step.BOOT, size, size))
+        mcu.slots[target] = SlotFacts(target, SlotState.CONFIRMED, image.version, size,
+                                      image.sha256, 1)  # fmt: skip
+        mcu.running, mcu.in_bootloader = target, False
+        return InstallResult(
+            outcome=Outcome.CONFIRMED, version=image.version, sha256=image.sha256, slot=target,
+            bytes=size, seconds=0.5, transfer_seconds=0.4, wire_bytes_tx=size, wire_bytes_rx=64,
+            retransmits=0, resumed_from=0, running_version=image.version, facts=mcu.facts(),
         )  # fmt: skip
 
 

@@ -24,7 +24,7 @@ from gateway.config import PolicySettings
 from gateway.journal import Journal, Outcome, Phase
 from gateway.logs import TextFormatter
 from gateway.update import UpdateEnv
-from protocols.errors import DeviceTimeout
+from protocols.driver import DriverError, Step
 from tests.gateway.fakes import FakeDownloader, FakeLink, FakeMcu, release
 
 OLD_END = "2020-01-01T00:00:00Z"
@@ -75,7 +75,7 @@ async def rig(
     )
     agent = McuAgent(
         env=env, probe=mcu.probe(), device_id=link.device_id, gateway_id="gw", link=link,
-        baud=115200, allowed_schemes=("https",), open_session=mcu.open, rng=random.Random(7),
+        allowed_schemes=("https",), open_driver=mcu.open, rng=random.Random(7),
     )  # fmt: skip
     r = Rig(agent, link, mcu, downloader, journal, key)
     if prepare is not None:
@@ -130,7 +130,7 @@ async def test_restart_after_a_kill_during_the_trial_boot_reports_the_new_versio
         _seed_run(r, "2.0.0", rel.desired()["fwPackageCheckValue"], Phase.REBOOTING)
         r.link.set_desired(rel.desired())
 
-    mcu.slots[1] = mcu.slots[0].__class__(mcu.slots[0].state, 1, 5000, b"\x01" * 32, "2.0.0")
+    mcu.set_slot(1, "2.0.0")
     mcu.running = 1
     async with rig(tmp_path, mcu=mcu, link=FakeLink(reported=stale), prepare=prepare) as r:
         await r.wait_fw(currentFwVersion="2.0.0")
@@ -296,7 +296,7 @@ async def test_permanent_failure_waits_for_the_operator_retry_counter(tmp_path: 
 async def test_transient_failures_give_up_after_the_limit(tmp_path: Path) -> None:
     policy = PolicySettings(retry_attempts=3, retry_base_s=10.0, retry_max_s=20.0)
     mcu = FakeMcu()
-    mcu.failures = [DeviceTimeout("no answer")] * 5
+    mcu.failures = [DriverError("MCU_TIMEOUT", "no answer", Step.WRITE)] * 5
     async with rig(tmp_path, mcu=mcu, policy=policy) as r:
         r.link.set_desired(release(r.downloader, r.key, "2.0.0").desired())
         fw = await r.wait_fw(within=600, fwUpdateStatus="error", nextRetryTime=None)

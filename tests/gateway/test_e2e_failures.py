@@ -47,7 +47,7 @@ def _flip_last(blob: bytes) -> bytes:
 
 def _slots(run: Running, device_id: str) -> Any:
     agent = next(a for a in run.gateway.agents.values() if a.device_id == device_id)
-    return [(s.state, s.version, s.sha256) for s in agent.info.slots]
+    return [(s.state, s.version, s.sha256) for s in agent.facts.slots]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

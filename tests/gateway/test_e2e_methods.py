@@ -8,7 +8,7 @@ import tty
 from pathlib import Path
 from typing import Any
 
-from tests.gateway.e2e import device_ids, firmware_of, running_lab, set_desired, wait_hub
+from tests.gateway.e2e import device_ids, firmware_of, reported, running_lab, set_desired, wait_hub
 
 
 def _invoke(lab: Any, device_id: str, method: str, payload: Any = None) -> Any:
@@ -44,7 +44,15 @@ async def test_methods_and_a_port_that_is_not_a_bootloader(tmp_path: Path) -> No
             await wait_hub(lab, methods_ready, within=60)
             (device,) = device_ids(run)
             assert run.gateway.scans >= 1
-            assert str(tmp_path / "ports" / "mcu-999") in run.gateway._not_bootloaders
+            silent = str(tmp_path / "ports" / "mcu-999")
+
+            def silent_port_reported(s: Any) -> Any:
+                ports = reported(s, run.gateway.config.gateway.device_id).get("silentPorts")
+                return ports and [p for p in ports if p["port"] == silent]
+
+            (entry,) = await wait_hub(lab, silent_port_reported, within=30)
+            assert "no bootloader answered" in entry["reason"]
+            assert "mcugw" in entry["reason"]
 
             info = await asyncio.to_thread(_invoke, lab, device, "getInfo")
             assert info.status == 200

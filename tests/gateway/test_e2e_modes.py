@@ -37,7 +37,7 @@ async def test_update_waits_for_its_install_window(tmp_path: Path) -> None:
 
         await wait_hub(run.lab, waiting, within=30)
         agent = next(iter(run.gateway.agents.values()))
-        assert [s.version for s in agent.info.slots if s.version] == ["1.0.0"]
+        assert [s.version for s in agent.facts.slots if s.version] == ["1.0.0"]
         # Opening the window now (a new desired state) lets it through.
         around = dt.datetime.now(dt.UTC)
         open_now = {

@@ -80,5 +80,5 @@ async def test_desired_change_during_update_installs_the_newer(tmp_path: Path) -
         await asyncio.to_thread(set_desired, run.lab, device, second.desired())
         await wait_current(run.lab, device, "3.0.0")
         agent = next(iter(run.gateway.agents.values()))
-        versions = {s.version for s in agent.info.slots}
+        versions = {s.version for s in agent.facts.slots}
         assert "2.0.0" not in versions  # the superseded image never became active

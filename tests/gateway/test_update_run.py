@@ -15,7 +15,7 @@ from gateway.config import PolicySettings
 from gateway.journal import Journal, Outcome, Phase
 from gateway.logs import mcu_logger
 from gateway.update import UpdateEnv, UpdateFailed, UpdateRun
-from protocols.errors import TransportDisconnected
+from protocols.driver import DriverError, Step
 from tests.gateway.fakes import FakeDownloader, FakeMcu, release
 
 UID = "0a1b2c3d"
@@ -41,8 +41,8 @@ def _run(tmp_path: Path, key: Any, mcu: FakeMcu, firmware: dict[str, Any],
     async def report(patch: dict[str, Any], transition: bool) -> None:
         reports.append((patch, transition))
 
-    return UpdateRun(env, uid=UID, desired=parse_desired(firmware), info=mcu.info(),
-                     session=mcu.open, report=report, log=mcu_logger("test", "mcu-1"))  # fmt: skip
+    return UpdateRun(env, uid=UID, desired=parse_desired(firmware), facts=mcu.facts(),
+                     driver=mcu.open, report=report, log=mcu_logger("test", "mcu-1"))  # fmt: skip
 
 
 async def test_a_run_walks_every_status_as_a_transition_and_ends_confirmed(
@@ -57,7 +57,7 @@ async def test_a_run_walks_every_status_as_a_transition_and_ends_confirmed(
                             reports).run()  # fmt: skip
         assert journal.update_in_progress(UID) is not None  # the agent finishes it
     assert result.outcome is Outcome.CURRENT
-    assert result.info is not None and result.info.slots[1].version == "2.0.0"
+    assert result.facts is not None and result.facts.slots[1].version == "2.0.0"
     transitions = [p["firmware"]["fwUpdateStatus"] for p, t in reports if t]
     assert transitions[:3] == ["downloading", "verifying", "applying"]
     assert transitions[-1] == "rebooting"
@@ -87,7 +87,7 @@ async def test_an_unplug_mid_flash_fails_in_applying_with_an_mcu_code(
     tmp_path: Path, key: Any
 ) -> None:
     mcu, downloader = FakeMcu(), FakeDownloader(tmp_path)
-    mcu.failures = [TransportDisconnected("port closed")]
+    mcu.failures = [DriverError("MCU_DISCONNECTED", "port closed", Step.WRITE)]
     rel = release(downloader, key, "2.0.0")
     with Journal.open(tmp_path / "j") as journal:
         journal.upsert_mcu(UID, device_id="mcu-1", model="vmcu-f4", port="p")
