@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS twins (
 CREATE TABLE IF NOT EXISTS enrollments (
     kind TEXT NOT NULL, name TEXT NOT NULL, primary_key TEXT NOT NULL,
     secondary_key TEXT NOT NULL, PRIMARY KEY (kind, name));
+CREATE TABLE IF NOT EXISTS configurations (config_id TEXT PRIMARY KEY, record TEXT NOT NULL);
 """
 
 
@@ -101,3 +102,14 @@ class Store:
             "INSERT OR REPLACE INTO enrollments VALUES (?, ?, ?, ?)",
             (e.kind.value, e.name, e.primary_key, e.secondary_key),
         )
+
+    # Automatic device configurations, as opaque JSON records (see configurations.py).
+
+    def configurations(self) -> list[str]:
+        return [str(r[0]) for r in self._db.execute("SELECT record FROM configurations")]
+
+    def save_configuration(self, config_id: str, record: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO configurations VALUES (?, ?)", (config_id, record))
+
+    def delete_configuration(self, config_id: str) -> None:
+        self._db.execute("DELETE FROM configurations WHERE config_id=?", (config_id,))
