@@ -209,6 +209,7 @@ def test_retry_retargets_only_failed_mcus_with_a_new_desired_state() -> None:
     deploy.create(hub, plan(max_failure_rate=0.6), NOW)
     hub.finish("2.0.0", fail={"mcu-001"})
     config, devices = deploy.retry(hub, "v2")
+    assert config.id == "v2-retry1"
     assert devices == ["mcu-001"]
     uri = hub.twins["mcu-001"].desired["firmware"]["fwPackageURI"]
     assert uri == V2.uri + "#retry-1"
@@ -227,6 +228,7 @@ def test_rollback_deploys_the_previous_rollouts_package_to_reached_mcus() -> Non
     deploy.create(hub, plan(), NOW)
     hub.finish("2.0.0", fail={"mcu-001"})
     config, devices = deploy.rollback(hub, "v2")
+    assert config.labels["version"] == "1.5.0"
     assert devices == ["mcu-000", "mcu-001"]
     for d in devices:
         fw = hub.twins[d].desired["firmware"]
