@@ -185,7 +185,10 @@ def _now() -> dt.datetime:
 def _console() -> Any:
     from rich.console import Console
 
-    return Console(highlight=False)
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=200)  # a pipe or a file: do not cut columns
+    return console
 
 
 # ------------------------------------------------------------------ status

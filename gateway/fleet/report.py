@@ -95,10 +95,16 @@ th { background: #f3f4f6; } .summary span { margin-right: 18px; }
 """
 
 
+def _untagged(bars: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    return {("(untagged)" if k == "-" else k): v for k, v in bars.items()}
+
+
 def render(status: FleetStatus, *, where: str | None, now: dt.datetime) -> str:
-    rings = {k: v for k, v in status.by_ring.items() if k != "-"}
-    bars = rings or status.by_group
-    scope = "ring" if rings else "group"
+    charts = [
+        bar_chart(f"Update status per {scope}", _untagged(bars), by_status=True)
+        for scope, bars in (("ring", status.by_ring), ("group", status.by_group))
+        if set(bars) - {"-"}
+    ] or [bar_chart("Update status", {"all MCUs": status.by_status}, by_status=True)]
     summary = "".join(f"<span>{escape(k)}: <b>{v}</b></span>" for k, v in status.by_status.items())
     failures = [
         [f.device_id, f.gateway, f.port, f.model, f.status, f.version, f.code, f.phase,
@@ -115,7 +121,7 @@ def render(status: FleetStatus, *, where: str | None, now: dt.datetime) -> str:
 <p>{status.total} MCUs{escape(f" where {where}") if where else ""};
 generated {escape(now.strftime("%Y-%m-%d %H:%M:%S UTC"))}</p>
 <p class="summary">{summary}</p>
-{bar_chart(f"Update status per {scope}", bars, by_status=True)}
+{"".join(charts)}
 {bar_chart("Installed version per model", status.versions_by_model, by_status=False)}
 <h2 class="{"bad" if failures else ""}">Failed or rolled back: {len(failures)}</h2>
 {

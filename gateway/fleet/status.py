@@ -17,10 +17,12 @@ from gateway.fleet.rollout import IN_PROGRESS
 _FW = "properties.reported.firmware"
 _MCU = "properties.reported.mcu"
 NONE = "-"  # shown for a missing value (an MCU that has not reported yet)
+# Aliases avoid the Twin model's own field names (version, status, ...): the
+# service SDK pushes every query row through its Twin deserializer.
 _GROUPED = {
     "model": f"{_MCU}.model",
-    "version": f"{_FW}.currentFwVersion",
-    "status": f"{_FW}.fwUpdateStatus",
+    "fwVersion": f"{_FW}.currentFwVersion",
+    "fwStatus": f"{_FW}.fwUpdateStatus",
     "ring": "tags.ring",
     "groupName": "tags.group",
 }
@@ -101,25 +103,25 @@ def collect(hub: FleetHub, where: str | None = None, limit: int = 1000) -> Fleet
     )
     failed = hub.query(
         f"SELECT deviceId, {_MCU}.gatewayDeviceId AS gateway, {_MCU}.serialPort AS port, "
-        f"{_MCU}.model AS model, {_FW}.fwUpdateStatus AS status, "
-        f"{_FW}.currentFwVersion AS version, {_FW}.error AS error FROM devices"
+        f"{_MCU}.model AS model, {_FW}.fwUpdateStatus AS fwStatus, "
+        f"{_FW}.currentFwVersion AS fwVersion, {_FW}.error AS error FROM devices"
         + _where(where, f"{_FW}.fwUpdateStatus IN ['error', 'rolledback']")
     )
     statuses = ", ".join(f"'{s}'" for s in IN_PROGRESS)
     busy = hub.query(
         f"SELECT deviceId, {_MCU}.gatewayDeviceId AS gateway, {_MCU}.model AS model, "
-        f"{_FW}.fwUpdateStatus AS status, {_FW}.pendingFwVersion AS pending, "
+        f"{_FW}.fwUpdateStatus AS fwStatus, {_FW}.pendingFwVersion AS pending, "
         f"{_FW}.progress AS progress FROM devices"
         + _where(where, f"{_FW}.fwUpdateStatus IN [{statuses}]")
     )
     return FleetStatus(
         total=sum(r["n"] for r in rows),
         by_model=_count(rows, "model"),
-        by_version=_count(rows, "version"),
-        by_status=_count(rows, "status"),
-        by_ring=_nested(rows, "ring", "status"),
-        by_group=_nested(rows, "groupName", "status"),
-        versions_by_model=_nested(rows, "model", "version"),
+        by_version=_count(rows, "fwVersion"),
+        by_status=_count(rows, "fwStatus"),
+        by_ring=_nested(rows, "ring", "fwStatus"),
+        by_group=_nested(rows, "groupName", "fwStatus"),
+        versions_by_model=_nested(rows, "model", "fwVersion"),
         failures=sorted((_failure(r) for r in failed), key=lambda f: f.device_id)[:limit],
         in_progress=sorted((_busy(r) for r in busy), key=lambda b: b.device_id)[:limit],
     )
@@ -133,8 +135,8 @@ def _failure(row: dict[str, Any]) -> Failure:
         gateway=_text(row.get("gateway")),
         port=_text(row.get("port")),
         model=_text(row.get("model")),
-        status=_text(row.get("status")),
-        version=_text(row.get("version")),
+        status=_text(row.get("fwStatus")),
+        version=_text(row.get("fwVersion")),
         code=_text(error.get("code")),
         phase=_text(error.get("phase")),
         message=_text(error.get("message")),
@@ -148,7 +150,7 @@ def _busy(row: dict[str, Any]) -> InProgress:
         device_id=str(row.get("deviceId", "")),
         gateway=_text(row.get("gateway")),
         model=_text(row.get("model")),
-        status=_text(row.get("status")),
+        status=_text(row.get("fwStatus")),
         pending=_text(row.get("pending")),
         progress=int(progress) if isinstance(progress, int | float) else 0,
     )
