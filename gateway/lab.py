@@ -161,6 +161,8 @@ class Lab:
     #: process each (scale benchmarks). Their handles then have no process of their own.
     grouped_sims: bool = False
     groups: list[SimGroup] = field(default_factory=list)
+    #: Seconds between the hub's configuration evaluations (None: the emulator's default).
+    hub_config_interval: float | None = None
 
     @property
     def facts(self) -> HubFacts:
@@ -184,7 +186,7 @@ class Lab:
 
     async def start(self) -> None:
         (self.root / "ports").mkdir(parents=True, exist_ok=True)
-        self.hub = HubEmulator(self.root / "hub", self.host)
+        self.hub = HubEmulator(self.root / "hub", self.host, self.hub_config_interval)
         await asyncio.to_thread(self.hub.start)
         pki = make_test_pki(self.host)
         (self.root / "images-ca.pem").write_bytes(pki.ca_pem)
