@@ -21,13 +21,13 @@ from tests.net import addr
 MODELS = ["vmcu-f4", "vmcu-f4", "vmcu-l0", "vmcu-f4"]
 
 
-async def fleet(lab: Lab, *args: str, timeout: float = 180) -> tuple[int, str, str]:
+async def fleet(lab: Lab, *args: str, within: float = 180) -> tuple[int, str, str]:
     env = {**os.environ, "MCU_GATEWAY_SERVICE_CS": lab.facts.service_connection_string}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway.cli", "fleet", *args, "--ca-file", lab.facts.ca_path,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
     )  # fmt: skip
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(within):
         out, err = await proc.communicate()
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
