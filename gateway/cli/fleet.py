@@ -324,7 +324,7 @@ def _describe(decision: Any) -> str:
         case Activate():
             return "scheduled start reached; ring 0 started"
         case StartRing(index=k, reason=reason):
-            return f"{reason}; ring {k} started"
+            return f"{reason}; ring {k + 1} started"
         case Halt(reason=reason):
             return f"HALTED: {reason}"
         case Finish(reason=reason):
@@ -394,7 +394,7 @@ def _ring_table(rollout: Rollout, started: dict[int, float] | None = None) -> An
     for ring in rollout.rings:
         since = (started or {}).get(ring.index)
         table.add_row(
-            str(ring.index),
+            str(ring.index + 1),
             ring.name,
             str(ring.targeted),
             str(ring.applied),
@@ -405,7 +405,7 @@ def _ring_table(rollout: Rollout, started: dict[int, float] | None = None) -> An
             f"{now - since:.0f}" if since is not None else "",
         )
     for k in range(len(rollout.rings), len(rollout.plan.rings)):
-        table.add_row(str(k), rollout.plan.rings[k], *[""] * 6, "not started")
+        table.add_row(str(k + 1), rollout.plan.rings[k], *[""] * 6, "not started")
     return table
 
 

@@ -378,7 +378,7 @@ def decide(rollout: Rollout, now: dt.datetime) -> Decision:
         )
     ring = rollout.current_ring
     assert ring is not None
-    label = f"ring {ring.index} ({ring.name})"
+    label = f"ring {ring.index + 1} ({ring.name})"  # operators count rings from 1
     if ring.applied == 0:
         return Wait(f"{label}: IoT Hub has not applied it to any MCU yet")
     allowed = plan.max_failure_rate * ring.applied

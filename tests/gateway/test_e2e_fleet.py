@@ -56,9 +56,9 @@ async def test_two_rings_halt_on_a_refused_package_and_pinpoint_it(tmp_path: Pat
                 "--wait", "--interval", "0.2", "--timeout", "150",
             )  # fmt: skip
             assert code == 2, out + err
-            assert "ring 0 (canary) passed: 1 of 1 current; ring 1 started" in out
+            assert "ring 1 (canary) passed: 1 of 1 current; ring 2 started" in out
             assert (
-                "rollout f4-v2 halted: ring 1 (all): 1 of 4 MCUs failed (25% > 5% allowed)" in out
+                "rollout f4-v2 halted: ring 2 (all): 1 of 4 MCUs failed (25% > 5% allowed)" in out
             )
 
             code, out, err = await fleet(lab, "status", "--json", "--where", "tags.group = 'lab'")

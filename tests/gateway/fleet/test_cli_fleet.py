@@ -169,7 +169,7 @@ def test_tag_deploy_rollouts_show_cancel(
     assert code == 1 and "serves 10 bytes but --size says 99" in err
     code, out, err = run(capsys, *deploy)
     assert code == 0, err
-    assert "rollout v3: waiting: ring 0 (canary)" in out
+    assert "rollout v3: waiting: ring 1 (canary)" in out
     assert fast_hub.twin("m4").desired["firmware"]["fwVersion"] == "3.0.0"
     assert "firmware" not in fast_hub.twin("m1").desired  # group a is not targeted
     # Rerunning the same command carries on; other settings under the name are refused.

@@ -61,7 +61,7 @@ def test_rings_start_one_after_another_and_finish() -> None:
     assert isinstance(deploy.step(hub, "v2", NOW).decision, Wait)
     hub.finish("2.0.0")
     result = deploy.step(hub, "v2", NOW)
-    assert result.decision == StartRing(1, "ring 0 (canary) passed: 2 of 2 current")
+    assert result.decision == StartRing(1, "ring 1 (canary) passed: 2 of 2 current")
     assert sum(v == "2.0.0" for v in desired(hub).values()) == 5
     hub.finish("2.0.0")
     assert isinstance(deploy.step(hub, "v2", NOW).decision, StartRing)
@@ -83,7 +83,7 @@ def test_a_breach_halts_the_rollout_and_says_why() -> None:
     deploy.create(hub, plan(max_failure_rate=0.2), NOW)
     hub.finish("2.0.0", fail={"mcu-001"})
     result = deploy.step(hub, "v2", NOW)
-    assert result.decision == Halt("ring 0 (canary): 1 of 2 MCUs failed (50% > 20% allowed)")
+    assert result.decision == Halt("ring 1 (canary): 1 of 2 MCUs failed (50% > 20% allowed)")
     assert result.rollout.state is State.HALTED
     # A halted rollout starts no new ring, however often it is stepped.
     assert isinstance(deploy.step(hub, "v2", NOW).decision, Wait)
@@ -273,7 +273,7 @@ def test_decide_waits_for_enough_successes() -> None:
     rollout = Rollout(p, State.RUNNING, "", (ring,), ())
     # 20 MCUs, 10% allowed to fail: 18 successes needed before the next ring.
     assert decide(rollout, NOW) == Wait(
-        "ring 0 (canary): 17 of 18 needed successes, 2 in progress, 1 failed"
+        "ring 1 (canary): 17 of 18 needed successes, 2 in progress, 1 failed"
     )
     done = Rollout(p, State.RUNNING, "", (RingStatus(0, "canary", "v2-r0", 20, 20, 18, 1, 1),), ())
     assert isinstance(decide(done, NOW), StartRing)
