@@ -16,6 +16,7 @@ holds the hub's state and does the writes.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import json
 import re
@@ -183,6 +184,17 @@ def parse_configuration(config_id: str, body: JsonObject) -> Configuration:
     return Configuration(config_id, device, target, priority, labels, queries)
 
 
+@functools.lru_cache(maxsize=1024)
+def _condition(text: str) -> Predicate:
+    """Conditions and metric queries are re-run every pass: parse each text once."""
+    return compile_condition(text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _metric(text: str) -> Predicate:
+    return parse_query(text).matches
+
+
 @dataclass(frozen=True)
 class Evaluation:
     """Which configurations target and which one applies, per device."""
@@ -194,7 +206,7 @@ class Evaluation:
 def evaluate(configs: Iterable[Configuration], views: Iterable[JsonObject]) -> Evaluation:
     ranked = sorted(configs, key=lambda c: (c.priority, c.seq), reverse=True)
     conditions: list[tuple[Configuration, Predicate]] = [
-        (c, compile_condition(c.target_condition)) for c in ranked
+        (c, _condition(c.target_condition)) for c in ranked
     ]
     statuses: dict[str, dict[str, str]] = {}
     winners: dict[str, str] = {}
@@ -213,8 +225,8 @@ def count_metrics(
     """Custom metric results, then system metrics, over views that carry statuses."""
     custom: dict[str, int] = {}
     for name, text in config.metric_queries.items():
-        query = parse_query(text)
-        custom[name] = sum(1 for v in views if query.matches(v))
+        matches = _metric(text)
+        custom[name] = sum(1 for v in views if matches(v))
     targeted = applied = 0
     for view in views:
         status = view.get("configurations", {}).get(config.id, {}).get("status")
