@@ -125,8 +125,9 @@ def _tag_percent(hub: FleetHub, plan: Plan, k: int) -> None:
 
 @dataclass(frozen=True)
 class StepResult:
-    rollout: Rollout
+    rollout: Rollout  # after the step
     decision: Decision
+    evaluated: Rollout  # the metrics the decision was made on
 
 
 def step(hub: FleetHub, name: str, now: dt.datetime) -> StepResult:
@@ -152,7 +153,8 @@ def step(hub: FleetHub, name: str, now: dt.datetime) -> StepResult:
             hub.update_configuration(with_state(first, State.DONE, reason))
         case Wait():
             pass
-    return StepResult(get(hub, name) if not isinstance(decision, Wait) else rollout, decision)
+    after = get(hub, name) if not isinstance(decision, Wait) else rollout
+    return StepResult(after, decision, rollout)
 
 
 def reached(hub: FleetHub, rollout: Rollout) -> list[str]:
