@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.lab import Lab
-from tests.gateway.e2e import device_ids, firmware_of, start_gateway, wait_hub
+from tests.gateway.e2e import device_ids, firmware_of, start_gateway, statuses, wait_hub
 from tests.net import addr
 
 MODELS = ["vmcu-f4", "vmcu-f4", "vmcu-l0", "vmcu-f4"]
@@ -83,6 +83,26 @@ async def test_two_rings_halt_on_a_refused_package_and_pinpoint_it(tmp_path: Pat
             code, out, _ = await fleet(lab, "rollouts", "--json")
             (rollout,) = json.loads(out)
             assert rollout["state"] == "halted" and len(rollout["started"]) == 2
+
+            # Retry re-targets only the failed MCU with a new desired state (a URI
+            # fragment): its gateway downloads and verifies again, and refuses again.
+            tries = statuses(lab, refusing).count("verifying")
+            code, out, err = await fleet(lab, "retry", "f4-v2")
+            assert code == 0, err
+            assert f"f4-v2-retry1 re-targets 1 failed MCU(s): {refusing}" in out
+
+            def tried_again(s: Any) -> bool:
+                # Runs on the hub's own thread: read its state, never call into it.
+                seen = [(p.get("firmware") or {}).get("fwUpdateStatus")
+                        for p in s.hub.reported_log.get(refusing, ())]  # fmt: skip
+                again = [x for i, x in enumerate(seen) if x and (i == 0 or seen[i - 1] != x)]
+                done = firmware_of(s, refusing).get("fwUpdateStatus") == "error"
+                return again.count("verifying") > tries and done
+
+            await wait_hub(lab, tried_again, within=60)
+            assert firmware_of(lab.hub.call(lambda s: s), refusing)["error"]["code"] == (
+                "INCOMPATIBLE_MODEL"
+            )
         finally:
             await run.halt()
 

@@ -92,6 +92,7 @@ def test_status_counts_and_pinpoints_failures(
         (["--target", "tags.group = 'zzz'"], "--target matches no MCU"),
         (["--package-uri", "https://127.0.0.1:1/nothing.mcufw"], "package URI fails"),
         (["--window", "25:00-01:00"], "--window"),
+        (["--rings", "", "--percent", "1,50,90"], "--percent must rise and end at 100"),
         (["--start", "next tuesday"], "--start 'next tuesday': expected ISO-8601"),
     ],
 )
@@ -104,7 +105,7 @@ def test_deploy_bad_input_is_one_line_and_creates_nothing(
             "--check-value": SHA, "--size": "100", "--version": "2.0.0",
             "--target": "tags.group = 'a'", "--rings": "canary,all"}  # fmt: skip
     given = dict(zip(args[::2], args[1::2], strict=True))
-    argv = [x for k, v in (base | given).items() for x in (k, v)]
+    argv = [x for k, v in (base | given).items() if v for x in (k, v)]  # "" drops a flag
     # The package URI is checked last, so bad queries and groups are found without it.
     code, _, err = run(capsys, "fleet", "deploy", *argv, *conn(fast_hub, cs_file))
     assert code == 1
