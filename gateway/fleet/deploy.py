@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gateway.fleet.errors import FleetError
 from gateway.fleet.hub import Config, FleetHub, literal
 from gateway.fleet.rollout import (
     ALL,
     FLEET_LABEL,
+    INLINE_IDS,
     PERCENT_TAG,
+    PIN_TAG,
     RING_TAG,
     Activate,
     Decision,
@@ -106,9 +108,9 @@ def create(
         raise FleetError(f"configuration {ring_id(plan.name, 0)!r} exists and is not a rollout")
     validate(hub, plan, check_uri)
     scheduled = plan.start is not None and parse_time(plan.start) > now
-    if plan.percent_mode and not scheduled:
-        _tag_percent(hub, plan, 0)
     hub.create_configuration(plan.config(0, State.SCHEDULED if scheduled else State.RUNNING))
+    if plan.percent_mode and not scheduled:
+        _tag_percent(hub, plan, 0)  # after the one write that must succeed first
     return get(hub, plan.name)
 
 
@@ -133,20 +135,24 @@ class StepResult:
 def step(hub: FleetHub, name: str, now: dt.datetime) -> StepResult:
     """Decide the next step from IoT Hub's metrics and carry it out."""
     rollout = get(hub, name)
+    ring = rollout.current_ring
+    if rollout.plan.percent_mode and rollout.state is State.RUNNING and ring is not None:
+        # Idempotent: finishes the tagging of a run that was stopped half-way.
+        _tag_percent(hub, rollout.plan, ring.index)
     decision = decide(rollout, now)
     plan, first = rollout.plan, rollout.first
     match decision:
         case Activate():
-            if plan.percent_mode:
-                _tag_percent(hub, plan, 0)
             hub.update_configuration(
                 with_state(with_target(first, plan.condition(0)), State.RUNNING)
             )
-        case StartRing(index=k):
             if plan.percent_mode:
-                _tag_percent(hub, plan, k)
+                _tag_percent(hub, plan, 0)
+        case StartRing(index=k):
             if hub.get_configuration(ring_id(plan.name, k)) is None:
                 hub.create_configuration(plan.config(k))
+            if plan.percent_mode:
+                _tag_percent(hub, plan, k)
         case Halt(reason=reason):
             hub.update_configuration(with_state(first, State.HALTED, reason))
         case Finish(reason=reason):
@@ -155,6 +161,19 @@ def step(hub: FleetHub, name: str, now: dt.datetime) -> StepResult:
             pass
     after = get(hub, name) if not isinstance(decision, Wait) else rollout
     return StepResult(after, decision, rollout)
+
+
+def pin(hub: FleetHub, plan: Plan, label: str, devices: list[str]) -> str:
+    """A target condition for exactly ``devices``, at any fleet size.
+
+    A short list is inlined as ``deviceId IN [...]``; a long one would make the
+    condition too long for IoT Hub, so those twins get a tag instead.
+    """
+    if len(devices) <= INLINE_IDS:
+        return device_list_condition(devices)
+    for device_id in devices:
+        hub.set_tags(device_id, {PIN_TAG: {plan.tag_key: {label: 1}}})
+    return f"tags.{PIN_TAG}.{plan.tag_key}.{label} = 1"
 
 
 def reached(hub: FleetHub, rollout: Rollout) -> list[str]:
@@ -168,7 +187,8 @@ def cancel(hub: FleetHub, name: str) -> Rollout:
         raise FleetError(f"rollout {name} is already {rollout.state.value}")
     for config in rollout.configs:
         applied = device_ids(hub, f"configurations.[[{config.id}]].status = 'Applied'")
-        narrowed = with_target(config, device_list_condition(applied) if applied else "")
+        label = config.id.rsplit("-", 1)[-1]
+        narrowed = with_target(config, pin(hub, rollout.plan, label, applied) if applied else "")
         if config is rollout.first:
             narrowed = with_state(narrowed, State.CANCELLED, "cancelled by the operator")
         hub.update_configuration(narrowed)
@@ -176,13 +196,13 @@ def cancel(hub: FleetHub, name: str) -> Rollout:
 
 
 def _extra_config(
-    rollout: Rollout, kind: str, package: Package, devices: list[str], suffix: str
+    hub: FleetHub, rollout: Rollout, kind: str, package: Package, devices: list[str], suffix: str
 ) -> Config:
     cid = f"{rollout.plan.name}-{suffix}"
     return Config(
         id=cid,
         content={"properties.desired.firmware": package.desired(uri_suffix="")},
-        target_condition=device_list_condition(devices),
+        target_condition=pin(hub, rollout.plan, suffix, devices),
         priority=rollout.plan.priority,
         labels={FLEET_LABEL: kind, "rollout": rollout.plan.name, "version": package.version},
         metric_queries=ring_metrics(cid, package.version),
@@ -203,13 +223,10 @@ def retry(hub: FleetHub, name: str) -> tuple[Config, list[str]]:
         raise FleetError(f"rollout {name} has no failed MCU to retry")
     n = 1 + sum(1 for c in rollout.extra if c.labels.get(FLEET_LABEL) == "retry")
     plan = rollout.plan
-    config = _extra_config(rollout, "retry", plan.package, failed, f"retry{n}")
+    config = _extra_config(hub, rollout, "retry", plan.package, failed, f"retry{n}")
     fw = dict(config.content["properties.desired.firmware"])
     fw["fwPackageURI"] = plan.package.uri + f"#retry-{n}"
-    config = Config(
-        config.id, {"properties.desired.firmware": fw}, config.target_condition,
-        config.priority, config.labels, config.metric_queries,
-    )  # fmt: skip
+    config = replace(config, content={"properties.desired.firmware": fw})
     errors = hub.test_queries(config.target_condition, {})
     if errors:
         raise FleetError(f"IoT Hub refuses the retry query: {errors[0]}")
@@ -255,9 +272,9 @@ def rollback(
         check_uri(target)
     down = Package(target.version, target.uri, target.check_value, target.size,
                    target.window, allow_downgrade=True)  # fmt: skip
-    config = _extra_config(rollout, "rollback", down, devices, "rollback")
-    if hub.get_configuration(config.id) is not None:
-        raise FleetError(f"configuration {config.id!r} already exists")
+    if hub.get_configuration(f"{name}-rollback") is not None:
+        raise FleetError(f"configuration {name}-rollback already exists")
+    config = _extra_config(hub, rollout, "rollback", down, devices, "rollback")
     hub.create_configuration(config)
     hub.update_configuration(
         with_state(rollout.first, State.ROLLEDBACK, f"rolled back to {target.version}")

@@ -21,7 +21,7 @@ import hashlib
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from gateway.fleet.errors import FleetError
@@ -30,6 +30,8 @@ from gateway.fleet.hub import Config, literal
 FLEET_LABEL = "mcuFleet"  # marks configurations this module owns
 RING_TAG = "ring"  # tags.ring names the ring in --rings mode
 PERCENT_TAG = "fwRollouts"  # tags.fwRollouts.<key> = first ring index, in --percent mode
+PIN_TAG = "fwPins"  # tags.fwPins.<key>.<label> = 1: a fixed set of MCUs (retry, rollback, cancel)
+INLINE_IDS = 50  # up to this many MCUs a fixed set is a deviceId IN [...] list instead
 DEFAULT_PRIORITY = 10
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,47}")
 _WINDOW = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]")
@@ -410,17 +412,11 @@ def parse_time(text: str) -> dt.datetime:
 def with_state(config: Config, state: State, reason: str = "") -> Config:
     """Ring 0's configuration with a new state label (etag kept for the update)."""
     labels = dict(config.labels) | {"state": state.value, "reason": reason[:120]}
-    return Config(
-        config.id, config.content, config.target_condition, config.priority, labels,
-        config.metric_queries, etag=config.etag,
-    )  # fmt: skip
+    return replace(config, labels=labels)
 
 
 def with_target(config: Config, target: str) -> Config:
-    return Config(
-        config.id, config.content, target, config.priority, dict(config.labels),
-        config.metric_queries, etag=config.etag,
-    )  # fmt: skip
+    return replace(config, target_condition=target)
 
 
 def device_list_condition(device_ids: Sequence[str]) -> str:

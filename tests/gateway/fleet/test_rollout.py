@@ -173,10 +173,12 @@ def test_percent_rings_pick_a_stable_share_and_end_with_the_whole_target() -> No
     hub.evaluate()
     p = plan(target="tags.group = 'g'", rings=("10%", "50%", "100%"))
     deploy.create(hub, p, NOW)
+    hub.evaluate()  # the tags came after the configuration: the next pass sees them
     first = {d for d, v in desired(hub).items() if v == "2.0.0"}
     assert len(first) == 4 and first == set(p.percent_members(sorted(hub.twins), 0))
     hub.finish("2.0.0")
     deploy.step(hub, "v2", NOW)
+    hub.evaluate()
     second = {d for d, v in desired(hub).items() if v == "2.0.0"}
     assert len(second) == 20 and first < second
     hub.finish("2.0.0")
@@ -277,3 +279,36 @@ def test_decide_waits_for_enough_successes() -> None:
     )
     done = Rollout(p, State.RUNNING, "", (RingStatus(0, "canary", "v2-r0", 20, 20, 18, 1, 1),), ())
     assert isinstance(decide(done, NOW), StartRing)
+
+
+def test_percent_tagging_stopped_half_way_is_finished_by_the_next_step() -> None:
+    hub = FakeHub()
+    for i in range(20):
+        hub.add(f"d{i:02d}", group="g")
+    p = plan(target="tags.group = 'g'", rings=("25%", "100%"))
+    deploy.create(hub, p, NOW)
+    hub.evaluate()
+    members = p.percent_members(sorted(hub.twins), 0)
+    assert len(members) == 5
+    # A crash after the first tag: the other members lost their tag.
+    for d in members[1:]:
+        hub.set_tags(d, {"fwRollouts": None})
+    hub.evaluate()
+    assert sum(v == "2.0.0" for v in desired(hub).values()) == 5  # desired stays once applied
+    deploy.step(hub, "v2", NOW)
+    tagged = hub.query("SELECT deviceId FROM devices WHERE tags.fwRollouts.r_v2 = 0")
+    assert sorted(r["deviceId"] for r in tagged) == sorted(members)
+
+
+def test_large_fixed_sets_are_pinned_with_tags_not_inlined() -> None:
+    hub = fleet(n_canary=2, n_pilot=3, n_rest=70)
+    v1 = Package("1.5.0", "https://images.example/fw-1.5.0.mcufw", "cd" * 32, 900)
+    deploy.create(hub, plan(rings=("all",)), NOW)
+    hub.finish("2.0.0")
+    config, devices = deploy.rollback(hub, "v2", v1)
+    assert len(devices) == 75
+    assert config.target_condition == "tags.fwPins.r_v2.rollback = 1"
+    assert all(hub.desired_version(d) == "1.5.0" for d in devices)
+    hub.add("mcu-late", group="plant-a")  # joins later: not part of the rollback
+    hub.evaluate()
+    assert hub.desired_version("mcu-late") == "2.0.0"
