@@ -81,6 +81,16 @@ async def run_rollout(
     if len(models) < 2:
         raise CommandError("--rollout needs a mixed fleet: use --mcus 3 or more")
     bad = "vmcu-h7" if "vmcu-h7" in models else models[-1]
+
+    def reported(server: Any) -> bool:
+        # Targets select on the reported mcu.model: wait until every twin has it.
+        twins = server.hub.twins
+        return all(a.device_id in twins and "mcu" in twins[a.device_id].reported for a in agents)
+
+    try:
+        await asyncio.to_thread(lab.hub.wait_for, reported, max(1.0, deadline - time.monotonic()))
+    except TimeoutError as exc:
+        raise CommandError("the MCUs did not all report their model in time") from exc
     hub = ServiceHub(lab.facts.service_connection_string, lab.facts.ca_path)
     images_ca = lab.root / "images-ca.pem"
     await asyncio.to_thread(_tag, hub, agents)
