@@ -74,6 +74,10 @@ def test_status_counts_and_pinpoints_failures(
                        *conn(fast_hub, cs_file))  # fmt: skip
     assert json.loads(out)["total"] == 1
 
+    code, out, err = run(capsys, "fleet", "status", "--where", "tags.group = = 'b'",
+                         *conn(fast_hub, cs_file))  # fmt: skip
+    assert code == 1 and err.startswith("mcu-gateway fleet: error: query: IoT Hub answered 400")
+
     code, out, _ = run(capsys, "fleet", "status", *conn(fast_hub, cs_file))
     assert code == 0 and "MODEL_MISMATCH" in out and "m2" in out
     key = fast_hub.facts.service_connection_string.split("SharedAccessKey=")[1]
@@ -120,6 +124,16 @@ def test_missing_connection_string_is_a_clear_error(
     assert code == 1 and "use --service-cs-file FILE or $MCU_GATEWAY_SERVICE_CS" in err
     code, _, err = run(capsys, "fleet", "status", "--service-cs-file", str(tmp_path / "nope"))
     assert code == 1 and "No such file" in err
+
+
+def test_a_garbled_connection_string_is_refused_without_echoing_it(
+    fast_hub: HubEmulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.cs"
+    bad.write_text("SharedAccessKey=c2VjcmV0LXNlY3JldA==;nonsense")
+    code, out, err = run(capsys, "fleet", "status", "--service-cs-file", str(bad))
+    assert code == 1 and "does not parse" in err
+    assert "c2VjcmV0" not in out + err
 
 
 def test_connection_string_from_the_environment(
