@@ -3,7 +3,7 @@
 Every function here validates first and writes last, so bad input is refused
 with nothing created. A step is idempotent: two machines stepping the same
 rollout at once at worst see IoT Hub refuse the second write (an existing
-id, a stale etag), which is reported, and the next step carries on.
+id, a stale etag); that step then waits and the next one re-reads and goes on.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from http import HTTPStatus
 
-from gateway.fleet.errors import FleetError
+from gateway.fleet.errors import FleetError, HubRefused
 from gateway.fleet.hub import Config, FleetHub, literal
 from gateway.fleet.rollout import (
     ALL,
@@ -140,6 +141,18 @@ def step(hub: FleetHub, name: str, now: dt.datetime) -> StepResult:
         # Idempotent: finishes the tagging of a run that was stopped half-way.
         _tag_percent(hub, rollout.plan, ring.index)
     decision = decide(rollout, now)
+    try:
+        _carry_out(hub, rollout, decision)
+    except HubRefused as exc:
+        if exc.status not in (HTTPStatus.CONFLICT, HTTPStatus.PRECONDITION_FAILED):
+            raise
+        # Another runner took this step first (or changed the rollout): re-read.
+        decision = Wait("another runner changed the rollout meanwhile; re-reading it")
+    after = get(hub, name) if not isinstance(decision, Wait) else rollout
+    return StepResult(after, decision, rollout)
+
+
+def _carry_out(hub: FleetHub, rollout: Rollout, decision: Decision) -> None:
     plan, first = rollout.plan, rollout.first
     match decision:
         case Activate():
@@ -159,8 +172,6 @@ def step(hub: FleetHub, name: str, now: dt.datetime) -> StepResult:
             hub.update_configuration(with_state(first, State.DONE, reason))
         case Wait():
             pass
-    after = get(hub, name) if not isinstance(decision, Wait) else rollout
-    return StepResult(after, decision, rollout)
 
 
 def pin(hub: FleetHub, plan: Plan, label: str, devices: list[str]) -> str:

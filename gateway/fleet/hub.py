@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gateway.fleet.errors import FleetError
+from gateway.fleet.errors import FleetError, HubRefused
 
 PAGE = 1000  # IoT Hub's largest query page
 
@@ -92,7 +92,8 @@ class ServiceHub:
         try:
             return fn(*args)
         except HttpOperationError as exc:
-            raise FleetError(f"{what}: IoT Hub answered {_describe(exc)}") from None
+            status = getattr(exc.response, "status_code", 0) or 0
+            raise HubRefused(f"{what}: IoT Hub answered {_describe(exc)}", status) from None
         except ClientRequestError as exc:
             raise FleetError(f"{what}: cannot reach IoT Hub ({_first_line(exc)})") from None
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.fleet import FleetError
+from gateway.fleet.errors import HubRefused
 from gateway.fleet.hub import Config
 from simulators.hub.configurations import (
     ConfigurationEngine,
@@ -83,7 +83,9 @@ class FakeHub:
         try:
             return fn(*args)
         except RequestError as exc:
-            raise FleetError(f"IoT Hub answered {int(exc.status)}: {exc}") from None
+            raise HubRefused(
+                f"IoT Hub answered {int(exc.status)}: {exc}", int(exc.status)
+            ) from None
 
     def query(self, text: str) -> list[dict[str, Any]]:
         query = self._guard(parse_query, text)

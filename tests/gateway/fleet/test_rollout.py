@@ -312,3 +312,20 @@ def test_large_fixed_sets_are_pinned_with_tags_not_inlined() -> None:
     hub.add("mcu-late", group="plant-a")  # joins later: not part of the rollback
     hub.evaluate()
     assert hub.desired_version("mcu-late") == "2.0.0"
+
+
+def test_two_runners_stepping_at_once_do_not_fail() -> None:
+    hub = fleet()
+    deploy.create(hub, plan(rings=("canary", "all")), NOW)
+    hub.finish("2.0.0")
+    assert isinstance(deploy.step(hub, "v2", NOW).decision, StartRing)
+    hub.finish("2.0.0")
+    seen_by_b = hub.configurations()  # machine B reads ...
+    assert isinstance(deploy.step(hub, "v2", NOW).decision, Finish)  # ... machine A finishes
+    fresh = hub.configurations
+    calls = iter([seen_by_b])
+    hub.configurations = lambda: next(calls, None) or fresh()  # type: ignore[method-assign]
+    # B decides Finish too, from its stale read; IoT Hub refuses its stale etag (412).
+    result = deploy.step(hub, "v2", NOW)
+    assert result.decision == Wait("another runner changed the rollout meanwhile; re-reading it")
+    assert deploy.get(hub, "v2").state is State.DONE
