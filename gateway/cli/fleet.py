@@ -373,39 +373,32 @@ def _follow(hub: FleetHub, name: str, interval: float, timeout: float) -> int:
 
 
 def _ring_table(rollout: Rollout, started: dict[int, float] | None = None) -> Any:
+    """Rings as rows. Rings are cumulative and the newest configuration wins, so
+    an earlier ring's MCUs are counted in the latest ring's row."""
     from rich.table import Table
 
-    table = Table(
-        title=f"rollout {rollout.plan.name}: {rollout.plan.package.version} ({rollout.state.value})"
-    )
-    for col in (
-        "ring",
-        "name",
-        "targeted",
-        "applied",
-        "current",
-        "in progress",
-        "failed",
-        "rolled back",
-        "seconds",
-    ):
-        table.add_column(col, justify="left" if col in ("ring", "name") else "right")
+    plan = rollout.plan
+    table = Table(title=f"rollout {plan.name}: {plan.package.version} ({rollout.state.value})")
+    for col in ("ring", "name", "state", "targeted", "applied", "current", "in progress",
+                "failed", "rolled back", "seconds"):  # fmt: skip
+        table.add_column(col, justify="left" if col in ("ring", "name", "state") else "right")
+    times = started or {}
     now = time.monotonic()
+    last = len(rollout.rings) - 1
     for ring in rollout.rings:
-        since = (started or {}).get(ring.index)
+        since, until = times.get(ring.index), times.get(ring.index + 1, now)
+        seconds = f"{until - since:.0f}" if since is not None else ""
+        if ring.index < last:
+            table.add_row(str(ring.index + 1), ring.name, "passed", str(ring.targeted),
+                          *["in next"] * 5, seconds)  # fmt: skip
+            continue
         table.add_row(
-            str(ring.index + 1),
-            ring.name,
-            str(ring.targeted),
-            str(ring.applied),
-            str(ring.current),
-            str(ring.in_progress),
-            str(ring.failed),
-            str(ring.rolled_back),
-            f"{now - since:.0f}" if since is not None else "",
-        )
-    for k in range(len(rollout.rings), len(rollout.plan.rings)):
-        table.add_row(str(k + 1), rollout.plan.rings[k], *[""] * 6, "not started")
+            str(ring.index + 1), ring.name, rollout.state.value, str(ring.targeted),
+            str(ring.applied), str(ring.current), str(ring.in_progress), str(ring.failed),
+            str(ring.rolled_back), seconds,
+        )  # fmt: skip
+    for k in range(len(rollout.rings), len(plan.rings)):
+        table.add_row(str(k + 1), plan.rings[k], "not started", *[""] * 7)
     return table
 
 
