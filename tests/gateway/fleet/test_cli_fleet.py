@@ -241,4 +241,3 @@ def test_html_report_renders_in_a_real_browser(
     assert dark > 2000, f"only {dark} dark pixels: no text rendered"
     red = sum(1 for r, g, b in pixels if r > 180 and g < 80 and b < 80)
     assert red > 200  # the failed MCU's error segment
-    Path("/tmp/fleet-report-12.png").write_bytes(shot.read_bytes())
