@@ -15,6 +15,7 @@ rings and statuses, about 2% failed with an error section), then times:
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import errno
 import json
 import os
@@ -145,7 +146,7 @@ def _add_rollout(hub: Any, service: Any, rings: int) -> float:
     plan = Plan("bench", Package("2.0.0", "https://images.invalid/fw", "ab" * 32, 1000),
                 "tags.group = 'plant-0'", rings=names)  # fmt: skip
     for k in range(len(names)):
-        service.create_configuration(plan.config(k))
+        service.create_configuration(plan.config(k, dt.datetime.now(dt.UTC)))
 
     def one_pass(server: Any) -> float:
         started = time.perf_counter()

@@ -38,6 +38,7 @@ from gateway.fleet.rollout import (
     parse_time,
     ring_id,
     ring_metrics,
+    since,
     target_query,
     with_state,
     with_target,
@@ -70,7 +71,7 @@ def _same(a: Plan, b: Plan) -> bool:
 def validate(hub: FleetHub, plan: Plan, check_uri: UriCheck | None) -> None:
     """Every check IoT Hub or the fleet would fail on, before anything is written."""
     conditions = [plan.condition(k) for k in range(len(plan.rings))]
-    config = plan.config(0)
+    config = plan.config(0, dt.datetime.now(dt.UTC))
     for k, condition in enumerate(conditions):
         errors = hub.test_queries(condition, config.metric_queries if k == 0 else {})
         if errors:
@@ -109,7 +110,7 @@ def create(
         raise FleetError(f"configuration {ring_id(plan.name, 0)!r} exists and is not a rollout")
     validate(hub, plan, check_uri)
     scheduled = plan.start is not None and parse_time(plan.start) > now
-    hub.create_configuration(plan.config(0, State.SCHEDULED if scheduled else State.RUNNING))
+    hub.create_configuration(plan.config(0, now, State.SCHEDULED if scheduled else State.RUNNING))
     if plan.percent_mode and not scheduled:
         _tag_percent(hub, plan, 0)  # after the one write that must succeed first
     return get(hub, plan.name)
@@ -142,7 +143,7 @@ def step(hub: FleetHub, name: str, now: dt.datetime) -> StepResult:
         _tag_percent(hub, rollout.plan, ring.index)
     decision = decide(rollout, now)
     try:
-        _carry_out(hub, rollout, decision)
+        _carry_out(hub, rollout, decision, now)
     except HubRefused as exc:
         if exc.status not in (HTTPStatus.CONFLICT, HTTPStatus.PRECONDITION_FAILED):
             raise
@@ -152,18 +153,19 @@ def step(hub: FleetHub, name: str, now: dt.datetime) -> StepResult:
     return StepResult(after, decision, rollout)
 
 
-def _carry_out(hub: FleetHub, rollout: Rollout, decision: Decision) -> None:
+def _carry_out(hub: FleetHub, rollout: Rollout, decision: Decision, now: dt.datetime) -> None:
     plan, first = rollout.plan, rollout.first
     match decision:
         case Activate():
+            fresh = replace(first, metric_queries=plan.config(0, now).metric_queries)
             hub.update_configuration(
-                with_state(with_target(first, plan.condition(0)), State.RUNNING)
+                with_state(with_target(fresh, plan.condition(0)), State.RUNNING)
             )
             if plan.percent_mode:
                 _tag_percent(hub, plan, 0)
         case StartRing(index=k):
             if hub.get_configuration(ring_id(plan.name, k)) is None:
-                hub.create_configuration(plan.config(k))
+                hub.create_configuration(plan.config(k, now))
             if plan.percent_mode:
                 _tag_percent(hub, plan, k)
         case Halt(reason=reason):
@@ -210,13 +212,14 @@ def _extra_config(
     hub: FleetHub, rollout: Rollout, kind: str, package: Package, devices: list[str], suffix: str
 ) -> Config:
     cid = f"{rollout.plan.name}-{suffix}"
+    now = dt.datetime.now(dt.UTC)
     return Config(
         id=cid,
         content={"properties.desired.firmware": package.desired(uri_suffix="")},
         target_condition=pin(hub, rollout.plan, suffix, devices),
         priority=rollout.plan.priority,
         labels={FLEET_LABEL: kind, "rollout": rollout.plan.name, "version": package.version},
-        metric_queries=ring_metrics(cid, package.version),
+        metric_queries=ring_metrics(cid, package.version, since(now)),
     )
 
 

@@ -39,6 +39,9 @@ _RING_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 ALL = "all"
 _FW = "properties.reported.firmware"
 IN_PROGRESS = ("downloading", "verifying", "applying", "rebooting")
+#: Clock skew allowed between this machine and the gateways when telling a new
+#: failure from an old one (errors carry the gateway's UTC time).
+STALE_SKEW = dt.timedelta(minutes=2)
 
 
 class State(enum.StrEnum):
@@ -166,7 +169,9 @@ class Plan:
         """A query counting ring k's MCUs before it starts (unknown groups show up here)."""
         return f"SELECT COUNT() AS n FROM devices WHERE {self.condition(k)}"
 
-    def config(self, k: int, state: State | None = None, reason: str = "") -> Config:
+    def config(
+        self, k: int, now: dt.datetime, state: State | None = None, reason: str = ""
+    ) -> Config:
         cid = ring_id(self.name, k)
         labels = {
             FLEET_LABEL: "ring", "rollout": self.name, "ring": self.rings[k],
@@ -189,7 +194,7 @@ class Plan:
             priority=self.priority,
             labels=labels,
             metric_queries={
-                **ring_metrics(cid, self.package.version),
+                **ring_metrics(cid, self.package.version, since(now)),
                 "groupTargeted": target_query(self.target),
             },
         )
@@ -211,17 +216,28 @@ def target_query(target: str) -> str:
     return f"SELECT deviceId FROM devices WHERE {target}"
 
 
-def ring_metrics(config_id: str, version: str) -> dict[str, str]:
-    """Custom metric queries for one configuration, selecting on its Applied MCUs."""
+def since(now: dt.datetime) -> str:
+    """The oldest error time a new configuration counts, in the twin's time format."""
+    return (now - STALE_SKEW).astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def ring_metrics(config_id: str, version: str, after: str) -> dict[str, str]:
+    """Custom metric queries for one configuration, selecting on its Applied MCUs.
+
+    Failures count only with an ``error.at`` from ``after`` on: an MCU still
+    showing an earlier attempt's error (its gateway waits for an install
+    window, say) is not a failure of this configuration.
+    """
     applied = f"configurations.[[{config_id}]].status = 'Applied'"
+    fresh = f"{_FW}.error.at >= {literal(after)}"
     statuses = ", ".join(f"'{s}'" for s in IN_PROGRESS)
     base = f"SELECT deviceId FROM devices WHERE {applied} AND {_FW}"
     return {
         "current": f"{base}.fwUpdateStatus = 'current' AND "
         f"{_FW}.currentFwVersion = {literal(version)}",
         "inProgress": f"{base}.fwUpdateStatus IN [{statuses}]",
-        "failed": f"{base}.fwUpdateStatus = 'error'",
-        "rolledBack": f"{base}.fwUpdateStatus = 'rolledback'",
+        "failed": f"{base}.fwUpdateStatus = 'error' AND {fresh}",
+        "rolledBack": f"{base}.fwUpdateStatus = 'rolledback' AND {fresh}",
     }
 
 

@@ -6,7 +6,7 @@ updates by hand, and :meth:`FakeHub.evaluate` is one IoT Hub evaluation pass.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from gateway.fleet.errors import HubRefused
@@ -19,6 +19,8 @@ from simulators.hub.configurations import (
 from simulators.hub.errors import RequestError
 from simulators.hub.query import parse_query
 from simulators.hub.twins import JsonObject, Twin
+
+FAILED_AT = "2026-11-29T12:00:05Z"  # just after the rollout tests' NOW
 
 
 class _MemoryStore:
@@ -63,15 +65,15 @@ class FakeHub:
     def evaluate(self) -> None:
         self.engine.evaluate(self.twins)
 
-    def finish(self, version: str, fail: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+    def finish(self, version: str, fail: Collection[str] = (), skip: Collection[str] = ()) -> None:
         """Every MCU whose desired is ``version`` reports success (or an error)."""
         for device_id in self.twins:
-            if self.desired_version(device_id) != version:
+            if self.desired_version(device_id) != version or device_id in skip:
                 continue
             if device_id in fail:
                 self.report(device_id, fwUpdateStatus="error",
                             error={"code": "MODEL_MISMATCH", "message": "refused",
-                                   "phase": "verifying", "at": "2026-01-01T00:00:00Z"})  # fmt: skip
+                                   "phase": "verifying", "at": FAILED_AT})  # fmt: skip
             else:
                 self.report(device_id, fwUpdateStatus="current", currentFwVersion=version,
                             error=None)  # fmt: skip

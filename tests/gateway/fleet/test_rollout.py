@@ -329,3 +329,18 @@ def test_two_runners_stepping_at_once_do_not_fail() -> None:
     result = deploy.step(hub, "v2", NOW)
     assert result.decision == Wait("another runner changed the rollout meanwhile; re-reading it")
     assert deploy.get(hub, "v2").state is State.DONE
+
+
+def test_an_earlier_attempts_error_is_not_a_failure_of_a_new_ring() -> None:
+    hub = fleet()
+    stale = {"code": "DOWNLOAD_FAILED", "message": "old", "phase": "downloading",
+             "at": "2026-11-28T09:00:00Z"}  # fmt: skip
+    hub.report("mcu-001", fwUpdateStatus="error", error=stale)  # before this rollout
+    deploy.create(hub, plan(max_failure_rate=0.0), NOW)
+    hub.finish("2.0.0", skip={"mcu-001"})  # mcu-001's gateway waits (an install window, say)
+    result = deploy.step(hub, "v2", NOW)
+    assert result.decision == Wait(
+        "ring 1 (canary): 1 of 2 needed successes, 0 in progress, 0 failed"
+    )
+    hub.finish("2.0.0", fail={"mcu-001"})  # now it really fails, with a fresh error
+    assert isinstance(deploy.step(hub, "v2", NOW).decision, Halt)
