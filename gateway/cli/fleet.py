@@ -531,10 +531,10 @@ def _rollback(args: argparse.Namespace) -> int:
     if any(v is not None for v in given):
         if any(v is None for v in given):
             raise CommandError("give all of --package-uri, --check-value, --size and --version")
-        from gateway.fleet.rollout import Package, Plan
+        from gateway.fleet.rollout import Package
 
         package = Package(args.fw_version, args.package_uri, args.check_value, args.size)
-        _run(lambda: Plan(name=args.name, package=package, target="x"))  # validates the package
+        _run(package.validate)
     config, devices = _run(
         deploy.rollback, _hub(args), args.name, package, _check_uri(args.package_ca_file)
     )

@@ -231,7 +231,11 @@ def retry(hub: FleetHub, name: str) -> tuple[Config, list[str]]:
     gateway, and the same bytes on the wire (fragments are never sent).
     """
     rollout = get(hub, name)
-    failed_status = "properties.reported.firmware.fwUpdateStatus IN ['error', 'rolledback']"
+    reported = "properties.reported.firmware"
+    failed_status = f"{reported}.fwUpdateStatus IN ['error', 'rolledback']"
+    if rollout.created:  # failures of this rollout, not an earlier attempt's
+        created = parse_time(rollout.created)
+        failed_status += f" AND {reported}.error.at >= {literal(since(created))}"
     failed = device_ids(hub, f"({rollout.reached_condition()}) AND {failed_status}")
     if not failed:
         raise FleetError(f"rollout {name} has no failed MCU to retry")

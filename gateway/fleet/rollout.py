@@ -75,6 +75,19 @@ class Package:
             fw["installWindow"] = {"start": start, "end": end, "tz": "UTC"}
         return fw
 
+    def validate(self) -> None:
+        """Refuse values the gateway would refuse on every MCU."""
+        if self.window and not _WINDOW.fullmatch(self.window):
+            raise FleetError(f"--window {self.window!r}: expected HH:MM-HH:MM")
+        if not re.fullmatch(r"[0-9a-fA-F]{64}", self.check_value):
+            raise FleetError("--check-value must be the package's SHA-256 as 64 hex digits")
+        if self.size <= 0:
+            raise FleetError("--size must be the package size in bytes, more than 0")
+        if not self.uri.lower().startswith(("https://", "http://")):
+            raise FleetError(f"--package-uri {self.uri[:80]!r}: not an http(s) URL")
+        if not self.version.strip():
+            raise FleetError("--version is empty")
+
     @classmethod
     def from_desired(cls, fw: Mapping[str, Any]) -> Package:
         window = fw.get("installWindow")
@@ -115,16 +128,7 @@ class Plan:
             raise FleetError("--target is empty: give a condition such as \"tags.group = 'a'\"")
         if not self.rings:
             raise FleetError("no rings given")
-        if self.package.window and not _WINDOW.fullmatch(self.package.window):
-            raise FleetError(f"--window {self.package.window!r}: expected HH:MM-HH:MM")
-        if not re.fullmatch(r"[0-9a-fA-F]{64}", self.package.check_value):
-            raise FleetError("--check-value must be the package's SHA-256 as 64 hex digits")
-        if self.package.size <= 0:
-            raise FleetError("--size must be the package size in bytes, more than 0")
-        if not self.package.uri.lower().startswith(("https://", "http://")):
-            raise FleetError(f"--package-uri {self.package.uri[:80]!r}: not an http(s) URL")
-        if not self.package.version.strip():
-            raise FleetError("--version is empty")
+        self.package.validate()
         if self.percent_mode:
             values = [self.percent(k) for k in range(len(self.rings))]
             if values != sorted(values) or values[-1] != 100 or values[0] <= 0:

@@ -11,6 +11,7 @@ from typing import Any
 
 from gateway.fleet.errors import HubRefused
 from gateway.fleet.hub import Config
+from gateway.reported import utc_now
 from simulators.hub.configurations import (
     ConfigurationEngine,
     check_metric_query,
@@ -19,8 +20,6 @@ from simulators.hub.configurations import (
 from simulators.hub.errors import RequestError
 from simulators.hub.query import parse_query
 from simulators.hub.twins import JsonObject, Twin
-
-FAILED_AT = "2026-11-29T12:00:05Z"  # just after the rollout tests' NOW
 
 
 class _MemoryStore:
@@ -73,7 +72,7 @@ class FakeHub:
             if device_id in fail:
                 self.report(device_id, fwUpdateStatus="error",
                             error={"code": "MODEL_MISMATCH", "message": "refused",
-                                   "phase": "verifying", "at": FAILED_AT})  # fmt: skip
+                                   "phase": "verifying", "at": utc_now()})  # fmt: skip
             else:
                 self.report(device_id, fwUpdateStatus="current", currentFwVersion=version,
                             error=None)  # fmt: skip

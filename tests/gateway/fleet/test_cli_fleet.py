@@ -241,3 +241,28 @@ def test_html_report_renders_in_a_real_browser(
     assert dark > 2000, f"only {dark} dark pixels: no text rendered"
     red = sum(1 for r, g, b in pixels if r > 180 and g < 80 and b < 80)
     assert red > 200  # the failed MCU's error segment
+
+
+def test_rollback_and_retry_from_the_command_line(
+    fast_hub: HubEmulator, cs_file: Path, capsys: pytest.CaptureFixture[str], package_server: str
+) -> None:
+    small_fleet(fast_hub)
+    c = conn(fast_hub, cs_file)
+    package = ["--package-uri", package_server, "--check-value", SHA, "--size", "10"]
+    code, _, err = run(capsys, "fleet", "deploy", "--name", "v3", *package, "--version", "3.0.0",
+                       "--target", "tags.group = 'a'", *c)  # fmt: skip
+    assert code == 0, err
+    code, _, err = run(capsys, "fleet", "retry", "v3", *c)
+    assert code == 1 and "has no failed MCU to retry" in err  # m2's error predates v3
+    code, _, err = run(capsys, "fleet", "rollback", "v3", *c)
+    assert code == 1 and "give the version with --package-uri" in err
+    code, _, err = run(capsys, "fleet", "rollback", "v3", "--version", "1.0.0", *c)
+    assert code == 1 and "give all of --package-uri, --check-value, --size and --version" in err
+    code, out, err = run(capsys, "fleet", "rollback", "v3", *package, "--version", "1.0.0", *c)
+    assert code == 0, err
+    assert "rolling 3 MCU(s) back to 1.0.0 (v3-rollback)" in out
+    fw = fast_hub.twin("m1").desired["firmware"]
+    assert (fw["fwVersion"], fw["allowDowngrade"]) == ("1.0.0", True)
+    code, out, _ = run(capsys, "fleet", "show", "v3", "--json", *c)
+    shown = json.loads(out)
+    assert shown["state"] == "rolledback" and shown["extra"] == ["v3-rollback"]

@@ -22,7 +22,15 @@ from gateway.fleet.rollout import (
 )
 from tests.gateway.fleet.fake_hub import FakeHub
 
-NOW = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC)
+# The hub stamps configurations and the fake devices stamp errors with the real
+# clock, so decisions are made at the real time too.
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def iso(t: dt.datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 SHA = "ab" * 32
 V2 = Package("2.0.0", "https://images.example/fw-2.0.0.mcufw", SHA, 1000)
 
@@ -188,11 +196,10 @@ def test_percent_rings_pick_a_stable_share_and_end_with_the_whole_target() -> No
 
 def test_a_scheduled_rollout_targets_nothing_until_its_start() -> None:
     hub = fleet()
-    deploy.create(hub, plan(start="2026-11-29T13:00:00Z"), NOW)
+    start = iso(NOW + dt.timedelta(hours=1))
+    deploy.create(hub, plan(start=start), NOW)
     assert all(v is None for v in desired(hub).values())
-    assert deploy.step(hub, "v2", NOW).decision == Wait(
-        "scheduled to start at 2026-11-29T13:00:00Z"
-    )
+    assert deploy.step(hub, "v2", NOW).decision == Wait(f"scheduled to start at {start}")
     later = NOW + dt.timedelta(hours=1, seconds=1)
     result = deploy.step(hub, "v2", later)
     assert result.rollout.state is State.RUNNING
@@ -334,7 +341,7 @@ def test_two_runners_stepping_at_once_do_not_fail() -> None:
 def test_an_earlier_attempts_error_is_not_a_failure_of_a_new_ring() -> None:
     hub = fleet()
     stale = {"code": "DOWNLOAD_FAILED", "message": "old", "phase": "downloading",
-             "at": "2026-11-28T09:00:00Z"}  # fmt: skip
+             "at": iso(NOW - dt.timedelta(days=1))}  # fmt: skip
     hub.report("mcu-001", fwUpdateStatus="error", error=stale)  # before this rollout
     deploy.create(hub, plan(max_failure_rate=0.0), NOW)
     hub.finish("2.0.0", skip={"mcu-001"})  # mcu-001's gateway waits (an install window, say)
