@@ -34,10 +34,14 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     common.add_argument(
         "--service-cs-file",
         type=Path,
+        metavar="FILE",
         help=f"file holding the IoT Hub service connection string (default: ${CS_ENV})",
     )
     common.add_argument(
-        "--ca-file", type=Path, help="PEM CA to trust for the hub (the local emulator's ca.pem)"
+        "--ca-file",
+        type=Path,
+        metavar="PEM",
+        help="CA to trust for the hub (the emulator's ca.pem)",
     )
     p = sub.add_parser(
         "fleet",
@@ -55,7 +59,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
     d = fleet.add_parser("deploy", parents=[common], help="create or continue a phased rollout")
     d.add_argument("--name", required=True, help="rollout name: lower-case letters, digits, '-'")
-    d.add_argument("--package-uri", required=True)
+    d.add_argument("--package-uri", required=True, metavar="URL",
+                   help="where the gateways download the package (https)")  # fmt: skip
     d.add_argument("--check-value", required=True, help="SHA-256 of the package (64 hex)")
     d.add_argument("--size", required=True, type=int, help="package size in bytes")
     d.add_argument("--version", required=True, dest="fw_version", help="firmware version")
