@@ -164,6 +164,8 @@ class Lab:
     #: Facts of a hub emulator running elsewhere (its own process, for kill -9 tests);
     #: when set, the lab starts no emulator of its own.
     external_hub: HubFacts | None = None
+    #: Seconds between the hub's configuration evaluations (None: the emulator's default).
+    hub_config_interval: float | None = None
 
     @property
     def facts(self) -> HubFacts:
@@ -190,7 +192,7 @@ class Lab:
     async def start(self) -> None:
         (self.root / "ports").mkdir(parents=True, exist_ok=True)
         if self.external_hub is None:
-            self.hub = HubEmulator(self.root / "hub", self.host)
+            self.hub = HubEmulator(self.root / "hub", self.host, self.hub_config_interval)
             await asyncio.to_thread(self.hub.start)
         pki = make_test_pki(self.host)
         (self.root / "images-ca.pem").write_bytes(pki.ca_pem)

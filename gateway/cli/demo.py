@@ -30,6 +30,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--size", type=int, default=192 * 1024, help="firmware payload bytes")
     p.add_argument("--state", type=Path, help="keep everything in this directory")
     p.add_argument("--timeout", type=float, default=300.0, help="give up after this many s")
+    p.add_argument("--rollout", action="store_true",
+                   help="phased rollouts in rings (fleet CLI logic); one model's package is "
+                        "refused, so its rollout halts")  # fmt: skip
     p.set_defaults(func=_run)
 
 
@@ -62,7 +65,8 @@ async def _start_lab(root: Path, models: list[str], baud: int) -> Any:
     from simulators.hub.errors import StartupError
 
     for n in range(1, 40):
-        lab = Lab(root / f"lab-{n}", f"127.77.0.{n}", models, ("--baud", str(baud)), baud)
+        lab = Lab(root / f"lab-{n}", f"127.77.0.{n}", models, ("--baud", str(baud)), baud,
+                  hub_config_interval=0.5)  # fmt: skip
         try:
             await lab.__aenter__()
             return lab
@@ -97,6 +101,11 @@ async def _demo(args: argparse.Namespace, root: Path) -> int:
         devices = {a.uid: a for a in gateway.agents.values()}
         order = [devices[s.uid] for s in lab.sims]
         old = {a.device_id: _version(a) for a in order}
+        if args.rollout:
+            from gateway.cli.demo_rollout import run_rollout
+
+            size = lambda m: _size(m, args.size)  # noqa: E731
+            return await run_rollout(lab, order, console, deadline, size, NEW_VERSION)
         releases = {m: lab.release(NEW_VERSION, m, _size(m, args.size)) for m in set(models)}
         console.print(f"signed {NEW_VERSION} packages published; setting desired firmware "
                       "through the IoT Hub service API")  # fmt: skip

@@ -33,6 +33,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument(
         "--host", default="127.0.0.1", help="loopback address to listen on (default: %(default)s)"
     )
+    p.add_argument(
+        "--config-interval",
+        type=float,
+        default=5.0,
+        help="seconds between evaluations of automatic device configurations (default 5)",
+    )
     p.set_defaults(func=_run)
 
 
@@ -44,17 +50,19 @@ def _run(args: argparse.Namespace) -> int:
             raise CommandError(f"--host {args.host}: the emulator listens on loopback only")
     except ValueError as exc:
         raise CommandError(f"--host {args.host}: not an IP address") from exc
-    return asyncio.run(_serve(args.state, args.host))
+    if args.config_interval <= 0:
+        raise CommandError("--config-interval must be positive")
+    return asyncio.run(_serve(args.state, args.host, args.config_interval))
 
 
-async def _serve(state: Path, host: str) -> int:
+async def _serve(state: Path, host: str, config_interval: float) -> int:
     import asyncio
     import signal
     import sys
 
     from simulators.hub import HubEmulatorError, HubServer
 
-    server = HubServer(state, host)
+    server = HubServer(state, host, config_interval)
     try:
         facts = await server.start()
     except HubEmulatorError as exc:

@@ -32,9 +32,12 @@ class HubEmulator:
     ``start``/``stop`` may alternate; state persists in ``state_dir`` across them.
     """
 
-    def __init__(self, state_dir: Path | str, host: str = "127.0.4.1") -> None:
+    def __init__(
+        self, state_dir: Path | str, host: str = "127.0.4.1", config_interval: float | None = None
+    ) -> None:
         self.state_dir = Path(state_dir)
         self.host = host
+        self.config_interval = config_interval
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: HubServer | None = None
@@ -64,6 +67,8 @@ class HubEmulator:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         server = HubServer(self.state_dir, self.host)
+        if self.config_interval is not None:
+            server.config_interval = self.config_interval
         try:
             facts = await server.start()
         except BaseException as exc:

@@ -1,9 +1,13 @@
-"""The subset of the IoT Hub query language that fleet views need.
+"""The subset of the IoT Hub query language that fleet views and configurations need.
 
-``SELECT * FROM devices [WHERE cond]``, where a condition compares a path
-(``deviceId``, ``tags.x``, ``properties.reported.a.b``, ...) with a literal using
-``= != <> < <= > >=``, combined with ``AND``, ``OR``, ``NOT`` and parentheses.
-As in IoT Hub, a comparison with a missing path is false, whatever the operator.
+``SELECT <list> FROM devices [WHERE cond] [GROUP BY path, ...]`` where the list
+is ``*`` or paths and ``COUNT()``, each with an optional ``AS name``. A
+condition compares a path (``deviceId``, ``tags.x``, ``properties.reported.a.b``,
+``configurations.[[id]].status``) with a literal using ``= != <> < <= > >=``,
+tests ``path [NOT] IN [literal, ...]`` or ``IS_DEFINED(path)``, and combines
+them with ``AND``, ``OR``, ``NOT`` and parentheses. As in IoT Hub, a comparison
+with a missing path is false, whatever the operator, and values of different
+types never compare equal.
 """
 
 from __future__ import annotations
@@ -11,19 +15,20 @@ from __future__ import annotations
 import json
 import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from simulators.hub.errors import BadRequest
 
+_SEGMENT = r"(?:[A-Za-z_$][A-Za-z0-9_$-]*|\[\[[^\]]+\]\])"
 _TOKEN = re.compile(
-    r"""\s*(?:
+    rf"""\s*(?:
         (?P<str>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
       | (?P<num>-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)
       | (?P<op><>|!=|<=|>=|=|<|>)
-      | (?P<punct>[()*])
-      | (?P<word>[A-Za-z_$][A-Za-z0-9_$]*(?:\.[A-Za-z_$][A-Za-z0-9_$-]*)*)
+      | (?P<word>[A-Za-z_$][A-Za-z0-9_$]*(?:\.{_SEGMENT})*)
+      | (?P<punct>[()*,\[\]])
     )""",
     re.VERBOSE,
 )
@@ -38,6 +43,7 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
     ">=": operator.ge,
 }
 _MISSING = object()
+MAX_QUERY_LEN = 8192  # IoT Hub refuses longer query strings
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,68 @@ def _tokenize(text: str) -> list[_Tok]:
 
 
 Predicate = Callable[[dict[str, Any]], bool]
+Path = tuple[str, ...]
+
+
+def _split_path(text: str) -> Path:
+    parts = re.findall(r"\[\[[^\]]+\]\]|[^.]+", text)
+    return tuple(p[2:-2] if p.startswith("[[") else p for p in parts)
+
+
+@dataclass(frozen=True)
+class SelectItem:
+    """One entry of the SELECT list: a path, or ``COUNT()`` when ``path`` is None."""
+
+    path: Path | None
+    name: str
+
+
+@dataclass(frozen=True)
+class Query:
+    """A parsed query; :meth:`run` evaluates it over query views of twins."""
+
+    select: tuple[SelectItem, ...] | None  # None for SELECT *
+    where: Predicate
+    group_by: tuple[Path, ...]
+
+    @property
+    def is_star(self) -> bool:
+        return self.select is None
+
+    def matches(self, doc: dict[str, Any]) -> bool:
+        return self.where(doc)
+
+    def run(self, docs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Rows for a projection or aggregation query (not for ``SELECT *``)."""
+        assert self.select is not None
+        matched = (d for d in docs if self.where(d))
+        aggregate = self.group_by or any(i.path is None for i in self.select)
+        if not aggregate:
+            return [self._row(self.select, d, 1) for d in matched]
+        groups: dict[str, tuple[dict[str, Any], int]] = {}
+        for doc in matched:
+            key = json.dumps([_plain(_lookup(doc, p)) for p in self.group_by], sort_keys=True)
+            first, count = groups.get(key, (doc, 0))
+            groups[key] = (first, count + 1)
+        if not self.group_by and not groups:
+            return [self._row(self.select, {}, 0)]
+        return [self._row(self.select, first, n) for first, n in groups.values()]
+
+    @staticmethod
+    def _row(items: tuple[SelectItem, ...], doc: dict[str, Any], count: int) -> dict[str, Any]:
+        row: dict[str, Any] = {}
+        for item in items:
+            if item.path is None:
+                row[item.name] = count
+                continue
+            value = _lookup(doc, item.path)
+            if value is not _MISSING:
+                row[item.name] = value
+        return row
+
+
+def _plain(value: Any) -> Any:
+    return None if value is _MISSING else value
 
 
 class _Parser:
@@ -84,22 +152,66 @@ class _Parser:
             return True
         return False
 
+    def _punct(self, text: str) -> bool:
+        tok = self._peek()
+        if tok is not None and tok.kind == "punct" and tok.text == text:
+            self._i += 1
+            return True
+        return False
+
     def _expect(self, word: str) -> None:
         tok = self._next()
         if tok.text.upper() != word:
             raise BadRequest(f"query: expected {word}, got {tok.text!r}")
 
-    def query(self) -> Predicate:
+    def query(self) -> Query:
         self._expect("SELECT")
-        self._expect("*")
+        select = None if self._punct("*") else self._select_list()
         self._expect("FROM")
         self._expect("DEVICES")
-        predicate: Predicate = lambda _doc: True  # noqa: E731
+        where: Predicate = lambda _doc: True  # noqa: E731
         if self._keyword("WHERE"):
-            predicate = self._or()
+            where = self._or()
+        group_by: list[Path] = []
+        if self._keyword("GROUP"):
+            self._expect("BY")
+            group_by.append(self._path())
+            while self._punct(","):
+                group_by.append(self._path())
         if self._peek() is not None:
             raise BadRequest(f"query: unexpected {self._next().text!r}")
-        return predicate
+        if group_by and select is None:
+            raise BadRequest("query: GROUP BY needs a SELECT list, not *")
+        for item in select or ():
+            if group_by and item.path is not None and item.path not in group_by:
+                raise BadRequest(f"query: {'.'.join(item.path)} is neither grouped nor aggregated")
+        return Query(select, where, tuple(group_by))
+
+    def _select_list(self) -> tuple[SelectItem, ...]:
+        items: list[SelectItem] = []
+        while True:
+            n = len(items) + 1
+            if self._keyword("COUNT"):
+                if not (self._punct("(") and self._punct(")")):
+                    raise BadRequest("query: COUNT takes no argument: COUNT()")
+                path, name = None, f"${n}"
+            else:
+                path = self._path()
+                name = path[-1]
+            if self._keyword("AS"):
+                alias = self._next()
+                if alias.kind != "word" or "." in alias.text:
+                    raise BadRequest(f"query: bad alias {alias.text!r}")
+                name = alias.text
+            items.append(SelectItem(path, name))
+            if not self._punct(","):
+                return tuple(items)
+
+    def _path(self) -> Path:
+        tok = self._next()
+        if tok.kind != "word" or tok.text.upper() in ("FROM", "WHERE", "GROUP", "AS"):
+            raise BadRequest(f"query: expected a property path, got {tok.text!r}")
+        return _split_path(tok.text)
 
     def _or(self) -> Predicate:
         terms = [self._and()]
@@ -117,31 +229,74 @@ class _Parser:
         if self._keyword("NOT"):
             inner = self._not()
             return lambda d: not inner(d)
-        tok = self._peek()
-        if tok is not None and tok.text == "(":
-            self._next()
+        if self._punct("("):
             inner = self._or()
-            if self._next().text != ")":
+            if not self._punct(")"):
                 raise BadRequest("query: missing ')'")
             return inner
+        if self._keyword("IS_DEFINED"):
+            if not self._punct("("):
+                raise BadRequest("query: IS_DEFINED needs (path)")
+            path = self._path()
+            if not self._punct(")"):
+                raise BadRequest("query: missing ')' after IS_DEFINED(path")
+            return lambda d: _lookup(d, path) is not _MISSING
         return self._comparison()
 
     def _comparison(self) -> Predicate:
-        path_tok, op_tok, lit_tok = self._next(), self._next(), self._next()
-        if path_tok.kind != "word" or op_tok.kind != "op":
+        path_tok = self._next()
+        if path_tok.kind != "word":
             raise BadRequest(f"query: expected 'path op value' at {path_tok.text!r}")
-        path, compare, literal = path_tok.text.split("."), _OPS[op_tok.text], _literal(lit_tok)
+        path = _split_path(path_tok.text)
+        negate = self._keyword("NOT")
+        if self._keyword("IN"):
+            return self._in(path, negate)
+        if negate:
+            raise BadRequest("query: NOT here must be followed by IN")
+        op_tok = self._next()
+        if op_tok.kind != "op":
+            raise BadRequest(f"query: expected a comparison after {path_tok.text!r}")
+        compare, literal = _OPS[op_tok.text], _literal(self._next())
+
+        def predicate(doc: dict[str, Any]) -> bool:
+            value = _lookup(doc, path)
+            if value is _MISSING or not _same_kind(value, literal):
+                return False
+            try:
+                return bool(compare(value, literal))
+            except TypeError:  # e.g. two objects compared with <
+                return False
+
+        return predicate
+
+    def _in(self, path: Path, negate: bool) -> Predicate:
+        if not self._punct("["):
+            raise BadRequest("query: IN needs a list: IN ['a', 'b']")
+        values: list[Any] = []
+        if not self._punct("]"):
+            values.append(_literal(self._next()))
+            while self._punct(","):
+                values.append(_literal(self._next()))
+            if not self._punct("]"):
+                raise BadRequest("query: missing ']' after the IN list")
 
         def predicate(doc: dict[str, Any]) -> bool:
             value = _lookup(doc, path)
             if value is _MISSING:
                 return False
-            try:
-                return bool(compare(value, literal))
-            except TypeError:  # e.g. a string compared with < to a number
-                return False
+            found = any(_same_kind(value, v) and value == v for v in values)
+            return found != negate
 
         return predicate
+
+
+def _same_kind(a: Any, b: Any) -> bool:
+    """IoT Hub compares values of one JSON type only: 1 is not true, '1' is not 1."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool)
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return True
+    return type(a) is type(b) or a is None or b is None
 
 
 def _literal(tok: _Tok) -> Any:
@@ -155,7 +310,7 @@ def _literal(tok: _Tok) -> Any:
     raise BadRequest(f"query: expected a literal, got {tok.text!r}")
 
 
-def _lookup(doc: Any, path: list[str]) -> Any:
+def _lookup(doc: Any, path: Path) -> Any:
     for key in path:
         if not isinstance(doc, dict) or key not in doc:
             return _MISSING
@@ -163,6 +318,20 @@ def _lookup(doc: Any, path: list[str]) -> Any:
     return doc
 
 
+def parse_query(text: str) -> Query:
+    """Parse a whole query once; IoT Hub's syntax errors become :class:`BadRequest`."""
+    if len(text) > MAX_QUERY_LEN:
+        raise BadRequest(f"query: longer than {MAX_QUERY_LEN} characters")
+    return _Parser(_tokenize(text)).query()
+
+
 def compile_query(text: str) -> Predicate:
     """Parse a query once; the result tests one twin's query view."""
-    return _Parser(_tokenize(text)).query()
+    return parse_query(text).matches
+
+
+def compile_condition(text: str) -> Predicate:
+    """A configuration's ``targetCondition``: a bare WHERE clause; empty matches nothing."""
+    if not text.strip():
+        return lambda _doc: False
+    return parse_query(f"SELECT * FROM devices WHERE {text}").matches

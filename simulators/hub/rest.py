@@ -10,14 +10,20 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
 
 from simulators.hub import sas
+from simulators.hub.configurations import (
+    ConfigurationEngine,
+    check_metric_query,
+    check_target_condition,
+)
 from simulators.hub.errors import AuthError, BadRequest, RequestError
 from simulators.hub.iothub import IoTHub
-from simulators.hub.query import compile_query
+from simulators.hub.query import parse_query
 from simulators.hub.registry import Device, DeviceStatus
 from simulators.hub.sas import new_key
 from simulators.hub.twins import Twin
@@ -28,7 +34,9 @@ MAX_METHOD_TIMEOUT = 300.0
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def twin_json(hub: IoTHub, twin: Twin) -> dict[str, Any]:
+def twin_json(
+    hub: IoTHub, twin: Twin, configs: ConfigurationEngine | None = None
+) -> dict[str, Any]:
     """A twin as the service sees it, with IoT Hub's field names."""
     device = hub.devices.get(twin.device_id)
     connected = hub.is_connected(twin.device_id)
@@ -45,6 +53,7 @@ def twin_json(hub: IoTHub, twin: Twin) -> dict[str, Any]:
         "tags": twin.tags,
         "properties": view,
         "capabilities": {"iotEdge": False},
+        **({"configurations": configs.statuses(twin.device_id)} if configs else {}),
     }
 
 
@@ -53,10 +62,17 @@ def _json(body: Any, status: int = 200) -> web.Response:
 
 
 class ServiceApi:
-    def __init__(self, hub: IoTHub, service_key: str, service_hosts: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        hub: IoTHub,
+        service_key: str,
+        service_hosts: tuple[str, ...],
+        configs: ConfigurationEngine | None = None,
+    ) -> None:
         self._hub = hub
         self._key = service_key
         self._hosts = service_hosts
+        self._configs = configs
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._errors, self._auth])
@@ -70,6 +86,11 @@ class ServiceApi:
                 web.patch("/twins/{id}", self.patch_twin),
                 web.put("/twins/{id}", self.put_twin),
                 web.post("/twins/{id}/methods", self.invoke_method),
+                web.post("/configurations/testQueries", self.test_queries),
+                web.get("/configurations", self.list_configurations),
+                web.get("/configurations/{id}", self.get_configuration),
+                web.put("/configurations/{id}", self.put_configuration),
+                web.delete("/configurations/{id}", self.delete_configuration),
             ]
         )
         return app
@@ -138,7 +159,8 @@ class ServiceApi:
     # ---------------------------------------------------------------- twins
 
     async def get_twin(self, request: web.Request) -> web.Response:
-        return _json(twin_json(self._hub, self._hub.get_twin(request.match_info["id"])))
+        twin = self._hub.get_twin(request.match_info["id"])
+        return _json(twin_json(self._hub, twin, self._configs))
 
     async def patch_twin(self, request: web.Request) -> web.Response:
         twin = self._hub.update_twin(
@@ -156,20 +178,30 @@ class ServiceApi:
 
     async def query(self, request: web.Request) -> web.Response:
         body = await self._body(request)
-        predicate = compile_query(str(body.get("query", "")))
+        query = parse_query(str(body.get("query", "")))
         try:
             start = int(request.headers.get("x-ms-continuation") or 0)
             page = int(request.headers.get("x-ms-max-item-count") or DEFAULT_PAGE)
         except ValueError as exc:
             raise BadRequest("bad continuation token or item count") from exc
         twins = sorted(self._hub.twins_for_query(), key=lambda t: t.device_id)
-        matched = [t for t in twins if predicate(t.query_view())]
-        chunk = matched[start : start + max(page, 1)]
-        headers = {"x-ms-item-type": "twin"}
-        if start + len(chunk) < len(matched):
+        views = (self._view(t) for t in twins)
+        if query.is_star:
+            matched = [t for t, v in zip(twins, views, strict=True) if query.matches(v)]
+            return self._page(matched, start, page, "twin")
+        return self._page(query.run(views), start, page, "raw")
+
+    def _page(self, items: list[Any], start: int, page: int, kind: str) -> web.Response:
+        chunk = items[start : start + max(page, 1)]
+        headers = {"x-ms-item-type": kind}
+        if start + len(chunk) < len(items):
             headers["x-ms-continuation"] = str(start + len(chunk))
-        items = [twin_json(self._hub, t) for t in chunk]
-        return web.json_response(items, headers=headers)
+        if kind == "twin":
+            chunk = [twin_json(self._hub, t, self._configs) for t in chunk]
+        return web.json_response(chunk, headers=headers)
+
+    def _view(self, twin: Twin) -> dict[str, Any]:
+        return self._configs.view(twin) if self._configs else twin.query_view()
 
     async def invoke_method(self, request: web.Request) -> web.Response:
         body = await self._body(request)
@@ -184,3 +216,50 @@ class ServiceApi:
             min(max(timeout, 1.0), MAX_METHOD_TIMEOUT),
         )
         return _json({"status": status, "payload": payload})
+
+    # ---------------------------------------------------------------- configurations
+
+    @property
+    def configs(self) -> ConfigurationEngine:
+        if self._configs is None:
+            raise RequestError("configurations are not enabled", HTTPStatus.NOT_FOUND)
+        return self._configs
+
+    async def get_configuration(self, request: web.Request) -> web.Response:
+        configs = self.configs
+        return _json(configs.to_json(configs.get(request.match_info["id"])))
+
+    async def put_configuration(self, request: web.Request) -> web.Response:
+        configs = self.configs
+        config_id = request.match_info["id"]
+        existed = config_id in configs.configs
+        stored = configs.put(config_id, await self._body(request), request.headers.get("If-Match"))
+        configs.evaluate(self._hub.twins)  # IoT Hub starts applying a new one promptly
+        return _json(configs.to_json(stored), 200 if existed else 201)
+
+    async def delete_configuration(self, request: web.Request) -> web.Response:
+        self.configs.delete(request.match_info["id"], request.headers.get("If-Match"))
+        self.configs.evaluate(self._hub.twins)
+        return web.Response(status=204)
+
+    async def list_configurations(self, request: web.Request) -> web.Response:
+        configs = self.configs
+        try:
+            top = int(request.query.get("top") or 0) or None
+        except ValueError as exc:
+            raise BadRequest("top must be an integer") from exc
+        return _json([configs.to_json(c) for c in configs.list(top)])
+
+    async def test_queries(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        target = body.get("targetCondition") or ""
+        metrics = body.get("customMetricQueries") or {}
+        if not isinstance(target, str) or not isinstance(metrics, dict):
+            raise BadRequest("targetCondition must be a string, customMetricQueries an object")
+        errors = {name: check_metric_query(str(q)) or "" for name, q in metrics.items()}
+        return _json(
+            {
+                "targetConditionError": check_target_condition(target) or "",
+                "customMetricQueryErrors": errors,
+            }
+        )

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from simulators.hub.broker import Broker
 from simulators.hub.certs import CertPaths, ensure_certs, server_context
+from simulators.hub.configurations import ConfigurationEngine
 from simulators.hub.dps import Dps
 from simulators.hub.errors import StartupError
 from simulators.hub.iothub import IoTHub
@@ -34,6 +35,9 @@ log = logging.getLogger(__name__)
 MQTT_PORT = 8883  # fixed in azure-iot-device for both hub and DPS
 DEFAULT_GROUP = "default"  # name of the group enrollment every state dir starts with
 _STOP_GRACE = 5.0  # seconds to let connection handlers finish at stop
+#: Seconds between evaluations of automatic device configurations (IoT Hub takes
+#: minutes; the emulator is quicker, and tests make it quicker still).
+CONFIG_INTERVAL = 5.0
 
 
 @dataclass(frozen=True)
@@ -79,9 +83,14 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 class HubServer:
-    def __init__(self, state_dir: Path, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, state_dir: Path, host: str = "127.0.0.1", config_interval: float = CONFIG_INTERVAL
+    ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.host = host
+        self.config_interval = config_interval
+        self._configs: ConfigurationEngine | None = None
+        self._config_task: asyncio.Task[None] | None = None
         self._mqtt: asyncio.Server | None = None
         self._runner: web.AppRunner | None = None
         self._store: Store | None = None
@@ -153,7 +162,11 @@ class HubServer:
         rest_sock = self._rest_socket(store, settings.rest_port)
         rest_port = int(rest_sock.getsockname()[1])
         service_host = f"{self.host}:{rest_port}"
-        api = ServiceApi(hub, settings.service_key, (service_host, self.host))
+        self._configs = configs = ConfigurationEngine(
+            store, lambda d, patch: hub.update_twin(d, {"properties": {"desired": patch}}, None)
+        )
+        self._config_task = asyncio.create_task(self._evaluate_configurations(configs))
+        api = ServiceApi(hub, settings.service_key, (service_host, self.host), configs)
         self._runner = web.AppRunner(api.app(), access_log=None, handle_signals=False)
         await self._runner.setup()
         await web.SockSite(self._runner, rest_sock, ssl_context=ctx).start()
@@ -205,7 +218,27 @@ class HubServer:
         store.set_setting("rest_port", str(sock.getsockname()[1]))
         return sock
 
+    @property
+    def configurations(self) -> ConfigurationEngine:
+        if self._configs is None:
+            raise StartupError("hub emulator is not running")
+        return self._configs
+
+    async def _evaluate_configurations(self, configs: ConfigurationEngine) -> None:
+        """IoT Hub re-evaluates configurations periodically, so late joiners get them."""
+        while True:
+            try:
+                configs.evaluate(self.hub.twins)
+            except Exception:  # one bad pass must not end the loop
+                log.exception("configuration evaluation failed")
+            await asyncio.sleep(self.config_interval)
+
     async def stop(self) -> None:
+        if self._config_task is not None:
+            self._config_task.cancel()
+            await asyncio.gather(self._config_task, return_exceptions=True)
+            self._config_task = None
+        self._configs = None
         if self._mqtt is not None:
             self._mqtt.close()
         if self._broker is not None:

@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS enrollments (
 CREATE TABLE IF NOT EXISTS subscriptions (
     device_id TEXT NOT NULL, topic_filter TEXT NOT NULL, qos INTEGER NOT NULL,
     PRIMARY KEY (device_id, topic_filter));
+CREATE TABLE IF NOT EXISTS configurations (config_id TEXT PRIMARY KEY, record TEXT NOT NULL);
 """
 
 
@@ -132,3 +133,13 @@ class Store:
                 "DELETE FROM subscriptions WHERE device_id=? AND topic_filter=?",
                 (device_id, topic_filter),
             )
+    # Automatic device configurations, as opaque JSON records (see configurations.py).
+
+    def configurations(self) -> list[str]:
+        return [str(r[0]) for r in self._db.execute("SELECT record FROM configurations")]
+
+    def save_configuration(self, config_id: str, record: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO configurations VALUES (?, ?)", (config_id, record))
+
+    def delete_configuration(self, config_id: str) -> None:
+        self._db.execute("DELETE FROM configurations WHERE config_id=?", (config_id,))

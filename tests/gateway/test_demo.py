@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -39,3 +40,22 @@ def test_demo_exits_zero_with_four_mcus(tmp_path: Path) -> None:
         assert key_file.read_text().strip() not in text
     assert "SharedAccessKey" not in text
     assert "sig=" not in text
+
+
+def test_demo_rollout_halts_the_refused_model_and_pinpoints_it(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "demo", "--rollout", "--mcus", "5",
+         "--size", "32768", "--state", str(tmp_path)],
+        capture_output=True, text=True, timeout=240, check=False,
+        env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    out = proc.stdout
+    assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]
+    assert "demo-vmcu-h7: HALTED: ring 1 (canary): 1 of 1 MCUs failed" in out
+    assert "demo-vmcu-f4: ring 1 (canary) passed" in out
+    assert "demo-vmcu-f4: done: ring 2 (all): 2 of 2 MCUs current" in out
+    assert "UNTRUSTED_KEY" in out and "verifying" in out
+    assert "as expected: vmcu-h7 halted at its canary" in out
+    assert _processes_mentioning(str(tmp_path)) == []
+    (log,) = tmp_path.glob("gateway.log")
+    assert "SharedAccessKey" not in log.read_text()

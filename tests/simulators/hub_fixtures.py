@@ -33,11 +33,16 @@ def next_address(subnet: str = DEFAULT_SUBNET) -> str:
         return f"{subnet}{next(counter)}"
 
 
-def start_hub(state_dir: Path, subnet: str = DEFAULT_SUBNET, attempts: int = 20) -> HubEmulator:
+def start_hub(
+    state_dir: Path,
+    subnet: str = DEFAULT_SUBNET,
+    attempts: int = 20,
+    config_interval: float | None = None,
+) -> HubEmulator:
     """Start an emulator on the next free address of ``subnet``."""
     last: Exception | None = None
     for _ in range(attempts):
-        emulator = HubEmulator(state_dir, next_address(subnet))
+        emulator = HubEmulator(state_dir, next_address(subnet), config_interval)
         try:
             emulator.start()
         except StartupError as exc:

@@ -1,0 +1,46 @@
+"""Checking a package URI before a rollout sends every MCU to it.
+
+A HEAD request (the gateways will GET the same URL): a URI that does not
+answer 2xx, or whose length differs from ``--size``, is refused up front
+instead of failing on every MCU of the first ring.
+"""
+
+from __future__ import annotations
+
+import ssl
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from gateway.fleet.errors import FleetError
+from gateway.fleet.rollout import Package
+
+TIMEOUT_S = 15.0
+
+
+def check_package(package: Package, ca_file: Path | None = None) -> None:
+    uri = package.uri
+    try:
+        context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise FleetError(f"--package-ca-file {ca_file}: {exc}") from None
+    request = urllib.request.Request(uri, method="HEAD")
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_S, context=context) as response:
+            length = response.headers.get("Content-Length")
+    except urllib.error.HTTPError as exc:
+        raise FleetError(
+            f"package URI fails: HTTP {exc.code} {exc.reason} from {_short(uri)}"
+        ) from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise FleetError(f"package URI fails: {reason} ({_short(uri)})") from None
+    if length is not None and length.isdigit() and int(length) != package.size:
+        raise FleetError(
+            f"package URI serves {length} bytes but --size says {package.size} ({_short(uri)})"
+        )
+
+
+def _short(uri: str) -> str:
+    """Without the query string: a blob URL's SAS token is a secret."""
+    return uri.split("?", 1)[0][:200]
