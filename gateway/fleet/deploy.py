@@ -226,9 +226,9 @@ def _extra_config(
 def retry(hub: FleetHub, name: str) -> tuple[Config, list[str]]:
     """Re-target only the failed MCUs of a rollout, with a fresh desired state.
 
-    The gateway does not retry a desired state that failed, so the retry's
-    package URI carries a ``#retry-N`` fragment: a new desired state to the
-    gateway, and the same bytes on the wire (fragments are never sent).
+    The gateway does not retry on its own a desired state that failed for
+    good, so the retry's desired firmware carries a new ``retry`` counter: the
+    operator's explicit retry (see the README's retry policy).
     """
     rollout = get(hub, name)
     reported = "properties.reported.firmware"
@@ -243,7 +243,7 @@ def retry(hub: FleetHub, name: str) -> tuple[Config, list[str]]:
     plan = rollout.plan
     config = _extra_config(hub, rollout, "retry", plan.package, failed, f"retry{n}")
     fw = dict(config.content["properties.desired.firmware"])
-    fw["fwPackageURI"] = plan.package.uri + f"#retry-{n}"
+    fw["retry"] = n
     config = replace(config, content={"properties.desired.firmware": fw})
     errors = hub.test_queries(config.target_condition, {})
     if errors:

@@ -220,9 +220,10 @@ def test_retry_retargets_only_failed_mcus_with_a_new_desired_state() -> None:
     config, devices = deploy.retry(hub, "v2")
     assert config.id == "v2-retry1"
     assert devices == ["mcu-001"]
-    uri = hub.twins["mcu-001"].desired["firmware"]["fwPackageURI"]
-    assert uri == V2.uri + "#retry-1"
-    assert hub.twins["mcu-000"].desired["firmware"]["fwPackageURI"] == V2.uri
+    retried = hub.twins["mcu-001"].desired["firmware"]
+    assert retried["fwPackageURI"] == V2.uri  # the same package, explicitly retried
+    assert retried["retry"] == 1
+    assert "retry" not in hub.twins["mcu-000"].desired["firmware"]
     hub.report("mcu-001", fwUpdateStatus="current", currentFwVersion="2.0.0")
     with pytest.raises(FleetError, match="no failed MCU"):
         deploy.retry(hub, "v2")
