@@ -252,9 +252,13 @@ class Stm32RomDriver:
                 ex.receive_data(data)
         return ex.payloads
 
-    async def _sync(self) -> bool:
-        """Send 0x7F until ACK (fresh loader) or NACK (one already synced) comes back."""
-        for _ in range(SYNC_ATTEMPTS):
+    async def _sync(self, attempts: int = SYNC_ATTEMPTS) -> bool:
+        """Send 0x7F until ACK (fresh loader) or NACK (one already synced) comes back.
+
+        A loader that was synced before takes the first 0x7F as a command byte and
+        NACKs the second, hence more than one attempt.
+        """
+        for _ in range(attempts):
             await self._write(bytes([SYNC]))
             deadline = self._deadline(1, 1)
             while True:
@@ -304,7 +308,8 @@ class Stm32RomDriver:
             if await self._sync():
                 return
             raise NoAnswer(f"no answer to 0x7F on {self.transport.name} after a reset with BOOT0")
-        if await self._sync():
+        # One try first: an application that can be asked to jump is not kept waiting.
+        if await self._sync(1 if self.wiring.enter_command else SYNC_ATTEMPTS):
             return
         if self.wiring.enter_command:
             await self._write(self.wiring.enter_command)
