@@ -308,8 +308,9 @@ class Stm32RomDriver:
             if await self._sync():
                 return
             raise NoAnswer(f"no answer to 0x7F on {self.transport.name} after a reset with BOOT0")
-        # One try first: an application that can be asked to jump is not kept waiting.
-        if await self._sync(1 if self.wiring.enter_command else SYNC_ATTEMPTS):
+        # Two tries tell an app (silent to both) from a loader synced before (NACKs the
+        # second); only an app may be sent the enter command, a loader would read commands.
+        if await self._sync(2 if self.wiring.enter_command else SYNC_ATTEMPTS):
             return
         if self.wiring.enter_command:
             await self._write(self.wiring.enter_command)
