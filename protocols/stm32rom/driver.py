@@ -63,7 +63,7 @@ from protocols.errors import (
     TransportDisconnected,
 )
 from protocols.stm32rom import codec, record
-from protocols.stm32rom.codec import ACK, NACK, SYNC, BadReply, Command, Exchange, Nack
+from protocols.stm32rom.codec import ACK, NACK, SYNC, Command, Exchange, Nack
 from protocols.stm32rom.parts import FLASH_BASE, Part, part
 from protocols.timing import HOST_MARGIN_S
 from protocols.transport import ModemLines, SerialSettings, Transport
@@ -317,8 +317,10 @@ class Stm32RomDriver:
             if await self._sync():
                 self._entered_from_app = True
                 return
-        hint = "" if self.wiring.enter_command else (
-            "; if the application runs, wire reset_line/boot0_line or set enter_command"
+        hint = (
+            ""
+            if self.wiring.enter_command
+            else ("; if the application runs, wire reset_line/boot0_line or set enter_command")
         )
         raise NoAnswer(f"no answer to 0x7F on {self.transport.name}{hint}")
 

@@ -138,9 +138,11 @@ async def test_power_cut_mid_write_leaves_no_version_and_a_reinstall_completes(
 async def test_bad_answers_to_identify_are_coded_errors(
     tmp_path: Path, fault: str, code: str, words: str
 ) -> None:
-    with running_sim(tmp_path / "mcu", *BOOT0_HIGH, "--fault", fault) as sim:
-        with pytest.raises(DriverError) as err:
-            await _identify(sim.port)
+    with (
+        running_sim(tmp_path / "mcu", *BOOT0_HIGH, "--fault", fault) as sim,
+        pytest.raises(DriverError) as err,
+    ):
+        await _identify(sim.port)
     assert err.value.code == code
     assert words in err.value.message
     assert err.value.step is Step.CONNECT
@@ -156,6 +158,24 @@ async def test_a_nacked_write_fails_the_install_and_leaves_no_version(tmp_path: 
             assert driver.retransmits == 2  # NACKed blocks are retried before giving up
             facts = await driver.identify()
     assert facts.installed_version is None
+
+
+@pytest.mark.parametrize(
+    ("fault", "code", "step"),
+    [
+        ("noop=0x31", "MCU_VERIFY_FAILED", Step.CHECK),  # writes ACKed but nothing programmed
+        ("noop=0x21", "MCU_BOOT_FAILED", Step.BOOT),  # Go ACKed but the ROM still answers
+    ],
+)
+async def test_an_install_is_not_confirmed_unless_read_back_and_started(
+    tmp_path: Path, fault: str, code: str, step: Step
+) -> None:
+    spec = registry.get("stm32-rom")
+    with running_sim(tmp_path / "mcu", *BOOT0_HIGH, "--fault", fault) as sim:
+        async with registry.open_driver(sim.port, spec, OPTIONS) as driver:
+            with pytest.raises(DriverError) as err:
+                await driver.install(_image(3_000, "2.0.0"))
+    assert (err.value.code, err.value.step) == (code, step)
 
 
 async def test_an_image_too_large_is_rejected_before_anything_is_erased(tmp_path: Path) -> None:

@@ -64,15 +64,19 @@ _F1_OPT = (0x1FFF_F800, bytes.fromhex("a55aff00ff00ff00ff00ff00ff00ff00"))
 _F4_SYS = (0x1FFF_0000, 0x1FFF_7B00)
 _F4_OPT = (0x1FFF_C000, bytes.fromhex("aaecffff0000ffff"))
 
+
+def _f1(name: str, flash_kib: int) -> Model:
+    # F103: 1 KiB pages, ~20 ms page erase, ~52.5 us per 16-bit half-word.
+    return Model(name, 0x410, flash_kib, 20, 0x22, 0.020, 0.020, 2 * 52.5e-6, _F1_SYS, _F1_OPT)
+
+
 MODELS: dict[str, Model] = {
-    # F103xB: 1 KiB pages, ~20 ms page erase, ~52.5 us per 16-bit half-word.
-    "stm32f103": Model("stm32f103", 0x410, 128, 20, 0x22, 0.020, 0.020, 2 * 52.5e-6,
-                       _F1_SYS, _F1_OPT),  # fmt: skip
-    "stm32f103x8": Model("stm32f103x8", 0x410, 64, 20, 0x22, 0.020, 0.020, 2 * 52.5e-6,
-                         _F1_SYS, _F1_OPT),  # fmt: skip
+    "stm32f103": _f1("stm32f103", 128),
+    "stm32f103x8": _f1("stm32f103x8", 64),
     # F407xG: 16/64/128 KiB sectors, ~1 s per 128 KiB, 16 us per 32-bit word.
-    "stm32f407": Model("stm32f407", 0x413, 1024, 128, 0x31, 1.0 / 128, 0.25, 16e-6,
-                       _F4_SYS, _F4_OPT),  # fmt: skip
+    "stm32f407": Model(
+        "stm32f407", 0x413, 1024, 128, 0x31, 1.0 / 128, 0.25, 16e-6, _F4_SYS, _F4_OPT
+    ),
 }
 DEFAULT_MODEL = "stm32f103"
 
@@ -82,6 +86,7 @@ class FaultKind(enum.StrEnum):
     MUTE = "mute"  # hang: never answer again once this command arrives
     GARBAGE = "garbage"  # answer this command with noise
     OTHER = "other-answer"  # answer this command with Get's answer
+    NOOP = "noop"  # ACK every stage but do nothing (Go stays put, Write programs nothing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +104,7 @@ class Faults:
             except ValueError:
                 raise SimConfigError(
                     f"bad --fault {spec!r} for stm32-rom: use nack=|mute=|garbage=|"
-                    "other-answer= followed by a command code such as 0x31"
+                    "other-answer=|noop= followed by a command code such as 0x31"
                 ) from None
             if not sep or not 0 <= code <= 0xFF:
                 raise SimConfigError(f"bad --fault {spec!r}: command code must be 0x00..0xff")
@@ -163,9 +168,7 @@ class Chip:
         if meta_path.exists():
             meta = json.loads(meta_path.read_text())
             if meta["model"] != model.name:
-                raise SimConfigError(
-                    f"state {state} holds a {meta['model']}, not a {model.name}"
-                )
+                raise SimConfigError(f"state {state} holds a {meta['model']}, not a {model.name}")
             if uid is not None and bytes.fromhex(meta["uid"]) != uid:
                 raise SimConfigError(f"state {state} holds uid {meta['uid']}")
             uid = bytes.fromhex(meta["uid"])
@@ -254,6 +257,7 @@ class ROMBootloader:
     def __init__(self, chip: Chip, port: Port) -> None:
         self.chip = chip
         self.port = port
+        self.noop = False
 
     async def byte(self) -> int:
         return (await self.port.read(1))[0]
@@ -292,6 +296,7 @@ class ROMBootloader:
             return False
         if fault is FaultKind.OTHER:
             code = Command.GET
+        self.noop = fault is FaultKind.NOOP
         handler = {
             Command.GET: self._get,
             Command.GET_VERSION: self._get_version,
@@ -348,7 +353,7 @@ class ROMBootloader:
             await self.send(NACK)
             return False
         await self.send(ACK)
-        return True
+        return not self.noop
 
     async def _write_memory(self) -> bool:
         await self.send(ACK)
@@ -372,7 +377,9 @@ class ROMBootloader:
         ):
             await self.send(NACK)
             return False
-        if in_flash:
+        if self.noop:
+            pass
+        elif in_flash:
             await self.port.sleep(len(data) / 4 * chip.model.program_s_per_word * chip.scale)
             chip.flash.program(address - FLASH_BASE, data)
         else:

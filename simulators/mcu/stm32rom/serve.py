@@ -127,6 +127,11 @@ def _link(target: str, link: Path) -> None:
     tmp.replace(link)
 
 
+def _unlink(link: Path) -> None:
+    with contextlib.suppress(OSError):
+        link.unlink()
+
+
 async def serve(chip: Chip, baud: int, link: Path | None = None) -> int:
     """Run ``chip`` on a new pty until SIGTERM/SIGINT; prints ``PTY <path>`` first."""
     loop = asyncio.get_running_loop()
@@ -151,8 +156,7 @@ async def serve(chip: Chip, baud: int, link: Path | None = None) -> int:
         port.close()
         chip.flash.close()
         if link is not None:
-            with contextlib.suppress(OSError):
-                link.unlink()
+            _unlink(link)  # unplugged
     return 0
 
 
