@@ -448,6 +448,8 @@ class Stm32RomDriver:
     # ------------------------------------------------------------- the seam
 
     def _fail(self, exc: ProtocolError, step: Step) -> DriverError:
+        # The loader may be mid-command now: the next call syncs (or resets) afresh.
+        self._synced = False
         return DriverError(error_code(exc), str(exc), step)
 
     async def identify(self) -> DeviceFacts:

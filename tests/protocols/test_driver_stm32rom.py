@@ -213,3 +213,19 @@ def test_wiring_options_are_checked() -> None:
         with pytest.raises(DriverError) as err:
             Wiring.from_extra(bad)
         assert err.value.code == "DRIVER_CONFIG_INVALID"
+
+
+async def test_reboot_and_abort_start_only_a_verified_app(tmp_path: Path) -> None:
+    spec = registry.get("stm32-rom")
+    with running_sim(tmp_path / "mcu", *BOOT0_HIGH) as sim:
+        async with registry.open_driver(sim.port, spec, ENTER) as driver:
+            with pytest.raises(DriverError) as err:
+                await driver.reboot()  # blank flash: nothing to start
+            assert (err.value.code, err.value.step) == ("MCU_NO_APP", Step.BOOT)
+            stay = await driver.abort()
+            assert stay.in_bootloader and stay.installed_version is None
+            assert (await driver.install(_image(1_000, "1.2.3"))).ok
+            facts = await driver.reboot()  # from the app: in through the enter command, out by Go
+            assert (facts.installed_version, facts.in_bootloader) == ("1.2.3", False)
+            facts = await driver.abort()
+            assert (facts.installed_version, facts.in_bootloader) == ("1.2.3", False)
