@@ -10,8 +10,8 @@ import pytest
 import serial
 from stm32loader import main as stm32loader_main
 from stm32loader.bootloader import CommandError, Stm32Bootloader
-from stm32loader.uart import SerialConnection
 
+from simulators.mcu.stm32rom import stm32loader_pty
 from tests.sim_harness import running_sim
 
 UID = bytes.fromhex("a1a2a3a4b1b2b3b4c1c2c3c4")
@@ -85,34 +85,25 @@ def test_f4_extended_erase_and_registers_block(link: serial.Serial) -> None:
 
 
 def test_stm32loader_command_line_flashes_and_verifies(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The stm32loader CLI itself: erase, write, verify, go. A pty has no DTR/RTS, so only
-    its two line toggles are replaced (BOOT0 is strapped high on the simulated board)."""
-    monkeypatch.setattr(SerialConnection, "enable_reset", lambda self, enable=True: None)
-    monkeypatch.setattr(SerialConnection, "enable_boot0", lambda self, enable=True: None)
+    """The stm32loader CLI itself (erase, write, verify, go) through the documented wrapper,
+    which only makes its DTR/RTS toggles no-ops: a pty has no modem lines."""
     image = tmp_path / "app.bin"
     image.write_bytes(random.Random(9).randbytes(5000))
     with running_sim(tmp_path / "mcu", *SIM) as sim:
-        stm32loader_main.main(
-            "-p",
-            sim.port,
-            "-b",
-            "460800",
-            "-f",
-            "F1",
-            "-P",
-            "none",
-            "-e",
-            "-w",
-            "-v",
-            "-n",
-            "-g",
-            "0x08000000",
-            str(image),
-        )
+        stm32loader_pty.main(
+            ["-p", sim.port, "-b", "460800", "-f", "F1", "-P", "none", "-e", "-w", "-v", "-n",
+             "-g", "0x08000000", str(image)]
+        )  # fmt: skip
     err = capsys.readouterr().err
     assert "Verification OK" in err
     assert "Chip id: 0x410" in err
     assert f"Device UID: {Stm32Bootloader.format_uid(UID)}" in err
     assert "Flash size: 128 KiB" in err
+
+
+def test_stm32loader_as_shipped_stops_at_the_missing_modem_lines(tmp_path: Path) -> None:
+    """Why the wrapper exists: unpatched, stm32loader's first DTR/RTS toggle fails on a pty."""
+    with running_sim(tmp_path / "mcu", *SIM) as sim, pytest.raises(OSError):
+        stm32loader_main.main("-p", sim.port, "-f", "F1", "-P", "none", "-n")
