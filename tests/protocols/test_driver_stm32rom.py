@@ -229,3 +229,15 @@ async def test_reboot_and_abort_start_only_a_verified_app(tmp_path: Path) -> Non
             assert (facts.installed_version, facts.in_bootloader) == ("1.2.3", False)
             facts = await driver.abort()
             assert (facts.installed_version, facts.in_bootloader) == ("1.2.3", False)
+
+
+async def test_auto_detect_tells_the_rom_loader_and_mcugw_apart(tmp_path: Path) -> None:
+    options = DriverOptions(baud=0)
+    with running_sim(tmp_path / "stm32", *BOOT0_HIGH) as sim:
+        spec, facts = await registry.detect(sim.port, options, registry.probe_order())
+        assert (spec.name, facts.uid) == ("stm32-rom", UID)
+    # The 0x7F probe, tried first, does not upset a device that speaks mcugw.
+    with running_sim(tmp_path / "mcugw", "--baud", "0") as sim:
+        order = registry.probe_order(["stm32-rom", "mcugw"])
+        spec, facts = await registry.detect(sim.port, options, order)
+        assert (spec.name, facts.installed_version) == ("mcugw", "1.0.0")

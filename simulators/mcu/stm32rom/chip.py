@@ -174,9 +174,9 @@ class Chip:
             uid = bytes.fromhex(meta["uid"])
         else:
             uid = uid if uid is not None else random.randbytes(12)
+            if len(uid) != 12:
+                raise SimConfigError("--uid: an STM32 unique id is 12 bytes (96 bits)")
             meta_path.write_text(json.dumps({"model": model.name, "uid": uid.hex()}))
-        if len(uid) != 12:
-            raise SimConfigError("an STM32 unique id is 12 bytes (96 bits)")
         self.model = model
         self.uid = uid
         self.boot0 = boot0
