@@ -72,7 +72,13 @@ def _run_other(args: argparse.Namespace) -> int:
     """Another bootloader's simulator: simulators.mcu.<name without dashes>.main(args)."""
     import importlib
 
-    module = importlib.import_module(f"simulators.mcu.{args.bootloader.replace('-', '')}")
+    name = f"simulators.mcu.{args.bootloader.replace('-', '')}"
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not name.startswith(exc.name):
+            raise
+        raise CommandError(f"no simulator for bootloader {args.bootloader!r} here") from exc
     try:
         return int(module.main(args))
     except ValueError as exc:  # simulators report bad options as ValueError

@@ -11,6 +11,7 @@ import pytest
 from protocols import registry
 from protocols.driver import (
     Capability,
+    DeviceFacts,
     DriverError,
     DriverOptions,
     Image,
@@ -36,7 +37,7 @@ def _image(size: int, version: str, seed: int = 5) -> Image:
     return Image(data, version, hashlib.sha256(data).hexdigest())
 
 
-async def _identify(port: str, options: DriverOptions = OPTIONS):  # type: ignore[no-untyped-def]
+async def _identify(port: str, options: DriverOptions = OPTIONS) -> DeviceFacts:
     async with registry.open_driver(port, registry.get("stm32-rom"), options) as driver:
         return await driver.identify()
 
