@@ -63,7 +63,7 @@ from protocols.errors import (
     TransportDisconnected,
 )
 from protocols.stm32rom import codec, record
-from protocols.stm32rom.codec import ACK, NACK, SYNC, Command, Exchange, Nack
+from protocols.stm32rom.codec import ACK, NACK, SYNC, BadReply, Command, Exchange, Nack
 from protocols.stm32rom.parts import FLASH_BASE, Part, part
 from protocols.timing import HOST_MARGIN_S
 from protocols.transport import ModemLines, SerialSettings, Transport
@@ -212,7 +212,8 @@ class Stm32RomDriver:
         self.retransmits = 0
         self._synced = False
         self._entered_from_app = False
-        self._target: Target | None = None
+        self._stale = False  # a failed exchange may have left late answers on the link
+        self._info: codec.BootloaderInfo | None = None
 
     # ------------------------------------------------------------- link
 
@@ -294,15 +295,45 @@ class Stm32RomDriver:
         await asyncio.sleep(RESET_PULSE_S)  # the pulse itself, not a wait for a state
         self._drive(w.reset_line, False, not w.reset_active_low)
         self._synced = False
-        self._target = None
         await asyncio.sleep(w.boot_delay_s)  # the ROM starts before it can measure 0x7F
         return True
 
     # ------------------------------------------------------------- steps
 
+    async def _drain(self) -> None:
+        """Drop late answers of a failed exchange, so they are not taken for the next one."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 1.0
+        quiet = self._wire(16) + TURNAROUND_S + 0.05
+        while loop.time() < end:
+            try:
+                await self._read(min(end, loop.time() + quiet))
+            except TimeoutError:
+                break
+        self._stale = False
+
     async def _connect(self) -> None:
+        """Reach the ROM loader and read Get, realigning if the loader is out of step."""
         if self._synced:
             return
+        if self._stale:
+            await self._drain()
+        await self._reach()
+        for attempt in range(SYNC_ATTEMPTS):
+            try:
+                self._info = codec.parse_get(await self._run(codec.get()))
+                return
+            except (Nack, BadReply):
+                if attempt == SYNC_ATTEMPTS - 1:
+                    raise
+            # A late answer or half a command left the loader one byte out of step: each
+            # lone 0x7F answered ends on a command boundary, so sync again and retry.
+            self._synced = False
+            await self._drain()
+            if not await self._sync():
+                raise NoAnswer(f"the loader on {self.transport.name} went silent while syncing")
+
+    async def _reach(self) -> None:
         if await self._reset(boot0=True):
             self._entered_from_app = True  # the lines restart whatever ran before
             if await self._sync():
@@ -320,7 +351,7 @@ class Stm32RomDriver:
         hint = (
             ""
             if self.wiring.enter_command
-            else ("; if the application runs, wire reset_line/boot0_line or set enter_command")
+            else "; if the application runs, wire reset_line/boot0_line or set enter_command"
         )
         raise NoAnswer(f"no answer to 0x7F on {self.transport.name}{hint}")
 
@@ -335,7 +366,8 @@ class Stm32RomDriver:
         return bytes(out)
 
     async def _probe(self) -> Target:
-        info = codec.parse_get(await self._run(codec.get()))
+        info = self._info
+        assert info is not None  # _connect read it
         pid = codec.parse_get_id(await self._run(codec.get_id()))
         found = part(pid)
         if found is None:
@@ -356,9 +388,7 @@ class Stm32RomDriver:
             state = "valid"
         except record.RecordError as exc:
             rec, state = None, str(exc)
-        target = Target(info, pid, found, uid, kib, sectors, rec, state)
-        self._target = target
-        return target
+        return Target(info, pid, found, uid, kib, sectors, rec, state)
 
     def _facts(self, t: Target, *, in_bootloader: bool) -> DeviceFacts:
         model = t.part.model
@@ -450,6 +480,7 @@ class Stm32RomDriver:
     def _fail(self, exc: ProtocolError, step: Step) -> DriverError:
         # The loader may be mid-command now: the next call syncs (or resets) afresh.
         self._synced = False
+        self._stale = True
         return DriverError(error_code(exc), str(exc), step)
 
     async def identify(self) -> DeviceFacts:
@@ -516,7 +547,6 @@ class Stm32RomDriver:
                 raise ReadbackMismatch("version record read back differs from what was written")
             progress(Progress(Step.ACTIVATE, len(rec_bytes), len(rec_bytes)))
             t = dataclasses.replace(t, record=rec, record_state="valid")
-            self._target = t
             step = Step.BOOT
             progress(Progress(Step.BOOT, 0, 1))
             await self._start_app()

@@ -149,6 +149,20 @@ async def test_bad_answers_to_identify_are_coded_errors(
     assert err.value.step is Step.CONNECT
 
 
+async def test_a_late_answer_is_a_timeout_and_is_not_taken_for_the_next_one(
+    tmp_path: Path,
+) -> None:
+    spec = registry.get("stm32-rom")
+    with running_sim(tmp_path / "mcu", *BOOT0_HIGH, "--fault", "late=0x02") as sim:
+        async with registry.open_driver(sim.port, spec, OPTIONS) as driver:
+            with pytest.raises(DriverError) as err:
+                await driver.identify()
+            assert err.value.code == "MCU_TIMEOUT"
+            # The late Get ID answer arrives now; the retry must not read it as its own.
+            facts = await driver.identify()
+    assert (facts.model, facts.uid) == ("stm32f10x-md", UID)
+
+
 async def test_a_nacked_write_fails_the_install_and_leaves_no_version(tmp_path: Path) -> None:
     spec = registry.get("stm32-rom")
     with running_sim(tmp_path / "mcu", *BOOT0_HIGH, "--fault", "nack=0x31") as sim:

@@ -87,6 +87,11 @@ class FaultKind(enum.StrEnum):
     GARBAGE = "garbage"  # answer this command with noise
     OTHER = "other-answer"  # answer this command with Get's answer
     NOOP = "noop"  # ACK every stage but do nothing (Go stays put, Write programs nothing)
+    LATE = "late"  # the first time only, answer after LATE_S (past the host's deadline)
+
+
+#: How late a ``late=`` fault answers.
+LATE_S = 1.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +109,7 @@ class Faults:
             except ValueError:
                 raise SimConfigError(
                     f"bad --fault {spec!r} for stm32-rom: use nack=|mute=|garbage=|"
-                    "other-answer=|noop= followed by a command code such as 0x31"
+                    "other-answer=|noop=|late= followed by a command code such as 0x31"
                 ) from None
             if not sep or not 0 <= code <= 0xFF:
                 raise SimConfigError(f"bad --fault {spec!r}: command code must be 0x00..0xff")
@@ -182,6 +187,7 @@ class Chip:
         self.boot0 = boot0
         self.scale = flash_scale
         self.faults = faults or Faults()
+        self.late_done: set[int] = set()
         self.flash = Flash(state / "flash.bin", model.flash_kib * 1024)
         self.ram = bytearray(model.ram_kib * 1024)
         self.sectors = model.part.sectors(model.flash_kib)
@@ -296,6 +302,9 @@ class ROMBootloader:
             return False
         if fault is FaultKind.OTHER:
             code = Command.GET
+        if fault is FaultKind.LATE and code not in self.chip.late_done:
+            self.chip.late_done.add(code)
+            await self.port.sleep(LATE_S)
         self.noop = fault is FaultKind.NOOP
         handler = {
             Command.GET: self._get,
