@@ -28,6 +28,10 @@ from simulators.mcu.stm32rom.chip import (
 )
 
 BITS_PER_BYTE = 11  # 8E1
+#: epoll rounds a wait up to whole milliseconds, so a shorter sleep would cost a full
+#: millisecond per byte exchanged. Shorter delays are skipped instead: the link clocks
+#: keep counting, so throughput stays that of the wire and latency errs by < 1 ms.
+MIN_SLEEP_S = 0.001
 
 
 class PacedPty:
@@ -45,6 +49,7 @@ class PacedPty:
         self._tx_clock = 0.0
         self._arrived = asyncio.Event()
         self._pending = bytearray()
+        self._work_debt = 0.0
 
     def _wire(self, n: int) -> float:
         return n * BITS_PER_BYTE / self.baud if self.baud > 0 else 0.0
@@ -74,7 +79,9 @@ class PacedPty:
                 out = bytes(self._rx[:n])
                 del self._rx[:n]
                 return out
-            if self._due:
+            if self._due and self._due[0][0] - now < MIN_SLEEP_S:
+                self._rx += self._due.popleft()[1]
+            elif self._due:
                 await asyncio.sleep(self._due[0][0] - now)  # the wire is still carrying it
             else:
                 self._arrived.clear()
@@ -84,14 +91,17 @@ class PacedPty:
         loop = asyncio.get_running_loop()
         self._tx_clock = max(self._tx_clock, loop.time()) + self._wire(len(data))
         delay = self._tx_clock - loop.time()
-        if delay > 0:
+        if delay >= MIN_SLEEP_S:
             await asyncio.sleep(delay)
         self._pending += data
         self._drain()
 
     async def sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            await asyncio.sleep(seconds)
+        # Short flash operations add up until they are worth a timer wait.
+        self._work_debt += seconds
+        if self._work_debt >= MIN_SLEEP_S:
+            await asyncio.sleep(self._work_debt)
+            self._work_debt = 0.0
 
     def _drain(self) -> None:
         loop = asyncio.get_running_loop()
