@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from stm32loader.bootloader import Stm32Bootloader
 
 from protocols.errors import LocalProtocolError
@@ -181,3 +184,38 @@ def test_version_record_round_trip_and_damage() -> None:
         record.decode(b"\x00" * record.SIZE)
     with pytest.raises(record.RecordError, match=r"1\.\.44"):
         record.VersionRecord("x" * 45, FLASH_BASE, 1, sha).encode()
+
+
+_EXCHANGES = [
+    codec.get,
+    codec.get_version,
+    codec.get_id,
+    lambda: codec.read_memory(FLASH_BASE, 16),
+    lambda: codec.go(FLASH_BASE),
+    lambda: codec.write_memory(FLASH_BASE, bytes(8)),
+    lambda: codec.erase([0, 1]),
+    lambda: codec.extended_erase(SpecialErase.MASS),
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    which=st.integers(0, len(_EXCHANGES) - 1),
+    answer=st.binary(max_size=40),
+    cuts=st.lists(st.integers(0, 40), max_size=6),
+)
+def test_any_bytes_complete_wait_or_raise_a_protocol_error(
+    which: int, answer: bytes, cuts: list[int]
+) -> None:
+    """Fuzz: whatever a device sends, in whatever pieces, the codec never fails otherwise."""
+    ex = _EXCHANGES[which]()
+    bounds = sorted({0, len(answer), *(c for c in cuts if c <= len(answer))})
+    pieces = [answer[a:b] for a, b in itertools.pairwise(bounds)]
+    try:
+        for piece in pieces:
+            ex.data_to_send()  # the host sends each stage once its predecessor is answered
+            ex.receive_data(piece)
+    except (Nack, BadReply):
+        return
+    # Otherwise it is finished, awaiting an answer, or holding its next stage to send.
+    assert ex.done or ex.waiting or ex.data_to_send()

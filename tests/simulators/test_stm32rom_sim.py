@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -9,8 +12,11 @@ from pathlib import Path
 
 import pytest
 import serial
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from protocols.stm32rom import codec
+from simulators.mcu.stm32rom.chip import MODELS, Chip
 from tests.sim_harness import cli, running_sim
 
 SIM = ("--bootloader", "stm32-rom")
@@ -96,3 +102,51 @@ def test_link_is_paced_and_erase_takes_the_parts_time(tmp_path: Path) -> None:
         _exchange(port, codec.write_memory(0x0800_0000, b"\xf1\xf1\xf1\xf1"))
         (data,) = _exchange(port, codec.read_memory(0x0800_0000, 4))
         assert data == b"\x01\x01\x01\x01"
+
+
+class _MemPort:
+    """An in-memory UART for the chip; ``idle`` is set while it waits for bytes."""
+
+    def __init__(self, data: bytes) -> None:
+        self.rx = bytearray(data)
+        self.tx = bytearray()
+        self.idle = asyncio.Event()
+
+    async def read(self, n: int) -> bytes:
+        if len(self.rx) < n:
+            self.idle.set()
+            await asyncio.Event().wait()  # starved: the host has nothing more to say
+        out = bytes(self.rx[:n])
+        del self.rx[:n]
+        return out
+
+    async def write(self, data: bytes) -> None:
+        self.tx += data
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(noise=st.binary(min_size=1, max_size=300))
+def test_the_rom_loader_survives_any_bytes(noise: bytes) -> None:
+    """Fuzz: after a sync, arbitrary bytes only ever get ACK/NACK/data back, never a crash."""
+
+    async def run() -> bytes:
+        with tempfile.TemporaryDirectory() as tmp:
+            chip = Chip(Path(tmp), MODELS["stm32f103"], boot0=True, flash_scale=0.0)
+            port = _MemPort(b"\x7f" + noise)
+            task = asyncio.create_task(chip.run(port))
+            try:
+                async with asyncio.timeout(10):
+                    await port.idle.wait()
+                assert not task.done(), task.exception()
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                chip.flash.close()
+            return bytes(port.tx)
+
+    out = asyncio.run(run())
+    assert out[:1] == bytes([codec.ACK])
