@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tty
 
@@ -20,8 +21,10 @@ async def test_even_parity_on_a_pty_opens_as_8n1_and_carries_all_byte_values() -
         try:
             await transport.write(bytes(range(256)))
             got = b""
-            while len(got) < 256:
-                got += os.read(master, 256)
+            loop = asyncio.get_running_loop()
+            async with asyncio.timeout(5):
+                while len(got) < 256:  # read off the loop: the transport writes from it
+                    got += await loop.run_in_executor(None, os.read, master, 256)
             assert got == bytes(range(256))  # nothing stripped (ISTRIP) or mangled
         finally:
             await transport.close()
