@@ -211,7 +211,8 @@ class Stm32RomDriver:
         self.rx_bytes = 0
         self.retransmits = 0
         self._synced = False
-        self._entered_from_app = False
+        #: How this connection got the loader from a running app, to put the app back.
+        self._entered_from_app: Literal["lines", "command"] | None = None
         self._stale = False  # a failed exchange may have left late answers on the link
         self._info: codec.BootloaderInfo | None = None
 
@@ -334,8 +335,9 @@ class Stm32RomDriver:
                 raise NoAnswer(f"the loader on {self.transport.name} went silent while syncing")
 
     async def _reach(self) -> None:
+        self._entered_from_app = None
         if await self._reset(boot0=True):
-            self._entered_from_app = True  # the lines restart whatever ran before
+            self._entered_from_app = "lines"  # a reset ends whatever ran before
             if await self._sync():
                 return
             raise NoAnswer(f"no answer to 0x7F on {self.transport.name} after a reset with BOOT0")
@@ -346,7 +348,7 @@ class Stm32RomDriver:
         if self.wiring.enter_command:
             await self._write(self.wiring.enter_command)
             if await self._sync():
-                self._entered_from_app = True
+                self._entered_from_app = "command"
                 return
         hint = (
             ""
@@ -465,7 +467,7 @@ class Stm32RomDriver:
         if not await self._reset(boot0=False):
             await self._run(codec.go(FLASH_BASE))
         self._synced = False
-        self._entered_from_app = False
+        self._entered_from_app = None
         # A ROM loader still listening answers Get Version at once; an app does not.
         await self._write(codec.command_frame(Command.GET_VERSION))
         deadline = self._deadline(2, 5)
@@ -487,8 +489,11 @@ class Stm32RomDriver:
         try:
             await self._connect()
             t = await self._probe()
-            if self._entered_from_app:
-                await self._start_app()  # identify must leave the device as it found it
+            # Leave the device as found: an app that took the enter command runs again; after
+            # a reset only a verified one is started (never a half-written image).
+            came = self._entered_from_app
+            if came == "command" or (came == "lines" and t.record is not None):
+                await self._start_app()
                 return self._facts(t, in_bootloader=False)
             return self._facts(t, in_bootloader=True)
         except ProtocolError as exc:

@@ -165,14 +165,24 @@ async def test_a_late_answer_is_a_timeout_and_is_not_taken_for_the_next_one(
 
 async def test_a_nacked_write_fails_the_install_and_leaves_no_version(tmp_path: Path) -> None:
     spec = registry.get("stm32-rom")
-    with running_sim(tmp_path / "mcu", *BOOT0_HIGH, "--fault", "nack=0x31") as sim:
+    sim = SimProcess(tmp_path / "mcu", BOOT0_HIGH).start()
+    try:
         async with registry.open_driver(sim.port, spec, OPTIONS) as driver:
+            assert (await driver.install(_image(4_000, "1.0.0"))).ok
+        # The app 1.0.0 runs; the update gets in through its enter command, then fails.
+        sim.restart(["--boot0", "low", "--fault", "nack=0x31"])
+        async with registry.open_driver(sim.port, spec, ENTER) as driver:
             with pytest.raises(DriverError) as err:
                 await driver.install(_image(4_000, "2.0.0"))
             assert (err.value.code, err.value.step) == ("MCU_NACK", Step.WRITE)
             assert driver.retransmits == 2  # NACKed blocks are retried before giving up
             facts = await driver.identify()
-    assert facts.installed_version is None
+        assert facts.installed_version is None
+        assert facts.in_bootloader  # the half-written image is not started
+        # Still the ROM loader, even to a host that cannot ask an app to jump.
+        assert (await _identify(sim.port)).in_bootloader
+    finally:
+        sim.stop()
 
 
 @pytest.mark.parametrize(
