@@ -162,6 +162,12 @@ class Wiring:
         except ValueError as exc:
             raise DriverError("DRIVER_CONFIG_INVALID", "boot_delay_ms is not a number") from exc
         compat = extra.get("compat")
+        if compat:
+            parts_ = str(compat).split(":")
+            if len(parts_) != 3 or not parts_[0] or not parts_[1]:
+                raise DriverError(
+                    "DRIVER_CONFIG_INVALID", f"compat = {compat!r}: use manufacturer:model:hwrev"
+                )
         return cls(
             reset_line=reset,
             boot0_line=boot0,
@@ -395,8 +401,7 @@ class Stm32RomDriver:
     def _facts(self, t: Target, *, in_bootloader: bool) -> DeviceFacts:
         model = t.part.model
         compat = self.wiring.compat or f"st:{model}:"
-        if self.wiring.compat:
-            model = compat.split(":")[1] if compat.count(":") == 2 else compat
+        model = compat.split(":")[1]  # the compatibility string's model is the model
         rec = t.record
         slot = SlotFacts(
             index=0,

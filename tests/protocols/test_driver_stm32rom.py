@@ -227,14 +227,27 @@ async def test_f4_sectors_extended_erase_and_auto_detect(tmp_path: Path) -> None
         async with registry.open_driver(sim.port, spec, OPTIONS) as driver:
             result = await driver.install(image)
         assert result.ok
-        assert (await _identify(sim.port, ENTER)).installed_sha256 == image.sha256
+        board = DriverOptions(
+            baud=0, extra={"enter_command": "bootloader\n", "compat": "contoso:sensor-x:B"}
+        )
+        facts = await _identify(sim.port, board)
+        assert facts.installed_sha256 == image.sha256
+        assert (facts.model, facts.compat) == ("sensor-x", "contoso:sensor-x:B")
+        assert facts.details["part"] == "STM32F405/407/415/417"
 
 
 def test_wiring_options_are_checked() -> None:
     w = Wiring.from_extra({"reset_line": "DTR", "boot0_line": "rts", "reset_active_low": "false"})
     assert (w.reset_line, w.boot0_line, w.reset_active_low) == ("dtr", "rts", False)
-    for bad in ({"reset_line": "cts"}, {"reset_line": "dtr", "boot0_line": "dtr"},
-                {"boot0_active_high": "maybe"}):  # fmt: skip
+    assert Wiring.from_extra({"compat": "contoso:sensor-x:B"}).compat == "contoso:sensor-x:B"
+    bad_keys: list[dict[str, str | int | bool]] = [
+        {"reset_line": "cts"},
+        {"reset_line": "dtr", "boot0_line": "dtr"},
+        {"boot0_active_high": "maybe"},
+        {"boot_delay_ms": "soon"},
+        {"compat": "sensor-x"},
+    ]
+    for bad in bad_keys:
         with pytest.raises(DriverError) as err:
             Wiring.from_extra(bad)
         assert err.value.code == "DRIVER_CONFIG_INVALID"
