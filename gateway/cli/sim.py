@@ -57,7 +57,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "--bootloader",
         choices=sorted(BUILTIN),
         default="mcugw",
-        help="which bootloader the virtual MCU runs (default: mcugw, this project's)",
+        help="which bootloader the virtual MCU runs (default: mcugw, this project's); "
+        "stm32-rom models, --fault specs and its way in: docs/bootloaders-stm32.md",
     )
     p.add_argument(
         "--boot0",
