@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import stat
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 from urllib.parse import urlsplit
@@ -152,9 +154,26 @@ async def open_transport(url: str, baud: int | SerialSettings = 115200) -> Trans
     return await _open_serial(url, settings)
 
 
+#: Linux majors of Unix98 pseudo-terminal slaves (/dev/pts/N).
+_PTY_MAJORS = range(136, 144)
+
+
+def is_pseudo_terminal(path: str) -> bool:
+    """True for a pty slave (e.g. a simulator's port), which has no parity bit to set."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return stat.S_ISCHR(st.st_mode) and os.major(st.st_rdev) in _PTY_MAJORS
+
+
 async def _open_serial(path: str, settings: SerialSettings) -> Transport:
     import serial
     import serial_asyncio
+
+    parity = settings.parity
+    if parity != "N" and is_pseudo_terminal(path):
+        parity = "N"  # a pty carries bytes, not bits: Linux refuses PARENB on one (EINVAL)
 
     # pyserial's default read() waits in select(), which raises ValueError for fd numbers
     # >= FD_SETSIZE (1024); a gateway with a few hundred hub connections gets there. The
@@ -165,7 +184,7 @@ async def _open_serial(path: str, settings: SerialSettings) -> Transport:
         port = port_class(
             path,
             baudrate=settings.baud or 115200,
-            parity=settings.parity,
+            parity=parity,
             stopbits=settings.stopbits,
             exclusive=True,
         )

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.cli.common import CommandError
+from protocols.registry import BUILTIN
 
 _FAULT_HELP = """\
 fault specs (repeat --fault):
@@ -52,7 +53,37 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     p.add_argument("--flash-scale", type=float, default=1.0, help="scale flash timings")
     p.add_argument("--turnaround-ms", type=float, help="override the model's turnaround")
+    p.add_argument(
+        "--bootloader",
+        choices=sorted(BUILTIN),
+        default="mcugw",
+        help="which bootloader the virtual MCU runs (default: mcugw, this project's); "
+        "stm32-rom models, --fault specs and its way in: docs/bootloaders-stm32.md",
+    )
+    p.add_argument(
+        "--boot0",
+        choices=("high", "low"),
+        default="low",
+        help="stm32-rom: BOOT0 strap; high starts in the ROM system bootloader",
+    )
     p.set_defaults(func=_run)
+
+
+def _run_other(args: argparse.Namespace) -> int:
+    """Another bootloader's simulator: simulators.mcu.<name without dashes>.main(args)."""
+    import importlib
+
+    name = f"simulators.mcu.{args.bootloader.replace('-', '')}"
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not name.startswith(exc.name):
+            raise
+        raise CommandError(f"no simulator for bootloader {args.bootloader!r} here") from exc
+    try:
+        return int(module.main(args))
+    except ValueError as exc:  # simulators report bad options as ValueError
+        raise CommandError(str(exc)) from exc
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -62,6 +93,8 @@ def _run(args: argparse.Namespace) -> int:
     from simulators.mcu.options import FaultSpecError, parse_faults
     from simulators.mcu.pty import serve
 
+    if args.bootloader != "mcugw":
+        return _run_other(args)
     if args.count < 1:
         raise CommandError("--count must be at least 1")
     try:

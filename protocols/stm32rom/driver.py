@@ -1,0 +1,614 @@
+"""The ``stm32-rom`` driver: the STM32 ROM system bootloader (AN3155) behind the seam.
+
+The ROM loader only reads, writes, erases and jumps; everything a gateway needs
+beyond that is done here: the device id is the part's 96-bit unique id read
+from its family's documented address, the installed version is a
+:mod:`~protocols.stm32rom.record` in the last flash page that this driver writes
+last, and an install is verified by reading the image back before Go.
+
+This module is the one place that turns the codec's exceptions into twin
+error codes (see docs/bootloaders-stm32.md for the list).
+
+Per-port keys in ``DriverOptions.extra`` (all optional):
+
+``reset_line``, ``boot0_line``
+    ``"dtr"``, ``"rts"`` or ``"none"``: which modem line drives NRST / BOOT0.
+``reset_active_low`` (default true), ``boot0_active_high`` (default true)
+    Pin levels that reset / select the system bootloader. An asserted line
+    drives a USB-UART adapter's pin low.
+``boot_delay_ms`` (default 50)
+    Time the ROM needs after reset before it can measure the 0x7F.
+``enter_command``
+    Text the running application understands as "jump to the ROM bootloader";
+    the way in when no modem lines are wired (and on the simulator's pty).
+``compat``
+    ``manufacturer:model:hwrev`` of the board (the ROM only knows the part).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from protocols.driver import (
+    Capability,
+    DeviceFacts,
+    DriverError,
+    DriverOptions,
+    DriverSpec,
+    Image,
+    InstallResult,
+    NoAnswer,
+    Outcome,
+    Progress,
+    ProgressFn,
+    Safety,
+    SlotFacts,
+    SlotState,
+    Step,
+    no_progress,
+)
+from protocols.errors import (
+    DeviceTimeout,
+    LocalProtocolError,
+    PortNotFound,
+    ProtocolError,
+    RemoteProtocolError,
+    TransportDisconnected,
+)
+from protocols.stm32rom import codec, record
+from protocols.stm32rom.codec import ACK, NACK, SYNC, BadReply, Command, Exchange, Nack
+from protocols.stm32rom.parts import FLASH_BASE, Part, part
+from protocols.timing import HOST_MARGIN_S
+from protocols.transport import ModemLines, SerialSettings, Transport
+
+NAME = "stm32-rom"
+
+#: 8E1: start, 8 data, parity, stop.
+BITS_PER_BYTE = 11
+#: The ROM answers within microseconds; this covers a USB-serial adapter's latency.
+TURNAROUND_S = 0.010
+#: NRST low time: far above the part's 20 us, long enough for a slow USB adapter.
+RESET_PULSE_S = 0.010
+SYNC_ATTEMPTS = 3
+#: Write Memory retries after a NACK (a damaged block's checksum).
+WRITE_RETRIES = 2
+#: Erase at most this much per command, so progress moves and deadlines stay short.
+ERASE_BATCH = 16 * 1024
+
+Line = Literal["dtr", "rts"]
+
+
+class UnknownPart(RemoteProtocolError):
+    pass
+
+
+class ReadbackMismatch(RemoteProtocolError):
+    pass
+
+
+class BootFailed(RemoteProtocolError):
+    pass
+
+
+class NoApplication(RemoteProtocolError):
+    pass
+
+
+def error_code(exc: ProtocolError) -> str:
+    """The twin ``error.code`` for one of this protocol's exceptions."""
+    if isinstance(exc, DeviceTimeout):
+        return "MCU_TIMEOUT"
+    if isinstance(exc, TransportDisconnected | PortNotFound):
+        return "MCU_DISCONNECTED"
+    if isinstance(exc, Nack):
+        return "MCU_NACK"
+    if isinstance(exc, ReadbackMismatch):
+        return "MCU_VERIFY_FAILED"
+    if isinstance(exc, UnknownPart):
+        return "MCU_UNSUPPORTED_PART"
+    if isinstance(exc, BootFailed):
+        return "MCU_BOOT_FAILED"
+    if isinstance(exc, NoApplication):
+        return "MCU_NO_APP"
+    if isinstance(exc, LocalProtocolError):
+        return "IMAGE_REJECTED"
+    return "MCU_PROTOCOL_ERROR"
+
+
+@dataclass(frozen=True, slots=True)
+class Wiring:
+    """How RESET and BOOT0 are reached on this port (``DriverOptions.extra``)."""
+
+    reset_line: Line | None = None
+    boot0_line: Line | None = None
+    reset_active_low: bool = True
+    boot0_active_high: bool = True
+    boot_delay_s: float = 0.05
+    enter_command: bytes = b""
+    compat: str | None = None
+
+    @classmethod
+    def from_extra(cls, extra: Mapping[str, str | int | bool]) -> Wiring:
+        def line(key: str) -> Line | None:
+            value = str(extra.get(key, "none")).lower()
+            if value == "none":
+                return None
+            if value in ("dtr", "rts"):
+                return "dtr" if value == "dtr" else "rts"
+            raise DriverError("DRIVER_CONFIG_INVALID", f"{key} = {value!r}: use dtr, rts or none")
+
+        def flag(key: str, default: bool) -> bool:
+            value = extra.get(key, default)
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("true", "1", "yes"):
+                return True
+            if str(value).lower() in ("false", "0", "no"):
+                return False
+            raise DriverError("DRIVER_CONFIG_INVALID", f"{key} = {value!r} is not true/false")
+
+        reset, boot0 = line("reset_line"), line("boot0_line")
+        if reset is not None and reset == boot0:
+            raise DriverError("DRIVER_CONFIG_INVALID", "reset_line and boot0_line are one line")
+        try:
+            delay = float(extra.get("boot_delay_ms", 50)) / 1000
+        except ValueError as exc:
+            raise DriverError("DRIVER_CONFIG_INVALID", "boot_delay_ms is not a number") from exc
+        compat = extra.get("compat")
+        if compat:
+            parts_ = str(compat).split(":")
+            if len(parts_) != 3 or not parts_[0] or not parts_[1]:
+                raise DriverError(
+                    "DRIVER_CONFIG_INVALID", f"compat = {compat!r}: use manufacturer:model:hwrev"
+                )
+        return cls(
+            reset_line=reset,
+            boot0_line=boot0,
+            reset_active_low=flag("reset_active_low", True),
+            boot0_active_high=flag("boot0_active_high", True),
+            boot_delay_s=max(0.0, delay),
+            enter_command=str(extra.get("enter_command", "")).encode(),
+            compat=str(compat) if compat else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What one connection learned about the part."""
+
+    info: codec.BootloaderInfo
+    pid: int
+    part: Part
+    uid: bytes
+    flash_kib: int
+    sectors: tuple[tuple[int, int], ...]  # (address, size); the last holds the record
+    record: record.VersionRecord | None
+    record_state: str
+
+    @property
+    def record_address(self) -> int:
+        return self.sectors[-1][0]
+
+    @property
+    def capacity(self) -> int:
+        return self.record_address - FLASH_BASE
+
+
+def _units(sectors: Sequence[tuple[int, int]], start: int, end: int) -> list[int]:
+    """Indexes of the erase units that overlap [start, end)."""
+    return [i for i, (a, s) in enumerate(sectors) if a < end and a + s > start]
+
+
+class Stm32RomDriver:
+    """AN3155 over one transport; every public method translates errors once."""
+
+    def __init__(self, transport: Transport, options: DriverOptions) -> None:
+        self.transport = transport
+        self.options = options
+        self.wiring = Wiring.from_extra(options.extra)
+        self.tx_bytes = 0
+        self.rx_bytes = 0
+        self.retransmits = 0
+        self._synced = False
+        #: How this connection got the loader from a running app, to put the app back.
+        self._entered_from_app: Literal["lines", "command"] | None = None
+        self._stale = False  # a failed exchange may have left late answers on the link
+        self._info: codec.BootloaderInfo | None = None
+
+    # ------------------------------------------------------------- link
+
+    def _wire(self, nbytes: int) -> float:
+        baud = self.options.baud
+        return nbytes * BITS_PER_BYTE / baud if baud > 0 else 0.0
+
+    def _deadline(self, sent: int, expected: int, work_s: float = 0.0) -> float:
+        budget = self._wire(sent) + self._wire(expected) + 2 * TURNAROUND_S + work_s
+        return asyncio.get_running_loop().time() + budget + HOST_MARGIN_S
+
+    async def _write(self, data: bytes) -> None:
+        await self.transport.write(data)
+        self.tx_bytes += len(data)
+
+    async def _read(self, deadline: float) -> bytes:
+        async with asyncio.timeout_at(deadline):
+            data = await self.transport.read()
+        self.rx_bytes += len(data)
+        return data
+
+    async def _run(self, ex: Exchange, work_s: float = 0.0) -> list[bytes]:
+        """Walk one command through its stages; ``work_s`` is the device's time after the last."""
+        while not ex.done:
+            out = ex.data_to_send()
+            await self._write(out)
+            stage = ex.stage
+            deadline = self._deadline(len(out), stage.reply_len, work_s if ex.last_stage else 0)
+            while ex.waiting:
+                try:
+                    data = await self._read(deadline)
+                except TimeoutError:
+                    raise DeviceTimeout(
+                        f"{ex.command.name}: no answer to its {stage.name} "
+                        f"(0x{ex.command:02x}) in time"
+                    ) from None
+                ex.receive_data(data)
+        return ex.payloads
+
+    async def _sync(self, attempts: int = SYNC_ATTEMPTS) -> bool:
+        """Send 0x7F until ACK (fresh loader) or NACK (one already synced) comes back.
+
+        A loader that was synced before takes the first 0x7F as a command byte and
+        NACKs the second, hence more than one attempt.
+        """
+        for _ in range(attempts):
+            await self._write(bytes([SYNC]))
+            deadline = self._deadline(1, 1)
+            while True:
+                try:
+                    data = await self._read(deadline)
+                except TimeoutError:
+                    break
+                # An app's chatter may come first; the loader's answer is the last byte.
+                if data[-1] in (ACK, NACK):
+                    self._synced = True
+                    return True
+        return False
+
+    # ------------------------------------------------------------- modem lines
+
+    def _drive(self, line: Line, active: bool, active_high: bool) -> bool:
+        if not isinstance(self.transport, ModemLines):
+            return False
+        asserted = active != active_high  # an asserted line pulls the adapter's pin low
+        if line == "dtr":
+            return self.transport.set_lines(dtr=asserted)
+        return self.transport.set_lines(rts=asserted)
+
+    async def _reset(self, *, boot0: bool) -> bool:
+        """Pulse RESET with BOOT0 set as asked; False if this port has no such lines."""
+        w = self.wiring
+        if w.reset_line is None:
+            return False
+        if w.boot0_line is not None and not self._drive(w.boot0_line, boot0, w.boot0_active_high):
+            return False
+        if not self._drive(w.reset_line, True, not w.reset_active_low):
+            return False
+        await asyncio.sleep(RESET_PULSE_S)  # the pulse itself, not a wait for a state
+        self._drive(w.reset_line, False, not w.reset_active_low)
+        self._synced = False
+        await asyncio.sleep(w.boot_delay_s)  # the ROM starts before it can measure 0x7F
+        return True
+
+    # ------------------------------------------------------------- steps
+
+    async def _drain(self) -> None:
+        """Drop late answers of a failed exchange, so they are not taken for the next one."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 1.0
+        quiet = self._wire(16) + TURNAROUND_S + 0.05
+        while loop.time() < end:
+            try:
+                await self._read(min(end, loop.time() + quiet))
+            except TimeoutError:
+                break
+        self._stale = False
+
+    async def _connect(self) -> None:
+        """Reach the ROM loader and read Get, realigning if the loader is out of step."""
+        if self._synced:
+            return
+        if self._stale:
+            await self._drain()
+        await self._reach()
+        for attempt in range(SYNC_ATTEMPTS):
+            try:
+                self._info = codec.parse_get(await self._run(codec.get()))
+                return
+            except (Nack, BadReply):
+                if attempt == SYNC_ATTEMPTS - 1:
+                    raise
+            # A late answer or half a command left the loader one byte out of step: each
+            # lone 0x7F answered ends on a command boundary, so sync again and retry.
+            self._synced = False
+            await self._drain()
+            if not await self._sync():
+                raise NoAnswer(f"the loader on {self.transport.name} went silent while syncing")
+
+    async def _reach(self) -> None:
+        self._entered_from_app = None
+        if await self._reset(boot0=True):
+            self._entered_from_app = "lines"  # a reset ends whatever ran before
+            if await self._sync():
+                return
+            raise NoAnswer(f"no answer to 0x7F on {self.transport.name} after a reset with BOOT0")
+        # Two tries tell an app (silent to both) from a loader synced before (NACKs the
+        # second); only an app may be sent the enter command, a loader would read commands.
+        if await self._sync(2 if self.wiring.enter_command else SYNC_ATTEMPTS):
+            return
+        if self.wiring.enter_command:
+            await self._write(self.wiring.enter_command)
+            if await self._sync():
+                self._entered_from_app = "command"
+                return
+        hint = (
+            ""
+            if self.wiring.enter_command
+            else "; if the application runs, wire reset_line/boot0_line or set enter_command"
+        )
+        raise NoAnswer(f"no answer to 0x7F on {self.transport.name}{hint}")
+
+    async def _read_memory(self, address: int, length: int) -> bytes:
+        out = bytearray()
+        while length:
+            n = min(length, codec.MAX_BLOCK)
+            (data,) = await self._run(codec.read_memory(address, n))
+            out += data
+            address += n
+            length -= n
+        return bytes(out)
+
+    async def _probe(self) -> Target:
+        info = self._info
+        assert info is not None  # _connect read it
+        pid = codec.parse_get_id(await self._run(codec.get_id()))
+        found = part(pid)
+        if found is None:
+            raise UnknownPart(f"product id {pid:#05x} is not in the stm32-rom part table")
+        fam = found.family
+        # One aligned 256-byte read covers both registers (an F4 NACKs some smaller reads).
+        base = fam.uid_address & ~0xFF
+        block = await self._read_memory(base, 256)
+        uid = block[fam.uid_address - base : fam.uid_address - base + 12]
+        off = fam.flash_size_address - base
+        kib = int.from_bytes(block[off : off + 2], "little")
+        if kib in (0, 0xFFFF):
+            kib = found.default_flash_kib
+        sectors = tuple(found.sectors(kib))
+        raw = await self._read_memory(sectors[-1][0], record.SIZE)
+        try:
+            rec: record.VersionRecord | None = record.decode(raw)
+            state = "valid"
+        except record.RecordError as exc:
+            rec, state = None, str(exc)
+        return Target(info, pid, found, uid, kib, sectors, rec, state)
+
+    def _facts(self, t: Target, *, in_bootloader: bool) -> DeviceFacts:
+        model = t.part.model
+        compat = self.wiring.compat or f"st:{model}:"
+        model = compat.split(":")[1]  # the compatibility string's model is the model
+        rec = t.record
+        slot = SlotFacts(
+            index=0,
+            state=SlotState.CONFIRMED if rec else SlotState.INVALID,
+            version=rec.version if rec else "",
+            size=rec.size if rec else 0,
+            sha256=rec.sha256.hex() if rec else "",
+            running=rec is not None and not in_bootloader,
+        )
+        return DeviceFacts(
+            driver=NAME,
+            uid=t.uid.hex(),
+            model=model,
+            compat=compat,
+            bootloader_version=t.info.version_text,
+            protocol_version=f"AN3155 {t.info.version_text}",
+            installed_version=rec.version if rec else None,
+            capacity=t.capacity,
+            safety=Safety.SINGLE_SLOT,
+            capabilities=frozenset({Capability.READBACK}),
+            slots=(slot,),
+            in_bootloader=in_bootloader,
+            details={
+                "part": t.part.title,
+                "pid": f"{t.pid:#05x}",
+                "family": t.part.family.name,
+                "flash_kib": t.flash_kib,
+                "erase_command": f"{t.info.erase_command:#04x}",
+                "record_address": f"{t.record_address:#010x}",
+                "record": t.record_state,
+            },
+        )
+
+    async def _erase(self, t: Target, units: Sequence[int], progress: ProgressFn) -> None:
+        total = sum(t.sectors[i][1] for i in units)
+        done = 0
+        progress(Progress(Step.ERASE, 0, total))
+        batch: list[int] = []
+        size = 0
+        for n, i in enumerate(units):
+            batch.append(i)
+            size += t.sectors[i][1]
+            if size < ERASE_BATCH and n + 1 < len(units) and len(batch) < codec.MAX_ERASE_PAGES:
+                continue
+            work = sum(t.part.family.erase_time(t.sectors[j][1]) for j in batch)
+            if t.info.erase_command is Command.EXTENDED_ERASE:
+                await self._run(codec.extended_erase(batch), work)
+            else:
+                await self._run(codec.erase(batch), work)
+            done += size
+            progress(Progress(Step.ERASE, done, total))
+            batch, size = [], 0
+
+    async def _write_block(self, t: Target, address: int, data: bytes) -> None:
+        data += b"\xff" * (-len(data) % 4)  # flash takes whole words; 0xFF leaves bits erased
+        work = len(data) // 4 * t.part.family.program_s_per_word
+        for attempt in range(WRITE_RETRIES + 1):
+            try:
+                await self._run(codec.write_memory(address, data), work)
+                return
+            except Nack:
+                if attempt == WRITE_RETRIES:
+                    raise
+                self.retransmits += 1
+
+    async def _start_app(self) -> None:
+        """Go to the application (or reset with BOOT0 low) and check the ROM let go."""
+        if not await self._reset(boot0=False):
+            await self._run(codec.go(FLASH_BASE))
+        self._synced = False
+        self._entered_from_app = None
+        # A ROM loader still listening answers Get Version at once; an app does not.
+        await self._write(codec.command_frame(Command.GET_VERSION))
+        deadline = self._deadline(2, 5)
+        with contextlib.suppress(TimeoutError):
+            while True:
+                data = await self._read(deadline)
+                if data[0] in (ACK, NACK):
+                    raise BootFailed("the ROM bootloader still answers after Go: app not started")
+
+    # ------------------------------------------------------------- the seam
+
+    def _fail(self, exc: ProtocolError, step: Step) -> DriverError:
+        # The loader may be mid-command now: the next call syncs (or resets) afresh.
+        self._synced = False
+        self._stale = True
+        return DriverError(error_code(exc), str(exc), step)
+
+    async def identify(self) -> DeviceFacts:
+        try:
+            await self._connect()
+            t = await self._probe()
+            # Leave the device as found: an app that took the enter command runs again; after
+            # a reset only a verified one is started (never a half-written image).
+            came = self._entered_from_app
+            if came == "command" or (came == "lines" and t.record is not None):
+                await self._start_app()
+                return self._facts(t, in_bootloader=False)
+            return self._facts(t, in_bootloader=True)
+        except ProtocolError as exc:
+            raise self._fail(exc, Step.CONNECT) from exc
+
+    async def install(self, image: Image, progress: ProgressFn = no_progress) -> InstallResult:
+        step = Step.CONNECT
+        started = time.monotonic()
+        tx0, rx0, re0 = self.tx_bytes, self.rx_bytes, self.retransmits
+        data = image.data
+        if hashlib.sha256(data).hexdigest() != image.sha256.lower():
+            raise DriverError("IMAGE_REJECTED", "image bytes do not match their SHA-256", step)
+        if not data:
+            raise DriverError("IMAGE_REJECTED", "empty image", step)
+        try:
+            rec = record.VersionRecord(image.version, FLASH_BASE, len(data),
+                                       hashlib.sha256(data).digest())  # fmt: skip
+            rec_bytes = rec.encode()
+        except record.RecordError as exc:
+            raise DriverError("IMAGE_REJECTED", str(exc), step) from exc
+        try:
+            progress(Progress(Step.CONNECT, 0, len(data)))
+            await self._connect()
+            t = await self._probe()
+            if len(data) > t.capacity:
+                raise LocalProtocolError(
+                    f"image of {len(data)} bytes does not fit the {t.capacity} bytes of flash "
+                    f"below the version record at {t.record_address:#010x}"
+                )
+            step = Step.ERASE
+            # The record goes first: from here until it is rewritten the device says "no app".
+            units = [len(t.sectors) - 1, *_units(t.sectors, FLASH_BASE, FLASH_BASE + len(data))]
+            await self._erase(t, units, progress)
+            step = Step.WRITE
+            t_write = time.monotonic()
+            for off in range(0, len(data), codec.MAX_BLOCK):
+                await self._write_block(t, FLASH_BASE + off, data[off : off + codec.MAX_BLOCK])
+                progress(Progress(Step.WRITE, min(off + codec.MAX_BLOCK, len(data)), len(data)))
+            transfer_s = time.monotonic() - t_write
+            step = Step.CHECK
+            progress(Progress(Step.CHECK, 0, len(data)))
+            for off in range(0, len(data), codec.MAX_BLOCK):
+                n = min(codec.MAX_BLOCK, len(data) - off)
+                got = await self._read_memory(FLASH_BASE + off, n)
+                if got != data[off : off + n]:
+                    bad = next(i for i in range(n) if got[i] != data[off + i])
+                    raise ReadbackMismatch(
+                        f"read back differs at {FLASH_BASE + off + bad:#010x}: "
+                        f"{got[bad]:#04x}, wrote {data[off + bad]:#04x}"
+                    )
+                progress(Progress(Step.CHECK, off + n, len(data)))
+            step = Step.ACTIVATE
+            progress(Progress(Step.ACTIVATE, 0, len(rec_bytes)))
+            await self._write_block(t, t.record_address, rec_bytes)
+            if await self._read_memory(t.record_address, record.SIZE) != rec_bytes:
+                raise ReadbackMismatch("version record read back differs from what was written")
+            progress(Progress(Step.ACTIVATE, len(rec_bytes), len(rec_bytes)))
+            t = dataclasses.replace(t, record=rec, record_state="valid")
+            step = Step.BOOT
+            progress(Progress(Step.BOOT, 0, 1))
+            await self._start_app()
+            progress(Progress(Step.BOOT, 1, 1))
+        except ProtocolError as exc:
+            raise self._fail(exc, step) from exc
+        return InstallResult(
+            outcome=Outcome.CONFIRMED,
+            version=image.version,
+            bytes=len(data),
+            seconds=time.monotonic() - started,
+            transfer_seconds=transfer_s,
+            wire_bytes_tx=self.tx_bytes - tx0,
+            wire_bytes_rx=self.rx_bytes - rx0,
+            retransmits=self.retransmits - re0,
+            resumed_from=0,
+            running_version=image.version,
+            facts=self._facts(t, in_bootloader=False),
+        )
+
+    async def reboot(self) -> DeviceFacts:
+        try:
+            await self._connect()
+            t = await self._probe()
+            if t.record is None:
+                raise NoApplication(f"no verified application to start ({t.record_state})")
+            await self._start_app()
+            return self._facts(t, in_bootloader=False)
+        except ProtocolError as exc:
+            raise self._fail(exc, Step.BOOT) from exc
+
+    async def abort(self) -> DeviceFacts:
+        """Nothing is staged between calls; start the app if it is whole, else stay put."""
+        try:
+            await self._connect()
+            t = await self._probe()
+            if t.record is None:
+                return self._facts(t, in_bootloader=True)
+            await self._start_app()
+            return self._facts(t, in_bootloader=False)
+        except ProtocolError as exc:
+            raise self._fail(exc, Step.BOOT) from exc
+
+
+def _serial(options: DriverOptions) -> SerialSettings:
+    return SerialSettings(baud=options.baud or 115200, parity="E")
+
+
+SPEC = DriverSpec(
+    name=NAME,
+    summary="STM32 ROM system bootloader over USART (ST AN3155): single slot, read-back verify",
+    serial=_serial,
+    open=Stm32RomDriver,
+    probe_rank=30,
+)

@@ -1,0 +1,445 @@
+"""A virtual STM32 with its ROM system bootloader (AN3155) and a tiny application.
+
+The chip keeps its flash in a file of the state directory, written through at
+once, so killing the process is a power cut. Memory it answers Read Memory for:
+flash, SRAM, the system-memory block holding the unique-id and flash-size
+registers, and the option bytes. Flash behaves as flash: erase sets a page to
+0xFF, programming can only clear bits, and each takes the part's typical time.
+
+After a reset the chip runs the ROM bootloader when BOOT0 is high, else the
+application in flash. The application ignores the bootloader protocol; it
+jumps back into the ROM bootloader when it reads :data:`APP_ENTER_COMMAND`
+(as firmware that offers "reboot to bootloader" does), which is how a host
+gets in on a pseudo-terminal, where there are no RESET/BOOT0 lines. With
+blank flash (first word 0xFFFFFFFF) the application side hangs silently, as
+an F1 with BOOT0 low does.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from protocols.stm32rom.codec import ACK, NACK, SYNC, Command, SpecialErase, xor
+from protocols.stm32rom.parts import F1, FLASH_BASE, PARTS, SRAM_BASE, Part
+
+#: What the simulated application reads as "jump to the ROM bootloader".
+APP_ENTER_COMMAND = b"bootloader\n"
+
+
+class SimConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    """A simulated part: its product id, flash size and typical flash timings."""
+
+    name: str
+    pid: int
+    flash_kib: int
+    ram_kib: int
+    bootloader_version: int
+    erase_s_per_kib: float  # typical
+    erase_s_min: float
+    program_s_per_word: float  # typical, per 4 bytes
+    system_block: tuple[int, int]  # readable [start, end) holding uid and flash size
+    option_bytes: tuple[int, bytes]
+
+    @property
+    def part(self) -> Part:
+        return PARTS[self.pid]
+
+    def erase_time(self, size: int) -> float:
+        return max(self.erase_s_min, self.erase_s_per_kib * size / 1024)
+
+
+_F1_SYS = (0x1FFF_F000, 0x1FFF_F800)
+_F1_OPT = (0x1FFF_F800, bytes.fromhex("a55aff00ff00ff00ff00ff00ff00ff00"))
+_F4_SYS = (0x1FFF_0000, 0x1FFF_7B00)
+_F4_OPT = (0x1FFF_C000, bytes.fromhex("aaecffff0000ffff"))
+
+
+def _f1(name: str, flash_kib: int) -> Model:
+    # F103: 1 KiB pages, ~20 ms page erase, ~52.5 us per 16-bit half-word.
+    return Model(name, 0x410, flash_kib, 20, 0x22, 0.020, 0.020, 2 * 52.5e-6, _F1_SYS, _F1_OPT)
+
+
+MODELS: dict[str, Model] = {
+    "stm32f103": _f1("stm32f103", 128),
+    "stm32f103x8": _f1("stm32f103x8", 64),
+    # F407xG: 16/64/128 KiB sectors, ~1 s per 128 KiB, 16 us per 32-bit word.
+    "stm32f407": Model(
+        "stm32f407", 0x413, 1024, 128, 0x31, 1.0 / 128, 0.25, 16e-6, _F4_SYS, _F4_OPT
+    ),
+}
+DEFAULT_MODEL = "stm32f103"
+
+
+class FaultKind(enum.StrEnum):
+    NACK = "nack"  # NACK this command code
+    MUTE = "mute"  # hang: never answer again once this command arrives
+    GARBAGE = "garbage"  # answer this command with noise
+    OTHER = "other-answer"  # answer this command with Get's answer
+    NOOP = "noop"  # ACK every stage but do nothing (Go stays put, Write programs nothing)
+    LATE = "late"  # the first time only, answer after LATE_S (past the host's deadline)
+
+
+#: How late a ``late=`` fault answers.
+LATE_S = 1.5
+
+
+@dataclass(frozen=True, slots=True)
+class Faults:
+    by_command: dict[int, FaultKind] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, specs: list[str]) -> Faults:
+        out: dict[int, FaultKind] = {}
+        for spec in specs:
+            kind, sep, value = spec.partition("=")
+            try:
+                fault = FaultKind(kind)
+                code = int(value, 0)
+            except ValueError:
+                raise SimConfigError(
+                    f"bad --fault {spec!r} for stm32-rom: use nack=|mute=|garbage=|"
+                    "other-answer=|noop=|late= followed by a command code such as 0x31"
+                ) from None
+            if not sep or not 0 <= code <= 0xFF:
+                raise SimConfigError(f"bad --fault {spec!r}: command code must be 0x00..0xff")
+            out[code] = fault
+        return cls(out)
+
+
+class Flash:
+    """The flash array in a file; every change is written through (kill -9 = power cut)."""
+
+    def __init__(self, path: Path, size: int) -> None:
+        self.size = size
+        new = not path.exists()
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        if new or os.fstat(self._fd).st_size != size:
+            if not new:
+                raise SimConfigError(f"{path} is not {size} bytes: state is from another model")
+            os.pwrite(self._fd, b"\xff" * size, 0)
+
+    def read(self, offset: int, n: int) -> bytes:
+        return os.pread(self._fd, n, offset)
+
+    def erase(self, offset: int, n: int) -> None:
+        os.pwrite(self._fd, b"\xff" * n, offset)
+
+    def program(self, offset: int, data: bytes) -> None:
+        old = self.read(offset, len(data))
+        os.pwrite(self._fd, bytes(a & b for a, b in zip(old, data, strict=True)), offset)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+class Port(Protocol):
+    """What the chip needs from its UART: paced byte reads and writes, and a clock."""
+
+    async def read(self, n: int) -> bytes:
+        """Exactly ``n`` bytes, once the last of them has arrived on the wire."""
+        ...
+
+    async def write(self, data: bytes) -> None:
+        """Returns once the bytes have left on the wire (the ROM sends by polling)."""
+        ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class Chip:
+    def __init__(
+        self,
+        state: Path,
+        model: Model,
+        *,
+        boot0: bool,
+        uid: bytes | None = None,
+        flash_scale: float = 1.0,
+        faults: Faults | None = None,
+    ) -> None:
+        state.mkdir(parents=True, exist_ok=True)
+        meta_path = state / "stm32rom.json"
+        if meta_path.exists():
+            meta = json.loads(meta_path.read_text())
+            if meta["model"] != model.name:
+                raise SimConfigError(f"state {state} holds a {meta['model']}, not a {model.name}")
+            if uid is not None and bytes.fromhex(meta["uid"]) != uid:
+                raise SimConfigError(f"state {state} holds uid {meta['uid']}")
+            uid = bytes.fromhex(meta["uid"])
+        else:
+            uid = uid if uid is not None else random.randbytes(12)
+            if len(uid) != 12:
+                raise SimConfigError("--uid: an STM32 unique id is 12 bytes (96 bits)")
+            meta_path.write_text(json.dumps({"model": model.name, "uid": uid.hex()}))
+        self.model = model
+        self.uid = uid
+        self.boot0 = boot0
+        self.scale = flash_scale
+        self.faults = faults or Faults()
+        self.late_done: set[int] = set()
+        self.flash = Flash(state / "flash.bin", model.flash_kib * 1024)
+        self.ram = bytearray(model.ram_kib * 1024)
+        self.sectors = model.part.sectors(model.flash_kib)
+        self.system = self._system_block()
+        self.extended = model.part.family is not F1
+
+    def _system_block(self) -> bytearray:
+        start, end = self.model.system_block
+        block = bytearray(b"\xff" * (end - start))
+        fam = self.model.part.family
+        block[fam.uid_address - start : fam.uid_address - start + 12] = self.uid
+        off = fam.flash_size_address - start
+        block[off : off + 2] = self.model.flash_kib.to_bytes(2, "little")
+        return block
+
+    @property
+    def commands(self) -> bytes:
+        erase = Command.EXTENDED_ERASE if self.extended else Command.ERASE
+        return bytes([Command.GET, Command.GET_VERSION, Command.GET_ID, Command.READ_MEMORY,
+                      Command.GO, Command.WRITE_MEMORY, erase])  # fmt: skip
+
+    # ------------------------------------------------------------- memory map
+
+    def _in(self, start: int, end: int, lo: int, size: int) -> bool:
+        return lo <= start and end <= lo + size
+
+    def read_mem(self, address: int, n: int) -> bytes | None:
+        end = address + n
+        if self._in(address, end, FLASH_BASE, self.flash.size):
+            return self.flash.read(address - FLASH_BASE, n)
+        if self._in(address, end, SRAM_BASE, len(self.ram)):
+            return bytes(self.ram[address - SRAM_BASE : end - SRAM_BASE])
+        sys_lo, sys_hi = self.model.system_block
+        if self._in(address, end, sys_lo, sys_hi - sys_lo):
+            return bytes(self.system[address - sys_lo : end - sys_lo])
+        opt_at, opt = self.model.option_bytes
+        if self._in(address, end, opt_at, len(opt)):
+            return opt[address - opt_at : end - opt_at]
+        return None
+
+    def app_present(self) -> bool:
+        return self.flash.read(0, 4) != b"\xff\xff\xff\xff"
+
+    # ------------------------------------------------------------- firmware
+
+    async def run(self, port: Port) -> None:
+        """Power on and run forever (until the process ends)."""
+        in_bootloader = self.boot0
+        while True:
+            if in_bootloader:
+                await ROMBootloader(self, port).run()
+            else:
+                await self._app(port)
+            in_bootloader = not in_bootloader
+
+    async def _app(self, port: Port) -> None:
+        """The application: deaf to AN3155; jumps to the ROM on :data:`APP_ENTER_COMMAND`."""
+        seen = b""
+        alive = self.app_present()
+        while True:
+            seen = (seen + await port.read(1))[-len(APP_ENTER_COMMAND) :]
+            if alive and seen == APP_ENTER_COMMAND:
+                return
+
+
+class _Hang(Exception):
+    pass
+
+
+class ROMBootloader:
+    """The AN3155 command loop of one boot of the system memory."""
+
+    def __init__(self, chip: Chip, port: Port) -> None:
+        self.chip = chip
+        self.port = port
+        self.noop = False
+
+    async def byte(self) -> int:
+        return (await self.port.read(1))[0]
+
+    async def send(self, *data: int | bytes) -> None:
+        out = b"".join(bytes([d]) if isinstance(d, int) else d for d in data)
+        await self.port.write(out)
+
+    async def run(self) -> None:
+        """Returns when Go starts the application."""
+        # Autobaud: only 0x7F sets the rate; anything else is a mis-measured start bit.
+        while await self.byte() != SYNC:
+            pass
+        await self.send(ACK)
+        try:
+            while True:
+                code, check = await self.port.read(2)
+                if code ^ check != 0xFF:
+                    await self.send(NACK)
+                    continue
+                if await self._command(code):
+                    return
+        except _Hang:
+            while True:
+                await self.port.read(1)
+
+    async def _command(self, code: int) -> bool:
+        fault = self.chip.faults.by_command.get(code)
+        if fault is FaultKind.MUTE:
+            raise _Hang
+        if fault is FaultKind.NACK or code not in self.chip.commands:
+            await self.send(NACK)
+            return False
+        if fault is FaultKind.GARBAGE:
+            await self.send(bytes([0x55, 0xAA, 0x5A, 0xA5]))
+            return False
+        if fault is FaultKind.OTHER:
+            code = Command.GET
+        if fault is FaultKind.LATE and code not in self.chip.late_done:
+            self.chip.late_done.add(code)
+            await self.port.sleep(LATE_S)
+        self.noop = fault is FaultKind.NOOP
+        handler = {
+            Command.GET: self._get,
+            Command.GET_VERSION: self._get_version,
+            Command.GET_ID: self._get_id,
+            Command.READ_MEMORY: self._read_memory,
+            Command.GO: self._go,
+            Command.WRITE_MEMORY: self._write_memory,
+            Command.ERASE: self._erase,
+            Command.EXTENDED_ERASE: self._extended_erase,
+        }[Command(code)]
+        return await handler()
+
+    async def _get(self) -> bool:
+        cmds = self.chip.commands
+        await self.send(ACK, len(cmds), self.chip.model.bootloader_version, cmds, ACK)
+        return False
+
+    async def _get_version(self) -> bool:
+        await self.send(ACK, self.chip.model.bootloader_version, 0, 0, ACK)
+        return False
+
+    async def _get_id(self) -> bool:
+        await self.send(ACK, 1, self.chip.model.pid.to_bytes(2, "big"), ACK)
+        return False
+
+    async def _address(self) -> int | None:
+        raw = await self.port.read(5)
+        if xor(raw) != 0:
+            return None
+        return int.from_bytes(raw[:4], "big")
+
+    async def _read_memory(self) -> bool:
+        await self.send(ACK)
+        address = await self._address()
+        if address is None or self.chip.read_mem(address, 1) is None:
+            await self.send(NACK)
+            return False
+        await self.send(ACK)
+        n, check = await self.port.read(2)
+        data = self.chip.read_mem(address, n + 1)
+        if n ^ check != 0xFF or data is None:
+            await self.send(NACK)
+            return False
+        await self.send(ACK, data)
+        return False
+
+    async def _go(self) -> bool:
+        await self.send(ACK)
+        address = await self._address()
+        chip = self.chip
+        if address is None or (
+            chip.read_mem(address, 4) is None or address < FLASH_BASE  # flash or SRAM only
+        ):
+            await self.send(NACK)
+            return False
+        await self.send(ACK)
+        return not self.noop
+
+    async def _write_memory(self) -> bool:
+        await self.send(ACK)
+        address = await self._address()
+        chip = self.chip
+        in_flash = address is not None and FLASH_BASE <= address < FLASH_BASE + chip.flash.size
+        in_ram = address is not None and SRAM_BASE <= address < SRAM_BASE + len(chip.ram)
+        if address is None or not (in_flash or in_ram) or (in_flash and address % 4):
+            await self.send(NACK)
+            return False
+        await self.send(ACK)
+        n = await self.byte()
+        data = await self.port.read(n + 1)
+        check = await self.byte()
+        end = address + n + 1
+        if (
+            xor(data, n) != check
+            or (in_flash and (n + 1) % 4)
+            or (in_flash and end > FLASH_BASE + chip.flash.size)
+            or (in_ram and end > SRAM_BASE + len(chip.ram))
+        ):
+            await self.send(NACK)
+            return False
+        if self.noop:
+            pass
+        elif in_flash:
+            await self.port.sleep(len(data) / 4 * chip.model.program_s_per_word * chip.scale)
+            chip.flash.program(address - FLASH_BASE, data)
+        else:
+            chip.ram[address - SRAM_BASE : end - SRAM_BASE] = data
+        await self.send(ACK)
+        return False
+
+    async def _erase_units(self, units: list[int]) -> None:
+        chip = self.chip
+        for i in units:
+            addr, size = chip.sectors[i]
+            await self.port.sleep(chip.model.erase_time(size) * chip.scale)
+            chip.flash.erase(addr - FLASH_BASE, size)
+
+    async def _erase(self) -> bool:
+        await self.send(ACK)
+        n = await self.byte()
+        if n == 0xFF:  # global erase
+            if await self.byte() != 0x00:
+                await self.send(NACK)
+                return False
+            await self._erase_units(list(range(len(self.chip.sectors))))
+            await self.send(ACK)
+            return False
+        pages = list(await self.port.read(n + 1))
+        check = await self.byte()
+        if xor(pages, n) != check or any(p >= len(self.chip.sectors) for p in pages):
+            await self.send(NACK)
+            return False
+        await self._erase_units(pages)
+        await self.send(ACK)
+        return False
+
+    async def _extended_erase(self) -> bool:
+        await self.send(ACK)
+        raw = await self.port.read(2)
+        n = int.from_bytes(raw, "big")
+        if n >= 0xFFF0:
+            check = await self.byte()
+            if xor(raw) != check or n != SpecialErase.MASS:  # one bank: no bank erases
+                await self.send(NACK)
+                return False
+            await self._erase_units(list(range(len(self.chip.sectors))))
+            await self.send(ACK)
+            return False
+        body = await self.port.read(2 * (n + 1))
+        check = await self.byte()
+        pages = [int.from_bytes(body[i : i + 2], "big") for i in range(0, len(body), 2)]
+        if xor(raw + body) != check or any(p >= len(self.chip.sectors) for p in pages):
+            await self.send(NACK)
+            return False
+        await self._erase_units(pages)
+        await self.send(ACK)
+        return False
