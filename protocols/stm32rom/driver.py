@@ -566,6 +566,8 @@ class Stm32RomDriver:
         return InstallResult(
             outcome=Outcome.CONFIRMED,
             version=image.version,
+            sha256=image.sha256,
+            slot=0,
             bytes=len(data),
             seconds=time.monotonic() - started,
             transfer_seconds=transfer_s,
