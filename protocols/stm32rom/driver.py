@@ -221,6 +221,7 @@ class Stm32RomDriver:
         self._entered_from_app: Literal["lines", "command"] | None = None
         self._stale = False  # a failed exchange may have left late answers on the link
         self._info: codec.BootloaderInfo | None = None
+        self._sync_clean = False
 
     # ------------------------------------------------------------- link
 
@@ -277,6 +278,8 @@ class Stm32RomDriver:
                 # An app's chatter may come first; the loader's answer is the last byte.
                 if data[-1] in (ACK, NACK):
                     self._synced = True
+                    # A lone ACK/NACK is a loader; one at the end of a stream may be noise.
+                    self._sync_clean = len(data) == 1
                     return True
         return False
 
@@ -330,8 +333,15 @@ class Stm32RomDriver:
             try:
                 self._info = codec.parse_get(await self._run(codec.get()))
                 return
-            except (Nack, BadReply):
+            except (Nack, BadReply) as exc:
                 if attempt == SYNC_ATTEMPTS - 1:
+                    if self._info is None and not self._sync_clean:
+                        # Something echoed an ACK-like byte but never spoke AN3155: garbage
+                        # or another protocol, not a loader that failed.
+                        raise NoAnswer(
+                            f"{self.transport.name} answers 0x7F but not Get ({exc}): "
+                            "not an STM32 ROM bootloader"
+                        ) from exc
                     raise
             # A late answer or half a command left the loader one byte out of step: each
             # lone 0x7F answered ends on a command boundary, so sync again and retry.
