@@ -37,6 +37,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--pty", action="store_true", required=True, help="serve on a new pty")
+    p.add_argument(
+        "--bootloader",
+        default="mcugw",
+        choices=_bootloaders(),
+        help="bootloader the virtual MCU speaks (default: mcugw, this project's protocol)",
+    )
     p.add_argument("--state", type=Path, help="state directory (flash persists; default: temp)")
     p.add_argument("--model", help="MCU model (vmcu-f4, vmcu-l0, vmcu-h7)")
     p.add_argument("--uid", help="unique id as hex (default: random, then persisted)")
@@ -55,8 +61,22 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(func=_run)
 
 
+def _bootloaders() -> list[str]:
+    from protocols.registry import BUILTIN
+
+    return sorted(BUILTIN)
+
+
 def _run(args: argparse.Namespace) -> int:
     from dataclasses import replace
+
+    if args.bootloader == "mcuboot":
+        from simulators.mcu.mcuboot.cli import SimError, run
+
+        try:
+            return run(args)
+        except SimError as exc:
+            raise CommandError(str(exc)) from exc
 
     from simulators.mcu.device import DeviceSpec, SimConfigError, open_device
     from simulators.mcu.options import FaultSpecError, parse_faults
