@@ -191,7 +191,8 @@ def check(reply: Reply, what: str) -> dict[str, Any]:
     rc = body.get("rc", 0)
     if isinstance(rc, int) and rc != 0:
         rsn = body.get("rsn")
-        raise SmpRejected(what, rc, _error_name(None, rc), None, rsn if isinstance(rsn, str) else "")
+        reason = rsn if isinstance(rsn, str) else ""
+        raise SmpRejected(what, rc, _error_name(None, rc), None, reason)
     return body
 
 

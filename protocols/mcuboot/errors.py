@@ -34,7 +34,9 @@ class SequenceError(SmpProtocolError):
 class SmpRejected(SmpError):
     """The device answered with an SMP error (``rc``, or ``err.group``/``err.rc``)."""
 
-    def __init__(self, what: str, rc: int, name: str, group: int | None = None, rsn: str = "") -> None:
+    def __init__(
+        self, what: str, rc: int, name: str, group: int | None = None, rsn: str = ""
+    ) -> None:
         where = "" if group is None else f" (group {group})"
         text = f"{what} refused by the device: {name} rc={rc}{where}"
         super().__init__(f"{text}: {rsn}" if rsn else text)

@@ -168,7 +168,7 @@ def build_image(body: bytes, version: str, *, header_size: int = 0x200) -> bytes
     Used for the simulator's factory image; tests use the real ``imgtool``.
     """
     major, minor, revision, build = parse_version(version)
-    header = Header.build(
+    header: bytes = Header.build(
         {
             "magic": IMAGE_MAGIC,
             "load_addr": 0,
@@ -182,6 +182,6 @@ def build_image(body: bytes, version: str, *, header_size: int = 0x200) -> bytes
     )
     signed = header + bytes(header_size - HEADER_SIZE) + body
     digest = hashlib.sha256(signed).digest()
-    tlv = TlvEntry.build({"type": TLV_SHA256, "rsvd": 0, "len": len(digest)}) + digest
-    info = TlvInfo.build({"magic": TLV_INFO_MAGIC, "tlv_tot": TLV_INFO_SIZE + len(tlv)})
+    tlv: bytes = TlvEntry.build({"type": TLV_SHA256, "rsvd": 0, "len": len(digest)}) + digest
+    info: bytes = TlvInfo.build({"magic": TLV_INFO_MAGIC, "tlv_tot": TLV_INFO_SIZE + len(tlv)})
     return signed + info + tlv

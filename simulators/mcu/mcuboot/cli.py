@@ -151,4 +151,3 @@ def run(args: argparse.Namespace) -> int:
             return await serve(device, args.baud, announce)
 
         return asyncio.run(main())
-    return 0

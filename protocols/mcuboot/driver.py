@@ -1,0 +1,630 @@
+"""The ``mcuboot`` driver: MCUboot's image management over SMP on a serial console.
+
+Maps the seam onto SMP (see docs/bootloaders-mcuboot.md):
+
+* identify: ``os info`` (board, kernel, hardware id through the app's custom
+  format letter), ``mcumgr params``, ``slot info``, ``image state``;
+* install: check the MCUboot header/TLV locally, ``image upload`` into the
+  secondary slot from the offset the device names (resume), ``image state`` to
+  check the hash, ``image state write`` (test), ``os reset``, then poll
+  ``image state`` until the trial image is confirmed, reverted, or time is up.
+
+This module is the one place that turns this protocol's exceptions into twin
+error codes (:func:`error_code`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from protocols.driver import (
+    Capability,
+    DeviceFacts,
+    DriverError,
+    DriverOptions,
+    DriverSpec,
+    Image,
+    InstallResult,
+    NoAnswer,
+    Outcome,
+    Progress,
+    ProgressFn,
+    Safety,
+    SlotFacts,
+    SlotState,
+    Step,
+    no_progress,
+)
+from protocols.errors import PortNotFound, TransportDisconnected
+from protocols.mcuboot import client as smp
+from protocols.mcuboot.errors import (
+    FrameError,
+    ImageError,
+    SmpError,
+    SmpProtocolError,
+    SmpRejected,
+    SmpTimeout,
+    VerifyError,
+)
+from protocols.mcuboot.framing import BadFrame
+from protocols.mcuboot.image import McubootImage, parse_image
+from protocols.transport import SerialSettings, Transport
+
+NAME = "mcuboot"
+BITS_PER_BYTE = 10  # 8N1
+PRIMARY, SECONDARY = 0, 1
+#: Zephyr's default SMP reassembly buffer when the device does not report params.
+DEFAULT_BUF_SIZE = 384
+FRAME_OVERHEAD = 4  # length + CRC16 share the device's reassembly buffer
+
+CAPABILITIES = frozenset(
+    {
+        Capability.AB_SLOTS,
+        Capability.TRIAL_BOOT,
+        Capability.ROLLBACK,
+        Capability.RESUME,
+        Capability.DEVICE_HASH,
+    }
+)
+
+
+def error_code(exc: BaseException) -> str:
+    """The twin ``error.code`` for one of this driver's exceptions."""
+    if isinstance(exc, ImageError):
+        return "IMAGE_REJECTED"
+    if isinstance(exc, SmpTimeout):
+        return "MCU_TIMEOUT"
+    if isinstance(exc, TransportDisconnected | PortNotFound):
+        return "MCU_DISCONNECTED"
+    if isinstance(exc, SmpRejected):
+        return f"MCU_SMP_{exc.name}"
+    if isinstance(exc, VerifyError):
+        return "MCU_VERIFY_FAILED"
+    if isinstance(exc, FrameError):
+        return "MCU_FRAME_ERROR"
+    return "MCU_PROTOCOL_ERROR"
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Deadlines derived from the link rate plus device allowances (``[serial]`` extras)."""
+
+    baud: int
+    response_s: float = 0.5  # device turnaround for an ordinary request
+    erase_s: float = 20.0  # first upload chunk: the device erases room for the image
+    boot_s: float = 30.0  # reset, MCUboot swap and app start
+    retries: int = 3
+
+    def wire(self, n: int) -> float:
+        return n * BITS_PER_BYTE / self.baud if self.baud > 0 else 0.0
+
+    @classmethod
+    def from_options(cls, options: DriverOptions) -> Timing:
+        extra = options.extra
+
+        def num(key: str, default: float) -> float:
+            value = extra.get(key, default)
+            if isinstance(value, bool) or not isinstance(value, int | float | str):
+                return default
+            return float(value)
+
+        return cls(
+            baud=options.baud,
+            response_s=num("response_timeout_s", cls.response_s),
+            erase_s=num("erase_timeout_s", cls.erase_s),
+            boot_s=num("boot_timeout_s", cls.boot_s),
+            retries=int(num("retries", cls.retries)),
+        )
+
+
+class SmpLink:
+    """One request at a time over a transport; retries lost or damaged answers."""
+
+    def __init__(self, transport: Transport, timing: Timing) -> None:
+        self.transport = transport
+        self.timing = timing
+        self.client = smp.SmpClient(first_seq=random.randrange(256))
+        self.buf_size = DEFAULT_BUF_SIZE
+        self.tx = 0
+        self.rx = 0
+        self.retransmits = 0
+        self.answered = False  # anything SMP ever came back on this link
+
+    def reply_budget(self) -> int:
+        """Wire bytes of the largest answer the device can send (base64 + line framing)."""
+        encoded = (self.buf_size * 4 + 2) // 3
+        return encoded + (encoded // 120 + 1) * 3
+
+    async def call(
+        self,
+        build: Callable[[int], bytes],
+        what: str,
+        *,
+        extra_s: float = 0.0,
+        retries: int | None = None,
+    ) -> dict[str, Any]:
+        """Send a request (rebuilt with a fresh seq on each retry) and return its checked body."""
+        attempts = 1 + (self.timing.retries if retries is None else retries)
+        damaged = 0
+        for attempt in range(attempts):
+            wire = self.client.send(build(self.client.next_seq()))
+            if attempt:
+                self.retransmits += 1
+            await self.transport.write(wire)
+            self.tx += len(wire)
+            timeout = (
+                self.timing.wire(len(wire) + self.reply_budget())
+                + self.timing.response_s
+                + extra_s
+            )
+            try:
+                reply = await self._await_reply(timeout)
+            except SmpTimeout:
+                self.client.give_up()
+                continue
+            if reply is None:
+                damaged += 1
+                self.client.give_up()
+                continue
+            return smp.check(reply, what)
+        if damaged:
+            raise FrameError(f"{what}: {damaged} of {attempts} answers arrived damaged")
+        raise SmpTimeout(f"{what}: no answer after {attempts} attempts")
+
+    async def _await_reply(self, limit_s: float) -> smp.Reply | None:
+        """The reply, or None when a damaged frame arrived (worth an immediate retry)."""
+        try:
+            async with asyncio.timeout(limit_s):
+                while True:
+                    data = await self.transport.read()
+                    self.rx += len(data)
+                    for event in self.client.receive_data(data):
+                        if isinstance(event, BadFrame):
+                            return None
+                        self.answered = True
+                        return event
+        except TimeoutError:
+            raise SmpTimeout(f"no answer within {limit_s:.2f} s") from None
+
+
+@dataclass(frozen=True, slots=True)
+class SlotView:
+    """One ``image state`` entry, typed."""
+
+    slot: int
+    version: str
+    hash: bytes
+    active: bool
+    confirmed: bool
+    pending: bool
+    permanent: bool
+    bootable: bool
+
+    @classmethod
+    def parse(cls, item: Any) -> SlotView:
+        if not isinstance(item, dict) or not isinstance(item.get("slot"), int):
+            raise SmpProtocolError(f"image state entry is not a slot record: {item!r}")
+        digest = item.get("hash", b"")
+        return cls(
+            slot=item["slot"],
+            version=str(item.get("version", "")),
+            hash=digest if isinstance(digest, bytes) else b"",
+            active=bool(item.get("active", False)),
+            confirmed=bool(item.get("confirmed", False)),
+            pending=bool(item.get("pending", False)),
+            permanent=bool(item.get("permanent", False)),
+            bootable=bool(item.get("bootable", True)),
+        )
+
+    @property
+    def state(self) -> SlotState:
+        if self.active:
+            return SlotState.CONFIRMED if self.confirmed else SlotState.TRIAL
+        if not self.bootable:
+            return SlotState.INVALID
+        return SlotState.COMPLETE
+
+
+def parse_state(body: dict[str, Any]) -> list[SlotView]:
+    images = body.get("images")
+    if not isinstance(images, list):
+        raise SmpProtocolError("image state answer has no 'images' list")
+    return [SlotView.parse(i) for i in images if not isinstance(i, dict) or i.get("image", 0) == 0]
+
+
+def _find(slots: list[SlotView], digest: bytes) -> SlotView | None:
+    return next((s for s in slots if s.hash == digest), None)
+
+
+def _active(slots: list[SlotView]) -> SlotView | None:
+    return next((s for s in slots if s.active), None)
+
+
+class McubootDriver:
+    """MCUboot over SMP on one transport; every public method translates errors once."""
+
+    def __init__(self, transport: Transport, options: DriverOptions) -> None:
+        self.options = options
+        self._port = transport.name
+        self.timing = Timing.from_options(options)
+        self.link = SmpLink(transport, self.timing)
+        self._identity: dict[str, str | int | bool] | None = None
+        self._capacity = 0
+
+    # --- errors ------------------------------------------------------------------
+
+    def _fail(self, exc: BaseException, step: Step) -> DriverError:
+        if isinstance(exc, DriverError):
+            return exc
+        silent = isinstance(exc, SmpTimeout | FrameError | SmpProtocolError)
+        if silent and not self.link.answered and step is Step.CONNECT:
+            # Silence, an echo or another protocol's bytes: not an SMP server.
+            return NoAnswer(f"no SMP answer on {self._port}: {exc}")
+        return DriverError(error_code(exc), str(exc), step)
+
+    # --- identify ----------------------------------------------------------------
+
+    async def _identity_facts(self) -> dict[str, str | int | bool]:
+        if self._identity is not None:
+            return self._identity
+        link = self.link
+        # The first request also tells SMP from silence; no retries so a probe is quick.
+        params = await self._optional(smp.params_read, "mcumgr params", retries=1)
+        if params is not None and isinstance(params.get("buf_size"), int):
+            link.buf_size = max(64, params["buf_size"])
+        info = await link.call(lambda s: smp.os_info_read(s, "snrvmpio"), "os info")
+        fields = str(info.get("output", "")).split()
+        uid = await self._uid()
+        boot = await self._optional(smp.bootloader_info_read, "bootloader info")
+        slot_info = await self._optional(smp.slot_info_read, "slot info")
+        self._capacity = self._max_image(slot_info)
+        board = fields[6] if len(fields) > 6 else (fields[-1] if fields else "unknown")
+        self._identity = {
+            "uid": uid,
+            "board": board,
+            "kernel": " ".join(fields[:2]) if fields else "",
+            "kernel_release": fields[2] if len(fields) > 2 else "",
+            "bootloader": str((boot or {}).get("bootloader", "MCUboot")),
+            "buf_size": link.buf_size,
+            "buf_count": int((params or {}).get("buf_count", 1) or 1),
+        }
+        return self._identity
+
+    async def _optional(
+        self, build: Callable[[int], bytes], what: str, retries: int | None = None
+    ) -> dict[str, Any] | None:
+        """A request some servers do not implement: their refusal is None, not an error."""
+        try:
+            return await self.link.call(build, what, retries=retries)
+        except SmpRejected:
+            return None
+
+    async def _uid(self) -> str:
+        extra = self.options.extra
+        letter = str(extra.get("uid_format", "h"))
+        configured = str(extra.get("uid", "")).strip().lower()
+        try:
+            body = await self.link.call(lambda s: smp.os_info_read(s, letter), "os info (uid)")
+            text = str(body.get("output", "")).split()
+            candidate = text[-1].lower() if text else ""
+            int(candidate, 16)
+            return candidate
+        except SmpRejected:
+            pass
+        except ValueError:
+            pass
+        if configured:
+            try:
+                int(configured, 16)
+            except ValueError:
+                msg = f"configured uid {configured!r} is not hex"
+                raise DriverError("MCU_NO_UID", msg) from None
+            return configured
+        raise DriverError(
+            "MCU_NO_UID",
+            f"the device on {self._port} reports no hardware id (os info '{letter}') and no "
+            "uid is configured for this port; set one in [serial] (mcuboot uid = <hex>)",
+        )
+
+    def _max_image(self, slot_info: dict[str, Any] | None) -> int:
+        with contextlib.suppress(AttributeError, TypeError, IndexError, KeyError):
+            images = (slot_info or {})["images"]
+            image = next(i for i in images if i.get("image", 0) == 0)
+            if isinstance(image.get("max_image_size"), int):
+                return int(image["max_image_size"])
+            sizes = [s["size"] for s in image["slots"] if s.get("slot") == SECONDARY]
+            if sizes:
+                return int(sizes[0])
+        value = self.options.extra.get("slot_size", 0)
+        return int(value) if isinstance(value, int | str) and str(value).isdigit() else 0
+
+    async def _state(self) -> list[SlotView]:
+        return parse_state(await self.link.call(smp.state_read, "image state"))
+
+    async def _facts(self, slots: list[SlotView] | None = None) -> DeviceFacts:
+        ident = await self._identity_facts()
+        slots = await self._state() if slots is None else slots
+        active = _active(slots)
+        facts = tuple(
+            SlotFacts(
+                index=s.slot,
+                state=s.state,
+                version=s.version,
+                sha256=s.hash.hex(),
+                running=s.active,
+            )
+            for s in sorted(slots, key=lambda s: s.slot)
+        )
+        compat = str(self.options.extra.get("compat", "")) or f"zephyr:{ident['board']}"
+        details: dict[str, str | int | bool] = {
+            k: v for k, v in ident.items() if k != "uid"
+        }
+        details["pending"] = any(s.pending for s in slots)
+        return DeviceFacts(
+            driver=NAME,
+            uid=str(ident["uid"]),
+            model=str(ident["board"]),
+            compat=compat,
+            bootloader_version=str(ident["bootloader"]),
+            protocol_version="smp2",
+            installed_version=active.version if active else None,
+            capacity=self._capacity,
+            safety=Safety.AB_ROLLBACK,
+            capabilities=CAPABILITIES,
+            slots=facts,
+            in_bootloader=False,
+            details=details,
+        )
+
+    async def identify(self) -> DeviceFacts:
+        try:
+            return await self._facts()
+        except (SmpError, TransportDisconnected) as exc:
+            raise self._fail(exc, Step.CONNECT) from exc
+
+    # --- install -----------------------------------------------------------------
+
+    async def install(self, image: Image, progress: ProgressFn = no_progress) -> InstallResult:
+        started = time.monotonic()
+        step = Step.CONNECT
+        if hashlib.sha256(image.data).hexdigest() != image.sha256.lower():
+            raise DriverError("IMAGE_REJECTED", "image bytes do not match their SHA-256", step)
+        try:
+            parsed = parse_image(image.data)
+        except ImageError as exc:
+            raise DriverError("IMAGE_REJECTED", f"not an MCUboot image: {exc}", step) from exc
+        if not parsed.bootable:
+            raise DriverError("IMAGE_REJECTED", "image header is flagged non-bootable", step)
+        total = len(image.data)
+        transfer_s = 0.0
+        resumed = 0
+        sent = 0
+        try:
+            progress(Progress(Step.CONNECT, 0, total))
+            await self._identity_facts()
+            if self._capacity and total > self._capacity:
+                raise DriverError(
+                    "IMAGE_TOO_LARGE",
+                    f"image is {total} bytes; the device's slot takes {self._capacity}",
+                    step,
+                )
+            slots = await self._state()
+            running = _active(slots)
+            if running is not None and running.hash == parsed.hash:
+                step = Step.BOOT
+                outcome = await self._outcome(parsed, progress, reset=False, slots=slots)
+            else:
+                staged = _find(slots, parsed.hash)
+                if staged is None or staged.slot != SECONDARY:
+                    step = Step.WRITE
+                    t0 = time.monotonic()
+                    sent, resumed = await self._upload(image.data, progress)
+                    transfer_s = time.monotonic() - t0
+                step = Step.CHECK
+                progress(Progress(Step.CHECK, 0, total))
+                slots = await self._state()
+                self._check_staged(slots, parsed)
+                progress(Progress(Step.CHECK, total, total))
+                step = Step.ACTIVATE
+                progress(Progress(Step.ACTIVATE, 0, total))
+                staged = _find(slots, parsed.hash)
+                if staged is None or not staged.pending:
+                    slots = parse_state(
+                        await self.link.call(
+                            lambda s: smp.state_write(s, parsed.hash, False), "image test"
+                        )
+                    )
+                    self._check_pending(slots, parsed)
+                progress(Progress(Step.ACTIVATE, total, total))
+                step = Step.BOOT
+                outcome = await self._outcome(parsed, progress, reset=True)
+            facts = await self._facts()
+        except (SmpError, TransportDisconnected) as exc:
+            raise self._fail(exc, step) from exc
+        return InstallResult(
+            outcome=outcome,
+            version=parsed.version,
+            bytes=sent,
+            seconds=time.monotonic() - started,
+            transfer_seconds=transfer_s,
+            wire_bytes_tx=self.link.tx,
+            wire_bytes_rx=self.link.rx,
+            retransmits=self.link.retransmits,
+            resumed_from=resumed,
+            running_version=facts.installed_version or "",
+            facts=facts,
+        )
+
+    def _chunk(self, off: int, data: bytes) -> tuple[int, Callable[[int], bytes]]:
+        """The largest chunk at ``off`` that fits the device's buffer, and its builder."""
+        room = self.link.buf_size - FRAME_OVERHEAD
+        first = off == 0
+        sha = hashlib.sha256(data).digest()
+
+        def build(seq: int, n: int) -> bytes:
+            piece = data[off : off + n]
+            if first:
+                return smp.upload(seq, 0, piece, total=len(data), sha=sha)
+            return smp.upload(seq, off, piece)
+
+        empty = len(build(0, 0))
+        n = room - empty
+        n -= smp.cbor_bytes_overhead(n)
+        n = max(1, min(n, len(data) - off))
+        return n, lambda seq: build(seq, n)
+
+    async def _upload(self, data: bytes, progress: ProgressFn) -> tuple[int, int]:
+        """Upload into the secondary slot; returns (bytes sent, offset resumed from)."""
+        total = len(data)
+        off = 0
+        sent = 0
+        resumed = 0
+        progress(Progress(Step.WRITE, 0, total))
+        while True:
+            n, build = self._chunk(off, data)
+            extra = self.timing.erase_s if off == 0 else 0.0
+            body = await self.link.call(build, f"image upload at {off}", extra_s=extra)
+            new_off = body.get("off")
+            if not isinstance(new_off, int) or not 0 <= new_off <= total:
+                raise SmpProtocolError(f"upload answer names offset {new_off!r} of {total}")
+            if off == 0 and new_off > n:
+                resumed = new_off  # the device kept an earlier session of this image
+            else:
+                sent += n
+            off = new_off
+            progress(Progress(Step.WRITE, off, total))
+            if off == total:
+                if body.get("match") is False:
+                    raise VerifyError("the device's SHA-256 of the uploaded image does not match")
+                return sent, resumed
+
+    @staticmethod
+    def _check_staged(slots: list[SlotView], parsed: McubootImage) -> None:
+        staged = _find(slots, parsed.hash)
+        if staged is None or staged.slot != SECONDARY:
+            raise VerifyError(
+                f"after upload the secondary slot does not hold image {parsed.hash.hex()[:16]}"
+            )
+        if staged.version != parsed.version:
+            raise VerifyError(f"secondary slot reports {staged.version}, image is {parsed.version}")
+
+    @staticmethod
+    def _check_pending(slots: list[SlotView], parsed: McubootImage) -> None:
+        staged = _find(slots, parsed.hash)
+        if staged is None or not staged.pending:
+            raise VerifyError("the device did not mark the new image pending for test")
+
+    async def _boot_answer(self) -> list[SlotView]:
+        """Poll ``image state`` until the rebooted device answers (bounded by boot time)."""
+        deadline = asyncio.get_running_loop().time() + self.timing.boot_s
+        while True:
+            try:
+                return await self._state_once()
+            except SmpTimeout:
+                if asyncio.get_running_loop().time() >= deadline:
+                    raise SmpTimeout(
+                        f"the device did not answer within {self.timing.boot_s:.0f} s of reset"
+                    ) from None
+
+    async def _state_once(self) -> list[SlotView]:
+        body = await self.link.call(smp.state_read, "image state", retries=0)
+        return parse_state(body)
+
+    def _poll_interval(self) -> float:
+        """Spacing of outcome polls: a few state-read round trips, so the link stays free."""
+        return max(0.02, 4 * self.timing.wire(2 * self.link.reply_budget() // 3))
+
+    async def _outcome(
+        self,
+        parsed: McubootImage,
+        progress: ProgressFn,
+        *,
+        reset: bool,
+        slots: list[SlotView] | None = None,
+    ) -> Outcome:
+        loop = asyncio.get_running_loop()
+        wait = self.options.confirm_timeout_s
+        progress(Progress(Step.BOOT, 0, 1))
+        if reset:
+            await self.link.call(smp.reset, "reset")
+            slots = await self._boot_answer()
+        assert slots is not None
+        deadline = loop.time() + wait
+        seen_new = False
+        while True:
+            active = _active(slots)
+            if active is not None and active.hash == parsed.hash:
+                seen_new = True
+                if active.confirmed:
+                    progress(Progress(Step.BOOT, 1, 1))
+                    return Outcome.CONFIRMED
+            elif active is not None:
+                staged = _find(slots, parsed.hash)
+                if staged is None or not staged.pending:
+                    progress(Progress(Step.BOOT, 1, 1))
+                    return Outcome.ROLLED_BACK
+            if loop.time() >= deadline:
+                progress(Progress(Step.BOOT, 1, 1))
+                if seen_new and active is not None and active.hash == parsed.hash:
+                    return Outcome.UNCONFIRMED
+                raise VerifyError("the device did not boot the new image before the deadline")
+            await asyncio.sleep(self._poll_interval())
+            try:
+                slots = await self._state_once()
+            except SmpTimeout:
+                # Silent: the trial image crashed and MCUboot is reverting; wait it out.
+                slots = await self._boot_answer()
+
+    # --- reboot / abort ------------------------------------------------------------
+
+    async def reboot(self) -> DeviceFacts:
+        try:
+            await self._identity_facts()
+            await self.link.call(smp.reset, "reset")
+            await self._boot_answer()
+            return await self._facts()
+        except (SmpError, TransportDisconnected) as exc:
+            raise self._fail(exc, Step.BOOT) from exc
+
+    async def abort(self) -> DeviceFacts:
+        """Nothing staged survives a reset unless marked pending; a pending test is kept.
+
+        SMP cannot un-mark a pending image, so abort drops an unfinished upload
+        session (by erasing the secondary slot when it is not in use) and reboots.
+        """
+        try:
+            await self._identity_facts()
+            slots = await self._state()
+            in_use = any(s.pending or (s.confirmed and not s.active) for s in slots)
+            if not in_use:
+                with contextlib.suppress(SmpRejected):
+                    await self.link.call(
+                        lambda s: smp.encode_packet(
+                            smp.Op.WRITE, smp.Group.IMAGE, smp.ImgCmd.ERASE, s, {"slot": 1}
+                        ),
+                        "image erase",
+                        extra_s=self.timing.erase_s,
+                    )
+        except (SmpError, TransportDisconnected) as exc:
+            raise self._fail(exc, Step.CONNECT) from exc
+        return await self.reboot()
+
+
+def _serial(options: DriverOptions) -> SerialSettings:
+    return SerialSettings(baud=options.baud)
+
+
+SPEC = DriverSpec(
+    name=NAME,
+    summary="MCUboot via SMP (mcumgr) on the serial console: A/B swap, trial boot, revert",
+    serial=_serial,
+    open=McubootDriver,
+    probe_rank=30,
+)
