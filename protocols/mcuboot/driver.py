@@ -54,7 +54,7 @@ from protocols.mcuboot.errors import (
     VerifyError,
 )
 from protocols.mcuboot.framing import BadFrame
-from protocols.mcuboot.image import McubootImage, parse_image
+from protocols.mcuboot.image import McubootImage, parse_image, parse_version
 from protocols.transport import SerialSettings, Transport
 
 NAME = "mcuboot"
@@ -402,6 +402,14 @@ class McubootDriver:
             raise DriverError("IMAGE_REJECTED", f"not an MCUboot image: {exc}", step) from exc
         if not parsed.bootable:
             raise DriverError("IMAGE_REJECTED", "image header is flagged non-bootable", step)
+        with contextlib.suppress(ValueError):  # a version MCUboot cannot hold is not compared
+            if parse_version(image.version) != parse_version(parsed.version):
+                raise DriverError(
+                    "IMAGE_REJECTED",
+                    f"the package says version {image.version} but the image header says "
+                    f"{parsed.version}",
+                    step,
+                )
         total = len(image.data)
         transfer_s = 0.0
         resumed = 0
@@ -450,7 +458,7 @@ class McubootDriver:
             raise self._fail(exc, step) from exc
         return InstallResult(
             outcome=outcome,
-            version=parsed.version,
+            version=image.version,
             bytes=sent,
             seconds=time.monotonic() - started,
             transfer_seconds=transfer_s,
