@@ -217,6 +217,9 @@ class SmpClient:
         self._pending: _Pending | None = None
         self._stale: deque[int] = deque(maxlen=self.STALE_MEMORY)
         self.stale_replies = 0
+        #: False until a reply matched: answers left over from a previous host session
+        #: (a gateway killed mid-request) are skipped until then, not taken as errors.
+        self.synced = False
 
     @property
     def noise_bytes(self) -> int:
@@ -264,7 +267,7 @@ class SmpClient:
             )
         pending = self._pending
         if pending is None or header.seq != pending.seq:
-            if header.seq in self._stale:
+            if header.seq in self._stale or not self.synced:
                 self.stale_replies += 1
                 return None
             want = "nothing" if pending is None else f"seq {pending.seq}"
@@ -277,4 +280,5 @@ class SmpClient:
         if header.op != pending.op + 1:
             raise SmpProtocolError(f"answer op {header.op} to a request with op {pending.op}")
         self._pending = None
+        self.synced = True
         return Reply(header, body)

@@ -269,7 +269,9 @@ class PeerTransport:
         self.flash.close()
 
 
-FAST = DriverOptions(baud=0, confirm_timeout_s=1.0, extra={"response_timeout_s": 0.05})
+FAST = DriverOptions(
+    baud=0, confirm_timeout_s=1.0, extra={"response_timeout_s": 0.05, "erase_timeout_s": 0.1}
+)
 
 
 def _reseq(header: smp.SmpHeader, wire: bytes, delta: int) -> bytes:

@@ -145,14 +145,21 @@ def test_reply_is_matched_to_its_request() -> None:
 
 def test_answer_with_another_seq_is_a_sequence_error() -> None:
     client = smp.SmpClient()
+    first = smp.state_read(client.next_seq())
+    client.send(first)
+    # Before the first matched reply, a foreign seq is a leftover of an earlier session.
+    assert client.receive_data(_answer(first, {}, seq_delta=7)) == []
+    assert client.stale_replies == 1
+    client.receive_data(_answer(first, {}))
     request = smp.state_read(client.next_seq())
     client.send(request)
-    with pytest.raises(SequenceError, match="seq 1 while waiting for seq 0"):
+    with pytest.raises(SequenceError, match="seq 2 while waiting for seq 1"):
         client.receive_data(_answer(request, {}, seq_delta=1))
 
 
 def test_late_answer_to_a_request_given_up_on_is_skipped() -> None:
     client = smp.SmpClient()
+    client.synced = True
     first = smp.state_read(client.next_seq())
     client.send(first)
     client.give_up()
