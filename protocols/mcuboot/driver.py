@@ -160,9 +160,7 @@ class SmpLink:
             await self.transport.write(wire)
             self.tx += len(wire)
             timeout = (
-                self.timing.wire(len(wire) + self.reply_budget())
-                + self.timing.response_s
-                + extra_s
+                self.timing.wire(len(wire) + self.reply_budget()) + self.timing.response_s + extra_s
             )
             try:
                 reply = await self._await_reply(timeout)
@@ -363,9 +361,7 @@ class McubootDriver:
             for s in sorted(slots, key=lambda s: s.slot)
         )
         compat = str(self.options.extra.get("compat", "")) or f"zephyr:{ident['board']}"
-        details: dict[str, str | int | bool] = {
-            k: v for k, v in ident.items() if k != "uid"
-        }
+        details: dict[str, str | int | bool] = {k: v for k, v in ident.items() if k != "uid"}
         details["pending"] = any(s.pending for s in slots)
         return DeviceFacts(
             driver=NAME,

@@ -192,7 +192,9 @@ def _run_until_written(port: str, image: Path, version: str, baud: int, at: int)
                 break
             buf += chunk
             lines = buf.decode().split()
-            written = [int(n) for s, n in zip(lines[::2], lines[1::2], strict=False) if s == "write"]
+            written = [
+                int(n) for s, n in zip(lines[::2], lines[1::2], strict=False) if s == "write"
+            ]
             if written and written[-1] >= at:
                 proc.send_signal(signal.SIGKILL)
                 break

@@ -143,7 +143,9 @@ def run(args: argparse.Namespace) -> int:
         cfg = config(args, faults, uid)
 
         async def main() -> int:
-            device = McubootDevice(flash, cfg, asyncio.get_running_loop().time())
+            now = asyncio.get_running_loop().time()
+            device = McubootDevice(flash, cfg, now, powered_up=True)
+            device.poll(now)  # the app is up before the pty is announced
 
             def announce(line: str) -> None:
                 print(line, flush=True)

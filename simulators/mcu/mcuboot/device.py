@@ -48,7 +48,10 @@ class _Timer:
 
 
 class McubootDevice:
-    def __init__(self, flash: SlotFlash, config: DeviceConfig, now: float) -> None:
+    def __init__(
+        self, flash: SlotFlash, config: DeviceConfig, now: float, *, powered_up: bool = False
+    ) -> None:
+        """``powered_up``: the board was on before the host attached (no boot delay)."""
         self.flash = flash
         self.config = config
         self.server = SmpServer(flash, config.server)
@@ -61,7 +64,7 @@ class McubootDevice:
         self._out: list[tuple[float, bytes]] = []
         self._busy_until = 0.0
         self._epoch = 0  # bumps at each reset: timers of the previous run are void
-        self._reset(now)
+        self._reset(now, instant=powered_up)
 
     # --- time ------------------------------------------------------------------------
 
@@ -90,7 +93,7 @@ class McubootDevice:
 
     # --- reset and boot ----------------------------------------------------------
 
-    def _reset(self, now: float) -> None:
+    def _reset(self, now: float, instant: bool = False) -> None:
         self._epoch += 1
         self.run = Run.BOOTING
         self.running_version = None
@@ -100,6 +103,8 @@ class McubootDevice:
         result = boot(self.flash)
         self.boots += 1
         took = self.config.boot_s + result.sectors_moved * self.config.swap_s_per_sector
+        if instant:
+            took = 0.0
         if result.image is None:
             self._at(now + took, self._halt)
             return

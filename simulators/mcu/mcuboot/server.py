@@ -247,7 +247,8 @@ class SmpServer:
             up = self._upload
             if up is not None and sha and up.sha == sha and up.size == size and 0 < up.off < size:
                 return {"off": up.off}, 0.0, False  # resume the broken session
-            if body.get("image", 0) not in (0, None):
+            # 0: image 0's free slot; 1: its secondary slot named directly (smpmgr --slot 1).
+            if body.get("image", 0) not in (0, 1, None):
                 raise _Error(Group.IMAGE, IMG.INVALID_SLOT, MGMT.EINVAL)
             if self._secondary_in_use():
                 raise _Error(Group.IMAGE, IMG.NO_FREE_SLOT, MGMT.EBADSTATE)
