@@ -62,7 +62,7 @@ async def test_identify_then_install_confirmed(tmp_path: Path) -> None:
         Capability.AB_SLOTS, Capability.TRIAL_BOOT, Capability.ROLLBACK,
         Capability.RESUME, Capability.DEVICE_HASH,
     }  # fmt: skip
-    assert before.capacity == 0x40000 - 0x1000
+    assert before.capacity == 0x110000 - 0x1000
     assert result.outcome is Outcome.CONFIRMED
     assert result.bytes == len(image.data)
     assert result.resumed_from == 0

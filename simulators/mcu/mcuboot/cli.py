@@ -6,7 +6,7 @@ Shares the ``sim`` command's options (--state, --uid, --baud, --app-version,
     crash-on-boot=VER   the app of version VER crashes after booting (watchdog reset,
                         MCUboot reverts); repeatable
     no-confirm          the app never confirms a trial image
-    slot-size=N         bytes per slot (default 0x40000; multiple of 4096)
+    slot-size=N         bytes per slot (default 0x110000; multiple of 4096)
     buf-size=N          SMP reassembly buffer the app reports (default 1024)
     no-banner           do not print Zephyr's boot banner on the console
 """
@@ -27,7 +27,7 @@ from simulators.mcu.mcuboot.flash import PRIMARY, SlotFlash
 from simulators.mcu.mcuboot.serve import serve
 from simulators.mcu.mcuboot.server import ServerConfig
 
-DEFAULT_SLOT = 0x40000
+DEFAULT_SLOT = 0x110000  # 1 MiB + 64 KiB: room for the benches' 1 MiB image
 DEFAULT_BOARD = "vmcu_nrf52840"
 FACTORY_BODY = 8 * 1024
 
