@@ -531,7 +531,7 @@ class McubootDriver:
         while True:
             try:
                 return await self._state_once()
-            except SmpTimeout:
+            except (SmpTimeout, FrameError):
                 if asyncio.get_running_loop().time() >= deadline:
                     raise SmpTimeout(
                         f"the device did not answer within {self.timing.boot_s:.0f} s of reset"
@@ -582,8 +582,9 @@ class McubootDriver:
             await asyncio.sleep(self._poll_interval())
             try:
                 slots = await self._state_once()
-            except SmpTimeout:
-                # Silent: the trial image crashed and MCUboot is reverting; wait it out.
+            except (SmpTimeout, FrameError):
+                # Silent or garbled: the trial image crashed and MCUboot is reverting, or
+                # the line hit noise; wait for a clean answer within the boot allowance.
                 slots = await self._boot_answer()
 
     # --- reboot / abort ------------------------------------------------------------

@@ -377,3 +377,16 @@ async def test_uid_falls_back_to_the_configured_one(tmp_path: Path) -> None:
     facts = await McubootDriver(peer, configured).identify()
     assert facts.uid == "cafe01"
     await peer.close()
+
+
+async def test_install_survives_a_noisy_link(tmp_path: Path) -> None:
+    image = signed(tmp_path, "2.0.0", size=30_000)
+    noisy = ("--fault", "corrupt=0.00005", "--fault", "drop=0.00002", "--fault", "seed=5")
+    extra = {"retries": 8, "response_timeout_s": 0.2}
+    options = DriverOptions(baud=0, confirm_timeout_s=5.0, extra=extra)
+    with running_sim(tmp_path / "mcu", *SIM, *noisy) as sim:
+        async with registry.open_driver(sim.port, SPEC, options) as driver:
+            result = await driver.install(image)
+    assert result.outcome is Outcome.CONFIRMED
+    assert result.retransmits > 0, result
+    assert result.facts.installed_sha256 == parse_image(image.data).hash.hex()

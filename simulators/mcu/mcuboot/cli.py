@@ -9,6 +9,9 @@ Shares the ``sim`` command's options (--state, --uid, --baud, --app-version,
     slot-size=N         bytes per slot (default 0x110000; multiple of 4096)
     buf-size=N          SMP reassembly buffer the app reports (default 1024)
     no-banner           do not print Zephyr's boot banner on the console
+    corrupt=RATE[:DIR]  flip a bit in a byte with probability RATE (DIR rx|tx|both)
+    drop=RATE[:DIR]     lose a byte with probability RATE
+    seed=N              RNG seed for corrupt/drop
 """
 
 from __future__ import annotations
@@ -22,10 +25,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from protocols.mcuboot.image import build_image, parse_version
+from simulators.mcu.link import LinkFaults
 from simulators.mcu.mcuboot.device import DeviceConfig, McubootDevice
 from simulators.mcu.mcuboot.flash import PRIMARY, SlotFlash
 from simulators.mcu.mcuboot.serve import serve
 from simulators.mcu.mcuboot.server import ServerConfig
+from simulators.mcu.options import LinkFaultSpec, SimOptions
+from simulators.mcu.options import parse_faults as parse_link_faults
 
 DEFAULT_SLOT = 0x110000  # 1 MiB + 64 KiB: room for the benches' 1 MiB image
 DEFAULT_BOARD = "vmcu_nrf52840"
@@ -43,7 +49,7 @@ class Faults:
     slot_size: int = DEFAULT_SLOT
     buf_size: int = 1024
     banner: bool = True
-    unknown: tuple[str, ...] = field(default=())
+    link: LinkFaultSpec = field(default_factory=LinkFaultSpec)
 
 
 def parse_faults(specs: list[str]) -> Faults:
@@ -51,7 +57,10 @@ def parse_faults(specs: list[str]) -> Faults:
     for spec in specs:
         key, _, value = spec.partition("=")
         try:
-            if key == "crash-on-boot" and value:
+            if key in ("corrupt", "drop", "seed"):
+                link = parse_link_faults([spec], SimOptions(link=faults.link)).link
+                faults = replace(faults, link=link)
+            elif key == "crash-on-boot" and value:
                 parse_version(value)
                 faults = replace(faults, crash_versions=faults.crash_versions | {value})
             elif key == "no-confirm" and not value:
@@ -68,7 +77,8 @@ def parse_faults(specs: list[str]) -> Faults:
             else:
                 raise SimError(
                     f"--fault {spec!r} is not an mcuboot simulator fault "
-                    "(crash-on-boot=VER, no-confirm, no-banner, slot-size=N, buf-size=N)"
+                    "(crash-on-boot=VER, no-confirm, no-banner, slot-size=N, buf-size=N, "
+                    "corrupt=RATE, drop=RATE, seed=N)"
                 )
         except ValueError as exc:
             if isinstance(exc, SimError):
@@ -150,6 +160,6 @@ def run(args: argparse.Namespace) -> int:
             def announce(line: str) -> None:
                 print(line, flush=True)
 
-            return await serve(device, args.baud, announce)
+            return await serve(device, args.baud, announce, LinkFaults(faults.link))
 
         return asyncio.run(main())

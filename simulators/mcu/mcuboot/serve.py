@@ -15,15 +15,18 @@ import tty
 from collections import deque
 from collections.abc import Callable
 
+from simulators.mcu.link import LinkFaults
 from simulators.mcu.mcuboot.device import McubootDevice
+from simulators.mcu.options import LinkFaultSpec
 
 BITS_PER_BYTE = 10
 
 
 class PacedPty:
-    def __init__(self, device: McubootDevice, baud: int) -> None:
+    def __init__(self, device: McubootDevice, baud: int, faults: LinkFaults | None = None) -> None:
         self.device = device
         self.baud = baud
+        self.faults = faults or LinkFaults(LinkFaultSpec())
         self.master, self._slave = os.openpty()
         tty.setraw(self._slave)  # raw from the start: no echo before a client configures it
         os.set_blocking(self.master, False)
@@ -47,6 +50,7 @@ class PacedPty:
         except OSError:
             return  # EIO while no client holds the slave open
         now = asyncio.get_running_loop().time()
+        data = self.faults.rx(data)
         for line in data.splitlines(keepends=True):  # each line lands at its own time
             self._rx_clock = max(self._rx_clock, now) + self._wire(len(line))
             self._rx.append((self._rx_clock, line))
@@ -110,7 +114,8 @@ class PacedPty:
             loop.remove_writer(self.master)
 
     def _collect(self, out: list[tuple[float, bytes]]) -> None:
-        for when, data in out:
+        for when, sent in out:
+            data = self.faults.tx(sent)
             self._tx_clock = max(self._tx_clock, when) + self._wire(len(data))
             self._tx.append((self._tx_clock, data))
 
@@ -120,10 +125,15 @@ class PacedPty:
                 os.close(fd)
 
 
-async def serve(device: McubootDevice, baud: int, announce: Callable[[str], None]) -> int:
+async def serve(
+    device: McubootDevice,
+    baud: int,
+    announce: Callable[[str], None],
+    faults: LinkFaults | None = None,
+) -> int:
     """Serve until SIGTERM/SIGINT; announces ``PTY <path>`` first."""
     loop = asyncio.get_running_loop()
-    pty = PacedPty(device, baud)
+    pty = PacedPty(device, baud, faults)
     announce(f"PTY {pty.path}")
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
