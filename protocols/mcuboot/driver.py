@@ -277,23 +277,25 @@ class McubootDriver:
         params = await self._optional(smp.params_read, "mcumgr params", retries=1)
         if params is not None and isinstance(params.get("buf_size"), int):
             link.buf_size = max(64, params["buf_size"])
-        info = await link.call(lambda s: smp.os_info_read(s, "snrvmpio"), "os info")
-        fields = str(info.get("output", "")).split()
+        board = await self._os_info("i", "os info (board)")
+        kernel = await self._os_info("srv", "os info (kernel)")
         uid = await self._uid()
         boot = await self._optional(smp.bootloader_info_read, "bootloader info")
         slot_info = await self._optional(smp.slot_info_read, "slot info")
         self._capacity = self._max_image(slot_info)
-        board = fields[6] if len(fields) > 6 else (fields[-1] if fields else "unknown")
         self._identity = {
             "uid": uid,
-            "board": board,
-            "kernel": " ".join(fields[:2]) if fields else "",
-            "kernel_release": fields[2] if len(fields) > 2 else "",
+            "board": board or "unknown",
+            "kernel": kernel,
             "bootloader": str((boot or {}).get("bootloader", "MCUboot")),
             "buf_size": link.buf_size,
             "buf_count": int((params or {}).get("buf_count", 1) or 1),
         }
         return self._identity
+
+    async def _os_info(self, fmt: str, what: str) -> str:
+        body = await self.link.call(lambda s: smp.os_info_read(s, fmt), what)
+        return str(body.get("output", "")).strip()
 
     async def _optional(
         self, build: Callable[[int], bytes], what: str, retries: int | None = None
@@ -341,7 +343,10 @@ class McubootDriver:
             if sizes:
                 return int(sizes[0])
         value = self.options.extra.get("slot_size", 0)
-        return int(value) if isinstance(value, int | str) and str(value).isdigit() else 0
+        try:
+            return int(str(value), 0)
+        except ValueError:
+            return 0
 
     async def _state(self) -> list[SlotView]:
         return parse_state(await self.link.call(smp.state_read, "image state"))
@@ -363,6 +368,9 @@ class McubootDriver:
         compat = str(self.options.extra.get("compat", "")) or f"zephyr:{ident['board']}"
         details: dict[str, str | int | bool] = {k: v for k, v in ident.items() if k != "uid"}
         details["pending"] = any(s.pending for s in slots)
+        for s in slots:  # mcumgr's own flags, as `mcumgr image list` shows them
+            flags = ("active", "confirmed", "pending", "permanent", "bootable")
+            details[f"slot{s.slot}"] = ",".join(f for f in flags if getattr(s, f))
         return DeviceFacts(
             driver=NAME,
             uid=str(ident["uid"]),
@@ -543,7 +551,7 @@ class McubootDriver:
 
     def _poll_interval(self) -> float:
         """Spacing of outcome polls: a few state-read round trips, so the link stays free."""
-        return max(0.02, 4 * self.timing.wire(2 * self.link.reply_budget() // 3))
+        return max(0.02, 4 * self.timing.wire(512))  # ~ a state read and its answer
 
     async def _outcome(
         self,

@@ -75,6 +75,8 @@ async def test_identify_then_install_confirmed(tmp_path: Path) -> None:
         (0, "2.0.0", SlotState.CONFIRMED),
         (1, "1.0.0", SlotState.COMPLETE),
     ]
+    assert facts.details["slot0"] == "active,confirmed,bootable"
+    assert facts.details["slot1"] == "bootable"
     steps = [e.step for e in events]
     assert steps[0] is Step.CONNECT
     assert steps.index(Step.WRITE) < steps.index(Step.CHECK) < steps.index(Step.ACTIVATE)
