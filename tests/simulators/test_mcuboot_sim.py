@@ -3,6 +3,7 @@ and third-party SMP hosts (smpclient, smpmgr) driving it over a real pty."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import subprocess
@@ -302,6 +303,36 @@ def test_smpmgr_upgrade_and_state_read(tmp_path: Path) -> None:
                 break
         assert "version='2.1.0'" in out.stdout
         assert parse_image(data).hash.hex().upper() in out.stdout
+
+
+async def _identify_uid(port: str) -> str:
+    from protocols import registry
+    from protocols.driver import DriverOptions
+
+    async with registry.open_driver(port, registry.get("mcuboot"), DriverOptions(baud=0)) as d:
+        return (await d.identify()).uid
+
+
+def test_count_and_link_serve_several_boards(tmp_path: Path) -> None:
+    link = tmp_path / "ttyMCU"
+    cmd = [sys.executable, "-m", "gateway.cli", "sim", "--pty", *SIM,
+           "--state", str(tmp_path / "s"), "--count", "2", "--link", str(link),
+           "--uid", "a0b0c0d0"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        ports = [proc.stdout.readline().split(" ", 1)[1].strip() for _ in range(2)]
+        uids = []
+        for i, port in enumerate(ports):
+            assert os.path.realpath(tmp_path / f"ttyMCU-{i:03d}") == port
+            uids.append(asyncio.run(_identify_uid(str(tmp_path / f"ttyMCU-{i:03d}"))))
+        assert uids == ["a0b0c0d0", "a0b0c0d1"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert not (tmp_path / "ttyMCU-000").exists()  # unplugged on exit
 
 
 def test_sim_cli_refuses_unknown_faults(tmp_path: Path) -> None:

@@ -87,7 +87,8 @@ def parse_faults(specs: list[str]) -> Faults:
     return faults
 
 
-def _uid(state: Path, given: str | None) -> bytes:
+def _uid(state: Path, given: str | None, index: int = 0) -> bytes:
+    """The board's hardware id: --uid (the Nth board adds N to its last byte), else persisted."""
     path = state / "uid"
     if given:
         try:
@@ -96,6 +97,8 @@ def _uid(state: Path, given: str | None) -> bytes:
             raise SimError(f"--uid {given!r} is not hex") from None
         if not 1 <= len(uid) <= 32:
             raise SimError("--uid must be 1 to 32 bytes")
+        if index:
+            uid = uid[:-1] + bytes([(uid[-1] + index) % 256])
         path.write_text(uid.hex())
         return uid
     if path.exists():
@@ -142,24 +145,43 @@ def config(args: argparse.Namespace, faults: Faults, uid: bytes) -> DeviceConfig
 
 def run(args: argparse.Namespace) -> int:
     """Entry point from ``gateway.cli.sim``; raises :class:`SimError` on bad options."""
-    if getattr(args, "count", 1) != 1:
-        raise SimError("--bootloader mcuboot serves one MCU per process (--count 1)")
+    count = int(getattr(args, "count", 1) or 1)
+    if count < 1:
+        raise SimError("--count must be at least 1")
     faults = parse_faults(list(args.fault))
     with contextlib.ExitStack() as stack:
-        state: Path = args.state or Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        state.mkdir(parents=True, exist_ok=True)
-        uid = _uid(state, args.uid)
-        flash = open_flash(state, faults, args.app_version or "1.0.0")
-        cfg = config(args, faults, uid)
+        root: Path = args.state or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        boards: list[tuple[SlotFlash, DeviceConfig]] = []
+        for i in range(count):
+            state = root if count == 1 else root / f"mcu-{i:03d}"
+            state.mkdir(parents=True, exist_ok=True)
+            uid = _uid(state, args.uid, i)
+            flash = open_flash(state, faults, args.app_version or "1.0.0")
+            stack.callback(_close_quietly, flash)
+            boards.append((flash, config(args, faults, uid)))
+        link: Path | None = getattr(args, "link", None)
+        links: list[Path] = []
+        if link is not None:
+            links = [link] if count == 1 else [
+                link.with_name(f"{link.name}-{i:03d}") for i in range(count)
+            ]  # fmt: skip
 
         async def main() -> int:
             now = asyncio.get_running_loop().time()
-            device = McubootDevice(flash, cfg, now, powered_up=True)
-            device.poll(now)  # the app is up before the pty is announced
+            devices = []
+            for flash, cfg in boards:
+                device = McubootDevice(flash, cfg, now, powered_up=True)
+                device.poll(now)  # the app is up before the pty is announced
+                devices.append(device)
 
             def announce(line: str) -> None:
                 print(line, flush=True)
 
-            return await serve(device, args.baud, announce, LinkFaults(faults.link))
+            return await serve(devices, args.baud, announce, lambda: LinkFaults(faults.link), links)
 
         return asyncio.run(main())
+
+
+def _close_quietly(flash: SlotFlash) -> None:
+    with contextlib.suppress(OSError):
+        flash.close()

@@ -103,4 +103,6 @@ class SlotFlash:
         self.erase(slot, self.slot_size - TRAILER_RESERVE, TRAILER_RESERVE)
 
     def close(self) -> None:
-        os.close(self._fd)
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)

@@ -13,7 +13,8 @@ import os
 import signal
 import tty
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from simulators.mcu.link import LinkFaults
 from simulators.mcu.mcuboot.device import McubootDevice
@@ -125,30 +126,49 @@ class PacedPty:
                 os.close(fd)
 
 
+def _link(target: str, link: Path) -> None:
+    """Point a stable symlink at the pty (replaced atomically), like socat's link=."""
+    tmp = link.with_name(f".{link.name}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    tmp.symlink_to(target)
+    tmp.replace(link)
+
+
 async def serve(
-    device: McubootDevice,
+    devices: Sequence[McubootDevice],
     baud: int,
     announce: Callable[[str], None],
-    faults: LinkFaults | None = None,
+    faults: Callable[[], LinkFaults] | None = None,
+    links: Sequence[Path] = (),
 ) -> int:
-    """Serve until SIGTERM/SIGINT; announces ``PTY <path>`` first."""
+    """Serve each device on its own pty until SIGTERM/SIGINT; announces ``PTY <path>`` each."""
     loop = asyncio.get_running_loop()
-    pty = PacedPty(device, baud, faults)
-    announce(f"PTY {pty.path}")
+    ptys = [PacedPty(d, baud, faults() if faults else None) for d in devices]
+    for i, pty in enumerate(ptys):
+        if i < len(links):
+            _link(pty.path, links[i])
+        announce(f"PTY {pty.path}")
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    runner = asyncio.create_task(pty.run())
+    runners = [asyncio.create_task(pty.run()) for pty in ptys]
     stopper = asyncio.create_task(stop.wait())
     try:
-        done, _ = await asyncio.wait([runner, stopper], return_when=asyncio.FIRST_COMPLETED)
-        if runner in done and runner.exception() is not None:
-            raise runner.exception()  # type: ignore[misc]
+        done, _ = await asyncio.wait([*runners, stopper], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not stopper and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
     finally:
-        pty.stop()
-        for task in (runner, stopper):
+        for pty in ptys:
+            pty.stop()
+        for task in (*runners, stopper):
             task.cancel()
-        await asyncio.gather(runner, stopper, return_exceptions=True)
-        pty.close()
-        device.flash.close()
+        await asyncio.gather(*runners, stopper, return_exceptions=True)
+        for pty in ptys:
+            pty.close()
+            pty.device.flash.close()
+        for link in links:
+            with contextlib.suppress(OSError):
+                link.unlink()  # unplugged
     return 0
