@@ -392,3 +392,18 @@ async def test_install_survives_a_noisy_link(tmp_path: Path) -> None:
     assert result.outcome is Outcome.CONFIRMED
     assert result.retransmits > 0, result
     assert result.facts.installed_sha256 == parse_image(image.data).hash.hex()
+
+
+async def test_abort_drops_an_unfinished_upload(tmp_path: Path) -> None:
+    peer = PeerTransport(tmp_path)
+    image = signed(tmp_path, "2.0.0")
+    digest = hashlib.sha256(image.data).digest()
+    first = smp.upload(1, 0, image.data[:500], total=len(image.data), sha=digest)
+    assert peer.server.handle(first) is not None  # another host began an upload
+    facts = await McubootDriver(peer, FAST).abort()
+    assert [s.version for s in facts.slots] == ["1.0.0"]
+    answer = peer.server.handle(first)
+    assert answer is not None
+    assert smp.decode_packet(answer.packet)[1] == {"off": 500}  # a new session, not a resume
+    assert any((h.group, h.command) == (0, 5) for h in peer.requests)  # it reset the board
+    await peer.close()
