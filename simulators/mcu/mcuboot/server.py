@@ -151,7 +151,7 @@ class SmpServer:
                 raise _Error(Group.OS, smpos.OS_MGMT_RET_RC.INVALID_FORMAT, MGMT.EINVAL)
         order = [ch for ch in "snrvbmpio" if ch in fmt or ch in letters]
         parts = [fields[ch] for ch in order if fields[ch]]
-        if c.uid_format in fmt:
+        if c.uid_format in fmt or "a" in fmt:
             parts.append(c.uid.hex())  # the custom hook appends after the standard fields
         return " ".join(parts)
 
