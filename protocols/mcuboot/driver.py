@@ -533,6 +533,13 @@ class McubootDriver:
         if staged is None or not staged.pending:
             raise VerifyError("the device did not mark the new image pending for test")
 
+    async def _reset(self) -> None:
+        """``os reset``, sent once: a resent reset could land on the freshly booted trial
+        image and make MCUboot revert it. A lost answer (the board reset before it left
+        the UART) is not an error; the polls that follow tell."""
+        with contextlib.suppress(SmpTimeout, FrameError):
+            await self.link.call(smp.reset, "reset", retries=0)
+
     async def _boot_answer(self) -> list[SlotView]:
         """Poll ``image state`` until the rebooted device answers (bounded by boot time)."""
         deadline = asyncio.get_running_loop().time() + self.timing.boot_s
@@ -565,7 +572,7 @@ class McubootDriver:
         wait = self.options.confirm_timeout_s
         progress(Progress(Step.BOOT, 0, 1))
         if reset:
-            await self.link.call(smp.reset, "reset")
+            await self._reset()
             slots = await self._boot_answer()
         assert slots is not None
         deadline = loop.time() + wait
@@ -586,6 +593,12 @@ class McubootDriver:
                 progress(Progress(Step.BOOT, 1, 1))
                 if seen_new and active is not None and active.hash == parsed.hash:
                     return Outcome.UNCONFIRMED
+                staged = _find(slots, parsed.hash)
+                if staged is not None and staged.pending:
+                    raise SmpTimeout(
+                        "the device did not reset into the new image (it is still pending; "
+                        "it boots on trial at the next reset)"
+                    )
                 raise VerifyError("the device did not boot the new image before the deadline")
             await asyncio.sleep(self._poll_interval())
             try:
@@ -600,7 +613,7 @@ class McubootDriver:
     async def reboot(self) -> DeviceFacts:
         try:
             await self._identity_facts()
-            await self.link.call(smp.reset, "reset")
+            await self._reset()
             await self._boot_answer()
             return await self._facts()
         except (SmpError, TransportDisconnected) as exc:

@@ -407,3 +407,18 @@ async def test_abort_drops_an_unfinished_upload(tmp_path: Path) -> None:
     assert smp.decode_packet(answer.packet)[1] == {"off": 500}  # a new session, not a resume
     assert any((h.group, h.command) == (0, 5) for h in peer.requests)  # it reset the board
     await peer.close()
+
+
+async def test_a_lost_reset_is_sent_once_and_reported_as_still_pending(tmp_path: Path) -> None:
+    def mute_reset(h: smp.SmpHeader, wire: bytes) -> bytes | None:
+        return None if (h.group, h.command) == (0, 5) else wire
+
+    peer = PeerTransport(tmp_path, mute_reset)  # this peer never really resets
+    options = DriverOptions(baud=0, confirm_timeout_s=0.3, extra={"response_timeout_s": 0.05})
+    with pytest.raises(DriverError) as err:
+        await McubootDriver(peer, options).install(signed(tmp_path, "2.0.0"))
+    assert err.value.code == "MCU_TIMEOUT"
+    assert err.value.step is Step.BOOT
+    assert "still pending" in err.value.message
+    assert sum(1 for h in peer.requests if (h.group, h.command) == (0, 5)) == 1
+    await peer.close()
