@@ -60,8 +60,9 @@ from protocols.transport import SerialSettings, Transport
 NAME = "mcuboot"
 BITS_PER_BYTE = 10  # 8N1
 PRIMARY, SECONDARY = 0, 1
-#: Zephyr's default SMP reassembly buffer when the device does not report params.
-DEFAULT_BUF_SIZE = 384
+#: SMP packet budget when the device does not report mcumgr params: Zephyr's default
+#: UART MTU (CONFIG_MCUMGR_TRANSPORT_UART_MTU), below its 384-byte netbuf default.
+DEFAULT_BUF_SIZE = 256
 FRAME_OVERHEAD = 4  # length + CRC16 share the device's reassembly buffer
 
 CAPABILITIES = frozenset(
@@ -277,6 +278,10 @@ class McubootDriver:
         params = await self._optional(smp.params_read, "mcumgr params", retries=1)
         if params is not None and isinstance(params.get("buf_size"), int):
             link.buf_size = max(64, params["buf_size"])
+        configured = self.options.extra.get("buf_size")
+        if isinstance(configured, int | str) and not isinstance(configured, bool):
+            with contextlib.suppress(ValueError):
+                link.buf_size = max(64, int(str(configured), 0))  # the port knows better
         board = await self._os_info("i", "os info (board)")
         kernel = await self._os_info("srv", "os info (kernel)")
         uid = await self._uid()

@@ -422,3 +422,35 @@ async def test_a_lost_reset_is_sent_once_and_reported_as_still_pending(tmp_path:
     assert "still pending" in err.value.message
     assert sum(1 for h in peer.requests if (h.group, h.command) == (0, 5)) == 1
     await peer.close()
+
+
+async def test_image_larger_than_the_slot_is_refused_before_writing(tmp_path: Path) -> None:
+    image = signed(tmp_path, "2.0.0", size=40_000)
+    with running_sim(tmp_path / "mcu", *SIM, "--fault", "slot-size=0x8000") as sim:
+        async with registry.open_driver(sim.port, SPEC, OPTIONS) as driver:
+            with pytest.raises(DriverError) as err:
+                await driver.install(image)
+            facts = await driver.identify()
+    assert err.value.code == "IMAGE_TOO_LARGE"
+    assert "28672" in err.value.message
+    assert [s.index for s in facts.slots] == [0]
+
+
+async def test_chunks_fit_the_buffer_the_device_reports_or_the_port_sets(tmp_path: Path) -> None:
+    image = signed(tmp_path, "2.0.0", size=6_000)
+    for extra, limit in (({}, 1024), ({"buf_size": "0x100"}, 256)):
+        peer = PeerTransport(tmp_path / f"p{limit}")
+        sizes: list[int] = []
+        original = peer.server.handle
+
+        def spy(packet: bytes, original=original, sizes=sizes) -> object:
+            sizes.append(len(packet))
+            return original(packet)
+
+        peer.server.handle = spy
+        options = DriverOptions(baud=0, confirm_timeout_s=0.2, extra={**FAST.extra, **extra})
+        with pytest.raises(DriverError):  # this peer never resets: the upload is what counts
+            await McubootDriver(peer, options).install(image)
+        assert max(sizes) + 4 <= limit
+        assert max(sizes) + 4 > limit - 8  # and they fill it
+        await peer.close()
