@@ -205,16 +205,20 @@ class _Pending:
 
 
 class SmpClient:
-    """One request at a time; bytes in, :class:`Reply` / :class:`BadFrame` out."""
+    """Requests in flight by sequence number; bytes in, :class:`Reply` / :class:`BadFrame` out.
+
+    Usually one request is outstanding; an upload may keep a few in flight (the
+    device answers them in order), each matched to its own answer.
+    """
 
     #: How many given-up sequence numbers are remembered as "late, skip".
-    STALE_MEMORY = 8
+    STALE_MEMORY = 16
 
     def __init__(self, first_seq: int = 0, line_length: int = LINE_MAX) -> None:
         self._seq = first_seq & 0xFF
         self._line_length = line_length
         self._decoder = ConsoleDecoder()
-        self._pending: _Pending | None = None
+        self._pending: dict[int, _Pending] = {}
         self._stale: deque[int] = deque(maxlen=self.STALE_MEMORY)
         self.stale_replies = 0
         #: False until a reply matched: answers left over from a previous host session
@@ -230,21 +234,22 @@ class SmpClient:
         self._seq = (self._seq + 1) & 0xFF
         return seq
 
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
     def send(self, packet: bytes) -> bytes:
-        """Wire bytes for ``packet``, which becomes the one outstanding request."""
+        """Wire bytes for ``packet``, which joins the outstanding requests."""
         header = SmpHeader.unpack(packet)
         if header.op not in (Op.READ, Op.WRITE):
             raise ValueError("only requests can be sent")
-        if self._pending is not None:
-            self.give_up()
-        self._pending = _Pending(header.seq, header.op, header.group, header.command)
+        self._pending[header.seq] = _Pending(header.seq, header.op, header.group, header.command)
         return encode(packet, self._line_length)
 
     def give_up(self) -> None:
-        """Forget the outstanding request; its late answer will be skipped."""
-        if self._pending is not None:
-            self._stale.append(self._pending.seq)
-            self._pending = None
+        """Forget every outstanding request; their late answers will be skipped."""
+        self._stale.extend(self._pending)
+        self._pending.clear()
 
     def receive_data(self, data: bytes) -> list[Reply | BadFrame]:
         """Events for ``data``; raises :class:`SmpProtocolError` for an answer that cannot be."""
@@ -265,12 +270,12 @@ class SmpClient:
                 f"got an SMP request (op {header.op}) where an answer was due: "
                 "is the port looped back or is another host talking?"
             )
-        pending = self._pending
-        if pending is None or header.seq != pending.seq:
+        pending = self._pending.get(header.seq)
+        if pending is None:
             if header.seq in self._stale or not self.synced:
                 self.stale_replies += 1
                 return None
-            want = "nothing" if pending is None else f"seq {pending.seq}"
+            want = ", ".join(f"seq {s}" for s in self._pending) or "nothing"
             raise SequenceError(f"answer with seq {header.seq} while waiting for {want}")
         if (header.group, header.command) != (pending.group, pending.command):
             raise SmpProtocolError(
@@ -279,6 +284,6 @@ class SmpClient:
             )
         if header.op != pending.op + 1:
             raise SmpProtocolError(f"answer op {header.op} to a request with op {pending.op}")
-        self._pending = None
+        del self._pending[header.seq]
         self.synced = True
         return Reply(header, body)

@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -126,7 +127,8 @@ class Timing:
 
 
 class SmpLink:
-    """One request at a time over a transport; retries lost or damaged answers."""
+    """Requests over a transport: one at a time with retries (:meth:`call`), or a few
+    in flight for an upload (:meth:`send` / :meth:`receive`)."""
 
     def __init__(self, transport: Transport, timing: Timing) -> None:
         self.transport = transport
@@ -137,11 +139,30 @@ class SmpLink:
         self.rx = 0
         self.retransmits = 0
         self.answered = False  # anything SMP ever came back on this link
+        self._events: deque[smp.Reply | BadFrame] = deque()
 
     def reply_budget(self) -> int:
         """Wire bytes of the largest answer the device can send (base64 + line framing)."""
         encoded = (self.buf_size * 4 + 2) // 3
         return encoded + (encoded // 120 + 1) * 3
+
+    def limit(self, request_wire: int, extra_s: float = 0.0, answers: int = 1) -> float:
+        """How long ``answers`` answers may take once ``request_wire`` bytes are out."""
+        budget = self.timing.wire(request_wire + answers * self.reply_budget())
+        return budget + answers * self.timing.response_s + extra_s
+
+    async def send(self, build: Callable[[int], bytes]) -> tuple[int, int]:
+        """Send one request; returns (seq, wire bytes)."""
+        seq = self.client.next_seq()
+        wire = self.client.send(build(seq))
+        await self.transport.write(wire)
+        self.tx += len(wire)
+        return seq, len(wire)
+
+    def give_up(self) -> None:
+        """Forget every request in flight (their late answers are skipped) and queued events."""
+        self.client.give_up()
+        self._events.clear()
 
     async def call(
         self,
@@ -155,42 +176,38 @@ class SmpLink:
         attempts = 1 + (self.timing.retries if retries is None else retries)
         damaged = 0
         for attempt in range(attempts):
-            wire = self.client.send(build(self.client.next_seq()))
             if attempt:
                 self.retransmits += 1
-            await self.transport.write(wire)
-            self.tx += len(wire)
-            timeout = (
-                self.timing.wire(len(wire) + self.reply_budget()) + self.timing.response_s + extra_s
-            )
+            _, size = await self.send(build)
             try:
-                reply = await self._await_reply(timeout)
+                reply = await self.receive(self.limit(size, extra_s))
             except SmpTimeout:
-                self.client.give_up()
+                self.give_up()
                 continue
             if reply is None:
                 damaged += 1
-                self.client.give_up()
+                self.give_up()
                 continue
             return smp.check(reply, what)
         if damaged:
             raise FrameError(f"{what}: {damaged} of {attempts} answers arrived damaged")
         raise SmpTimeout(f"{what}: no answer after {attempts} attempts")
 
-    async def _await_reply(self, limit_s: float) -> smp.Reply | None:
-        """The reply, or None when a damaged frame arrived (worth an immediate retry)."""
+    async def receive(self, limit_s: float) -> smp.Reply | None:
+        """The next answer, or None for a damaged frame (worth resending at once)."""
         try:
             async with asyncio.timeout(limit_s):
-                while True:
+                while not self._events:
                     data = await self.transport.read()
                     self.rx += len(data)
-                    for event in self.client.receive_data(data):
-                        if isinstance(event, BadFrame):
-                            return None
-                        self.answered = True
-                        return event
+                    self._events.extend(self.client.receive_data(data))
         except TimeoutError:
             raise SmpTimeout(f"no answer within {limit_s:.2f} s") from None
+        event = self._events.popleft()
+        if isinstance(event, BadFrame):
+            return None
+        self.answered = True
+        return event
 
 
 @dataclass(frozen=True, slots=True)
@@ -497,30 +514,90 @@ class McubootDriver:
         n = max(1, min(n, len(data) - off))
         return n, lambda seq: build(seq, n)
 
+    def _window(self) -> int:
+        """Upload chunks kept in flight: the device buffers ``buf_count`` packets and
+        answers them in order, so a second chunk crosses the wire while the first is
+        being programmed. ``upload_window`` in the port's extras overrides (1: stop-and-wait).
+        """
+        value = self.options.extra.get("upload_window")
+        if isinstance(value, int | str) and not isinstance(value, bool):
+            with contextlib.suppress(ValueError):
+                return max(1, int(value))
+        count = self._identity.get("buf_count", 1) if self._identity else 1
+        return max(1, min(2, int(count)))
+
+    def _answered_off(self, body: dict[str, Any], total: int) -> int:
+        off = body.get("off")
+        if not isinstance(off, int) or not 0 <= off <= total:
+            raise SmpProtocolError(f"upload answer names offset {off!r} of {total}")
+        return off
+
     async def _upload(self, data: bytes, progress: ProgressFn) -> tuple[int, int]:
-        """Upload into the secondary slot; returns (bytes sent, offset resumed from)."""
+        """Upload into the secondary slot; returns (bytes sent, offset resumed from).
+
+        The first chunk goes alone (the device erases, or names the offset of an
+        earlier session of the same image to resume from). Then up to
+        :meth:`_window` chunks are in flight. Every answer names the device's
+        offset; when it is not the end of the chunk answered, the chunks in flight
+        are dropped and sending restarts from the device's offset. A lost or
+        damaged answer restarts from the last confirmed offset, a bounded number
+        of times in a row.
+        """
         total = len(data)
-        off = 0
-        sent = 0
-        resumed = 0
+        link = self.link
         progress(Progress(Step.WRITE, 0, total))
-        while True:
-            n, build = self._chunk(off, data)
-            extra = self.timing.erase_s if off == 0 else 0.0
-            body = await self.link.call(build, f"image upload at {off}", extra_s=extra)
-            new_off = body.get("off")
-            if not isinstance(new_off, int) or not 0 <= new_off <= total:
-                raise SmpProtocolError(f"upload answer names offset {new_off!r} of {total}")
-            if off == 0 and new_off > n:
-                resumed = new_off  # the device kept an earlier session of this image
-            else:
-                sent += n
+        n, build = self._chunk(0, data)
+        body = await link.call(build, "image upload at 0", extra_s=self.timing.erase_s)
+        off = self._answered_off(body, total)
+        resumed = off if off > n else 0  # the device kept an earlier session of this image
+        sent = n if off == n else 0
+        progress(Progress(Step.WRITE, off, total))
+        if off == total and body.get("match") is False:
+            raise VerifyError("the device's SHA-256 of the uploaded image does not match")
+        window = self._window()
+        flight: deque[tuple[int, int, int, int]] = deque()  # seq, off, length, wire bytes
+        next_off = off
+        failures = 0
+        while off < total:
+            while len(flight) < window and next_off < total:
+                n, build = self._chunk(next_off, data)
+                seq, size = await link.send(build)
+                flight.append((seq, next_off, n, size))
+                next_off += n
+            try:
+                reply = await link.receive(link.limit(sum(f[3] for f in flight), 0, len(flight)))
+            except SmpTimeout:
+                reply = None
+            if reply is None:
+                failures += 1
+                if failures > self.timing.retries:
+                    raise SmpTimeout(
+                        f"image upload at {off}: no clean answer after {failures} attempts"
+                    )
+                link.retransmits += len(flight)
+                link.give_up()
+                flight.clear()
+                next_off = off
+                continue
+            body = smp.check(reply, f"image upload at {off}")
+            answered = next((f for f in flight if f[0] == reply.header.seq), None)
+            if answered is None:
+                raise SmpProtocolError(f"upload answer for seq {reply.header.seq} not in flight")
+            new_off = self._answered_off(body, total)
+            failures = 0
+            if new_off == answered[1] + answered[2]:
+                flight.remove(answered)
+                sent += answered[2]
+            else:  # the device is elsewhere: continue from where it says
+                link.give_up()
+                flight.clear()
+                next_off = new_off
             off = new_off
             progress(Progress(Step.WRITE, off, total))
-            if off == total:
-                if body.get("match") is False:
-                    raise VerifyError("the device's SHA-256 of the uploaded image does not match")
-                return sent, resumed
+            if off == total and body.get("match") is False:
+                raise VerifyError("the device's SHA-256 of the uploaded image does not match")
+        link.give_up()  # answers to chunks past the end (none are sent) or corrected ones
+        return sent, resumed
 
     @staticmethod
     def _check_staged(slots: list[SlotView], parsed: McubootImage) -> None:

@@ -238,7 +238,14 @@ class PeerTransport:
 
     name = "peer://test"
 
-    def __init__(self, tmp: Path, mutate: Mutate | None = None) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        mutate: Mutate | None = None,
+        swallow: Callable[[smp.SmpHeader, int], bool] | None = None,
+    ) -> None:
+        """``swallow(header, n)``: drop the request unseen (n counts requests so far)."""
+        self.swallow = swallow or (lambda header, n: False)
         self.flash = SlotFlash(tmp / "flash.bin", 0x40000)
         self.flash.write(PRIMARY, 0, build_image(b"\x01" * 4000, "1.0.0"))
         self.server = SmpServer(self.flash, ServerConfig(uid=bytes.fromhex(UID)))
@@ -246,6 +253,7 @@ class PeerTransport:
         self._decoder = ConsoleDecoder()
         self._queue: asyncio.Queue[bytes] = asyncio.Queue()
         self.requests: list[smp.SmpHeader] = []
+        self.packets: list[bytes] = []
 
     async def write(self, data: bytes) -> None:
         for event in self._decoder.feed(data):
@@ -253,6 +261,9 @@ class PeerTransport:
                 continue
             header = smp.SmpHeader.unpack(event.data)
             self.requests.append(header)
+            self.packets.append(event.data)
+            if self.swallow(header, len(self.requests)):
+                continue
             answer = self.server.handle(event.data)
             if answer is None:
                 continue
@@ -383,7 +394,7 @@ async def test_uid_falls_back_to_the_configured_one(tmp_path: Path) -> None:
 
 async def test_install_survives_a_noisy_link(tmp_path: Path) -> None:
     image = signed(tmp_path, "2.0.0", size=30_000)
-    noisy = ("--fault", "corrupt=0.00005", "--fault", "drop=0.00002", "--fault", "seed=5")
+    noisy = ("--fault", "corrupt=0.0001", "--fault", "drop=0.00005", "--fault", "seed=5")
     extra = {"retries": 8, "response_timeout_s": 0.2}
     options = DriverOptions(baud=0, confirm_timeout_s=5.0, extra=extra)
     with running_sim(tmp_path / "mcu", *SIM, *noisy) as sim:
@@ -454,3 +465,32 @@ async def test_chunks_fit_the_buffer_the_device_reports_or_the_port_sets(tmp_pat
         assert max(sizes) + 4 <= limit
         assert max(sizes) + 4 > limit - 8  # and they fill it
         await peer.close()
+
+
+async def test_pipelined_upload_recovers_from_a_lost_chunk(tmp_path: Path) -> None:
+    image = signed(tmp_path, "2.0.0", size=12_000)
+    lost: list[int] = []
+
+    def lose_one_chunk(h: smp.SmpHeader, n: int) -> bool:
+        upload = (h.group, h.command) == (1, 1)
+        if upload and not lost and sum(1 for r in peer.requests if r.command == 1) == 4:
+            lost.append(n)
+            return True
+        return False
+
+    peer = PeerTransport(tmp_path, swallow=lose_one_chunk)
+    options = DriverOptions(baud=0, confirm_timeout_s=0.2, extra={**FAST.extra, "upload_window": 2})
+    driver = McubootDriver(peer, options)
+    with pytest.raises(DriverError) as err:  # this peer never resets; the upload is the point
+        await driver.install(image)
+    assert err.value.step is Step.BOOT
+    assert lost
+    written = peer.flash.read(1, 0, len(image.data))
+    assert written == image.data
+    offsets = [
+        smp.decode_packet(p)[1]["off"]
+        for h, p in zip(peer.requests, peer.packets, strict=True)
+        if (h.group, h.command) == (1, 1)
+    ]
+    assert len(offsets) > len(set(offsets))  # the lost chunk (and the one after) went again
+    await peer.close()
