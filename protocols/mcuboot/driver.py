@@ -291,7 +291,7 @@ class McubootDriver:
         if self._identity is not None:
             return self._identity
         link = self.link
-        # The first request also tells SMP from silence; no retries so a probe is quick.
+        # The first request also tells SMP from silence; one retry only, so a probe is quick.
         params = await self._optional(smp.params_read, "mcumgr params", retries=1)
         if params is not None and isinstance(params.get("buf_size"), int):
             link.buf_size = max(64, params["buf_size"])
@@ -352,7 +352,8 @@ class McubootDriver:
         raise DriverError(
             "MCU_NO_UID",
             f"the device on {self._port} reports no hardware id (os info '{letter}') and no "
-            "uid is configured for this port; set one in [serial] (mcuboot uid = <hex>)",
+            "uid is configured for this port; add the app's hardware-id hook or set the "
+            "port's driver option uid = <hex> (docs/bootloaders-mcuboot.md)",
         )
 
     def _max_image(self, slot_info: dict[str, Any] | None) -> int:
@@ -500,7 +501,7 @@ class McubootDriver:
         """The largest chunk at ``off`` that fits the device's buffer, and its builder."""
         room = self.link.buf_size - FRAME_OVERHEAD
         first = off == 0
-        sha = hashlib.sha256(data).digest()
+        sha = hashlib.sha256(data).digest() if first else b""
 
         def build(seq: int, n: int) -> bytes:
             piece = data[off : off + n]
