@@ -18,11 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import random
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from protocols.driver import (
@@ -39,7 +37,6 @@ from protocols.driver import (
     ProgressFn,
     Safety,
     SlotFacts,
-    SlotState,
     Step,
     no_progress,
 )
@@ -54,16 +51,13 @@ from protocols.mcuboot.errors import (
     SmpTimeout,
     VerifyError,
 )
-from protocols.mcuboot.framing import BadFrame
 from protocols.mcuboot.image import McubootImage, parse_image, parse_version
+from protocols.mcuboot.link import SmpLink, Timing
+from protocols.mcuboot.state import SlotView, active_slot, find, parse_state
 from protocols.transport import SerialSettings, Transport
 
 NAME = "mcuboot"
-BITS_PER_BYTE = 10  # 8N1
 PRIMARY, SECONDARY = 0, 1
-#: SMP packet budget when the device does not report mcumgr params: Zephyr's default
-#: UART MTU (CONFIG_MCUMGR_TRANSPORT_UART_MTU), below its 384-byte netbuf default.
-DEFAULT_BUF_SIZE = 256
 FRAME_OVERHEAD = 4  # length + CRC16 share the device's reassembly buffer
 
 CAPABILITIES = frozenset(
@@ -92,175 +86,6 @@ def error_code(exc: BaseException) -> str:
     if isinstance(exc, FrameError):
         return "MCU_FRAME_ERROR"
     return "MCU_PROTOCOL_ERROR"
-
-
-@dataclass(frozen=True)
-class Timing:
-    """Deadlines derived from the link rate plus device allowances (``[serial]`` extras)."""
-
-    baud: int
-    response_s: float = 0.5  # device turnaround for an ordinary request
-    erase_s: float = 20.0  # first upload chunk: the device erases room for the image
-    boot_s: float = 30.0  # reset, MCUboot swap and app start
-    retries: int = 3
-
-    def wire(self, n: int) -> float:
-        return n * BITS_PER_BYTE / self.baud if self.baud > 0 else 0.0
-
-    @classmethod
-    def from_options(cls, options: DriverOptions) -> Timing:
-        extra = options.extra
-
-        def num(key: str, default: float) -> float:
-            value = extra.get(key, default)
-            if isinstance(value, bool) or not isinstance(value, int | float | str):
-                return default
-            return float(value)
-
-        return cls(
-            baud=options.baud,
-            response_s=num("response_timeout_s", cls.response_s),
-            erase_s=num("erase_timeout_s", cls.erase_s),
-            boot_s=num("boot_timeout_s", cls.boot_s),
-            retries=int(num("retries", cls.retries)),
-        )
-
-
-class SmpLink:
-    """Requests over a transport: one at a time with retries (:meth:`call`), or a few
-    in flight for an upload (:meth:`send` / :meth:`receive`)."""
-
-    def __init__(self, transport: Transport, timing: Timing) -> None:
-        self.transport = transport
-        self.timing = timing
-        self.client = smp.SmpClient(first_seq=random.randrange(256))
-        self.buf_size = DEFAULT_BUF_SIZE
-        self.tx = 0
-        self.rx = 0
-        self.retransmits = 0
-        self.answered = False  # anything SMP ever came back on this link
-        self._events: deque[smp.Reply | BadFrame] = deque()
-
-    def reply_budget(self) -> int:
-        """Wire bytes of the largest answer the device can send (base64 + line framing)."""
-        encoded = (self.buf_size * 4 + 2) // 3
-        return encoded + (encoded // 120 + 1) * 3
-
-    def limit(self, request_wire: int, extra_s: float = 0.0, answers: int = 1) -> float:
-        """How long ``answers`` answers may take once ``request_wire`` bytes are out."""
-        budget = self.timing.wire(request_wire + answers * self.reply_budget())
-        return budget + answers * self.timing.response_s + extra_s
-
-    async def send(self, build: Callable[[int], bytes]) -> tuple[int, int]:
-        """Send one request; returns (seq, wire bytes)."""
-        seq = self.client.next_seq()
-        wire = self.client.send(build(seq))
-        await self.transport.write(wire)
-        self.tx += len(wire)
-        return seq, len(wire)
-
-    def give_up(self) -> None:
-        """Forget every request in flight (their late answers are skipped) and queued events."""
-        self.client.give_up()
-        self._events.clear()
-
-    async def call(
-        self,
-        build: Callable[[int], bytes],
-        what: str,
-        *,
-        extra_s: float = 0.0,
-        retries: int | None = None,
-    ) -> dict[str, Any]:
-        """Send a request (rebuilt with a fresh seq on each retry) and return its checked body."""
-        attempts = 1 + (self.timing.retries if retries is None else retries)
-        damaged = 0
-        for attempt in range(attempts):
-            if attempt:
-                self.retransmits += 1
-            _, size = await self.send(build)
-            try:
-                reply = await self.receive(self.limit(size, extra_s))
-            except SmpTimeout:
-                self.give_up()
-                continue
-            if reply is None:
-                damaged += 1
-                self.give_up()
-                continue
-            return smp.check(reply, what)
-        if damaged:
-            raise FrameError(f"{what}: {damaged} of {attempts} answers arrived damaged")
-        raise SmpTimeout(f"{what}: no answer after {attempts} attempts")
-
-    async def receive(self, limit_s: float) -> smp.Reply | None:
-        """The next answer, or None for a damaged frame (worth resending at once)."""
-        try:
-            async with asyncio.timeout(limit_s):
-                while not self._events:
-                    data = await self.transport.read()
-                    self.rx += len(data)
-                    self._events.extend(self.client.receive_data(data))
-        except TimeoutError:
-            raise SmpTimeout(f"no answer within {limit_s:.2f} s") from None
-        event = self._events.popleft()
-        if isinstance(event, BadFrame):
-            return None
-        self.answered = True
-        return event
-
-
-@dataclass(frozen=True, slots=True)
-class SlotView:
-    """One ``image state`` entry, typed."""
-
-    slot: int
-    version: str
-    hash: bytes
-    active: bool
-    confirmed: bool
-    pending: bool
-    permanent: bool
-    bootable: bool
-
-    @classmethod
-    def parse(cls, item: Any) -> SlotView:
-        if not isinstance(item, dict) or not isinstance(item.get("slot"), int):
-            raise SmpProtocolError(f"image state entry is not a slot record: {item!r}")
-        digest = item.get("hash", b"")
-        return cls(
-            slot=item["slot"],
-            version=str(item.get("version", "")),
-            hash=digest if isinstance(digest, bytes) else b"",
-            active=bool(item.get("active", False)),
-            confirmed=bool(item.get("confirmed", False)),
-            pending=bool(item.get("pending", False)),
-            permanent=bool(item.get("permanent", False)),
-            bootable=bool(item.get("bootable", True)),
-        )
-
-    @property
-    def state(self) -> SlotState:
-        if self.active:
-            return SlotState.CONFIRMED if self.confirmed else SlotState.TRIAL
-        if not self.bootable:
-            return SlotState.INVALID
-        return SlotState.COMPLETE
-
-
-def parse_state(body: dict[str, Any]) -> list[SlotView]:
-    images = body.get("images")
-    if not isinstance(images, list):
-        raise SmpProtocolError("image state answer has no 'images' list")
-    return [SlotView.parse(i) for i in images if not isinstance(i, dict) or i.get("image", 0) == 0]
-
-
-def _find(slots: list[SlotView], digest: bytes) -> SlotView | None:
-    return next((s for s in slots if s.hash == digest), None)
-
-
-def _active(slots: list[SlotView]) -> SlotView | None:
-    return next((s for s in slots if s.active), None)
 
 
 class McubootDriver:
@@ -377,7 +202,7 @@ class McubootDriver:
     async def _facts(self, slots: list[SlotView] | None = None) -> DeviceFacts:
         ident = await self._identity_facts()
         slots = await self._state() if slots is None else slots
-        active = _active(slots)
+        active = active_slot(slots)
         facts = tuple(
             SlotFacts(
                 index=s.slot,
@@ -451,12 +276,12 @@ class McubootDriver:
                     step,
                 )
             slots = await self._state()
-            running = _active(slots)
+            running = active_slot(slots)
             if running is not None and running.hash == parsed.hash:
                 step = Step.BOOT
                 outcome = await self._outcome(parsed, progress, reset=False, slots=slots)
             else:
-                staged = _find(slots, parsed.hash)
+                staged = find(slots, parsed.hash)
                 if staged is None or staged.slot != SECONDARY:
                     step = Step.WRITE
                     t0 = time.monotonic()
@@ -469,7 +294,7 @@ class McubootDriver:
                 progress(Progress(Step.CHECK, total, total))
                 step = Step.ACTIVATE
                 progress(Progress(Step.ACTIVATE, 0, total))
-                staged = _find(slots, parsed.hash)
+                staged = find(slots, parsed.hash)
                 if staged is None or not staged.pending:
                     slots = parse_state(
                         await self.link.call(
@@ -602,7 +427,7 @@ class McubootDriver:
 
     @staticmethod
     def _check_staged(slots: list[SlotView], parsed: McubootImage) -> None:
-        staged = _find(slots, parsed.hash)
+        staged = find(slots, parsed.hash)
         if staged is None or staged.slot != SECONDARY:
             raise VerifyError(
                 f"after upload the secondary slot does not hold image {parsed.hash.hex()[:16]}"
@@ -612,7 +437,7 @@ class McubootDriver:
 
     @staticmethod
     def _check_pending(slots: list[SlotView], parsed: McubootImage) -> None:
-        staged = _find(slots, parsed.hash)
+        staged = find(slots, parsed.hash)
         if staged is None or not staged.pending:
             raise VerifyError("the device did not mark the new image pending for test")
 
@@ -661,14 +486,14 @@ class McubootDriver:
         deadline = loop.time() + wait
         seen_new = False
         while True:
-            active = _active(slots)
+            active = active_slot(slots)
             if active is not None and active.hash == parsed.hash:
                 seen_new = True
                 if active.confirmed:
                     progress(Progress(Step.BOOT, 1, 1))
                     return Outcome.CONFIRMED
             elif active is not None:
-                staged = _find(slots, parsed.hash)
+                staged = find(slots, parsed.hash)
                 if staged is None or not staged.pending:
                     progress(Progress(Step.BOOT, 1, 1))
                     return Outcome.ROLLED_BACK
@@ -676,7 +501,7 @@ class McubootDriver:
                 progress(Progress(Step.BOOT, 1, 1))
                 if seen_new and active is not None and active.hash == parsed.hash:
                     return Outcome.UNCONFIRMED
-                staged = _find(slots, parsed.hash)
+                staged = find(slots, parsed.hash)
                 if staged is not None and staged.pending:
                     raise SmpTimeout(
                         "the device did not reset into the new image (it is still pending; "
