@@ -58,7 +58,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         choices=sorted(BUILTIN),
         default="mcugw",
         help="which bootloader the virtual MCU runs (default: mcugw, this project's); "
-        "stm32-rom models, --fault specs and its way in: docs/bootloaders-stm32.md",
+        "stm32-rom and mcuboot models, faults and controls: docs/bootloaders.md",
     )
     p.add_argument(
         "--boot0",
@@ -88,6 +88,14 @@ def _run_other(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from dataclasses import replace
+
+    if args.bootloader == "mcuboot":
+        from simulators.mcu.mcuboot.cli import SimError, run
+
+        try:
+            return run(args)
+        except SimError as exc:
+            raise CommandError(str(exc)) from exc
 
     from simulators.mcu.device import DeviceSpec, SimConfigError, open_device
     from simulators.mcu.options import FaultSpecError, parse_faults

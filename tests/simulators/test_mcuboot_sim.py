@@ -1,0 +1,345 @@
+"""The MCUboot simulator: boot/swap/revert logic, the app over time, its SMP server,
+and third-party SMP hosts (smpclient, smpmgr) driving it over a real pty."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cbor2
+import pytest
+from smpclient import SMPClient
+from smpclient.generics import error, success
+from smpclient.requests.image_management import ImageStatesRead, ImageStatesWrite
+from smpclient.requests.os_management import ResetWrite
+from smpclient.transport.serial import SMPSerialTransport
+
+from protocols.mcuboot import client as smp
+from protocols.mcuboot.image import build_image, parse_image
+from simulators.mcu.mcuboot.boot import SwapType, boot, slot_image, swap_type
+from simulators.mcu.mcuboot.device import DeviceConfig, McubootDevice, Run
+from simulators.mcu.mcuboot.flash import PRIMARY, SECONDARY, SlotFlash
+from simulators.mcu.mcuboot.server import ServerConfig, SmpServer
+from tests.mcuboot_tools import imgtool_sign
+from tests.sim_harness import SimProcess, running_sim
+
+SLOT = 0x40000
+SIM = ("--bootloader", "mcuboot", "--baud", "0", "--flash-scale", "0.1")
+
+
+def _flash(tmp: Path, version: str = "1.0.0") -> SlotFlash:
+    flash = SlotFlash(tmp / "flash.bin", SLOT)
+    flash.write(PRIMARY, 0, build_image(b"\x11" * 3000, version))
+    return flash
+
+
+def _stage(flash: SlotFlash, image: bytes, *, permanent: bool = False) -> None:
+    flash.write(SECONDARY, 0, image)
+    flash.set_trailer(SECONDARY, magic=True, image_ok=permanent)
+
+
+def _running(flash: SlotFlash) -> str:
+    img = slot_image(flash, PRIMARY)
+    assert img is not None
+    return img.version
+
+
+# --- MCUboot ------------------------------------------------------------------------------
+
+
+def test_test_swap_boots_once_then_reverts_unless_confirmed(tmp_path: Path) -> None:
+    flash = _flash(tmp_path)
+    _stage(flash, build_image(b"\x22" * 5000, "2.0.0"))
+    assert swap_type(flash) is SwapType.TEST
+    first = boot(flash)
+    assert first.swap is SwapType.TEST
+    assert first.image is not None and first.image.version == "2.0.0"
+    assert swap_type(flash) is SwapType.REVERT  # on trial
+    assert slot_image(flash, SECONDARY) is not None  # the way back is kept
+    second = boot(flash)  # reset without a confirm
+    assert second.swap is SwapType.REVERT
+    assert _running(flash) == "1.0.0"
+    assert flash.image_ok(PRIMARY)
+    assert boot(flash).swap is SwapType.NONE  # and it stays reverted
+    assert _running(flash) == "1.0.0"
+
+
+def test_confirmed_trial_and_permanent_images_stay(tmp_path: Path) -> None:
+    flash = _flash(tmp_path)
+    _stage(flash, build_image(b"\x22" * 5000, "2.0.0"))
+    boot(flash)
+    flash.set_trailer(PRIMARY, magic=True, image_ok=True, copy_done=True)  # the app confirms
+    assert boot(flash).swap is SwapType.NONE
+    assert _running(flash) == "2.0.0"
+    _stage(flash, build_image(b"\x33" * 5000, "3.0.0"), permanent=True)
+    assert boot(flash).swap is SwapType.PERM
+    assert boot(flash).swap is SwapType.NONE
+    assert _running(flash) == "3.0.0"
+
+
+@pytest.mark.parametrize("damage", ["header-magic", "hash-tlv", "body"])
+def test_an_image_with_bad_magic_or_hash_is_never_booted(tmp_path: Path, damage: str) -> None:
+    flash = _flash(tmp_path)
+    image = bytearray(build_image(b"\x22" * 5000, "2.0.0"))
+    at = {"header-magic": 0, "hash-tlv": len(image) - 1, "body": 0x400}[damage]
+    image[at] ^= 0x5A
+    _stage(flash, bytes(image))
+    result = boot(flash)
+    assert result.swap is SwapType.NONE
+    assert "not valid" in " ".join(result.log)
+    assert _running(flash) == "1.0.0"
+    assert slot_image(flash, SECONDARY) is None  # erased, not retried at every boot
+    assert swap_type(flash) is SwapType.NONE
+
+
+def test_no_valid_primary_means_no_boot(tmp_path: Path) -> None:
+    flash = SlotFlash(tmp_path / "flash.bin", SLOT)
+    assert boot(flash).image is None
+
+
+def test_flash_survives_a_reopen_byte_for_byte(tmp_path: Path) -> None:
+    flash = _flash(tmp_path)
+    _stage(flash, build_image(b"\x22" * 5000, "2.0.0"))
+    before = flash.slot(PRIMARY) + flash.slot(SECONDARY)
+    flash.close()
+    again = SlotFlash(tmp_path / "flash.bin", SLOT)
+    assert not again.fresh
+    assert again.slot(PRIMARY) + again.slot(SECONDARY) == before
+    again.close()
+
+
+# --- the board over time ------------------------------------------------------------------
+
+
+def _device(flash: SlotFlash, **kw: object) -> McubootDevice:
+    config = DeviceConfig(server=ServerConfig(uid=b"\x01\x02"), banner=False, **kw)  # type: ignore[arg-type]
+    return McubootDevice(flash, config, now=0.0)
+
+
+def _advance(device: McubootDevice, until: float) -> None:
+    while (deadline := device.next_deadline()) is not None and deadline <= until:
+        device.poll(deadline)
+    device.poll(until)
+
+
+def test_app_confirms_its_trial_by_itself(tmp_path: Path) -> None:
+    flash = _flash(tmp_path)
+    _stage(flash, build_image(b"\x22" * 5000, "2.0.0"))
+    device = _device(flash)
+    assert device.run is Run.BOOTING
+    device.receive(0.0, smp.SmpClient().send(smp.state_read(0)))
+    assert device.poll(0.0) == []  # deaf while MCUboot swaps
+    _advance(device, 5.0)
+    assert device.run is Run.APP
+    assert device.running_version == "2.0.0"
+    assert swap_type(flash) is SwapType.NONE  # confirmed
+
+
+def test_crashing_app_is_reverted_by_the_watchdog_reset(tmp_path: Path) -> None:
+    flash = _flash(tmp_path)
+    _stage(flash, build_image(b"\x22" * 5000, "2.0.0"))
+    device = _device(flash, crash_versions=frozenset({"2.0.0"}))
+    _advance(device, 5.0)
+    assert device.boots == 2
+    assert device.running_version == "1.0.0"
+    assert swap_type(flash) is SwapType.NONE
+
+
+# --- SMP server semantics -----------------------------------------------------------------
+
+
+def _call(server: SmpServer, packet: bytes) -> dict[str, object]:
+    answer = server.handle(packet)
+    assert answer is not None
+    return smp.decode_packet(answer.packet)[1]
+
+
+def test_upload_restarted_with_the_same_sha_resumes_and_wrong_offsets_are_corrected(
+    tmp_path: Path,
+) -> None:
+    server = SmpServer(_flash(tmp_path), ServerConfig(uid=b"\x01"))
+    image = build_image(os.urandom(3000), "2.0.0")
+    sha = hashlib.sha256(image).digest()
+    assert _call(server, smp.upload(1, 0, image[:1000], total=len(image), sha=sha)) == {"off": 1000}
+    assert _call(server, smp.upload(2, 1000, image[1000:2000])) == {"off": 2000}
+    # The host restarts: same image, offset 0 -> the device names where to go on.
+    assert _call(server, smp.upload(3, 0, image[:1000], total=len(image), sha=sha)) == {"off": 2000}
+    assert _call(server, smp.upload(4, 1500, image[1500:1600])) == {"off": 2000}
+    end = _call(server, smp.upload(5, 2000, image[2000:]))
+    assert end == {"off": len(image), "match": True}
+    # Another image starts a new session.
+    other = build_image(os.urandom(100), "3.0.0")
+    digest = hashlib.sha256(other).digest()
+    assert _call(server, smp.upload(6, 0, other[:50], total=len(other), sha=digest)) == {"off": 50}
+
+
+def test_upload_of_a_raw_binary_is_refused(tmp_path: Path) -> None:
+    server = SmpServer(_flash(tmp_path), ServerConfig(uid=b"\x01"))
+    raw = os.urandom(1000)
+    body = _call(server, smp.upload(1, 0, raw[:500], total=1000, sha=hashlib.sha256(raw).digest()))
+    assert body == {"err": {"group": 1, "rc": 23}}  # INVALID_IMAGE_HEADER_MAGIC
+
+
+def test_unknown_command_is_enotsup(tmp_path: Path) -> None:
+    server = SmpServer(_flash(tmp_path), ServerConfig(uid=b"\x01"))
+    packet = smp.encode_packet(0, 9, 0, 1, {})
+    assert _call(server, packet) == {"rc": 8}
+    payload = cbor2.dumps({"d": "hi"})
+    echo = smp.SmpHeader(2, 1, 0, len(payload), 0, 2, 0).pack() + payload
+    assert _call(server, echo) == {"r": "hi"}
+
+
+# --- third-party hosts over the pty ----------------------------------------------------
+
+
+async def _states(client: SMPClient) -> list[tuple[int, str, bool, bool, bool]]:
+    r = await client.request(ImageStatesRead())
+    assert success(r), r
+    return [(i.slot, i.version, bool(i.active), bool(i.confirmed), bool(i.pending))
+            for i in r.images]  # fmt: skip
+
+
+async def _session(sim: SimProcess) -> SMPClient:
+    client = SMPClient(SMPSerialTransport(), sim.port, timeout_s=1.0)
+    await client.connect(10.0)
+    return client
+
+
+async def _after_reset(sim: SimProcess) -> list[tuple[int, str, bool, bool, bool]]:
+    """State read once the device has reset (nothing pending) and its app answers."""
+    for _ in range(40):
+        client = await _session(sim)
+        try:
+            states = await _states(client)
+        except TimeoutError:
+            continue  # rebooting
+        finally:
+            await client.disconnect()
+        if not any(pending for *_, pending in states):
+            return states
+    raise AssertionError("device did not come back after reset")
+
+
+async def test_smpclient_upload_state_test_reset_confirm(tmp_path: Path) -> None:
+    data = imgtool_sign(tmp_path, os.urandom(30_000), "2.0.0")
+    digest = parse_image(data).hash
+    with running_sim(tmp_path / "mcu", *SIM, "--fault", "no-confirm") as sim:
+        client = await _session(sim)
+        try:
+            offsets = [off async for off in client.upload(data)]
+            assert offsets[-1] == len(data)
+            states = await _states(client)
+            assert states[1] == (1, "2.0.0", False, False, False)
+            r = await client.request(ImageStatesWrite(hash=digest))
+            assert success(r), r
+            assert (await _states(client))[1][4] is True  # pending
+            assert success(await client.request(ResetWrite()))
+        finally:
+            await client.disconnect()
+        # Booted on trial: active but not confirmed; the old image is the way back.
+        assert await _after_reset(sim) == [
+            (0, "2.0.0", True, False, False),
+            (1, "1.0.0", False, True, False),
+        ]
+        client = await _session(sim)
+        try:
+            r = await client.request(ImageStatesWrite(confirm=True))
+            assert success(r), r
+            assert success(await client.request(ResetWrite()))
+        finally:
+            await client.disconnect()
+        assert (await _after_reset(sim))[0] == (0, "2.0.0", True, True, False)
+        sim.kill()  # power cut after the confirm: the image stays
+        sim.start()
+        assert (await _after_reset(sim))[0] == (0, "2.0.0", True, True, False)
+
+
+async def test_smpclient_cannot_get_a_tampered_image_booted(tmp_path: Path) -> None:
+    data = bytearray(imgtool_sign(tmp_path, os.urandom(8_000), "2.0.0"))
+    digest = parse_image(bytes(data)).hash
+    data[0x300] ^= 0xFF  # the body no longer matches its SHA256 TLV
+    with running_sim(tmp_path / "mcu", *SIM) as sim:
+        client = await _session(sim)
+        try:
+            _ = [off async for off in client.upload(bytes(data))]
+            r = await client.request(ImageStatesWrite(hash=digest))
+            assert success(r), r  # the app's img_mgmt does not validate; MCUboot does
+            assert success(await client.request(ResetWrite()))
+        finally:
+            await client.disconnect()
+        assert await _after_reset(sim) == [(0, "1.0.0", True, True, False)]
+
+
+async def test_smpclient_sees_errors_as_a_device_would_send_them(tmp_path: Path) -> None:
+    with running_sim(tmp_path / "mcu", *SIM) as sim:
+        client = await _session(sim)
+        try:
+            r = await client.request(ImageStatesWrite(hash=b"\x00" * 32))
+            assert error(r)
+            assert r.err.rc == 8  # type: ignore[union-attr]  # HASH_NOT_FOUND
+        finally:
+            await client.disconnect()
+
+
+def test_smpmgr_upgrade_and_state_read(tmp_path: Path) -> None:
+    data = imgtool_sign(tmp_path, os.urandom(10_000), "2.1.0")
+    path = tmp_path / "app.signed.bin"
+    path.write_bytes(data)
+    smpmgr = [sys.executable, "-m", "smpmgr", "--timeout", "5"]
+    env = {**os.environ, "COLUMNS": "200"}
+    with running_sim(tmp_path / "mcu", *SIM) as sim:
+        up = subprocess.run([*smpmgr, "--port", sim.port, "upgrade", "--slot", "1", str(path)],
+                            capture_output=True, text=True, timeout=60, env=env)  # fmt: skip
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "Upgrade complete" in up.stdout
+        for _ in range(10):
+            out = subprocess.run([*smpmgr, "--port", sim.port, "image", "state-read"],
+                                 capture_output=True, text=True, timeout=60, env=env)  # fmt: skip
+            if out.returncode == 0:
+                break
+        assert "version='2.1.0'" in out.stdout
+        assert parse_image(data).hash.hex().upper() in out.stdout
+
+
+async def _identify_uid(port: str) -> str:
+    from protocols import registry
+    from protocols.driver import DriverOptions
+
+    async with registry.open_driver(port, registry.get("mcuboot"), DriverOptions(baud=0)) as d:
+        return (await d.identify()).uid
+
+
+def test_count_and_link_serve_several_boards(tmp_path: Path) -> None:
+    link = tmp_path / "ttyMCU"
+    cmd = [sys.executable, "-m", "gateway.cli", "sim", "--pty", *SIM,
+           "--state", str(tmp_path / "s"), "--count", "2", "--link", str(link),
+           "--uid", "a0b0c0d0"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        ports = [proc.stdout.readline().split(" ", 1)[1].strip() for _ in range(2)]
+        uids = []
+        for i, port in enumerate(ports):
+            assert os.path.realpath(tmp_path / f"ttyMCU-{i:03d}") == port
+            uids.append(asyncio.run(_identify_uid(str(tmp_path / f"ttyMCU-{i:03d}"))))
+        assert uids == ["a0b0c0d0", "a0b0c0d1"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert not (tmp_path / "ttyMCU-000").exists()  # unplugged on exit
+
+
+def test_sim_cli_refuses_unknown_faults(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "sim", "--pty", "--bootloader", "mcuboot",
+         "--state", str(tmp_path), "--fault", "cut-at=50%"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert out.returncode != 0
+    assert "not an mcuboot simulator fault" in out.stderr
