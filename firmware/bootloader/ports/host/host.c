@@ -1,0 +1,488 @@
+/* Linux port: the reference bootloader on a pseudo-terminal with file-backed flash.
+ *
+ * Same state directory layout as the Python virtual MCU (device.json, flash.bin), the
+ * same flash timing model (sleeps for erase/program time scaled by --flash-scale) and
+ * the same power-cut faults: a cut prints "sim: power cut at ..." and exits with 3,
+ * leaving flash.bin exactly as a real part would keep it (it is mmap'ed shared, so
+ * every program or erase is in the file the moment it happens). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bl.h"
+#include "bl_hal.h"
+#include "bl_models.h"
+#include "sim_app.h"
+
+#define POWER_CUT_EXIT 3
+
+static bl_t g_bl;
+static bl_config_t g_cfg;
+static uint8_t *g_flash;
+static uint32_t g_flash_size;
+static int g_master = -1;
+static uint8_t g_uid[32];
+static size_t g_uid_len;
+static double g_scale = 1.0;
+static uint32_t g_baud, g_base_baud;
+/* faults */
+static double f_corrupt_rx, f_corrupt_tx, f_drop_rx, f_drop_tx;
+static uint64_t f_rng = 1;
+static unsigned f_delay_ms;
+static long f_cut_at = -1;
+static double f_cut_frac = -1;
+static long f_cut_op = -1;
+static int f_cut_phase, f_cut_phase_k = 1;
+static uint16_t f_refuse, f_mute;
+static char f_crash[8][81];
+static int f_ncrash, f_baud_fail, f_deaf;
+static long g_ops, g_phase_ops;
+static int g_phase;
+static uint32_t g_size;
+static uint8_t g_txbuf[32768];
+static size_t g_txlen;
+
+static void die(int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("sim: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(code);
+}
+
+static void power_cut(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("sim: power cut at ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    _exit(POWER_CUT_EXIT);
+}
+
+static double rnd(void) { /* xorshift64*: seeded, so fault runs repeat */
+    f_rng ^= f_rng >> 12;
+    f_rng ^= f_rng << 25;
+    f_rng ^= f_rng >> 27;
+    return (double)((f_rng * 2685821657736338717ull) >> 11) / 9007199254740992.0;
+}
+
+static void sleep_us(double us) {
+    struct timespec ts;
+    if (us <= 0) return;
+    ts.tv_sec = (time_t)(us / 1e6);
+    ts.tv_nsec = (long)((us - ts.tv_sec * 1e6) * 1000);
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+}
+
+uint32_t hal_millis(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint32_t)(ts.tv_sec * 1000u + ts.tv_nsec / 1000000);
+}
+
+/* ------------------------------------------------------------------ UART */
+
+static void tx_out(void) {
+    size_t i, n = 0;
+    static uint8_t out[sizeof g_txbuf];
+    for (i = 0; i < g_txlen; i++) {
+        uint8_t b = g_txbuf[i];
+        if (f_drop_tx > 0 && rnd() < f_drop_tx) continue;
+        if (f_corrupt_tx > 0 && rnd() < f_corrupt_tx) b ^= (uint8_t)(1u << (int)(rnd() * 8));
+        out[n++] = b;
+    }
+    if (f_delay_ms) sleep_us(f_delay_ms * 1000.0);
+    if (g_baud) sleep_us(g_txlen * 10e6 / g_baud);
+    for (i = 0; i < n;) {
+        ssize_t w = write(g_master, out + i, n - i);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN) {
+                struct pollfd p = {g_master, POLLOUT, 0};
+                if (poll(&p, 1, 1000) <= 0) break; /* nobody reading: lost, as on a UART */
+                continue;
+            }
+            break;
+        }
+        i += (size_t)w;
+    }
+    g_txlen = 0;
+}
+
+void hal_uart_write(const uint8_t *p, size_t n) {
+    while (n--) {
+        g_txbuf[g_txlen++] = *p;
+        if (*p++ == 0 || g_txlen == sizeof g_txbuf) tx_out();
+    }
+}
+
+void hal_uart_flush(void) {
+    if (g_txlen) tx_out();
+}
+
+int hal_uart_set_baud(uint32_t baud) {
+    f_deaf = f_baud_fail && baud != g_base_baud;
+    if (g_base_baud) g_baud = baud; /* an unpaced link stays unpaced */
+    return 0;
+}
+
+size_t hal_uid(uint8_t *out, size_t max) {
+    size_t n = g_uid_len < max ? g_uid_len : max;
+    memcpy(out, g_uid, n);
+    return n;
+}
+
+/* ------------------------------------------------------------------ flash */
+
+static void before_op(const char *kind, uint32_t addr) {
+    g_ops++;
+    g_phase_ops++;
+    if (f_cut_op == g_ops) power_cut("flash op %ld (%s 0x%x)", g_ops, kind, addr);
+    if (f_cut_phase && f_cut_phase == g_phase && g_phase_ops == f_cut_phase_k)
+        power_cut("op %d of phase %d (%s 0x%x)", f_cut_phase_k, g_phase, kind, addr);
+}
+
+static int in_range(uint32_t addr, uint32_t n) { return addr <= g_flash_size && n <= g_flash_size - addr; }
+
+int hal_flash_erase(uint32_t addr) {
+    if (addr % g_cfg.sector_size || !in_range(addr, g_cfg.sector_size)) return -1;
+    before_op("erase", addr);
+    memset(g_flash + addr, 0xFF, g_cfg.sector_size);
+    sleep_us(g_cfg.erase_us);
+    return 0;
+}
+
+int hal_flash_program(uint32_t addr, const uint8_t *p, uint32_t n) {
+    uint32_t i, ws = g_cfg.write_size;
+    if (addr % ws || n % ws || !in_range(addr, n)) return -1;
+    g_ops++;
+    g_phase_ops++;
+    if (f_cut_op == g_ops || (f_cut_phase && f_cut_phase == g_phase && g_phase_ops == f_cut_phase_k)) {
+        uint32_t half = n / 2 - (n / 2) % ws; /* torn write: the first half lands */
+        for (i = 0; i < half; i++) g_flash[addr + i] &= p[i];
+        power_cut("flash op %ld (program 0x%x, torn)", g_ops, addr);
+    }
+    for (i = 0; i < n; i++) g_flash[addr + i] &= p[i];
+    sleep_us((double)((n + g_cfg.page_size - 1) / g_cfg.page_size) * g_cfg.program_us);
+    return 0;
+}
+
+int hal_flash_read(uint32_t addr, uint8_t *p, uint32_t n) {
+    if (!in_range(addr, n)) return -1;
+    memcpy(p, g_flash + addr, n);
+    return 0;
+}
+
+int hal_hook(bl_t *bl, int ev, uint32_t a, uint32_t b) {
+    (void)bl;
+    switch (ev) {
+    case BL_EV_PHASE:
+        if ((int)a != g_phase || a != BL_PH_DATA) { /* DATA ops count across frames */
+            g_phase = (int)a;
+            g_phase_ops = 0;
+        }
+        return 0;
+    case BL_EV_SIZE:
+        g_size = a;
+        return 0;
+    case BL_EV_PROGRAM: {
+        long cut = f_cut_at >= 0 ? f_cut_at : f_cut_frac >= 0 ? (long)(g_size * f_cut_frac) : -1;
+        if (cut >= 0 && (long)a < cut && cut <= (long)b) power_cut("image offset %ld", cut);
+        return 0;
+    }
+    case BL_EV_REQUEST:
+        if (a < 16 && (f_mute >> a & 1u)) return 1;
+        if (a < 16 && (f_refuse >> a & 1u)) return 2;
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+/* ------------------------------------------------------------------ setup */
+
+static const char *OPS[] = {"", "hello", "info", "begin", "data", "verify", "activate", "reset",
+                            "confirm", "abort", "set_baud"};
+static const char *PHASES[] = {"", "begin", "data", "verify", "activate", "boot", "confirm", "abort"};
+
+static int lookup(const char *const *names, int n, const char *s) {
+    int i;
+    char low[32];
+    for (i = 0; s[i] && i < 31; i++) low[i] = (char)(s[i] >= 'A' && s[i] <= 'Z' ? s[i] + 32 : s[i]);
+    low[i] = 0;
+    for (i = 1; i < n; i++)
+        if (strcmp(names[i], low) == 0) return i;
+    return -1;
+}
+
+static double parse_rate(const char *spec, const char *v, const char **dir) {
+    char *end;
+    double r = strtod(v, &end);
+    if (end == v || r < 0 || r > 1) die(2, "fault %s: rate must be between 0 and 1", spec);
+    *dir = *end == ':' ? end + 1 : "both";
+    if (strcmp(*dir, "rx") && strcmp(*dir, "tx") && strcmp(*dir, "both"))
+        die(2, "fault %s: direction must be rx, tx or both", spec);
+    return r;
+}
+
+static void parse_fault(const char *spec) {
+    const char *eq = strchr(spec, '='), *v = eq ? eq + 1 : "", *dir;
+    size_t k = eq ? (size_t)(eq - spec) : strlen(spec);
+    if (!strncmp(spec, "corrupt", k) && k == 7) {
+        double r = parse_rate(spec, v, &dir);
+        if (strcmp(dir, "tx")) f_corrupt_rx = r;
+        if (strcmp(dir, "rx")) f_corrupt_tx = r;
+    } else if (!strncmp(spec, "drop", k) && k == 4) {
+        double r = parse_rate(spec, v, &dir);
+        if (strcmp(dir, "tx")) f_drop_rx = r;
+        if (strcmp(dir, "rx")) f_drop_tx = r;
+    } else if (!strncmp(spec, "seed", k) && k == 4) {
+        f_rng = strtoull(v, NULL, 0) * 0x9E3779B97F4A7C15ull + 1;
+    } else if (!strncmp(spec, "delay", k) && k == 5) {
+        f_delay_ms = (unsigned)atoi(v);
+    } else if (!strncmp(spec, "cut-at", k) && k == 6) {
+        if (v[0] && v[strlen(v) - 1] == '%') f_cut_frac = atof(v) / 100.0;
+        else f_cut_at = strtol(v, NULL, 0);
+    } else if (!strncmp(spec, "cut-op", k) && k == 6) {
+        f_cut_op = strtol(v, NULL, 0);
+    } else if (!strncmp(spec, "cut-phase", k) && k == 9) {
+        char name[32];
+        const char *colon = strchr(v, ':');
+        size_t n = colon ? (size_t)(colon - v) : strlen(v);
+        snprintf(name, sizeof name, "%.*s", (int)n, v);
+        f_cut_phase = lookup(PHASES, 8, name);
+        if (f_cut_phase < 0) die(2, "fault %s: unknown phase", spec);
+        f_cut_phase_k = colon ? atoi(colon + 1) : 1;
+    } else if ((!strncmp(spec, "refuse", k) && k == 6) || (!strncmp(spec, "mute", k) && k == 4)) {
+        int op = lookup(OPS, 11, v);
+        if (op < 0) die(2, "fault %s: unknown opcode", spec);
+        if (spec[0] == 'r') f_refuse |= (uint16_t)(1u << op); else f_mute |= (uint16_t)(1u << op);
+    } else if (!strncmp(spec, "crash-on-boot", k) && k == 13) {
+        if (!*v || f_ncrash == 8) die(2, "fault %s: needs a version", spec);
+        snprintf(f_crash[f_ncrash++], sizeof f_crash[0], "%s", v);
+    } else if (!strcmp(spec, "baud-fail")) {
+        f_baud_fail = 1;
+    } else {
+        die(2, "unknown fault '%s'", spec);
+    }
+}
+
+static int hexval(char c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+static size_t parse_hex(const char *s, uint8_t *out, size_t max) {
+    size_t n = 0;
+    while (s[0] && s[1] && n < max && hexval(s[0]) >= 0 && hexval(s[1]) >= 0) {
+        out[n++] = (uint8_t)(hexval(s[0]) << 4 | hexval(s[1]));
+        s += 2;
+    }
+    return n;
+}
+
+static int json_str(const char *json, const char *key, char *out, size_t max) {
+    char pat[32];
+    const char *p, *e;
+    snprintf(pat, sizeof pat, "\"%s\"", key);
+    p = strstr(json, pat);
+    if (!p) return 0;
+    p = strchr(p + strlen(pat), '"');
+    if (!p) return 0;
+    e = strchr(++p, '"');
+    if (!e || (size_t)(e - p) >= max) return 0;
+    memcpy(out, p, (size_t)(e - p));
+    out[e - p] = 0;
+    return 1;
+}
+
+static const bl_config_t *identity(const char *dir, const char *want_model, const char *want_uid) {
+    char path[4096], buf[512] = "", model[32] = "", uidhex[80] = "";
+    FILE *f;
+    size_t i;
+    const bl_config_t *m = NULL;
+    snprintf(path, sizeof path, "%s/device.json", dir);
+    f = fopen(path, "r");
+    if (f) {
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        buf[n] = 0;
+        fclose(f);
+        if (!json_str(buf, "model", model, sizeof model) || !json_str(buf, "uid", uidhex, sizeof uidhex))
+            die(2, "%s: unreadable identity file", path);
+        if (want_model && strcmp(want_model, model))
+            die(2, "%s holds a %s MCU, not %s; use another --state directory", dir, model, want_model);
+        g_uid_len = parse_hex(uidhex, g_uid, sizeof g_uid);
+        if (want_uid && strcasecmp(want_uid, uidhex))
+            die(2, "%s holds MCU uid %s, not %s", dir, uidhex, want_uid);
+    } else {
+        snprintf(model, sizeof model, "%s", want_model ? want_model : "vmcu-f4");
+        if (want_uid) {
+            g_uid_len = parse_hex(want_uid, g_uid, sizeof g_uid);
+        } else {
+            int fd = open("/dev/urandom", O_RDONLY);
+            g_uid_len = 12;
+            if (fd < 0 || read(fd, g_uid, 12) != 12) die(2, "no entropy for a uid");
+            close(fd);
+        }
+    }
+    for (i = 0; i < BL_MODEL_COUNT; i++)
+        if (!strcmp(BL_MODELS[i].name, model)) m = &BL_MODELS[i];
+    if (!m) die(2, "unknown model '%s'; choose one of vmcu-f4, vmcu-l0, vmcu-h7", model);
+    if (!f) {
+        f = fopen(path, "w");
+        if (!f) die(2, "%s: %s", path, strerror(errno));
+        fprintf(f, "{\"model\": \"%s\", \"uid\": \"", model);
+        for (i = 0; i < g_uid_len; i++) fprintf(f, "%02x", g_uid[i]);
+        fprintf(f, "\"}\n");
+        fclose(f);
+    }
+    return m;
+}
+
+static void open_flash(const char *dir) {
+    char path[4096];
+    struct stat sb;
+    int fd;
+    g_flash_size = 2u * (g_cfg.slot_size + g_cfg.trailer_size);
+    snprintf(path, sizeof path, "%s/flash.bin", dir);
+    fd = open(path, O_RDWR | O_CREAT, 0644);
+    if (fd < 0 || fstat(fd, &sb) != 0) die(2, "%s: %s", path, strerror(errno));
+    if ((uint64_t)sb.st_size != g_flash_size) { /* blank part: all erased */
+        static uint8_t ff[65536];
+        uint32_t off;
+        memset(ff, 0xFF, sizeof ff);
+        if (ftruncate(fd, 0) != 0) die(2, "%s: %s", path, strerror(errno));
+        for (off = 0; off < g_flash_size; off += sizeof ff)
+            if (pwrite(fd, ff, sizeof ff, off) != (ssize_t)sizeof ff) die(2, "%s: write failed", path);
+    }
+    g_flash = mmap(NULL, g_flash_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (g_flash == MAP_FAILED) die(2, "%s: mmap: %s", path, strerror(errno));
+    close(fd);
+}
+
+static int open_pty(const char *link) {
+    struct termios t;
+    int slave;
+    char *name;
+    g_master = posix_openpt(O_RDWR | O_NOCTTY);
+    if (g_master < 0 || grantpt(g_master) || unlockpt(g_master) || !(name = ptsname(g_master)))
+        die(2, "cannot open a pty: %s", strerror(errno));
+    slave = open(name, O_RDWR | O_NOCTTY); /* held open so reads never see EIO between clients */
+    if (slave < 0 || tcgetattr(slave, &t) != 0) die(2, "%s: %s", name, strerror(errno));
+    cfmakeraw(&t);
+    tcsetattr(slave, TCSANOW, &t);
+    fcntl(g_master, F_SETFL, O_NONBLOCK);
+    if (link) {
+        char tmp[4096];
+        snprintf(tmp, sizeof tmp, "%s.tmp", link);
+        unlink(tmp);
+        if (symlink(name, tmp) != 0 || rename(tmp, link) != 0) die(2, "%s: %s", link, strerror(errno));
+    }
+    printf("PTY %s\n", name);
+    fflush(stdout);
+    return slave;
+}
+
+static int crashes(void) {
+    bl_slot_t st;
+    int i;
+    if (g_bl.mode != BL_MODE_APP) return 0;
+    bl_slot_status(&g_bl, g_bl.running_slot, &st);
+    for (i = 0; i < f_ncrash; i++)
+        if (!strcmp(f_crash[i], st.version)) return 1;
+    return 0;
+}
+
+static void discard_input(uint32_t ms) { /* rebooting: bytes that arrive now are lost */
+    uint32_t end = hal_millis() + ms;
+    uint8_t buf[4096];
+    for (;;) {
+        int left = (int)(end - hal_millis());
+        struct pollfd p = {g_master, POLLIN, 0};
+        if (left <= 0) break;
+        if (poll(&p, 1, left) > 0) (void)!read(g_master, buf, sizeof buf);
+    }
+}
+
+int main(int argc, char **argv) {
+    const char *state = NULL, *model = NULL, *uid = NULL, *app_version = "1.0.0", *link = NULL;
+    int i, proto = -1;
+    long baud = 115200;
+    sim_app_t app = {0, 0};
+    uint8_t buf[4096];
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--pty")) continue;
+        if (!v) die(2, "%s needs a value", a);
+        i++;
+        if (!strcmp(a, "--state")) state = v;
+        else if (!strcmp(a, "--model")) model = v;
+        else if (!strcmp(a, "--uid")) uid = v;
+        else if (!strcmp(a, "--baud")) baud = atol(v);
+        else if (!strcmp(a, "--app-version")) app_version = v;
+        else if (!strcmp(a, "--flash-scale")) g_scale = atof(v);
+        else if (!strcmp(a, "--turnaround-ms")) continue; /* no modelled turnaround: real code */
+        else if (!strcmp(a, "--protocol-version")) proto = atoi(v);
+        else if (!strcmp(a, "--fault")) parse_fault(v);
+        else if (!strcmp(a, "--link")) link = v;
+        else die(2, "unknown option %s", a);
+    }
+    if (!state) die(2, "--state DIR is required");
+    mkdir(state, 0755);
+    g_cfg = *identity(state, model, uid);
+    g_cfg.erase_us = (uint32_t)(g_cfg.erase_us * g_scale);
+    g_cfg.program_us = (uint32_t)(g_cfg.program_us * g_scale);
+    g_cfg.hash_us_per_kib = (uint32_t)(g_cfg.hash_us_per_kib * g_scale);
+    if (proto >= 0) g_cfg.protocol_version = (uint8_t)proto;
+    g_baud = g_base_baud = (uint32_t)baud;
+    open_flash(state);
+    g_bl.cfg = &g_cfg;
+    sim_factory_install(&g_bl, app_version);
+    (void)open_pty(link);
+    bl_init(&g_bl, &g_cfg, 0, g_baud);
+    sim_app_booted(&app, &g_bl, hal_millis(), crashes());
+    for (;;) {
+        struct pollfd p = {g_master, POLLIN, 0};
+        uint32_t now;
+        int n = poll(&p, 1, 10);
+        if (n > 0) {
+            ssize_t r = read(g_master, buf, sizeof buf);
+            if (r > 0 && !f_deaf) {
+                ssize_t j, k = 0;
+                if (g_baud) sleep_us(r * 10e6 / g_baud);
+                for (j = 0; j < r; j++) {
+                    uint8_t b = buf[j];
+                    if (f_drop_rx > 0 && rnd() < f_drop_rx) continue;
+                    if (f_corrupt_rx > 0 && rnd() < f_corrupt_rx) b ^= (uint8_t)(1u << (int)(rnd() * 8));
+                    buf[k++] = b;
+                }
+                bl_feed(&g_bl, buf, (size_t)k);
+            }
+        }
+        now = hal_millis();
+        bl_tick(&g_bl, now);
+        if (sim_app_tick(&app, &g_bl, now)) g_bl.reset_req = 1; /* the app crashed */
+        if (g_bl.reset_req) {
+            int stay = g_bl.reset_req == 2;
+            hal_uart_flush();
+            discard_input(g_cfg.boot_ms);
+            bl_init(&g_bl, &g_cfg, stay, g_base_baud);
+            g_baud = g_base_baud;
+            f_deaf = 0;
+            sim_app_booted(&app, &g_bl, hal_millis(), crashes());
+        }
+    }
+}
