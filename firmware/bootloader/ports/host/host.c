@@ -23,6 +23,7 @@
 #include "bl_hal.h"
 #include "bl_models.h"
 #include "sim_app.h"
+#include "sim_faults.h"
 
 #define POWER_CUT_EXIT 3
 
@@ -35,23 +36,11 @@ static uint8_t g_uid[32];
 static size_t g_uid_len;
 static double g_scale = 1.0;
 static uint32_t g_baud, g_base_baud;
-/* faults */
-static double f_corrupt_rx, f_corrupt_tx, f_drop_rx, f_drop_tx;
-static uint64_t f_rng = 1;
-static unsigned f_delay_ms;
-static long f_cut_at = -1;
-static double f_cut_frac = -1;
-static long f_cut_op = -1;
-static int f_cut_phase, f_cut_phase_k = 1;
-static uint16_t f_refuse, f_mute;
-static char f_crash[8][81];
-static int f_ncrash, f_baud_fail, f_deaf;
-static long g_ops, g_phase_ops;
-static int g_phase;
-static uint32_t g_size;
+static int f_deaf;
 static uint8_t g_txbuf[32768];
 static size_t g_txlen;
 
+static void die(int code, const char *fmt, ...) __attribute__((noreturn));
 static void die(int code, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -62,22 +51,12 @@ static void die(int code, const char *fmt, ...) {
     exit(code);
 }
 
-static void power_cut(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("sim: power cut at ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
+void port_power_cut(const char *what, uint32_t n) {
+    fprintf(stderr, "sim: power cut at %s %u\n", what, (unsigned)n);
     _exit(POWER_CUT_EXIT);
 }
 
-static double rnd(void) { /* xorshift64*: seeded, so fault runs repeat */
-    f_rng ^= f_rng >> 12;
-    f_rng ^= f_rng << 25;
-    f_rng ^= f_rng >> 27;
-    return (double)((f_rng * 2685821657736338717ull) >> 11) / 9007199254740992.0;
-}
+void port_fail(const char *msg, const char *detail) { die(2, "%s: %s", msg, detail); }
 
 static void sleep_us(double us) {
     struct timespec ts;
@@ -96,16 +75,11 @@ uint32_t hal_millis(void) {
 /* ------------------------------------------------------------------ UART */
 
 static void tx_out(void) {
-    size_t i, n = 0;
-    static uint8_t out[sizeof g_txbuf];
-    for (i = 0; i < g_txlen; i++) {
-        uint8_t b = g_txbuf[i];
-        if (f_drop_tx > 0 && rnd() < f_drop_tx) continue;
-        if (f_corrupt_tx > 0 && rnd() < f_corrupt_tx) b ^= (uint8_t)(1u << (int)(rnd() * 8));
-        out[n++] = b;
-    }
-    if (f_delay_ms) sleep_us(f_delay_ms * 1000.0);
+    size_t i, n;
+    uint8_t *out = g_txbuf;
+    if (sim_fault_delay_ms) sleep_us(sim_fault_delay_ms * 1000.0);
     if (g_baud) sleep_us(g_txlen * 10e6 / g_baud);
+    n = sim_fault_link(g_txbuf, g_txlen, 1);
     for (i = 0; i < n;) {
         ssize_t w = write(g_master, out + i, n - i);
         if (w < 0) {
@@ -134,7 +108,7 @@ void hal_uart_flush(void) {
 }
 
 int hal_uart_set_baud(uint32_t baud) {
-    f_deaf = f_baud_fail && baud != g_base_baud;
+    f_deaf = sim_fault_baud_fail && baud != g_base_baud;
     if (g_base_baud) g_baud = baud; /* an unpaced link stays unpaced */
     return 0;
 }
@@ -147,19 +121,11 @@ size_t hal_uid(uint8_t *out, size_t max) {
 
 /* ------------------------------------------------------------------ flash */
 
-static void before_op(const char *kind, uint32_t addr) {
-    g_ops++;
-    g_phase_ops++;
-    if (f_cut_op == g_ops) power_cut("flash op %ld (%s 0x%x)", g_ops, kind, addr);
-    if (f_cut_phase && f_cut_phase == g_phase && g_phase_ops == f_cut_phase_k)
-        power_cut("op %d of phase %d (%s 0x%x)", f_cut_phase_k, g_phase, kind, addr);
-}
-
 static int in_range(uint32_t addr, uint32_t n) { return addr <= g_flash_size && n <= g_flash_size - addr; }
 
 int hal_flash_erase(uint32_t addr) {
     if (addr % g_cfg.sector_size || !in_range(addr, g_cfg.sector_size)) return -1;
-    before_op("erase", addr);
+    if (sim_fault_flash_op()) port_power_cut("flash op (erase), address", addr);
     memset(g_flash + addr, 0xFF, g_cfg.sector_size);
     sleep_us(g_cfg.erase_us);
     return 0;
@@ -168,12 +134,10 @@ int hal_flash_erase(uint32_t addr) {
 int hal_flash_program(uint32_t addr, const uint8_t *p, uint32_t n) {
     uint32_t i, ws = g_cfg.write_size;
     if (addr % ws || n % ws || !in_range(addr, n)) return -1;
-    g_ops++;
-    g_phase_ops++;
-    if (f_cut_op == g_ops || (f_cut_phase && f_cut_phase == g_phase && g_phase_ops == f_cut_phase_k)) {
+    if (sim_fault_flash_op()) {
         uint32_t half = n / 2 - (n / 2) % ws; /* torn write: the first half lands */
         for (i = 0; i < half; i++) g_flash[addr + i] &= p[i];
-        power_cut("flash op %ld (program 0x%x, torn)", g_ops, addr);
+        port_power_cut("flash op (program, torn), address", addr);
     }
     for (i = 0; i < n; i++) g_flash[addr + i] &= p[i];
     sleep_us((double)((n + g_cfg.page_size - 1) / g_cfg.page_size) * g_cfg.program_us);
@@ -186,99 +150,7 @@ int hal_flash_read(uint32_t addr, uint8_t *p, uint32_t n) {
     return 0;
 }
 
-int hal_hook(bl_t *bl, int ev, uint32_t a, uint32_t b) {
-    (void)bl;
-    switch (ev) {
-    case BL_EV_PHASE:
-        if ((int)a != g_phase || a != BL_PH_DATA) { /* DATA ops count across frames */
-            g_phase = (int)a;
-            g_phase_ops = 0;
-        }
-        return 0;
-    case BL_EV_SIZE:
-        g_size = a;
-        return 0;
-    case BL_EV_PROGRAM: {
-        long cut = f_cut_at >= 0 ? f_cut_at : f_cut_frac >= 0 ? (long)(g_size * f_cut_frac) : -1;
-        if (cut >= 0 && (long)a < cut && cut <= (long)b) power_cut("image offset %ld", cut);
-        return 0;
-    }
-    case BL_EV_REQUEST:
-        if (a < 16 && (f_mute >> a & 1u)) return 1;
-        if (a < 16 && (f_refuse >> a & 1u)) return 2;
-        return 0;
-    default:
-        return 0;
-    }
-}
-
 /* ------------------------------------------------------------------ setup */
-
-static const char *OPS[] = {"", "hello", "info", "begin", "data", "verify", "activate", "reset",
-                            "confirm", "abort", "set_baud"};
-static const char *PHASES[] = {"", "begin", "data", "verify", "activate", "boot", "confirm", "abort"};
-
-static int lookup(const char *const *names, int n, const char *s) {
-    int i;
-    char low[32];
-    for (i = 0; s[i] && i < 31; i++) low[i] = (char)(s[i] >= 'A' && s[i] <= 'Z' ? s[i] + 32 : s[i]);
-    low[i] = 0;
-    for (i = 1; i < n; i++)
-        if (strcmp(names[i], low) == 0) return i;
-    return -1;
-}
-
-static double parse_rate(const char *spec, const char *v, const char **dir) {
-    char *end;
-    double r = strtod(v, &end);
-    if (end == v || r < 0 || r > 1) die(2, "fault %s: rate must be between 0 and 1", spec);
-    *dir = *end == ':' ? end + 1 : "both";
-    if (strcmp(*dir, "rx") && strcmp(*dir, "tx") && strcmp(*dir, "both"))
-        die(2, "fault %s: direction must be rx, tx or both", spec);
-    return r;
-}
-
-static void parse_fault(const char *spec) {
-    const char *eq = strchr(spec, '='), *v = eq ? eq + 1 : "", *dir;
-    size_t k = eq ? (size_t)(eq - spec) : strlen(spec);
-    if (!strncmp(spec, "corrupt", k) && k == 7) {
-        double r = parse_rate(spec, v, &dir);
-        if (strcmp(dir, "tx")) f_corrupt_rx = r;
-        if (strcmp(dir, "rx")) f_corrupt_tx = r;
-    } else if (!strncmp(spec, "drop", k) && k == 4) {
-        double r = parse_rate(spec, v, &dir);
-        if (strcmp(dir, "tx")) f_drop_rx = r;
-        if (strcmp(dir, "rx")) f_drop_tx = r;
-    } else if (!strncmp(spec, "seed", k) && k == 4) {
-        f_rng = strtoull(v, NULL, 0) * 0x9E3779B97F4A7C15ull + 1;
-    } else if (!strncmp(spec, "delay", k) && k == 5) {
-        f_delay_ms = (unsigned)atoi(v);
-    } else if (!strncmp(spec, "cut-at", k) && k == 6) {
-        if (v[0] && v[strlen(v) - 1] == '%') f_cut_frac = atof(v) / 100.0;
-        else f_cut_at = strtol(v, NULL, 0);
-    } else if (!strncmp(spec, "cut-op", k) && k == 6) {
-        f_cut_op = strtol(v, NULL, 0);
-    } else if (!strncmp(spec, "cut-phase", k) && k == 9) {
-        char name[32];
-        const char *colon = strchr(v, ':');
-        size_t n = colon ? (size_t)(colon - v) : strlen(v);
-        snprintf(name, sizeof name, "%.*s", (int)n, v);
-        f_cut_phase = lookup(PHASES, 8, name);
-        if (f_cut_phase < 0) die(2, "fault %s: unknown phase", spec);
-        f_cut_phase_k = colon ? atoi(colon + 1) : 1;
-    } else if ((!strncmp(spec, "refuse", k) && k == 6) || (!strncmp(spec, "mute", k) && k == 4)) {
-        int op = lookup(OPS, 11, v);
-        if (op < 0) die(2, "fault %s: unknown opcode", spec);
-        if (spec[0] == 'r') f_refuse |= (uint16_t)(1u << op); else f_mute |= (uint16_t)(1u << op);
-    } else if (!strncmp(spec, "crash-on-boot", k) && k == 13) {
-        if (!*v || f_ncrash == 8) die(2, "fault %s: needs a version", spec);
-        snprintf(f_crash[f_ncrash++], sizeof f_crash[0], "%s", v);
-    } else if (!strcmp(spec, "baud-fail")) {
-        f_baud_fail = 1;
-    } else {
-        die(2, "unknown fault '%s'", spec);
-    }
-}
 
 static int hexval(char c) {
     return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
@@ -365,8 +237,10 @@ static void open_flash(const char *dir) {
         uint32_t off;
         memset(ff, 0xFF, sizeof ff);
         if (ftruncate(fd, 0) != 0) die(2, "%s: %s", path, strerror(errno));
-        for (off = 0; off < g_flash_size; off += sizeof ff)
-            if (pwrite(fd, ff, sizeof ff, off) != (ssize_t)sizeof ff) die(2, "%s: write failed", path);
+        for (off = 0; off < g_flash_size; off += sizeof ff) {
+            size_t n = g_flash_size - off < sizeof ff ? g_flash_size - off : sizeof ff;
+            if (pwrite(fd, ff, n, off) != (ssize_t)n) die(2, "%s: write failed", path);
+        }
     }
     g_flash = mmap(NULL, g_flash_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (g_flash == MAP_FAILED) die(2, "%s: mmap: %s", path, strerror(errno));
@@ -398,12 +272,9 @@ static int open_pty(const char *link) {
 
 static int crashes(void) {
     bl_slot_t st;
-    int i;
     if (g_bl.mode != BL_MODE_APP) return 0;
     bl_slot_status(&g_bl, g_bl.running_slot, &st);
-    for (i = 0; i < f_ncrash; i++)
-        if (!strcmp(f_crash[i], st.version)) return 1;
-    return 0;
+    return sim_fault_crashes(st.version);
 }
 
 static void discard_input(uint32_t ms) { /* rebooting: bytes that arrive now are lost */
@@ -436,7 +307,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--flash-scale")) g_scale = atof(v);
         else if (!strcmp(a, "--turnaround-ms")) continue; /* no modelled turnaround: real code */
         else if (!strcmp(a, "--protocol-version")) proto = atoi(v);
-        else if (!strcmp(a, "--fault")) parse_fault(v);
+        else if (!strcmp(a, "--fault")) sim_fault_parse(v);
         else if (!strcmp(a, "--link")) link = v;
         else die(2, "unknown option %s", a);
     }
@@ -461,15 +332,8 @@ int main(int argc, char **argv) {
         if (n > 0) {
             ssize_t r = read(g_master, buf, sizeof buf);
             if (r > 0 && !f_deaf) {
-                ssize_t j, k = 0;
                 if (g_baud) sleep_us(r * 10e6 / g_baud);
-                for (j = 0; j < r; j++) {
-                    uint8_t b = buf[j];
-                    if (f_drop_rx > 0 && rnd() < f_drop_rx) continue;
-                    if (f_corrupt_rx > 0 && rnd() < f_corrupt_rx) b ^= (uint8_t)(1u << (int)(rnd() * 8));
-                    buf[k++] = b;
-                }
-                bl_feed(&g_bl, buf, (size_t)k);
+                bl_feed(&g_bl, buf, sim_fault_link(buf, (size_t)r, 0));
             }
         }
         now = hal_millis();
