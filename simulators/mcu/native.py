@@ -11,7 +11,9 @@ Python simulator. The first stdout line stays ``PTY <path>``.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -129,7 +131,9 @@ def _common_args(opts: Mapping[str, Any]) -> list[str]:
         if opts.get(key) is not None:
             args += [f"--{key.replace('_', '-')}", str(opts[key])]
     args += ["--baud", str(opts.get("baud", 115200))]
-    args += ["--app-version", str(opts.get("app_version") or "")]
+    # "--no-app": an empty value would vanish from QEMU's semihosting command line.
+    app = opts.get("app_version")
+    args += ["--app-version", str(app)] if app else ["--no-app"]
     args += ["--flash-scale", str(opts.get("flash_scale", 1.0))]
     for spec in opts.get("fault") or ():
         args += ["--fault", spec]
@@ -153,18 +157,26 @@ def exec_native(impl: str, opts: Mapping[str, Any]) -> int:
     raise NativeSimError(f"unknown --impl {impl!r}; choose one of {', '.join(IMPLS)}")
 
 
-def _model_of(state: Path, opts: Mapping[str, Any]) -> str:
+def _identity(state: Path, opts: Mapping[str, Any]) -> tuple[str, str]:
+    """(model, uid hex) from device.json, created the way the Python simulator does."""
     ident = state / "device.json"
-    if ident.exists():
-        import json
-
-        stored = str(json.loads(ident.read_text()).get("model", ""))
-        if opts.get("model") and opts["model"] != stored:
-            raise NativeSimError(
-                f"{state} holds a {stored} MCU, not {opts['model']}; use another --state directory"
-            )
-        return stored
-    return str(opts.get("model") or "vmcu-l0")
+    if not ident.exists():
+        model = str(opts.get("model") or "vmcu-l0")
+        uid = str(opts.get("uid") or secrets.token_hex(12))
+        ident.write_text(json.dumps({"model": model, "uid": uid}) + "\n")
+        return model, uid
+    try:
+        stored = json.loads(ident.read_text())
+        model, uid = str(stored["model"]), str(stored["uid"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise NativeSimError(f"{ident}: unreadable identity file: {exc}") from exc
+    if opts.get("model") and opts["model"] != model:
+        raise NativeSimError(
+            f"{state} holds a {model} MCU, not {opts['model']}; use another --state directory"
+        )
+    if opts.get("uid") and str(opts["uid"]).lower() != uid.lower():
+        raise NativeSimError(f"{state} holds MCU uid {uid}, not {opts['uid']}")
+    return model, uid
 
 
 def _exec_qemu(state: Path, opts: Mapping[str, Any]) -> int:
@@ -177,11 +189,9 @@ def _exec_qemu(state: Path, opts: Mapping[str, Any]) -> int:
     qemu = shutil.which("qemu-system-arm")
     if qemu is None:
         raise NativeSimError("qemu-system-arm not found: install it (see .ci/run)")
-    model = _model_of(state, opts)
+    model, uid = _identity(state, opts)
     elf = build_qemu(model)
-    if opts.get("model") is None:
-        opts = {**opts, "model": model}
-    guest_args = ["bl", *_common_args(opts)]
+    guest_args = ["bl", *_common_args({**opts, "model": model, "uid": uid})]
     if any(" " in a or "," in a for a in guest_args):
         raise NativeSimError("--impl qemu: options may not contain spaces or commas")
     master, slave = os.openpty()

@@ -297,6 +297,10 @@ int main(int argc, char **argv) {
     for (i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--pty")) continue;
+        if (!strcmp(a, "--no-app")) {
+            app_version = "";
+            continue;
+        }
         if (!v) die(2, "%s needs a value", a);
         i++;
         if (!strcmp(a, "--state")) state = v;
