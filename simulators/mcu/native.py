@@ -23,6 +23,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from simulators.mcu.models import MODELS
+
 #: The C sources live in the repository, not in the wheel.
 SOURCE_DIR = Path(__file__).resolve().parents[2] / "firmware" / "bootloader"
 IMPLS = ("python", "c", "qemu")
@@ -179,6 +181,12 @@ def _identity(state: Path, opts: Mapping[str, Any]) -> tuple[str, str]:
     return model, uid
 
 
+def _blank_flash(path: Path, size: int) -> None:
+    """A blank part, before the PTY line (as the Python simulator does), so the file exists."""
+    if not path.exists() or path.stat().st_size != size:
+        path.write_bytes(b"\xff" * size)
+
+
 def _exec_qemu(state: Path, opts: Mapping[str, Any]) -> int:
     """Boot the Cortex-M build with its UART on a pty we own and flash in state/flash.bin.
 
@@ -191,6 +199,7 @@ def _exec_qemu(state: Path, opts: Mapping[str, Any]) -> int:
         raise NativeSimError("qemu-system-arm not found: install it (see .ci/run)")
     model, uid = _identity(state, opts)
     elf = build_qemu(model)
+    _blank_flash(state / "flash.bin", MODELS[model].flash_size)
     guest_args = ["bl", *_common_args({**opts, "model": model, "uid": uid})]
     if any(" " in a or "," in a for a in guest_args):
         raise NativeSimError("--impl qemu: options may not contain spaces or commas")
