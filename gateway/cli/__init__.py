@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from gateway.cli.common import CommandError
 
 # Order is the order shown in --help.
-_COMMANDS = ("sim", "info", "flash", "image", "hub", "run", "demo")
+_COMMANDS = ("sim", "info", "flash", "conformance", "image", "hub", "run", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
