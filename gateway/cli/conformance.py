@@ -25,7 +25,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--port", required=True, help="serial device, socket://HOST:PORT or loop://")
     p.add_argument("--baud", type=int, default=115200)
     p.add_argument("--write", action="store_true", help="also run the checks that write flash")
-    p.add_argument("--check", action="append", metavar="ID", help="run only this check (repeatable)")
+    p.add_argument(
+        "--check", action="append", metavar="ID", help="run only this check (repeatable)"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--junit", type=Path, metavar="FILE", help="also write JUnit XML here")
     p.set_defaults(func=_run)
@@ -39,7 +41,9 @@ def _run(args: argparse.Namespace) -> int:
     known = {c.id for c in CHECKS}
     only = set(args.check) if args.check else None
     if only is not None and only - known:
-        raise CommandError(f"unknown check {sorted(only - known)[0]!r}; known: {', '.join(sorted(known))}")
+        raise CommandError(
+            f"unknown check {sorted(only - known)[0]!r}; known: {', '.join(sorted(known))}"
+        )
 
     def show(r: CheckResult) -> None:
         if args.json:
@@ -55,7 +59,12 @@ def _run(args: argparse.Namespace) -> int:
             raise CommandError(str(exc)) from exc
         try:
             return await run_suite(
-                transport, port=args.port, baud=args.baud, write=args.write, only=only, progress=show
+                transport,
+                port=args.port,
+                baud=args.baud,
+                write=args.write,
+                only=only,
+                progress=show,
             )
         finally:
             await transport.close()

@@ -21,15 +21,20 @@ import tempfile
 import tty
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from simulators.mcu.models import MODELS
 
 #: The C sources live in the repository, not in the wheel.
 SOURCE_DIR = Path(__file__).resolve().parents[2] / "firmware" / "bootloader"
 IMPLS = ("python", "c", "qemu")
-_CORE = ("src/bl_core.c", "src/bl_trailer.c", "src/bl_sha256.c", "ports/common/sim_app.c",
-         "ports/common/sim_faults.c")
+_CORE = (
+    "src/bl_core.c",
+    "src/bl_trailer.c",
+    "src/bl_sha256.c",
+    "ports/common/sim_app.c",
+    "ports/common/sim_faults.c",
+)
 _INC = ("-Iinclude", "-Isrc", "-Iports/common")
 _ARM_FLAGS = (
     "-std=c99", "-Os", "-mcpu=cortex-m3", "-mthumb", "-ffunction-sections",
@@ -187,7 +192,7 @@ def _blank_flash(path: Path, size: int) -> None:
         path.write_bytes(b"\xff" * size)
 
 
-def _exec_qemu(state: Path, opts: Mapping[str, Any]) -> int:
+def _exec_qemu(state: Path, opts: Mapping[str, Any]) -> NoReturn:
     """Boot the Cortex-M build with its UART on a pty we own and flash in state/flash.bin.
 
     QEMU's serial port is its stdio, wired to the master side of a fresh pty; the
@@ -225,4 +230,3 @@ def _exec_qemu(state: Path, opts: Mapping[str, Any]) -> int:
     os.dup2(master, 1)
     os.close(master)
     os.execv(qemu, argv)
-    return 1  # not reached

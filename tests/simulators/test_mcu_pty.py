@@ -28,8 +28,8 @@ def _image(tmp_path: Path, size: int, seed: int = 1, name: str = "fw.bin") -> Pa
 
 
 def test_flash_then_info_then_power_cycle(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-, impl: tuple[str, ...]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], impl: tuple[str, ...]
+) -> None:
     image = _image(tmp_path, 200_000)
     digest = hashlib.sha256(image.read_bytes()).hexdigest()
     sim = SimProcess(tmp_path / "mcu", impl).start()
@@ -63,8 +63,8 @@ def test_flash_then_info_then_power_cycle(
 
 
 def test_noisy_link_both_directions_completes(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-, impl: tuple[str, ...]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], impl: tuple[str, ...]
+) -> None:
     image = _image(tmp_path, 256 * 1024, seed=2)
     faults = ("--fault", "corrupt=0.001", "--fault", "drop=0.0005", "--fault", "seed=42")
     with running_sim(tmp_path / "mcu", *impl, *faults) as sim:
@@ -78,7 +78,9 @@ def test_noisy_link_both_directions_completes(
         assert info["slots"][info["running_slot"]]["sha256"] == result["sha256"]
 
 
-def test_power_cut_mid_transfer_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str], impl: tuple[str, ...]) -> None:
+def test_power_cut_mid_transfer_resumes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], impl: tuple[str, ...]
+) -> None:
     size = 256 * 1024
     image = _image(tmp_path, size, seed=3)
     sim = SimProcess(tmp_path / "mcu", impl)
@@ -104,8 +106,8 @@ def test_power_cut_mid_transfer_resumes(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_app_that_never_confirms_is_rolled_back(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-, impl: tuple[str, ...]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], impl: tuple[str, ...]
+) -> None:
     image = _image(tmp_path, 64 * 1024, seed=4)
     with running_sim(tmp_path / "mcu", *impl, "--fault", "crash-on-boot=2.0.0") as sim:
         code, result, err = cli_json(
@@ -123,8 +125,8 @@ def test_app_that_never_confirms_is_rolled_back(
 
 @pytest.mark.parametrize("model", ["vmcu-l0", "vmcu-h7"])
 def test_models_with_different_windows_and_payloads(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], model: str
-, impl: tuple[str, ...]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], model: str, impl: tuple[str, ...]
+) -> None:
     image = _image(tmp_path, 100_003, seed=5)  # odd size: last chunk is padded
     with running_sim(tmp_path / "mcu", *impl, "--model", model) as sim:
         code, result, err = cli_json(
@@ -139,8 +141,8 @@ def test_models_with_different_windows_and_payloads(
 
 
 def test_old_protocol_version_is_refused(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-, impl: tuple[str, ...]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], impl: tuple[str, ...]
+) -> None:
     image = _image(tmp_path, 4096)
     with running_sim(tmp_path / "mcu", *impl, "--protocol-version", "0") as sim:
         code, _, err = cli(
@@ -152,8 +154,8 @@ def test_old_protocol_version_is_refused(
 
 
 def test_image_larger_than_slot_writes_nothing(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-, impl: tuple[str, ...]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], impl: tuple[str, ...]
+) -> None:
     image = _image(tmp_path, 300 * 1024)
     with running_sim(tmp_path / "mcu", *impl, "--model", "vmcu-l0") as sim:
         _, before, _ = cli_json(capsys, "info", "--port", sim.port)
@@ -230,12 +232,12 @@ def test_port_that_is_not_a_bootloader(
 def test_state_dir_is_shared_by_c_and_python(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """flash.bin and device.json mean the same to both implementations: flash with one, boot the other."""
+    """flash.bin and device.json mean the same to both implementations."""
     image = _image(tmp_path, 50_000, seed=6)
     digest = hashlib.sha256(image.read_bytes()).hexdigest()
     state = tmp_path / "mcu"
     with running_sim(state, *FAST, "--impl", "c") as sim:
-        code, result, err = cli_json(
+        code, _, err = cli_json(
             capsys, "flash", "--port", sim.port, "--baud", "0", str(image), "--version", "4.0.0"
         )
         assert code == 0, err

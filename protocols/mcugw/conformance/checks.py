@@ -98,7 +98,9 @@ class Ctx:
     async def ask(self, req: Request, work: float = 0.0, req_len: int = 16) -> Answer:
         ans = await self.link.request(req, self.timeout(req_len, 400, work))
         name = type(req).__name__.removesuffix("Request").upper()
-        expect(ans is not None, f"no answer to {name} within {self.timeout(req_len, 400, work):.2f} s")
+        expect(
+            ans is not None, f"no answer to {name} within {self.timeout(req_len, 400, work):.2f} s"
+        )
         assert ans is not None
         return ans
 
@@ -149,7 +151,7 @@ class Ctx:
         return out
 
     async def reset(self, mode: ResetMode) -> None:
-        """RESET once, then wait boot_ms: an answer before that may come from the old run (§12.1)."""
+        """RESET once, then wait boot_ms: earlier answers may come from the old run (§12.1)."""
         g = self.i.geometry
         self.link.drain()
         ans = await self.link.request(ResetRequest(mode), self.timeout(1, 1))
@@ -164,13 +166,15 @@ class Ctx:
         await self.reset(ResetMode.STAY)
         deadline = time.monotonic() + 4 * (g.boot_ms / 1000 + 0.5)
         while time.monotonic() < deadline:
-            ans = await self.link.request(HelloRequest(1, 1), g.boot_ms / 1000 + self.timeout(2, 16))
-            if ans is not None and isinstance(ans.message, HelloResponse):
-                if ans.message.mode is Mode.BOOTLOADER:
-                    self.hello = ans.message
-                    await self.refresh()
-                    return
-        raise Failed("still not in the bootloader 4 × (boot_ms + 0.5 s) after RESET(STAY)")
+            ans = await self.link.request(
+                HelloRequest(1, 1), g.boot_ms / 1000 + self.timeout(2, 16)
+            )
+            msg = None if ans is None else ans.message
+            if isinstance(msg, HelloResponse) and msg.mode is Mode.BOOTLOADER:
+                self.hello = msg
+                await self.refresh()
+                return
+        raise Failed("still not in the bootloader 4 x (boot_ms + 0.5 s) after RESET(STAY)")
 
 
 CheckFn = Callable[[Ctx], Awaitable[str | None]]
@@ -220,7 +224,9 @@ async def _hello(ctx: Ctx) -> str | None:
     return f"mode {msg.mode.name}, max_data {msg.max_data}, window {msg.window}"
 
 
-@check("hello-any-range", "§6", "HELLO answers OK whatever version range is asked", bootloader=False)
+@check(
+    "hello-any-range", "§6", "HELLO answers OK whatever version range is asked", bootloader=False
+)
 async def _hello_range(ctx: Ctx) -> str | None:
     for lo, hi in ((7, 9), (0, 255), (2, 1)):
         ans = await ctx.link.request(HelloRequest(lo, hi), ctx.timeout(2, 16))
@@ -233,7 +239,12 @@ async def _hello_range(ctx: Ctx) -> str | None:
     return None
 
 
-@check("info-layout", "§7.2", "INFO: identity, geometry and slot records are consistent", bootloader=False)
+@check(
+    "info-layout",
+    "§7.2",
+    "INFO: identity, geometry and slot records are consistent",
+    bootloader=False,
+)
 async def _info(ctx: Ctx) -> str | None:
     info = await ctx.refresh()
     g = info.geometry
@@ -251,13 +262,20 @@ async def _info(ctx: Ctx) -> str | None:
         expect(running in (SlotState.TRIAL, SlotState.CONFIRMED), f"running slot is {running.name}")
     for n, s in enumerate(info.slots):
         if s.state is SlotState.EMPTY:
-            expect(s.size == 0 and s.sha256 == bytes(32) and not s.version, f"slot {n} EMPTY with data")
+            expect(
+                s.size == 0 and s.sha256 == bytes(32) and not s.version, f"slot {n} EMPTY with data"
+            )
         if s.state is SlotState.CONFIRMED:
             ctx.confirmed_before[n] = s.sha256
     return f"{info.model} {info.compat}, {len(info.slots)} slots"
 
 
-@check("app-mode-refusals", "§9.2", "the app answers bootloader commands NOT_IN_BOOTLOADER", bootloader=False)
+@check(
+    "app-mode-refusals",
+    "§9.2",
+    "the app answers bootloader commands NOT_IN_BOOTLOADER",
+    bootloader=False,
+)
 async def _app_refusals(ctx: Ctx) -> str | None:
     if ctx.h.mode is not Mode.APP:
         raise Skipped("device is in the bootloader")
@@ -272,7 +290,12 @@ async def _app_refusals(ctx: Ctx) -> str | None:
     return None
 
 
-@check("reset-stay", "§12.1", "RESET(STAY) answers OK, then HELLO probes find the bootloader", bootloader=False)
+@check(
+    "reset-stay",
+    "§12.1",
+    "RESET(STAY) answers OK, then HELLO probes find the bootloader",
+    bootloader=False,
+)
 async def _reset_stay(ctx: Ctx) -> str | None:
     started = time.monotonic()
     await ctx.enter_bootloader()
@@ -284,19 +307,25 @@ async def _reset_stay(ctx: Ctx) -> str | None:
 
 @check("crc-reject", "§3.1", "a frame with a bad CRC gets no answer")
 async def _crc(ctx: Ctx) -> str | None:
-    await ctx.silent(frames.wire(frames.body(Opcode.HELLO, 0x2001, b"\x01\x01", crc_ok=False)), "a bad-CRC HELLO")
+    await ctx.silent(
+        frames.wire(frames.body(Opcode.HELLO, 0x2001, b"\x01\x01", crc_ok=False)), "a bad-CRC HELLO"
+    )
     return None
 
 
 @check("version-reject", "§3.1", "a frame with version byte ≠ 1 gets no answer")
 async def _version(ctx: Ctx) -> str | None:
-    await ctx.silent(frames.wire(frames.body(Opcode.HELLO, 0x2002, b"\x01\x01", version=2)), "a version-2 frame")
+    await ctx.silent(
+        frames.wire(frames.body(Opcode.HELLO, 0x2002, b"\x01\x01", version=2)), "a version-2 frame"
+    )
     return None
 
 
 @check("length-reject", "§3.1", "a frame whose length field disagrees with its size gets no answer")
 async def _length(ctx: Ctx) -> str | None:
-    await ctx.silent(frames.wire(frames.body(Opcode.HELLO, 0x2003, b"\x01\x01", length=3)), "a bad-length frame")
+    await ctx.silent(
+        frames.wire(frames.body(Opcode.HELLO, 0x2003, b"\x01\x01", length=3)), "a bad-length frame"
+    )
     return None
 
 
@@ -349,7 +378,11 @@ async def _seq(ctx: Ctx) -> str | None:
     return None
 
 
-@check("retry-same-seq", "§6", "a repeated request (same seq, after 0x00) is executed and answered again")
+@check(
+    "retry-same-seq",
+    "§6",
+    "a repeated request (same seq, after 0x00) is executed and answered again",
+)
 async def _retry(ctx: Ctx) -> str | None:
     raw = ctx.link.encode(InfoRequest(), 0x3003)
     ctx.link.drain()
@@ -376,7 +409,9 @@ async def _unknown(ctx: Ctx) -> str | None:
     return "dropped silently"
 
 
-@check("short-payload", "§6", "a payload too short for its layout is answered MALFORMED or not at all")
+@check(
+    "short-payload", "§6", "a payload too short for its layout is answered MALFORMED or not at all"
+)
 async def _short_payload(ctx: Ctx) -> str | None:
     ctx.link.drain()
     await ctx.link.send_raw(frames.wire(frames.body(Opcode.SET_BAUD, 0x3005, b"\x00\xc2")))
@@ -400,11 +435,18 @@ async def _data_no_session(ctx: Ctx) -> str | None:
     msg = ans.message
     expect(isinstance(msg, DataAck), f"answered {msg!r}")
     assert isinstance(msg, DataAck)
-    expect((msg.status, msg.next_offset) == (Status.BAD_STATE, 0), f"DataAck({msg.status.name}, {msg.next_offset})")
+    expect(
+        (msg.status, msg.next_offset) == (Status.BAD_STATE, 0),
+        f"DataAck({msg.status.name}, {msg.next_offset})",
+    )
     return None
 
 
-@check("begin-refusals", "§9.3", "BEGIN: flags → UNSUPPORTED, too big → TOO_LARGE, size 0 or long version → MALFORMED")
+@check(
+    "begin-refusals",
+    "§9.3",
+    "BEGIN: flags → UNSUPPORTED, too big → TOO_LARGE, size 0 or long version → MALFORMED",
+)
 async def _begin_refusals(ctx: Ctx) -> str | None:
     info = ctx.i
     if any(s.state is SlotState.TRIAL for s in info.slots):
@@ -423,7 +465,11 @@ async def _begin_refusals(ctx: Ctx) -> str | None:
         if req.flags and Capability.COMPRESS in caps:
             continue
         st = await ctx.status_of(req)
-        expect(st is want, f"{req.size=} {len(req.version)=} flags={int(req.flags)}: {st.name}, expected {want.name}")
+        expect(
+            st is want,
+            f"size {req.size}, version {len(req.version)} B, flags {int(req.flags)}: "
+            f"{st.name}, expected {want.name}",
+        )
     after = await ctx.refresh()
     expect(after.slots == info.slots, "a refused BEGIN changed the slots")
     return None
@@ -447,7 +493,9 @@ async def _nothing_staged(ctx: Ctx) -> str | None:
     return None
 
 
-@check("set-baud-refusal", "§9.5", "SET_BAUD to an unsupported rate is BAD_BAUD and changes nothing")
+@check(
+    "set-baud-refusal", "§9.5", "SET_BAUD to an unsupported rate is BAD_BAUD and changes nothing"
+)
 async def _baud(ctx: Ctx) -> str | None:
     if Capability.SET_BAUD not in ctx.h.capabilities:
         raise Skipped("no SET_BAUD capability")
@@ -463,7 +511,10 @@ async def _timing(ctx: Ctx) -> str | None:
     for req, resp in ((HelloRequest(1, 1), 16), (InfoRequest(), 400)) * 3:
         start = time.monotonic()
         ans = await ctx.link.request(req, ctx.timeout(2, resp))
-        expect(ans is not None, f"{type(req).__name__} not answered within {ctx.timeout(2, resp):.2f} s")
+        expect(
+            ans is not None,
+            f"{type(req).__name__} not answered within {ctx.timeout(2, resp):.2f} s",
+        )
         assert ans is not None
         worst = max(worst, ans.at - start)
     return f"slowest answer {worst * 1000:.1f} ms"
@@ -480,25 +531,35 @@ def _scratch_image(ctx: Ctx) -> bytes:
     return random.Random(size).randbytes(size)
 
 
-@check("begin-fresh", "§9.3", "BEGIN of a new image opens the inactive slot at offset 0", write=True)
+@check(
+    "begin-fresh", "§9.3", "BEGIN of a new image opens the inactive slot at offset 0", write=True
+)
 async def _begin(ctx: Ctx) -> str | None:
     info = ctx.i
     if any(s.state is SlotState.TRIAL for s in info.slots):
         raise Skipped("a slot is on TRIAL; BEGIN is refused until the trial ends")
     ctx.image = _scratch_image(ctx)
     sha = hashlib.sha256(ctx.image).digest()
-    ans = await ctx.ask(BeginRequest(len(ctx.image), sha, "0.0.0-conformance"), work=2 * info.geometry.erase_us / 1e6, req_len=60)
+    ans = await ctx.ask(
+        BeginRequest(len(ctx.image), sha, "0.0.0-conformance"),
+        work=2 * info.geometry.erase_us / 1e6,
+        req_len=60,
+    )
     msg = ans.message
     expect(isinstance(msg, BeginResponse) and msg.status is Status.OK, f"BEGIN answered {msg!r}")
     assert isinstance(msg, BeginResponse)
     expect(msg.resume_offset == 0, f"resume_offset {msg.resume_offset} for a new image")
-    expect(msg.slot not in ctx.confirmed_before or len(ctx.confirmed_before) > 1,
-           f"BEGIN chose slot {msg.slot}, the only confirmed image")
+    expect(
+        msg.slot not in ctx.confirmed_before or len(ctx.confirmed_before) > 1,
+        f"BEGIN chose slot {msg.slot}, the only confirmed image",
+    )
     ctx.slot, ctx.acked = msg.slot, 0
     after = await ctx.refresh()
     s = after.slots[msg.slot]
-    expect(s.state is SlotState.WRITING and s.size == len(ctx.image) and s.sha256 == sha,
-           f"slot {msg.slot} after BEGIN: {s.state.name} size {s.size}")
+    expect(
+        s.state is SlotState.WRITING and s.size == len(ctx.image) and s.sha256 == sha,
+        f"slot {msg.slot} after BEGIN: {s.state.name} size {s.size}",
+    )
     return f"slot {msg.slot}, {len(ctx.image)} bytes"
 
 
@@ -507,12 +568,19 @@ def _need_session(ctx: Ctx) -> None:
         raise Skipped("no open transfer (begin-fresh did not pass)")
 
 
-@check("data-refusals", "§9.3", "DATA: misaligned → MISALIGNED, beyond size or empty → OUT_OF_RANGE", write=True)
+@check(
+    "data-refusals",
+    "§9.3",
+    "DATA: misaligned → MISALIGNED, beyond size or empty → OUT_OF_RANGE",
+    write=True,
+)
 async def _data_refusals(ctx: Ctx) -> str | None:
     _need_session(ctx)
     g = ctx.i.geometry
     size = len(ctx.image)
-    cases: list[tuple[int, bytes, set[Status]]] = [(g.write_size // 2 or 1, b"\xff" * g.write_size, {Status.MISALIGNED})]
+    cases: list[tuple[int, bytes, set[Status]]] = [
+        (g.write_size // 2 or 1, b"\xff" * g.write_size, {Status.MISALIGNED})
+    ]
     if g.write_size == 1:
         cases = []
     cases += [
@@ -521,26 +589,45 @@ async def _data_refusals(ctx: Ctx) -> str | None:
     ]
     for off, data, want in cases:
         acks = await ctx.data(off, data)
-        expect(bool(acks) and acks[0].status in want, f"DATA({off}, {len(data)} bytes): {acks[0].status.name if acks else 'no DataAck'}")
-        expect(acks[0].next_offset == 0, f"refusal carried next_offset {acks[0].next_offset}, expected 0")
+        expect(
+            bool(acks) and acks[0].status in want,
+            f"DATA({off}, {len(data)} bytes): {acks[0].status.name if acks else 'no DataAck'}",
+        )
+        expect(
+            acks[0].next_offset == 0,
+            f"refusal carried next_offset {acks[0].next_offset}, expected 0",
+        )
     return None
 
 
-@check("data-window", "§9.3", "in order → OK, duplicate → OK, ahead → GAP, hole filled → drained, OK before GAP", write=True)
+@check(
+    "data-window",
+    "§9.3",
+    "in order → OK, duplicate → OK, ahead → GAP, hole filled → drained, OK before GAP",
+    write=True,
+)
 async def _window(ctx: Ctx) -> str | None:
     _need_session(ctx)
     c, img = ctx.chunk, ctx.image
     acks = await ctx.data(0, img[:c])
     expect([(a.status, a.next_offset) for a in acks] == [(Status.OK, c)], f"first chunk: {acks}")
     acks = await ctx.data(0, img[:c])
-    expect(bool(acks) and (acks[0].status, acks[0].next_offset) == (Status.OK, c), f"duplicate: {acks}")
+    expect(
+        bool(acks) and (acks[0].status, acks[0].next_offset) == (Status.OK, c), f"duplicate: {acks}"
+    )
     if Capability.WINDOW not in ctx.h.capabilities or ctx.h.window < 3 * c:
         return "no window: stop-and-wait only"
     acks = await ctx.data(2 * c, img[2 * c : 3 * c])
-    expect(bool(acks) and (acks[0].status, acks[0].next_offset) == (Status.GAP, c), f"frame ahead of a hole: {acks}")
+    expect(
+        bool(acks) and (acks[0].status, acks[0].next_offset) == (Status.GAP, c),
+        f"frame ahead of a hole: {acks}",
+    )
     acks = await ctx.data(c, img[c : 2 * c])
     expect(bool(acks) and acks[0].status is Status.OK, f"hole filled: {acks}")
-    expect(max(a.next_offset for a in acks) == 3 * c, f"held frame not drained: {[(a.status.name, a.next_offset) for a in acks]}")
+    expect(
+        max(a.next_offset for a in acks) == 3 * c,
+        f"held frame not drained: {[(a.status.name, a.next_offset) for a in acks]}",
+    )
     statuses = [a.status for a in acks]
     expect(Status.GAP not in statuses, f"GAP after the hole was filled: {statuses}")
     return None
@@ -555,12 +642,19 @@ async def _busy(ctx: Ctx) -> str | None:
     if start + c > len(ctx.image) or start + c - ctx.acked <= w:
         raise Skipped("image too short to reach past the window")
     acks = await ctx.data(start, ctx.image[start : start + c])
-    expect(bool(acks) and acks[0].status is Status.BUSY and acks[0].next_offset == ctx.acked,
-           f"DATA ending {start + c - ctx.acked} bytes past the committed offset: {acks}")
+    expect(
+        bool(acks) and acks[0].status is Status.BUSY and acks[0].next_offset == ctx.acked,
+        f"DATA ending {start + c - ctx.acked} bytes past the committed offset: {acks}",
+    )
     return None
 
 
-@check("data-bad-crc", "§3.1", "a DATA frame with a bad CRC is neither answered nor programmed", write=True)
+@check(
+    "data-bad-crc",
+    "§3.1",
+    "a DATA frame with a bad CRC is neither answered nor programmed",
+    write=True,
+)
 async def _data_crc(ctx: Ctx) -> str | None:
     _need_session(ctx)
     off = ctx.acked
@@ -571,7 +665,10 @@ async def _data_crc(ctx: Ctx) -> str | None:
     got = await ctx.link.collect(quiet=ctx.timeout(c + 4, 5), limit=ctx.timeout(c + 4, 5))
     expect(not got, f"a bad-CRC DATA was answered: {got[0].message!r}" if got else "")
     acks = await ctx.data(0, ctx.image[: ctx.chunk])  # a duplicate reports the committed offset
-    expect(bool(acks) and acks[0].next_offset == off, f"committed offset moved to {acks[0].next_offset if acks else '?'}")
+    expect(
+        bool(acks) and acks[0].next_offset == off,
+        f"committed offset moved to {acks[0].next_offset if acks else '?'}",
+    )
     return None
 
 
@@ -591,7 +688,12 @@ async def _verify_early(ctx: Ctx) -> str | None:
     return None
 
 
-@check("resume-checkpoint", "§9.3", "after a reset, BEGIN of the same image resumes from a persisted checkpoint", write=True)
+@check(
+    "resume-checkpoint",
+    "§9.3",
+    "after a reset, BEGIN of the same image resumes from a persisted checkpoint",
+    write=True,
+)
 async def _resume(ctx: Ctx) -> str | None:
     _need_session(ctx)
     g = ctx.i.geometry
@@ -600,20 +702,38 @@ async def _resume(ctx: Ctx) -> str | None:
     sent = ctx.acked
     await ctx.enter_bootloader()  # the session is gone; only flash remembers
     sha = hashlib.sha256(ctx.image).digest()
-    ans = await ctx.ask(BeginRequest(len(ctx.image), sha, "0.0.0-conformance"), work=2 * g.erase_us / 1e6, req_len=60)
+    ans = await ctx.ask(
+        BeginRequest(len(ctx.image), sha, "0.0.0-conformance"),
+        work=2 * g.erase_us / 1e6,
+        req_len=60,
+    )
     msg = ans.message
     expect(isinstance(msg, BeginResponse) and msg.status is Status.OK, f"BEGIN answered {msg!r}")
     assert isinstance(msg, BeginResponse)
     expect(msg.slot == ctx.slot, f"resumed into slot {msg.slot}, not {ctx.slot}")
-    expect(msg.resume_offset > 0, f"resume_offset 0 after {sent} bytes were acknowledged: the checkpoint was lost")
-    expect(msg.resume_offset <= sent, f"resume_offset {msg.resume_offset} beyond the {sent} bytes acknowledged")
-    expect(msg.resume_offset % g.sector_size == 0, f"resume_offset {msg.resume_offset} not sector-aligned")
+    expect(
+        msg.resume_offset > 0,
+        f"resume_offset 0 after {sent} bytes were acknowledged: the checkpoint was lost",
+    )
+    expect(
+        msg.resume_offset <= sent,
+        f"resume_offset {msg.resume_offset} beyond the {sent} bytes acknowledged",
+    )
+    expect(
+        msg.resume_offset % g.sector_size == 0,
+        f"resume_offset {msg.resume_offset} not sector-aligned",
+    )
     ctx.acked = msg.resume_offset
     await _send_until(ctx, len(ctx.image))
     return f"resumed at {msg.resume_offset} of {sent} acknowledged"
 
 
-@check("verify-ok", "§9.4", "VERIFY of a complete image answers its SHA-256, twice; BEGIN then resumes at size", write=True)
+@check(
+    "verify-ok",
+    "§9.4",
+    "VERIFY of a complete image answers its SHA-256, twice; BEGIN then resumes at size",
+    write=True,
+)
 async def _verify(ctx: Ctx) -> str | None:
     _need_session(ctx)
     if ctx.acked < len(ctx.image):
@@ -623,18 +743,31 @@ async def _verify(ctx: Ctx) -> str | None:
     for attempt in ("first", "repeated"):
         ans = await ctx.ask(VerifyRequest(), work=work)
         msg = ans.message
-        expect(isinstance(msg, VerifyResponse) and msg.status is Status.OK, f"{attempt} VERIFY answered {msg!r}")
+        expect(
+            isinstance(msg, VerifyResponse) and msg.status is Status.OK,
+            f"{attempt} VERIFY answered {msg!r}",
+        )
         assert isinstance(msg, VerifyResponse)
         expect(msg.sha256 == sha, f"{attempt} VERIFY reported another hash")
     info = await ctx.refresh()
-    expect(info.slots[ctx.slot or 0].state is SlotState.COMPLETE, f"slot is {info.slots[ctx.slot or 0].state.name}")
+    expect(
+        info.slots[ctx.slot or 0].state is SlotState.COMPLETE,
+        f"slot is {info.slots[ctx.slot or 0].state.name}",
+    )
     ans = await ctx.ask(BeginRequest(len(ctx.image), sha, "0.0.0-conformance"), req_len=60)
-    expect(isinstance(ans.message, BeginResponse) and ans.message.resume_offset == len(ctx.image),
-           f"BEGIN of the verified image answered {ans.message!r}")
+    expect(
+        isinstance(ans.message, BeginResponse) and ans.message.resume_offset == len(ctx.image),
+        f"BEGIN of the verified image answered {ans.message!r}",
+    )
     return None
 
 
-@check("activate-trial", "§9.4", "ACTIVATE → TRIAL (repeatable); BEGIN is BAD_STATE during the trial", write=True)
+@check(
+    "activate-trial",
+    "§9.4",
+    "ACTIVATE → TRIAL (repeatable); BEGIN is BAD_STATE during the trial",
+    write=True,
+)
 async def _activate(ctx: Ctx) -> str | None:
     _need_session(ctx)
     info = ctx.i
@@ -644,13 +777,21 @@ async def _activate(ctx: Ctx) -> str | None:
         st = await ctx.status_of(ActivateRequest(), work=0.2)
         expect(st is Status.OK, f"{attempt} ACTIVATE answered {st.name}")
     info = await ctx.refresh()
-    expect(info.slots[ctx.slot or 0].state is SlotState.TRIAL, f"slot is {info.slots[ctx.slot or 0].state.name}")
+    expect(
+        info.slots[ctx.slot or 0].state is SlotState.TRIAL,
+        f"slot is {info.slots[ctx.slot or 0].state.name}",
+    )
     st = await ctx.status_of(BeginRequest(16, bytes(32), "x"))
     expect(st is Status.BAD_STATE, f"BEGIN during the trial answered {st.name}")
     return None
 
 
-@check("trial-boot", "§10.3", "RESET(RUN) boots the trial; it ends CONFIRMED or rolled back, the old image intact", write=True)
+@check(
+    "trial-boot",
+    "§10.3",
+    "RESET(RUN) boots the trial; it ends CONFIRMED or rolled back, the old image intact",
+    write=True,
+)
 async def _trial(ctx: Ctx) -> str | None:
     _need_session(ctx)
     slot = ctx.slot or 0
@@ -665,27 +806,37 @@ async def _trial(ctx: Ctx) -> str | None:
         if ans is None or not isinstance(ans.message, InfoResponse):
             continue
         info = ans.message
-        s = info.slots[slot].state
-        if s is SlotState.INVALID or (s is SlotState.CONFIRMED and info.running_slot == slot):
+        now = info.slots[slot].state
+        if now is SlotState.INVALID or (now is SlotState.CONFIRMED and info.running_slot == slot):
             break
-        if info.mode is Mode.BOOTLOADER and s is SlotState.TRIAL:
+        if info.mode is Mode.BOOTLOADER and now is SlotState.TRIAL:
             await ctx.reset(ResetMode.RUN)  # the reset was lost (§12.1)
     expect(info is not None, "no INFO answer after RESET(RUN)")
     assert info is not None
     ctx.info = info
     s = info.slots[slot]
-    expect(s.state in (SlotState.CONFIRMED, SlotState.INVALID), f"trial slot still {s.state.name} at the deadline")
+    expect(
+        s.state in (SlotState.CONFIRMED, SlotState.INVALID),
+        f"trial slot still {s.state.name} at the deadline",
+    )
     if s.state is SlotState.INVALID:
         expect(s.boot_count >= 1, "rolled back without a recorded boot attempt")
     for n, sha in ctx.confirmed_before.items():
         if n != slot:
-            expect(info.slots[n].sha256 == sha and info.slots[n].state is SlotState.CONFIRMED,
-                   f"the previously confirmed slot {n} changed during the trial")
+            expect(
+                info.slots[n].sha256 == sha and info.slots[n].state is SlotState.CONFIRMED,
+                f"the previously confirmed slot {n} changed during the trial",
+            )
     outcome = "confirmed" if s.state is SlotState.CONFIRMED else "rolled back"
     return f"{outcome} after {s.boot_count} boot(s)"
 
 
-@check("verify-failed-abort", "§9.4", "a wrong hash → VERIFY_FAILED and INVALID; ABORT → OK and INVALID", write=True)
+@check(
+    "verify-failed-abort",
+    "§9.4",
+    "a wrong hash → VERIFY_FAILED and INVALID; ABORT → OK and INVALID",
+    write=True,
+)
 async def _verify_failed(ctx: Ctx) -> str | None:
     if ctx.h.mode is not Mode.BOOTLOADER or ctx.i.mode is not Mode.BOOTLOADER:
         await ctx.enter_bootloader()
@@ -693,8 +844,13 @@ async def _verify_failed(ctx: Ctx) -> str | None:
         raise Skipped("a slot is on TRIAL")
     g = ctx.i.geometry
     image = random.Random(99).randbytes(ctx.chunk + 5)
-    ans = await ctx.ask(BeginRequest(len(image), bytes(32), "0.0.1-bad"), work=2 * g.erase_us / 1e6, req_len=60)
-    expect(isinstance(ans.message, BeginResponse) and ans.message.status is Status.OK, f"BEGIN answered {ans.message!r}")
+    ans = await ctx.ask(
+        BeginRequest(len(image), bytes(32), "0.0.1-bad"), work=2 * g.erase_us / 1e6, req_len=60
+    )
+    expect(
+        isinstance(ans.message, BeginResponse) and ans.message.status is Status.OK,
+        f"BEGIN answered {ans.message!r}",
+    )
     assert isinstance(ans.message, BeginResponse)
     slot = ans.message.slot
     ctx.image, ctx.acked, ctx.slot = image, 0, slot
@@ -702,20 +858,38 @@ async def _verify_failed(ctx: Ctx) -> str | None:
     st = await ctx.status_of(VerifyRequest(), work=verify_time(g, len(image)))
     expect(st is Status.VERIFY_FAILED, f"VERIFY of a wrong hash answered {st.name}")
     info = await ctx.refresh()
-    expect(info.slots[slot].state is SlotState.INVALID, f"slot after VERIFY_FAILED is {info.slots[slot].state.name}")
-    ans = await ctx.ask(BeginRequest(len(image), hashlib.sha256(image).digest(), "0.0.2"), work=2 * g.erase_us / 1e6, req_len=60)
-    expect(isinstance(ans.message, BeginResponse) and ans.message.resume_offset == 0, f"BEGIN answered {ans.message!r}")
+    expect(
+        info.slots[slot].state is SlotState.INVALID,
+        f"slot after VERIFY_FAILED is {info.slots[slot].state.name}",
+    )
+    ans = await ctx.ask(
+        BeginRequest(len(image), hashlib.sha256(image).digest(), "0.0.2"),
+        work=2 * g.erase_us / 1e6,
+        req_len=60,
+    )
+    expect(
+        isinstance(ans.message, BeginResponse) and ans.message.resume_offset == 0,
+        f"BEGIN answered {ans.message!r}",
+    )
     for attempt in ("first", "repeated"):
         st = await ctx.status_of(AbortRequest(), work=0.1)
         expect(st is Status.OK, f"{attempt} ABORT answered {st.name}")
     info = await ctx.refresh()
-    expect(info.slots[slot].state is SlotState.INVALID, f"slot after ABORT is {info.slots[slot].state.name}")
+    expect(
+        info.slots[slot].state is SlotState.INVALID,
+        f"slot after ABORT is {info.slots[slot].state.name}",
+    )
     acks = await ctx.data(0, image[: ctx.chunk])
     expect(bool(acks) and acks[0].status is Status.BAD_STATE, f"DATA after ABORT answered {acks}")
     return None
 
 
-@check("data-off-grid", "§9.3", "a non-final DATA whose length is off the write_size grid is MISALIGNED", write=True)
+@check(
+    "data-off-grid",
+    "§9.3",
+    "a non-final DATA whose length is off the write_size grid is MISALIGNED",
+    write=True,
+)
 async def _off_grid(ctx: Ctx) -> str | None:
     # Last on purpose: a device that programs such a frame is left mid-word (one that
     # crashes on the next write takes no other check down with it).
@@ -727,13 +901,26 @@ async def _off_grid(ctx: Ctx) -> str | None:
     if any(s.state is SlotState.TRIAL for s in ctx.i.slots):
         raise Skipped("a slot is on TRIAL")
     image = random.Random(98).randbytes(4 * g.write_size)
-    ans = await ctx.ask(BeginRequest(len(image), hashlib.sha256(image).digest(), "0.0.3"), work=2 * g.erase_us / 1e6, req_len=60)
-    expect(isinstance(ans.message, BeginResponse) and ans.message.status is Status.OK, f"BEGIN answered {ans.message!r}")
+    ans = await ctx.ask(
+        BeginRequest(len(image), hashlib.sha256(image).digest(), "0.0.3"),
+        work=2 * g.erase_us / 1e6,
+        req_len=60,
+    )
+    expect(
+        isinstance(ans.message, BeginResponse) and ans.message.status is Status.OK,
+        f"BEGIN answered {ans.message!r}",
+    )
     acks = await ctx.data(0, image[: g.write_size + 1])
     expect(bool(acks), "no DataAck")
-    expect(acks[0].status is Status.MISALIGNED, f"DATA(0, {g.write_size + 1} bytes) of a {len(image)}-byte image: {acks[0].status.name}")
+    expect(
+        acks[0].status is Status.MISALIGNED,
+        f"DATA(0, {g.write_size + 1} bytes) of a {len(image)}-byte image: {acks[0].status.name}",
+    )
     acks = await ctx.data(0, image[: 2 * g.write_size])
-    expect(bool(acks) and (acks[0].status, acks[0].next_offset) == (Status.OK, 2 * g.write_size), f"then DATA(0, {2 * g.write_size}): {acks}")
+    expect(
+        bool(acks) and (acks[0].status, acks[0].next_offset) == (Status.OK, 2 * g.write_size),
+        f"then DATA(0, {2 * g.write_size}): {acks}",
+    )
     st = await ctx.status_of(AbortRequest(), work=0.1)
     expect(st is Status.OK, f"ABORT answered {st.name}")
     return None

@@ -90,7 +90,7 @@ class ProbeLink:
         await self.transport.write(self.encode(request, seq))
         return seq
 
-    async def wait(self, seq: int, opcode: Opcode, timeout: float) -> Answer | None:
+    async def wait(self, seq: int, opcode: Opcode, timeout: float) -> Answer | None:  # noqa: ASYNC109
         """The first answer with this seq and opcode within ``timeout`` (others are kept)."""
         deadline = time.monotonic() + timeout
         skipped: list[Answer] = []
@@ -109,7 +109,12 @@ class ProbeLink:
             for ans in skipped:
                 self._answers.put_nowait(ans)
 
-    async def request(self, request: Request, timeout: float, seq: int | None = None) -> Answer | None:
+    async def request(
+        self,
+        request: Request,
+        timeout: float,  # noqa: ASYNC109 (the deadline is the check's point)
+        seq: int | None = None,
+    ) -> Answer | None:
         op = opcode_of(request)
         assert op is not None
         self.drain()

@@ -66,4 +66,5 @@ def junit_xml(report: SuiteReport) -> bytes:
             ET.SubElement(case, "failure", message=r.detail).text = f"{r.title}: {r.detail}"
         elif r.outcome == "skip":
             ET.SubElement(case, "skipped", message=r.detail)
-    return ET.tostring(suite, encoding="utf-8", xml_declaration=True)
+    out: bytes = ET.tostring(suite, encoding="utf-8", xml_declaration=True)
+    return out

@@ -8,10 +8,10 @@ import time
 from collections.abc import Callable
 
 from protocols.constants import Mode, ResetMode
+from protocols.errors import TransportDisconnected
 from protocols.mcugw.conformance.checks import CHECKS, Ctx, Failed, Skipped
 from protocols.mcugw.conformance.link import ProbeLink
 from protocols.mcugw.conformance.report import CheckResult, SuiteReport
-from protocols.errors import TransportDisconnected
 from protocols.packets import ResetRequest
 from protocols.timing import LinkTiming
 from protocols.transport import Transport
@@ -46,7 +46,9 @@ async def run_suite(
                 except Skipped as exc:
                     result = CheckResult(check.id, check.section, check.title, "skip", str(exc))
                 except TransportDisconnected as exc:
-                    result = CheckResult(check.id, check.section, check.title, "fail", f"device went away: {exc}")
+                    result = CheckResult(
+                        check.id, check.section, check.title, "fail", f"device went away: {exc}"
+                    )
             result = dataclasses.replace(result, seconds=round(time.monotonic() - start, 3))
             report.results.append(result)
             if progress is not None:
@@ -55,8 +57,12 @@ async def run_suite(
                 break
         if ctx.info is not None:
             i = ctx.info
-            report.device = {"model": i.model, "compat": i.compat, "uid": i.uid.hex(),
-                             "bootloader_version": i.bootloader_version}
+            report.device = {
+                "model": i.model,
+                "compat": i.compat,
+                "uid": i.uid.hex(),
+                "bootloader_version": i.bootloader_version,
+            }
         if ctx.started_in_app and ctx.info is not None and ctx.info.mode is Mode.BOOTLOADER:
             with contextlib.suppress(TransportDisconnected):
                 await link.send(ResetRequest(ResetMode.RUN))  # leave it as found: the app running
