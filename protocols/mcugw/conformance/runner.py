@@ -12,7 +12,6 @@ from protocols.errors import TransportDisconnected
 from protocols.mcugw.conformance.checks import CHECKS, Ctx, Failed, Skipped
 from protocols.mcugw.conformance.link import ProbeLink
 from protocols.mcugw.conformance.report import CheckResult, SuiteReport
-from protocols.packets import ResetRequest
 from protocols.timing import LinkTiming
 from protocols.transport import Transport
 
@@ -64,6 +63,9 @@ async def run_suite(
                 "bootloader_version": i.bootloader_version,
             }
         if ctx.started_in_app and ctx.info is not None and ctx.info.mode is Mode.BOOTLOADER:
-            with contextlib.suppress(TransportDisconnected):
-                await link.send(ResetRequest(ResetMode.RUN))  # leave it as found: the app running
+            # Leave it as found: the app running again.
+            with contextlib.suppress(TransportDisconnected, Failed):
+                await ctx.reset(ResetMode.RUN)
+                hello = await ctx.hello_ok("after the final RESET(RUN)")
+                report.device["mode_after"] = hello.mode.name.lower()
     return report
