@@ -162,7 +162,7 @@ def test_cli_passes_the_c_builds_with_json_and_junit(
 ) -> None:
     junit = tmp_path / "conformance.xml"
     with running_sim(tmp_path / "mcu", *FAST, "--impl", impl) as sim:
-        code, out, err = cli(
+        code, out, _ = cli(
             capsys, "conformance", "--port", sim.port, "--write", "--json", "--junit", str(junit)
         )
     report = json.loads(out.strip().splitlines()[-1])
