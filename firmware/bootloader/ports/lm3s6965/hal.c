@@ -15,7 +15,7 @@
 #define BL_MODEL_NAME "vmcu-l0"
 #endif
 #ifndef RX_RING
-#define RX_RING 512u /* ≥ bytes arriving during the longest flash stall, see README */
+#define RX_RING (BL_WINDOW_MAX + BL_RX_MAX) /* all the client may have in flight (README) */
 #endif
 
 #define UART0 0x4000C000u
