@@ -105,5 +105,10 @@ void bl_slot_status(bl_t *bl, unsigned slot, bl_slot_t *st);
 int bl_trailer_append(bl_t *bl, unsigned slot, uint8_t kind, uint32_t arg, const uint8_t *sha,
                       const char *version);
 uint32_t bl_crc32(uint32_t crc, const uint8_t *p, size_t n);
+/* Frame layer (§3): COBS-decode a segment in place (0 on a framing error); check a body's
+ * version, length and CRC; COBS-encode a body to the UART with its delimiter. */
+size_t bl_cobs_decode(uint8_t *buf, size_t n);
+int bl_body_ok(const uint8_t *body, size_t n);
+void bl_send_body(const uint8_t *body, size_t n);
 
 #endif

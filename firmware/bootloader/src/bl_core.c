@@ -595,31 +595,42 @@ static void dispatch(bl_t *bl, uint8_t op, uint16_t seq, const uint8_t *p, size_
     }
 }
 
-/* Decode the segment in place; drop it silently on any framing or CRC error (§3.1). */
-static void segment(bl_t *bl) {
-    uint8_t *b = bl->rx;
-    size_t in = 0, out = 0, n = bl->rx_len;
-    uint16_t len;
+size_t bl_cobs_decode(uint8_t *b, size_t n) {
+    size_t in = 0, out = 0;
     while (in < n) {
         uint8_t code = b[in++];
         size_t run = (size_t)code - 1;
-        if (code == 0 || in + run > n) goto bad;
+        if (code == 0 || in + run > n) return 0;
         memmove(b + out, b + in, run);
         out += run;
         in += run;
         if (code < 0xFF && in < n) b[out++] = 0;
     }
-    if (out < 10 || b[0] != 1) goto bad;
+    return out;
+}
+
+int bl_body_ok(const uint8_t *b, size_t n) {
+    uint16_t len;
+    if (n < 10 || b[0] != 1) return 0;
     len = bl_get16(b + 4);
-    if ((size_t)len + 10 != out) goto bad;
-    if (bl_get32(b + 6 + len) != (bl_crc32(0xFFFFFFFFu, b, 6u + len) ^ 0xFFFFFFFFu)) goto bad;
+    if ((size_t)len + 10 != n) return 0;
+    return bl_get32(b + 6 + len) == (bl_crc32(0xFFFFFFFFu, b, 6u + len) ^ 0xFFFFFFFFu);
+}
+
+void bl_send_body(const uint8_t *body, size_t n) { send_body(body, n); }
+
+/* Decode the segment in place; drop it silently on any framing or CRC error (§3.1). */
+static void segment(bl_t *bl) {
+    uint8_t *b = bl->rx;
+    size_t n = bl_cobs_decode(b, bl->rx_len);
+    if (!bl_body_ok(b, n)) {
+        bl->frames_bad++;
+        (void)hal_hook(bl, BL_EV_BAD_FRAME, 0, 0);
+        return;
+    }
     bl->frames_ok++;
     bl->baud_probation = 0;
-    dispatch(bl, b[1], bl_get16(b + 2), b + 6, len);
-    return;
-bad:
-    bl->frames_bad++;
-    (void)hal_hook(bl, BL_EV_BAD_FRAME, 0, 0);
+    dispatch(bl, b[1], bl_get16(b + 2), b + 6, bl_get16(b + 4));
 }
 
 void bl_feed(bl_t *bl, const uint8_t *p, size_t n) {
