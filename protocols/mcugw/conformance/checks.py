@@ -142,7 +142,9 @@ class Ctx:
         first = await self.link.wait(seq, Opcode.DATA, self.timeout(len(payload) + 4, 5, work))
         expect(first is not None, f"no DataAck for DATA({offset}, {len(payload)} bytes)")
         assert first is not None
-        more = await self.link.collect(quiet=0.05 + 2 * self.timing.turnaround_s, limit=work + 1)
+        # Drained frames are answered after they are programmed: allow one frame's flash time.
+        quiet = 0.05 + 2 * self.timing.turnaround_s + work + self.timing.frame_time(5)
+        more = await self.link.collect(quiet=quiet, limit=2 * quiet + 1)
         acks = [a.message for a in [first, *more] if a.seq == seq]
         out = [a for a in acks if isinstance(a, DataAck)]
         for a in out:
