@@ -37,7 +37,7 @@ static size_t g_uid_len;
 static double g_scale = 1.0;
 static uint32_t g_baud, g_base_baud;
 static int f_deaf;
-static uint8_t g_txbuf[32768];
+static uint8_t g_txbuf[4096];
 static size_t g_txlen;
 
 static void die(int code, const char *fmt, ...) __attribute__((noreturn));
@@ -66,6 +66,12 @@ static void sleep_us(double us) {
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
 }
 
+static double now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
 uint32_t hal_millis(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -74,12 +80,22 @@ uint32_t hal_millis(void) {
 
 /* ------------------------------------------------------------------ UART */
 
-static void tx_out(void) {
-    size_t i, n;
-    uint8_t *out = g_txbuf;
-    if (sim_fault_delay_ms) sleep_us(sim_fault_delay_ms * 1000.0);
-    if (g_baud) sleep_us(g_txlen * 10e6 / g_baud);
-    n = sim_fault_link(g_txbuf, g_txlen, 1);
+/* Timing model, the Python simulator's: a flash operation applies at once and keeps the
+ * MCU busy for its modelled time; an answer leaves once the work before it is done and
+ * then takes its wire time; received bytes reach the core when their last byte would
+ * have arrived. The pty is read promptly meanwhile, as a UART ring would be. */
+typedef struct {
+    double due;
+    size_t len;
+    uint8_t data[4096];
+} chunk_t;
+#define QLEN 64
+static chunk_t g_txq[QLEN], g_rxq[QLEN];
+static int g_txh, g_txn, g_rxh, g_rxn;
+static double g_busy_until, g_tx_clock, g_rx_clock;
+
+static void write_all(const uint8_t *out, size_t n) {
+    size_t i;
     for (i = 0; i < n;) {
         ssize_t w = write(g_master, out + i, n - i);
         if (w < 0) {
@@ -93,18 +109,76 @@ static void tx_out(void) {
         }
         i += (size_t)w;
     }
+}
+
+static void send_due(double now) {
+    while (g_txn && g_txq[g_txh].due <= now) {
+        write_all(g_txq[g_txh].data, g_txq[g_txh].len);
+        g_txh = (g_txh + 1) % QLEN;
+        g_txn--;
+    }
+}
+
+static void tx_out(void) {
+    double now = now_us(), due = (g_busy_until > now ? g_busy_until : now) + sim_fault_delay_ms * 1e3;
+    chunk_t *c;
+    if (g_txn == QLEN) { /* the queue is full: wait for the oldest answer to leave */
+        sleep_us(g_txq[g_txh].due - now);
+        send_due(g_txq[g_txh].due);
+    }
+    if (g_baud) {
+        g_tx_clock = (g_tx_clock > due ? g_tx_clock : due) + g_txlen * 10e6 / g_baud;
+        due = g_tx_clock;
+    }
+    c = &g_txq[(g_txh + g_txn++) % QLEN];
+    c->due = due;
+    memcpy(c->data, g_txbuf, g_txlen);
+    c->len = sim_fault_link(c->data, g_txlen, 1);
     g_txlen = 0;
 }
 
 void hal_uart_write(const uint8_t *p, size_t n) {
     while (n--) {
         g_txbuf[g_txlen++] = *p;
-        if (*p++ == 0 || g_txlen == sizeof g_txbuf) tx_out();
+        if (*p++ == 0 || g_txlen == sizeof g_txq[0].data) tx_out();
     }
 }
 
-void hal_uart_flush(void) {
+void hal_uart_flush(void) { /* block until the last answer has left */
     if (g_txlen) tx_out();
+    while (g_txn) {
+        double due = g_txq[g_txh].due;
+        sleep_us(due - now_us());
+        send_due(due);
+    }
+}
+
+static void rx_in(const uint8_t *p, size_t n) {
+    double now = now_us();
+    chunk_t *c;
+    if (g_rxn == QLEN) return; /* 256 KiB unread: far beyond any window, lost */
+    g_rx_clock = (g_rx_clock > now ? g_rx_clock : now) + (g_baud ? n * 10e6 / g_baud : 0);
+    c = &g_rxq[(g_rxh + g_rxn++) % QLEN];
+    c->due = g_rx_clock;
+    memcpy(c->data, p, n);
+    c->len = n;
+}
+
+/* Hand received chunks whose time has come to the core (none after a reset request). */
+static void deliver_due(double now) {
+    while (g_rxn && g_rxq[g_rxh].due <= now && !g_bl.reset_req) {
+        chunk_t *c = &g_rxq[g_rxh];
+        if (!f_deaf) bl_feed(&g_bl, c->data, sim_fault_link(c->data, c->len, 0));
+        g_rxh = (g_rxh + 1) % QLEN;
+        g_rxn--;
+    }
+}
+
+static int next_timeout_ms(void) {
+    double next = now_us() + 10e3, now = now_us();
+    if (g_txn && g_txq[g_txh].due < next) next = g_txq[g_txh].due;
+    if (g_rxn && g_rxq[g_rxh].due < next) next = g_rxq[g_rxh].due;
+    return next <= now ? 0 : (int)((next - now) / 1e3) + 1;
 }
 
 int hal_uart_set_baud(uint32_t baud) {
@@ -121,13 +195,18 @@ size_t hal_uid(uint8_t *out, size_t max) {
 
 /* ------------------------------------------------------------------ flash */
 
+static void busy(double us) {
+    double now = now_us();
+    g_busy_until = (g_busy_until > now ? g_busy_until : now) + us;
+}
+
 static int in_range(uint32_t addr, uint32_t n) { return addr <= g_flash_size && n <= g_flash_size - addr; }
 
 int hal_flash_erase(uint32_t addr) {
     if (addr % g_cfg.sector_size || !in_range(addr, g_cfg.sector_size)) return -1;
     if (sim_fault_flash_op()) port_power_cut("flash op (erase), address", addr);
     memset(g_flash + addr, 0xFF, g_cfg.sector_size);
-    sleep_us(g_cfg.erase_us);
+    busy(g_cfg.erase_us);
     return 0;
 }
 
@@ -140,7 +219,7 @@ int hal_flash_program(uint32_t addr, const uint8_t *p, uint32_t n) {
         port_power_cut("flash op (program, torn), address", addr);
     }
     for (i = 0; i < n; i++) g_flash[addr + i] &= p[i];
-    sleep_us((double)((n + g_cfg.page_size - 1) / g_cfg.page_size) * g_cfg.program_us);
+    busy((double)((n + g_cfg.page_size - 1) / g_cfg.page_size) * g_cfg.program_us);
     return 0;
 }
 
@@ -332,23 +411,23 @@ int main(int argc, char **argv) {
     for (;;) {
         struct pollfd p = {g_master, POLLIN, 0};
         uint32_t now;
-        int n = poll(&p, 1, 10);
-        if (n > 0) {
+        if (poll(&p, 1, next_timeout_ms()) > 0) {
             ssize_t r = read(g_master, buf, sizeof buf);
-            if (r > 0 && !f_deaf) {
-                if (g_baud) sleep_us(r * 10e6 / g_baud);
-                bl_feed(&g_bl, buf, sim_fault_link(buf, (size_t)r, 0));
-            }
+            if (r > 0) rx_in(buf, (size_t)r);
         }
+        deliver_due(now_us());
+        send_due(now_us());
         now = hal_millis();
         bl_tick(&g_bl, now);
         if (sim_app_tick(&app, &g_bl, now)) g_bl.reset_req = 1; /* the app crashed */
         if (g_bl.reset_req) {
             int stay = g_bl.reset_req == 2;
             hal_uart_flush();
+            g_rxn = 0; /* whatever was received is lost in the reboot */
             discard_input(g_cfg.boot_ms);
             bl_init(&g_bl, &g_cfg, stay, g_base_baud);
             g_baud = g_base_baud;
+            g_busy_until = 0;
             f_deaf = 0;
             sim_app_booted(&app, &g_bl, hal_millis(), crashes());
         }
