@@ -507,6 +507,40 @@ async def _baud(ctx: Ctx) -> str | None:
     return None
 
 
+@check("set-baud-switch", "§9.5", "SET_BAUD answers OK at the old rate; HELLO works at the new one")
+async def _baud_switch(ctx: Ctx) -> str | None:
+    if Capability.SET_BAUD not in ctx.h.capabilities:
+        raise Skipped("no SET_BAUD capability")
+    # The link's own rate: a switch that cannot fail on any adapter, yet runs the whole path.
+    rate = ctx.timing.baud or 115_200
+    st = await ctx.status_of(SetBaudRequest(rate))
+    expect(st is Status.OK, f"SET_BAUD({rate}) answered {st.name}")
+    ctx.link.transport.set_baud(rate)
+    await ctx.hello_ok(f"at the new rate {rate}")
+    return None
+
+
+@check(
+    "set-baud-fallback",
+    "§9.5",
+    "without a valid frame at the new rate the MCU falls back after 1 s",
+)
+async def _baud_fallback(ctx: Ctx) -> str | None:
+    if Capability.SET_BAUD not in ctx.h.capabilities:
+        raise Skipped("no SET_BAUD capability")
+    old = ctx.timing.baud or 115_200
+    new = 230_400 if old != 230_400 else 115_200
+    st = await ctx.status_of(SetBaudRequest(new))
+    if st is Status.BAD_BAUD:
+        raise Skipped(f"{new} baud not supported")
+    expect(st is Status.OK, f"SET_BAUD({new}) answered {st.name}")
+    # The client never switches: the MCU must hear nothing valid and return to the old
+    # rate after 1 s (§9.5). This wait is that rule's own timer, not a guess.
+    await asyncio.sleep(1.2)
+    await ctx.hello_ok(f"at the old rate 1.2 s after SET_BAUD({new})")
+    return None
+
+
 @check("answer-time", "§11", "HELLO and INFO answers arrive within the §11 command timeout")
 async def _timing(ctx: Ctx) -> str | None:
     worst = 0.0
