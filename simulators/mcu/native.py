@@ -42,7 +42,11 @@ _ARM_FLAGS = (
     "-Wl,--gc-sections", "-Tports/lm3s6965/link.ld",
 )  # fmt: skip
 #: RAM sizing of the Cortex-M build per model: (max_data, window, write_size).
-QEMU_MODELS = {"vmcu-l0": (256, 1024, 4), "vmcu-f4": (1024, 8192, 8)}
+QEMU_MODELS = {
+    "vmcu-l0": (256, 1024, 4),
+    "vmcu-f4": (1024, 8192, 8),
+    "vmcu-h7": (2048, 16384, 32),
+}
 
 
 class NativeSimError(RuntimeError):
