@@ -206,6 +206,8 @@ def _exec_qemu(state: Path, opts: Mapping[str, Any]) -> NoReturn:
     qemu = shutil.which("qemu-system-arm")
     if qemu is None:
         raise NativeSimError("qemu-system-arm not found: install it (see .ci/run)")
+    if opts.get("model") and opts["model"] not in QEMU_MODELS:
+        build_qemu(str(opts["model"]))  # raises the clear error before anything is written
     model, uid = _identity(state, opts)
     elf = build_qemu(model)
     _blank_flash(state / "flash.bin", MODELS[model].flash_size)

@@ -118,6 +118,7 @@ def test_qemu_refuses_a_model_it_cannot_build(
     )
     assert code != 0
     assert "--impl qemu builds vmcu-l0, vmcu-f4, vmcu-h7" in err
+    assert not (tmp_path / "device.json").exists()  # nothing written for a bad request
 
 
 def test_qemu_and_python_share_the_state_dir(
