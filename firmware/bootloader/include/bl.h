@@ -24,7 +24,8 @@
 #define BL_BODY_MAX ((BL_MAX_DATA_MAX + 4u > 125u ? BL_MAX_DATA_MAX + 4u : 125u) + 10u)
 /* COBS worst case of that body; longer segments are dropped unbuffered (§3.1). */
 #define BL_RX_MAX (BL_BODY_MAX + BL_BODY_MAX / 254u + 1u)
-#define BL_TX_MAX 400u
+/* The largest answer is INFO: 3 + 33 + 25 + 49 + 17 + 27 + 1 + 2 x 120 = 395 payload bytes. */
+#define BL_TX_MAX 408u
 
 enum { BL_OK = 0, BL_UNSUPPORTED, BL_MALFORMED, BL_BAD_STATE, BL_OUT_OF_RANGE, BL_TOO_LARGE,
        BL_VERIFY_FAILED, BL_FLASH_ERROR, BL_BUSY, BL_NOT_IN_BOOTLOADER, BL_REFUSED,
@@ -43,6 +44,7 @@ enum { BL_PH_BEGIN = 1, BL_PH_DATA, BL_PH_VERIFY, BL_PH_ACTIVATE, BL_PH_BOOT, BL
        BL_PH_ABORT };
 
 typedef struct {
+    /* Sent in INFO, at most 24, 48 and 16 bytes (longer ones are cut). */
     const char *name, *compat, *bootloader_version;
     uint32_t slot_size, trailer_size, sector_size;
     uint16_t write_size, page_size;

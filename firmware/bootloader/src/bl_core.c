@@ -67,21 +67,20 @@ static unsigned tail_reserve(const bl_t *bl) { return 3u + bl->cfg->max_trial_bo
 
 static void phase(bl_t *bl, uint32_t ph) { (void)hal_hook(bl, BL_EV_PHASE, ph, 0); }
 
-/* Newest CONFIRMED slot whose image still hashes right (or by trailer alone), else -1. */
-static int fallback_slot(bl_t *bl, int check_image) {
+/* Newest CONFIRMED slot (whose image hashes right, if check_image), else -1. */
+static int newest_confirmed(bl_t *bl, int check_image) {
     bl_slot_t st[2];
-    int order[2], i, best = -1;
+    int i, first;
     bl_slot_status(bl, 0, &st[0]);
     bl_slot_status(bl, 1, &st[1]);
-    order[0] = st[1].generation > st[0].generation ? 1 : 0;
-    order[1] = 1 - order[0];
+    first = st[1].generation > st[0].generation ? 1 : 0;
     for (i = 0; i < 2; i++) {
-        int s = order[i];
-        if (st[s].state != BL_CONFIRMED) continue;
-        if (best < 0) best = s;
-        if (!check_image || bl_image_ok(bl, (unsigned)s, &st[s], NULL)) return s;
+        int s = i ? 1 - first : first;
+        if (st[s].state == BL_CONFIRMED &&
+            (!check_image || bl_image_ok(bl, (unsigned)s, &st[s], NULL)))
+            return s;
     }
-    return check_image ? -2 - best : best; /* -2 - best encodes "none verifies; trailer says best" */
+    return -1;
 }
 
 static int first_slot(bl_t *bl, uint8_t a, uint8_t b) {
@@ -137,7 +136,7 @@ static void boot_decision(bl_t *bl) {
         }
         if (t->free > 0) (void)bl_trailer_append(bl, (unsigned)trial, BL_REC_INVALID, 0, 0, 0);
     }
-    s = fallback_slot(bl, 1);
+    s = newest_confirmed(bl, 1);
     if (s >= 0) {
         bl->mode = BL_MODE_APP;
         bl->running_slot = (uint8_t)s;
@@ -182,7 +181,9 @@ static void on_hello(bl_t *bl, uint16_t seq, const uint8_t *p, size_t n) {
     reply(bl, OP_HELLO, seq, 13);
 }
 
-static uint8_t *put_str(uint8_t *o, const uint8_t *s, size_t n) {
+/* Strings are clamped so the largest INFO fits BL_TX_MAX (see bl_config_t). */
+static uint8_t *put_str(uint8_t *o, const uint8_t *s, size_t n, size_t max) {
+    if (n > max) n = max;
     *o++ = (uint8_t)n;
     memcpy(o, s, n);
     return o + n;
@@ -197,9 +198,9 @@ static void on_info(bl_t *bl, uint16_t seq) {
     *o++ = bl->mode == BL_MODE_APP ? bl->running_slot : 0xFF;
     *o = (uint8_t)hal_uid(o + 1, 32);
     o += 1 + *o;
-    o = put_str(o, (const uint8_t *)c->name, strlen(c->name));
-    o = put_str(o, (const uint8_t *)c->compat, strlen(c->compat));
-    o = put_str(o, (const uint8_t *)c->bootloader_version, strlen(c->bootloader_version));
+    o = put_str(o, (const uint8_t *)c->name, strlen(c->name), 24);
+    o = put_str(o, (const uint8_t *)c->compat, strlen(c->compat), 48);
+    o = put_str(o, (const uint8_t *)c->bootloader_version, strlen(c->bootloader_version), 16);
     g = o;
     bl_put32(g, c->slot_size);
     bl_put32(g + 4, c->sector_size);
@@ -221,7 +222,8 @@ static void on_info(bl_t *bl, uint16_t seq) {
         o += 4;
         if (st.state == BL_EMPTY) memset(o, 0, 32); else memcpy(o, st.sha256, 32);
         o += 32;
-        o = put_str(o, (const uint8_t *)st.version, st.state == BL_EMPTY ? 0 : strlen(st.version));
+        o = put_str(o, (const uint8_t *)st.version, st.state == BL_EMPTY ? 0 : strlen(st.version),
+                    BL_VERSION_MAX);
     }
     reply(bl, OP_INFO, seq, (size_t)(o - (bl->tx + 6)));
 }
@@ -286,8 +288,8 @@ static void on_begin(bl_t *bl, uint16_t seq, const uint8_t *p, size_t n) {
     memcpy(version, p + 41, vlen);
     version[vlen] = 0;
     /* Never the slot that boots: while it is the only confirmed image it is the fallback. */
-    fb = fallback_slot(bl, 1);
-    if (fb < -1) fb = -2 - fb;
+    fb = newest_confirmed(bl, 1);
+    if (fb < 0) fb = newest_confirmed(bl, 0); /* none verifies: nothing left to protect */
     slot = fb < 0 ? 0u : 1u - (unsigned)fb;
     bl_slot_status(bl, slot, &st);
     bl->s.open = 0;
