@@ -223,10 +223,14 @@ def _exec_qemu(state: Path, opts: Mapping[str, Any]) -> NoReturn:
         tmp.unlink(missing_ok=True)
         tmp.symlink_to(path)
         tmp.replace(link)
-    semi = ",".join(["enable=on", "target=native", *(f"arg={a}" for a in guest_args)])
+    # The guest's messages (a power cut) go to our stderr, never into the UART's pty.
+    semi = ",".join(
+        ["enable=on", "target=native", "chardev=semi", *(f"arg={a}" for a in guest_args)]
+    )
     argv = [
         qemu, "-M", "lm3s6965evb", "-nodefaults", "-display", "none", "-monitor", "none",
         "-chardev", "stdio,id=uart,signal=off", "-serial", "chardev:uart",
+        "-chardev", "file,id=semi,path=/dev/stderr",
         "-semihosting-config", semi, "-kernel", str(elf),
     ]  # fmt: skip
     print(f"PTY {path}", flush=True)

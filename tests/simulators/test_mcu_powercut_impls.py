@@ -12,10 +12,16 @@ from __future__ import annotations
 import hashlib
 import random
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from protocols.constants import SlotState
+from simulators.mcu.device import DeviceSpec, open_device
+from simulators.mcu.models import MODELS
+from simulators.mcu.options import SimOptions
+from simulators.mcu.trailer import RecordKind, fold
 from tests.sim_harness import SimProcess, cli, cli_json
 
 FAST = ("--baud", "0", "--flash-scale", "0.05", "--model", "vmcu-l0")
@@ -63,3 +69,61 @@ def test_cut_at_any_flash_op_leaves_a_bootable_part(
         assert info["slots"][info["running_slot"]]["sha256"] == new_sha
     finally:
         sim.stop()
+
+
+def _trial_pending(state: Path) -> str:
+    """A vmcu-l0 state dir (written by the Python model) whose slot 1 waits for its trial boot."""
+    core = open_device(DeviceSpec(state_dir=state, model="vmcu-l0"), SimOptions(), 0)
+    try:
+        trailer = core.trailers[1]
+        image = b"\x5a" * core.model.sector_size
+        core.flash.erase_sector(trailer.image_base)
+        core.flash.program(trailer.image_base, image)
+        trailer.append(RecordKind.BEGIN, len(image), hashlib.sha256(image).digest(), "2.0.0")
+        trailer.append(RecordKind.COMPLETE)
+        trailer.append(RecordKind.TRIAL, 2)
+    finally:
+        core.flash.close()
+    return hashlib.sha256(image).hexdigest()
+
+
+def _power_on(state: Path, impl: str, *extra: str) -> tuple[int | None, str]:
+    """Start the simulator: (None, port) once it serves, or (exit status, stderr) if it died."""
+    sim = SimProcess(state, ("--baud", "0", "--impl", impl, *extra))
+    try:
+        try:
+            sim.start()
+        except RuntimeError as exc:  # exited before announcing a port
+            status = sim.wait_exit(timeout=10)
+            return status, f"{exc} {sim.stderr()}"  # stderr is in one of the two
+        if impl == "qemu":  # the port is announced before the guest boots; a cut ends it at once
+            try:
+                status = sim.wait_exit(timeout=5)
+                return status, sim.stderr()
+            except subprocess.TimeoutExpired:
+                pass
+        return None, sim.port
+    finally:
+        sim.stop()
+
+
+@pytest.mark.parametrize("impl", ["c", pytest.param("qemu", marks=needs_qemu)])
+def test_power_ons_cut_at_the_trial_boot_end_with_the_old_image(tmp_path: Path, impl: str) -> None:
+    """Issue 8's first brick: every power-on is cut while it records the trial boot."""
+    state = tmp_path / "mcu"
+    _trial_pending(state)
+    for n in range(6):
+        status, err = _power_on(state, impl, "--fault", "cut-phase=boot:1")
+        assert status == 3, f"power-on {n + 1}: {err}"
+        assert "power cut" in err and "power-on" in err, f"power-on {n + 1}: {err!r}"
+        if impl == "c":
+            assert "PTY" not in err  # never announced a port it could not serve
+    # Each cut tore one record; the torn ones count as boot attempts, so the trial is over.
+    status, _ = _power_on(state, impl)
+    assert status is None
+    m = MODELS["vmcu-l0"]
+    data = (state / "flash.bin").read_bytes()
+    slot1 = fold(data[m.region_size + m.slot_size : 2 * m.region_size])
+    slot0 = fold(data[m.slot_size : m.region_size])
+    assert slot1.state is SlotState.INVALID
+    assert slot0.state is SlotState.CONFIRMED and slot0.version == "1.0.0"

@@ -127,6 +127,10 @@ int sim_fault_flash_op(void) {
     return cut_op == ops || (cut_phase && cut_phase == phase && phase_ops == cut_phase_k);
 }
 
+const char *sim_fault_phase(void) {
+    return phase == BL_PH_BOOT ? "power-on (boot decision)" : phase ? PHASES[phase] : "power-on";
+}
+
 int sim_fault_crashes(const char *version) {
     int i;
     for (i = 0; i < ncrash; i++)

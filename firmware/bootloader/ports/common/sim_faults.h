@@ -19,6 +19,8 @@ void sim_fault_parse(const char *spec);
 size_t sim_fault_link(uint8_t *p, size_t n, int tx);
 /* Count one flash operation; returns 1 if power is cut now (the port tears the write). */
 int sim_fault_flash_op(void);
+/* The phase the last flash operation belonged to ("power-on (boot decision)", "data", ...). */
+const char *sim_fault_phase(void);
 /* 1 if the running app's version crashes on boot. */
 int sim_fault_crashes(const char *version);
 extern int sim_fault_baud_fail;

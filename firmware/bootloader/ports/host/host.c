@@ -52,7 +52,7 @@ static void die(int code, const char *fmt, ...) {
 }
 
 void port_power_cut(const char *what, uint32_t n) {
-    fprintf(stderr, "sim: power cut at %s %u\n", what, (unsigned)n);
+    fprintf(stderr, "sim: power cut at %s %u during %s\n", what, (unsigned)n, sim_fault_phase());
     _exit(POWER_CUT_EXIT);
 }
 
@@ -405,8 +405,9 @@ int main(int argc, char **argv) {
     open_flash(state);
     g_bl.cfg = &g_cfg;
     sim_factory_install(&g_bl, app_version);
-    (void)open_pty(link);
+    /* Power-on first: a cut in the boot decision exits before a port is announced. */
     bl_init(&g_bl, &g_cfg, 0, g_baud);
+    (void)open_pty(link);
     sim_app_booted(&app, &g_bl, hal_millis(), crashes());
     for (;;) {
         struct pollfd p = {g_master, POLLIN, 0};

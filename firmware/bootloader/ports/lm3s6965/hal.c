@@ -83,6 +83,8 @@ void port_power_cut(const char *what, uint32_t n) {
     semi_err(what);
     semi_err(" ");
     semi_err(num + i);
+    semi_err(" during ");
+    semi_err(sim_fault_phase());
     semi_err("\n");
     semi_exit(3);
 }
