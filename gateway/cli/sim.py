@@ -66,6 +66,13 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         default="low",
         help="stm32-rom: BOOT0 strap; high starts in the ROM system bootloader",
     )
+    p.add_argument(
+        "--impl",
+        choices=("python", "c", "qemu"),
+        default="python",
+        help="python virtual MCU, the C reference bootloader on the host (c), "
+        "or its Cortex-M3 build under qemu-system-arm (qemu)",
+    )
     p.set_defaults(func=_run)
 
 
@@ -105,6 +112,13 @@ def _run(args: argparse.Namespace) -> int:
         return _run_other(args)
     if args.count < 1:
         raise CommandError("--count must be at least 1")
+    if args.impl != "python":
+        from simulators.mcu.native import NativeSimError, exec_native
+
+        try:
+            return exec_native(args.impl, vars(args))
+        except NativeSimError as exc:
+            raise CommandError(str(exc)) from exc
     try:
         options = parse_faults(args.fault)
     except FaultSpecError as exc:

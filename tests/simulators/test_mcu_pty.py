@@ -15,6 +15,12 @@ from tests.sim_harness import SimProcess, cli, cli_json, running_sim
 FAST = ("--baud", "0", "--flash-scale", "0.05")
 
 
+@pytest.fixture(params=["python", "c"])
+def impl(request: pytest.FixtureRequest) -> tuple[str, ...]:
+    """Each simulator test runs against the Python virtual MCU and the C reference bootloader."""
+    return (*FAST, "--impl", request.param)
+
+
 def _image(tmp_path: Path, size: int, seed: int = 1, name: str = "fw.bin") -> Path:
     path = tmp_path / name
     path.write_bytes(random.Random(seed).randbytes(size))
@@ -22,11 +28,11 @@ def _image(tmp_path: Path, size: int, seed: int = 1, name: str = "fw.bin") -> Pa
 
 
 def test_flash_then_info_then_power_cycle(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], impl: tuple[str, ...]
 ) -> None:
     image = _image(tmp_path, 200_000)
     digest = hashlib.sha256(image.read_bytes()).hexdigest()
-    sim = SimProcess(tmp_path / "mcu", FAST).start()
+    sim = SimProcess(tmp_path / "mcu", impl).start()
     try:
         code, result, err = cli_json(
             capsys, "flash", "--port", sim.port, "--baud", "0", str(image), "--version", "2.1.0"
@@ -57,11 +63,11 @@ def test_flash_then_info_then_power_cycle(
 
 
 def test_noisy_link_both_directions_completes(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], impl: tuple[str, ...]
 ) -> None:
     image = _image(tmp_path, 256 * 1024, seed=2)
     faults = ("--fault", "corrupt=0.001", "--fault", "drop=0.0005", "--fault", "seed=42")
-    with running_sim(tmp_path / "mcu", *FAST, *faults) as sim:
+    with running_sim(tmp_path / "mcu", *impl, *faults) as sim:
         code, result, err = cli_json(
             capsys, "flash", "--port", sim.port, "--baud", "0", str(image), "--version", "3.0.0"
         )
@@ -72,10 +78,12 @@ def test_noisy_link_both_directions_completes(
         assert info["slots"][info["running_slot"]]["sha256"] == result["sha256"]
 
 
-def test_power_cut_mid_transfer_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_power_cut_mid_transfer_resumes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], impl: tuple[str, ...]
+) -> None:
     size = 256 * 1024
     image = _image(tmp_path, size, seed=3)
-    sim = SimProcess(tmp_path / "mcu", FAST)
+    sim = SimProcess(tmp_path / "mcu", impl)
     sim.start(["--fault", "cut-at=50%"])
     try:
         code, _, err = cli(
@@ -98,10 +106,10 @@ def test_power_cut_mid_transfer_resumes(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_app_that_never_confirms_is_rolled_back(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], impl: tuple[str, ...]
 ) -> None:
     image = _image(tmp_path, 64 * 1024, seed=4)
-    with running_sim(tmp_path / "mcu", *FAST, "--fault", "crash-on-boot=2.0.0") as sim:
+    with running_sim(tmp_path / "mcu", *impl, "--fault", "crash-on-boot=2.0.0") as sim:
         code, result, err = cli_json(
             capsys, "flash", "--port", sim.port, "--baud", "0", str(image), "--version", "2.0.0"
         )
@@ -117,10 +125,10 @@ def test_app_that_never_confirms_is_rolled_back(
 
 @pytest.mark.parametrize("model", ["vmcu-l0", "vmcu-h7"])
 def test_models_with_different_windows_and_payloads(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], model: str
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], model: str, impl: tuple[str, ...]
 ) -> None:
     image = _image(tmp_path, 100_003, seed=5)  # odd size: last chunk is padded
-    with running_sim(tmp_path / "mcu", *FAST, "--model", model) as sim:
+    with running_sim(tmp_path / "mcu", *impl, "--model", model) as sim:
         code, result, err = cli_json(
             capsys, "flash", "--port", sim.port, "--baud", "0", str(image), "--version", "1.2.3"
         )
@@ -133,10 +141,10 @@ def test_models_with_different_windows_and_payloads(
 
 
 def test_old_protocol_version_is_refused(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], impl: tuple[str, ...]
 ) -> None:
     image = _image(tmp_path, 4096)
-    with running_sim(tmp_path / "mcu", *FAST, "--protocol-version", "0") as sim:
+    with running_sim(tmp_path / "mcu", *impl, "--protocol-version", "0") as sim:
         code, _, err = cli(
             capsys, "flash", "--port", sim.port, "--baud", "0", str(image), "--version", "2.0.0"
         )
@@ -146,10 +154,10 @@ def test_old_protocol_version_is_refused(
 
 
 def test_image_larger_than_slot_writes_nothing(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], impl: tuple[str, ...]
 ) -> None:
     image = _image(tmp_path, 300 * 1024)
-    with running_sim(tmp_path / "mcu", *FAST, "--model", "vmcu-l0") as sim:
+    with running_sim(tmp_path / "mcu", *impl, "--model", "vmcu-l0") as sim:
         _, before, _ = cli_json(capsys, "info", "--port", sim.port)
         flash_before = (tmp_path / "mcu" / "flash.bin").read_bytes()
         code, _, err = cli(
@@ -219,3 +227,25 @@ def test_port_that_is_not_a_bootloader(
             assert "garbled frames" in err
     finally:
         fake.close()
+
+
+def test_state_dir_is_shared_by_c_and_python(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """flash.bin and device.json mean the same to both implementations."""
+    image = _image(tmp_path, 50_000, seed=6)
+    digest = hashlib.sha256(image.read_bytes()).hexdigest()
+    state = tmp_path / "mcu"
+    with running_sim(state, *FAST, "--impl", "c") as sim:
+        code, _, err = cli_json(
+            capsys, "flash", "--port", sim.port, "--baud", "0", str(image), "--version", "4.0.0"
+        )
+        assert code == 0, err
+        _, c_info, _ = cli_json(capsys, "info", "--port", sim.port)
+    with running_sim(state, *FAST, "--impl", "python") as sim:
+        code, info, err = cli_json(capsys, "info", "--port", sim.port)
+        assert code == 0, err
+    assert info["uid"] == c_info["uid"]
+    assert info["running_version"] == "4.0.0"
+    assert info["slots"] == c_info["slots"]
+    assert info["slots"][info["running_slot"]]["sha256"] == digest

@@ -93,6 +93,19 @@ class Vector:
     trailing: bytes = b""  # appended to the payload: decode-only record
 
 
+def _ff_end_data(seq: int, offset: int) -> bytes:
+    """246 non-zero data bytes whose frame has one zero (the length's high byte) and
+    ends exactly after a 254-byte COBS block; the filler is varied until the CRC
+    has no zero byte."""
+    for filler in range(1, 256):
+        data = bytes([filler]) * 246
+        _, payload = encode_payload(DataRequest(offset=offset, data=data))
+        body = encode_frame(Opcode.DATA, seq, payload)
+        if cobs.decode(body[:-1]).count(0) == 1:
+            return data
+    raise AssertionError("no filler gives a zero-free CRC")
+
+
 def _vectors() -> list[Vector]:
     nonzero = bytes((i % 255) + 1 for i in range(600))  # no 0x00: COBS adds code bytes
     with_zeros = bytes([0x00, 0x00, 0x01, 0x00, 0xFF, 0x00, 0x00, 0x00]) + bytes(8)
@@ -145,6 +158,12 @@ def _vectors() -> list[Vector]:
             9,
             DataRequest(offset=0x0001_0000, data=nonzero),
             "614-byte body, no zeros in the data: COBS inserts extra 0xFF code blocks",
+        ),
+        Vector(
+            "data_request_cobs_ff_end",
+            0x0101,
+            DataRequest(offset=0x0101_0108, data=_ff_end_data(0x0101, 0x0101_0108)),
+            "body ends exactly after a 0xFF COBS block: no final 0x01 code (§3.1)",
         ),
         Vector(
             "data_request_short_last",
@@ -219,7 +238,7 @@ def _vectors() -> list[Vector]:
             InfoResponse(
                 status=Status.OK,
                 mode=Mode.BOOTLOADER,
-                running_slot=0,
+                running_slot=0xFF,
                 uid=bytes.fromhex("0123456789abcdef0011"),
                 model="sensor-x1",
                 compat="acme:sensor-x1:rev-b",
@@ -230,7 +249,7 @@ def _vectors() -> list[Vector]:
                     SlotInfo(SlotState.WRITING, 0, 0x0001_2345, IMAGE_SHA, "1.2.0"),
                 ),
             ),
-            "slot 0 confirmed and running, slot 1 mid-transfer",
+            "bootloader mode (running_slot 0xFF): slot 0 confirmed, slot 1 mid-transfer",
         ),
         Vector(
             "info_response_trial",

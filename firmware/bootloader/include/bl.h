@@ -1,0 +1,116 @@
+/* Reference MCU side of the serial bootloader protocol (docs/protocol.md), C99, no heap. */
+#ifndef BL_H
+#define BL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bl_sha256.h"
+
+/* Compile-time RAM sizing: the largest max_data and window any configuration uses. */
+#ifndef BL_MAX_DATA_MAX
+#define BL_MAX_DATA_MAX 2048u
+#endif
+#ifndef BL_WINDOW_MAX
+#define BL_WINDOW_MAX 16384u
+#endif
+#ifndef BL_WRITE_MAX
+#define BL_WRITE_MAX 32u
+#endif
+
+#define BL_VERSION_MAX 80u
+#define BL_RECORD_SIZE 128u
+/* Largest request body: DATA header + max_data, or BEGIN with an 80-byte version. */
+#define BL_BODY_MAX ((BL_MAX_DATA_MAX + 4u > 125u ? BL_MAX_DATA_MAX + 4u : 125u) + 10u)
+/* COBS worst case of that body; longer segments are dropped unbuffered (§3.1). */
+#define BL_RX_MAX (BL_BODY_MAX + BL_BODY_MAX / 254u + 1u)
+/* The largest answer is INFO: 3 + 33 + 25 + 49 + 17 + 27 + 1 + 2 x 120 = 395 payload bytes. */
+#define BL_TX_MAX 408u
+
+enum { BL_OK = 0, BL_UNSUPPORTED, BL_MALFORMED, BL_BAD_STATE, BL_OUT_OF_RANGE, BL_TOO_LARGE,
+       BL_VERIFY_FAILED, BL_FLASH_ERROR, BL_BUSY, BL_NOT_IN_BOOTLOADER, BL_REFUSED,
+       BL_MISALIGNED, BL_BAD_BAUD, BL_NO_IMAGE, BL_GAP };
+enum { BL_EMPTY = 0, BL_WRITING, BL_COMPLETE, BL_TRIAL, BL_CONFIRMED, BL_INVALID };
+enum { BL_MODE_BOOTLOADER = 0, BL_MODE_APP = 1 };
+enum { BL_REC_BEGIN = 1, BL_REC_CHECKPOINT, BL_REC_COMPLETE, BL_REC_TRIAL, BL_REC_BOOT,
+       BL_REC_CONFIRMED, BL_REC_INVALID };
+/* hal_hook events. */
+enum { BL_EV_PHASE = 1,   /* a = phase (BL_PH_*) */
+       BL_EV_PROGRAM,     /* a = image offset, b = end; before the bytes are programmed */
+       BL_EV_SIZE,        /* a = image size of the open session */
+       BL_EV_REQUEST,     /* a = opcode; return 1 = drop, 2 = REFUSED */
+       BL_EV_BAD_FRAME };
+enum { BL_PH_BEGIN = 1, BL_PH_DATA, BL_PH_VERIFY, BL_PH_ACTIVATE, BL_PH_BOOT, BL_PH_CONFIRM,
+       BL_PH_ABORT };
+
+typedef struct {
+    /* Sent in INFO, at most 24, 48 and 16 bytes (longer ones are cut). */
+    const char *name, *compat, *bootloader_version;
+    uint32_t slot_size, trailer_size, sector_size;
+    uint16_t write_size, page_size;
+    uint32_t erase_us, program_us, hash_us_per_kib;
+    uint16_t boot_ms;
+    uint8_t max_trial_boots;
+    uint16_t max_data;
+    uint32_t window;
+    uint8_t protocol_version;
+} bl_config_t;
+
+/* Folded state of one slot trailer (§10.1). */
+typedef struct {
+    uint8_t state, boots;
+    uint32_t size, checkpoint, generation;
+    uint8_t sha256[32];
+    char version[BL_VERSION_MAX + 1];
+    uint16_t used, free;
+} bl_slot_t;
+
+typedef struct {
+    uint8_t open, slot;
+    uint32_t size, expected, checkpoint, interval, erased_to;
+} bl_session_t;
+
+typedef struct bl {
+    const bl_config_t *cfg;
+    uint8_t mode;
+    uint8_t running_slot; /* 0xFF: none */
+    uint8_t booted_trial; /* the running slot was booted on trial */
+    bl_session_t s;
+    /* Receive: one COBS segment, decoded in place. */
+    uint8_t rx[BL_RX_MAX];
+    uint16_t rx_len;
+    uint8_t rx_over;
+    /* Window: bytes ahead of `expected`, at offset % window, plus a bitmap of held write units. */
+    uint8_t win[BL_WINDOW_MAX];
+    uint8_t held[BL_WINDOW_MAX / 4u / 8u];
+    uint8_t held_any;
+    uint8_t tx[BL_TX_MAX];
+    uint8_t rec[BL_RECORD_SIZE];
+    /* Reset and baud requests for the port's main loop. */
+    uint8_t reset_req; /* 0 none, 1 RUN, 2 STAY */
+    uint32_t baud, old_baud, baud_since;
+    uint8_t baud_probation;
+    uint32_t frames_ok, frames_bad;
+} bl_t;
+
+/* Power-on: run the boot decision (§10.3) unless stay; afterwards mode is APP or BOOTLOADER. */
+void bl_init(bl_t *bl, const bl_config_t *cfg, int stay, uint32_t baud);
+/* Feed received bytes (from the HAL's receive ring). */
+void bl_feed(bl_t *bl, const uint8_t *p, size_t n);
+/* Timers (SET_BAUD fallback); call with hal_millis() from the main loop. */
+void bl_tick(bl_t *bl, uint32_t now_ms);
+/* The application (or the port's virtual app) confirms its trial image; 0 on OK. */
+int bl_app_confirm(bl_t *bl);
+/* Fold one slot's trailer. */
+void bl_slot_status(bl_t *bl, unsigned slot, bl_slot_t *st);
+/* Append one trailer record; 0 on success (used by factory provisioning too). */
+int bl_trailer_append(bl_t *bl, unsigned slot, uint8_t kind, uint32_t arg, const uint8_t *sha,
+                      const char *version);
+uint32_t bl_crc32(uint32_t crc, const uint8_t *p, size_t n);
+/* Frame layer (§3): COBS-decode a segment in place (0 on a framing error); check a body's
+ * version, length and CRC; COBS-encode a body to the UART with its delimiter. */
+size_t bl_cobs_decode(uint8_t *buf, size_t n);
+int bl_body_ok(const uint8_t *body, size_t n);
+void bl_send_body(const uint8_t *body, size_t n);
+
+#endif

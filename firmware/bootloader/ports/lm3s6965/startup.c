@@ -1,0 +1,28 @@
+/* Cortex-M3 vector table and reset handler for the LM3S6965 (QEMU lm3s6965evb). */
+#include <stdint.h>
+
+extern uint32_t _sidata, _sdata, _edata, _sbss, _ebss, _estack;
+int main(void);
+void Reset_Handler(void);
+void uart0_isr(void);
+
+static void fault(void) {
+    for (;;) {}
+}
+
+static void systick(void) {} /* only wakes the main loop from WFI */
+
+void Reset_Handler(void) {
+    uint32_t *s = &_sidata, *d = &_sdata;
+    while (d < &_edata) *d++ = *s++;
+    for (d = &_sbss; d < &_ebss; d++) *d = 0;
+    (void)main();
+    fault();
+}
+
+__attribute__((section(".vectors"), used)) static void (*const vectors[16 + 6])(void) = {
+    (void (*)(void))(uintptr_t)&_estack, Reset_Handler, fault, fault, fault, fault, fault, 0, 0,
+    0, 0, fault, fault, 0, fault, systick,
+    /* IRQ 0..5: GPIO A..E, UART0 */
+    fault, fault, fault, fault, fault, uart0_isr,
+};

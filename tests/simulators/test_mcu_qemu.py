@@ -1,0 +1,134 @@
+"""The C bootloader as a Cortex-M3 binary under qemu-system-arm, updated by the real CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from simulators.mcu.models import MODELS
+from simulators.mcu.trailer import fold
+from tests.sim_harness import SimProcess, cli, cli_json, running_sim
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+    reason="needs qemu-system-arm and gcc-arm-none-eabi (installed by .ci/run)",
+)
+
+QEMU = ("--impl", "qemu", "--model", "vmcu-l0")
+
+
+def _image(tmp_path: Path, size: int, seed: int) -> Path:
+    path = tmp_path / f"fw-{seed}.bin"
+    path.write_bytes(random.Random(seed).randbytes(size))
+    return path
+
+
+def _checkpoint(state: Path, slot: int) -> int:
+    m = MODELS["vmcu-l0"]
+    data = (state / "flash.bin").read_bytes()
+    base = slot * m.region_size + m.slot_size
+    return fold(data[base : base + m.trailer_size]).checkpoint
+
+
+def test_flash_kill_qemu_mid_transfer_then_resume(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    size = 120_000
+    image = _image(tmp_path, size, seed=11)
+    digest = hashlib.sha256(image.read_bytes()).hexdigest()
+    state = tmp_path / "mcu"
+    sim = SimProcess(state, QEMU).start()
+    flash: subprocess.Popen[bytes] | None = None
+    try:
+        flash = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "flash", "--port", sim.port, str(image),
+             "--version", "2.0.0", "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        # Pull the plug once the part has persisted a checkpoint (bounded wait on that state).
+        deadline = time.monotonic() + 60
+        while _checkpoint(state, 1) == 0:
+            assert flash.poll() is None, "flash ended before any checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint within 60 s"
+            time.sleep(0.02)
+        sim.kill()
+        out, err = flash.communicate(timeout=60)
+        assert flash.returncode != 0, out
+        saved = _checkpoint(state, 1)
+        assert 0 < saved < size
+
+        sim.start()
+        code, result, err = cli_json(
+            capsys, "flash", "--port", sim.port, str(image), "--version", "2.0.0"
+        )
+        assert code == 0, err
+        assert result["outcome"] == "confirmed"
+        assert result["resumed_from"] >= saved
+        assert result["sha256"] == digest
+        assert result["wire_bytes_tx"] < size - saved + size // 5
+
+        sim.kill()  # power cycle: the confirmed image boots again
+        sim.start()
+        code, info, err = cli_json(capsys, "info", "--port", sim.port)
+        assert code == 0, err
+        assert info["mode"] == "app"
+        assert info["running_version"] == "2.0.0"
+        assert info["slots"][info["running_slot"]]["sha256"] == digest
+    finally:
+        sim.stop()
+
+
+def test_power_cut_fault_and_rollback_on_qemu(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = _image(tmp_path, 40_000, seed=12)
+    state = tmp_path / "mcu"
+    sim = SimProcess(state, QEMU)
+    sim.start(["--fault", "cut-at=60%", "--fault", "crash-on-boot=3.0.0"])
+    try:
+        code, _, err = cli(capsys, "flash", "--port", sim.port, str(image), "--version", "3.0.0")
+        assert code != 0
+        assert sim.wait_exit(timeout=30) == 3  # the guest cut its own power (semihosting exit)
+        sim.start(["--fault", "crash-on-boot=3.0.0"])
+        code, result, err = cli_json(
+            capsys, "flash", "--port", sim.port, str(image), "--version", "3.0.0"
+        )
+        assert code == 1, err
+        assert result["resumed_from"] > 0
+        assert result["outcome"] == "rolled_back"
+        assert result["running_version"] == "1.0.0"
+        code, info, _ = cli_json(capsys, "info", "--port", sim.port)
+        assert info["slots"][result["slot"]]["state"] == "invalid"
+    finally:
+        sim.stop()
+
+
+def test_qemu_refuses_a_model_it_cannot_build(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = cli(
+        capsys, "sim", "--pty", "--impl", "qemu", "--model", "vmcu-x9", "--state", str(tmp_path)
+    )
+    assert code != 0
+    assert "--impl qemu builds vmcu-l0, vmcu-f4, vmcu-h7" in err
+    assert not (tmp_path / "device.json").exists()  # nothing written for a bad request
+
+
+def test_qemu_and_python_share_the_state_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "mcu"
+    with running_sim(state, "--baud", "0", "--model", "vmcu-l0") as sim:
+        _, before, _ = cli_json(capsys, "info", "--port", sim.port)
+    with running_sim(state, *QEMU) as sim:
+        code, info, err = cli_json(capsys, "info", "--port", sim.port)
+        assert code == 0, err
+    assert info["uid"] == before["uid"]
+    assert info["slots"] == before["slots"]
