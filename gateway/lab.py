@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import os
 import signal
 import string
@@ -127,6 +128,49 @@ class SimGroup:
 
 
 @dataclass(frozen=True)
+class SimKind:
+    """How the lab runs one simulator model and what its packages must say."""
+
+    bootloader: str  # driver registry name
+    manufacturer: str
+    device_model: str  # the model the driver reports (packages name it)
+    sim_args: tuple[str, ...] = ()
+    #: ``[[serial.port]]`` options for the gateway (e.g. how to reach the ROM loader).
+    port_options: tuple[tuple[str, str], ...] = ()
+
+    def payload(self, body: bytes, version: str) -> bytes:
+        """The bytes the package carries: MCUboot boards take a signed-format image."""
+        if self.bootloader == "mcuboot":
+            from protocols.mcuboot.image import build_image
+
+            return build_image(body, version)
+        return body
+
+
+#: Other bootloaders' simulated models; every other model is one of ours (mcugw).
+OTHER_KINDS = {
+    # The ROM loader at every reset (BOOT0 strapped high); the app it starts leaves for
+    # the loader on the simulator's documented enter command (a pty has no modem lines).
+    "stm32f103": SimKind("stm32-rom", "st", "stm32f10x-md",
+                         ("--bootloader", "stm32-rom", "--boot0", "high"),
+                         (("enter_command", "bootloader\n"),)),
+    "stm32f407": SimKind("stm32-rom", "st", "stm32f40x",
+                         ("--bootloader", "stm32-rom", "--boot0", "high"),
+                         (("enter_command", "bootloader\n"),)),
+    "vmcu_nrf52840": SimKind("mcuboot", "zephyr", "vmcu_nrf52840", ("--bootloader", "mcuboot")),
+}  # fmt: skip
+
+
+def sim_kind(model: str) -> SimKind:
+    kind = OTHER_KINDS.get(model)
+    if kind is not None:
+        return kind
+    from simulators.mcu.models import MODELS
+
+    return SimKind("mcugw", MODELS[model].manufacturer, model)
+
+
+@dataclass(frozen=True)
 class Release:
     version: str
     model: str
@@ -213,7 +257,7 @@ class Lab:
                 state=self.root / "sims" / f"mcu-{i:03d}",
                 model=model,
                 uid=hashlib.sha256(f"{self.root}:{i}".encode()).hexdigest()[:24],
-                args=list(self.sim_args),
+                args=[*self.sim_args, *sim_kind(model).sim_args],
             )
             self.sims.append(sim)
         await asyncio.gather(*(s.start() for s in self.sims))
@@ -261,11 +305,12 @@ class Lab:
     ) -> Release:  # fmt: skip
         """Build a signed package, publish it on the image server, return twin values."""
         assert self.images is not None
-        payload = hashlib.sha256(f"{model} {version}".encode()).digest() * (size // 32 + 1)
-        payload = payload[:size]
+        kind = sim_kind(model)
+        body = hashlib.sha256(f"{model} {version}".encode()).digest() * (size // 32 + 1)
+        payload = kind.payload(body[:size], version)
         manifest = package.manifest_for(
             payload, provider="contoso", name="sensor-app", version=version,
-            manufacturer=_manufacturer(model), model=model,
+            manufacturer=kind.manufacturer, model=kind.device_model,
         )  # fmt: skip
         blob = package.build(manifest, payload, (key or self.signing_key) if signed else None)
         return self.publish(name or f"{model}-{version}.mcufw", blob, version, model, payload)
@@ -301,7 +346,22 @@ class Lab:
             public_key=self.root / "release.pub",
             download_ca_file=self.root / "images-ca.pem",
         )
-        return text + "".join(f"{k} = {_toml(v)}\n" for k, v in policy.items())
+        text += "".join(f"{k} = {_toml(v)}\n" for k, v in policy.items())
+        return text + self._port_rules()
+
+    def _port_rules(self) -> str:
+        """``[[serial.port]]`` for every MCU that is not on our protocol."""
+        rules = []
+        for sim in self.sims:
+            kind = sim_kind(sim.model)
+            if kind.bootloader == "mcugw":
+                continue
+            rule = f'\n[[serial.port]]\nmatch = "{sim.link}"\nbootloader = "{kind.bootloader}"\n'
+            if kind.port_options:
+                opts = ", ".join(f"{k} = {_toml(v)}" for k, v in kind.port_options)
+                rule += f"options = {{ {opts} }}\n"
+            rules.append(rule)
+        return "".join(rules)
 
     def write_config(self, **policy: Any) -> Path:
         path = self.root / "gateway.toml"
@@ -316,17 +376,11 @@ class Lab:
         return IoTHubRegistryManager.from_connection_string(self.facts.service_connection_string)
 
 
-def _manufacturer(model: str) -> str:
-    from simulators.mcu.models import MODELS
-
-    return MODELS[model].manufacturer
-
-
 def _toml(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return f'"{value}"'
+        return json.dumps(value)  # a JSON string is a TOML basic string, escapes included
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
     return str(value)

@@ -213,7 +213,7 @@ class McubootDriver:
             )
             for s in sorted(slots, key=lambda s: s.slot)
         )
-        compat = str(self.options.extra.get("compat", "")) or f"zephyr:{ident['board']}"
+        compat = str(self.options.extra.get("compat", "")) or f"zephyr:{ident['board']}:"
         details: dict[str, str | int | bool] = {k: v for k, v in ident.items() if k != "uid"}
         details["pending"] = any(s.pending for s in slots)
         for s in slots:  # mcumgr's own flags, as `mcumgr image list` shows them
