@@ -20,6 +20,10 @@ from typing import Any
 from gateway.cli.common import CommandError
 
 MODELS = ("vmcu-f4", "vmcu-l0", "vmcu-h7")
+#: ``--mix``: our protocol, the STM32 ROM bootloader and MCUboot side by side.
+MIXED = ("vmcu-f4", "stm32f103", "vmcu_nrf52840", "vmcu-l0")
+#: Largest payload for the other bootloaders' simulated parts (an F103 has 128 KiB).
+_OTHER_MAX = 96 * 1024
 NEW_VERSION = "2.0.0"
 
 
@@ -30,6 +34,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--size", type=int, default=192 * 1024, help="firmware payload bytes")
     p.add_argument("--state", type=Path, help="keep everything in this directory")
     p.add_argument("--timeout", type=float, default=300.0, help="give up after this many s")
+    p.add_argument("--mix", action="store_true",
+                   help="mix bootloaders: ours, the STM32 ROM bootloader and MCUboot")
     p.add_argument("--rollout", action="store_true",
                    help="phased rollouts in rings (fleet CLI logic); one model's package is "
                         "refused, so its rollout halts")  # fmt: skip
@@ -85,7 +91,8 @@ async def _demo(args: argparse.Namespace, root: Path) -> int:
     from gateway.service import Gateway
 
     console = Console()
-    models = [MODELS[i % len(MODELS)] for i in range(args.mcus)]
+    kinds = MIXED if getattr(args, "mix", False) else MODELS
+    models = [kinds[i % len(kinds)] for i in range(args.mcus)]
     console.print(f"[bold]mcu-gateway demo[/]: {args.mcus} virtual MCUs at {args.baud} baud, "
                   f"state in {root}")  # fmt: skip
     lab = await _start_lab(root, models, args.baud)
@@ -110,7 +117,9 @@ async def _demo(args: argparse.Namespace, root: Path) -> int:
         console.print(f"signed {NEW_VERSION} packages published; setting desired firmware "
                       "through the IoT Hub service API")  # fmt: skip
         await asyncio.to_thread(
-            _set_all, lab, [(a.device_id, releases[a.facts.model]) for a in order]
+            _set_all,
+            lab,
+            [(a.device_id, releases[s.model]) for s, a in zip(lab.sims, order, strict=True)],
         )
         ok = await _watch(lab, order, deadline, console)
         _summary(console, order, old, args.baud)
@@ -128,8 +137,11 @@ async def _demo(args: argparse.Namespace, root: Path) -> int:
 
 
 def _size(model: str, wanted: int) -> int:
+    from gateway.lab import OTHER_KINDS
     from simulators.mcu.models import MODELS as SPECS
 
+    if model in OTHER_KINDS:
+        return min(wanted, _OTHER_MAX)
     return min(wanted, SPECS[model].slot_size)
 
 

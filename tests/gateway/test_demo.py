@@ -59,3 +59,18 @@ def test_demo_rollout_halts_the_refused_model_and_pinpoints_it(tmp_path: Path) -
     assert _processes_mentioning(str(tmp_path)) == []
     (log,) = tmp_path.glob("gateway.log")
     assert "SharedAccessKey" not in log.read_text()
+
+
+def test_demo_mixes_the_three_bootloaders(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "demo", "--mix", "--mcus", "3",
+         "--size", "32768", "--state", str(tmp_path)],
+        capture_output=True, text=True, timeout=240, check=False,
+        env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    out = proc.stdout
+    assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]
+    assert "all 3 MCUs report 2.0.0 as current" in out
+    for model in ("vmcu-f4", "stm32f10x-md", "vmcu_nrf52840"):
+        assert model in out
+    assert _processes_mentioning(str(tmp_path)) == []
