@@ -56,11 +56,13 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import sys
     from dataclasses import replace
 
     from simulators.mcu.device import DeviceSpec, SimConfigError, open_device
+    from simulators.mcu.flash import PowerCut
     from simulators.mcu.options import FaultSpecError, parse_faults
-    from simulators.mcu.pty import serve
+    from simulators.mcu.pty import POWER_CUT_EXIT, serve
 
     if args.count < 1:
         raise CommandError("--count must be at least 1")
@@ -96,6 +98,12 @@ def _run(args: argparse.Namespace) -> int:
                 cores.append(open_device(spec, options, args.baud))
         except SimConfigError as exc:
             raise CommandError(str(exc)) from exc
+        except PowerCut as exc:
+            # The cut hit the cold start's boot decision: same exit as any other cut.
+            print(f"sim: {exc} (at power-on)", file=sys.stderr, flush=True)
+            for core in cores:
+                core.flash.close()
+            return POWER_CUT_EXIT
 
         def announce(line: str) -> None:
             print(line, flush=True)
