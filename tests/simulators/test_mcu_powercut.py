@@ -170,3 +170,10 @@ def test_cut_sequence_reports_the_failing_sequence() -> None:
 
     with pytest.raises(InvariantBroken, match=r"after cuts \(1,\)"):
         run_sequence(broken, up, (1,))
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_model_has_the_trailer_budget_of_section_10_1(name: str) -> None:
+    model = MODELS[name]
+    records = model.trailer_size // 128
+    assert records >= model.max_trial_boots + 7
