@@ -7,9 +7,9 @@ counting each later cut from the power-on that follows the previous one (so the
 boot decision's own appends are cut too). After every power-on it asserts the
 invariant: the MCU runs an image whose bytes hash to the old or the new image.
 After the last cut one more power-on and a clean flash must end with the new
-image confirmed and running.
+image confirmed and running, and the old image still in the other slot.
 
-The harness speaks only the wire protocol plus three test hooks
+The harness speaks only the wire protocol plus a few test hooks
 (:class:`CutDevice`), so a C bootloader behind a small adapter can be driven by
 it as well as the simulator (:mod:`simulators.mcu.cutdevice`).
 """
@@ -70,6 +70,9 @@ class CutDevice(Protocol):
 
     def running_image(self) -> bytes | None:
         """SHA-256 of the bytes of the image now running (None: in the bootloader)."""
+
+    def slot_images(self) -> list[bytes]:
+        """SHA-256 of the bytes of each slot's image, as long as its trailer says."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +217,9 @@ def run_sequence(
         raise InvariantBroken(f"{where}: the following flash failed: {exc}") from exc
     if outcome != "confirmed" or _check_boot(dev, up, where) != "new":
         raise InvariantBroken(f"{where}: the following flash ended {outcome}")
+    # One update from old to new never needs the old image's slot (§10.4).
+    if up.old_sha256 not in dev.slot_images():
+        raise InvariantBroken(f"{where}: the old image was overwritten (no way back)")
     if report is not None:
         report.sequences += 1
         report.note(first)

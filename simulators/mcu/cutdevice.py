@@ -113,6 +113,13 @@ class SimDevice:
         size = trailer.status().size
         return hashlib.sha256(self.flash.read(trailer.image_base, size)).digest()
 
+    def slot_images(self) -> list[bytes]:
+        out = []
+        for t in self.core.trailers:
+            size = t.status().size
+            out.append(hashlib.sha256(self.flash.read(t.image_base, size)).digest())
+        return out
+
     # ------------------------------------------------------------ helpers
 
     def _check_alive(self) -> None:
