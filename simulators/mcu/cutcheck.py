@@ -113,7 +113,8 @@ def flash_update(dev: CutDevice, up: Update) -> str:
     if info.mode is Mode.APP:
         # Let a running trial confirm first: resetting it would spend an attempt.
         for _ in range(20):
-            running = info.slots[info.running_slot] if info.running_slot < 2 else None
+            index = info.running_slot
+            running = info.slots[index] if index < len(info.slots) else None
             if running is None or running.state is not SlotState.TRIAL:
                 break
             dev.wait(up.settle_s / 10)
