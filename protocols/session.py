@@ -63,6 +63,10 @@ DEFAULT_CONFIRM_TIMEOUT_S = 10.0
 #: byte error rate of 5e-3 a 174-byte INFO answer survives about one try in
 #: three; 32 resends cost a few round trips, not timeouts (docs/protocol.md §6).
 GARBLED_RESENDS = 32
+#: Extra tries on silence for those commands once the link has shown damaged
+#: frames: there a silent try is most likely a request lost to the same noise
+#: (a 60-byte BEGIN is hit about one time in four at 5e-3).
+NOISY_EXTRA_ATTEMPTS = 3
 #: Commands an MCU may receive twice with no effect beyond answering twice.
 _IDEMPOTENT = frozenset(
     {
@@ -162,7 +166,11 @@ class BootloaderSession:
         if not self._flushed:
             self._client.flush_line()
             self._flushed = True
-        resends = GARBLED_RESENDS if req.OPCODE in _IDEMPOTENT else 0
+        resends = 0
+        if req.OPCODE in _IDEMPOTENT:
+            resends = GARBLED_RESENDS
+            if self.stats.garbled and attempts >= 3:
+                attempts += NOISY_EXTRA_ATTEMPTS
         self._client.send_request(req, self._now(), per_try, attempts, resends)
         while True:
             ev = await self._next_event()
