@@ -67,6 +67,7 @@ class _Pending:
     attempts_left: int
     attempts: int = 1
     garble_resends_left: int = 0
+    noisy_extra: int = 0  # silence attempts granted once the answer came back damaged
     garbled: bool = False  # a damaged frame arrived since the last send
     heard: bool = False  # any byte arrived since the last send
 
@@ -100,13 +101,16 @@ class ClientProtocol:
         timeout: float,
         attempts: int,
         garble_resends: int = 0,
+        noisy_extra: int = 0,
     ) -> None:
         """Queue ``request``; up to ``attempts`` sends on silence.
 
         ``garble_resends`` extra sends are made at once when a damaged frame
         arrives while the answer is awaited: on a noisy link a long answer (INFO)
         is often hit, and waiting out the whole timeout for it wastes the try.
-        Only for requests that are harmless to receive twice.
+        The first damaged frame also grants ``noisy_extra`` more attempts on
+        silence: on a link shown to be noisy, a silent try is most likely a
+        request lost to the same noise. Only for requests harmless twice.
         """
         if isinstance(request, DataRequest):
             raise LocalProtocolError("DATA is sent with send_data, not send_request")
@@ -117,7 +121,7 @@ class ClientProtocol:
         seq = self._next_seq()
         wire = self._codec.encode(request, seq)
         self._pending = _Pending(
-            request, seq, wire, timeout, now + timeout, attempts - 1, 1, garble_resends
+            request, seq, wire, timeout, now + timeout, attempts - 1, 1, garble_resends, noisy_extra
         )
         self._out += wire
 
@@ -154,6 +158,8 @@ class ClientProtocol:
         # resend at once, without spending one of the attempts kept for silence.
         if (p.garbled or (late and p.heard)) and p.garble_resends_left > 0:
             p.garble_resends_left -= 1
+            p.attempts_left += p.noisy_extra
+            p.noisy_extra = 0
             self._resend(p, now)
             return
         if not late:

@@ -65,7 +65,8 @@ DEFAULT_CONFIRM_TIMEOUT_S = 10.0
 GARBLED_RESENDS = 32
 #: Extra tries on silence for those commands once the link has shown damaged
 #: frames: there a silent try is most likely a request lost to the same noise
-#: (a 60-byte BEGIN is hit about one time in four at 5e-3).
+#: (a 60-byte BEGIN is hit about one time in four at 5e-3, and a command that
+#: needs several sends to get its long answer through loses some of them).
 NOISY_EXTRA_ATTEMPTS = 3
 #: Commands an MCU may receive twice with no effect beyond answering twice.
 _IDEMPOTENT = frozenset(
@@ -166,12 +167,14 @@ class BootloaderSession:
         if not self._flushed:
             self._client.flush_line()
             self._flushed = True
-        resends = 0
+        resends = extra = 0
         if req.OPCODE in _IDEMPOTENT:
             resends = GARBLED_RESENDS
-            if self.stats.garbled and attempts >= 3:
-                attempts += NOISY_EXTRA_ATTEMPTS
-        self._client.send_request(req, self._now(), per_try, attempts, resends)
+            # Single-try probes (HELLO after a reset, INFO polls) loop on their own.
+            extra = NOISY_EXTRA_ATTEMPTS if attempts >= 3 else 0
+            if self.stats.garbled:
+                attempts, extra = attempts + extra, 0
+        self._client.send_request(req, self._now(), per_try, attempts, resends, extra)
         while True:
             ev = await self._next_event()
             if isinstance(ev, Reply):
