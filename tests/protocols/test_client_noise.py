@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from protocols.client import ClientProtocol, Garbled, TimedOut
 from protocols.codec import Codec
-from protocols.constants import ResetMode
+from protocols.constants import ResetMode, Status
 from protocols.framing import DELIMITER
-from protocols.packets import InfoRequest, ResetRequest
+from protocols.packets import ErrorResponse, InfoRequest, ResetRequest
 
 DAMAGED = b"\x05\x01\x02\x03\x04" + DELIMITER  # a frame that fails its checks
 
@@ -67,9 +67,6 @@ def test_answer_after_damaged_copies_is_delivered() -> None:
     _drain(client)
     client.poll(0.01)
     mcu = Codec()
-    from protocols.constants import Status
-    from protocols.packets import ErrorResponse
-
     client.receive_data(mcu.encode(ErrorResponse(InfoRequest.OPCODE, Status.BAD_STATE), seq))
     events = _drain(client)
     assert [type(ev).__name__ for ev in events] == ["Reply"]
