@@ -284,6 +284,10 @@ class BootloaderSession:
                 return hello
             if self._now() > deadline:
                 raise DeviceTimeout(f"MCU did not come up in {want.name} mode after reset")
+            # Still in the other mode well after boot_ms: the RESET itself, not just
+            # its answer, was lost (a noisy link), so send it again (§6).
+            await self.reset(ResetMode.STAY if want is Mode.BOOTLOADER else ResetMode.RUN)
+            await self._listen_for(boot_s)
 
     async def _listen_for(self, seconds: float) -> None:
         """Let the MCU's advertised boot time pass before probing it.

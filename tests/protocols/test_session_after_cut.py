@@ -12,7 +12,9 @@ from dataclasses import replace
 
 import pytest
 
+from protocols.codec import Codec, PacketReceived
 from protocols.constants import Mode, SlotState
+from protocols.packets import ResetRequest
 from protocols.session import BootloaderSession
 from simulators.mcu.core import McuCore
 from simulators.mcu.flash import Flash
@@ -119,3 +121,41 @@ async def test_connect_and_flash_through_5e_3_byte_errors(seed: int) -> None:
             result = await session.flash(IMAGE, "2.0.0")
     assert result.outcome == "confirmed"
     assert session.stats.garbled > 0  # the noise did hit
+
+
+class _LosesFirstReset(MemoryTransport):
+    """A link that loses the first RESET request on its way to the MCU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lost = 0
+
+    async def write(self, data: bytes) -> None:
+        codec = Codec()
+        codec.receive_data(data)
+        while (ev := codec.next_event()) is not None:
+            reset = isinstance(ev, PacketReceived) and isinstance(ev.message, ResetRequest)
+            if reset and not self.lost:
+                self.lost += 1
+                return
+        await super().write(data)
+
+
+async def test_connect_resends_a_reset_that_was_lost() -> None:
+    core = _core()
+    core.power_on(0.0)
+    transport = _LosesFirstReset()
+    driver = McuDriver(core, 0, transport.deliver, LinkFaults(core.opts.link))
+    transport.driver = driver
+    task = asyncio.create_task(driver.run())
+    try:
+        session = BootloaderSession(transport, 115200)
+        async with asyncio.timeout(10):
+            info = await session.connect()
+    finally:
+        driver.stop()
+        await transport.close()
+        async with asyncio.timeout(5):
+            await task
+    assert transport.lost == 1
+    assert info.mode is Mode.BOOTLOADER  # the HELLO probe saw APP and sent RESET again
