@@ -3,7 +3,10 @@
 A key id is ``SHA-256(DER SubjectPublicKeyInfo)``, which any tool can compute
 (``openssl pkey -pubin -outform DER | sha256sum``). ECDSA signatures are stored
 as fixed-size ``r || s`` (32 + 32 bytes, big-endian), the form MCU crypto
-libraries use, rather than variable-length DER.
+libraries use, rather than variable-length DER. Only the low-s form
+(s <= n/2) is accepted: (r, s) and (r, n - s) both verify mathematically, and
+accepting both would let two different package files carry one signed
+manifest. ``sign`` always produces low-s.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 
 from firmware.errors import KeyFileError
 from firmware.reasons import ReasonCode
+
+#: Order of the P-256 group; s above half of it is the malleable twin of n - s.
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 PublicKeyObject = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
@@ -62,6 +68,8 @@ class PublicKey:
             else:
                 r = int.from_bytes(signature[:32], "big")
                 s = int.from_bytes(signature[32:], "big")
+                if not 0 < s <= P256_ORDER // 2:
+                    return False  # high-s (or zero): the malleable twin is refused
                 self.key.verify(encode_dss_signature(r, s), message, ec.ECDSA(hashes.SHA256()))
         except InvalidSignature:
             return False
@@ -95,6 +103,8 @@ def sign(key: PrivateKey, message: bytes) -> bytes:
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return key.sign(message)
     r, s = decode_dss_signature(key.sign(message, ec.ECDSA(hashes.SHA256())))
+    if s > P256_ORDER // 2:
+        s = P256_ORDER - s  # normalise to low-s, the only form verify accepts
     return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
 

@@ -99,11 +99,16 @@ class Manifest:
     def from_bytes(cls, data: bytes) -> Manifest:
         try:
             obj = json.loads(data.decode("utf-8"))
+            canonical = canonical_json(obj)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise _invalid(f"not UTF-8 JSON ({exc})") from exc
+        except ValueError as exc:  # e.g. an integer beyond Python's 4300-digit limit
+            raise _invalid(f"unreadable JSON value ({exc})") from exc
+        except RecursionError:
+            raise _invalid("JSON nested too deeply") from None
         if not isinstance(obj, dict):
             raise _invalid("not a JSON object")
-        if canonical_json(obj) != data:
+        if canonical != data:
             raise _invalid("not in canonical form (sorted keys, no spaces)")
         return cls.from_dict(obj)
 

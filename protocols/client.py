@@ -66,6 +66,10 @@ class _Pending:
     deadline: float
     attempts_left: int
     attempts: int = 1
+    garble_resends_left: int = 0
+    noisy_extra: int = 0  # silence attempts granted once the answer came back damaged
+    garbled: bool = False  # a damaged frame arrived since the last send
+    heard: bool = False  # any byte arrived since the last send
 
 
 class ClientProtocol:
@@ -90,7 +94,24 @@ class ClientProtocol:
         self._seq = (self._seq + 1) & 0xFFFF
         return self._seq
 
-    def send_request(self, request: Request, now: float, timeout: float, attempts: int) -> None:
+    def send_request(
+        self,
+        request: Request,
+        now: float,
+        timeout: float,
+        attempts: int,
+        garble_resends: int = 0,
+        noisy_extra: int = 0,
+    ) -> None:
+        """Queue ``request``; up to ``attempts`` sends on silence.
+
+        ``garble_resends`` extra sends are made at once when a damaged frame
+        arrives while the answer is awaited: on a noisy link a long answer (INFO)
+        is often hit, and waiting out the whole timeout for it wastes the try.
+        The first damaged frame also grants ``noisy_extra`` more attempts on
+        silence: on a link shown to be noisy, a silent try is most likely a
+        request lost to the same noise. Only for requests harmless twice.
+        """
         if isinstance(request, DataRequest):
             raise LocalProtocolError("DATA is sent with send_data, not send_request")
         if self._pending is not None:
@@ -99,7 +120,9 @@ class ClientProtocol:
             )
         seq = self._next_seq()
         wire = self._codec.encode(request, seq)
-        self._pending = _Pending(request, seq, wire, timeout, now + timeout, attempts - 1)
+        self._pending = _Pending(
+            request, seq, wire, timeout, now + timeout, attempts - 1, 1, garble_resends, noisy_extra
+        )
         self._out += wire
 
     def cancel_request(self) -> None:
@@ -120,22 +143,40 @@ class ClientProtocol:
         return None if self._pending is None else self._pending.deadline
 
     def receive_data(self, data: bytes) -> None:
+        if data and self._pending is not None:
+            self._pending.heard = True
         self._codec.receive_data(data)
 
     def poll(self, now: float) -> None:
         """Retry or time out the pending request once its deadline has passed."""
         p = self._pending
-        if p is None or now < p.deadline:
+        if p is None:
+            return
+        late = now >= p.deadline
+        # A damaged frame, or bytes with no answer by the deadline (a lost
+        # delimiter leaves them unterminated), show a live but noisy link:
+        # resend at once, without spending one of the attempts kept for silence.
+        if (p.garbled or (late and p.heard)) and p.garble_resends_left > 0:
+            p.garble_resends_left -= 1
+            p.attempts_left += p.noisy_extra
+            p.noisy_extra = 0
+            self._resend(p, now)
+            return
+        if not late:
             return
         if p.attempts_left > 0:
             p.attempts_left -= 1
             p.attempts += 1
-            p.deadline = now + p.timeout
-            self.retries += 1
-            self._out += DELIMITER + p.wire
+            self._resend(p, now)
         else:
             self._pending = None
             self._events.append(TimedOut(p.request, p.attempts))
+
+    def _resend(self, p: _Pending, now: float) -> None:
+        p.garbled = p.heard = False
+        p.deadline = now + p.timeout
+        self.retries += 1
+        self._out += DELIMITER + p.wire
 
     def next_event(self) -> ClientEvent | None:
         if self._events:
@@ -145,6 +186,8 @@ class ClientProtocol:
             if ev is None:
                 return None
             if isinstance(ev, BadFrame):
+                if self._pending is not None:
+                    self._pending.garbled = True
                 return Garbled(str(ev.error))
             assert isinstance(ev, PacketReceived)
             result = self._classify(ev)

@@ -18,6 +18,7 @@ from protocols.constants import (
     PROTOCOL_VERSION,
     Capability,
     Mode,
+    Opcode,
     ResetMode,
     SlotState,
     Status,
@@ -49,6 +50,7 @@ from protocols.packets import (
     VerifyRequest,
     VerifyResponse,
 )
+from protocols.plan import FlashStep, plan_flash
 from protocols.timing import LinkTiming, data_rto, nak_holdoff, verify_time
 from protocols.transfer import TransferWindow
 from protocols.transport import Transport
@@ -57,6 +59,27 @@ from protocols.transport import Transport
 CLIENT_MAX_CHUNK = 4096
 #: How long an app may take after a trial boot before it must have confirmed.
 DEFAULT_CONFIRM_TIMEOUT_S = 10.0
+#: Immediate resends allowed per command when its answer arrives damaged. At a
+#: byte error rate of 5e-3 a 174-byte INFO answer survives about one try in
+#: three; 32 resends cost a few round trips, not timeouts (docs/protocol.md §6).
+GARBLED_RESENDS = 32
+#: Extra tries on silence for those commands once the link has shown damaged
+#: frames: there a silent try is most likely a request lost to the same noise
+#: (a 60-byte BEGIN is hit about one time in four at 5e-3, and a command that
+#: needs several sends to get its long answer through loses some of them).
+NOISY_EXTRA_ATTEMPTS = 3
+#: Commands an MCU may receive twice with no effect beyond answering twice.
+_IDEMPOTENT = frozenset(
+    {
+        Opcode.HELLO,
+        Opcode.INFO,
+        Opcode.BEGIN,
+        Opcode.VERIFY,
+        Opcode.ACTIVATE,
+        Opcode.CONFIRM,
+        Opcode.ABORT,
+    }
+)
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -99,6 +122,8 @@ class BootloaderSession:
         self.stats = LinkStats()
         self.hello_info: HelloResponse | None = None
         self.device: InfoResponse | None = None
+        # The slot the app ran from before connect() reset into the bootloader.
+        self.booted_slot: int | None = None
         self._flushed = False
 
     # ------------------------------------------------------------ plumbing
@@ -142,7 +167,14 @@ class BootloaderSession:
         if not self._flushed:
             self._client.flush_line()
             self._flushed = True
-        self._client.send_request(req, self._now(), per_try, attempts)
+        resends = extra = 0
+        if req.OPCODE in _IDEMPOTENT:
+            resends = GARBLED_RESENDS
+            # Single-try probes (HELLO after a reset, INFO polls) loop on their own.
+            extra = NOISY_EXTRA_ATTEMPTS if attempts >= 3 else 0
+            if self.stats.garbled:
+                attempts, extra = attempts + extra, 0
+        self._client.send_request(req, self._now(), per_try, attempts, resends, extra)
         while True:
             ev = await self._next_event()
             if isinstance(ev, Reply):
@@ -194,9 +226,36 @@ class BootloaderSession:
         hello = await self.hello()
         info = await self.info()
         if hello.mode is Mode.APP:
+            info = await self._let_trial_finish(info)
+            running = info.running_slot
+            self.booted_slot = running if running < len(info.slots) else None
             await self.reset(ResetMode.STAY)
             hello = await self._await_boot(want=Mode.BOOTLOADER)
             info = await self.info()
+        return info
+
+    async def _let_trial_finish(self, info: InfoResponse) -> InfoResponse:
+        """Wait (bounded) for a running trial image to confirm before resetting the MCU.
+
+        A reset during the trial run would cost one of its ``max_trial_boots``
+        attempts; after a power cut that may be the attempt that rolls it back.
+        """
+        geo = info.geometry
+        deadline = self._now() + DEFAULT_CONFIRM_TIMEOUT_S
+        per_try = self.link.command_timeout(0, 400, geo.boot_ms / 1000)
+        interval = max(0.02, geo.boot_ms / 2000)
+        while (
+            info.mode is Mode.APP
+            and info.running_slot < len(info.slots)
+            and info.slots[info.running_slot].state is SlotState.TRIAL
+            and self._now() < deadline
+        ):
+            await self._next_event(extra_deadline=self._now() + interval)
+            with contextlib.suppress(DeviceTimeout):
+                resp = await self.request(InfoRequest(), per_try, attempts=1)
+                assert isinstance(resp, InfoResponse)
+                info = resp
+        self.device = info
         return info
 
     async def reset(self, mode: ResetMode) -> None:
@@ -225,6 +284,10 @@ class BootloaderSession:
                 return hello
             if self._now() > deadline:
                 raise DeviceTimeout(f"MCU did not come up in {want.name} mode after reset")
+            # Still in the other mode well after boot_ms: the RESET itself, not just
+            # its answer, was lost (a noisy link), so send it again (§6).
+            await self.reset(ResetMode.STAY if want is Mode.BOOTLOADER else ResetMode.RUN)
+            await self._listen_for(boot_s)
 
     async def _listen_for(self, seconds: float) -> None:
         """Let the MCU's advertised boot time pass before probing it.
@@ -326,6 +389,13 @@ class BootloaderSession:
         if not image:
             raise LocalProtocolError("image is empty")
         digest = hashlib.sha256(image).digest()
+        plan = plan_flash(info, len(image), digest, self.booted_slot)
+        if plan.step is not FlashStep.WRITE and plan.slot is not None:
+            # Already activated or installed (say, a cut hit the trial boot or the
+            # confirm): finish that, never write the image over the fallback slot.
+            return await self._finish(
+                plan.slot, image, version, digest, started, progress, confirm_timeout
+            )
         begin = await self.request(
             BeginRequest(size=len(image), sha256=digest, version=version),
             self.link.command_timeout(40 + len(version), 6, 2 * geo.erase_us / 1e6),
@@ -363,6 +433,37 @@ class BootloaderSession:
             running_version=running,
             chunk=win.max_chunk,
             window=win.window,
+        )
+
+    async def _finish(
+        self,
+        slot: int,
+        image: bytes,
+        version: str,
+        digest: bytes,
+        started: float,
+        progress: ProgressFn,
+        confirm_timeout: float,
+    ) -> FlashResult:
+        progress("rebooting", len(image), len(image))
+        await self.reset(ResetMode.RUN)
+        outcome, running = await self._await_outcome(slot, confirm_timeout)
+        return FlashResult(
+            ok=outcome == "confirmed",
+            outcome=outcome,
+            version=version,
+            bytes=len(image),
+            seconds=time.monotonic() - started,
+            transfer_seconds=0.0,
+            wire_bytes_tx=self.stats.tx,
+            wire_bytes_rx=self.stats.rx,
+            retransmits=self._client.retries,
+            resumed_from=len(image),
+            slot=slot,
+            sha256=digest.hex(),
+            running_version=running,
+            chunk=0,
+            window=0,
         )
 
     async def _await_outcome(self, slot: int, confirm_timeout: float) -> tuple[str, str]:

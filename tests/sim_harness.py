@@ -116,4 +116,6 @@ def cli(capsys: Any, *argv: str) -> tuple[int, str, str]:
 def cli_json(capsys: Any, *argv: str) -> tuple[int, dict[str, Any], str]:
     code, out, err = cli(capsys, *argv, "--json")
     lines = [line for line in out.splitlines() if line.strip()]
+    # A command that failed before printing its JSON says why on stderr: show that.
+    assert lines, f"{argv[0]} printed no JSON (exit {code}): {err.strip()}"
     return code, json.loads(lines[-1]), err

@@ -94,6 +94,7 @@ def _run_other(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import sys
     from dataclasses import replace
 
     if args.bootloader == "mcuboot":
@@ -105,8 +106,9 @@ def _run(args: argparse.Namespace) -> int:
             raise CommandError(str(exc)) from exc
 
     from simulators.mcu.device import DeviceSpec, SimConfigError, open_device
+    from simulators.mcu.flash import PowerCut
     from simulators.mcu.options import FaultSpecError, parse_faults
-    from simulators.mcu.pty import serve
+    from simulators.mcu.pty import POWER_CUT_EXIT, serve
 
     if args.bootloader != "mcugw":
         return _run_other(args)
@@ -151,6 +153,12 @@ def _run(args: argparse.Namespace) -> int:
                 cores.append(open_device(spec, options, args.baud))
         except SimConfigError as exc:
             raise CommandError(str(exc)) from exc
+        except PowerCut as exc:
+            # The cut hit the cold start's boot decision: same exit as any other cut.
+            print(f"sim: {exc} (at power-on)", file=sys.stderr, flush=True)
+            for core in cores:
+                core.flash.close()
+            return POWER_CUT_EXIT
 
         def announce(line: str) -> None:
             print(line, flush=True)

@@ -37,14 +37,12 @@ from protocols.packets import (
     StatusResponse,
     VerifyResponse,
 )
-from simulators.mcu.boot import decide, primary_slot
+from simulators.mcu.boot import decide, fallback_slot
 from simulators.mcu.flash import Flash, PowerCut
 from simulators.mcu.models import McuModel
 from simulators.mcu.options import SUPPORTED_BAUDS, SimOptions
-from simulators.mcu.trailer import RECORD_SIZE, RecordKind, SlotTrailer
+from simulators.mcu.trailer import Record, RecordKind, SlotStatus, SlotTrailer
 
-#: Trailer records kept free for BEGIN/COMPLETE/TRIAL/BOOT*/CONFIRMED/INVALID.
-_RESERVED_RECORDS = 10
 _CAPS = Capability.WINDOW | Capability.RESUME | Capability.SET_BAUD | Capability.APP_MODE
 
 
@@ -332,14 +330,18 @@ class McuCore:
         if msg.size == 0 or len(msg.version.encode()) > 80:
             self._reply_error(now, seq, Opcode.BEGIN, Status.MALFORMED)
             return
-        primary = primary_slot(statuses)
-        slot = 0 if primary is None else 1 - primary
+        # Never the slot that boots: while it is the only confirmed image it is
+        # the MCU's one fallback (§10.4).
+        fallback = fallback_slot(self.trailers, statuses)
+        slot = 0 if fallback is None else 1 - fallback
         trailer = self.trailers[slot]
         st = statuses[slot]
         work = 0.0
         same = st.size == msg.size and st.sha256 == msg.sha256
         if same and st.state in (SlotState.WRITING, SlotState.COMPLETE):
-            resume = st.checkpoint
+            # Resuming: torn records from earlier cuts are reclaimed here if needed.
+            work += self._make_room(slot, st, self._tail_reserve() + 1)
+            resume = self.trailers[slot].status().checkpoint
         else:
             work += trailer.erase()
             work += trailer.append(RecordKind.BEGIN, msg.size, msg.sha256, msg.version)
@@ -357,10 +359,37 @@ class McuCore:
         resp = BeginResponse(status=Status.OK, slot=slot, resume_offset=resume)
         self._reply(self._answer_time(now, work), seq, resp)
 
+    def _tail_reserve(self) -> int:
+        """Records a verified transfer still needs: COMPLETE, TRIAL, every BOOT, the verdict."""
+        return 3 + self.model.max_trial_boots
+
     def _checkpoint_interval(self, size: int) -> int:
         sector = self.model.sector_size
-        budget = self.model.trailer_size // RECORD_SIZE - _RESERVED_RECORDS
+        # BEGIN, the tail, and two spare positions for torn appends.
+        budget = max(1, self.trailers[0].capacity - 1 - self._tail_reserve() - 2)
         return max(sector, math.ceil(size / budget / sector) * sector)
+
+    def _make_room(self, slot: int, st: SlotStatus, needed: int) -> float:
+        """Rewrite a staged slot's trailer to its minimal form if fewer than ``needed`` are free.
+
+        Only WRITING and COMPLETE slots get here, never a bootable one, so the
+        erase this takes is safe to cut: the slot reads EMPTY or WRITING after.
+        """
+        if st.free >= needed:
+            return 0.0
+        records = [Record(RecordKind.BEGIN, st.size, st.sha256, st.version)]
+        if st.state is SlotState.COMPLETE:
+            records.append(Record(RecordKind.COMPLETE))
+        elif st.checkpoint:
+            records.append(Record(RecordKind.CHECKPOINT, st.checkpoint))
+        return self.trailers[slot].rewrite(records)
+
+    def _drop(self, slot: int) -> float:
+        """Mark a staged slot INVALID, or erase its trailer when no position is left."""
+        trailer = self.trailers[slot]
+        if trailer.status().free > 0:
+            return trailer.append(RecordKind.INVALID)
+        return trailer.erase()
 
     def _committed(self, now: float) -> int:
         s = self.session
@@ -382,6 +411,11 @@ class McuCore:
             return
         if end > s.size or len(msg.data) > self.model.max_data or not msg.data:
             self._reply_error(now, seq, Opcode.DATA, Status.OUT_OF_RANGE)
+            return
+        if len(msg.data) % self.model.write_size and end != s.size:
+            # Only the image's last frame may end off the write grid: anything else
+            # would leave the next program starting mid-word.
+            self._reply_error(now, seq, Opcode.DATA, Status.MISALIGNED)
             return
         committed = self._committed(now)
         if end <= s.expected:
@@ -417,7 +451,8 @@ class McuCore:
     def _program(self, now: float, seq: int, data: bytes) -> None:
         s = self.session
         assert s is not None
-        self._enter("data")
+        if self.phase != "data":
+            self._enter("data")  # counted across frames: cut-phase=data:K is the Kth op
         offset = s.expected
         end = offset + len(data)
         opts = self.opts
@@ -438,7 +473,10 @@ class McuCore:
         work += self.flash.program(base + offset, padded)
         boundary = end - end % s.interval
         if boundary > s.checkpoint and boundary < s.size:
-            work += self.trailers[s.slot].append(RecordKind.CHECKPOINT, boundary)
+            # A checkpoint only saves re-sending; it never eats into the records the
+            # rest of the update needs (torn ones included).
+            if self.trailers[s.slot].status().free > self._tail_reserve() + 1:
+                work += self.trailers[s.slot].append(RecordKind.CHECKPOINT, boundary)
             s.checkpoint = boundary
         s.expected = end
         done_at = max(now, self._busy_until) + work
@@ -464,7 +502,7 @@ class McuCore:
         digest = hashlib.sha256(self.flash.read(trailer.image_base, st.size)).digest()
         work = math.ceil(st.size / 1024) * self.model.hash_us_per_kib / 1e6
         if digest != st.sha256:
-            trailer.append(RecordKind.INVALID)
+            work += self._drop(target)
             self.session = None
             self._reply(
                 self._answer_time(now, work),
@@ -473,6 +511,7 @@ class McuCore:
             )
             return
         if st.state is SlotState.WRITING:
+            work += self._make_room(target, st, self._tail_reserve())
             work += trailer.append(RecordKind.COMPLETE)
         self._reply(self._answer_time(now, work), seq, VerifyResponse(Status.OK, digest))
 
@@ -494,7 +533,9 @@ class McuCore:
             self._reply_error(now, seq, Opcode.ACTIVATE, Status.NO_IMAGE)
             return
         generation = 1 + max(t.status().generation for t in self.trailers)
-        work = self.trailers[slot].append(RecordKind.TRIAL, generation)
+        # TRIAL goes in only with room behind it for every BOOT and the verdict.
+        work = self._make_room(slot, self.trailers[slot].status(), self._tail_reserve() - 1)
+        work += self.trailers[slot].append(RecordKind.TRIAL, generation)
         self.session = None
         self._reply(self._answer_time(now, work), seq, StatusResponse(Opcode.ACTIVATE, Status.OK))
 
@@ -523,7 +564,7 @@ class McuCore:
         slot = self._staged_slot(SlotState.WRITING, SlotState.COMPLETE)
         work = 0.0
         if slot is not None:
-            work = self.trailers[slot].append(RecordKind.INVALID)
+            work = self._drop(slot)
         self.session = None
         self._reply(self._answer_time(now, work), seq, StatusResponse(Opcode.ABORT, Status.OK))
 

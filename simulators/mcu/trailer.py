@@ -1,7 +1,12 @@
 """Power-loss-safe slot trailer: an append-only log of CRC-checked fixed-size records.
 
 Each state change is one record append, which is one flash program. A torn
-append fails its CRC and is ignored, so the slot keeps its previous state.
+append fails its CRC and is ignored, so the slot keeps its previous state;
+after a TRIAL record, though, every used position that is not a valid
+CONFIRMED or INVALID counts as a boot attempt, so a cut during the trial boot
+is never free. A TRIAL slot whose trailer has no free position left can never
+be confirmed, so it folds to INVALID: the boot decision is total (§10 of
+docs/protocol.md).
 """
 
 from __future__ import annotations
@@ -41,6 +46,20 @@ class RecordKind(enum.IntEnum):
     INVALID = 7  # trial failed or verify failed; never boot
 
 
+class TrailerFull(Exception):
+    """No free record position: callers check :attr:`SlotStatus.free` first."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One valid record, as folded."""
+
+    kind: RecordKind
+    arg: int = 0
+    sha256: bytes = b""
+    version: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class SlotStatus:
     state: SlotState = SlotState.EMPTY
@@ -51,6 +70,7 @@ class SlotStatus:
     generation: int = 0
     boots: int = 0
     records: int = 0  # used record positions, torn ones included
+    free: int = 0  # record positions still erased
 
 
 def encode_record(kind: RecordKind, arg: int = 0, sha256: bytes = b"", version: str = "") -> bytes:
@@ -68,26 +88,44 @@ def encode_record(kind: RecordKind, arg: int = 0, sha256: bytes = b"", version: 
     return bytes(body) + crc32(bytes(body)).to_bytes(4, "little")
 
 
+def decode_record(rec: bytes) -> Record | None:
+    """The record at one position, or None if it is torn or not ours."""
+    if int.from_bytes(rec[_BODY:], "little") != crc32(rec[:_BODY]):
+        return None  # torn append
+    try:
+        parsed = _RECORD.parse(rec[:_BODY] + b"\x00" * 4)
+        kind = RecordKind(parsed.kind)
+    except (ConstructError, ValueError, UnicodeDecodeError):
+        return None
+    if parsed.magic != MAGIC:
+        return None
+    return Record(kind, parsed.arg, bytes(parsed.sha256), parsed.version)
+
+
 def fold(raw: bytes) -> SlotStatus:
-    """Replay the trailer log into the slot's current status."""
+    """Replay the trailer log into the slot's current status.
+
+    Total over any byte content: whatever the flash holds, this returns a status.
+    """
     st = SlotStatus()
+    capacity = len(raw) // RECORD_SIZE
     used = 0
-    for pos in range(0, len(raw) - RECORD_SIZE + 1, RECORD_SIZE):
+    for pos in range(0, capacity * RECORD_SIZE, RECORD_SIZE):
         rec = raw[pos : pos + RECORD_SIZE]
         if rec == b"\xff" * RECORD_SIZE:
             break
         used += 1
-        if int.from_bytes(rec[_BODY:], "little") != crc32(rec[:_BODY]):
-            continue  # torn append
-        try:
-            parsed = _RECORD.parse(rec[:_BODY] + b"\x00" * 4)
-            kind = RecordKind(parsed.kind)
-        except (ConstructError, ValueError, UnicodeDecodeError):
+        parsed = decode_record(rec)
+        if parsed is None:
+            if st.state is SlotState.TRIAL:
+                # A torn BOOT (or CONFIRMED) still means the image got to run: count it.
+                st = replace(st, boots=st.boots + 1)
             continue
-        if parsed.magic != MAGIC:
-            continue
-        st = _apply(st, kind, parsed.arg, bytes(parsed.sha256), parsed.version)
-    return replace(st, records=used)
+        st = _apply(st, parsed.kind, parsed.arg, parsed.sha256, parsed.version)
+    free = capacity - used
+    if st.state is SlotState.TRIAL and free == 0:
+        st = replace(st, state=SlotState.INVALID)  # can never confirm: a failed trial
+    return replace(st, records=used, free=free)
 
 
 def _apply(st: SlotStatus, kind: RecordKind, arg: int, sha: bytes, version: str) -> SlotStatus:
@@ -109,6 +147,7 @@ def _apply(st: SlotStatus, kind: RecordKind, arg: int, sha: bytes, version: str)
         return replace(st, state=SlotState.INVALID)
     return st
 
+
 class SlotTrailer:
     """Reads and appends the trailer of one slot region."""
 
@@ -123,15 +162,30 @@ class SlotTrailer:
     def status(self) -> SlotStatus:
         return fold(self.flash.read(self.base, self.size))
 
+    @property
+    def capacity(self) -> int:
+        return self.size // RECORD_SIZE
+
     def append(
         self, kind: RecordKind, arg: int = 0, sha256: bytes = b"", version: str = ""
     ) -> float:
         used = self.status().records
-        if (used + 1) * RECORD_SIZE > self.size:
-            raise OverflowError(f"slot {self.index} trailer full")
+        if used >= self.capacity:
+            raise TrailerFull(f"slot {self.index} trailer full")
         return self.flash.program(
             self.base + used * RECORD_SIZE, encode_record(kind, arg, sha256, version)
         )
+
+    def rewrite(self, records: list[Record]) -> float:
+        """Reclaim space: erase the trailer and append ``records`` afresh.
+
+        Only ever done to a slot that is not bootable (WRITING or COMPLETE): a cut
+        part-way leaves it EMPTY or WRITING, which costs a re-send, never a boot.
+        """
+        t = self.erase()
+        for r in records:
+            t += self.append(r.kind, r.arg, r.sha256, r.version)
+        return t
 
     def erase(self) -> float:
         t = 0.0

@@ -25,7 +25,6 @@ from tests.sim_harness import cli, running_sim
 FAST = ("--baud", "0", "--flash-scale", "0.05")
 #: The Python MCU programs a non-final DATA whose length is off the write_size grid
 #: (then fails on the next write); the rule comes with issue 8's simulator fix.
-PENDING_IN_PYTHON_SIM = "data-off-grid"
 
 
 class _CrcBlindTransport(MemoryTransport):
@@ -95,18 +94,12 @@ def _outcomes(report: SuiteReport) -> dict[str, str]:
 
 
 async def test_python_sim_passes_every_check() -> None:
-    everything_else = {c.id for c in CHECKS} - {PENDING_IN_PYTHON_SIM}
-    report, _ = await _run(only=everything_else)
+    everything = {c.id for c in CHECKS}
+    report, _ = await _run(only=everything)
     failed = {r.id: r.detail for r in report.results if r.outcome != "pass"}
     assert failed == {}
-    assert len(report.results) == len(everything_else)
+    assert len(report.results) == len(everything)
     assert report.ok
-
-
-@pytest.mark.xfail(strict=True, reason="Python MCU accepts off-grid DATA until issue 8 lands")
-async def test_python_sim_refuses_off_grid_data() -> None:
-    report, _ = await _run(only={"hello-layout", "info-layout", PENDING_IN_PYTHON_SIM})
-    assert _outcomes(report)[PENDING_IN_PYTHON_SIM] == "pass"
 
 
 async def test_without_write_flash_is_untouched() -> None:
