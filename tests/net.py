@@ -1,15 +1,25 @@
 """Loopback addresses for tests: 127.<NET>.<suite>.<host>.
 
-``MCU_GATEWAY_TEST_NET`` (default 0) picks the second octet, so several
-checkouts can run the suite at once on one machine without two hubs fighting
-over the SDK's fixed port 8883 on the same address.
+``MCU_GATEWAY_TEST_NET`` (default 0, at most 49) picks the second octet, so
+several checkouts can run the suite at once on one machine without two hubs
+fighting over the SDK's fixed port 8883 on the same address. Under
+pytest-xdist each worker adds 50 per worker number, so workers never share an
+address either.
 """
 
 from __future__ import annotations
 
 import os
 
-NET = int(os.environ.get("MCU_GATEWAY_TEST_NET", "0"))
+def _net() -> int:
+    base = int(os.environ.get("MCU_GATEWAY_TEST_NET", "0"))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ...
+    if worker.startswith("gw") and worker[2:].isdigit():
+        return base + 50 * (int(worker[2:]) + 1)
+    return base
+
+
+NET = _net()
 
 
 def subnet(suite: int) -> str:
