@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 
+
 def _net() -> int:
     base = int(os.environ.get("MCU_GATEWAY_TEST_NET", "0"))
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ...
