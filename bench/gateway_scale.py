@@ -255,7 +255,7 @@ async def _run_one(n: int, args: argparse.Namespace, root: Path) -> dict[str, An
         text = lab.config_text()
         text = re.sub(r"(?m)^max_concurrent_flashes = .*$",
                       f"max_concurrent_flashes = {args.max_flashes}", text)  # fmt: skip
-        text = re.sub(r'(?m)^log_level = .*$', f'log_level = "{args.log_level}"', text)
+        text = re.sub(r"(?m)^log_level = .*$", f'log_level = "{args.log_level}"', text)
         config = lab.root / "gateway.toml"
         config.write_text(text)
         releases = {m: lab.release(NEW_VERSION, m, args.size) for m in sorted(set(models))}
@@ -308,7 +308,8 @@ async def _run_one(n: int, args: argparse.Namespace, root: Path) -> dict[str, An
                 1
                 for d in ids
                 if (fw := s.hub.twins[d].reported.get("firmware", {})).get("fwUpdateStatus")
-                == "current" and fw.get("currentFwVersion") == NEW_VERSION
+                == "current"
+                and fw.get("currentFwVersion") == NEW_VERSION
             )
 
         n_current = await asyncio.to_thread(lab.hub.call, current)

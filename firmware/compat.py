@@ -36,12 +36,15 @@ class CompatString:
 
 def parse_compat(text: str) -> CompatString:
     if len(text) > MAX_COMPAT_LEN or not text.isascii():
-        raise VerificationError(ReasonCode.TARGET_INVALID,
-                                f"compatibility string {text[:40]!r} is not short ASCII")
+        raise VerificationError(
+            ReasonCode.TARGET_INVALID, f"compatibility string {text[:40]!r} is not short ASCII"
+        )
     parts = text.split(":")
     if len(parts) != 3 or not parts[0] or not parts[1]:
-        raise VerificationError(ReasonCode.TARGET_INVALID,
-                                f"compatibility string {text!r} is not manufacturer:model:hwrev")
+        raise VerificationError(
+            ReasonCode.TARGET_INVALID,
+            f"compatibility string {text!r} is not manufacturer:model:hwrev",
+        )
     return CompatString(*parts)
 
 
@@ -49,18 +52,23 @@ def check_compatible(manifest: Manifest, target: TargetInfo) -> None:
     """Raise :class:`VerificationError` naming the field that does not match."""
     mcu = parse_compat(target.compat)
     if mcu.model != target.model:
-        raise VerificationError(ReasonCode.TARGET_INVALID,
-                                f"MCU reports model {target.model!r} but compatibility "
-                                f"string {target.compat!r}")
+        raise VerificationError(
+            ReasonCode.TARGET_INVALID,
+            f"MCU reports model {target.model!r} but compatibility string {target.compat!r}",
+        )
     want = manifest.compatibility
     if want.manufacturer != mcu.manufacturer:
-        raise VerificationError(ReasonCode.INCOMPATIBLE_MANUFACTURER,
-                                f"package is for manufacturer {want.manufacturer!r}, MCU is "
-                                f"{mcu.manufacturer!r}")
+        raise VerificationError(
+            ReasonCode.INCOMPATIBLE_MANUFACTURER,
+            f"package is for manufacturer {want.manufacturer!r}, MCU is {mcu.manufacturer!r}",
+        )
     if want.model != mcu.model:
-        raise VerificationError(ReasonCode.INCOMPATIBLE_MODEL,
-                                f"package is for model {want.model!r}, MCU is {mcu.model!r}")
+        raise VerificationError(
+            ReasonCode.INCOMPATIBLE_MODEL,
+            f"package is for model {want.model!r}, MCU is {mcu.model!r}",
+        )
     if want.hwrev is not None and want.hwrev != mcu.hwrev:
-        raise VerificationError(ReasonCode.INCOMPATIBLE_HWREV,
-                                f"package is for hardware revision {want.hwrev!r}, MCU is "
-                                f"{mcu.hwrev!r}")
+        raise VerificationError(
+            ReasonCode.INCOMPATIBLE_HWREV,
+            f"package is for hardware revision {want.hwrev!r}, MCU is {mcu.hwrev!r}",
+        )

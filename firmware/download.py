@@ -116,8 +116,9 @@ class Downloader:
         )
         return self
 
-    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         tasks = [f.task for f in self._flights.values() if f.task is not None]
         for task in tasks:
             task.cancel()
@@ -127,9 +128,16 @@ class Downloader:
             self._session = None
 
     @contextlib.asynccontextmanager
-    async def fetch(self, url: str, sha256_hex: str, *, max_size: int, deadline_s: float,
-                    expected_size: int | None = None, progress: Progress | None = None,
-                    ) -> AsyncIterator[Path]:
+    async def fetch(
+        self,
+        url: str,
+        sha256_hex: str,
+        *,
+        max_size: int,
+        deadline_s: float,
+        expected_size: int | None = None,
+        progress: Progress | None = None,
+    ) -> AsyncIterator[Path]:
         """Yield the cached file for ``sha256_hex``, downloading it if needed; pinned inside."""
         self._check_scheme(URL(url))
         digest = normalise_digest(sha256_hex)
@@ -137,20 +145,23 @@ class Downloader:
         try:
             path = self.cache.lookup(digest)
             if path is None:
-                path = await self._join(url, digest, _Limits(max_size, expected_size),
-                                        deadline_s, progress)
+                path = await self._join(
+                    url, digest, _Limits(max_size, expected_size), deadline_s, progress
+                )
             size = path.stat().st_size
             if expected_size is not None and size != expected_size:
                 raise _size_mismatch(size, expected_size, "the package is")
             if size > max_size:
-                raise DownloadError(ReasonCode.DOWNLOAD_TOO_LARGE,
-                                    f"package is {size} bytes, cap is {max_size}")
+                raise DownloadError(
+                    ReasonCode.DOWNLOAD_TOO_LARGE, f"package is {size} bytes, cap is {max_size}"
+                )
             yield path
         finally:
             self.cache.unpin(digest)
 
-    async def _join(self, url: str, digest: str, limits: _Limits, deadline_s: float,
-                    progress: Progress | None) -> Path:
+    async def _join(
+        self, url: str, digest: str, limits: _Limits, deadline_s: float, progress: Progress | None
+    ) -> Path:
         flight = self._flights.get(digest)
         if flight is None:
             flight = self._flights[digest] = _Flight()
@@ -169,8 +180,9 @@ class Downloader:
         except TimeoutError as exc:
             if flight.task.done():
                 raise  # the transfer's own DownloadTimeout
-            raise DownloadTimeout(ReasonCode.DOWNLOAD_TIMEOUT,
-                                  f"no package after {deadline_s:g} s") from exc
+            raise DownloadTimeout(
+                ReasonCode.DOWNLOAD_TIMEOUT, f"no package after {deadline_s:g} s"
+            ) from exc
         finally:
             if progress is not None:
                 flight.listeners.remove(progress)
@@ -181,8 +193,9 @@ class Downloader:
         if not task.cancelled():
             task.exception()  # retrieved here: every waiter may have given up already
 
-    async def _transfer(self, url: str, digest: str, limits: _Limits, deadline_s: float,
-                        flight: _Flight) -> Path:
+    async def _transfer(
+        self, url: str, digest: str, limits: _Limits, deadline_s: float, flight: _Flight
+    ) -> Path:
         part = self.cache.partial_path(digest)
         keep = False  # keep the partial file for a later resume?
         try:
@@ -198,14 +211,16 @@ class Downloader:
                     os.fsync(fh.fileno())
             keep = False
             if actual != digest:
-                raise DownloadError(ReasonCode.DOWNLOAD_HASH_MISMATCH,
-                                    f"downloaded SHA-256 {actual[:16]}… != expected "
-                                    f"{digest[:16]}…")
+                raise DownloadError(
+                    ReasonCode.DOWNLOAD_HASH_MISMATCH,
+                    f"downloaded SHA-256 {actual[:16]}… != expected {digest[:16]}…",
+                )
             return self.cache.commit(part, digest)
         except TimeoutError as exc:
-            raise DownloadTimeout(ReasonCode.DOWNLOAD_TIMEOUT,
-                                  f"download of {_where(URL(url))} exceeded {deadline_s:g} s"
-                                  ) from exc
+            raise DownloadTimeout(
+                ReasonCode.DOWNLOAD_TIMEOUT,
+                f"download of {_where(URL(url))} exceeded {deadline_s:g} s",
+            ) from exc
         except DownloadError as exc:
             # Only failures a later attempt can get past leave the bytes for a resume.
             keep = keep and exc.reason in (ReasonCode.DOWNLOAD_FAILED,)
@@ -214,8 +229,9 @@ class Downloader:
             if not keep or not part.exists() or part.stat().st_size == 0:
                 self.cache.drop_partial(digest)
 
-    async def _stream(self, url: URL, fh: IO[bytes], limits: _Limits, flight: _Flight,
-                      start: _Resume, digest: str) -> str:
+    async def _stream(
+        self, url: URL, fh: IO[bytes], limits: _Limits, flight: _Flight, start: _Resume, digest: str
+    ) -> str:
         """Write the body to ``fh`` and return its SHA-256; resume with Range after drops."""
         max_size = limits.max_size
         hasher = start.hasher
@@ -254,11 +270,14 @@ class Downloader:
                     elif resp.status in _RETRYABLE_STATUS:
                         raise _Retry(f"HTTP {resp.status}")
                     elif resp.status in (404, 410):
-                        raise DownloadError(ReasonCode.PACKAGE_NOT_FOUND,
-                                            f"HTTP {resp.status}: no package at {_where(url)}")
+                        raise DownloadError(
+                            ReasonCode.PACKAGE_NOT_FOUND,
+                            f"HTTP {resp.status}: no package at {_where(url)}",
+                        )
                     else:
-                        raise DownloadError(ReasonCode.DOWNLOAD_FAILED,
-                                            f"HTTP {resp.status} from {_where(url)}")
+                        raise DownloadError(
+                            ReasonCode.DOWNLOAD_FAILED, f"HTTP {resp.status} from {_where(url)}"
+                        )
                     fresh = _validator(resp)
                     if fresh is not None and fresh != validator:
                         self.cache.save_validator(digest, fresh)
@@ -284,24 +303,27 @@ class Downloader:
                     return hasher.hexdigest()
             except aiohttp.ClientSSLError as exc:
                 # A certificate problem does not heal by retrying.
-                raise DownloadError(ReasonCode.DOWNLOAD_FAILED,
-                                    f"TLS to {_where(url)} failed: {redact_text(str(exc))}"
-                                    ) from exc
+                raise DownloadError(
+                    ReasonCode.DOWNLOAD_FAILED,
+                    f"TLS to {_where(url)} failed: {redact_text(str(exc))}",
+                ) from exc
             except (aiohttp.ClientError, _Retry) as exc:
                 failures = 1 if offset > before else failures + 1
                 if failures >= self._retry.attempts:
-                    raise DownloadError(ReasonCode.DOWNLOAD_FAILED,
-                                        f"{_where(url)}: giving up after {failures} failed "
-                                        f"attempts at byte {offset}: "
-                                        f"{redact_text(str(exc)) or type(exc).__name__}"
-                                        ) from exc
+                    raise DownloadError(
+                        ReasonCode.DOWNLOAD_FAILED,
+                        f"{_where(url)}: giving up after {failures} failed "
+                        f"attempts at byte {offset}: "
+                        f"{redact_text(str(exc)) or type(exc).__name__}",
+                    ) from exc
                 await asyncio.sleep(self._retry.delay(failures, self._rng))
 
     def _check_scheme(self, url: URL) -> None:
         if url.scheme not in self._schemes:
-            raise DownloadError(ReasonCode.URL_REFUSED,
-                                f"scheme {url.scheme!r} refused; allowed: "
-                                f"{', '.join(sorted(self._schemes))}")
+            raise DownloadError(
+                ReasonCode.URL_REFUSED,
+                f"scheme {url.scheme!r} refused; allowed: {', '.join(sorted(self._schemes))}",
+            )
 
 
 def _range_start(resp: aiohttp.ClientResponse) -> int | None:
@@ -354,10 +376,13 @@ def _rehash(part: Path, validator: str, limits: _Limits) -> _Resume:
 
 
 def _size_mismatch(size: int, expected: int, what: str) -> DownloadError:
-    return DownloadError(ReasonCode.DOWNLOAD_SIZE_MISMATCH,
-                         f"{what} {size} bytes but the desired fwPackageSize is {expected}")
+    return DownloadError(
+        ReasonCode.DOWNLOAD_SIZE_MISMATCH,
+        f"{what} {size} bytes but the desired fwPackageSize is {expected}",
+    )
 
 
 def _too_large(size: int, cap: int) -> DownloadError:
-    return DownloadError(ReasonCode.DOWNLOAD_TOO_LARGE,
-                         f"response exceeds the size cap: {size} > {cap} bytes")
+    return DownloadError(
+        ReasonCode.DOWNLOAD_TOO_LARGE, f"response exceeds the size cap: {size} > {cap} bytes"
+    )

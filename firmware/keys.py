@@ -109,8 +109,11 @@ def sign(key: PrivateKey, message: bytes) -> bytes:
 
 
 def public_pem(key: PrivateKey | PublicKeyObject) -> bytes:
-    pub = key.public_key() if isinstance(key, ed25519.Ed25519PrivateKey |
-                                         ec.EllipticCurvePrivateKey) else key
+    pub = (
+        key.public_key()
+        if isinstance(key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey)
+        else key
+    )
     return pub.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )

@@ -114,16 +114,20 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> Manifest:
-        _only_keys(obj, "manifest", required={"manifestVersion", "updateId", "compatibility",
-                                              "payload"},
-                   optional={"minInstalledVersion", "deltaBase"})
+        _only_keys(
+            obj,
+            "manifest",
+            required={"manifestVersion", "updateId", "compatibility", "payload"},
+            optional={"minInstalledVersion", "deltaBase"},
+        )
         if obj["manifestVersion"] != MANIFEST_VERSION or isinstance(obj["manifestVersion"], bool):
             raise _invalid(f"manifestVersion {obj['manifestVersion']!r} is not supported")
         uid = _object(obj, "updateId")
         _only_keys(uid, "updateId", required={"provider", "name", "version"})
         comp = _object(obj, "compatibility")
-        _only_keys(comp, "compatibility", required={"manufacturer", "model"},
-                   optional={"hardwareRevision"})
+        _only_keys(
+            comp, "compatibility", required={"manufacturer", "model"}, optional={"hardwareRevision"}
+        )
         pay = _object(obj, "payload")
         _only_keys(pay, "payload", required={"size", "sha256"})
         try:
@@ -151,13 +155,17 @@ class Manifest:
 
 def _validate(m: Manifest) -> None:
     """Raise ``ValueError`` naming the first bad field; packers and parsers share it."""
-    for label, value in (("updateId.provider", m.update.provider),
-                         ("updateId.name", m.update.name)):
+    for label, value in (
+        ("updateId.provider", m.update.provider),
+        ("updateId.name", m.update.name),
+    ):
         if not value or len(value) > MAX_NAME_LEN or not value.isprintable():
             raise ValueError(f"{label} must be 1-{MAX_NAME_LEN} printable characters")
-    for label, opt in (("manufacturer", m.compatibility.manufacturer),
-                       ("model", m.compatibility.model),
-                       ("hardwareRevision", m.compatibility.hwrev)):
+    for label, opt in (
+        ("manufacturer", m.compatibility.manufacturer),
+        ("model", m.compatibility.model),
+        ("hardwareRevision", m.compatibility.hwrev),
+    ):
         if opt is None:
             continue
         if len(opt) > MAX_NAME_LEN or not _COMPAT_FIELD.fullmatch(opt):
@@ -165,9 +173,11 @@ def _validate(m: Manifest) -> None:
                 f"compatibility.{label} {opt!r} must be 1-{MAX_NAME_LEN} printable ASCII "
                 "characters without ':' or spaces"
             )
-    for label, ver in (("updateId.version", m.update.version),
-                       ("minInstalledVersion", m.min_installed_version),
-                       ("deltaBase", m.delta_base)):
+    for label, ver in (
+        ("updateId.version", m.update.version),
+        ("minInstalledVersion", m.min_installed_version),
+        ("deltaBase", m.delta_base),
+    ):
         if ver is not None:
             try:
                 parse_version(ver)
@@ -183,8 +193,13 @@ def _invalid(message: str) -> PackageError:
     return PackageError(ReasonCode.MANIFEST_INVALID, f"manifest: {message}")
 
 
-def _only_keys(obj: dict[str, Any], where: str, *, required: AbstractSet[str],
-               optional: AbstractSet[str] = frozenset()) -> None:
+def _only_keys(
+    obj: dict[str, Any],
+    where: str,
+    *,
+    required: AbstractSet[str],
+    optional: AbstractSet[str] = frozenset(),
+) -> None:
     missing = required - obj.keys()
     if missing:
         raise _invalid(f"{where} lacks {', '.join(sorted(missing))}")

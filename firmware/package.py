@@ -100,25 +100,30 @@ def manifest_for(
 def parse(data: bytes) -> RawPackage:
     """Split a file into its regions, refusing any length that does not add up exactly."""
     if len(data) < HEADER_LEN:
-        raise PackageError(ReasonCode.TRUNCATED, f"file is {len(data)} bytes, shorter than "
-                                                 f"the {HEADER_LEN}-byte header")
+        raise PackageError(
+            ReasonCode.TRUNCATED,
+            f"file is {len(data)} bytes, shorter than the {HEADER_LEN}-byte header",
+        )
     magic, version, reserved, mlen, plen = _HEADER.unpack_from(data)
     if magic != MAGIC:
         raise PackageError(ReasonCode.MALFORMED, "not a firmware package (bad magic)")
     if version != FORMAT_VERSION:
-        raise PackageError(ReasonCode.UNSUPPORTED_FORMAT,
-                           f"package format {version} is not supported (expected "
-                           f"{FORMAT_VERSION})")
+        raise PackageError(
+            ReasonCode.UNSUPPORTED_FORMAT,
+            f"package format {version} is not supported (expected {FORMAT_VERSION})",
+        )
     if reserved != 0:
         raise PackageError(ReasonCode.MALFORMED, "reserved header field is not zero")
     if mlen > MAX_MANIFEST_LEN:
-        raise PackageError(ReasonCode.MALFORMED,
-                           f"manifest length {mlen} exceeds {MAX_MANIFEST_LEN}")
+        raise PackageError(
+            ReasonCode.MALFORMED, f"manifest length {mlen} exceeds {MAX_MANIFEST_LEN}"
+        )
     sig_at = HEADER_LEN + mlen + plen
     if len(data) < sig_at + SIG_HEADER_LEN:
-        raise PackageError(ReasonCode.TRUNCATED,
-                           f"file is {len(data)} bytes but its header declares at least "
-                           f"{sig_at + SIG_HEADER_LEN}")
+        raise PackageError(
+            ReasonCode.TRUNCATED,
+            f"file is {len(data)} bytes but its header declares at least {sig_at + SIG_HEADER_LEN}",
+        )
     alg_id, sreserved, slen, kid = _SIG_HEADER.unpack_from(data, sig_at)
     try:
         alg = Algorithm(alg_id)
@@ -127,22 +132,25 @@ def parse(data: bytes) -> RawPackage:
     if sreserved != 0:
         raise PackageError(ReasonCode.MALFORMED, "reserved signature field is not zero")
     if slen != alg.signature_length:
-        raise PackageError(ReasonCode.MALFORMED,
-                           f"{alg.label} signature must be {alg.signature_length} bytes, "
-                           f"not {slen}")
+        raise PackageError(
+            ReasonCode.MALFORMED,
+            f"{alg.label} signature must be {alg.signature_length} bytes, not {slen}",
+        )
     if alg is Algorithm.NONE and kid != _NO_KEY:
         raise PackageError(ReasonCode.MALFORMED, "unsigned package has a non-zero key id")
     end = sig_at + SIG_HEADER_LEN + slen
     if len(data) < end:
-        raise PackageError(ReasonCode.TRUNCATED,
-                           f"file is {len(data)} bytes but its signature block ends at {end}")
+        raise PackageError(
+            ReasonCode.TRUNCATED, f"file is {len(data)} bytes but its signature block ends at {end}"
+        )
     if len(data) > end:
-        raise PackageError(ReasonCode.MALFORMED,
-                           f"{len(data) - end} unexpected byte(s) after the signature block")
+        raise PackageError(
+            ReasonCode.MALFORMED, f"{len(data) - end} unexpected byte(s) after the signature block"
+        )
     return RawPackage(
-        manifest_bytes=bytes(data[HEADER_LEN:HEADER_LEN + mlen]),
-        payload=bytes(data[HEADER_LEN + mlen:sig_at]),
-        signature=Signature(alg, kid, bytes(data[end - slen:end])),
+        manifest_bytes=bytes(data[HEADER_LEN : HEADER_LEN + mlen]),
+        payload=bytes(data[HEADER_LEN + mlen : sig_at]),
+        signature=Signature(alg, kid, bytes(data[end - slen : end])),
     )
 
 
@@ -156,22 +164,27 @@ def verify(data: bytes, trusted: Iterable[PublicKey], *, allow_unsigned: bool = 
     sig = raw.signature
     if not sig.signed:
         if not allow_unsigned:
-            raise VerificationError(ReasonCode.UNSIGNED,
-                                    "package is unsigned and the policy requires a signature")
+            raise VerificationError(
+                ReasonCode.UNSIGNED, "package is unsigned and the policy requires a signature"
+            )
         _check_integrity(raw)
     else:
         anchors = {k.key_id: k for k in trusted}
         anchor = anchors.get(sig.key_id)
         if anchor is None:
-            raise VerificationError(ReasonCode.UNTRUSTED_KEY,
-                                    f"signed by key {sig.key_id.hex()[:16]}…, which is not "
-                                    "a trusted key")
-        if anchor.algorithm is not sig.algorithm or not anchor.verify(sig.value,
-                                                                      raw.manifest_bytes):
-            raise VerificationError(ReasonCode.SIGNATURE_INVALID,
-                                    f"{sig.algorithm.label} signature by key "
-                                    f"{sig.key_id.hex()[:16]}… does not verify over the "
-                                    "manifest (manifest or signature altered)")
+            raise VerificationError(
+                ReasonCode.UNTRUSTED_KEY,
+                f"signed by key {sig.key_id.hex()[:16]}…, which is not a trusted key",
+            )
+        if anchor.algorithm is not sig.algorithm or not anchor.verify(
+            sig.value, raw.manifest_bytes
+        ):
+            raise VerificationError(
+                ReasonCode.SIGNATURE_INVALID,
+                f"{sig.algorithm.label} signature by key "
+                f"{sig.key_id.hex()[:16]}… does not verify over the "
+                "manifest (manifest or signature altered)",
+            )
     return _bind_payload(raw)
 
 
@@ -179,22 +192,28 @@ def _check_integrity(raw: RawPackage) -> Package:
     """Integrity without trust: the digest or signature block must match what it covers."""
     sig = raw.signature
     if not sig.signed and hashlib.sha256(raw.manifest_bytes).digest() != sig.value:
-        raise VerificationError(ReasonCode.SIGNATURE_INVALID,
-                                "manifest digest does not match (manifest or digest altered)")
+        raise VerificationError(
+            ReasonCode.SIGNATURE_INVALID,
+            "manifest digest does not match (manifest or digest altered)",
+        )
     return _bind_payload(raw)
 
 
 def _bind_payload(raw: RawPackage) -> Package:
     manifest = Manifest.from_bytes(raw.manifest_bytes)
     if manifest.payload_size != len(raw.payload):
-        raise PackageError(ReasonCode.MANIFEST_INVALID,
-                           f"manifest payload size {manifest.payload_size} != header "
-                           f"payload length {len(raw.payload)}")
+        raise PackageError(
+            ReasonCode.MANIFEST_INVALID,
+            f"manifest payload size {manifest.payload_size} != header "
+            f"payload length {len(raw.payload)}",
+        )
     actual = hashlib.sha256(raw.payload).hexdigest()
     if actual != manifest.payload_sha256:
-        raise PackageError(ReasonCode.PAYLOAD_HASH_MISMATCH,
-                           f"payload SHA-256 {actual[:16]}… != manifest "
-                           f"{manifest.payload_sha256[:16]}… (payload altered)")
+        raise PackageError(
+            ReasonCode.PAYLOAD_HASH_MISMATCH,
+            f"payload SHA-256 {actual[:16]}… != manifest "
+            f"{manifest.payload_sha256[:16]}… (payload altered)",
+        )
     return Package(manifest, raw.manifest_bytes, raw.payload, raw.signature)
 
 
@@ -205,10 +224,12 @@ def _signature(manifest_bytes: bytes, key: PrivateKey | None) -> Signature:
 
 
 def _serialise(manifest_bytes: bytes, payload: bytes, sig: Signature) -> bytes:
-    return b"".join((
-        _HEADER.pack(MAGIC, FORMAT_VERSION, 0, len(manifest_bytes), len(payload)),
-        manifest_bytes,
-        payload,
-        _SIG_HEADER.pack(sig.algorithm, 0, len(sig.value), sig.key_id),
-        sig.value,
-    ))
+    return b"".join(
+        (
+            _HEADER.pack(MAGIC, FORMAT_VERSION, 0, len(manifest_bytes), len(payload)),
+            manifest_bytes,
+            payload,
+            _SIG_HEADER.pack(sig.algorithm, 0, len(sig.value), sig.key_id),
+            sig.value,
+        )
+    )

@@ -51,8 +51,13 @@ class TrustPolicy:
     max_size: int = DEFAULT_MAX_SIZE
 
     @classmethod
-    def from_files(cls, paths: Iterable[Path], *, allow_unsigned: bool = False,
-                   max_size: int = DEFAULT_MAX_SIZE) -> TrustPolicy:
+    def from_files(
+        cls,
+        paths: Iterable[Path],
+        *,
+        allow_unsigned: bool = False,
+        max_size: int = DEFAULT_MAX_SIZE,
+    ) -> TrustPolicy:
         return cls(tuple(load_public_key(p) for p in paths), allow_unsigned, max_size)
 
 
@@ -68,38 +73,46 @@ class Verdict:
         return cls(False, exc.reason, exc.message)
 
 
-def evaluate(package_bytes: bytes, *, desired: DesiredFirmware, target: TargetInfo,
-             policy: TrustPolicy) -> Verdict:
+def evaluate(
+    package_bytes: bytes, *, desired: DesiredFirmware, target: TargetInfo, policy: TrustPolicy
+) -> Verdict:
     """Every check the twin flow needs, cheapest and least trusting first."""
     try:
         if desired.fwPackageSize is not None and len(package_bytes) != desired.fwPackageSize:
-            raise VerificationError(ReasonCode.SIZE_MISMATCH,
-                                    f"package is {len(package_bytes)} bytes, fwPackageSize "
-                                    f"says {desired.fwPackageSize}")
+            raise VerificationError(
+                ReasonCode.SIZE_MISMATCH,
+                f"package is {len(package_bytes)} bytes, fwPackageSize "
+                f"says {desired.fwPackageSize}",
+            )
         _check_size(len(package_bytes), policy.max_size, "package")
         actual = hashlib.sha256(package_bytes).hexdigest()
         if actual != desired.fwPackageCheckValue.lower():
-            raise VerificationError(ReasonCode.CHECK_VALUE_MISMATCH,
-                                    f"package SHA-256 {actual[:16]}… != fwPackageCheckValue "
-                                    f"{desired.fwPackageCheckValue[:16]}…")
-        package = _verify_for_target(package_bytes, target, policy,
-                                     allow_downgrade=desired.allowDowngrade)
+            raise VerificationError(
+                ReasonCode.CHECK_VALUE_MISMATCH,
+                f"package SHA-256 {actual[:16]}… != fwPackageCheckValue "
+                f"{desired.fwPackageCheckValue[:16]}…",
+            )
+        package = _verify_for_target(
+            package_bytes, target, policy, allow_downgrade=desired.allowDowngrade
+        )
         have = package.manifest.update.version
         if str(parse_version(have)) != str(parse_version(desired.fwVersion)):
-            raise VerificationError(ReasonCode.VERSION_MISMATCH,
-                                    f"package version {have} != fwVersion {desired.fwVersion}")
+            raise VerificationError(
+                ReasonCode.VERSION_MISMATCH,
+                f"package version {have} != fwVersion {desired.fwVersion}",
+            )
     except FirmwareError as exc:
         return Verdict.refuse(exc)
     return _accept(package)
 
 
-def check_package(package_bytes: bytes, *, target: TargetInfo, policy: TrustPolicy,
-                  allow_downgrade: bool = False) -> Verdict:
+def check_package(
+    package_bytes: bytes, *, target: TargetInfo, policy: TrustPolicy, allow_downgrade: bool = False
+) -> Verdict:
     """Signature, integrity, size, compatibility and version policy, without a twin."""
     try:
         _check_size(len(package_bytes), policy.max_size, "package")
-        package = _verify_for_target(package_bytes, target, policy,
-                                     allow_downgrade=allow_downgrade)
+        package = _verify_for_target(package_bytes, target, policy, allow_downgrade=allow_downgrade)
     except FirmwareError as exc:
         return Verdict.refuse(exc)
     return _accept(package)
@@ -107,13 +120,17 @@ def check_package(package_bytes: bytes, *, target: TargetInfo, policy: TrustPoli
 
 def _accept(package: Package) -> Verdict:
     m = package.manifest
-    return Verdict(True, ReasonCode.OK,
-                   f"{m.update.provider}/{m.update.name} {m.update.version} verified",
-                   package)
+    return Verdict(
+        True,
+        ReasonCode.OK,
+        f"{m.update.provider}/{m.update.name} {m.update.version} verified",
+        package,
+    )
 
 
-def _verify_for_target(data: bytes, target: TargetInfo, policy: TrustPolicy, *,
-                       allow_downgrade: bool) -> Package:
+def _verify_for_target(
+    data: bytes, target: TargetInfo, policy: TrustPolicy, *, allow_downgrade: bool
+) -> Package:
     package = verify(data, policy.trusted_keys, allow_unsigned=policy.allow_unsigned)
     m = package.manifest
     _check_size(m.payload_size, policy.max_size, "payload")
@@ -122,21 +139,24 @@ def _verify_for_target(data: bytes, target: TargetInfo, policy: TrustPolicy, *,
     check_compatible(m, target)
     if target.installed_version is None:
         if m.min_installed_version is not None:
-            raise VerificationError(ReasonCode.BELOW_MINIMUM_VERSION,
-                                    f"package needs installed version >= "
-                                    f"{m.min_installed_version}, MCU's is unknown")
+            raise VerificationError(
+                ReasonCode.BELOW_MINIMUM_VERSION,
+                f"package needs installed version >= {m.min_installed_version}, MCU's is unknown",
+            )
         return package
     installed = parse_version(target.installed_version)
     if not allow_downgrade and m.version < installed:
-        raise VerificationError(ReasonCode.DOWNGRADE,
-                                f"package version {m.version} is older than installed "
-                                f"{installed} and allowDowngrade is false")
-    if m.min_installed_version is not None and installed < parse_version(
-        m.min_installed_version
-    ):
-        raise VerificationError(ReasonCode.BELOW_MINIMUM_VERSION,
-                                f"installed version {installed} is below the package's "
-                                f"minimum {m.min_installed_version}")
+        raise VerificationError(
+            ReasonCode.DOWNGRADE,
+            f"package version {m.version} is older than installed "
+            f"{installed} and allowDowngrade is false",
+        )
+    if m.min_installed_version is not None and installed < parse_version(m.min_installed_version):
+        raise VerificationError(
+            ReasonCode.BELOW_MINIMUM_VERSION,
+            f"installed version {installed} is below the package's "
+            f"minimum {m.min_installed_version}",
+        )
     return package
 
 

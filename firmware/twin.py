@@ -47,13 +47,12 @@ class DesiredFirmware:
     retry: int = 0
 
 
-def parse_desired(
-    raw: object, *, allowed_schemes: Collection[str] = ("https",)
-) -> DesiredFirmware:
+def parse_desired(raw: object, *, allowed_schemes: Collection[str] = ("https",)) -> DesiredFirmware:
     """Validate the desired section; the first bad field raises with its own reason code."""
     if not isinstance(raw, dict):
-        raise DesiredFirmwareError(_R.DESIRED_NOT_OBJECT, "firmware",
-                                   "desired firmware must be a JSON object")
+        raise DesiredFirmwareError(
+            _R.DESIRED_NOT_OBJECT, "firmware", "desired firmware must be a JSON object"
+        )
     version = _required_str(raw, "fwVersion", MAX_VERSION_LEN)
     try:
         parse_version(version)
@@ -65,26 +64,36 @@ def parse_desired(
     _check_uri(uri, allowed_schemes)
     check = _required_str(raw, "fwPackageCheckValue", 64)
     if not _HEX64.fullmatch(check):
-        raise DesiredFirmwareError(_R.DESIRED_BAD_CHECK_VALUE, "fwPackageCheckValue",
-                                   "fwPackageCheckValue must be 64 hex digits (SHA-256)")
+        raise DesiredFirmwareError(
+            _R.DESIRED_BAD_CHECK_VALUE,
+            "fwPackageCheckValue",
+            "fwPackageCheckValue must be 64 hex digits (SHA-256)",
+        )
     size = raw.get("fwPackageSize")
     if size is not None and (
         not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= MAX_SIZE
     ):
-        raise DesiredFirmwareError(_R.DESIRED_BAD_SIZE, "fwPackageSize",
-                                   f"fwPackageSize must be a positive integer, not {size!r:.40}")
+        raise DesiredFirmwareError(
+            _R.DESIRED_BAD_SIZE,
+            "fwPackageSize",
+            f"fwPackageSize must be a positive integer, not {size!r:.40}",
+        )
     downgrade = raw.get("allowDowngrade", False)
     if downgrade is None:
         downgrade = False
     if not isinstance(downgrade, bool):
-        raise DesiredFirmwareError(_R.DESIRED_WRONG_TYPE, "allowDowngrade",
-                                   "allowDowngrade must be true or false")
+        raise DesiredFirmwareError(
+            _R.DESIRED_WRONG_TYPE, "allowDowngrade", "allowDowngrade must be true or false"
+        )
     retry = raw.get("retry", 0)
     if retry is None:
         retry = 0
     if not isinstance(retry, int) or isinstance(retry, bool) or not 0 <= retry < 2**53:
-        raise DesiredFirmwareError(_R.DESIRED_WRONG_TYPE, "retry",
-                                   f"retry must be a non-negative integer, not {retry!r:.40}")
+        raise DesiredFirmwareError(
+            _R.DESIRED_WRONG_TYPE,
+            "retry",
+            f"retry must be a non-negative integer, not {retry!r:.40}",
+        )
     return DesiredFirmware(
         fwVersion=version,
         fwPackageURI=uri,
@@ -101,11 +110,13 @@ def _required_str(raw: dict[str, Any], field: str, limit: int) -> str:
     if value is None:
         raise DesiredFirmwareError(_R.DESIRED_MISSING_FIELD, field, f"{field} is required")
     if not isinstance(value, str):
-        raise DesiredFirmwareError(_R.DESIRED_WRONG_TYPE, field,
-                                   f"{field} must be a string, not {type(value).__name__}")
+        raise DesiredFirmwareError(
+            _R.DESIRED_WRONG_TYPE, field, f"{field} must be a string, not {type(value).__name__}"
+        )
     if len(value) > limit:
-        raise DesiredFirmwareError(_R.DESIRED_STRING_TOO_LONG, field,
-                                   f"{field} is {len(value)} characters, limit {limit}")
+        raise DesiredFirmwareError(
+            _R.DESIRED_STRING_TOO_LONG, field, f"{field} is {len(value)} characters, limit {limit}"
+        )
     return value
 
 
@@ -115,23 +126,31 @@ def _check_uri(uri: str, allowed: Collection[str]) -> None:
         host = parts.hostname
         parts.port  # noqa: B018 -- raises ValueError on a malformed port
     except ValueError as exc:
-        raise DesiredFirmwareError(_R.DESIRED_BAD_URI, "fwPackageURI",
-                                   f"fwPackageURI does not parse: {exc}") from None
+        raise DesiredFirmwareError(
+            _R.DESIRED_BAD_URI, "fwPackageURI", f"fwPackageURI does not parse: {exc}"
+        ) from None
     if parts.scheme.lower() not in allowed:
-        raise DesiredFirmwareError(_R.DESIRED_BAD_URI_SCHEME, "fwPackageURI",
-                                   f"fwPackageURI scheme {parts.scheme!r:.20} is not one of "
-                                   f"{', '.join(sorted(allowed))}")
+        raise DesiredFirmwareError(
+            _R.DESIRED_BAD_URI_SCHEME,
+            "fwPackageURI",
+            f"fwPackageURI scheme {parts.scheme!r:.20} is not one of {', '.join(sorted(allowed))}",
+        )
     if not host or not uri.isprintable() or " " in uri:
-        raise DesiredFirmwareError(_R.DESIRED_BAD_URI, "fwPackageURI",
-                                   "fwPackageURI needs a host and no spaces or control characters")
+        raise DesiredFirmwareError(
+            _R.DESIRED_BAD_URI,
+            "fwPackageURI",
+            "fwPackageURI needs a host and no spaces or control characters",
+        )
 
 
 def _window(value: object) -> InstallWindow | None:
     if value is None:
         return None
-    bad = DesiredFirmwareError(_R.DESIRED_BAD_WINDOW, "installWindow",
-                               'installWindow must be {"start": "HH:MM", "end": "HH:MM", '
-                               '"tz": "<IANA zone>"}')
+    bad = DesiredFirmwareError(
+        _R.DESIRED_BAD_WINDOW,
+        "installWindow",
+        'installWindow must be {"start": "HH:MM", "end": "HH:MM", "tz": "<IANA zone>"}',
+    )
     if not isinstance(value, dict) or set(value) - {"start", "end", "tz"}:
         raise bad
     start, end, tz = value.get("start"), value.get("end"), value.get("tz", "UTC")

@@ -397,8 +397,10 @@ class DeviceTwinLink:
                 continue  # never used yet: the SDK subscribes on first use
             done: asyncio.Future[BaseException | None] = loop.create_future()
 
-            def finished(error: BaseException | None = None,
-                         done: asyncio.Future[BaseException | None] = done) -> None:
+            def finished(
+                error: BaseException | None = None,
+                done: asyncio.Future[BaseException | None] = done,
+            ) -> None:
                 def settle() -> None:
                     if not done.done():
                         done.set_result(error)

@@ -167,9 +167,7 @@ class Gateway:
         in_use = {a.port for a in self.agents.values() if a.connected}
         now = time.monotonic()
         todo = [
-            p
-            for p in ports
-            if p not in in_use and now >= self._silent.get(p, (0.0, 0.0, ""))[0]
+            p for p in ports if p not in in_use and now >= self._silent.get(p, (0.0, 0.0, ""))[0]
         ]
         cfg = self.config
         limit = asyncio.Semaphore(_PROBE_CONCURRENCY)

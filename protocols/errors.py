@@ -1,12 +1,10 @@
-"""Exception hierarchy for the serial bootloader protocol.
+"""Exception hierarchy shared by every bootloader protocol and the transports.
 
 One root, split by origin: local (our side misbehaved or gave up), remote (the
 MCU said no), and link (bytes on the wire were bad or stopped).
 """
 
 from __future__ import annotations
-
-from protocols.constants import Status
 
 
 class ProtocolError(Exception):
@@ -27,30 +25,6 @@ class FrameError(RemoteProtocolError):
 
 class CrcError(FrameError):
     """A frame's CRC-32 did not match: the bytes were damaged on the link."""
-
-
-class UnsupportedVersionError(RemoteProtocolError):
-    """The peer speaks a protocol version outside the range we implement."""
-
-    def __init__(self, theirs: int, lowest: int, highest: int) -> None:
-        super().__init__(
-            f"bootloader speaks protocol version {theirs}; "
-            f"this gateway supports versions {lowest}..{highest}"
-        )
-        self.theirs = theirs
-
-
-class DeviceRejected(RemoteProtocolError):
-    """The MCU answered a request with a non-OK status."""
-
-    def __init__(self, what: str, status: Status, detail: str = "") -> None:
-        text = f"{what} refused by MCU: {status.name} ({status.describe()})"
-        super().__init__(f"{text}: {detail}" if detail else text)
-        self.status = status
-
-
-class VerifyFailed(RemoteProtocolError):
-    """The MCU hashed the staged slot and the SHA-256 did not match."""
 
 
 class TransportError(ProtocolError):

@@ -34,8 +34,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--size", type=int, default=192 * 1024, help="firmware payload bytes")
     p.add_argument("--state", type=Path, help="keep everything in this directory")
     p.add_argument("--timeout", type=float, default=300.0, help="give up after this many s")
-    p.add_argument("--mix", action="store_true",
-                   help="mix bootloaders: ours, the STM32 ROM bootloader and MCUboot")
+    p.add_argument(
+        "--mix",
+        action="store_true",
+        help="mix bootloaders: ours, the STM32 ROM bootloader and MCUboot",
+    )
     p.add_argument("--rollout", action="store_true",
                    help="phased rollouts in rings (fleet CLI logic); one model's package is "
                         "refused, so its rollout halts")  # fmt: skip

@@ -9,7 +9,7 @@ from typing import Any
 from gateway.cli.serial_common import add_driver_args, driver_options, run_with_driver
 from protocols.driver import DeviceFacts, Driver, DriverSpec, SlotFacts
 from protocols.mcugw.driver import facts_from
-from protocols.packets import HelloResponse, InfoResponse
+from protocols.mcugw.packets import HelloResponse, InfoResponse
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:

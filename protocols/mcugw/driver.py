@@ -10,9 +10,6 @@ import contextlib
 import hashlib
 import time
 
-from protocols.constants import Capability as WireCap
-from protocols.constants import Mode, ResetMode
-from protocols.constants import SlotState as WireSlot
 from protocols.driver import (
     Capability,
     DeviceFacts,
@@ -32,17 +29,18 @@ from protocols.driver import (
     no_progress,
 )
 from protocols.errors import (
-    DeviceRejected,
     DeviceTimeout,
     LocalProtocolError,
     PortNotFound,
     ProtocolError,
     TransportDisconnected,
-    UnsupportedVersionError,
-    VerifyFailed,
 )
-from protocols.packets import HelloResponse, InfoResponse
-from protocols.session import BootloaderSession
+from protocols.mcugw.constants import Capability as WireCap
+from protocols.mcugw.constants import Mode, ResetMode
+from protocols.mcugw.constants import SlotState as WireSlot
+from protocols.mcugw.errors import DeviceRejected, UnsupportedVersionError, VerifyFailed
+from protocols.mcugw.packets import HelloResponse, InfoResponse
+from protocols.mcugw.session import BootloaderSession
 from protocols.transport import SerialSettings, Transport
 
 NAME = "mcugw"

@@ -62,10 +62,10 @@ from protocols.errors import (
     RemoteProtocolError,
     TransportDisconnected,
 )
+from protocols.mcugw.timing import HOST_MARGIN_S
 from protocols.stm32rom import codec, record
 from protocols.stm32rom.codec import ACK, NACK, SYNC, BadReply, Command, Exchange, Nack
 from protocols.stm32rom.parts import FLASH_BASE, Part, part
-from protocols.timing import HOST_MARGIN_S
 from protocols.transport import ModemLines, SerialSettings, Transport
 
 NAME = "stm32-rom"

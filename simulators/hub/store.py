@@ -121,8 +121,9 @@ class Store:
             "INSERT OR REPLACE INTO subscriptions VALUES (?, ?, ?)", (device_id, topic_filter, qos)
         )
 
-    def delete_subscriptions(self, device_id: str | None = None, topic_filter: str | None = None
-                             ) -> None:
+    def delete_subscriptions(
+        self, device_id: str | None = None, topic_filter: str | None = None
+    ) -> None:
         """Forget one filter, one device's session (``topic_filter=None``), or all (no args)."""
         if device_id is None:
             self._db.execute("DELETE FROM subscriptions")
@@ -133,6 +134,7 @@ class Store:
                 "DELETE FROM subscriptions WHERE device_id=? AND topic_filter=?",
                 (device_id, topic_filter),
             )
+
     # Automatic device configurations, as opaque JSON records (see configurations.py).
 
     def configurations(self) -> list[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from protocols.constants import SlotState
+from protocols.mcugw.constants import SlotState
 from simulators.mcu.trailer import RecordKind, SlotStatus, SlotTrailer
 
 

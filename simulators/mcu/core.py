@@ -15,9 +15,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from protocols.codec import BadFrame, Codec, PacketReceived
-from protocols.constants import Capability, Mode, Opcode, ResetMode, SlotState, Status
-from protocols.packets import (
+from protocols.mcugw.codec import BadFrame, Codec, PacketReceived
+from protocols.mcugw.constants import Capability, Mode, Opcode, ResetMode, SlotState, Status
+from protocols.mcugw.packets import (
     ActivateRequest,
     BeginRequest,
     BeginResponse,

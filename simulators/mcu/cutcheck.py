@@ -22,8 +22,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from protocols.constants import MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, Mode, ResetMode, SlotState
-from protocols.packets import (
+from protocols.mcugw.constants import (
+    MIN_PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
+    Mode,
+    ResetMode,
+    SlotState,
+)
+from protocols.mcugw.packets import (
     ActivateRequest,
     BeginRequest,
     BeginResponse,
@@ -39,7 +45,7 @@ from protocols.packets import (
     VerifyRequest,
     VerifyResponse,
 )
-from protocols.plan import FlashStep, plan_flash
+from protocols.mcugw.plan import FlashStep, plan_flash
 
 
 class PowerLost(Exception):
@@ -101,7 +107,7 @@ def _ask(dev: CutDevice, req: Request) -> Response:
 
 
 def flash_update(dev: CutDevice, up: Update) -> str:
-    """What a host does to flash ``up`` (the same steps as protocols.session).
+    """What a host does to flash ``up`` (the same steps as protocols.mcugw.session).
 
     Returns the outcome: "confirmed", "rolled_back" or "unconfirmed".
     """

@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 
-from protocols.codec import Codec, PacketReceived
-from protocols.packets import Request, Response
+from protocols.mcugw.codec import Codec, PacketReceived
+from protocols.mcugw.packets import Request, Response
 from simulators.mcu.core import McuCore, RunState
 from simulators.mcu.cutcheck import PowerLost
 from simulators.mcu.flash import Flash, PowerCut

@@ -19,12 +19,12 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from protocols.client import ClientProtocol
-from protocols.codec import Codec, PacketReceived
-from protocols.constants import Opcode, ResetMode
 from protocols.errors import FrameError
-from protocols.framing import encode_frame
-from protocols.packets import (
+from protocols.mcugw.client import ClientProtocol
+from protocols.mcugw.codec import Codec, PacketReceived
+from protocols.mcugw.constants import Opcode, ResetMode
+from protocols.mcugw.framing import encode_frame
+from protocols.mcugw.packets import (
     AbortRequest,
     ActivateRequest,
     BeginRequest,

@@ -13,7 +13,7 @@ import random
 from collections import deque
 from collections.abc import Callable
 
-from protocols.constants import BITS_PER_BYTE
+from protocols.mcugw.constants import BITS_PER_BYTE
 from simulators.mcu.core import McuCore
 from simulators.mcu.options import LinkFaultSpec
 

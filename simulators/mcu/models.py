@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from protocols.packets import Geometry
+from protocols.mcugw.packets import Geometry
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from protocols.constants import PROTOCOL_VERSION, Opcode
+from protocols.mcugw.constants import PROTOCOL_VERSION, Opcode
 
 PHASES = ("begin", "data", "verify", "activate", "boot", "confirm", "abort")
 SUPPORTED_BAUDS = (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600, 1_000_000, 2_000_000)

@@ -16,8 +16,8 @@ from dataclasses import dataclass, replace
 
 from construct import Bytes, ConstructError, Int8ul, Int16ul, Int32ul, PaddedString, Struct
 
-from protocols.constants import SlotState
-from protocols.crc import crc32
+from protocols.mcugw.constants import SlotState
+from protocols.mcugw.crc import crc32
 from simulators.mcu.flash import Flash
 
 RECORD_SIZE = 128

@@ -28,14 +28,18 @@ CASES: dict[str, Case] = {
     "SIGNATURE_INVALID": lambda lab, good: lab.publish(
         "forged", _flip_last(lab.release("2.0.3", "vmcu-f4").blob), "2.0.3", "vmcu-f4"
     ).desired(),
-    "DOWNLOAD_HASH_MISMATCH": lambda lab, good: {**good.desired(),
-                                                 "fwPackageCheckValue": "ab" * 32},
+    "DOWNLOAD_HASH_MISMATCH": lambda lab, good: {
+        **good.desired(),
+        "fwPackageCheckValue": "ab" * 32,
+    },
     "INCOMPATIBLE_MODEL": lambda lab, good: lab.release("2.0.2", "vmcu-l0").desired(),
     "DOWNGRADE": lambda lab, good: lab.release("0.9.0", "vmcu-f4").desired(),
     "PACKAGE_NOT_FOUND": lambda lab, good: {**good.desired(), "fwPackageURI": good.url + ".gone"},
     "DOWNLOAD_SIZE_MISMATCH": lambda lab, good: {**good.desired(), "fwPackageSize": good.size + 7},
-    "DESIRED_BAD_URI_SCHEME": lambda lab, good: {**good.desired(),
-                                                 "fwPackageURI": "file:///etc/passwd"},
+    "DESIRED_BAD_URI_SCHEME": lambda lab, good: {
+        **good.desired(),
+        "fwPackageURI": "file:///etc/passwd",
+    },
     "DESIRED_BAD_VERSION": lambda lab, good: {**good.desired(), "fwVersion": "two"},
     "DESIRED_NOT_OBJECT": lambda lab, good: "2.0.0",
 }

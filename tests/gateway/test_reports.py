@@ -64,8 +64,11 @@ def test_a_very_long_outage_keeps_memory_bounded_and_the_final_values() -> None:
     assert [p["firmware"]["fwUpdateStatus"] for p in sent][-3:] == ["s997", "s998", "s999"]
 
 
-_values = st.one_of(st.none(), st.integers(0, 3), st.dictionaries(st.sampled_from("xy"),
-                                                                   st.integers(0, 3), max_size=2))
+_values = st.one_of(
+    st.none(),
+    st.integers(0, 3),
+    st.dictionaries(st.sampled_from("xy"), st.integers(0, 3), max_size=2),
+)
 _patches = st.dictionaries(st.sampled_from("abc"), _values, min_size=1, max_size=3)
 
 

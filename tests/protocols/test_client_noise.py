@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from protocols.client import ClientProtocol, Garbled, TimedOut
-from protocols.codec import Codec
-from protocols.constants import ResetMode, Status
-from protocols.framing import DELIMITER
-from protocols.packets import ErrorResponse, InfoRequest, ResetRequest
+from protocols.mcugw.client import ClientProtocol, Garbled, TimedOut
+from protocols.mcugw.codec import Codec
+from protocols.mcugw.constants import ResetMode, Status
+from protocols.mcugw.framing import DELIMITER
+from protocols.mcugw.packets import ErrorResponse, InfoRequest, ResetRequest
 
 DAMAGED = b"\x05\x01\x02\x03\x04" + DELIMITER  # a frame that fails its checks
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from cobs import cobs
 
-from protocols.crc import crc32
 from protocols.mcugw.conformance import CHECKS, SuiteReport, run_suite
+from protocols.mcugw.crc import crc32
 from simulators.mcu.core import McuCore
 from simulators.mcu.flash import Flash
 from simulators.mcu.link import McuDriver

@@ -7,11 +7,11 @@ import zlib
 
 from cobs import cobs
 
-from protocols.codec import BadFrame, Codec, PacketReceived
-from protocols.crc import crc32
 from protocols.errors import CrcError
-from protocols.framing import encode_frame
-from protocols.packets import HelloRequest
+from protocols.mcugw.codec import BadFrame, Codec, PacketReceived
+from protocols.mcugw.crc import crc32
+from protocols.mcugw.framing import encode_frame
+from protocols.mcugw.packets import HelloRequest
 
 #: CRC-32 (with xorout) of any data followed by its own CRC, little-endian.
 CRC32_RESIDUE = 0x2144DF1C

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocols import packets
-from protocols.codec import Codec, PacketReceived
-from protocols.constants import (
+from protocols.mcugw import packets
+from protocols.mcugw.codec import Codec, PacketReceived
+from protocols.mcugw.constants import (
     MAX_BODY,
     BeginFlags,
     Capability,
@@ -22,8 +22,8 @@ from protocols.constants import (
     SlotState,
     Status,
 )
-from protocols.framing import FRAME_OVERHEAD, encode_frame
-from protocols.packets import (
+from protocols.mcugw.framing import FRAME_OVERHEAD, encode_frame
+from protocols.mcugw.packets import (
     AbortRequest,
     ActivateRequest,
     BeginRequest,

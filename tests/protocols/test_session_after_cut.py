@@ -12,10 +12,10 @@ from dataclasses import replace
 
 import pytest
 
-from protocols.codec import Codec, PacketReceived
-from protocols.constants import Mode, SlotState
-from protocols.packets import ResetRequest
-from protocols.session import BootloaderSession
+from protocols.mcugw.codec import Codec, PacketReceived
+from protocols.mcugw.constants import Mode, SlotState
+from protocols.mcugw.packets import ResetRequest
+from protocols.mcugw.session import BootloaderSession
 from simulators.mcu.core import McuCore
 from simulators.mcu.flash import Flash
 from simulators.mcu.link import LinkFaults, McuDriver

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from protocols.session import BootloaderSession
+from protocols.mcugw.session import BootloaderSession
 from simulators.mcu.core import McuCore
 from simulators.mcu.flash import Flash
 from simulators.mcu.link import LinkFaults, McuDriver
@@ -84,7 +84,7 @@ async def test_silent_mcu_times_out_with_a_clear_error(rig: Rig) -> None:
 
 @pytest.mark.parametrize("rig", [["refuse=BEGIN"]], indirect=True)
 async def test_refusal_names_the_command_and_status(rig: Rig) -> None:
-    from protocols.errors import DeviceRejected
+    from protocols.mcugw.errors import DeviceRejected
 
     with pytest.raises(DeviceRejected, match="BEGIN refused by MCU: REFUSED"):
         await rig.session.flash(random.Random(4).randbytes(2000), "2.0.0")

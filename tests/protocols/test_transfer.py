@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from protocols.constants import Status
 from protocols.errors import DeviceTimeout, RemoteProtocolError
-from protocols.packets import DataAck, DataRequest
-from protocols.transfer import MAX_TIMEOUTS, TransferWindow
+from protocols.mcugw.constants import Status
+from protocols.mcugw.packets import DataAck, DataRequest
+from protocols.mcugw.transfer import MAX_TIMEOUTS, TransferWindow
 
 IMAGE = bytes(range(256)) * 256  # 64 KiB
 

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from protocols.errors import DeviceTimeout, PortNotFound
-from protocols.session import BootloaderSession
+from protocols.mcugw.session import BootloaderSession
 from protocols.transport import open_transport
 from simulators.mcu.core import McuCore
 from simulators.mcu.flash import Flash

@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 from cobs import cobs
 
-from protocols import packets
-from protocols.codec import BadFrame, Codec, CodecEvent, PacketReceived
-from protocols.constants import FRAME_VERSION, MAX_BODY, RESPONSE_BIT, Opcode, Status
-from protocols.crc import crc32
 from protocols.errors import FrameError
-from protocols.framing import MAX_ENCODED, encode_frame
-from protocols.packets import DataRequest, Message, encode_payload
+from protocols.mcugw import packets
+from protocols.mcugw.codec import BadFrame, Codec, CodecEvent, PacketReceived
+from protocols.mcugw.constants import FRAME_VERSION, MAX_BODY, RESPONSE_BIT, Opcode, Status
+from protocols.mcugw.crc import crc32
+from protocols.mcugw.framing import MAX_ENCODED, encode_frame
+from protocols.mcugw.packets import DataRequest, Message, encode_payload
 from tests.vectors.messages import from_json, load_vectors, to_json
 
 VECTORS = load_vectors()

@@ -8,7 +8,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocols.constants import SlotState
+from protocols.mcugw.constants import SlotState
 from simulators.mcu.boot import decide, image_ok
 from simulators.mcu.flash import Flash
 from simulators.mcu.models import MODELS

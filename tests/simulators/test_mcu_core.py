@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from protocols.codec import Codec, PacketReceived
-from protocols.constants import Mode, ResetMode, SlotState, Status
-from protocols.packets import (
+from protocols.mcugw.codec import Codec, PacketReceived
+from protocols.mcugw.constants import Mode, ResetMode, SlotState, Status
+from protocols.mcugw.packets import (
     AbortRequest,
     ActivateRequest,
     BeginRequest,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from protocols.constants import SlotState
+from protocols.mcugw.constants import SlotState
 from simulators.mcu.core import McuCore, _synthetic_image
 from simulators.mcu.cutcheck import PowerLost, Update, flash_update
 from simulators.mcu.cutdevice import SimDevice

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocols.codec import Codec, PacketReceived
-from protocols.constants import ResetMode, Status
-from protocols.packets import (
+from protocols.mcugw.codec import Codec, PacketReceived
+from protocols.mcugw.constants import ResetMode, Status
+from protocols.mcugw.packets import (
     BeginRequest,
     DataAck,
     DataRequest,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from protocols.constants import Opcode
+from protocols.mcugw.constants import Opcode
 from simulators.mcu.options import FaultSpecError, parse_faults
 
 

@@ -10,7 +10,7 @@ import random
 
 import pytest
 
-from protocols.constants import SlotState
+from protocols.mcugw.constants import SlotState
 from simulators.mcu import core as core_module
 from simulators.mcu.core import McuCore, _synthetic_image
 from simulators.mcu.cutcheck import (

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from protocols.constants import SlotState
+from protocols.mcugw.constants import SlotState
 from simulators.mcu.device import DeviceSpec, open_device
 from simulators.mcu.models import MODELS
 from simulators.mcu.options import SimOptions

@@ -31,8 +31,8 @@ from typing import Any
 
 from cobs import cobs
 
-from protocols.codec import Codec, PacketReceived
-from protocols.constants import (
+from protocols.mcugw.codec import Codec, PacketReceived
+from protocols.mcugw.constants import (
     PROTOCOL_VERSION,
     BeginFlags,
     Capability,
@@ -42,8 +42,8 @@ from protocols.constants import (
     SlotState,
     Status,
 )
-from protocols.framing import encode_frame
-from protocols.packets import (
+from protocols.mcugw.framing import encode_frame
+from protocols.mcugw.packets import (
     AbortRequest,
     ActivateRequest,
     BeginRequest,

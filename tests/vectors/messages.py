@@ -1,6 +1,6 @@
 """JSON form of protocol messages, as used by ``frames.json``.
 
-A message is ``{"message": <class name in protocols.packets>, "fields": {...}}``.
+A message is ``{"message": <class name in protocols.mcugw.packets>, "fields": {...}}``.
 Field values: integers and strings as themselves, ``bytes`` as lowercase hex,
 enumerations by member name, flag sets as a list of member names (any bits with
 no name appear as one ``"0x..."`` hex string), ``geometry`` as an object and
@@ -17,8 +17,8 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from protocols import packets
-from protocols.packets import Geometry, Message, SlotInfo
+from protocols.mcugw import packets
+from protocols.mcugw.packets import Geometry, Message, SlotInfo
 
 FRAMES_JSON = Path(__file__).with_name("frames.json")
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import random
 import time
 
-from protocols.constants import (
+from protocols.mcugw.conformance import frames
+from protocols.mcugw.conformance.ctx import Ctx, Skipped, check, expect
+from protocols.mcugw.constants import (
     Mode,
     Opcode,
     SlotState,
     Status,
 )
-from protocols.mcugw.conformance import frames
-from protocols.mcugw.conformance.ctx import Ctx, Skipped, check, expect
-from protocols.packets import (
+from protocols.mcugw.packets import (
     AbortRequest,
     BeginRequest,
     DataAck,

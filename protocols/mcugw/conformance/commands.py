@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 
-from protocols.constants import (
+from protocols.mcugw.conformance.ctx import Ctx, Skipped, check, expect
+from protocols.mcugw.constants import (
     BeginFlags,
     Capability,
     SlotState,
     Status,
 )
-from protocols.mcugw.conformance.ctx import Ctx, Skipped, check, expect
-from protocols.packets import (
+from protocols.mcugw.packets import (
     ActivateRequest,
     BeginRequest,
     ConfirmRequest,

@@ -12,14 +12,14 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from protocols.constants import (
+from protocols.mcugw.conformance.link import Answer, ProbeLink
+from protocols.mcugw.constants import (
     Mode,
     Opcode,
     ResetMode,
     Status,
 )
-from protocols.mcugw.conformance.link import Answer, ProbeLink
-from protocols.packets import (
+from protocols.mcugw.packets import (
     DataAck,
     DataRequest,
     HelloRequest,
@@ -29,7 +29,7 @@ from protocols.packets import (
     Request,
     ResetRequest,
 )
-from protocols.timing import LinkTiming, flash_time
+from protocols.mcugw.timing import LinkTiming, flash_time
 
 
 class Failed(Exception):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from cobs import cobs
 
-from protocols.constants import FRAME_VERSION, Opcode
-from protocols.crc import crc32
+from protocols.mcugw.constants import FRAME_VERSION, Opcode
+from protocols.mcugw.crc import crc32
 
 
 def body(

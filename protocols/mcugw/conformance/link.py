@@ -1,6 +1,6 @@
 """A probing link: send exact bytes or requests, collect every answer with its seq.
 
-Unlike :mod:`protocols.session`, nothing here retries or hides a misbehaving
+Unlike :mod:`protocols.mcugw.session`, nothing here retries or hides a misbehaving
 peer: the conformance checks need to see exactly what came back, and when.
 """
 
@@ -11,10 +11,10 @@ import contextlib
 import time
 from dataclasses import dataclass
 
-from protocols.codec import BadFrame, Codec, PacketReceived
-from protocols.constants import Opcode
 from protocols.errors import TransportDisconnected
-from protocols.packets import Message, Request
+from protocols.mcugw.codec import BadFrame, Codec, PacketReceived
+from protocols.mcugw.constants import Opcode
+from protocols.mcugw.packets import Message, Request
 from protocols.transport import Transport
 
 

@@ -7,12 +7,12 @@ import dataclasses
 import time
 from collections.abc import Callable
 
-from protocols.constants import Mode, ResetMode
 from protocols.errors import TransportDisconnected
 from protocols.mcugw.conformance.checks import CHECKS, Ctx, Failed, Skipped
 from protocols.mcugw.conformance.link import ProbeLink
 from protocols.mcugw.conformance.report import CheckResult, SuiteReport
-from protocols.timing import LinkTiming
+from protocols.mcugw.constants import Mode, ResetMode
+from protocols.mcugw.timing import LinkTiming
 from protocols.transport import Transport
 
 

@@ -6,7 +6,9 @@ import hashlib
 import random
 import time
 
-from protocols.constants import (
+from protocols.mcugw.conformance import frames
+from protocols.mcugw.conformance.ctx import Ctx, Skipped, check, expect
+from protocols.mcugw.constants import (
     Capability,
     Mode,
     Opcode,
@@ -14,9 +16,7 @@ from protocols.constants import (
     SlotState,
     Status,
 )
-from protocols.mcugw.conformance import frames
-from protocols.mcugw.conformance.ctx import Ctx, Skipped, check, expect
-from protocols.packets import (
+from protocols.mcugw.packets import (
     AbortRequest,
     ActivateRequest,
     BeginRequest,
@@ -26,7 +26,7 @@ from protocols.packets import (
     VerifyRequest,
     VerifyResponse,
 )
-from protocols.timing import verify_time
+from protocols.mcugw.timing import verify_time
 
 # ---------------------------------------------------------------- transfers (--write)
 

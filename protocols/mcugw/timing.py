@@ -8,9 +8,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from protocols.constants import BITS_PER_BYTE
-from protocols.framing import wire_size
-from protocols.packets import Geometry
+from protocols.mcugw.constants import BITS_PER_BYTE
+from protocols.mcugw.framing import wire_size
+from protocols.mcugw.packets import Geometry
 
 #: Slack for OS scheduling and USB-serial latency on the gateway side.
 HOST_MARGIN_S = 0.4

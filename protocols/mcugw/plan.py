@@ -12,8 +12,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from protocols.constants import SlotState
-from protocols.packets import InfoResponse
+from protocols.mcugw.constants import SlotState
+from protocols.mcugw.packets import InfoResponse
 
 
 class FlashStep(enum.Enum):

@@ -25,7 +25,8 @@ from construct import (
     Struct,
 )
 
-from protocols.constants import (
+from protocols.errors import FrameError
+from protocols.mcugw.constants import (
     RESPONSE_BIT,
     BeginFlags,
     Capability,
@@ -35,7 +36,6 @@ from protocols.constants import (
     SlotState,
     Status,
 )
-from protocols.errors import FrameError
 
 _Str = PascalString(Int8ul, "utf8")
 _Sha = Bytes(32)

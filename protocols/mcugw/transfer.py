@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from protocols.constants import Status
 from protocols.errors import DeviceTimeout, RemoteProtocolError
-from protocols.packets import DataAck, DataRequest
-from protocols.timing import MAX_RTO_S
+from protocols.mcugw.constants import Status
+from protocols.mcugw.packets import DataAck, DataRequest
+from protocols.mcugw.timing import MAX_RTO_S
 
 #: Consecutive retransmission timeouts without progress before giving up.
 MAX_TIMEOUTS = 8

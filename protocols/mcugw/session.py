@@ -12,8 +12,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from protocols.client import Acked, ClientEvent, ClientProtocol, Garbled, Reply, TimedOut
-from protocols.constants import (
+from protocols.errors import DeviceTimeout, LocalProtocolError, RemoteProtocolError
+from protocols.mcugw.client import Acked, ClientEvent, ClientProtocol, Garbled, Reply, TimedOut
+from protocols.mcugw.constants import (
     MIN_PROTOCOL_VERSION,
     PROTOCOL_VERSION,
     Capability,
@@ -23,15 +24,8 @@ from protocols.constants import (
     SlotState,
     Status,
 )
-from protocols.errors import (
-    DeviceRejected,
-    DeviceTimeout,
-    LocalProtocolError,
-    RemoteProtocolError,
-    UnsupportedVersionError,
-    VerifyFailed,
-)
-from protocols.packets import (
+from protocols.mcugw.errors import DeviceRejected, UnsupportedVersionError, VerifyFailed
+from protocols.mcugw.packets import (
     AbortRequest,
     ActivateRequest,
     BeginRequest,
@@ -50,9 +44,9 @@ from protocols.packets import (
     VerifyRequest,
     VerifyResponse,
 )
-from protocols.plan import FlashStep, plan_flash
-from protocols.timing import LinkTiming, data_rto, nak_holdoff, verify_time
-from protocols.transfer import TransferWindow
+from protocols.mcugw.plan import FlashStep, plan_flash
+from protocols.mcugw.timing import LinkTiming, data_rto, nak_holdoff, verify_time
+from protocols.mcugw.transfer import TransferWindow
 from protocols.transport import Transport
 
 #: Largest DATA chunk we offer; the MCU's max_data usually decides.

@@ -29,9 +29,9 @@ from construct import (
     this,
 )
 
-from protocols.constants import FRAME_VERSION, MAX_BODY
-from protocols.crc import crc32
 from protocols.errors import CrcError, FrameError
+from protocols.mcugw.constants import FRAME_VERSION, MAX_BODY
+from protocols.mcugw.crc import crc32
 
 DELIMITER = b"\x00"
 HEADER_SIZE = 6

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from protocols.errors import CrcError, FrameError
-from protocols.framing import FrameDecoder, RawFrame, encode_frame
-from protocols.packets import Message, decode_payload, encode_payload
+from protocols.mcugw.framing import FrameDecoder, RawFrame, encode_frame
+from protocols.mcugw.packets import Message, decode_payload, encode_payload
 
 
 @dataclass(frozen=True, slots=True)

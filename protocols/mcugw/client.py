@@ -1,7 +1,7 @@
 """Sans-I/O bootloader client: request bookkeeping over the shared codec.
 
 One command is outstanding at a time; DATA frames bypass that slot and are
-windowed by :class:`protocols.transfer.TransferWindow`. The caller supplies
+windowed by :class:`protocols.mcugw.transfer.TransferWindow`. The caller supplies
 ``now`` and moves bytes: :meth:`receive_data` in, :meth:`data_to_send` out.
 """
 
@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from protocols.codec import BadFrame, Codec, PacketReceived
-from protocols.constants import Opcode
 from protocols.errors import LocalProtocolError
-from protocols.framing import DELIMITER
-from protocols.packets import (
+from protocols.mcugw.codec import BadFrame, Codec, PacketReceived
+from protocols.mcugw.constants import Opcode
+from protocols.mcugw.framing import DELIMITER
+from protocols.mcugw.packets import (
     DataAck,
     DataRequest,
     ErrorResponse,
