@@ -19,7 +19,7 @@ A driver is benchmarked as soon as ``sim --bootloader NAME`` runs its
 simulator; a driver without one is listed as skipped. Per-driver simulator
 arguments and driver options live in :data:`SIM_ARGS` and :data:`OPTIONS`. A
 driver whose images need a container (e.g. a signed header) may expose
-``bench_image(payload: bytes, version: str) -> bytes`` in its driver module.
+an entry in :data:`IMAGE_MAKERS` (e.g. MCUboot's image format).
 """
 
 from __future__ import annotations
@@ -131,10 +131,17 @@ def running_sim(name: str, baud: int, state: Path, log: Path) -> Iterator[str]:
             proc.stdout.close()
 
 
+#: Drivers whose images need a container: "module:function(payload, version) -> image".
+IMAGE_MAKERS = {"mcuboot": "protocols.mcuboot.image:build_image"}
+
+
 def _image_maker(spec: DriverSpec) -> Callable[[bytes, str], bytes]:
-    module = importlib.import_module(spec.open.__module__)
-    maker = getattr(module, "bench_image", None)
-    return maker if callable(maker) else (lambda payload, version: payload)
+    target = IMAGE_MAKERS.get(spec.name)
+    if target is None:
+        return lambda payload, version: payload
+    module, _, name = target.partition(":")
+    maker: Callable[[bytes, str], bytes] = getattr(importlib.import_module(module), name)
+    return maker
 
 
 async def _install(spec: DriverSpec, port: str, baud: int, image: Image) -> dict[str, Any]:

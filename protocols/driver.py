@@ -246,15 +246,20 @@ class Driver(Protocol):
         ...
 
 
+def line_8n1(options: DriverOptions) -> SerialSettings:
+    """The usual line settings: 8N1 at the configured rate."""
+    return SerialSettings(baud=options.baud)
+
+
 @dataclass(frozen=True, slots=True)
 class DriverSpec:
     """A registered driver: its name, how to open its link, and its constructor."""
 
     name: str
     summary: str
-    #: Line settings the protocol needs (e.g. 8E1 for the STM32 ROM bootloader).
-    serial: Callable[[DriverOptions], SerialSettings]
     open: Callable[[Transport, DriverOptions], Driver]
+    #: Line settings the protocol needs (e.g. 8E1 for the STM32 ROM bootloader).
+    serial: Callable[[DriverOptions], SerialSettings] = line_8n1
     #: Rough rank in the auto-detect order: lower is tried first. A probe must not
     #: change what the device runs nor confuse a device of another kind.
     probe_rank: int = 50
@@ -278,5 +283,6 @@ __all__ = [
     "SlotFacts",
     "SlotState",
     "Step",
+    "line_8n1",
     "no_progress",
 ]

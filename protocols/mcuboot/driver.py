@@ -54,7 +54,7 @@ from protocols.mcuboot.errors import (
 from protocols.mcuboot.image import McubootImage, parse_image, parse_version
 from protocols.mcuboot.link import SmpLink, Timing
 from protocols.mcuboot.state import SlotView, active_slot, find, parse_state
-from protocols.transport import SerialSettings, Transport
+from protocols.transport import Transport
 
 NAME = "mcuboot"
 PRIMARY, SECONDARY = 0, 1
@@ -554,14 +554,9 @@ class McubootDriver:
         return await self.reboot()
 
 
-def _serial(options: DriverOptions) -> SerialSettings:
-    return SerialSettings(baud=options.baud)
-
-
 SPEC = DriverSpec(
     name=NAME,
     summary="MCUboot via SMP (mcumgr) on the serial console: A/B swap, trial boot, revert",
-    serial=_serial,
     open=McubootDriver,
     probe_rank=30,
 )

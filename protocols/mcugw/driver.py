@@ -41,7 +41,7 @@ from protocols.mcugw.constants import SlotState as WireSlot
 from protocols.mcugw.errors import DeviceRejected, UnsupportedVersionError, VerifyFailed
 from protocols.mcugw.packets import HelloResponse, InfoResponse
 from protocols.mcugw.session import BootloaderSession
-from protocols.transport import SerialSettings, Transport
+from protocols.transport import Transport
 
 NAME = "mcugw"
 
@@ -221,14 +221,9 @@ class McugwDriver:
         return await self.reboot()
 
 
-def _serial(options: DriverOptions) -> SerialSettings:
-    return SerialSettings(baud=options.baud)
-
-
 SPEC = DriverSpec(
     name=NAME,
     summary="this project's protocol (docs/protocol.md): A/B slots, resume, trial boot",
-    serial=_serial,
     open=McugwDriver,
     probe_rank=10,
 )

@@ -74,7 +74,7 @@ class PtyEndpoint:
                 os.close(fd)
 
 
-def _link(target: str, link: Path) -> None:
+def link_pty(target: str, link: Path) -> None:
     """Point a stable symlink at the pty (replaced atomically), like socat's link=."""
     tmp = link.with_name(f".{link.name}.tmp")
     with contextlib.suppress(FileNotFoundError):
@@ -95,7 +95,7 @@ async def serve(
     for i, ep in enumerate(endpoints):
         ep.start()
         if links:
-            _link(ep.path, links[i])
+            link_pty(ep.path, links[i])
         announce(f"PTY {ep.path}")
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -19,6 +19,7 @@ from pathlib import Path
 from simulators.mcu.link import LinkFaults
 from simulators.mcu.mcuboot.device import McubootDevice
 from simulators.mcu.options import LinkFaultSpec
+from simulators.mcu.pty import link_pty
 
 BITS_PER_BYTE = 10
 
@@ -126,14 +127,6 @@ class PacedPty:
                 os.close(fd)
 
 
-def _link(target: str, link: Path) -> None:
-    """Point a stable symlink at the pty (replaced atomically), like socat's link=."""
-    tmp = link.with_name(f".{link.name}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    tmp.symlink_to(target)
-    tmp.replace(link)
-
 
 async def serve(
     devices: Sequence[McubootDevice],
@@ -147,7 +140,7 @@ async def serve(
     ptys = [PacedPty(d, baud, faults() if faults else None) for d in devices]
     for i, pty in enumerate(ptys):
         if i < len(links):
-            _link(pty.path, links[i])
+            link_pty(pty.path, links[i])
         announce(f"PTY {pty.path}")
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

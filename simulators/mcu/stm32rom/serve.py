@@ -19,6 +19,7 @@ import tty
 from collections import deque
 from pathlib import Path
 
+from simulators.mcu.pty import link_pty
 from simulators.mcu.stm32rom.chip import (
     DEFAULT_MODEL,
     MODELS,
@@ -129,13 +130,6 @@ class PacedPty:
                 os.close(fd)
 
 
-def _link(target: str, link: Path) -> None:
-    tmp = link.with_name(f".{link.name}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    tmp.symlink_to(target)
-    tmp.replace(link)
-
 
 def _unlink(link: Path) -> None:
     with contextlib.suppress(OSError):
@@ -148,7 +142,7 @@ async def serve(chip: Chip, baud: int, link: Path | None = None) -> int:
     port = PacedPty(baud)
     port.start()
     if link is not None:
-        _link(port.path, link)
+        link_pty(port.path, link)
     print(f"PTY {port.path}", flush=True)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
