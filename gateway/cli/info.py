@@ -8,8 +8,6 @@ from typing import Any
 
 from gateway.cli.serial_common import add_driver_args, driver_options, run_with_driver
 from protocols.driver import DeviceFacts, Driver, DriverSpec, SlotFacts
-from protocols.mcugw.driver import facts_from
-from protocols.mcugw.packets import HelloResponse, InfoResponse
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -50,11 +48,6 @@ def facts_dict(f: DeviceFacts) -> dict[str, Any]:
         "slots": [slot_dict(s) for s in f.slots],
         "details": dict(f.details),
     }
-
-
-def info_dict(hello: HelloResponse, info: InfoResponse) -> dict[str, Any]:
-    """:func:`facts_dict` from an mcugw HELLO + INFO (the gateway's getInfo method)."""
-    return facts_dict(facts_from(hello, info))
 
 
 def render(d: dict[str, Any]) -> str:

@@ -212,3 +212,63 @@ def test_static_mode_reads_a_uid_map_and_names_bad_entries(home: Path) -> None:
     assert "hub.connection_strings_file" in str(error)
     assert "'0a1b'" in str(error)
     assert "S0VZ" not in str(error)
+
+
+SERIAL_RULES = """
+[serial]
+ports = ["/dev/ttyUSB*"]
+baud = 921600
+bootloaders = ["mcuboot", "mcugw"]
+
+[[serial.port]]
+match = "/dev/ttyUSB1*"
+bootloader = "stm32-rom"
+baud = 115200
+options = { reset_line = "dtr", boot0_line = "rts", boot_delay_ms = 80, enter_command = "bl\\n" }
+
+[[serial.port]]
+match = "/dev/ttyUSB*"
+options = { uid = "0a0b" }
+"""
+
+
+def test_serial_bootloader_order_and_port_rules(home: Path) -> None:
+    from gateway.discovery import plan_for
+
+    config = load_config(write(home, BASE + SERIAL_RULES), {})
+    serial = config.serial
+    assert serial.bootloaders == ("mcuboot", "mcugw")
+    stm = plan_for("/dev/ttyUSB12", serial, confirm_timeout_s=30.0)
+    assert [s.name for s in stm.order] == ["stm32-rom"]
+    assert stm.options.baud == 115200
+    assert stm.options.confirm_timeout_s == 30.0
+    assert dict(stm.options.extra) == {
+        "reset_line": "dtr", "boot0_line": "rts", "boot_delay_ms": 80, "enter_command": "bl\n",
+    }  # fmt: skip
+    other = plan_for("/dev/ttyUSB2", serial, confirm_timeout_s=30.0)  # second rule: no driver
+    assert [s.name for s in other.order] == ["mcuboot", "mcugw"]
+    assert other.options.baud == 921600
+    assert dict(other.options.extra) == {"uid": "0a0b"}
+    unmatched = plan_for("/dev/ttyACM0", serial, confirm_timeout_s=30.0)
+    assert unmatched.options.extra == {}
+
+
+@pytest.mark.parametrize(
+    ("snippet", "key", "expect"),
+    [
+        ('[serial]\nbootloaders = ["mcugw", "nope"]\n', "serial.bootloaders[1]",
+         "unknown bootloader 'nope'; known: mcuboot, mcugw, stm32-rom"),
+        ('[[serial.port]]\nmatch = "/dev/x"\nbootloader = "stm32"\n', "serial.port[0].bootloader",
+         "unknown bootloader 'stm32'"),
+        ('[[serial.port]]\nbootloader = "mcugw"\n', "serial.port[0].match", "is required"),
+        ('[[serial.port]]\nmatch = "/dev/x"\noptions = { a = 1.5 }\n', "serial.port[0].options.a",
+         "expected a string, integer or boolean"),
+        ('[[serial.port]]\nmatch = "/dev/x"\nbaud = 7\n', "serial.port[0].baud", ""),
+        ('[[serial.port]]\nmatch = "/dev/x"\nwhat = 1\n', "serial.port[0].what", "unknown key"),
+        ('[serial]\nport = 3\n', "serial.port", "expected an array of tables"),
+    ],
+)  # fmt: skip
+def test_serial_rule_errors_name_the_key(home: Path, snippet: str, key: str, expect: str) -> None:
+    err = error_for(home, BASE + snippet)
+    assert err.key == key
+    assert expect in str(err)
