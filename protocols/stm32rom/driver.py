@@ -222,6 +222,7 @@ class Stm32RomDriver:
         self._stale = False  # a failed exchange may have left late answers on the link
         self._info: codec.BootloaderInfo | None = None
         self._sync_clean = False
+        self._app_erased = False  # between the erase and the new version record
 
     # ------------------------------------------------------------- link
 
@@ -498,7 +499,14 @@ class Stm32RomDriver:
         # The loader may be mid-command now: the next call syncs (or resets) afresh.
         self._synced = False
         self._stale = True
-        return DriverError(error_code(exc), str(exc), step)
+        message = str(exc)
+        if self._app_erased:
+            # Single slot: say plainly what the failure cost, so the twin says it too.
+            message += (
+                "; the old application was erased: the MCU runs only its ROM bootloader "
+                "until an update completes"
+            )
+        return DriverError(error_code(exc), message, step)
 
     async def identify(self) -> DeviceFacts:
         try:
@@ -540,6 +548,7 @@ class Stm32RomDriver:
                 )
             step = Step.ERASE
             # The record goes first: from here until it is rewritten the device says "no app".
+            self._app_erased = True
             units = [len(t.sectors) - 1, *_units(t.sectors, FLASH_BASE, FLASH_BASE + len(data))]
             await self._erase(t, units, progress)
             step = Step.WRITE
@@ -563,6 +572,7 @@ class Stm32RomDriver:
             step = Step.ACTIVATE
             progress(Progress(Step.ACTIVATE, 0, len(rec_bytes)))
             await self._write_block(t, t.record_address, rec_bytes)
+            self._app_erased = False
             if await self._read_memory(t.record_address, record.SIZE) != rec_bytes:
                 raise ReadbackMismatch("version record read back differs from what was written")
             progress(Progress(Step.ACTIVATE, len(rec_bytes), len(rec_bytes)))

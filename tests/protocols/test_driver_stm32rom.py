@@ -175,6 +175,8 @@ async def test_a_nacked_write_fails_the_install_and_leaves_no_version(tmp_path: 
             with pytest.raises(DriverError) as err:
                 await driver.install(_image(4_000, "2.0.0"))
             assert (err.value.code, err.value.step) == ("MCU_NACK", Step.WRITE)
+            # Single slot: the error itself says what the failure cost (it reaches the twin).
+            assert "old application was erased" in err.value.message
             assert driver.retransmits == 2  # NACKed blocks are retried before giving up
             facts = await driver.identify()
         assert facts.installed_version is None
@@ -212,6 +214,7 @@ async def test_an_image_too_large_is_rejected_before_anything_is_erased(tmp_path
                 await driver.install(_image(127 * 1024 + 4, "2.0.0"))
             assert err.value.code == "IMAGE_REJECTED"
             assert "does not fit" in err.value.message
+            assert "erased" not in err.value.message  # refused before the erase
         assert (await _identify(sim.port, ENTER)).installed_version == "1.0.0"
 
 
