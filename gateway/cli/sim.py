@@ -97,6 +97,8 @@ def _run(args: argparse.Namespace) -> int:
     import sys
     from dataclasses import replace
 
+    if args.impl != "python" and args.bootloader != "mcugw":
+        raise CommandError(f"--impl {args.impl} runs this project's bootloader (mcugw) only")
     if args.bootloader == "mcuboot":
         from simulators.mcu.mcuboot.cli import SimError, run
 
