@@ -54,7 +54,8 @@ def encode_frame(opcode: int, seq: int, payload: bytes) -> bytes:
     if not 0 <= opcode <= 0xFF:
         raise ValueError(f"opcode {opcode} does not fit in a byte")
     body = _HEADER.pack(FRAME_VERSION, opcode, seq & 0xFFFF, len(payload)) + payload
-    return cobs.encode(body + _CRC.pack(crc32(body))) + DELIMITER
+    wire: bytes = cobs.encode(body + _CRC.pack(crc32(body)))
+    return wire + DELIMITER
 
 
 def wire_size(payload_len: int) -> int:
