@@ -135,27 +135,47 @@ class SerialTransport:
         self._rx = bytearray()
         self._rx_error: TransportDisconnected | None = None
         self._rx_waiter: asyncio.Future[None] | None = None
+        self._watching = False  # the fd is registered for reading
         self._tx = bytearray()
         self._tx_waiter: asyncio.Future[None] | None = None
         self._closed = False
         os.set_blocking(self._fd, False)
-        self._loop.add_reader(self._fd, self._on_readable)
 
-    def _on_readable(self) -> None:
+    def _pull(self, readable: bool = False) -> bool:
+        """Move what the kernel holds into the buffer; False if it held nothing.
+
+        With VMIN=0 a tty read of nothing returns b"" rather than EAGAIN, so an
+        empty read means a hang-up only when the loop said the fd was readable
+        (pyserial's rule too).
+        """
         try:
             data = os.read(self._fd, _READ_SIZE)
         except (BlockingIOError, InterruptedError):
-            return
+            return False
         except OSError as exc:
             # EIO: a pty whose other side closed, or a USB adapter unplugged.
             self._fail(self._hangup_error() if exc.errno == errno.EIO else
                        TransportDisconnected(f"{self.name}: read failed: {exc}"))  # fmt: skip
-            return
+            return False
         if not data:
-            self._fail(self._hangup_error())
-            return
+            if readable:
+                self._fail(self._hangup_error())
+            return False
         self._rx += data
-        self._wake_reader()
+        return True
+
+    def _on_readable(self) -> None:
+        if self._pull(readable=True):
+            # Watch only while a reader waits: bytes that land while the session
+            # is busy (or pacing itself) stay in the kernel and cost no wake-up;
+            # the next read() takes them all in one call.
+            self._unwatch()
+            self._wake_reader()
+
+    def _unwatch(self) -> None:
+        if self._watching:
+            self._watching = False
+            self._loop.remove_reader(self._fd)
 
     def _hangup_error(self) -> TransportDisconnected:
         return TransportDisconnected(
@@ -164,8 +184,11 @@ class SerialTransport:
 
     def _fail(self, error: TransportDisconnected) -> None:
         self._rx_error = error
-        self._loop.remove_reader(self._fd)
+        self._unwatch()
         self._wake_reader()
+
+    def _failed(self) -> bool:
+        return self._rx_error is not None
 
     def _wake_reader(self) -> None:
         waiter = self._rx_waiter
@@ -178,6 +201,11 @@ class SerialTransport:
                 raise self._rx_error
             if self._closed:
                 raise TransportDisconnected(f"{self.name}: port closed")
+            if self._pull() or self._failed():
+                continue
+            if not self._watching:
+                self._watching = True
+                self._loop.add_reader(self._fd, self._on_readable)
             self._rx_waiter = self._loop.create_future()
             try:
                 await self._rx_waiter
@@ -247,7 +275,7 @@ class SerialTransport:
         if self._closed:
             return
         self._closed = True
-        self._loop.remove_reader(self._fd)
+        self._unwatch()
         self._loop.remove_writer(self._fd)
         self._wake_reader()
         if self._tx_waiter is not None and not self._tx_waiter.done():
