@@ -25,7 +25,7 @@ Measured per N:
 - downloads of each package at the image server (must be 1 each).
 
     python -m bench.gateway_scale [--mcus 32,128,250] [--models vmcu-f4,vmcu-l0,vmcu-h7]
-                                  [--size 32768] [--baud 921600] [--max-flashes 8]
+                                  [--size 32768] [--baud 921600] [--max-flashes 32]
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from gateway.config import PolicySettings
 
 NEW_VERSION = "2.0.0"
 MODELS = ("vmcu-f4", "vmcu-l0", "vmcu-h7")
@@ -452,7 +454,8 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS), type=lambda s: s.split(","))
     parser.add_argument("--size", type=int, default=32 * 1024, help="firmware payload bytes")
     parser.add_argument("--baud", type=int, default=921600)
-    parser.add_argument("--max-flashes", type=int, default=8, help="max_concurrent_flashes")
+    parser.add_argument("--max-flashes", type=int, default=PolicySettings.max_concurrent_flashes,
+                        help="max_concurrent_flashes (default: the gateway's default)")
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--timeout", type=float, default=900.0, help="per N, all phases")
     parser.add_argument("--keep", help="keep state and logs under this directory")
