@@ -9,6 +9,7 @@ link paced at 921600 baud, so acknowledgements arrive as they would on a UART.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 
 from protocols.mcugw.session import PROGRESS_EVERY_S, BootloaderSession
@@ -69,7 +70,7 @@ async def test_paced_transfer_batches_writes_and_throttles_progress() -> None:
     # Progress: the start, then at most one per PROGRESS_EVERY_S, and always the end.
     assert events[0][1] == 0 and events[-1][1] == len(image) == events[-1][2]
     middle = events[1:-1]
-    for (t0, *_), (t1, *_) in zip(middle, middle[1:], strict=False):
+    for (t0, *_), (t1, *_) in itertools.pairwise(middle):
         assert t1 - t0 >= PROGRESS_EVERY_S * 0.99
     assert [done for _, done, _ in events] == sorted(done for _, done, _ in events)
     assert len(events) < frames / 2
