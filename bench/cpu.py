@@ -47,8 +47,11 @@ def cli_part(work: Path) -> dict[str, Any]:
         run = ft.run_one(BAUD, size, 0, work, None, 2.0)
         runs[size] = run
         xfer, cmd = run.efficiency(run.transfer_seconds), run.efficiency(run.wall_s)
-        print(f"  cli {size // 1024:>5} KiB: cpu {run.cpu_s:.2f} s, "
-              f"transfer efficiency {xfer:.3f}, whole command {cmd:.3f}", flush=True)
+        print(
+            f"  cli {size // 1024:>5} KiB: cpu {run.cpu_s:.2f} s, "
+            f"transfer efficiency {xfer:.3f}, whole command {cmd:.3f}",
+            flush=True,
+        )
     small, big = runs[64 * 1024], runs[1024 * 1024]
     slope = (big.cpu_s - small.cpu_s) / ((big.size - small.size) / 1e6)
     return {
