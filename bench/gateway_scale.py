@@ -25,7 +25,7 @@ Measured per N:
 - downloads of each package at the image server (must be 1 each).
 
     python -m bench.gateway_scale [--mcus 32,128,250] [--models vmcu-f4,vmcu-l0,vmcu-h7]
-                                  [--size 32768] [--baud 921600] [--max-flashes 8]
+                                  [--size 32768] [--baud 921600] [--max-flashes 32]
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gateway.config import PolicySettings
+
 NEW_VERSION = "2.0.0"
 MODELS = ("vmcu-f4", "vmcu-l0", "vmcu-h7")
 _SET_WORKERS = 4  # service SDK threads setting desired twins
@@ -66,7 +68,15 @@ def _proc_facts(pid: int | str = "self") -> dict[str, int]:
         elif key == "Threads":
             facts[key] = int(value)
     facts["fds"] = len(os.listdir(f"/proc/{pid}/fd"))
+    facts["cpu_ms"] = proc_cpu_ms(pid)
     return facts
+
+
+def proc_cpu_ms(pid: int | str = "self") -> int:
+    """User + system CPU of a live process so far, in milliseconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return ticks * 1000 // os.sysconf("SC_CLK_TCK")
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -314,6 +324,7 @@ async def _run_one(n: int, args: argparse.Namespace, root: Path) -> dict[str, An
 
         n_current = await asyncio.to_thread(lab.hub.call, current)
         after = await child.ask("report")
+        sim_cpu_ms = sum(proc_cpu_ms(g.proc.pid) for g in lab.groups if g.proc is not None)
         results: dict[str, dict[str, Any]] = after["agents"]
         to_data = [
             r["first_data_at"] - sent[d]
@@ -322,6 +333,12 @@ async def _run_one(n: int, args: argparse.Namespace, root: Path) -> dict[str, An
         ]
         to_begin = [r["began_at"] - sent[d] for d, r in results.items() if "began_at" in r]
         flash_s = [r["seconds"] for r in results.values() if "seconds" in r]
+        # Link efficiency of each transfer: image bytes/s over the 8N1 byte rate.
+        link_eff = [
+            r["bytes"] * 10 / args.baud / r["transfer_seconds"]
+            for r in results.values()
+            if r.get("transfer_seconds") and r.get("resumed_from") == 0
+        ]
         downloads = [lab.images.stats(f"{m}-{NEW_VERSION}.mcufw").requests for m in releases]
         return {
             "n": n,
@@ -340,6 +357,10 @@ async def _run_one(n: int, args: argparse.Namespace, root: Path) -> dict[str, An
             "t_all": t_done - t_set0,
             "current": n_current,
             "downloads": downloads,
+            "link_eff": link_eff,
+            "bytes_flashed": sum(r.get("bytes", 0) for r in results.values()),
+            "gateway_cpu_rollout_s": (after["proc"]["cpu_ms"] - online["cpu_ms"]) / 1000,
+            "sim_cpu_s": sim_cpu_ms / 1000,
         }
     finally:
         if child is not None:
@@ -382,6 +403,12 @@ def _rows(r: dict[str, Any], args: argparse.Namespace) -> list[tuple[str, str]]:
         ("total time to all current", f"{r['t_all']:.1f} s"),
         ("MCUs current with new version", f"{r['current']} / {n}"),
         ("downloads per package", ", ".join(str(d) for d in r["downloads"])),
+        ("gateway CPU desired -> all current", f"{r['gateway_cpu_rollout_s']:.2f} s"),
+        ("  per MB flashed",
+         f"{r['gateway_cpu_rollout_s'] / max(1e-9, r['bytes_flashed'] / 1e6):.3f} s"),
+        ("simulator CPU (whole life)", f"{r['sim_cpu_s']:.1f} s"),
+        ("link efficiency min / p50", f"{min(r['link_eff'], default=0):.3f} / "
+                                      f"{_percentile(r['link_eff'], 0.5):.3f}"),
     ]  # fmt: skip
 
 
@@ -427,7 +454,8 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS), type=lambda s: s.split(","))
     parser.add_argument("--size", type=int, default=32 * 1024, help="firmware payload bytes")
     parser.add_argument("--baud", type=int, default=921600)
-    parser.add_argument("--max-flashes", type=int, default=8, help="max_concurrent_flashes")
+    parser.add_argument("--max-flashes", type=int, default=PolicySettings.max_concurrent_flashes,
+                        help="max_concurrent_flashes (default: the gateway's default)")
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--timeout", type=float, default=900.0, help="per N, all phases")
     parser.add_argument("--keep", help="keep state and logs under this directory")

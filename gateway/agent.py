@@ -387,6 +387,7 @@ class McuAgent:
             self.last_result = {
                 "version": desired.fwVersion,
                 "seconds": result.flash.seconds,
+                "transfer_seconds": result.flash.transfer_seconds,
                 "bytes": result.flash.bytes,
                 "resumed_from": result.flash.resumed_from,
                 "began_at": run.began_at,

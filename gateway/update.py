@@ -41,10 +41,13 @@ from protocols.driver import Outcome as InstallOutcome
 #: (patch, transition) -> None; queues the report and returns without waiting for the hub.
 Report = Callable[[dict[str, Any], bool], Coroutine[Any, Any, None]]
 
-#: Journal progress at most this often (each write is an fsync).
-_JOURNAL_EVERY_S = 0.5
-#: Reported progress at most this often; the link coalesces further.
-_REPORT_EVERY_S = 0.25
+#: Journal progress at most this often. Each write is an fsync on the event
+#: loop, and dozens of flashes run at once; a resume starts from the MCU's own
+#: offset, so the journal's figure only needs to be roughly current.
+_JOURNAL_EVERY_S = 1.0
+#: Reported progress at most this often: the link sends one PATCH a second
+#: (``report_interval_s``), so faster reports would only be merged away.
+_REPORT_EVERY_S = 0.5
 
 
 class UpdateFailed(Exception):

@@ -1,23 +1,30 @@
 """Async byte links to an MCU. No protocol logic lives here.
 
-``open_transport(url)`` understands a serial device path (pyserial-asyncio, with
-a real file descriptor watched by the event loop), ``socket://host:port`` (TCP,
-e.g. a ser2net bridge) and ``loop://`` (in-memory echo, for tests).
+``open_transport(url)`` understands a serial device path (opened and configured
+by pyserial, then its file descriptor watched by the event loop directly),
+``socket://host:port`` (TCP, e.g. a ser2net bridge) and ``loop://`` (in-memory
+echo, for tests).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import stat
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from protocols.errors import PortNotFound, TransportDisconnected
 
+if TYPE_CHECKING:
+    import serial
+
 _READ_SIZE = 65536
+#: Unsent bytes beyond which ``write`` waits for the port to drain.
+_WRITE_HIGH_WATER = 65536
 
 
 class Transport(Protocol):
@@ -110,6 +117,173 @@ class StreamTransport:
             await self._writer.wait_closed()
 
 
+class SerialTransport:
+    """A serial port's file descriptor on the event loop, read in large chunks.
+
+    pyserial opens, locks and configures the port (and later changes its baud
+    rate and modem lines); the bytes bypass its per-call poll() and
+    pyserial-asyncio's buffering layers. Everything that arrived since the last
+    ``read`` is returned at once, so a burst of acknowledgements costs one
+    wake-up, and a write goes straight to the fd when the port can take it.
+    """
+
+    def __init__(self, name: str, port: serial.Serial) -> None:
+        self.name = name
+        self._port = port
+        self._fd: int = port.fd
+        self._loop = asyncio.get_running_loop()
+        self._rx = bytearray()
+        self._rx_error: TransportDisconnected | None = None
+        self._rx_waiter: asyncio.Future[None] | None = None
+        self._watching = False  # the fd is registered for reading
+        self._tx = bytearray()
+        self._tx_waiter: asyncio.Future[None] | None = None
+        self._closed = False
+        os.set_blocking(self._fd, False)
+
+    def _pull(self, readable: bool = False) -> bool:
+        """Move what the kernel holds into the buffer; False if it held nothing.
+
+        With VMIN=0 a tty read of nothing returns b"" rather than EAGAIN, so an
+        empty read means a hang-up only when the loop said the fd was readable
+        (pyserial's rule too).
+        """
+        try:
+            data = os.read(self._fd, _READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as exc:
+            # EIO: a pty whose other side closed, or a USB adapter unplugged.
+            self._fail(self._hangup_error() if exc.errno == errno.EIO else
+                       TransportDisconnected(f"{self.name}: read failed: {exc}"))  # fmt: skip
+            return False
+        if not data:
+            if readable:
+                self._fail(self._hangup_error())
+            return False
+        self._rx += data
+        return True
+
+    def _on_readable(self) -> None:
+        if self._pull(readable=True):
+            # Watch only while a reader waits: bytes that land while the session
+            # is busy (or pacing itself) stay in the kernel and cost no wake-up;
+            # the next read() takes them all in one call.
+            self._unwatch()
+            self._wake_reader()
+
+    def _unwatch(self) -> None:
+        if self._watching:
+            self._watching = False
+            self._loop.remove_reader(self._fd)
+
+    def _hangup_error(self) -> TransportDisconnected:
+        return TransportDisconnected(
+            f"{self.name}: the other end of the port closed (MCU unplugged or off)"
+        )
+
+    def _fail(self, error: TransportDisconnected) -> None:
+        self._rx_error = error
+        self._unwatch()
+        self._wake_reader()
+
+    def _failed(self) -> bool:
+        return self._rx_error is not None
+
+    def _wake_reader(self) -> None:
+        waiter = self._rx_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def read(self) -> bytes:
+        while not self._rx:
+            if self._rx_error is not None:
+                raise self._rx_error
+            if self._closed:
+                raise TransportDisconnected(f"{self.name}: port closed")
+            if self._pull() or self._failed():
+                continue
+            if not self._watching:
+                self._watching = True
+                self._loop.add_reader(self._fd, self._on_readable)
+            self._rx_waiter = self._loop.create_future()
+            try:
+                await self._rx_waiter
+            finally:
+                self._rx_waiter = None
+        data = bytes(self._rx)
+        self._rx.clear()
+        return data
+
+    async def write(self, data: bytes) -> None:
+        if self._closed:
+            raise TransportDisconnected(f"{self.name}: port closed")
+        if not self._tx:
+            try:
+                n = os.write(self._fd, data)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            except OSError as exc:
+                raise TransportDisconnected(f"{self.name}: write failed: {exc}") from exc
+            if n == len(data):
+                return
+            self._tx += data[n:]
+            self._loop.add_writer(self._fd, self._on_writable)
+        else:
+            self._tx += data
+        while len(self._tx) > _WRITE_HIGH_WATER and not self._closed:
+            self._tx_waiter = self._loop.create_future()
+            try:
+                await self._tx_waiter
+            finally:
+                self._tx_waiter = None
+        if self._rx_error is not None and self._tx:
+            raise self._rx_error
+
+    def _on_writable(self) -> None:
+        try:
+            n = os.write(self._fd, self._tx)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._tx.clear()
+            self._loop.remove_writer(self._fd)
+            self._fail(TransportDisconnected(f"{self.name}: write failed: {exc}"))
+            n = 0
+        del self._tx[:n]
+        if not self._tx:
+            self._loop.remove_writer(self._fd)
+        if len(self._tx) <= _WRITE_HIGH_WATER // 2:
+            waiter = self._tx_waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+    def set_baud(self, baud: int) -> None:
+        self._port.baudrate = baud
+
+    def set_lines(self, *, dtr: bool | None = None, rts: bool | None = None) -> bool:
+        try:
+            if dtr is not None:
+                self._port.dtr = dtr
+            if rts is not None:
+                self._port.rts = rts
+        except OSError:
+            return False  # a pseudo-terminal has no modem-control ioctls
+        return True
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._unwatch()
+        self._loop.remove_writer(self._fd)
+        self._wake_reader()
+        if self._tx_waiter is not None and not self._tx_waiter.done():
+            self._tx_waiter.set_result(None)
+        with contextlib.suppress(Exception):
+            self._port.close()
+
+
 class LoopTransport:
     """In-memory echo, like pyserial's ``loop://``: what is written is read back."""
 
@@ -169,29 +343,20 @@ def is_pseudo_terminal(path: str) -> bool:
 
 async def _open_serial(path: str, settings: SerialSettings) -> Transport:
     import serial
-    import serial_asyncio
 
     parity = settings.parity
     if parity != "N" and is_pseudo_terminal(path):
         parity = "N"  # a pty carries bytes, not bits: Linux refuses PARENB on one (EINVAL)
 
-    # pyserial's default read() waits in select(), which raises ValueError for fd numbers
-    # >= FD_SETSIZE (1024); a gateway with a few hundred hub connections gets there. The
-    # poll()-based variant reads the same way without that limit (POSIX only).
-    port_class = getattr(serial, "PosixPollSerial", serial.Serial)
-    loop = asyncio.get_running_loop()
     try:
-        port = port_class(
+        port = serial.Serial(
             path,
             baudrate=settings.baud or 115200,
             parity=parity,
             stopbits=settings.stopbits,
             exclusive=True,
+            timeout=0,
         )
-        reader = asyncio.StreamReader(loop=loop)
-        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
-        transport, _ = await serial_asyncio.connection_for_serial(loop, lambda: protocol, port)
-        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
     except serial.SerialException as exc:
         cause = exc.__context__ if isinstance(exc.__context__, OSError) else None
         if cause is not None and cause.strerror:
@@ -199,4 +364,4 @@ async def _open_serial(path: str, settings: SerialSettings) -> Transport:
         raise PortNotFound(f"cannot open serial port {path}: {exc}") from exc
     except OSError as exc:
         raise PortNotFound(f"cannot open serial port {path}: {exc.strerror or exc}") from exc
-    return StreamTransport(path, reader, writer)
+    return SerialTransport(path, port)

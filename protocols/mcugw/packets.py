@@ -9,6 +9,7 @@ Decoders accept trailing bytes so a newer peer may append fields.
 from __future__ import annotations
 
 import dataclasses
+import struct
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -356,8 +357,29 @@ def _enum(kind: Any, value: int, what: str) -> Any:
         raise FrameError(f"unknown {what} value {value}") from exc
 
 
+# DATA and its acknowledgement are about every frame of a transfer; they skip
+# the generic construct path for these precompiled layouts (byte-identical,
+# checked against the declarations above by tests/protocols/test_packets_fast.py).
+_DATA_OFFSET = struct.Struct("<I")
+_DATA_ACK = struct.Struct("<BI")
+_DATA_RESPONSE = Opcode.DATA | RESPONSE_BIT
+_STATUS_OF: dict[int, Status] = {int(s): s for s in Status}
+
+
 def encode_payload(msg: Message) -> tuple[int, bytes]:
     """Return ``(wire opcode, payload bytes)`` for a message."""
+    kind = type(msg)
+    try:
+        if kind is DataRequest:
+            return Opcode.DATA, _DATA_OFFSET.pack(msg.offset) + msg.data  # type: ignore[union-attr]
+        if kind is DataAck:
+            return _DATA_RESPONSE, _DATA_ACK.pack(msg.status, msg.next_offset)  # type: ignore[union-attr]
+    except struct.error:
+        pass  # out of range: the generic path raises construct's error for it
+    return _encode_generic(msg)
+
+
+def _encode_generic(msg: Message) -> tuple[int, bytes]:
     # Refuse messages the decoder would read back as something else.
     if isinstance(msg, ErrorResponse):
         if msg.status is Status.OK or msg.opcode is Opcode.DATA:
@@ -379,6 +401,17 @@ def encode_payload(msg: Message) -> tuple[int, bytes]:
 
 def decode_payload(wire_opcode: int, payload: bytes) -> Message:
     """Interpret a frame payload; raises :class:`FrameError` if it does not fit."""
+    if wire_opcode == Opcode.DATA and len(payload) >= _DATA_OFFSET.size:
+        return DataRequest(_DATA_OFFSET.unpack_from(payload)[0], payload[_DATA_OFFSET.size :])
+    if wire_opcode == _DATA_RESPONSE and len(payload) >= _DATA_ACK.size:
+        code, next_offset = _DATA_ACK.unpack_from(payload)
+        status = _STATUS_OF.get(code)
+        if status is not None:
+            return DataAck(status, next_offset)
+    return _decode_generic(wire_opcode, payload)
+
+
+def _decode_generic(wire_opcode: int, payload: bytes) -> Message:
     is_response = bool(wire_opcode & RESPONSE_BIT)
     try:
         opcode = Opcode(wire_opcode & ~RESPONSE_BIT)

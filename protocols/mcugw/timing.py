@@ -66,3 +66,17 @@ def data_rto(link: LinkTiming, geometry: Geometry, window: int, chunk: int) -> f
 def nak_holdoff(link: LinkTiming, chunk: int) -> float:
     """Minimum spacing between resends of one frame in answer to GAP reports."""
     return 2 * link.frame_time(chunk + 4) + 2 * link.turnaround_s + 0.02
+
+
+def ack_batch_delay(link: LinkTiming, in_flight: int, window: int, chunk: int) -> float:
+    """How long the sender may let DATA acknowledgements pile up before it reads them.
+
+    The bytes in flight beyond half the window take this long to drain at the
+    link rate; until then the MCU still has half a window queued, so reading
+    every acknowledgement as it lands would only cost a wake-up per frame
+    (about a quarter of the gateway's CPU per flashed MB) without moving data
+    sooner. A window of under four chunks leaves too little to batch.
+    """
+    if window < 4 * chunk:
+        return 0.0
+    return link.wire_time(max(0, in_flight - window // 2))

@@ -74,6 +74,11 @@ class TransferWindow:
     def done(self) -> bool:
         return self.acked >= len(self._image)
 
+    @property
+    def in_flight(self) -> int:
+        """Bytes sent beyond the cumulative acknowledgement."""
+        return self._next - self.acked
+
     def next_deadline(self) -> float | None:
         if self.done:
             return None

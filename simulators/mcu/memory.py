@@ -30,6 +30,13 @@ class MemoryTransport:
         data = await self._queue.get()
         if not data:
             raise TransportDisconnected(f"{self.name}: closed")
+        # Like a UART's driver buffer: everything that has arrived, in one read.
+        while not self._queue.empty():
+            more = self._queue.get_nowait()
+            if not more:
+                self._queue.put_nowait(more)  # the close marker stays for the next read
+                break
+            data += more
         return data
 
     def set_baud(self, baud: int) -> None:

@@ -96,7 +96,7 @@ def test_the_example_documents_a_loadable_config(tmp_path: Path) -> None:
     text = text.replace("/etc/mcu-gateway/", "").replace("/var/", "var/")
     config = load_config(write(tmp_path, text), {})
     assert config.hub.mode is HubMode.DPS
-    assert config.policy.max_concurrent_flashes == 4
+    assert config.policy.max_concurrent_flashes == 32
     policy = config.policy
     assert (policy.retry_attempts, policy.retry_base_s, policy.retry_max_s) == (5, 30.0, 900.0)
 
