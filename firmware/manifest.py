@@ -60,7 +60,7 @@ class Manifest:
     payload_size: int
     payload_sha256: str
     min_installed_version: str | None = None
-    delta_base: str | None = None  # reserved for delta updates; carried, not acted on
+    delta_base: str | None = None  # delta packages: refused by the policy (never flashed as full)
 
     def __post_init__(self) -> None:
         _validate(self)

@@ -133,6 +133,12 @@ def _verify_for_target(
 ) -> Package:
     package = verify(data, policy.trusted_keys, allow_unsigned=policy.allow_unsigned)
     m = package.manifest
+    if m.delta_base is not None:
+        # Its payload is a patch, not an image: written as one it would brick the slot.
+        raise VerificationError(
+            ReasonCode.DELTA_UNSUPPORTED,
+            f"package is a delta against {m.delta_base}; this path installs full images only",
+        )
     _check_size(m.payload_size, policy.max_size, "payload")
     if target.slot_size is not None:
         _check_size(m.payload_size, target.slot_size, "payload (MCU slot size)")

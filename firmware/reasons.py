@@ -47,6 +47,7 @@ class ReasonCode(StrEnum):
     INCOMPATIBLE_HWREV = "INCOMPATIBLE_HWREV"  # built for another hardware revision
     DOWNGRADE = "DOWNGRADE"  # older than installed and allowDowngrade is false
     BELOW_MINIMUM_VERSION = "BELOW_MINIMUM_VERSION"  # installed version < manifest minimum
+    DELTA_UNSUPPORTED = "DELTA_UNSUPPORTED"  # a delta package (deltaBase): never flashed as full
 
     # Download and cache.
     URL_REFUSED = "URL_REFUSED"  # scheme not allowed (file://, or http:// unless configured)

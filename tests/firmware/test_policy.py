@@ -146,3 +146,13 @@ def test_check_package_for_flash(signed: bytes, policy: TrustPolicy) -> None:
     assert check_package(signed, target=TARGET, policy=policy).ok
     wrong = replace(TARGET, compat="contoso:vmcu-l0:", model="vmcu-l0")
     _refused(check_package(signed, target=wrong, policy=policy), ReasonCode.INCOMPATIBLE_MODEL)
+
+
+def test_delta_package_is_refused_not_flashed_as_full(
+    payload: bytes, signing_key: PrivateKey, policy: TrustPolicy
+) -> None:
+    # A delta's payload is a patch: written as an image it would never boot.
+    data = build(make_manifest(payload, delta_base="1.0.0"), payload, signing_key)
+    _refused(_eval(data, policy), ReasonCode.DELTA_UNSUPPORTED, "1.0.0")
+    verdict = check_package(data, target=TARGET, policy=policy)
+    _refused(verdict, ReasonCode.DELTA_UNSUPPORTED, "delta")
