@@ -1,0 +1,245 @@
+"""Encoded transfers: the block stream a COMPRESS/DELTA MCU decodes into its inactive slot.
+
+One format serves both features (docs/protocol.md §17). The image is cut into
+blocks of ``BLOCK_SIZE`` decoded bytes; each block is raw deflate (RFC 1951,
+zlib from the standard library) whose *preset dictionary* is a region of flash
+the MCU can read memory-mapped:
+
+* ``DICT_OUTPUT``: the bytes of the new image already written below the block
+  (compression: back-references into the slot being written);
+* ``DICT_BASE``: a region of the image in the other, running slot (delta: the
+  patch is "copy from the old image" matches plus literals).
+
+Because the dictionary lives in flash, the MCU's inflate needs no 32 KiB RAM
+window, and every block decodes on its own: a resume restarts at any block
+boundary. Sans-I/O and pure: the session sends :attr:`Encoded.stream` as DATA.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import zlib
+from dataclasses import dataclass
+
+from construct import Int8ul, Int16ul, Int32ul, Struct
+
+#: Decoded bytes per block (the last one may be shorter). A power of two that
+#: divides every sector size we know of, so block ends fall on sector ends.
+BLOCK_SIZE = 4096
+#: Deflate's window: the farthest back-reference, hence the largest dictionary.
+WINDOW = 32 * 1024
+#: Bytes of block header on the wire.
+HEADER_SIZE = 16
+
+
+class Encoding(enum.IntEnum):
+    """BEGIN ``encoding`` values (only meaningful with a COMPRESSED or DELTA flag)."""
+
+    RAW = 0
+    DEFLATE_BLOCKS = 1  # this module's block stream
+
+
+class DictSource(enum.IntEnum):
+    NONE = 0
+    OUTPUT = 1  # the new image's bytes already written, [dict_start, dict_start + dict_len)
+    BASE = 2  # the running slot's image, [dict_start, dict_start + dict_len)
+
+
+BLOCK_HEADER = Struct(
+    "out_offset" / Int32ul,  # image offset of the block's first decoded byte
+    "out_len" / Int16ul,  # decoded length (BLOCK_SIZE, or less for the last block)
+    "enc_len" / Int16ul,  # bytes of raw deflate after this header
+    "dict_source" / Int8ul,  # DictSource
+    "reserved" / Int8ul,  # 0
+    "dict_len" / Int16ul,  # dictionary bytes / 1 (0..32768 does not fit u16: stored as len-1)
+    "dict_start" / Int32ul,  # offset of the dictionary in its source
+)
+assert BLOCK_HEADER.sizeof() == HEADER_SIZE
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    out_offset: int
+    out_len: int
+    dict_source: DictSource
+    dict_start: int
+    dict_len: int
+    payload: bytes  # raw deflate
+
+    def encode(self) -> bytes:
+        return bytes(
+            BLOCK_HEADER.build(
+                {
+                    "out_offset": self.out_offset,
+                    "out_len": self.out_len,
+                    "enc_len": len(self.payload),
+                    "dict_source": int(self.dict_source),
+                    "reserved": 0,
+                    "dict_len": max(0, self.dict_len - 1) if self.dict_len else 0,
+                    "dict_start": self.dict_start,
+                }
+            )
+        ) + self.payload
+
+
+def header_dict_len(source: int, stored: int) -> int:
+    """The dictionary length a header means (stored as length − 1 so 32 KiB fits)."""
+    return 0 if source == DictSource.NONE else stored + 1
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """An image ready to go out encoded."""
+
+    flags_delta: bool  # True: BEGIN sets DELTA (blocks may read the base slot)
+    stream: bytes
+    image_size: int
+    image_sha256: bytes
+    base_sha256: bytes  # the base image's hash for a delta; zeros otherwise
+    block_ends: tuple[int, ...]  # stream offset after each block: where a resume may start
+
+    @property
+    def stream_sha256(self) -> bytes:
+        return hashlib.sha256(self.stream).digest()
+
+    @property
+    def ratio(self) -> float:
+        return self.image_size / max(1, len(self.stream))
+
+
+def _deflate(data: bytes, zdict: bytes) -> bytes:
+    # Raw deflate (wbits -15): no zlib header or Adler-32; VERIFY's SHA-256 covers integrity.
+    if zdict:
+        c = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, zdict)
+    else:
+        c = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY)
+    return c.compress(data) + c.flush()
+
+
+def _dict_window(end: int, budget: int) -> tuple[int, int]:
+    start = max(0, end - budget)
+    return start, end - start
+
+
+def compress(image: bytes, block_size: int = BLOCK_SIZE) -> Encoded:
+    """Deflate blocks whose dictionary is the already-written image below them."""
+    blocks = []
+    for off in range(0, len(image), block_size):
+        chunk = image[off : off + block_size]
+        start, length = _dict_window(off, WINDOW - len(chunk))
+        src = DictSource.OUTPUT if length else DictSource.NONE
+        payload = _deflate(chunk, image[start : start + length])
+        blocks.append(Block(off, len(chunk), src, start, length, payload))
+    return _assemble(blocks, image, delta_base=None)
+
+
+def delta(base: bytes, image: bytes, block_size: int = BLOCK_SIZE) -> Encoded:
+    """Deflate blocks whose dictionary is the best-matching region of ``base``.
+
+    The region is found by anchoring: where in ``base`` do sampled 32-byte
+    pieces of the block occur? Code moved by an edit shifts by the same amount
+    for long stretches, so the previous block's shift is tried too. The block
+    is also tried against the already-written output (new code compresses like
+    plain compression), and the smallest wins.
+    """
+    index = _anchor_index(base)
+    blocks = []
+    shift = 0
+    for off in range(0, len(image), block_size):
+        chunk = image[off : off + block_size]
+        budget = WINDOW - len(chunk)
+        candidates: list[Block] = []
+        starts = {_base_start(off + shift, budget, len(base))}
+        for found in _anchor_shifts(index, image, off, len(chunk)):
+            starts.add(_base_start(off + found, budget, len(base)))
+        for start in sorted(starts):
+            length = min(budget, len(base) - start)
+            if length <= 0:
+                continue
+            payload = _deflate(chunk, base[start : start + length])
+            candidates.append(Block(off, len(chunk), DictSource.BASE, start, length, payload))
+        ostart, olen = _dict_window(off, budget)
+        osrc = DictSource.OUTPUT if olen else DictSource.NONE
+        candidates.append(
+            Block(off, len(chunk), osrc, ostart, olen, _deflate(chunk, image[ostart : off]))
+        )
+        best = min(candidates, key=lambda b: len(b.payload))
+        if best.dict_source is DictSource.BASE:
+            shift = best.dict_start + best.dict_len // 2 - off - len(chunk) // 2
+        blocks.append(best)
+    return _assemble(blocks, image, delta_base=base)
+
+
+_ANCHOR = 32
+_ANCHOR_STEP = 512
+
+
+def _anchor_index(base: bytes) -> dict[bytes, int]:
+    # Every 16th offset of the base: a sampled 32-byte piece of the block lands on one.
+    index: dict[bytes, int] = {}
+    for i in range(0, len(base) - _ANCHOR, 16):
+        index.setdefault(base[i : i + _ANCHOR], i)
+    return index
+
+
+def _anchor_shifts(index: dict[bytes, int], image: bytes, off: int, n: int) -> list[int]:
+    shifts: dict[int, int] = {}
+    for p in range(off, off + n - _ANCHOR - 16, _ANCHOR_STEP):
+        for k in range(16):  # the base index is sampled every 16 bytes
+            hit = index.get(image[p + k : p + k + _ANCHOR])
+            if hit is not None:
+                s = hit - (p + k)
+                shifts[s] = shifts.get(s, 0) + 1
+                break
+    return [s for s, _ in sorted(shifts.items(), key=lambda kv: -kv[1])[:2]]
+
+
+def _base_start(center: int, budget: int, base_len: int) -> int:
+    # Centre the dictionary on where the block's bytes probably came from; the
+    # end of the dictionary is the nearest history, so lean it past the block.
+    start = center - budget // 2
+    return max(0, min(start, max(0, base_len - budget)))
+
+
+def _assemble(blocks: list[Block], image: bytes, delta_base: bytes | None) -> Encoded:
+    parts = []
+    ends = []
+    pos = 0
+    for b in blocks:
+        enc = b.encode()
+        parts.append(enc)
+        pos += len(enc)
+        ends.append(pos)
+    return Encoded(
+        flags_delta=delta_base is not None,
+        stream=b"".join(parts),
+        image_size=len(image),
+        image_sha256=hashlib.sha256(image).digest(),
+        base_sha256=hashlib.sha256(delta_base).digest() if delta_base is not None else bytes(32),
+        block_ends=tuple(ends),
+    )
+
+
+class DecodeError(Exception):
+    """A block stream that does not decode; ``status`` names why (a wire Status name)."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def inflate_block(payload: bytes, zdict: bytes, out_len: int) -> bytes:
+    """Decode one block exactly as the MCU does; raise :class:`DecodeError` if it cannot."""
+    d = zlib.decompressobj(-15, zdict=zdict) if zdict else zlib.decompressobj(-15)
+    try:
+        out = d.decompress(payload, out_len + 1)
+    except zlib.error as exc:
+        raise DecodeError("DECODE_ERROR", f"deflate data invalid: {exc}") from exc
+    if not d.eof and len(out) <= out_len:
+        raise DecodeError("DECODE_ERROR", "deflate data ends before its final block")
+    if len(out) != out_len or d.unconsumed_tail or d.unused_data:
+        raise DecodeError(
+            "BLOCK_LENGTH", f"block decodes to {len(out)}+ bytes, header says {out_len}"
+        )
+    return out
