@@ -243,3 +243,23 @@ def inflate_block(payload: bytes, zdict: bytes, out_len: int) -> bytes:
             "BLOCK_LENGTH", f"block decodes to {len(out)}+ bytes, header says {out_len}"
         )
     return out
+
+
+def choose(
+    caps: int, image: bytes, base: bytes | None, base_in_slot: bool, *, allow: bool = True
+) -> Encoded | None:
+    """The smallest stream this MCU can decode, or None for a raw transfer.
+
+    ``caps`` are HELLO's capability bits; ``base`` is the image the gateway
+    believes the fallback slot holds (from its cache) and ``base_in_slot`` says
+    INFO confirmed it by SHA-256. Raw wins when encoding would not save bytes.
+    """
+    from protocols.mcugw.constants import Capability  # local: keep this module's import light
+
+    if not allow or not caps & Capability.COMPRESS:
+        return None
+    options = [compress(image)]
+    if base is not None and base_in_slot and caps & Capability.DELTA:
+        options.append(delta(base, image))
+    best = min(options, key=lambda e: len(e.stream))
+    return best if len(best.stream) < len(image) else None

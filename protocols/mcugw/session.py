@@ -17,6 +17,7 @@ from protocols.mcugw.client import Acked, ClientEvent, ClientProtocol, Garbled, 
 from protocols.mcugw.constants import (
     MIN_PROTOCOL_VERSION,
     PROTOCOL_VERSION,
+    BeginFlags,
     Capability,
     Mode,
     Opcode,
@@ -24,6 +25,7 @@ from protocols.mcugw.constants import (
     SlotState,
     Status,
 )
+from protocols.mcugw.encoding import Encoded, Encoding, choose
 from protocols.mcugw.errors import DeviceRejected, UnsupportedVersionError, VerifyFailed
 from protocols.mcugw.packets import (
     AbortRequest,
@@ -106,6 +108,8 @@ class FlashResult:
     running_version: str
     chunk: int
     window: int
+    encoding: str = "raw"  # "raw", "compressed" or "delta" (§17)
+    stream_bytes: int = 0  # DATA payload bytes the transfer needed (image size when raw)
 
 
 class BootloaderSession:
@@ -370,6 +374,8 @@ class BootloaderSession:
         *,
         progress: ProgressFn = _no_progress,
         confirm_timeout: float = DEFAULT_CONFIRM_TIMEOUT_S,
+        base: bytes | None = None,
+        encode: bool = True,
     ) -> FlashResult:
         started = time.monotonic()
         info = self.device
@@ -390,15 +396,31 @@ class BootloaderSession:
             return await self._finish(
                 plan.slot, image, version, digest, started, progress, confirm_timeout
             )
-        begin = await self.request(
-            BeginRequest(size=len(image), sha256=digest, version=version),
-            self.link.command_timeout(40 + len(version), 6, 2 * geo.erase_us / 1e6),
-        )
+        caps = self.hello_info.capabilities if self.hello_info else Capability(0)
+        base_in_slot = base is not None and _holds(info, hashlib.sha256(base).digest())
+        enc = choose(caps, image, base, base_in_slot, allow=encode)
+        begin_req = _begin_request(image, digest, version, enc)
+        try:
+            begin = await self.request(
+                begin_req, self.link.command_timeout(110 + len(version), 6, 2 * geo.erase_us / 1e6)
+            )
+        except DeviceRejected as exc:
+            if exc.status is not Status.DELTA_BASE_MISMATCH or enc is None:
+                raise
+            # The fallback slot is not the base after all: send it compressed.
+            enc = choose(caps, image, None, False, allow=encode)
+            begin_req = _begin_request(image, digest, version, enc)
+            begin = await self.request(
+                begin_req, self.link.command_timeout(110 + len(version), 6, 2 * geo.erase_us / 1e6)
+            )
         assert isinstance(begin, BeginResponse)
-        if begin.resume_offset > len(image):
+        payload = image if enc is None else enc.stream
+        if begin.resume_offset > len(payload):
             raise RemoteProtocolError(f"MCU resume offset {begin.resume_offset} beyond image")
+        if enc is not None and begin.resume_offset not in (0, *enc.block_ends):
+            raise RemoteProtocolError(f"MCU resume offset {begin.resume_offset} not a block end")
         t0 = time.monotonic()
-        win = await self.transfer(image, begin.resume_offset, progress)
+        win = await self.transfer(payload, begin.resume_offset, _scaled(progress, len(image)))
         transfer_s = time.monotonic() - t0
         progress("verifying", len(image), len(image))
         ver = await self.request(
@@ -427,6 +449,8 @@ class BootloaderSession:
             running_version=running,
             chunk=win.max_chunk,
             window=win.window,
+            encoding="raw" if enc is None else ("delta" if enc.flags_delta else "compressed"),
+            stream_bytes=len(payload),
         )
 
     async def _finish(
@@ -491,3 +515,33 @@ class BootloaderSession:
                 return "unconfirmed", running
             # Paced by the MCU's advertised boot time, not a guess.
             await self._next_event(extra_deadline=self._now() + interval)
+
+
+def _holds(info: InfoResponse, sha256: bytes) -> bool:
+    """Does a bootable slot hold the image with this hash (the delta's base)?"""
+    return any(s.sha256 == sha256 and s.state is SlotState.CONFIRMED for s in info.slots)
+
+
+def _begin_request(image: bytes, digest: bytes, version: str, enc: Encoded | None) -> BeginRequest:
+    if enc is None:
+        return BeginRequest(size=len(image), sha256=digest, version=version)
+    flags = BeginFlags.COMPRESSED | (BeginFlags.DELTA if enc.flags_delta else BeginFlags.NONE)
+    return BeginRequest(
+        size=len(image),
+        sha256=digest,
+        version=version,
+        flags=flags,
+        encoding=Encoding.DEFLATE_BLOCKS,
+        stream_size=len(enc.stream),
+        stream_sha256=enc.stream_sha256,
+        base_sha256=enc.base_sha256,
+    )
+
+
+def _scaled(progress: ProgressFn, image_size: int) -> ProgressFn:
+    """Report an encoded stream's progress in image bytes, as the twin expects."""
+
+    def report(phase: str, done: int, total: int) -> None:
+        progress(phase, done * image_size // max(1, total), image_size)
+
+    return report

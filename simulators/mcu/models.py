@@ -26,6 +26,8 @@ class McuModel:
     window: int
     turnaround_us: int
     bootloader_version: str = "1.0.0"
+    #: Block-stream decode time per KiB of output (inflate with a flash window, §17.4).
+    inflate_us_per_kib: int = 200
 
     @property
     def compat(self) -> str:

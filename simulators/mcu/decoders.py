@@ -1,0 +1,124 @@
+"""The virtual MCU's block-stream decoder (docs/protocol.md §17).
+
+A real part inflates each block straight into its page buffer, taking
+back-references from the memory-mapped flash (the new slot's written bytes, or
+the base image in the fallback slot), so its RAM is the inflate state plus one
+page: see ``DECODER_RAM`` below. The simulator buffers one block's encoded bytes
+(at most one block plus a header) and decodes with zlib, which reads the same
+dictionary the MCU would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from protocols.mcugw.constants import Status
+from protocols.mcugw.encoding import (
+    BLOCK_HEADER,
+    BLOCK_SIZE,
+    HEADER_SIZE,
+    WINDOW,
+    DecodeError,
+    DictSource,
+    header_dict_len,
+    inflate_block,
+)
+
+#: RAM of the MCU decoder, bytes (documented in §17.4): inflate state with its
+#: Huffman tables (tinf-style: 2 × (16 + 288) u16 plus bit state ≈ 1.3 KiB),
+#: one block header, and one page buffer for output not yet programmed (the
+#: largest page of our models is 2 KiB). The 32 KiB window is flash, not RAM.
+DECODER_RAM = {"inflate_state": 1280, "block_header": HEADER_SIZE, "page_buffer": 2048}
+
+
+@dataclass
+class Decoded:
+    out_offset: int
+    data: bytes
+    stream_end: int  # stream offset just after this block
+
+
+class BlockStreamDecoder:
+    """Turns DATA bytes (in stream order) into decoded blocks, checking every header."""
+
+    def __init__(
+        self,
+        *,
+        image_size: int,
+        stream_start: int,
+        delta: bool,
+        read_output: Callable[[int, int], bytes],
+        read_base: Callable[[int, int], bytes],
+        base_size: int,
+    ) -> None:
+        self.image_size = image_size
+        self.delta = delta
+        self._read_output = read_output
+        self._read_base = read_base
+        self._base_size = base_size
+        self._buf = bytearray()
+        self._pos = stream_start  # stream offset of _buf[0]; always a block boundary
+        self.next_out: int | None = None  # image offset the next block must start at
+
+    def feed(self, data: bytes) -> list[Decoded]:
+        """Decode every block completed by ``data``; raise DecodeError on a bad one."""
+        self._buf += data
+        out = []
+        while len(self._buf) >= HEADER_SIZE:
+            h = BLOCK_HEADER.parse(bytes(self._buf[:HEADER_SIZE]))
+            total = HEADER_SIZE + h.enc_len
+            if len(self._buf) < total:
+                break
+            self._check_header(h)
+            zdict = self._dictionary(h)
+            payload = bytes(self._buf[HEADER_SIZE:total])
+            block = inflate_block(payload, zdict, h.out_len)
+            del self._buf[:total]
+            self._pos += total
+            self.next_out = h.out_offset + h.out_len
+            out.append(Decoded(h.out_offset, block, self._pos))
+        return out
+
+    def _check_header(self, h: object) -> None:
+        out_offset: int = h.out_offset  # type: ignore[attr-defined]
+        out_len: int = h.out_len  # type: ignore[attr-defined]
+        if self.next_out is not None and out_offset != self.next_out:
+            raise DecodeError(
+                Status.DECODE_ERROR.name,
+                f"block at image offset {out_offset}, expected {self.next_out}",
+            )
+        if out_offset % BLOCK_SIZE or out_offset >= self.image_size:
+            raise DecodeError(Status.DECODE_ERROR.name, f"block offset {out_offset} invalid")
+        want = min(BLOCK_SIZE, self.image_size - out_offset)
+        if out_len != want:
+            raise DecodeError(
+                Status.BLOCK_LENGTH.name, f"block at {out_offset} is {out_len} bytes, not {want}"
+            )
+
+    def _dictionary(self, h: object) -> bytes:
+        source: int = h.dict_source  # type: ignore[attr-defined]
+        start: int = h.dict_start  # type: ignore[attr-defined]
+        length = header_dict_len(source, h.dict_len)  # type: ignore[attr-defined]
+        out_offset: int = h.out_offset  # type: ignore[attr-defined]
+        if length > WINDOW:
+            raise DecodeError(Status.DECODE_ERROR.name, f"dictionary of {length} bytes")
+        if source == DictSource.NONE:
+            return b""
+        if source == DictSource.OUTPUT:
+            if start + length > out_offset:
+                raise DecodeError(
+                    Status.DECODE_ERROR.name, "dictionary reaches past the written image"
+                )
+            return self._read_output(start, length)
+        if source == DictSource.BASE:
+            if not self.delta:
+                raise DecodeError(Status.PATCH_REJECTED.name, "base read in a non-delta transfer")
+            if start + length > self._base_size:
+                raise DecodeError(
+                    Status.PATCH_REJECTED.name,
+                    f"delta reads base bytes {start}..{start + length}, base is "
+                    f"{self._base_size} bytes",
+                )
+            return self._read_base(start, length)
+        raise DecodeError(Status.DECODE_ERROR.name, f"unknown dictionary source {source}")

@@ -1,0 +1,165 @@
+"""Compressed and delta transfers end to end against the virtual MCU (§17), and bad streams."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import random
+
+import pytest
+
+from protocols.mcugw import session as session_mod
+from protocols.mcugw.constants import SlotState, Status
+from protocols.mcugw.encoding import BLOCK_HEADER, HEADER_SIZE, Encoded, compress, delta
+from protocols.mcugw.errors import DeviceRejected, VerifyFailed
+from simulators.mcu.core import _synthetic_image
+from simulators.mcu.options import SimOptions
+from simulators.mcu.core import McuCore
+from tests.protocols.test_session_after_cut import _core as _blank_core
+from tests.protocols.test_session_after_cut import _old_image_intact, _session
+
+FACTORY = _synthetic_image("1.0.0")
+
+
+def _core(options: SimOptions | None = None) -> McuCore:
+    core = _blank_core(options)
+    core.power_on(0.0, stay=True)
+    return core
+
+
+def _code_like(seed: int, n: int) -> bytes:
+    # Machine code repeats a limited vocabulary of instructions: compressible, not trivially.
+    rng = random.Random(seed)
+    words = [rng.randbytes(4) for _ in range(600)]
+    return b"".join(rng.choice(words) for _ in range(n // 4))
+
+
+IMAGE = _code_like(1, 40 * 1024)
+
+
+def _new_slot(core: object) -> bytes:
+    t = core.trailers[1]  # type: ignore[attr-defined]
+    st = t.status()
+    return core.flash.read(t.image_base, st.size)  # type: ignore[attr-defined,no-any-return]
+
+
+async def test_compressed_flash_sends_fewer_bytes_and_installs_the_image() -> None:
+    core = _core()
+    async with _session(core) as s:
+        result = await s.flash(IMAGE, "2.0.0")
+    assert result.outcome == "confirmed" and result.encoding == "compressed"
+    assert result.stream_bytes < len(IMAGE) * 0.8
+    assert _new_slot(core) == IMAGE
+
+
+async def test_delta_from_the_running_image_is_a_few_percent() -> None:
+    new = bytearray(FACTORY)
+    new[5000:5004] = b"\x01\x02\x03\x04"
+    new = bytes(new[:9000]) + b"inserted" + bytes(new[9000:])
+    core = _core()
+    async with _session(core) as s:
+        result = await s.flash(new, "2.0.0", base=FACTORY)
+    assert result.outcome == "confirmed" and result.encoding == "delta"
+    assert result.stream_bytes < len(new) * 0.05
+    assert _new_slot(core) == new
+
+
+async def test_a_version_1_mcu_gets_a_raw_transfer() -> None:
+    core = _core(SimOptions(decoders=False))
+    async with _session(core) as s:
+        result = await s.flash(IMAGE, "2.0.0", base=FACTORY)
+    assert result.encoding == "raw" and result.stream_bytes == len(IMAGE)
+    assert _new_slot(core) == IMAGE
+
+
+async def test_a_wrong_base_falls_back_to_compression() -> None:
+    # The gateway believes the MCU runs OTHER, but INFO says otherwise: no delta is tried.
+    core = _core()
+    other = _code_like(7, len(FACTORY))
+    async with _session(core) as s:
+        result = await s.flash(IMAGE, "2.0.0", base=other)
+    assert result.encoding == "compressed"
+
+
+def _tamper(enc: Encoded, block: int, edit: str) -> Encoded:
+    stream = bytearray(enc.stream)
+    start = 0 if block == 0 else enc.block_ends[block - 1]
+    h = BLOCK_HEADER.parse(bytes(stream[start : start + HEADER_SIZE]))
+    fields = dict(h)
+    fields.pop("_io", None)
+    if edit == "garbage":
+        stream[start + HEADER_SIZE : start + HEADER_SIZE + 4] = b"\xff\xff\xff\xff"
+    elif edit == "length":
+        fields["out_len"] -= 8
+        stream[start : start + HEADER_SIZE] = BLOCK_HEADER.build(fields)
+    elif edit == "base":
+        fields["dict_source"], fields["dict_start"] = 2, 10**6
+        stream[start : start + HEADER_SIZE] = BLOCK_HEADER.build(fields)
+    return dataclasses.replace(enc, stream=bytes(stream), flags_delta=edit == "base")
+
+
+@pytest.mark.parametrize(
+    ("edit", "status"),
+    [
+        ("garbage", Status.DECODE_ERROR),
+        ("length", Status.BLOCK_LENGTH),
+        ("base", Status.PATCH_REJECTED),
+    ],
+)
+async def test_a_bad_stream_fails_cleanly_and_the_next_update_works(
+    edit: str, status: Status, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    core = _core()
+    bad = _tamper(compress(IMAGE), 2, edit)
+    if edit == "base":
+        bad = dataclasses.replace(bad, base_sha256=hashlib.sha256(FACTORY).digest())
+    monkeypatch.setattr(session_mod, "choose", lambda *a, **k: bad)
+    async with _session(core) as s:
+        with pytest.raises(DeviceRejected) as info:
+            await s.flash(IMAGE, "2.0.0")
+    assert info.value.status is status
+    _old_image_intact(core)
+    assert core.trailers[1].status().state is not SlotState.COMPLETE
+    monkeypatch.undo()
+    async with _session(core) as s:
+        result = await s.flash(IMAGE, "2.0.0")
+    assert result.outcome == "confirmed" and _new_slot(core) == IMAGE
+
+
+async def test_a_hash_mismatch_after_decoding_is_verify_failed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    core = _core()
+    other = bytearray(IMAGE)
+    other[100] ^= 1
+    bad = dataclasses.replace(compress(bytes(other)), image_sha256=hashlib.sha256(IMAGE).digest())
+    monkeypatch.setattr(session_mod, "choose", lambda *a, **k: bad)
+    async with _session(core) as s:
+        with pytest.raises(VerifyFailed):
+            await s.flash(IMAGE, "2.0.0")
+    _old_image_intact(core)
+    monkeypatch.undo()
+    async with _session(core) as s:
+        assert (await s.flash(IMAGE, "2.0.0")).outcome == "confirmed"
+
+
+async def test_a_delta_for_another_base_is_refused_before_writing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    core = _core()
+    other = _code_like(7, len(FACTORY))
+    wrong = delta(other, IMAGE)
+    calls = []
+
+    def pick(caps: int, image: bytes, base: bytes | None, *a: object, **k: object) -> Encoded:
+        calls.append(base)
+        return wrong if len(calls) == 1 else compress(image)
+
+    monkeypatch.setattr(session_mod, "choose", pick)
+    erases = core.flash.erase_count
+    async with _session(core) as s:
+        result = await s.flash(IMAGE, "2.0.0", base=other)
+    # DELTA_BASE_MISMATCH came back; the retry went compressed and succeeded.
+    assert len(calls) == 2 and result.encoding == "compressed"
+    assert erases < core.flash.erase_count
+    _old_image_intact(core)
