@@ -553,45 +553,45 @@ class McuCore:
             cut = int(s.size * opts.cut_at_fraction)
         if cut is not None and start < cut <= end:
             raise PowerCut(f"power cut at stream offset {cut}")
+        work = 0.0
         try:
-            blocks = s.decoder.feed(data)
+            for b in s.decoder.feed(data):
+                work += self._write_block(s, b.out_offset, b.data, b.stream_end)
         except DecodeError as exc:
             # The slot being written is dropped; the running slot was only read.
-            work = self._drop(s.slot)
+            work += self._drop(s.slot)
             committed = s.committed
             self.session = None
             when = self._answer_time(now, work)
             self._reply(when, seq, DataAck(status=Status[exc.status], next_offset=committed))
             return
-        base = self.trailers[s.slot].image_base
-        sector = self.model.sector_size
-        work = 0.0
-        for b in blocks:
-            work += len(b.data) / 1024 * self.model.inflate_us_per_kib / 1e6
-            b_end = b.out_offset + len(b.data)
-            for sec in range(b.out_offset - b.out_offset % sector, b_end, sector):
-                if sec not in s.erased:
-                    work += self.flash.erase_sector(base + sec)
-                    s.erased.add(sec)
-            w = self.model.write_size
-            work += self.flash.program(base + b.out_offset, b.data + b"\xff" * (-len(b.data) % w))
-            # Checkpoint at a block end on a sector boundary, so a resume re-erases
-            # nothing written below it.
-            if (
-                b_end % sector == 0
-                and b_end - s.out_checkpoint >= s.interval
-                and b.stream_end < s.size
-            ):
-                if self.trailers[s.slot].status().free > self._tail_reserve() + 1:
-                    work += self.trailers[s.slot].append(RecordKind.CHECKPOINT, b.stream_end)
-                s.out_checkpoint = b_end
-                s.checkpoint = b.stream_end
         s.expected = end
         done_at = max(now, self._busy_until) + work
         self._busy_until = done_at
         s.programming.append((done_at, end))
         when = done_at + self.model.turnaround_us / 1e6 + opts.extra_delay_s
         self._reply(when, seq, DataAck(status=Status.OK, next_offset=end))
+
+    def _write_block(self, s: _Session, out_offset: int, data: bytes, stream_end: int) -> float:
+        """Erase, program and maybe checkpoint one decoded block; return the time it took."""
+        base = self.trailers[s.slot].image_base
+        sector = self.model.sector_size
+        work = len(data) / 1024 * self.model.inflate_us_per_kib / 1e6
+        b_end = out_offset + len(data)
+        for sec in range(out_offset - out_offset % sector, b_end, sector):
+            if sec not in s.erased:
+                work += self.flash.erase_sector(base + sec)
+                s.erased.add(sec)
+        w = self.model.write_size
+        work += self.flash.program(base + out_offset, data + b"\xff" * (-len(data) % w))
+        # Checkpoint at a block end on a sector boundary, so a resume re-erases
+        # nothing written below it.
+        if b_end % sector == 0 and b_end - s.out_checkpoint >= s.interval and stream_end < s.size:
+            if self.trailers[s.slot].status().free > self._tail_reserve() + 1:
+                work += self.trailers[s.slot].append(RecordKind.CHECKPOINT, stream_end)
+            s.out_checkpoint = b_end
+            s.checkpoint = stream_end
+        return work
 
     def _on_verify(self, now: float, seq: int, msg: object) -> None:
         self._enter("verify")

@@ -10,7 +10,7 @@ dictionary the MCU would.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from protocols.mcugw.constants import Status
@@ -61,10 +61,13 @@ class BlockStreamDecoder:
         self._pos = stream_start  # stream offset of _buf[0]; always a block boundary
         self.next_out: int | None = None  # image offset the next block must start at
 
-    def feed(self, data: bytes) -> list[Decoded]:
-        """Decode every block completed by ``data``; raise DecodeError on a bad one."""
+    def feed(self, data: bytes) -> Iterator[Decoded]:
+        """Decode the blocks ``data`` completes, one at a time; raise DecodeError on a bad one.
+
+        Lazy on purpose: the caller programs each block before the next is
+        decoded, since that one may take back-references into it.
+        """
         self._buf += data
-        out = []
         while len(self._buf) >= HEADER_SIZE:
             h = BLOCK_HEADER.parse(bytes(self._buf[:HEADER_SIZE]))
             total = HEADER_SIZE + h.enc_len
@@ -77,8 +80,7 @@ class BlockStreamDecoder:
             del self._buf[:total]
             self._pos += total
             self.next_out = h.out_offset + h.out_len
-            out.append(Decoded(h.out_offset, block, self._pos))
-        return out
+            yield Decoded(h.out_offset, block, self._pos)
 
     def _check_header(self, h: object) -> None:
         out_offset: int = h.out_offset  # type: ignore[attr-defined]

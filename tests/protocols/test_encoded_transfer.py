@@ -11,7 +11,7 @@ import pytest
 from protocols.mcugw import session as session_mod
 from protocols.mcugw.constants import SlotState, Status
 from protocols.mcugw.encoding import BLOCK_HEADER, HEADER_SIZE, Encoded, compress, delta
-from protocols.mcugw.errors import DeviceRejected, VerifyFailed
+from protocols.mcugw.errors import DeviceRejected
 from simulators.mcu.core import _synthetic_image
 from simulators.mcu.options import SimOptions
 from simulators.mcu.core import McuCore
@@ -135,8 +135,9 @@ async def test_a_hash_mismatch_after_decoding_is_verify_failed(
     bad = dataclasses.replace(compress(bytes(other)), image_sha256=hashlib.sha256(IMAGE).digest())
     monkeypatch.setattr(session_mod, "choose", lambda *a, **k: bad)
     async with _session(core) as s:
-        with pytest.raises(VerifyFailed):
+        with pytest.raises(DeviceRejected) as info:
             await s.flash(IMAGE, "2.0.0")
+    assert info.value.status is Status.VERIFY_FAILED
     _old_image_intact(core)
     monkeypatch.undo()
     async with _session(core) as s:
