@@ -81,10 +81,9 @@ def _function(rng: random.Random, name: str, extra: bool) -> str:
 def library_source(version: int, functions: int) -> str:
     """The sensor library; v2 rewrites every fifth function and inserts new ones."""
     out = ["#include <stdint.h>\n#include <math.h>\n"]
-    out += [
-        f"const int32_t tbl_{t}[16] = {{{', '.join(str((t * 37 + j * 11) % 251) for j in range(16))}}};\n"
-        for t in range(8)
-    ]
+    for t in range(8):
+        values = ", ".join(str((t * 37 + j * 11) % 251) for j in range(16))
+        out.append(f"const int32_t tbl_{t}[16] = {{{values}}};\n")
     out.append(
         "int32_t crc_step(int32_t c, uint8_t b) {\n"
         "    c ^= b; for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0xEDB88320 & -(c & 1));\n"
@@ -133,7 +132,8 @@ def app_source(v: Variant, functions: int) -> str:
         "        for (unsigned k = 0; k < sizeof TABLE / sizeof TABLE[0]; k++)\n"
         "            total += TABLE[k](buf_in, buf_out, 64);\n"
         '        printf("%s total=%ld avg=%.3f\\n", VERSION, (long)total, total / 3.0);\n'
-        "        qsort(buf_out, 64, sizeof buf_out[0], (int (*)(const void *, const void *))strcmp);\n"
+        "        qsort(buf_out, 64, sizeof buf_out[0],\n"
+        "              (int (*)(const void *, const void *))strcmp);\n"
         "    }\n    return (int)total;\n}\n"
     )
     return "".join(out)
@@ -142,7 +142,9 @@ def app_source(v: Variant, functions: int) -> str:
 def build(v: Variant, functions: int, out: Path) -> bytes:
     """Compile and link one variant; return the flat binary (what a slot holds)."""
     if shutil.which(CC) is None:
-        raise SystemExit(f"{CC} not found: apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi")
+        raise SystemExit(
+            f"{CC} not found: apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
         (t / "lib.c").write_text(library_source(v.lib_version, functions))
@@ -172,7 +174,9 @@ def build_pairs(outdir: Path, functions: int = 300) -> dict[str, tuple[bytes, by
     for name, (old, new) in PAIRS.items():
         for v in (old, new):
             if v not in cache:
-                cache[v] = build(v, functions, outdir / f"{name}-{'old' if v is old else 'new'}.bin")
+                cache[v] = build(
+                    v, functions, outdir / f"{name}-{'old' if v is old else 'new'}.bin"
+                )
         pairs[name] = (cache[old], cache[new])
     return pairs
 

@@ -68,23 +68,26 @@ class Block:
     payload: bytes  # raw deflate
 
     def encode(self) -> bytes:
-        return bytes(
-            BLOCK_HEADER.build(
-                {
-                    "out_offset": self.out_offset,
-                    "out_len": self.out_len,
-                    "enc_len": len(self.payload),
-                    "dict_source": int(self.dict_source),
-                    "reserved": 0,
-                    "dict_len": max(0, self.dict_len - 1) if self.dict_len else 0,
-                    "dict_start": self.dict_start,
-                }
+        return (
+            bytes(
+                BLOCK_HEADER.build(
+                    {
+                        "out_offset": self.out_offset,
+                        "out_len": self.out_len,
+                        "enc_len": len(self.payload),
+                        "dict_source": int(self.dict_source),
+                        "reserved": 0,
+                        "dict_len": max(0, self.dict_len - 1) if self.dict_len else 0,
+                        "dict_start": self.dict_start,
+                    }
+                )
             )
-        ) + self.payload
+            + self.payload
+        )
 
 
 def header_dict_len(source: int, stored: int) -> int:
-    """The dictionary length a header means (stored as length − 1 so 32 KiB fits)."""
+    """The dictionary length a header means (stored as length - 1 so 32 KiB fits)."""
     return 0 if source == DictSource.NONE else stored + 1
 
 
@@ -162,7 +165,7 @@ def delta(base: bytes, image: bytes, block_size: int = BLOCK_SIZE) -> Encoded:
         ostart, olen = _dict_window(off, budget)
         osrc = DictSource.OUTPUT if olen else DictSource.NONE
         candidates.append(
-            Block(off, len(chunk), osrc, ostart, olen, _deflate(chunk, image[ostart : off]))
+            Block(off, len(chunk), osrc, ostart, olen, _deflate(chunk, image[ostart:off]))
         )
         best = min(candidates, key=lambda b: len(b.payload))
         if best.dict_source is DictSource.BASE:

@@ -26,7 +26,7 @@ from protocols.mcugw.encoding import (
 )
 
 #: RAM of the MCU decoder, bytes (documented in §17.4): inflate state with its
-#: Huffman tables (tinf-style: 2 × (16 + 288) u16 plus bit state ≈ 1.3 KiB),
+#: Huffman tables (tinf-style: 2 x (16 + 288) u16 plus bit state ≈ 1.3 KiB),
 #: one block header, and one page buffer for output not yet programmed (the
 #: largest page of our models is 2 KiB). The 32 KiB window is flash, not RAM.
 DECODER_RAM = {"inflate_state": 1280, "block_header": HEADER_SIZE, "page_buffer": 2048}

@@ -12,9 +12,8 @@ from protocols.mcugw import session as session_mod
 from protocols.mcugw.constants import SlotState, Status
 from protocols.mcugw.encoding import BLOCK_HEADER, HEADER_SIZE, Encoded, compress, delta
 from protocols.mcugw.errors import DeviceRejected
-from simulators.mcu.core import _synthetic_image
+from simulators.mcu.core import McuCore, _synthetic_image
 from simulators.mcu.options import SimOptions
-from simulators.mcu.core import McuCore
 from tests.protocols.test_session_after_cut import _core as _blank_core
 from tests.protocols.test_session_after_cut import _old_image_intact, _session
 
