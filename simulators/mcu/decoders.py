@@ -18,18 +18,24 @@ from protocols.mcugw.encoding import (
     BLOCK_HEADER,
     BLOCK_SIZE,
     HEADER_SIZE,
+    MAX_BLOCK,
     WINDOW,
+    Codec,
     DecodeError,
     DictSource,
+    decode_block,
     header_dict_len,
-    inflate_block,
 )
 
-#: RAM of the MCU decoder, bytes (documented in §17.4): inflate state with its
-#: Huffman tables (tinf-style: 2 x (16 + 288) u16 plus bit state ≈ 1.3 KiB),
-#: one block header, and one page buffer for output not yet programmed (the
-#: largest page of our models is 2 KiB). The 32 KiB window is flash, not RAM.
-DECODER_RAM = {"inflate_state": 1280, "block_header": HEADER_SIZE, "page_buffer": 2048}
+#: RAM of the MCU decoders, bytes (documented in §17.4); one is active at a time,
+#: and neither has a window in RAM (matches read the memory-mapped slots).
+#: LZMA: 2614 u16 probabilities (lc=lp=pb=0) + range coder and match state;
+#: inflate: tinf-style Huffman tables, 2 x (16 + 288) u16 + bit state. Both
+#: add one block header and one program page (512 B, the largest of our models).
+DECODER_RAM = {
+    "lzma": {"probabilities": 2614 * 2, "state": 64, "header": HEADER_SIZE, "page": 512},
+    "inflate": {"tables": 1280, "header": HEADER_SIZE, "page": 512},
+}
 
 
 @dataclass
@@ -70,13 +76,13 @@ class BlockStreamDecoder:
         self._buf += data
         while len(self._buf) >= HEADER_SIZE:
             h = BLOCK_HEADER.parse(bytes(self._buf[:HEADER_SIZE]))
+            self._check_header(h)  # before buffering: a bad header never fills RAM
             total = HEADER_SIZE + h.enc_len
             if len(self._buf) < total:
                 break
-            self._check_header(h)
             zdict = self._dictionary(h)
             payload = bytes(self._buf[HEADER_SIZE:total])
-            block = inflate_block(payload, zdict, h.out_len)
+            block = decode_block(h.codec, payload, zdict, h.out_len)
             del self._buf[:total]
             self._pos += total
             self.next_out = h.out_offset + h.out_len
@@ -90,13 +96,20 @@ class BlockStreamDecoder:
                 Status.DECODE_ERROR.name,
                 f"block at image offset {out_offset}, expected {self.next_out}",
             )
-        if out_offset % BLOCK_SIZE or out_offset >= self.image_size:
-            raise DecodeError(Status.DECODE_ERROR.name, f"block offset {out_offset} invalid")
-        want = min(BLOCK_SIZE, self.image_size - out_offset)
-        if out_len != want:
+        end = out_offset + out_len
+        if out_offset % BLOCK_SIZE or not 0 < out_len <= MAX_BLOCK or end > self.image_size:
             raise DecodeError(
-                Status.BLOCK_LENGTH.name, f"block at {out_offset} is {out_len} bytes, not {want}"
+                Status.DECODE_ERROR.name, f"block {out_offset}+{out_len} outside the image"
             )
+        if end % BLOCK_SIZE and end != self.image_size:
+            raise DecodeError(Status.DECODE_ERROR.name, f"block ends off the grid at {end}")
+        enc_len: int = h.enc_len  # type: ignore[attr-defined]
+        if enc_len > out_len + out_len // 8 + 64:
+            # More than any encoder emits for this many bytes: refuse before buffering it.
+            raise DecodeError(Status.DECODE_ERROR.name, f"block of {enc_len} encoded bytes")
+        codec: int = h.codec  # type: ignore[attr-defined]
+        if codec == Codec.LZMA and h.dict_source != DictSource.NONE:  # type: ignore[attr-defined]
+            raise DecodeError(Status.DECODE_ERROR.name, "LZMA blocks take no dictionary")
 
     def _dictionary(self, h: object) -> bytes:
         source: int = h.dict_source  # type: ignore[attr-defined]
