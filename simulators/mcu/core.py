@@ -460,13 +460,15 @@ class McuCore:
             self._reply_error(now, seq, Opcode.DATA, Status.BAD_STATE)
             return
         end = msg.offset + len(msg.data)
-        if msg.offset % self.model.write_size:
+        # An encoded stream is buffered by the decoder, not programmed: any offset will do.
+        grid = self.model.write_size if s.decoder is None else 1
+        if msg.offset % grid:
             self._reply_error(now, seq, Opcode.DATA, Status.MISALIGNED)
             return
         if end > s.size or len(msg.data) > self.model.max_data or not msg.data:
             self._reply_error(now, seq, Opcode.DATA, Status.OUT_OF_RANGE)
             return
-        if len(msg.data) % self.model.write_size and end != s.size:
+        if len(msg.data) % grid and end != s.size:
             # Only the image's last frame may end off the write grid: anything else
             # would leave the next program starting mid-word.
             self._reply_error(now, seq, Opcode.DATA, Status.MISALIGNED)
