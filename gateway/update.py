@@ -9,6 +9,7 @@ reached only through a :class:`protocols.driver.Driver`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
 from collections.abc import Callable, Coroutine
@@ -18,6 +19,7 @@ from typing import Any
 from firmware.compat import TargetInfo
 from firmware.download import Downloader
 from firmware.errors import FirmwareError
+from firmware.images import recall, remember
 from firmware.policy import TrustPolicy, evaluate
 from firmware.twin import DesiredFirmware
 from firmware.urls import redact_url
@@ -224,10 +226,13 @@ class UpdateRun:
                 spawn(self._report({"firmware": patch}, False))
 
         digest = hashlib.sha256(payload).hexdigest()
+        cache = self.env.downloader.cache
+        # The image the MCU runs, if this gateway wrote it: the base of a delta.
+        base = await asyncio.to_thread(recall, cache, self.facts.installed_sha256)
         try:
             async with self._driver() as driver:
                 result = await driver.install(
-                    Image(payload, self.desired.fwVersion, digest), progress
+                    Image(payload, self.desired.fwVersion, digest, base), progress
                 )
         except DriverError as exc:
             raise UpdateFailed(exc.code, exc.message, exc.phase.value) from exc
@@ -236,6 +241,9 @@ class UpdateRun:
                 await asyncio.gather(*pending, return_exceptions=True)
         self.env.journal.record_progress(self.uid, total, result.resumed_from)
         if result.outcome is InstallOutcome.CONFIRMED:
+            with contextlib.suppress(FirmwareError, OSError):
+                # Kept for the next update's delta; losing it only costs bytes.
+                await asyncio.to_thread(remember, cache, payload)
             return UpdateResult(Outcome.CURRENT, result.facts, result)
         if result.outcome is InstallOutcome.ROLLED_BACK:
             return UpdateResult(Outcome.ROLLEDBACK, result.facts, result)

@@ -160,6 +160,9 @@ class Image:
     data: bytes
     version: str
     sha256: str  # hex of ``data``
+    #: The image the device runs, if the gateway has it: a driver that can may
+    #: send a delta against it (mcugw §17). Ignored by drivers that cannot.
+    base: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -177,6 +177,7 @@ class McugwDriver:
                 image.version,
                 progress=on_progress,
                 confirm_timeout=self.options.confirm_timeout_s,
+                base=image.base,
             )
             step = Step.BOOT
             facts = await self._facts()
@@ -196,7 +197,12 @@ class McugwDriver:
             resumed_from=result.resumed_from,
             running_version=result.running_version,
             facts=facts,
-            details={"chunk": result.chunk, "window": result.window},
+            details={
+                "chunk": result.chunk,
+                "window": result.window,
+                "encoding": result.encoding,
+                "streamBytes": result.stream_bytes,
+            },
         )
 
     async def reboot(self) -> DeviceFacts:
