@@ -309,3 +309,36 @@ def choose(
         options.append(delta(base, image))
     best = min(options, key=lambda e: len(e.stream))
     return best if len(best.stream) < len(image) else None
+
+
+def parse_stream(
+    stream: bytes, image_size: int, image_sha256: bytes, base_sha256: bytes | None
+) -> Encoded:
+    """Check a published stream's block structure and wrap it for sending.
+
+    Only the structure is checked (headers chain from 0 to ``image_size``);
+    whether it decodes to the image is the MCU's VERIFY, against the signed hash.
+    """
+    ends = []
+    pos = out = 0
+    while pos < len(stream):
+        if len(stream) - pos < HEADER_SIZE:
+            raise DecodeError("DECODE_ERROR", f"stream ends inside a block header at {pos}")
+        h = BLOCK_HEADER.parse(stream[pos : pos + HEADER_SIZE])
+        if h.out_offset != out or not 0 < h.out_len <= MAX_BLOCK:
+            raise DecodeError("DECODE_ERROR", f"block at stream offset {pos} is out of order")
+        pos += HEADER_SIZE + h.enc_len
+        out += h.out_len
+        if pos > len(stream) or out > image_size:
+            raise DecodeError("DECODE_ERROR", f"block at image offset {h.out_offset} overruns")
+        ends.append(pos)
+    if out != image_size:
+        raise DecodeError("BLOCK_LENGTH", f"stream decodes to {out} bytes, image is {image_size}")
+    return Encoded(
+        flags_delta=base_sha256 is not None,
+        stream=stream,
+        image_size=image_size,
+        image_sha256=image_sha256,
+        base_sha256=base_sha256 or bytes(32),
+        block_ends=tuple(ends),
+    )

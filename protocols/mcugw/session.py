@@ -376,40 +376,47 @@ class BootloaderSession:
         confirm_timeout: float = DEFAULT_CONFIRM_TIMEOUT_S,
         base: bytes | None = None,
         encode: bool = True,
+        prepared: Encoded | None = None,
     ) -> FlashResult:
+        """Write ``image`` (raw, compressed or as a delta against ``base``, §17).
+
+        ``prepared`` is a published delta: then ``image`` is empty and the
+        stream is sent as it is, or refused (DELTA_BASE_MISMATCH) by the MCU.
+        """
         started = time.monotonic()
+        size = len(image) if prepared is None else prepared.image_size
         info = self.device
         if info is None or info.mode is not Mode.BOOTLOADER:
             info = await self.connect()
         geo = info.geometry
-        if len(image) > geo.slot_size:
+        if size > geo.slot_size:
             raise LocalProtocolError(
-                f"image is {len(image)} bytes but the {info.model} slot holds {geo.slot_size}"
+                f"image is {size} bytes but the {info.model} slot holds {geo.slot_size}"
             )
-        if not image:
+        if not size:
             raise LocalProtocolError("image is empty")
-        digest = hashlib.sha256(image).digest()
-        plan = plan_flash(info, len(image), digest, self.booted_slot)
+        digest = hashlib.sha256(image).digest() if prepared is None else prepared.image_sha256
+        plan = plan_flash(info, size, digest, self.booted_slot)
         if plan.step is not FlashStep.WRITE and plan.slot is not None:
             # Already activated or installed (say, a cut hit the trial boot or the
             # confirm): finish that, never write the image over the fallback slot.
             return await self._finish(
-                plan.slot, image, version, digest, started, progress, confirm_timeout
+                plan.slot, size, version, digest, started, progress, confirm_timeout
             )
         caps = self.hello_info.capabilities if self.hello_info else Capability(0)
         base_in_slot = base is not None and _holds(info, hashlib.sha256(base).digest())
-        enc = choose(caps, image, base, base_in_slot, allow=encode)
-        begin_req = _begin_request(image, digest, version, enc)
+        enc = prepared or choose(caps, image, base, base_in_slot, allow=encode)
+        begin_req = _begin_request(size, digest, version, enc)
         try:
             begin = await self.request(
                 begin_req, self.link.command_timeout(110 + len(version), 6, 2 * geo.erase_us / 1e6)
             )
         except DeviceRejected as exc:
-            if exc.status is not Status.DELTA_BASE_MISMATCH or enc is None:
+            if exc.status is not Status.DELTA_BASE_MISMATCH or enc is None or prepared:
                 raise
             # The fallback slot is not the base after all: send it compressed.
             enc = choose(caps, image, None, False, allow=encode)
-            begin_req = _begin_request(image, digest, version, enc)
+            begin_req = _begin_request(size, digest, version, enc)
             begin = await self.request(
                 begin_req, self.link.command_timeout(110 + len(version), 6, 2 * geo.erase_us / 1e6)
             )
@@ -420,24 +427,24 @@ class BootloaderSession:
         if enc is not None and begin.resume_offset not in (0, *enc.block_ends):
             raise RemoteProtocolError(f"MCU resume offset {begin.resume_offset} not a block end")
         t0 = time.monotonic()
-        win = await self.transfer(payload, begin.resume_offset, _scaled(progress, len(image)))
+        win = await self.transfer(payload, begin.resume_offset, _scaled(progress, size))
         transfer_s = time.monotonic() - t0
-        progress("verifying", len(image), len(image))
+        progress("verifying", size, size)
         ver = await self.request(
-            VerifyRequest(), self.link.command_timeout(0, 33, verify_time(geo, len(image)))
+            VerifyRequest(), self.link.command_timeout(0, 33, verify_time(geo, size))
         )
         assert isinstance(ver, VerifyResponse)
         if ver.sha256 != digest:
             raise VerifyFailed(f"slot {begin.slot} hash {ver.sha256.hex()} != image {digest.hex()}")
         await self.request(ActivateRequest(), self.link.command_timeout(0, 1, 0.2))
-        progress("rebooting", len(image), len(image))
+        progress("rebooting", size, size)
         await self.reset(ResetMode.RUN)
         outcome, running = await self._await_outcome(begin.slot, confirm_timeout)
         return FlashResult(
             ok=outcome == "confirmed",
             outcome=outcome,
             version=version,
-            bytes=len(image),
+            bytes=size,
             seconds=time.monotonic() - started,
             transfer_seconds=transfer_s,
             wire_bytes_tx=self.stats.tx,
@@ -456,27 +463,27 @@ class BootloaderSession:
     async def _finish(
         self,
         slot: int,
-        image: bytes,
+        size: int,
         version: str,
         digest: bytes,
         started: float,
         progress: ProgressFn,
         confirm_timeout: float,
     ) -> FlashResult:
-        progress("rebooting", len(image), len(image))
+        progress("rebooting", size, size)
         await self.reset(ResetMode.RUN)
         outcome, running = await self._await_outcome(slot, confirm_timeout)
         return FlashResult(
             ok=outcome == "confirmed",
             outcome=outcome,
             version=version,
-            bytes=len(image),
+            bytes=size,
             seconds=time.monotonic() - started,
             transfer_seconds=0.0,
             wire_bytes_tx=self.stats.tx,
             wire_bytes_rx=self.stats.rx,
             retransmits=self._client.retries,
-            resumed_from=len(image),
+            resumed_from=size,
             slot=slot,
             sha256=digest.hex(),
             running_version=running,
@@ -522,12 +529,12 @@ def _holds(info: InfoResponse, sha256: bytes) -> bool:
     return any(s.sha256 == sha256 and s.state is SlotState.CONFIRMED for s in info.slots)
 
 
-def _begin_request(image: bytes, digest: bytes, version: str, enc: Encoded | None) -> BeginRequest:
+def _begin_request(size: int, digest: bytes, version: str, enc: Encoded | None) -> BeginRequest:
     if enc is None:
-        return BeginRequest(size=len(image), sha256=digest, version=version)
+        return BeginRequest(size=size, sha256=digest, version=version)
     flags = BeginFlags.COMPRESSED | (BeginFlags.DELTA if enc.flags_delta else BeginFlags.NONE)
     return BeginRequest(
-        size=len(image),
+        size=size,
         sha256=digest,
         version=version,
         flags=flags,
