@@ -282,10 +282,11 @@ class UpdateRun:
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
         self.env.journal.record_progress(self.uid, total, result.resumed_from)
-        if result.outcome is InstallOutcome.CONFIRMED and not m.is_delta:
-            with contextlib.suppress(FirmwareError, OSError):
-                # Kept for the next update's delta; losing it only costs bytes.
-                await asyncio.to_thread(remember, cache, payload)
+        if result.outcome is InstallOutcome.CONFIRMED:
+            if not m.is_delta:
+                with contextlib.suppress(FirmwareError, OSError):
+                    # Kept for the next update's delta; losing it only costs bytes.
+                    await asyncio.to_thread(remember, cache, payload)
             return UpdateResult(Outcome.CURRENT, result.facts, result)
         if result.outcome is InstallOutcome.ROLLED_BACK:
             return UpdateResult(Outcome.ROLLEDBACK, result.facts, result)

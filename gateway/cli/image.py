@@ -66,6 +66,13 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     d.add_argument("--to", dest="new", required=True, type=Path, help="the target package")
     d.add_argument("-o", "--out", required=True, type=Path)
     d.add_argument("--key", type=Path, help="private key to sign with (omit: unsigned)")
+    d.add_argument(
+        "--pubkey",
+        action="append",
+        default=[],
+        type=Path,
+        help="key OLD and NEW are signed with, if not --key's (repeat for several)",
+    )
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=_delta)
 
@@ -159,14 +166,18 @@ def _delta(args: argparse.Namespace) -> int:
     import dataclasses
 
     from firmware.errors import FirmwareError
+    from firmware.keys import PublicKey, load_public_key
     from firmware.package import build, manifest_for, verify
     from protocols.mcugw.encoding import delta
 
     key = _private_key(args.key) if args.key else None
     try:
-        # Integrity only: trust is the gateway's business when it verifies the result.
-        old = verify(_read(args.old), (), allow_unsigned=True)
-        new = verify(_read(args.new), (), allow_unsigned=True)
+        anchors = [load_public_key(p) for p in args.pubkey]
+        if key is not None:
+            anchors.append(PublicKey.from_key(key.public_key()))
+        # A patch is only as good as its inputs: they must verify, signed or not.
+        old = verify(_read(args.old), anchors, allow_unsigned=True)
+        new = verify(_read(args.new), anchors, allow_unsigned=True)
     except FirmwareError as exc:
         raise CommandError(f"{exc.reason.value}: {exc.message}") from None
     for pkg, path in ((old, args.old), (new, args.new)):

@@ -187,7 +187,7 @@ class FakeDriver:
         mcu.flashing.set()
         mcu.in_bootloader = True
         target = 1 - mcu.running
-        size = len(image.data)
+        size = len(image.data) if image.delta is None else image.delta.image_size
         mcu.slots[target] = SlotFacts(target, SlotState.WRITING, image.version, size)
         progress(Progress(Step.CONNECT, 0, size))
         progress(Progress(Step.WRITE, 0, size))

@@ -10,7 +10,15 @@ import pytest
 
 from protocols.mcugw import session as session_mod
 from protocols.mcugw.constants import SlotState, Status
-from protocols.mcugw.encoding import BLOCK_HEADER, HEADER_SIZE, Encoded, compress, delta
+from protocols.mcugw.encoding import (
+    BLOCK_HEADER,
+    HEADER_SIZE,
+    DecodeError,
+    Encoded,
+    compress,
+    delta,
+    parse_stream,
+)
 from protocols.mcugw.errors import DeviceRejected
 from simulators.mcu.core import McuCore, _synthetic_image
 from simulators.mcu.options import SimOptions
@@ -168,3 +176,36 @@ async def test_a_delta_for_another_base_is_refused_before_writing(
     assert len(calls) == 2 and result.encoding == "compressed"
     assert erases < core.flash.erase_count
     _old_image_intact(core)
+
+
+async def test_a_published_delta_is_sent_as_is_and_refused_for_another_base() -> None:
+    new = IMAGE[:20000] + b"a published change" + IMAGE[20000:]
+    stream = delta(IMAGE, new).stream
+    core = _core()
+    wrong = parse_stream(stream, len(new), hashlib.sha256(new).digest(), bytes(32))
+    async with _session(core) as s:
+        erases = core.flash.erase_count
+        with pytest.raises(DeviceRejected) as info:
+            await s.flash(b"", "2.1.0", prepared=wrong)
+        assert info.value.status is Status.DELTA_BASE_MISMATCH
+        assert core.flash.erase_count == erases  # refused before anything was written
+        await s.flash(IMAGE, "2.0.0")
+        await s.connect()
+        right = parse_stream(
+            stream, len(new), hashlib.sha256(new).digest(), hashlib.sha256(IMAGE).digest()
+        )
+        result = await s.flash(b"", "2.1.0", prepared=right)
+    assert result.outcome == "confirmed" and result.encoding == "delta"
+    assert result.bytes == len(new) and result.stream_bytes == len(stream)
+    t = core.trailers[result.slot]
+    assert core.flash.read(t.image_base, t.status().size) == new
+
+
+def test_a_published_stream_with_a_broken_structure_is_refused_before_sending() -> None:
+    enc = compress(IMAGE)
+    digest = hashlib.sha256(IMAGE).digest()
+    with pytest.raises(DecodeError, match="inside a block header"):
+        parse_stream(enc.stream + b"\x00", len(IMAGE), digest, None)
+    with pytest.raises(DecodeError, match="decodes to"):
+        parse_stream(enc.stream, len(IMAGE) + 1, digest, None)
+    assert parse_stream(enc.stream, len(IMAGE), digest, None).block_ends == enc.block_ends
