@@ -259,38 +259,6 @@ class DecodeError(Exception):
         self.status = status
 
 
-def decode_block(codec: int, payload: bytes, zdict: bytes, out_len: int) -> bytes:
-    """Decode one block exactly as the MCU does; raise :class:`DecodeError` if it cannot.
-
-    Decoding stops one byte past ``out_len``, as an MCU stops at the block's end.
-    """
-    if codec == Codec.DEFLATE:
-        d = zlib.decompressobj(-15, zdict=zdict) if zdict else zlib.decompressobj(-15)
-        try:
-            out = d.decompress(payload, out_len + 1)
-        except zlib.error as exc:
-            raise DecodeError("DECODE_ERROR", f"deflate data invalid: {exc}") from exc
-        ended, rest = d.eof, bool(d.unconsumed_tail or d.unused_data)
-    elif codec == Codec.LZMA:
-        x = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=LZMA_FILTERS)
-        try:
-            out = x.decompress(payload, out_len + 1)
-        except lzma.LZMAError as exc:
-            raise DecodeError("DECODE_ERROR", f"LZMA data invalid: {exc}") from exc
-        ended, rest = x.eof, bool(x.unused_data)
-    else:
-        raise DecodeError("DECODE_ERROR", f"unknown codec {codec}")
-    if len(out) != out_len and (ended or len(out) > out_len):
-        raise DecodeError(
-            "BLOCK_LENGTH", f"block decodes to {len(out)}+ bytes, header says {out_len}"
-        )
-    if not ended:
-        raise DecodeError("DECODE_ERROR", "encoded data ends before the block does")
-    if rest:
-        raise DecodeError("DECODE_ERROR", "bytes after the end of the encoded block")
-    return out
-
-
 def choose(
     caps: int, image: bytes, base: bytes | None, base_in_slot: bool, *, allow: bool = True
 ) -> Encoded | None:

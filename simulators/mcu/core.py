@@ -25,6 +25,7 @@ from protocols.mcugw.constants import (
     SlotState,
     Status,
 )
+from protocols.mcugw.encoding import Codec as BlockCodec
 from protocols.mcugw.encoding import DecodeError, Encoding
 from protocols.mcugw.packets import (
     ActivateRequest,
@@ -47,7 +48,7 @@ from protocols.mcugw.packets import (
     VerifyResponse,
 )
 from simulators.mcu.boot import decide, fallback_slot
-from simulators.mcu.decoders import BlockStreamDecoder
+from simulators.mcu.decoders import BlockStreamDecoder, Piece
 from simulators.mcu.flash import Flash, PowerCut
 from simulators.mcu.models import McuModel
 from simulators.mcu.options import SUPPORTED_BAUDS, SimOptions
@@ -409,6 +410,7 @@ class McuCore:
             read_output=lambda off, n: self.flash.read(out_base + off, n),
             read_base=lambda off, n: self.flash.read(base.image_base + off, n),
             base_size=base_size,
+            align=self.model.write_size,
         )
 
     def _tail_reserve(self) -> int:
@@ -557,8 +559,8 @@ class McuCore:
             raise PowerCut(f"power cut at stream offset {cut}")
         work = 0.0
         try:
-            for b in s.decoder.feed(data):
-                work += self._write_block(s, b.out_offset, b.data, b.stream_end)
+            for piece in s.decoder.feed(data):
+                work += self._write_piece(s, piece)
         except DecodeError as exc:
             # The slot being written is dropped; the running slot was only read.
             work += self._drop(s.slot)
@@ -574,11 +576,18 @@ class McuCore:
         when = done_at + self.model.turnaround_us / 1e6 + opts.extra_delay_s
         self._reply(when, seq, DataAck(status=Status.OK, next_offset=end))
 
-    def _write_block(self, s: _Session, out_offset: int, data: bytes, stream_end: int) -> float:
-        """Erase, program and maybe checkpoint one decoded block; return the time it took."""
+    def _write_piece(self, s: _Session, piece: Piece) -> float:
+        """Decode time, erase and program of one decoded piece; at a block end, maybe a
+        checkpoint. Returns the time it took."""
         base = self.trailers[s.slot].image_base
         sector = self.model.sector_size
-        work = len(data) / 1024 * self.model.inflate_us_per_kib / 1e6
+        out_offset, data, stream_end = piece.out_offset, piece.data, piece.stream_end
+        rate = (
+            self.model.lzma_us_per_kib
+            if piece.codec == BlockCodec.LZMA
+            else (self.model.inflate_us_per_kib)
+        )
+        work = len(data) / 1024 * rate / 1e6
         b_end = out_offset + len(data)
         for sec in range(out_offset - out_offset % sector, b_end, sector):
             if sec not in s.erased:
@@ -588,6 +597,8 @@ class McuCore:
         work += self.flash.program(base + out_offset, data + b"\xff" * (-len(data) % w))
         # Checkpoint at a block end on a sector boundary, so a resume re-erases
         # nothing written below it.
+        if stream_end is None:
+            return work
         if b_end % sector == 0 and b_end - s.out_checkpoint >= s.interval and stream_end < s.size:
             if self.trailers[s.slot].status().free > self._tail_reserve() + 1:
                 work += self.trailers[s.slot].append(RecordKind.CHECKPOINT, stream_end)

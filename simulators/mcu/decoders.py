@@ -1,29 +1,32 @@
 """The virtual MCU's block-stream decoder (docs/protocol.md §17).
 
-A real part inflates each block straight into its page buffer, taking
-back-references from the memory-mapped flash (the new slot's written bytes, or
-the base image in the fallback slot), so its RAM is the inflate state plus one
-page: see ``DECODER_RAM`` below. The simulator buffers one block's encoded bytes
-(at most one block plus a header) and decodes with zlib, which reads the same
-dictionary the MCU would.
+A real part decodes each block straight into its page buffer as DATA arrives,
+taking back-references from the memory-mapped flash (the new slot's written
+bytes, or the base image in the fallback slot), so its RAM is the decoder state
+plus one page: see ``DECODER_RAM`` below. The simulator streams the same way
+(zlib and liblzma decompressors fed frame by frame, output programmed in whole
+write units), with the dictionary read from the simulated flash.
 """
 
 from __future__ import annotations
 
+import lzma
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from protocols.mcugw.constants import Status
 from protocols.mcugw.encoding import (
     BLOCK_HEADER,
     BLOCK_SIZE,
     HEADER_SIZE,
+    LZMA_FILTERS,
     MAX_BLOCK,
     WINDOW,
     Codec,
     DecodeError,
     DictSource,
-    decode_block,
     header_dict_len,
 )
 
@@ -39,14 +42,78 @@ DECODER_RAM = {
 
 
 @dataclass
-class Decoded:
+class Piece:
+    """Decoded bytes ready to program: a multiple of the write size, or a block's tail."""
+
     out_offset: int
     data: bytes
-    stream_end: int  # stream offset just after this block
+    codec: int
+    stream_end: int | None  # set on a block's last piece: the stream offset after the block
+
+
+class _Block:
+    """One block being decoded: its header, its decompressor and how far it has got."""
+
+    def __init__(self, h: Any, zdict: bytes) -> None:
+        self.h = h
+        self.consumed = 0  # encoded bytes fed
+        self.produced = 0  # decoded bytes out
+        self.pending = bytearray()  # decoded, not yet a whole write unit (the page buffer)
+        self.emitted = 0  # decoded bytes handed out as pieces
+        if h.codec == Codec.LZMA:
+            self.lz: lzma.LZMADecompressor | None = lzma.LZMADecompressor(
+                format=lzma.FORMAT_RAW, filters=LZMA_FILTERS
+            )
+            self.zl: Any = None
+        else:
+            self.lz = None
+            self.zl = zlib.decompressobj(-15, zdict=zdict) if zdict else zlib.decompressobj(-15)
+
+    def decode(self, chunk: bytes) -> bytes:
+        room = self.h.out_len - self.produced + 1  # one byte more reveals an overlong block
+        try:
+            if self.lz is not None:
+                out = self.lz.decompress(chunk, room)
+            else:
+                out = self.zl.decompress(chunk, room)
+        except (lzma.LZMAError, zlib.error) as exc:
+            raise DecodeError(Status.DECODE_ERROR.name, f"block data invalid: {exc}") from exc
+        self.produced += len(out)
+        if self.produced > self.h.out_len:
+            raise DecodeError(
+                Status.BLOCK_LENGTH.name,
+                f"block at {self.h.out_offset} decodes past its {self.h.out_len} bytes",
+            )
+        return out
+
+    def finish(self) -> None:
+        ended = self.lz.eof if self.lz is not None else self.zl.eof
+        if not ended:
+            if self.produced < self.h.out_len:
+                raise DecodeError(
+                    Status.BLOCK_LENGTH.name,
+                    f"block at {self.h.out_offset} ends after {self.produced} of "
+                    f"{self.h.out_len} bytes",
+                )
+            raise DecodeError(Status.DECODE_ERROR.name, "encoded block ends without its end mark")
+        extra = self.lz.unused_data if self.lz is not None else self.zl.unused_data
+        if extra:
+            raise DecodeError(Status.DECODE_ERROR.name, "bytes after the end of the encoded block")
+        if self.produced != self.h.out_len:
+            raise DecodeError(
+                Status.BLOCK_LENGTH.name,
+                f"block at {self.h.out_offset} decodes to {self.produced} bytes, "
+                f"not {self.h.out_len}",
+            )
 
 
 class BlockStreamDecoder:
-    """Turns DATA bytes (in stream order) into decoded blocks, checking every header."""
+    """Decodes DATA bytes as they arrive, like an MCU: no block is ever buffered whole.
+
+    Each header is checked before its block starts; decoded bytes come out in
+    whole write units (the rest waits in the page buffer) so they can be
+    programmed at once, overlapping the transfer as on a real part.
+    """
 
     def __init__(
         self,
@@ -57,36 +124,54 @@ class BlockStreamDecoder:
         read_output: Callable[[int, int], bytes],
         read_base: Callable[[int, int], bytes],
         base_size: int,
+        align: int = 1,
     ) -> None:
         self.image_size = image_size
         self.delta = delta
         self._read_output = read_output
         self._read_base = read_base
         self._base_size = base_size
-        self._buf = bytearray()
-        self._pos = stream_start  # stream offset of _buf[0]; always a block boundary
+        self._align = max(1, align)
+        self._header = bytearray()
+        self._block: _Block | None = None
+        self._pos = stream_start  # stream offset of the next byte fed
         self.next_out: int | None = None  # image offset the next block must start at
 
-    def feed(self, data: bytes) -> Iterator[Decoded]:
-        """Decode the blocks ``data`` completes, one at a time; raise DecodeError on a bad one.
-
-        Lazy on purpose: the caller programs each block before the next is
-        decoded, since that one may take back-references into it.
-        """
-        self._buf += data
-        while len(self._buf) >= HEADER_SIZE:
-            h = BLOCK_HEADER.parse(bytes(self._buf[:HEADER_SIZE]))
-            self._check_header(h)  # before buffering: a bad header never fills RAM
-            total = HEADER_SIZE + h.enc_len
-            if len(self._buf) < total:
-                break
-            zdict = self._dictionary(h)
-            payload = bytes(self._buf[HEADER_SIZE:total])
-            block = decode_block(h.codec, payload, zdict, h.out_len)
-            del self._buf[:total]
-            self._pos += total
-            self.next_out = h.out_offset + h.out_len
-            yield Decoded(h.out_offset, block, self._pos)
+    def feed(self, data: bytes) -> Iterator[Piece]:
+        """Decode ``data``; yield pieces to program, lazily (a later block may read them)."""
+        i = 0
+        while i < len(data):
+            block = self._block
+            if block is None:
+                take = min(HEADER_SIZE - len(self._header), len(data) - i)
+                self._header += data[i : i + take]
+                i += take
+                self._pos += take
+                if len(self._header) == HEADER_SIZE:
+                    h = BLOCK_HEADER.parse(bytes(self._header))
+                    self._header.clear()
+                    self._check_header(h)
+                    self._block = _Block(h, self._dictionary(h))
+                continue
+            take = min(block.h.enc_len - block.consumed, len(data) - i)
+            block.pending += block.decode(data[i : i + take])
+            block.consumed += take
+            i += take
+            self._pos += take
+            done = block.consumed == block.h.enc_len
+            if done:
+                block.finish()
+                self._block = None
+                self.next_out = block.h.out_offset + block.h.out_len
+                cut = len(block.pending)
+            else:
+                cut = len(block.pending) - len(block.pending) % self._align
+            if cut or done:
+                piece = bytes(block.pending[:cut])
+                del block.pending[:cut]
+                offset = block.h.out_offset + block.emitted
+                block.emitted += len(piece)
+                yield Piece(offset, piece, block.h.codec, self._pos if done else None)
 
     def _check_header(self, h: object) -> None:
         out_offset: int = h.out_offset  # type: ignore[attr-defined]
