@@ -120,6 +120,13 @@ class Encoded:
     image_sha256: bytes
     base_sha256: bytes  # the base image's hash for a delta; zeros otherwise
     block_ends: tuple[int, ...]  # stream offset after each block: where a resume may start
+    out_ends: tuple[int, ...] = ()  # image offset after each block (same order)
+
+    def image_offset(self, stream_offset: int) -> int:
+        """The image bytes complete at a block boundary of the stream (0 at the start)."""
+        if stream_offset in self.block_ends:
+            return self.out_ends[self.block_ends.index(stream_offset)]
+        return 0
 
     @property
     def stream_sha256(self) -> bytes:
@@ -242,6 +249,7 @@ def _assemble(blocks: list[Block], image: bytes, delta_base: bytes | None) -> En
         pos += len(enc)
         ends.append(pos)
     return Encoded(
+        out_ends=tuple(b.out_offset + b.out_len for b in blocks),
         flags_delta=delta_base is not None,
         stream=b"".join(parts),
         image_size=len(image),
@@ -249,6 +257,11 @@ def _assemble(blocks: list[Block], image: bytes, delta_base: bytes | None) -> En
         base_sha256=hashlib.sha256(delta_base).digest() if delta_base is not None else bytes(32),
         block_ends=tuple(ends),
     )
+
+
+#: An image whose first LZMA block shrinks less than this is sent raw: running
+#: the encoder over a whole incompressible (say, encrypted) image is wasted CPU.
+_MIN_PROBE_RATIO = 1.05
 
 
 class DecodeError(Exception):
@@ -272,9 +285,14 @@ def choose(
 
     if not allow or not caps & Capability.COMPRESS:
         return None
-    options = [compress(image)]
+    options = []
+    probe = image[:LZMA_BLOCK_SIZE]
+    if len(image) <= LZMA_BLOCK_SIZE or compress(probe).ratio >= _MIN_PROBE_RATIO:
+        options.append(compress(image))
     if base is not None and base_in_slot and caps & Capability.DELTA:
         options.append(delta(base, image))
+    if not options:
+        return None
     best = min(options, key=lambda e: len(e.stream))
     return best if len(best.stream) < len(image) else None
 
@@ -288,6 +306,7 @@ def parse_stream(
     whether it decodes to the image is the MCU's VERIFY, against the signed hash.
     """
     ends = []
+    out_ends = []
     pos = out = 0
     while pos < len(stream):
         if len(stream) - pos < HEADER_SIZE:
@@ -300,6 +319,7 @@ def parse_stream(
         if pos > len(stream) or out > image_size:
             raise DecodeError("DECODE_ERROR", f"block at image offset {h.out_offset} overruns")
         ends.append(pos)
+        out_ends.append(out)
     if out != image_size:
         raise DecodeError("BLOCK_LENGTH", f"stream decodes to {out} bytes, image is {image_size}")
     return Encoded(
@@ -309,4 +329,5 @@ def parse_stream(
         image_sha256=image_sha256,
         base_sha256=base_sha256 or bytes(32),
         block_ends=tuple(ends),
+        out_ends=tuple(out_ends),
     )

@@ -450,7 +450,10 @@ class BootloaderSession:
             wire_bytes_tx=self.stats.tx,
             wire_bytes_rx=self.stats.rx,
             retransmits=win.retransmits + self._client.retries,
-            resumed_from=begin.resume_offset,
+            # In image bytes, as the twin reports it, also for a stream resumed at a block.
+            resumed_from=begin.resume_offset
+            if enc is None
+            else enc.image_offset(begin.resume_offset),
             slot=begin.slot,
             sha256=digest.hex(),
             running_version=running,

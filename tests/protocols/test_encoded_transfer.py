@@ -9,12 +9,13 @@ import random
 import pytest
 
 from protocols.mcugw import session as session_mod
-from protocols.mcugw.constants import SlotState, Status
+from protocols.mcugw.constants import Capability, SlotState, Status
 from protocols.mcugw.encoding import (
     BLOCK_HEADER,
     HEADER_SIZE,
     DecodeError,
     Encoded,
+    choose,
     compress,
     delta,
     parse_stream,
@@ -208,4 +209,20 @@ def test_a_published_stream_with_a_broken_structure_is_refused_before_sending() 
         parse_stream(enc.stream + b"\x00", len(IMAGE), digest, None)
     with pytest.raises(DecodeError, match="decodes to"):
         parse_stream(enc.stream, len(IMAGE) + 1, digest, None)
-    assert parse_stream(enc.stream, len(IMAGE), digest, None).block_ends == enc.block_ends
+    parsed = parse_stream(enc.stream, len(IMAGE), digest, None)
+    assert parsed.block_ends == enc.block_ends and parsed.out_ends == enc.out_ends
+    assert parsed.image_offset(enc.block_ends[0]) == min(len(IMAGE), 64 * 1024)
+
+
+def test_an_incompressible_image_goes_raw_without_encoding_it_whole() -> None:
+    caps = Capability.COMPRESS | Capability.DELTA
+    noise = random.Random(4).randbytes(300 * 1024)
+    assert choose(caps, noise, None, False) is None
+    assert choose(caps, IMAGE, None, False) is not None
+    assert choose(Capability.WINDOW, IMAGE, None, False) is None  # a version-1 MCU
+    assert choose(caps, IMAGE, None, False, allow=False) is None
+    # A delta needs the MCU's confirmation (INFO) that it holds the base.
+    enc = choose(caps, IMAGE, IMAGE, True)
+    assert enc is not None and enc.flags_delta
+    enc = choose(caps, IMAGE, IMAGE, False)
+    assert enc is not None and not enc.flags_delta
