@@ -7,7 +7,7 @@ blocks) and delta (against the old image). The link is paced at the baud rate
 in real time (McuDriver), the MCU models erase, program and decode times.
 
     python -m bench.encoded_transfer [--bauds 115200,921600] [--functions 300]
-                                     [--large-functions 2000] [--json FILE]
+                                     [--large-functions 2100] [--json FILE]
 
 Printed per pair and baud: image size, DATA payload bytes ("wire"), its share
 of the image, transfer seconds, and the effective rate: image bytes per second
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bauds", default="115200,921600")
     ap.add_argument("--functions", type=int, default=300, help="corpus size (300: ~136 KiB)")
-    ap.add_argument("--large-functions", type=int, default=2000, help="the >= 512 KiB pair")
+    ap.add_argument("--large-functions", type=int, default=2100, help="the >= 512 KiB pair")
     ap.add_argument("--json", type=Path, help="write every row here")
     args = ap.parse_args(argv)
     bauds = [int(b) for b in args.bauds.split(",")]
