@@ -373,5 +373,7 @@ def final_report(
             resumedFrom=flash.resumed_from,
             retransmits=flash.retransmits,
             flashSeconds=round(flash.seconds, 3),
+            transferEncoding=str(flash.details.get("encoding", "raw")),
+            payloadBytes=int(flash.details.get("streamBytes", flash.bytes)),
         )
     return {"firmware": fw}
