@@ -193,6 +193,8 @@ class BlockStreamDecoder:
             # More than any encoder emits for this many bytes: refuse before buffering it.
             raise DecodeError(Status.DECODE_ERROR.name, f"block of {enc_len} encoded bytes")
         codec: int = h.codec  # type: ignore[attr-defined]
+        if codec not in (Codec.DEFLATE, Codec.LZMA):
+            raise DecodeError(Status.DECODE_ERROR.name, f"unknown codec {codec}")
         if codec == Codec.LZMA and h.dict_source != DictSource.NONE:  # type: ignore[attr-defined]
             raise DecodeError(Status.DECODE_ERROR.name, "LZMA blocks take no dictionary")
 
