@@ -116,12 +116,23 @@ def evaluate(
 
 
 def check_package(
-    package_bytes: bytes, *, target: TargetInfo, policy: TrustPolicy, allow_downgrade: bool = False
+    package_bytes: bytes,
+    *,
+    target: TargetInfo,
+    policy: TrustPolicy,
+    allow_downgrade: bool = False,
+    allow_delta: bool = False,
 ) -> Verdict:
     """Signature, integrity, size, compatibility and version policy, without a twin."""
     try:
         _check_size(len(package_bytes), policy.max_size, "package")
-        package = _verify_for_target(package_bytes, target, policy, allow_downgrade=allow_downgrade)
+        package = _verify_for_target(
+            package_bytes,
+            target,
+            policy,
+            allow_downgrade=allow_downgrade,
+            allow_delta=allow_delta,
+        )
     except FirmwareError as exc:
         return Verdict.refuse(exc)
     return _accept(package)

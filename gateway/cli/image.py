@@ -97,6 +97,10 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     v.add_argument("--compat", help="MCU compatibility string manufacturer:model:hwrev")
     v.add_argument("--installed", help="MCU's installed version (downgrade checks)")
     v.add_argument("--allow-downgrade", action="store_true")
+    v.add_argument(
+        "--base-sha256",
+        help="SHA-256 of the image the MCU runs: checks a delta package's base (with --compat)",
+    )
     v.add_argument("--max-size", type=int, help="size cap in bytes")
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=_verify)
@@ -271,9 +275,14 @@ def _verify(args: argparse.Namespace) -> int:
             from firmware.compat import TargetInfo
 
             model = args.compat.split(":")[1] if args.compat.count(":") == 2 else ""
-            target = TargetInfo(args.compat, model, args.installed)
+            base = args.base_sha256.lower() if args.base_sha256 else None
+            target = TargetInfo(args.compat, model, args.installed, delta_base_sha256=base)
             verdict = check_package(
-                data, target=target, policy=policy, allow_downgrade=args.allow_downgrade
+                data,
+                target=target,
+                policy=policy,
+                allow_downgrade=args.allow_downgrade,
+                allow_delta=base is not None,
             )
             if not verdict.ok:
                 raise CommandError(f"{verdict.reason.value}: {verdict.message}")

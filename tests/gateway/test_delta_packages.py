@@ -190,3 +190,16 @@ async def test_a_driver_without_deltas_gets_the_full_package(
     assert (await _update(tmp_path, mcu, downloader, desired)).outcome is Outcome.CURRENT
     assert downloader.fetches[-1] == "https://cdn.example/1.1.0"
     assert len(parse(delta_pkg["delta"].read_bytes()).payload) < len(NEW)
+
+
+def test_image_verify_checks_a_delta_against_the_mcus_base(
+    tmp_path: Path, delta_pkg: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    common = ["image", "verify", str(delta_pkg["delta"]), "--pubkey", str(tmp_path / "rel.pub"),
+              "--compat", f"contoso:{MODEL}:"]  # fmt: skip
+    assert main([*common, "--base-sha256", hashlib.sha256(OLD).hexdigest()]) == 0
+    capsys.readouterr()
+    assert main([*common, "--base-sha256", hashlib.sha256(NEW).hexdigest()]) != 0
+    assert "DELTA_BASE_MISMATCH" in capsys.readouterr().err
+    assert main(common) != 0  # as `flash` would: a delta is no full image
+    assert "DELTA_UNSUPPORTED" in capsys.readouterr().err
