@@ -25,6 +25,9 @@ class TargetInfo:
     model: str
     installed_version: str | None = None
     slot_size: int | None = None  # bytes an image slot holds, when the MCU reports it
+    #: Hex SHA-256 of the image the MCU runs (a delta's base), when known; None: not
+    #: known, or the MCU cannot apply deltas (a delta package is then refused).
+    delta_base_sha256: str | None = None
 
 
 @dataclass(frozen=True)

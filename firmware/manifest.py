@@ -60,7 +60,21 @@ class Manifest:
     payload_size: int
     payload_sha256: str
     min_installed_version: str | None = None
-    delta_base: str | None = None  # reserved for delta updates; carried, not acted on
+    # A delta package (docs/package.md): the payload is a patch from the image
+    # ``delta_base`` (version) / ``delta_base_sha256`` to the image ``delta_target_*``.
+    delta_base: str | None = None
+    delta_base_sha256: str | None = None
+    delta_target_size: int | None = None
+    delta_target_sha256: str | None = None
+
+    @property
+    def is_delta(self) -> bool:
+        return self.delta_base is not None
+
+    @property
+    def image_size(self) -> int:
+        """Bytes the slot receives: the payload, or the image a delta produces."""
+        return self.delta_target_size if self.delta_target_size is not None else self.payload_size
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -90,6 +104,11 @@ class Manifest:
             out["minInstalledVersion"] = self.min_installed_version
         if self.delta_base is not None:
             out["deltaBase"] = self.delta_base
+            out["deltaBaseSha256"] = self.delta_base_sha256
+            out["deltaTarget"] = {
+                "size": self.delta_target_size,
+                "sha256": self.delta_target_sha256,
+            }
         return out
 
     def to_bytes(self) -> bytes:
@@ -118,7 +137,7 @@ class Manifest:
             obj,
             "manifest",
             required={"manifestVersion", "updateId", "compatibility", "payload"},
-            optional={"minInstalledVersion", "deltaBase"},
+            optional={"minInstalledVersion", "deltaBase", "deltaBaseSha256", "deltaTarget"},
         )
         if obj["manifestVersion"] != MANIFEST_VERSION or isinstance(obj["manifestVersion"], bool):
             raise _invalid(f"manifestVersion {obj['manifestVersion']!r} is not supported")
@@ -130,6 +149,10 @@ class Manifest:
         )
         pay = _object(obj, "payload")
         _only_keys(pay, "payload", required={"size", "sha256"})
+        target: dict[str, Any] = {}
+        if "deltaTarget" in obj:
+            target = _object(obj, "deltaTarget")
+            _only_keys(target, "deltaTarget", required={"size", "sha256"})
         try:
             return cls(
                 update=UpdateId(
@@ -148,6 +171,11 @@ class Manifest:
                     _str(obj, "minInstalledVersion") if "minInstalledVersion" in obj else None
                 ),
                 delta_base=_str(obj, "deltaBase") if "deltaBase" in obj else None,
+                delta_base_sha256=(
+                    _str(obj, "deltaBaseSha256") if "deltaBaseSha256" in obj else None
+                ),
+                delta_target_size=_int(target, "size") if target else None,
+                delta_target_sha256=_str(target, "sha256") if target else None,
             )
         except ValueError as exc:
             raise _invalid(str(exc)) from exc
@@ -183,6 +211,17 @@ def _validate(m: Manifest) -> None:
                 parse_version(ver)
             except ValueError as exc:
                 raise ValueError(f"{label}: {exc}") from None
+    delta = (m.delta_base, m.delta_base_sha256, m.delta_target_size, m.delta_target_sha256)
+    if any(v is not None for v in delta) and any(v is None for v in delta):
+        raise ValueError("a delta names deltaBase, deltaBaseSha256 and deltaTarget together")
+    for label, digest in (
+        ("deltaBaseSha256", m.delta_base_sha256),
+        ("deltaTarget.sha256", m.delta_target_sha256),
+    ):
+        if digest is not None and not _SHA256_HEX.fullmatch(digest):
+            raise ValueError(f"{label} must be 64 lower-case hex digits")
+    if m.delta_target_size is not None and m.delta_target_size <= 0:
+        raise ValueError("deltaTarget.size must be positive")
     if m.payload_size < 0:
         raise ValueError("payload.size must not be negative")
     if not _SHA256_HEX.fullmatch(m.payload_sha256):

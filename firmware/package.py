@@ -85,6 +85,8 @@ def manifest_for(
     hwrev: str | None = None,
     min_installed_version: str | None = None,
     delta_base: str | None = None,
+    delta_base_sha256: str | None = None,
+    delta_target: bytes | None = None,
 ) -> Manifest:
     """A manifest whose payload size and hash are computed from ``payload``."""
     return Manifest(
@@ -94,6 +96,11 @@ def manifest_for(
         payload_sha256=hashlib.sha256(payload).hexdigest(),
         min_installed_version=min_installed_version,
         delta_base=delta_base,
+        delta_base_sha256=delta_base_sha256,
+        delta_target_size=None if delta_target is None else len(delta_target),
+        delta_target_sha256=(
+            None if delta_target is None else hashlib.sha256(delta_target).hexdigest()
+        ),
     )
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from firmware.compat import TargetInfo, check_compatible
 from firmware.errors import FirmwareError, VerificationError
 from firmware.keys import PublicKey, load_public_key
-from firmware.manifest import parse_version
+from firmware.manifest import Manifest, parse_version
 from firmware.package import Package, verify
 from firmware.reasons import ReasonCode
 from firmware.twin import DesiredFirmware
@@ -74,7 +74,12 @@ class Verdict:
 
 
 def evaluate(
-    package_bytes: bytes, *, desired: DesiredFirmware, target: TargetInfo, policy: TrustPolicy
+    package_bytes: bytes,
+    *,
+    desired: DesiredFirmware,
+    target: TargetInfo,
+    policy: TrustPolicy,
+    allow_delta: bool = False,
 ) -> Verdict:
     """Every check the twin flow needs, cheapest and least trusting first."""
     try:
@@ -93,7 +98,11 @@ def evaluate(
                 f"{desired.fwPackageCheckValue[:16]}…",
             )
         package = _verify_for_target(
-            package_bytes, target, policy, allow_downgrade=desired.allowDowngrade
+            package_bytes,
+            target,
+            policy,
+            allow_downgrade=desired.allowDowngrade,
+            allow_delta=allow_delta,
         )
         have = package.manifest.update.version
         if str(parse_version(have)) != str(parse_version(desired.fwVersion)):
@@ -107,12 +116,23 @@ def evaluate(
 
 
 def check_package(
-    package_bytes: bytes, *, target: TargetInfo, policy: TrustPolicy, allow_downgrade: bool = False
+    package_bytes: bytes,
+    *,
+    target: TargetInfo,
+    policy: TrustPolicy,
+    allow_downgrade: bool = False,
+    allow_delta: bool = False,
 ) -> Verdict:
     """Signature, integrity, size, compatibility and version policy, without a twin."""
     try:
         _check_size(len(package_bytes), policy.max_size, "package")
-        package = _verify_for_target(package_bytes, target, policy, allow_downgrade=allow_downgrade)
+        package = _verify_for_target(
+            package_bytes,
+            target,
+            policy,
+            allow_downgrade=allow_downgrade,
+            allow_delta=allow_delta,
+        )
     except FirmwareError as exc:
         return Verdict.refuse(exc)
     return _accept(package)
@@ -129,14 +149,21 @@ def _accept(package: Package) -> Verdict:
 
 
 def _verify_for_target(
-    data: bytes, target: TargetInfo, policy: TrustPolicy, *, allow_downgrade: bool
+    data: bytes,
+    target: TargetInfo,
+    policy: TrustPolicy,
+    *,
+    allow_downgrade: bool,
+    allow_delta: bool = False,
 ) -> Package:
     package = verify(data, policy.trusted_keys, allow_unsigned=policy.allow_unsigned)
     m = package.manifest
     _check_size(m.payload_size, policy.max_size, "payload")
     if target.slot_size is not None:
-        _check_size(m.payload_size, target.slot_size, "payload (MCU slot size)")
+        _check_size(m.image_size, target.slot_size, "image (MCU slot size)")
     check_compatible(m, target)
+    if m.is_delta:
+        _check_delta(m, target, allow_delta)
     if target.installed_version is None:
         if m.min_installed_version is not None:
             raise VerificationError(
@@ -158,6 +185,22 @@ def _verify_for_target(
             f"minimum {m.min_installed_version}",
         )
     return package
+
+
+def _check_delta(m: Manifest, target: TargetInfo, allow_delta: bool) -> None:
+    # A delta's payload is a patch, not an image: written as one it would brick the slot.
+    if not allow_delta:
+        raise VerificationError(
+            ReasonCode.DELTA_UNSUPPORTED,
+            f"package is a delta against {m.delta_base}; this MCU (or path) takes full images only",
+        )
+    if target.delta_base_sha256 != m.delta_base_sha256:
+        running = target.delta_base_sha256 or "unknown"
+        raise VerificationError(
+            ReasonCode.DELTA_BASE_MISMATCH,
+            f"delta needs base {m.delta_base} (sha256 {str(m.delta_base_sha256)[:16]}…), "
+            f"the MCU runs {target.installed_version} (sha256 {running[:16]}…)",
+        )
 
 
 def _check_size(size: int, cap: int, what: str) -> None:

@@ -47,6 +47,8 @@ class ReasonCode(StrEnum):
     INCOMPATIBLE_HWREV = "INCOMPATIBLE_HWREV"  # built for another hardware revision
     DOWNGRADE = "DOWNGRADE"  # older than installed and allowDowngrade is false
     BELOW_MINIMUM_VERSION = "BELOW_MINIMUM_VERSION"  # installed version < manifest minimum
+    DELTA_UNSUPPORTED = "DELTA_UNSUPPORTED"  # a delta package for an MCU that cannot apply one
+    DELTA_BASE_MISMATCH = "DELTA_BASE_MISMATCH"  # a delta whose base is not what the MCU runs
 
     # Download and cache.
     URL_REFUSED = "URL_REFUSED"  # scheme not allowed (file://, or http:// unless configured)

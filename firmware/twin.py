@@ -34,6 +34,15 @@ class InstallWindow:
 
 
 @dataclass(frozen=True)
+class FullPackage:
+    """``fwFullPackage``: the full package to use when a delta's base does not match."""
+
+    fwPackageURI: str
+    fwPackageCheckValue: str  # lower-case hex
+    fwPackageSize: int | None = None
+
+
+@dataclass(frozen=True)
 class DesiredFirmware:
     """The twin's ``properties.desired.firmware``; names follow the twin's spelling."""
 
@@ -45,6 +54,8 @@ class DesiredFirmware:
     installWindow: InstallWindow | None = None
     #: Operator retry counter: a new value retries a failed update of the same package.
     retry: int = 0
+    #: When fwPackageURI is a delta package: the full package for MCUs it does not fit.
+    fwFullPackage: FullPackage | None = None
 
 
 def parse_desired(raw: object, *, allowed_schemes: Collection[str] = ("https",)) -> DesiredFirmware:
@@ -60,24 +71,19 @@ def parse_desired(raw: object, *, allowed_schemes: Collection[str] = ("https",))
         raise DesiredFirmwareError(
             _R.DESIRED_BAD_VERSION, "fwVersion", f"fwVersion: {exc}"
         ) from None
-    uri = _required_str(raw, "fwPackageURI", MAX_URI_LEN)
-    _check_uri(uri, allowed_schemes)
-    check = _required_str(raw, "fwPackageCheckValue", 64)
-    if not _HEX64.fullmatch(check):
-        raise DesiredFirmwareError(
-            _R.DESIRED_BAD_CHECK_VALUE,
-            "fwPackageCheckValue",
-            "fwPackageCheckValue must be 64 hex digits (SHA-256)",
-        )
-    size = raw.get("fwPackageSize")
-    if size is not None and (
-        not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= MAX_SIZE
-    ):
-        raise DesiredFirmwareError(
-            _R.DESIRED_BAD_SIZE,
-            "fwPackageSize",
-            f"fwPackageSize must be a positive integer, not {size!r:.40}",
-        )
+    uri, check, size = _package_fields(raw, allowed_schemes)
+    full = raw.get("fwFullPackage")
+    if full is not None:
+        if not isinstance(full, dict):
+            raise DesiredFirmwareError(
+                _R.DESIRED_WRONG_TYPE, "fwFullPackage", "fwFullPackage must be a JSON object"
+            )
+        try:
+            full = FullPackage(*_package_fields(full, allowed_schemes))
+        except DesiredFirmwareError as exc:
+            raise DesiredFirmwareError(
+                exc.reason, f"fwFullPackage.{exc.field}", f"fwFullPackage.{exc.message}"
+            ) from None
     downgrade = raw.get("allowDowngrade", False)
     if downgrade is None:
         downgrade = False
@@ -102,7 +108,32 @@ def parse_desired(raw: object, *, allowed_schemes: Collection[str] = ("https",))
         allowDowngrade=downgrade,
         installWindow=_window(raw.get("installWindow")),
         retry=retry,
+        fwFullPackage=full,
     )
+
+
+def _package_fields(
+    raw: dict[str, Any], allowed_schemes: Collection[str]
+) -> tuple[str, str, int | None]:
+    uri = _required_str(raw, "fwPackageURI", MAX_URI_LEN)
+    _check_uri(uri, allowed_schemes)
+    check = _required_str(raw, "fwPackageCheckValue", 64)
+    if not _HEX64.fullmatch(check):
+        raise DesiredFirmwareError(
+            _R.DESIRED_BAD_CHECK_VALUE,
+            "fwPackageCheckValue",
+            "fwPackageCheckValue must be 64 hex digits (SHA-256)",
+        )
+    size = raw.get("fwPackageSize")
+    if size is not None and (
+        not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= MAX_SIZE
+    ):
+        raise DesiredFirmwareError(
+            _R.DESIRED_BAD_SIZE,
+            "fwPackageSize",
+            f"fwPackageSize must be a positive integer, not {size!r:.40}",
+        )
+    return uri, check.lower(), size
 
 
 def _required_str(raw: dict[str, Any], field: str, limit: int) -> str:

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import random
 import signal
 import string
 import sys
@@ -301,12 +302,17 @@ class Lab:
 
     def release(
         self, version: str, model: str, size: int = 64 * 1024, *, name: str | None = None,
-        signed: bool = True, key: Any = None,
+        signed: bool = True, key: Any = None, body: bytes | None = None,
     ) -> Release:  # fmt: skip
-        """Build a signed package, publish it on the image server, return twin values."""
+        """Build a signed package, publish it on the image server, return twin values.
+
+        The payload is seeded noise, which no encoder shrinks, so a transfer takes
+        its full wire time; pass ``body`` (e.g. code) to exercise compression.
+        """
         assert self.images is not None
         kind = sim_kind(model)
-        body = hashlib.sha256(f"{model} {version}".encode()).digest() * (size // 32 + 1)
+        if body is None:
+            body = random.Random(f"{model} {version}").randbytes(size)
         payload = kind.payload(body[:size], version)
         manifest = package.manifest_for(
             payload, provider="contoso", name="sensor-app", version=version,

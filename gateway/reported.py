@@ -27,7 +27,13 @@ class FwStatus(enum.StrEnum):
 
 
 #: Per-run figures of the last flash; stale as soon as another run starts or ends unseen.
-RUN_FIGURES: dict[str, Any] = {"resumedFrom": None, "retransmits": None, "flashSeconds": None}
+RUN_FIGURES: dict[str, Any] = {
+    "resumedFrom": None,
+    "retransmits": None,
+    "flashSeconds": None,
+    "transferEncoding": None,  # "raw", "compressed" or "delta" (mcugw §17)
+    "payloadBytes": None,  # image bytes as they went over the wire (the stream when encoded)
+}
 
 
 def utc_now() -> str:

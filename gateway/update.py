@@ -9,6 +9,8 @@ reached only through a :class:`protocols.driver.Driver`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import hashlib
 import time
 from collections.abc import Callable, Coroutine
@@ -18,7 +20,10 @@ from typing import Any
 from firmware.compat import TargetInfo
 from firmware.download import Downloader
 from firmware.errors import FirmwareError
+from firmware.images import recall, remember
+from firmware.package import Package
 from firmware.policy import TrustPolicy, evaluate
+from firmware.reasons import ReasonCode
 from firmware.twin import DesiredFirmware
 from firmware.urls import redact_url
 from gateway.config import PolicySettings
@@ -28,6 +33,8 @@ from gateway.reported import RUN_FIGURES, FwStatus, error_section, utc_iso, utc_
 from gateway.seams import OpenDriver
 from gateway.window import seconds_until_open
 from protocols.driver import (
+    Capability,
+    DeltaPayload,
     DeviceFacts,
     DriverError,
     Image,
@@ -128,22 +135,46 @@ class UpdateRun:
         await self._status(FwStatus.DOWNLOADING, f"downloading {redact_url(d.fwPackageURI)}",
                            progress=0, bytesWritten=0, lastFwUpdateEndTime=None,
                            nextRetryTime=None, **RUN_FIGURES)  # fmt: skip
-        data = await self._download()
-        self.phase = Phase.VERIFYING
-        journal.set_phase(self.uid, Phase.VERIFYING)
-        await self._status(FwStatus.VERIFYING, "checking hash, signature, compatibility, version")
-        payload = self._verify(data)
+        package = await self._fetch_verified(d)
         if d.installWindow is not None:
             await self._await_window()
         self.phase = Phase.APPLYING
         journal.set_phase(self.uid, Phase.APPLYING)
         await self._status(FwStatus.APPLYING, "waiting for a flash slot", progress=0)
         async with self.env.flash_slots:
-            result = await self._apply(payload)
-        return result
+            try:
+                return await self._apply(package)
+            except UpdateFailed as exc:
+                # The MCU itself refused the delta before writing (its fallback slot
+                # is not the base, whatever INFO said earlier): send the full package.
+                if exc.code != "MCU_DELTA_BASE_MISMATCH" or d.fwFullPackage is None:
+                    raise
+                self.log.warning("MCU refused the delta (%s); using fwFullPackage", exc.message)
+            full = await self._fetch_verified(_full(d))
+            return await self._apply(full)
 
-    async def _download(self) -> bytes:
-        d = self.desired
+    async def _fetch_verified(self, d: DesiredFirmware) -> Package:
+        """Download and verify ``d``'s package; a delta that does not fit falls back to full."""
+        if d is not self.desired:
+            await self._status(FwStatus.DOWNLOADING, f"downloading {redact_url(d.fwPackageURI)}")
+        self.phase = Phase.DOWNLOADING
+        data = await self._download(d)
+        self.phase = Phase.VERIFYING
+        self.env.journal.set_phase(self.uid, Phase.VERIFYING)
+        await self._status(FwStatus.VERIFYING, "checking hash, signature, compatibility, version")
+        try:
+            return self._verify(data, d)
+        except UpdateFailed as exc:
+            delta_misfit = exc.code in (
+                ReasonCode.DELTA_BASE_MISMATCH.value,
+                ReasonCode.DELTA_UNSUPPORTED.value,
+            )
+            if not delta_misfit or d.fwFullPackage is None:
+                raise
+            self.log.info("%s; using fwFullPackage", exc.message)
+        return await self._fetch_verified(_full(d))
+
+    async def _download(self, d: DesiredFirmware) -> bytes:
         cap = self.env.policy.max_download_bytes
         if d.fwPackageSize is not None:
             cap = min(cap, d.fwPackageSize)
@@ -159,18 +190,25 @@ class UpdateRun:
         except FirmwareError as exc:
             raise UpdateFailed(exc.reason.value, exc.message, Phase.DOWNLOADING.value) from exc
 
-    def _verify(self, data: bytes) -> bytes:
+    def _verify(self, data: bytes, desired: DesiredFirmware) -> Package:
         facts = self.facts
         target = TargetInfo(
             compat=facts.compat,
             model=facts.model,
             installed_version=facts.installed_version,
             slot_size=facts.capacity,
+            delta_base_sha256=_base_sha256(facts),
         )
-        verdict = evaluate(data, desired=self.desired, target=target, policy=self.env.trust)
+        verdict = evaluate(
+            data,
+            desired=desired,
+            target=target,
+            policy=self.env.trust,
+            allow_delta=Capability.DELTA in facts.capabilities,
+        )
         if not verdict.ok or verdict.package is None:
             raise UpdateFailed(verdict.reason.value, verdict.message, Phase.VERIFYING.value)
-        return verdict.package.payload
+        return verdict.package
 
     async def _await_window(self) -> None:
         window = self.desired.installWindow
@@ -182,8 +220,10 @@ class UpdateRun:
             )
             await asyncio.sleep(min(wait, 60.0))  # re-check: clocks jump
 
-    async def _apply(self, payload: bytes) -> UpdateResult:
-        total = len(payload)
+    async def _apply(self, package: Package) -> UpdateResult:
+        payload = package.payload
+        m = package.manifest
+        total = m.image_size
         await self._status(FwStatus.APPLYING, f"writing {total} bytes", progress=0, bytesWritten=0)
         loop = asyncio.get_running_loop()
         pending: set[asyncio.Task[None]] = set()
@@ -226,12 +266,19 @@ class UpdateRun:
                     patch["bytesWritten"] = event.done
                 spawn(self._report({"firmware": patch}, False))
 
-        digest = hashlib.sha256(payload).hexdigest()
+        cache = self.env.downloader.cache
+        if m.is_delta:
+            assert m.delta_target_sha256 is not None and m.delta_base_sha256 is not None
+            image = Image(b"", self.desired.fwVersion, m.delta_target_sha256,
+                          delta=DeltaPayload(payload, total, m.delta_base_sha256))  # fmt: skip
+        else:
+            # The image the MCU runs, if this gateway wrote it: the base of a delta.
+            base = await asyncio.to_thread(recall, cache, _base_sha256(self.facts))
+            digest = hashlib.sha256(payload).hexdigest()
+            image = Image(payload, self.desired.fwVersion, digest, base)
         try:
             async with self._driver() as driver:
-                result = await driver.install(
-                    Image(payload, self.desired.fwVersion, digest), progress
-                )
+                result = await driver.install(image, progress)
         except DriverError as exc:
             raise UpdateFailed(exc.code, exc.message, exc.phase.value) from exc
         finally:
@@ -239,6 +286,10 @@ class UpdateRun:
                 await asyncio.gather(*pending, return_exceptions=True)
         self.env.journal.record_progress(self.uid, total, result.resumed_from)
         if result.outcome is InstallOutcome.CONFIRMED:
+            if not m.is_delta:
+                with contextlib.suppress(FirmwareError, OSError):
+                    # Kept for the next update's delta; losing it only costs bytes.
+                    await asyncio.to_thread(remember, cache, payload)
             return UpdateResult(Outcome.CURRENT, result.facts, result)
         if result.outcome is InstallOutcome.ROLLED_BACK:
             return UpdateResult(Outcome.ROLLEDBACK, result.facts, result)
@@ -247,6 +298,26 @@ class UpdateRun:
             f"the app did not confirm within {self.env.confirm_timeout_s:g} s of its trial boot",
             Phase.REBOOTING.value,
         )
+
+
+def _full(d: DesiredFirmware) -> DesiredFirmware:
+    full = d.fwFullPackage
+    assert full is not None
+    return dataclasses.replace(
+        d,
+        fwPackageURI=full.fwPackageURI,
+        fwPackageCheckValue=full.fwPackageCheckValue,
+        fwPackageSize=full.fwPackageSize,
+        fwFullPackage=None,
+    )
+
+
+def _base_sha256(facts: DeviceFacts) -> str | None:
+    """The image a delta would read: the running slot's, else the one confirmed slot's."""
+    if facts.installed_sha256:
+        return facts.installed_sha256
+    confirmed = [s for s in facts.slots if s.state.value == "confirmed" and s.sha256]
+    return confirmed[0].sha256 if len(confirmed) == 1 else None
 
 
 #: ``fwUpdateSubstatus`` while a driver works through an install.
@@ -305,5 +376,7 @@ def final_report(
             resumedFrom=flash.resumed_from,
             retransmits=flash.retransmits,
             flashSeconds=round(flash.seconds, 3),
+            transferEncoding=str(flash.details.get("encoding", "raw")),
+            payloadBytes=int(flash.details.get("streamBytes", flash.bytes)),
         )
     return {"firmware": fw}

@@ -89,6 +89,8 @@ class Capability(enum.StrEnum):
     READBACK = "readback"  # the written image is checked by reading it back
     SET_BAUD = "set-baud"  # the link rate can be raised for the transfer
     APP_MODE = "app-mode"  # the application answers the protocol (e.g. to enter the bootloader)
+    COMPRESS = "compress"  # the device decodes compressed transfers
+    DELTA = "delta"  # the device applies deltas against the image it runs
 
 
 class Safety(enum.StrEnum):
@@ -160,6 +162,20 @@ class Image:
     data: bytes
     version: str
     sha256: str  # hex of ``data``
+    #: The image the device runs, if the gateway has it: a driver that can may
+    #: send a delta against it (mcugw §17). Ignored by drivers that cannot.
+    base: bytes | None = None
+    #: A published delta (``data`` is then empty): only drivers with DELTA take it.
+    delta: DeltaPayload | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeltaPayload:
+    """A signed delta package's payload: a patch that turns the base into the image."""
+
+    stream: bytes  # the mcugw block stream (docs/protocol.md §17)
+    image_size: int
+    base_sha256: str  # hex of the image the patch reads
 
 
 @dataclass(frozen=True, slots=True)

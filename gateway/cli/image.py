@@ -10,6 +10,7 @@ import argparse
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,10 +50,31 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     pk.add_argument("--model", required=True)
     pk.add_argument("--hwrev", help="hardware revision (omit: any revision)")
     pk.add_argument("--min-installed", help="refuse MCUs running an older version")
-    pk.add_argument("--delta-base", help="reserved: base version of a delta payload")
     pk.add_argument("--key", type=Path, help="private key to sign with (omit: unsigned)")
     pk.add_argument("--json", action="store_true")
     pk.set_defaults(func=_pack)
+
+    d = cmds.add_parser(
+        "delta",
+        help="make a delta package from OLD to NEW",
+        description="Make a signed delta package: a patch from OLD's image to NEW's, for "
+        "MCUs running OLD (mcugw bootloaders with the DELTA capability; docs/package.md). "
+        "It names its base by version and SHA-256; an MCU running anything else refuses "
+        "it before writing (DELTA_BASE_MISMATCH).",
+    )
+    d.add_argument("--from", dest="old", required=True, type=Path, help="the base package")
+    d.add_argument("--to", dest="new", required=True, type=Path, help="the target package")
+    d.add_argument("-o", "--out", required=True, type=Path)
+    d.add_argument("--key", type=Path, help="private key to sign with (omit: unsigned)")
+    d.add_argument(
+        "--pubkey",
+        action="append",
+        default=[],
+        type=Path,
+        help="key OLD and NEW are signed with, if not --key's (repeat for several)",
+    )
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=_delta)
 
     s = cmds.add_parser("sign", help="(re)sign a package")
     s.add_argument("package", type=Path)
@@ -75,6 +97,10 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     v.add_argument("--compat", help="MCU compatibility string manufacturer:model:hwrev")
     v.add_argument("--installed", help="MCU's installed version (downgrade checks)")
     v.add_argument("--allow-downgrade", action="store_true")
+    v.add_argument(
+        "--base-sha256",
+        help="SHA-256 of the image the MCU runs: checks a delta package's base (with --compat)",
+    )
     v.add_argument("--max-size", type=int, help="size cap in bytes")
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=_verify)
@@ -131,13 +157,80 @@ def _pack(args: argparse.Namespace) -> int:
             model=args.model,
             hwrev=args.hwrev,
             min_installed_version=args.min_installed,
-            delta_base=args.delta_base,
         )
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     data = build(manifest, payload, key)
     _write_atomic(args.out, data)
     _emit_written(args, args.out, data, signed=key is not None)
+    return 0
+
+
+def _delta(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from firmware.errors import FirmwareError
+    from firmware.keys import PublicKey, load_public_key
+    from firmware.package import build, manifest_for, verify
+    from protocols.mcugw.encoding import delta
+
+    key = _private_key(args.key) if args.key else None
+    try:
+        anchors = [load_public_key(p) for p in args.pubkey]
+        if key is not None:
+            anchors.append(PublicKey.from_key(key.public_key()))
+        # A patch is only as good as its inputs: they must verify, signed or not.
+        old = verify(_read(args.old), anchors, allow_unsigned=True)
+        new = verify(_read(args.new), anchors, allow_unsigned=True)
+    except FirmwareError as exc:
+        raise CommandError(f"{exc.reason.value}: {exc.message}") from None
+    for pkg, path in ((old, args.old), (new, args.new)):
+        if pkg.manifest.is_delta:
+            raise CommandError(f"{path} is itself a delta package; give full packages")
+    if dataclasses.astuple(old.manifest.compatibility) != dataclasses.astuple(
+        new.manifest.compatibility
+    ):
+        raise CommandError("OLD and NEW are built for different MCUs (compatibility differs)")
+    t0 = time.process_time()
+    patch = delta(old.payload, new.payload)
+    cpu = time.process_time() - t0
+    m = new.manifest
+    try:
+        manifest = manifest_for(
+            patch.stream,
+            provider=m.update.provider,
+            name=m.update.name,
+            version=m.update.version,
+            manufacturer=m.compatibility.manufacturer,
+            model=m.compatibility.model,
+            hwrev=m.compatibility.hwrev,
+            min_installed_version=m.min_installed_version,
+            delta_base=old.manifest.update.version,
+            delta_base_sha256=old.manifest.payload_sha256,
+            delta_target=new.payload,
+        )
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    data = build(manifest, patch.stream, key)
+    _write_atomic(args.out, data)
+    share = len(patch.stream) / max(1, len(new.payload))
+    _emit(
+        args,
+        {
+            "file": str(args.out),
+            "size": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "signed": key is not None,
+            "base": {"version": old.manifest.update.version, "sha256": old.manifest.payload_sha256},
+            "target": {"version": m.update.version, "size": len(new.payload)},
+            "patch_bytes": len(patch.stream),
+            "cpu_seconds": round(cpu, 3),
+        },
+        f"wrote {args.out}: {len(data)} bytes, {'signed' if key else 'UNSIGNED'}\n"
+        f"patch {old.manifest.update.version} -> {m.update.version}: {len(patch.stream)} bytes "
+        f"({share:.1%} of the {len(new.payload)}-byte image), {cpu:.2f} s CPU\n"
+        f"fwPackageCheckValue {hashlib.sha256(data).hexdigest()}\nfwPackageSize {len(data)}",
+    )
     return 0
 
 
@@ -182,9 +275,14 @@ def _verify(args: argparse.Namespace) -> int:
             from firmware.compat import TargetInfo
 
             model = args.compat.split(":")[1] if args.compat.count(":") == 2 else ""
-            target = TargetInfo(args.compat, model, args.installed)
+            base = args.base_sha256.lower() if args.base_sha256 else None
+            target = TargetInfo(args.compat, model, args.installed, delta_base_sha256=base)
             verdict = check_package(
-                data, target=target, policy=policy, allow_downgrade=args.allow_downgrade
+                data,
+                target=target,
+                policy=policy,
+                allow_downgrade=args.allow_downgrade,
+                allow_delta=base is not None,
             )
             if not verdict.ok:
                 raise CommandError(f"{verdict.reason.value}: {verdict.message}")
@@ -262,7 +360,12 @@ def _inspect(args: argparse.Namespace) -> int:
         f"{manifest.compatibility.hwrev or '*'}",
         f"payload     {manifest.payload_size} bytes, sha256 {manifest.payload_sha256}",
         f"min version {manifest.min_installed_version or '-'}",
-        f"delta base  {manifest.delta_base or '-'}",
+        f"delta base  {manifest.delta_base or '-'}"
+        + (
+            f" (sha256 {manifest.delta_base_sha256}), makes {manifest.delta_target_size} bytes"
+            if manifest.is_delta
+            else ""
+        ),
         f"signature   {sig.algorithm.label}"
         + (f", key id {sig.key_id.hex()}" if sig.signed else " (unsigned)"),
     ]

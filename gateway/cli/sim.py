@@ -45,6 +45,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--app-version", default="1.0.0", help="factory app on blank flash")
     p.add_argument("--fault", action="append", default=[], metavar="SPEC")
     p.add_argument("--protocol-version", type=int, help="emulate another command-set version")
+    p.add_argument(
+        "--no-decoders",
+        action="store_true",
+        help="advertise neither COMPRESS nor DELTA (a version-1 MCU: raw transfers only)",
+    )
     p.add_argument("--count", type=int, default=1, help="serve N MCUs from this process")
     p.add_argument(
         "--link",
@@ -129,6 +134,8 @@ def _run(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from exc
     if args.protocol_version is not None:
         options = replace(options, protocol_version=args.protocol_version)
+    if args.no_decoders:
+        options = replace(options, decoders=False)
     uid: bytes | None = None
     if args.uid:
         try:

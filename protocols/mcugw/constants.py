@@ -47,6 +47,10 @@ class Status(enum.IntEnum):
     BAD_BAUD = 0x0C  # requested baud rate not supported
     NO_IMAGE = 0x0D  # nothing verified to activate or confirm
     GAP = 0x0E  # DATA NAK: bytes at the carried offset are missing
+    DELTA_BASE_MISMATCH = 0x0F  # BEGIN(DELTA): the fallback slot is not the patch's base
+    DECODE_ERROR = 0x10  # DATA: an encoded block does not decode
+    BLOCK_LENGTH = 0x11  # DATA: a block decodes to a length other than its header's
+    PATCH_REJECTED = 0x12  # DATA: a delta block reads outside the base image
 
     def describe(self) -> str:
         return _STATUS_TEXT[self]
@@ -68,6 +72,10 @@ _STATUS_TEXT = {
     Status.BAD_BAUD: "baud rate not supported",
     Status.NO_IMAGE: "no verified image",
     Status.GAP: "data missing at offset",
+    Status.DELTA_BASE_MISMATCH: "delta base is not the image in the fallback slot",
+    Status.DECODE_ERROR: "encoded block does not decode",
+    Status.BLOCK_LENGTH: "block decodes to the wrong length",
+    Status.PATCH_REJECTED: "delta block reads outside the base image",
 }
 
 
@@ -76,8 +84,8 @@ class Capability(enum.IntFlag):
     RESUME = 1 << 1  # BEGIN answers with a persisted resume offset
     SET_BAUD = 1 << 2  # SET_BAUD is implemented
     APP_MODE = 1 << 3  # the application answers HELLO/INFO/RESET
-    COMPRESS = 1 << 4  # reserved: compressed DATA payloads
-    DELTA = 1 << 5  # reserved: delta images against the other slot
+    COMPRESS = 1 << 4  # decodes deflate-block streams (BEGIN flag COMPRESSED, §17)
+    DELTA = 1 << 5  # decodes delta blocks against the fallback slot (BEGIN flag DELTA, §17)
 
 
 class Mode(enum.IntEnum):
@@ -101,5 +109,5 @@ class ResetMode(enum.IntEnum):
 
 class BeginFlags(enum.IntFlag):
     NONE = 0
-    COMPRESSED = 1 << 0  # reserved: payload is compressed (needs COMPRESS cap)
-    DELTA = 1 << 1  # reserved: payload is a delta (needs DELTA cap)
+    COMPRESSED = 1 << 0  # DATA carries an encoded block stream (needs COMPRESS; §17)
+    DELTA = 1 << 1  # its blocks may read the fallback slot (needs DELTA; §17)

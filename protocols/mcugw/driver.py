@@ -38,6 +38,7 @@ from protocols.errors import (
 from protocols.mcugw.constants import Capability as WireCap
 from protocols.mcugw.constants import Mode, ResetMode
 from protocols.mcugw.constants import SlotState as WireSlot
+from protocols.mcugw.encoding import DecodeError, Encoded, parse_stream
 from protocols.mcugw.errors import DeviceRejected, UnsupportedVersionError, VerifyFailed
 from protocols.mcugw.packets import HelloResponse, InfoResponse
 from protocols.mcugw.session import BootloaderSession
@@ -99,6 +100,10 @@ def facts_from(hello: HelloResponse, info: InfoResponse) -> DeviceFacts:
         caps.add(Capability.SET_BAUD)
     if WireCap.APP_MODE in wire:
         caps.add(Capability.APP_MODE)
+    if WireCap.COMPRESS in wire:
+        caps.add(Capability.COMPRESS)
+    if WireCap.DELTA in wire:
+        caps.add(Capability.DELTA)
     return DeviceFacts(
         driver=NAME,
         uid=info.uid.hex(),
@@ -165,10 +170,15 @@ class McugwDriver:
             step = _STEP_OF_PHASE.get(phase, Step.WRITE)
             progress(Progress(step, done, total))
 
-        if hashlib.sha256(image.data).hexdigest() != image.sha256.lower():
+        prepared = None
+        if image.delta is not None:
+            prepared = _published(image)
+        elif hashlib.sha256(image.data).hexdigest() != image.sha256.lower():
             raise DriverError("IMAGE_REJECTED", "image bytes do not match their SHA-256", step)
         try:
-            progress(Progress(Step.CONNECT, 0, len(image.data)))
+            progress(
+                Progress(Step.CONNECT, 0, prepared.image_size if prepared else len(image.data))
+            )
             await self.session.connect()
             if self.options.fast_baud:
                 await self.session.set_baud(self.options.fast_baud)
@@ -177,6 +187,8 @@ class McugwDriver:
                 image.version,
                 progress=on_progress,
                 confirm_timeout=self.options.confirm_timeout_s,
+                base=image.base,
+                prepared=prepared,
             )
             step = Step.BOOT
             facts = await self._facts()
@@ -196,7 +208,12 @@ class McugwDriver:
             resumed_from=result.resumed_from,
             running_version=result.running_version,
             facts=facts,
-            details={"chunk": result.chunk, "window": result.window},
+            details={
+                "chunk": result.chunk,
+                "window": result.window,
+                "encoding": result.encoding,
+                "streamBytes": result.stream_bytes,
+            },
         )
 
     async def reboot(self) -> DeviceFacts:
@@ -219,6 +236,21 @@ class McugwDriver:
         except ProtocolError as exc:
             raise self._fail(exc, Step.CONNECT) from exc
         return await self.reboot()
+
+
+def _published(image: Image) -> Encoded:
+    """A published delta's stream, structure-checked, ready for BEGIN(DELTA)."""
+    delta = image.delta
+    assert delta is not None
+    try:
+        return parse_stream(
+            delta.stream,
+            delta.image_size,
+            bytes.fromhex(image.sha256),
+            bytes.fromhex(delta.base_sha256),
+        )
+    except (DecodeError, ValueError) as exc:
+        raise DriverError("DELTA_INVALID", f"delta payload: {exc}", Step.CONNECT) from exc
 
 
 SPEC = DriverSpec(

@@ -21,6 +21,7 @@ from construct import (
     Int8ul,
     Int16ul,
     Int32ul,
+    Optional,
     PascalString,
     Prefixed,
     Struct,
@@ -63,6 +64,11 @@ class BeginRequest:
     sha256: bytes
     version: str
     flags: BeginFlags = BeginFlags.NONE
+    # On the wire only when ``encoding`` is non-zero (§17): the stream DATA carries.
+    encoding: int = 0
+    stream_size: int = 0
+    stream_sha256: bytes = bytes(32)
+    base_sha256: bytes = bytes(32)  # DELTA: the image the blocks read; zeros otherwise
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,12 +248,27 @@ _SLOT = Struct(
     "version" / _Str,
 )
 
+_BEGIN_EXT = Struct(
+    "encoding" / Int8ul,
+    "stream_size" / Int32ul,
+    "stream_sha256" / _Sha,
+    "base_sha256" / _Sha,
+)
+_BEGIN_EXT_FIELDS = ("encoding", "stream_size", "stream_sha256", "base_sha256")
+
 _REQUESTS: dict[Opcode, tuple[type[Any], Struct]] = {
     Opcode.HELLO: (HelloRequest, Struct("min_version" / Int8ul, "max_version" / Int8ul)),
     Opcode.INFO: (InfoRequest, Struct()),
     Opcode.BEGIN: (
         BeginRequest,
-        Struct("size" / Int32ul, "sha256" / _Sha, "flags" / Int32ul, "version" / _Str),
+        Struct(
+            "size" / Int32ul,
+            "sha256" / _Sha,
+            "flags" / Int32ul,
+            "version" / _Str,
+            # A v1 peer stops after version (its flags, if any, are refused).
+            "ext" / Optional(_BEGIN_EXT),
+        ),
     ),
     Opcode.DATA: (DataRequest, Struct("offset" / Int32ul, "data" / GreedyBytes)),
     Opcode.VERIFY: (VerifyRequest, Struct()),
@@ -316,13 +337,21 @@ def _to_wire(obj: Any) -> dict[str, Any]:
         elif isinstance(value, int):
             value = int(value)  # enums go on the wire as plain integers
         out[field.name] = value
+    if isinstance(obj, BeginRequest):
+        ext = {k: out.pop(k) for k in _BEGIN_EXT_FIELDS}
+        out["ext"] = ext if obj.encoding else None
     return out
 
 
 def _from_wire(cls: type[Any], parsed: Any, extra: dict[str, Any]) -> Any:
     kwargs: dict[str, Any] = dict(extra)
+    if cls is BeginRequest:
+        ext = parsed.get("ext")
+        for k in _BEGIN_EXT_FIELDS:
+            if ext is not None:
+                kwargs[k] = bytes(ext[k]) if isinstance(ext[k], bytes | bytearray) else ext[k]
     for field in dataclasses.fields(cls):
-        if field.name in kwargs:
+        if field.name in kwargs or (cls is BeginRequest and field.name in _BEGIN_EXT_FIELDS):
             continue
         value = parsed[field.name]
         if field.name == "geometry":

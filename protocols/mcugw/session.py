@@ -17,6 +17,7 @@ from protocols.mcugw.client import Acked, ClientEvent, ClientProtocol, Garbled, 
 from protocols.mcugw.constants import (
     MIN_PROTOCOL_VERSION,
     PROTOCOL_VERSION,
+    BeginFlags,
     Capability,
     Mode,
     Opcode,
@@ -24,6 +25,7 @@ from protocols.mcugw.constants import (
     SlotState,
     Status,
 )
+from protocols.mcugw.encoding import Encoded, Encoding, choose
 from protocols.mcugw.errors import DeviceRejected, UnsupportedVersionError, VerifyFailed
 from protocols.mcugw.packets import (
     AbortRequest,
@@ -116,6 +118,8 @@ class FlashResult:
     running_version: str
     chunk: int
     window: int
+    encoding: str = "raw"  # "raw", "compressed" or "delta" (§17)
+    stream_bytes: int = 0  # DATA payload bytes the transfer needed (image size when raw)
 
 
 class BootloaderSession:
@@ -396,89 +400,119 @@ class BootloaderSession:
         *,
         progress: ProgressFn = _no_progress,
         confirm_timeout: float = DEFAULT_CONFIRM_TIMEOUT_S,
+        base: bytes | None = None,
+        encode: bool = True,
+        prepared: Encoded | None = None,
     ) -> FlashResult:
+        """Write ``image`` (raw, compressed or as a delta against ``base``, §17).
+
+        ``prepared`` is a published delta: then ``image`` is empty and the
+        stream is sent as it is, or refused (DELTA_BASE_MISMATCH) by the MCU.
+        """
         started = time.monotonic()
+        size = len(image) if prepared is None else prepared.image_size
         info = self.device
         if info is None or info.mode is not Mode.BOOTLOADER:
             info = await self.connect()
         geo = info.geometry
-        if len(image) > geo.slot_size:
+        if size > geo.slot_size:
             raise LocalProtocolError(
-                f"image is {len(image)} bytes but the {info.model} slot holds {geo.slot_size}"
+                f"image is {size} bytes but the {info.model} slot holds {geo.slot_size}"
             )
-        if not image:
+        if not size:
             raise LocalProtocolError("image is empty")
-        digest = hashlib.sha256(image).digest()
-        plan = plan_flash(info, len(image), digest, self.booted_slot)
+        digest = hashlib.sha256(image).digest() if prepared is None else prepared.image_sha256
+        plan = plan_flash(info, size, digest, self.booted_slot)
         if plan.step is not FlashStep.WRITE and plan.slot is not None:
             # Already activated or installed (say, a cut hit the trial boot or the
             # confirm): finish that, never write the image over the fallback slot.
             return await self._finish(
-                plan.slot, image, version, digest, started, progress, confirm_timeout
+                plan.slot, size, version, digest, started, progress, confirm_timeout
             )
-        begin = await self.request(
-            BeginRequest(size=len(image), sha256=digest, version=version),
-            self.link.command_timeout(40 + len(version), 6, 2 * geo.erase_us / 1e6),
-        )
+        caps = self.hello_info.capabilities if self.hello_info else Capability(0)
+        base_in_slot = base is not None and _holds(info, hashlib.sha256(base).digest())
+        enc = prepared or choose(caps, image, base, base_in_slot, allow=encode)
+        begin_req = _begin_request(size, digest, version, enc)
+        try:
+            begin = await self.request(
+                begin_req, self.link.command_timeout(110 + len(version), 6, 2 * geo.erase_us / 1e6)
+            )
+        except DeviceRejected as exc:
+            if exc.status is not Status.DELTA_BASE_MISMATCH or enc is None or prepared:
+                raise
+            # The fallback slot is not the base after all: send it compressed.
+            enc = choose(caps, image, None, False, allow=encode)
+            begin_req = _begin_request(size, digest, version, enc)
+            begin = await self.request(
+                begin_req, self.link.command_timeout(110 + len(version), 6, 2 * geo.erase_us / 1e6)
+            )
         assert isinstance(begin, BeginResponse)
-        if begin.resume_offset > len(image):
+        payload = image if enc is None else enc.stream
+        if begin.resume_offset > len(payload):
             raise RemoteProtocolError(f"MCU resume offset {begin.resume_offset} beyond image")
+        if enc is not None and begin.resume_offset not in (0, *enc.block_ends):
+            raise RemoteProtocolError(f"MCU resume offset {begin.resume_offset} not a block end")
         t0 = time.monotonic()
-        win = await self.transfer(image, begin.resume_offset, progress)
+        win = await self.transfer(payload, begin.resume_offset, _scaled(progress, size))
         transfer_s = time.monotonic() - t0
-        progress("verifying", len(image), len(image))
+        progress("verifying", size, size)
         ver = await self.request(
-            VerifyRequest(), self.link.command_timeout(0, 33, verify_time(geo, len(image)))
+            VerifyRequest(), self.link.command_timeout(0, 33, verify_time(geo, size))
         )
         assert isinstance(ver, VerifyResponse)
         if ver.sha256 != digest:
             raise VerifyFailed(f"slot {begin.slot} hash {ver.sha256.hex()} != image {digest.hex()}")
         await self.request(ActivateRequest(), self.link.command_timeout(0, 1, 0.2))
-        progress("rebooting", len(image), len(image))
+        progress("rebooting", size, size)
         await self.reset(ResetMode.RUN)
         outcome, running = await self._await_outcome(begin.slot, confirm_timeout)
         return FlashResult(
             ok=outcome == "confirmed",
             outcome=outcome,
             version=version,
-            bytes=len(image),
+            bytes=size,
             seconds=time.monotonic() - started,
             transfer_seconds=transfer_s,
             wire_bytes_tx=self.stats.tx,
             wire_bytes_rx=self.stats.rx,
             retransmits=win.retransmits + self._client.retries,
-            resumed_from=begin.resume_offset,
+            # In image bytes, as the twin reports it, also for a stream resumed at a block.
+            resumed_from=begin.resume_offset
+            if enc is None
+            else enc.image_offset(begin.resume_offset),
             slot=begin.slot,
             sha256=digest.hex(),
             running_version=running,
             chunk=win.max_chunk,
             window=win.window,
+            encoding="raw" if enc is None else ("delta" if enc.flags_delta else "compressed"),
+            stream_bytes=len(payload),
         )
 
     async def _finish(
         self,
         slot: int,
-        image: bytes,
+        size: int,
         version: str,
         digest: bytes,
         started: float,
         progress: ProgressFn,
         confirm_timeout: float,
     ) -> FlashResult:
-        progress("rebooting", len(image), len(image))
+        progress("rebooting", size, size)
         await self.reset(ResetMode.RUN)
         outcome, running = await self._await_outcome(slot, confirm_timeout)
         return FlashResult(
             ok=outcome == "confirmed",
             outcome=outcome,
             version=version,
-            bytes=len(image),
+            bytes=size,
             seconds=time.monotonic() - started,
             transfer_seconds=0.0,
             wire_bytes_tx=self.stats.tx,
             wire_bytes_rx=self.stats.rx,
             retransmits=self._client.retries,
-            resumed_from=len(image),
+            resumed_from=size,
             slot=slot,
             sha256=digest.hex(),
             running_version=running,
@@ -517,3 +551,33 @@ class BootloaderSession:
                 return "unconfirmed", running
             # Paced by the MCU's advertised boot time, not a guess.
             await self._next_event(extra_deadline=self._now() + interval)
+
+
+def _holds(info: InfoResponse, sha256: bytes) -> bool:
+    """Does a bootable slot hold the image with this hash (the delta's base)?"""
+    return any(s.sha256 == sha256 and s.state is SlotState.CONFIRMED for s in info.slots)
+
+
+def _begin_request(size: int, digest: bytes, version: str, enc: Encoded | None) -> BeginRequest:
+    if enc is None:
+        return BeginRequest(size=size, sha256=digest, version=version)
+    flags = BeginFlags.COMPRESSED | (BeginFlags.DELTA if enc.flags_delta else BeginFlags.NONE)
+    return BeginRequest(
+        size=size,
+        sha256=digest,
+        version=version,
+        flags=flags,
+        encoding=Encoding.DEFLATE_BLOCKS,
+        stream_size=len(enc.stream),
+        stream_sha256=enc.stream_sha256,
+        base_sha256=enc.base_sha256,
+    )
+
+
+def _scaled(progress: ProgressFn, image_size: int) -> ProgressFn:
+    """Report an encoded stream's progress in image bytes, as the twin expects."""
+
+    def report(phase: str, done: int, total: int) -> None:
+        progress(phase, done * image_size // max(1, total), image_size)
+
+    return report

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from protocols.errors import DeviceTimeout, RemoteProtocolError
 from protocols.mcugw.constants import Status
+from protocols.mcugw.errors import DeviceRejected
 from protocols.mcugw.packets import DataAck, DataRequest
 from protocols.mcugw.timing import MAX_RTO_S
 
@@ -148,9 +149,8 @@ class TransferWindow:
         if ack.status is Status.GAP:
             self._request_resend(ack.next_offset, now, seq)
         elif ack.status not in (Status.OK, Status.BUSY):
-            raise RemoteProtocolError(
-                f"DATA at {ack.next_offset} rejected: {ack.status.name} ({ack.status.describe()})"
-            )
+            # DeviceRejected: its status becomes the twin's error code (MCU_DECODE_ERROR ...).
+            raise DeviceRejected("DATA", ack.status, f"stream offset {ack.next_offset}")
 
     def _shrink(self) -> None:
         """A lost frame: halve the chunk so fewer bytes ride on each CRC on a noisy link."""

@@ -16,7 +16,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from protocols.mcugw.codec import BadFrame, Codec, PacketReceived
-from protocols.mcugw.constants import Capability, Mode, Opcode, ResetMode, SlotState, Status
+from protocols.mcugw.constants import (
+    BeginFlags,
+    Capability,
+    Mode,
+    Opcode,
+    ResetMode,
+    SlotState,
+    Status,
+)
+from protocols.mcugw.encoding import Codec as BlockCodec
+from protocols.mcugw.encoding import DecodeError, Encoding
 from protocols.mcugw.packets import (
     ActivateRequest,
     BeginRequest,
@@ -38,12 +48,14 @@ from protocols.mcugw.packets import (
     VerifyResponse,
 )
 from simulators.mcu.boot import decide, fallback_slot
+from simulators.mcu.decoders import BlockStreamDecoder, Piece
 from simulators.mcu.flash import Flash, PowerCut
 from simulators.mcu.models import McuModel
 from simulators.mcu.options import SUPPORTED_BAUDS, SimOptions
 from simulators.mcu.trailer import Record, RecordKind, SlotStatus, SlotTrailer
 
 _CAPS = Capability.WINDOW | Capability.RESUME | Capability.SET_BAUD | Capability.APP_MODE
+_DECODER_CAPS = Capability.COMPRESS | Capability.DELTA
 
 
 class RunState(enum.Enum):
@@ -65,6 +77,9 @@ class _Session:
     erased: set[int] = field(default_factory=set)
     programming: deque[tuple[float, int]] = field(default_factory=deque)  # (done at, end)
     committed: int = 0
+    # Encoded transfers (§17): offsets are stream offsets; blocks decode into the slot.
+    decoder: BlockStreamDecoder | None = None
+    out_checkpoint: int = 0  # image offset of the last checkpointed block end
 
 
 class McuCore:
@@ -278,7 +293,7 @@ class McuCore:
             status=Status.OK,
             protocol_version=self.opts.protocol_version,
             mode=self._mode(),
-            capabilities=_CAPS,
+            capabilities=_CAPS | (_DECODER_CAPS if self.opts.decoders else Capability(0)),
             max_data=self.model.max_data,
             window=self.model.window,
         )
@@ -321,8 +336,13 @@ class McuCore:
         if any(st.state is SlotState.TRIAL for st in statuses):
             self._reply_error(now, seq, Opcode.BEGIN, Status.BAD_STATE)
             return
-        if int(msg.flags) != 0:
+        if int(msg.flags) != 0 and not (
+            self.opts.decoders and msg.flags & ~(BeginFlags.COMPRESSED | BeginFlags.DELTA) == 0
+        ):
             self._reply_error(now, seq, Opcode.BEGIN, Status.UNSUPPORTED)
+            return
+        if msg.flags and (msg.encoding != Encoding.DEFLATE_BLOCKS or not msg.stream_size):
+            self._reply_error(now, seq, Opcode.BEGIN, Status.MALFORMED)
             return
         if msg.size > self.model.slot_size:
             self._reply_error(now, seq, Opcode.BEGIN, Status.TOO_LARGE)
@@ -334,10 +354,20 @@ class McuCore:
         # the MCU's one fallback (§10.4).
         fallback = fallback_slot(self.trailers, statuses)
         slot = 0 if fallback is None else 1 - fallback
+        if BeginFlags.DELTA in msg.flags and (
+            fallback is None or statuses[fallback].sha256 != msg.base_sha256
+        ):
+            # Refused before anything is written: the patch would build garbage.
+            self._reply_error(now, seq, Opcode.BEGIN, Status.DELTA_BASE_MISMATCH)
+            return
         trailer = self.trailers[slot]
         st = statuses[slot]
         work = 0.0
+        encoded = bool(msg.flags)
         same = st.size == msg.size and st.sha256 == msg.sha256
+        if encoded:
+            # A checkpoint is a stream offset: resume only the very same stream.
+            same = same and trailer.stream() == (msg.stream_size, msg.stream_sha256)
         if same and st.state in (SlotState.WRITING, SlotState.COMPLETE):
             # Resuming: torn records from earlier cuts are reclaimed here if needed.
             work += self._make_room(slot, st, self._tail_reserve() + 1)
@@ -345,7 +375,11 @@ class McuCore:
         else:
             work += trailer.erase()
             work += trailer.append(RecordKind.BEGIN, msg.size, msg.sha256, msg.version)
+            if encoded:
+                work += trailer.append(RecordKind.STREAM, msg.stream_size, msg.stream_sha256)
             resume = 0
+        if encoded and st.state is SlotState.COMPLETE and same:
+            resume = msg.stream_size  # a verified slot: straight to VERIFY
         self.session = _Session(
             slot=slot,
             size=msg.size,
@@ -356,8 +390,28 @@ class McuCore:
             interval=self._checkpoint_interval(msg.size),
             committed=resume,
         )
+        if encoded:
+            self.session.size = msg.stream_size  # DATA offsets and acks are in the stream
+            self.session.decoder = self._decoder(slot, fallback, msg, resume)
         resp = BeginResponse(status=Status.OK, slot=slot, resume_offset=resume)
         self._reply(self._answer_time(now, work), seq, resp)
+
+    def _decoder(
+        self, slot: int, fallback: int | None, msg: BeginRequest, resume: int
+    ) -> BlockStreamDecoder:
+        out_base = self.trailers[slot].image_base
+        base_slot = fallback if fallback is not None else 1 - slot
+        base = self.trailers[base_slot]
+        base_size = base.status().size if BeginFlags.DELTA in msg.flags else 0
+        return BlockStreamDecoder(
+            image_size=msg.size,
+            stream_start=resume,
+            delta=BeginFlags.DELTA in msg.flags,
+            read_output=lambda off, n: self.flash.read(out_base + off, n),
+            read_base=lambda off, n: self.flash.read(base.image_base + off, n),
+            base_size=base_size,
+            align=self.model.write_size,
+        )
 
     def _tail_reserve(self) -> int:
         """Records a verified transfer still needs: COMPLETE, TRIAL, every BOOT, the verdict."""
@@ -378,6 +432,8 @@ class McuCore:
         if st.free >= needed:
             return 0.0
         records = [Record(RecordKind.BEGIN, st.size, st.sha256, st.version)]
+        if st.stream_size:
+            records.append(Record(RecordKind.STREAM, st.stream_size, st.stream_sha256))
         if st.state is SlotState.COMPLETE:
             records.append(Record(RecordKind.COMPLETE))
         elif st.checkpoint:
@@ -406,13 +462,15 @@ class McuCore:
             self._reply_error(now, seq, Opcode.DATA, Status.BAD_STATE)
             return
         end = msg.offset + len(msg.data)
-        if msg.offset % self.model.write_size:
+        # An encoded stream is buffered by the decoder, not programmed: any offset will do.
+        grid = self.model.write_size if s.decoder is None else 1
+        if msg.offset % grid:
             self._reply_error(now, seq, Opcode.DATA, Status.MISALIGNED)
             return
         if end > s.size or len(msg.data) > self.model.max_data or not msg.data:
             self._reply_error(now, seq, Opcode.DATA, Status.OUT_OF_RANGE)
             return
-        if len(msg.data) % self.model.write_size and end != s.size:
+        if len(msg.data) % grid and end != s.size:
             # Only the image's last frame may end off the write grid: anything else
             # would leave the next program starting mid-word.
             self._reply_error(now, seq, Opcode.DATA, Status.MISALIGNED)
@@ -453,6 +511,9 @@ class McuCore:
         assert s is not None
         if self.phase != "data":
             self._enter("data")  # counted across frames: cut-phase=data:K is the Kth op
+        if s.decoder is not None:
+            self._decode(now, seq, data)
+            return
         offset = s.expected
         end = offset + len(data)
         opts = self.opts
@@ -484,6 +545,66 @@ class McuCore:
         s.programming.append((done_at, end))
         when = done_at + self.model.turnaround_us / 1e6 + opts.extra_delay_s
         self._reply(when, seq, DataAck(status=Status.OK, next_offset=end))
+
+    def _decode(self, now: float, seq: int, data: bytes) -> None:
+        """Feed stream bytes to the decoder; program each block it completes (§17)."""
+        s = self.session
+        assert s is not None and s.decoder is not None
+        start, end = s.expected, s.expected + len(data)
+        opts = self.opts
+        cut = opts.cut_at_bytes
+        if opts.cut_at_fraction is not None:
+            cut = int(s.size * opts.cut_at_fraction)
+        if cut is not None and start < cut <= end:
+            raise PowerCut(f"power cut at stream offset {cut}")
+        work = 0.0
+        try:
+            for piece in s.decoder.feed(data):
+                work += self._write_piece(s, piece)
+        except DecodeError as exc:
+            # The slot being written is dropped; the running slot was only read.
+            work += self._drop(s.slot)
+            committed = s.committed
+            self.session = None
+            when = self._answer_time(now, work)
+            self._reply(when, seq, DataAck(status=Status[exc.status], next_offset=committed))
+            return
+        s.expected = end
+        done_at = max(now, self._busy_until) + work
+        self._busy_until = done_at
+        s.programming.append((done_at, end))
+        when = done_at + self.model.turnaround_us / 1e6 + opts.extra_delay_s
+        self._reply(when, seq, DataAck(status=Status.OK, next_offset=end))
+
+    def _write_piece(self, s: _Session, piece: Piece) -> float:
+        """Decode time, erase and program of one decoded piece; at a block end, maybe a
+        checkpoint. Returns the time it took."""
+        base = self.trailers[s.slot].image_base
+        sector = self.model.sector_size
+        out_offset, data, stream_end = piece.out_offset, piece.data, piece.stream_end
+        rate = (
+            self.model.lzma_us_per_kib
+            if piece.codec == BlockCodec.LZMA
+            else (self.model.inflate_us_per_kib)
+        )
+        work = len(data) / 1024 * rate / 1e6
+        b_end = out_offset + len(data)
+        for sec in range(out_offset - out_offset % sector, b_end, sector):
+            if sec not in s.erased:
+                work += self.flash.erase_sector(base + sec)
+                s.erased.add(sec)
+        w = self.model.write_size
+        work += self.flash.program(base + out_offset, data + b"\xff" * (-len(data) % w))
+        # Checkpoint at a block end on a sector boundary, so a resume re-erases
+        # nothing written below it.
+        if stream_end is None:
+            return work
+        if b_end % sector == 0 and b_end - s.out_checkpoint >= s.interval and stream_end < s.size:
+            if self.trailers[s.slot].status().free > self._tail_reserve() + 1:
+                work += self.trailers[s.slot].append(RecordKind.CHECKPOINT, stream_end)
+            s.out_checkpoint = b_end
+            s.checkpoint = stream_end
+        return work
 
     def _on_verify(self, now: float, seq: int, msg: object) -> None:
         self._enter("verify")

@@ -25,10 +25,12 @@ from typing import Protocol
 from protocols.mcugw.constants import (
     MIN_PROTOCOL_VERSION,
     PROTOCOL_VERSION,
+    BeginFlags,
     Mode,
     ResetMode,
     SlotState,
 )
+from protocols.mcugw.encoding import Encoded, Encoding
 from protocols.mcugw.packets import (
     ActivateRequest,
     BeginRequest,
@@ -89,6 +91,8 @@ class Update:
     max_data: int
     boot_s: float  # the model's boot time
     settle_s: float = 1.0  # long enough for a trial app to confirm itself
+    #: Sent as this block stream (compressed or delta, §17) instead of raw.
+    encoded: Encoded | None = None
 
     @property
     def sha256(self) -> bytes:
@@ -154,12 +158,30 @@ def _info(dev: CutDevice) -> InfoResponse:
     return resp
 
 
+def begin_request(up: Update) -> BeginRequest:
+    enc = up.encoded
+    if enc is None:
+        return BeginRequest(len(up.image), up.sha256, up.version)
+    flags = BeginFlags.COMPRESSED | (BeginFlags.DELTA if enc.flags_delta else BeginFlags.NONE)
+    return BeginRequest(
+        len(up.image),
+        up.sha256,
+        up.version,
+        flags,
+        Encoding.DEFLATE_BLOCKS,
+        len(enc.stream),
+        enc.stream_sha256,
+        enc.base_sha256,
+    )
+
+
 def _write(dev: CutDevice, up: Update) -> int:
-    begin = _ask(dev, BeginRequest(len(up.image), up.sha256, up.version))
+    begin = _ask(dev, begin_request(up))
     if not isinstance(begin, BeginResponse):
         raise FlashFailed(f"BEGIN answered {begin}")
-    for off in range(begin.resume_offset, len(up.image), up.max_data):
-        ack = _ask(dev, DataRequest(off, up.image[off : off + up.max_data]))
+    payload = up.image if up.encoded is None else up.encoded.stream
+    for off in range(begin.resume_offset, len(payload), up.max_data):
+        ack = _ask(dev, DataRequest(off, payload[off : off + up.max_data]))
         if not isinstance(ack, DataAck) or ack.status.name != "OK":
             raise FlashFailed(f"DATA at {off} answered {ack}")
     verify = _ask(dev, VerifyRequest())

@@ -42,6 +42,8 @@ class LinkFaultSpec:
 @dataclass(frozen=True, slots=True)
 class SimOptions:
     protocol_version: int = PROTOCOL_VERSION
+    #: Advertise COMPRESS and DELTA (§17); False makes a plain version-1 MCU.
+    decoders: bool = True
     link: LinkFaultSpec = field(default_factory=LinkFaultSpec)
     extra_delay_s: float = 0.0
     cut_at_bytes: int | None = None

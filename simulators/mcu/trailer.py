@@ -44,6 +44,7 @@ class RecordKind(enum.IntEnum):
     BOOT = 5  # one trial boot attempt
     CONFIRMED = 6  # the app confirmed; permanent
     INVALID = 7  # trial failed or verify failed; never boot
+    STREAM = 8  # arg=stream size, sha256=stream hash: an encoded transfer's stream (§17)
 
 
 class TrailerFull(Exception):
@@ -71,6 +72,8 @@ class SlotStatus:
     boots: int = 0
     records: int = 0  # used record positions, torn ones included
     free: int = 0  # record positions still erased
+    stream_size: int = 0  # encoded transfers: checkpoints are offsets in this stream
+    stream_sha256: bytes = b""
 
 
 def encode_record(kind: RecordKind, arg: int = 0, sha256: bytes = b"", version: str = "") -> bytes:
@@ -133,6 +136,8 @@ def _apply(st: SlotStatus, kind: RecordKind, arg: int, sha: bytes, version: str)
         return SlotStatus(state=SlotState.WRITING, size=arg, sha256=sha, version=version)
     if st.state is SlotState.EMPTY:
         return st  # nothing counts before a BEGIN
+    if kind is RecordKind.STREAM and st.state is SlotState.WRITING and not st.stream_size:
+        return replace(st, stream_size=arg, stream_sha256=sha)
     if kind is RecordKind.CHECKPOINT and st.state is SlotState.WRITING:
         return replace(st, checkpoint=arg)
     if kind is RecordKind.COMPLETE and st.state is SlotState.WRITING:
@@ -158,6 +163,11 @@ class SlotTrailer:
         self.image_base = index * model.region_size
         self.base = self.image_base + model.slot_size
         self.size = model.trailer_size
+
+    def stream(self) -> tuple[int, bytes]:
+        """(size, SHA-256) of the encoded stream this slot's transfer carries; (0, b"") if raw."""
+        st = self.status()
+        return st.stream_size, st.stream_sha256
 
     def status(self) -> SlotStatus:
         return fold(self.flash.read(self.base, self.size))

@@ -8,7 +8,7 @@ import pytest
 from firmware import keys
 from firmware.compat import TargetInfo
 from firmware.keys import Algorithm, PrivateKey, PublicKey
-from firmware.package import HEADER_LEN, build, parse
+from firmware.package import HEADER_LEN, build, manifest_for, parse
 from firmware.policy import TrustPolicy, Verdict, check_package, evaluate
 from firmware.reasons import ReasonCode
 from firmware.twin import DesiredFirmware
@@ -146,3 +146,34 @@ def test_check_package_for_flash(signed: bytes, policy: TrustPolicy) -> None:
     assert check_package(signed, target=TARGET, policy=policy).ok
     wrong = replace(TARGET, compat="contoso:vmcu-l0:", model="vmcu-l0")
     _refused(check_package(signed, target=wrong, policy=policy), ReasonCode.INCOMPATIBLE_MODEL)
+
+
+def test_delta_package_only_for_its_base_and_never_as_a_full_image(
+    payload: bytes, signing_key: PrivateKey, policy: TrustPolicy
+) -> None:
+    base_sha = hashlib.sha256(b"old image").hexdigest()
+    m = manifest_for(payload, provider="contoso", name="sensor-app", version="1.2.3",
+                     manufacturer="contoso", model="vmcu-f4", delta_base="1.0.0",
+                     delta_base_sha256=base_sha, delta_target=b"\x5a" * 5000)  # fmt: skip
+    data = build(m, payload, signing_key)
+    # A path that writes payloads as images (flash, a driver without deltas): refused.
+    _refused(_eval(data, policy), ReasonCode.DELTA_UNSUPPORTED, "1.0.0")
+    _refused(check_package(data, target=TARGET, policy=policy), ReasonCode.DELTA_UNSUPPORTED)
+
+    def for_base(sha: str | None) -> Verdict:
+        target = replace(TARGET, delta_base_sha256=sha, slot_size=8000)
+        desired = _desired(data)
+        return evaluate(data, desired=desired, target=target, policy=policy, allow_delta=True)
+
+    assert for_base(base_sha).ok
+    _refused(for_base("cd" * 32), ReasonCode.DELTA_BASE_MISMATCH, "1.0.0", "cdcdcd")
+    _refused(for_base(None), ReasonCode.DELTA_BASE_MISMATCH, "unknown")
+    # The slot must hold the image the delta makes, not just the patch.
+    small = replace(TARGET, delta_base_sha256=base_sha, slot_size=4000)
+    verdict = evaluate(data, desired=_desired(data), target=small, policy=policy, allow_delta=True)
+    _refused(verdict, ReasonCode.TOO_LARGE, "5000")
+
+
+def test_a_delta_manifest_names_base_and_target_together(payload: bytes) -> None:
+    with pytest.raises(ValueError, match="together"):
+        make_manifest(payload, delta_base="1.0.0")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware import keys, package
+from firmware.cache import ContentCache
 from firmware.errors import FirmwareError
 from gateway import mergepatch
 from gateway.discovery import Probe
@@ -129,6 +130,7 @@ class FakeMcu:
         self.running = 0
         self.in_bootloader = False
         self.flashed: list[str] = []  # versions whose install began, in order
+        self.bases: list[bytes | None] = []  # Image.base of each install: a delta's base
         self.hold: asyncio.Event | None = None  # an install waits here after its first bytes
         self.flashing = asyncio.Event()  # set when an install has begun
         self.failures: list[DriverError] = []  # raised by the next installs, in order
@@ -181,10 +183,11 @@ class FakeDriver:
     async def install(self, image: Image, progress: ProgressFn = no_progress) -> InstallResult:
         mcu = self.mcu
         mcu.flashed.append(image.version)
+        mcu.bases.append(image.base)
         mcu.flashing.set()
         mcu.in_bootloader = True
         target = 1 - mcu.running
-        size = len(image.data)
+        size = len(image.data) if image.delta is None else image.delta.image_size
         mcu.slots[target] = SlotFacts(target, SlotState.WRITING, image.version, size)
         progress(Progress(Step.CONNECT, 0, size))
         progress(Progress(Step.WRITE, 0, size))
@@ -209,6 +212,7 @@ class FakeDownloader:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.cache = ContentCache(root / "cache", 1 << 26)  # the automatic deltas' bases
         self.packages: dict[str, bytes] = {}
         self.failures: dict[str, list[FirmwareError]] = {}
         self.fetches: list[str] = []

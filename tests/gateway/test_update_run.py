@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from firmware import keys
+from firmware.images import recall
 from firmware.policy import TrustPolicy
 from firmware.twin import parse_desired
 from gateway.config import PolicySettings
@@ -96,3 +98,22 @@ async def test_an_unplug_mid_flash_fails_in_applying_with_an_mcu_code(
             await run.run()
         assert journal.update_in_progress(UID).phase is Phase.APPLYING  # type: ignore[union-attr]
     assert (exc.value.code, exc.value.phase) == ("MCU_DISCONNECTED", "applying")
+
+
+async def test_the_next_update_gets_the_image_the_gateway_flashed_as_its_delta_base(
+    tmp_path: Path, key: Any
+) -> None:
+    mcu, downloader = FakeMcu(), FakeDownloader(tmp_path)
+    first, second = release(downloader, key, "2.0.0"), release(downloader, key, "2.1.0")
+    with Journal.open(tmp_path / "j") as journal:
+        journal.upsert_mcu(UID, device_id="mcu-1", model="vmcu-f4", port="p")
+        await _run(tmp_path, key, mcu, first.desired(), downloader, journal, []).run()
+        journal.finish_update(UID, Outcome.CURRENT)
+        await _run(tmp_path, key, mcu, second.desired(), downloader, journal, []).run()
+    # The factory image was never flashed by this gateway: no base. Then 2.0.0 is.
+    assert mcu.bases[0] is None
+    assert mcu.bases[1] == hashlib.sha256(b"2.0.0").digest() * (4096 // 32)
+    # A damaged cache copy is never used as a base.
+    digest = hashlib.sha256(mcu.bases[1]).hexdigest()
+    downloader.cache.path_of(digest).write_bytes(b"rot")
+    assert recall(downloader.cache, digest) is None

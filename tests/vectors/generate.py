@@ -133,7 +133,39 @@ def _vectors() -> list[Vector]:
                 version="",
                 flags=BeginFlags.COMPRESSED | BeginFlags.DELTA,
             ),
-            "reserved flags set, empty version string, all-zero sha256",
+            "flags without the encoding tail (refused UNSUPPORTED or MALFORMED), empty version, "
+            "zero sha256",
+        ),
+        Vector(
+            "begin_request_compressed",
+            5,
+            BeginRequest(
+                size=0x0002_1556,
+                sha256=IMAGE_SHA,
+                version="2.0.0",
+                flags=BeginFlags.COMPRESSED,
+                encoding=1,
+                stream_size=0x0001_3279,
+                stream_sha256=bytes(range(32)),
+            ),
+            "encoded transfer (§17): size and sha256 are the decoded image's; the tail "
+            "names the block stream DATA carries (base_sha256 zeros: not a delta)",
+        ),
+        Vector(
+            "begin_request_delta",
+            5,
+            BeginRequest(
+                size=0x0002_1556,
+                sha256=IMAGE_SHA,
+                version="2.0.1",
+                flags=BeginFlags.COMPRESSED | BeginFlags.DELTA,
+                encoding=1,
+                stream_size=0x0000_1181,
+                stream_sha256=bytes(range(32, 64)),
+                base_sha256=bytes(range(64, 96)),
+            ),
+            "delta (§17): blocks may read the fallback slot, whose image must hash to "
+            "base_sha256 (else DELTA_BASE_MISMATCH before anything is written)",
         ),
         Vector(
             "begin_request_utf8_version",
@@ -320,6 +352,24 @@ def _vectors() -> list[Vector]:
             "frame beyond the window, dropped",
         ),
         Vector(
+            "data_ack_decode_error",
+            10,
+            DataAck(status=Status.DECODE_ERROR, next_offset=0x0000_4000),
+            "an encoded block did not decode: the transfer ends, the slot is dropped",
+        ),
+        Vector(
+            "data_ack_block_length",
+            10,
+            DataAck(status=Status.BLOCK_LENGTH, next_offset=0x0000_4000),
+            "a block decoded to another length than its header says",
+        ),
+        Vector(
+            "data_ack_patch_rejected",
+            10,
+            DataAck(status=Status.PATCH_REJECTED, next_offset=0),
+            "a delta block reads outside the base image",
+        ),
+        Vector(
             "data_ack_misaligned",
             10,
             DataAck(status=Status.MISALIGNED, next_offset=0),
@@ -343,6 +393,12 @@ def _vectors() -> list[Vector]:
             ErrorResponse(opcode=Opcode.VERIFY, status=Status.VERIFY_FAILED),
             "an MCU that appends the computed hash to VERIFY_FAILED: read as trailing bytes",
             trailing=OLD_SHA,
+        ),
+        Vector(
+            "error_begin_delta_base_mismatch",
+            5,
+            ErrorResponse(opcode=Opcode.BEGIN, status=Status.DELTA_BASE_MISMATCH),
+            "BEGIN(DELTA) whose base_sha256 is not the fallback slot's image: nothing written",
         ),
         Vector(
             "error_response_begin_too_large",

@@ -47,13 +47,22 @@ def _value_to_json(value: Any) -> Any:
     return value
 
 
+#: BEGIN's encoded-transfer fields exist on the wire only with a non-zero encoding (§17).
+_BEGIN_EXT = {"encoding", "stream_size", "stream_sha256", "base_sha256"}
+
+
+def _wire_fields(message: Any) -> list[str]:
+    names = [f.name for f in dataclasses.fields(message)]
+    if isinstance(message, packets.BeginRequest) and not message.encoding:
+        names = [n for n in names if n not in _BEGIN_EXT]
+    return names
+
+
 def to_json(message: Message) -> dict[str, Any]:
     """Return the JSON form of ``message``."""
     return {
         "message": type(message).__name__,
-        "fields": {
-            f.name: _value_to_json(getattr(message, f.name)) for f in dataclasses.fields(message)
-        },
+        "fields": {n: _value_to_json(getattr(message, n)) for n in _wire_fields(message)},
     }
 
 
@@ -82,6 +91,8 @@ def _value_from_json(hint: Any, value: Any) -> Any:
 def _dataclass_from_json(cls: type[Any], fields: dict[str, Any]) -> Any:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
+    if cls is packets.BeginRequest and not (set(fields) & _BEGIN_EXT):
+        names -= _BEGIN_EXT  # a v1 BEGIN: the encoded-transfer tail is absent
     if set(fields) != names:
         raise ValueError(f"{cls.__name__} fields {sorted(fields)} != {sorted(names)}")
     return cls(**{name: _value_from_json(hints[name], fields[name]) for name in names})
