@@ -7,7 +7,6 @@ fits the device's buffer must be answered with its seq and opcode.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -15,7 +14,6 @@ import pytest
 
 from simulators.mcu.native import SOURCE_DIR
 
-pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
 FRAMES = 100_000
 
 
@@ -26,8 +24,6 @@ def fuzzer(tmp_path_factory: pytest.TempPathFactory) -> Path:
     flags = ["-std=c99", "-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
     cmd = ["cc", *flags, "-Wall", "-Wextra", "-Werror", "-Iinclude", "-Isrc", *srcs, "-o", str(out)]
     proc = subprocess.run(cmd, cwd=SOURCE_DIR, capture_output=True, text=True, check=False)
-    if proc.returncode != 0 and "asan" in proc.stderr.lower():
-        pytest.skip(f"no sanitizer runtime: {proc.stderr.strip()[:200]}")
     assert proc.returncode == 0, proc.stderr
     return out
 

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from simulators.mcu.native import SOURCE_DIR
 from tests.vectors.messages import FRAMES_JSON
-
-pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
 
 
 def _build(tmp_path: Path) -> Path:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import shutil
 import subprocess
 import sys
 import time
@@ -15,11 +14,6 @@ import pytest
 from simulators.mcu.models import MODELS
 from simulators.mcu.trailer import fold
 from tests.sim_harness import SimProcess, cli, cli_json, running_sim
-
-pytestmark = pytest.mark.skipif(
-    shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
-    reason="needs qemu-system-arm and gcc-arm-none-eabi (installed by .ci/run)",
-)
 
 QEMU = ("--impl", "qemu", "--model", "vmcu-l0")
 
