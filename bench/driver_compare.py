@@ -30,9 +30,7 @@ import contextlib
 import hashlib
 import importlib
 import json
-import os
 import random
-import selectors
 import shutil
 import signal
 import subprocess
@@ -42,8 +40,9 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from bench.flash_throughput import BenchError, _cli, _read_line
 from protocols import registry
 from protocols.driver import DriverOptions, DriverSpec, Image
 
@@ -59,10 +58,6 @@ SIM_ARGS: dict[str, list[str]] = {
 OPTIONS: dict[str, dict[str, str | int | bool]] = {
     "stm32-rom": {"enter_command": "bootloader\n"},
 }
-
-
-class BenchError(RuntimeError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -84,27 +79,6 @@ class Row:
         return (self.size / seconds) / (self.baud / 10) if seconds > 0 else 0.0
 
 
-def _cli() -> list[str]:
-    exe = shutil.which("mcu-gateway", path=str(Path(sys.executable).parent))
-    return [exe] if exe else [sys.executable, "-m", "gateway.cli"]
-
-
-def _read_line(stream: IO[bytes], timeout: float) -> str:
-    buf = b""
-    deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as sel:
-        sel.register(stream, selectors.EVENT_READ)
-        while not buf.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            if left <= 0 or not sel.select(left):
-                raise BenchError(f"no line within {timeout:g} s (got {buf!r})")
-            chunk = os.read(stream.fileno(), 1)
-            if not chunk:
-                break  # exited: the caller reports the log
-            buf += chunk
-    return buf.decode(errors="replace").strip()
-
-
 @contextlib.contextmanager
 def running_sim(name: str, baud: int, state: Path, log: Path) -> Iterator[str]:
     """A ``sim --bootloader NAME`` process; yields its pty path."""
@@ -114,7 +88,10 @@ def running_sim(name: str, baud: int, state: Path, log: Path) -> Iterator[str]:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=sink)
     try:
         assert proc.stdout is not None
-        line = _read_line(proc.stdout, 30)
+        try:
+            line = _read_line(proc.stdout, 30)
+        except BenchError:
+            line = ""  # exited or silent: its log says why
         if not line.startswith("PTY "):
             proc.wait(5)
             raise BenchError(f"no simulator: {log.read_text(errors='replace').strip()[-300:]}")

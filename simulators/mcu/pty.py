@@ -19,19 +19,23 @@ from simulators.mcu.link import LinkFaults, McuDriver
 POWER_CUT_EXIT = 3
 
 
-class PtyEndpoint:
-    """The master side of one pty, wired to one :class:`McuDriver`."""
+class PtyPort:
+    """The master side of one raw pseudo-terminal, shared by every simulator.
 
-    def __init__(self, core: McuCore, baud: int) -> None:
+    Writes never block and keep their order: what the kernel will not take now is
+    kept and sent when the pty is writable again. Bytes nobody will ever read are
+    dropped, as a UART with nothing attached drops them.
+    """
+
+    def __init__(self) -> None:
         self.master, self._slave = os.openpty()
         # Raw from the start: no echo or line editing before a client configures it.
         tty.setraw(self._slave)
         os.set_blocking(self.master, False)
         self.path = os.ttyname(self._slave)
         self._pending = bytearray()
-        self.driver = McuDriver(core, baud, self._write, LinkFaults(core.opts.link))
 
-    def _write(self, data: bytes) -> None:
+    def send(self, data: bytes) -> None:
         self._pending += data
         self._drain()
 
@@ -44,7 +48,7 @@ class PtyEndpoint:
                 loop.add_writer(self.master, self._on_writable)
                 return
             except OSError:
-                self._pending.clear()  # nobody reading and buffer gone: bytes lost, as on a UART
+                self._pending.clear()  # nobody reading and buffer gone: bytes lost
                 return
             del self._pending[:n]
 
@@ -52,26 +56,37 @@ class PtyEndpoint:
         asyncio.get_running_loop().remove_writer(self.master)
         self._drain()
 
-    def _on_readable(self) -> None:
+    def receive(self) -> bytes:
+        """What the client sent since last time; empty while no client holds the pty."""
         try:
-            data = os.read(self.master, 65536)
-        except (BlockingIOError, InterruptedError):
-            return
+            return os.read(self.master, 65536)
         except OSError:
-            return  # EIO while no client holds the slave open
+            return b""  # EAGAIN, or EIO while no client holds the slave open
+
+    def close(self) -> None:
+        with contextlib.suppress(RuntimeError):  # no loop running: nothing was watched
+            loop = asyncio.get_running_loop()
+            loop.remove_reader(self.master)
+            loop.remove_writer(self.master)
+        for fd in (self.master, self._slave):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+class PtyEndpoint(PtyPort):
+    """One pty wired to one :class:`McuDriver`."""
+
+    def __init__(self, core: McuCore, baud: int) -> None:
+        super().__init__()
+        self.driver = McuDriver(core, baud, self.send, LinkFaults(core.opts.link))
+
+    def _on_readable(self) -> None:
+        data = self.receive()
         if data:
             self.driver.feed(data)
 
     def start(self) -> None:
         asyncio.get_running_loop().add_reader(self.master, self._on_readable)
-
-    def close(self) -> None:
-        loop = asyncio.get_running_loop()
-        loop.remove_reader(self.master)
-        loop.remove_writer(self.master)
-        for fd in (self.master, self._slave):
-            with contextlib.suppress(OSError):
-                os.close(fd)
 
 
 def link_pty(target: str, link: Path) -> None:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
-import tty
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,25 +17,23 @@ from pathlib import Path
 from simulators.mcu.link import LinkFaults
 from simulators.mcu.mcuboot.device import McubootDevice
 from simulators.mcu.options import LinkFaultSpec
-from simulators.mcu.pty import link_pty
+from simulators.mcu.pty import PtyPort, link_pty
 
 BITS_PER_BYTE = 10
 
 
-class PacedPty:
+class PacedPty(PtyPort):
+    """One board's serial console on a pty, paced at the line rate."""
+
     def __init__(self, device: McubootDevice, baud: int, faults: LinkFaults | None = None) -> None:
+        super().__init__()
         self.device = device
         self.baud = baud
         self.faults = faults or LinkFaults(LinkFaultSpec())
-        self.master, self._slave = os.openpty()
-        tty.setraw(self._slave)  # raw from the start: no echo before a client configures it
-        os.set_blocking(self.master, False)
-        self.path = os.ttyname(self._slave)
         self._rx: deque[tuple[float, bytes]] = deque()
         self._tx: deque[tuple[float, bytes]] = deque()
         self._rx_clock = 0.0
         self._tx_clock = 0.0
-        self._pending = bytearray()
         self._wake = asyncio.Event()
         self._stopped = False
 
@@ -45,39 +41,15 @@ class PacedPty:
         return n * BITS_PER_BYTE / self.baud if self.baud > 0 else 0.0
 
     def _on_readable(self) -> None:
-        try:
-            data = os.read(self.master, 65536)
-        except (BlockingIOError, InterruptedError):
+        data = self.receive()
+        if not data:
             return
-        except OSError:
-            return  # EIO while no client holds the slave open
         now = asyncio.get_running_loop().time()
         data = self.faults.rx(data)
         for line in data.splitlines(keepends=True):  # each line lands at its own time
             self._rx_clock = max(self._rx_clock, now) + self._wire(len(line))
             self._rx.append((self._rx_clock, line))
         self._wake.set()
-
-    def _write(self, data: bytes) -> None:
-        self._pending += data
-        self._drain()
-
-    def _drain(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self._pending:
-            try:
-                n = os.write(self.master, self._pending)
-            except BlockingIOError:
-                loop.add_writer(self.master, self._on_writable)
-                return
-            except OSError:
-                self._pending.clear()  # nobody listening: bytes lost, as on a UART
-                return
-            del self._pending[:n]
-
-    def _on_writable(self) -> None:
-        asyncio.get_running_loop().remove_writer(self.master)
-        self._drain()
 
     def stop(self) -> None:
         self._stopped = True
@@ -96,7 +68,7 @@ class PacedPty:
                     device.receive(when, piece)
                 self._collect(device.poll(now))
                 while self._tx and self._tx[0][0] <= now:
-                    self._write(self._tx.popleft()[1])
+                    self.send(self._tx.popleft()[1])
                 times = [q[0][0] for q in (self._rx, self._tx) if q]
                 deadline = device.next_deadline()
                 if deadline is not None:
@@ -121,10 +93,6 @@ class PacedPty:
             self._tx_clock = max(self._tx_clock, when) + self._wire(len(data))
             self._tx.append((self._tx_clock, data))
 
-    def close(self) -> None:
-        for fd in (self.master, self._slave):
-            with contextlib.suppress(OSError):
-                os.close(fd)
 
 
 

@@ -11,15 +11,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import signal
 import sys
 import tempfile
-import tty
 from collections import deque
 from pathlib import Path
 
-from simulators.mcu.pty import link_pty
+from simulators.mcu.pty import PtyPort, link_pty
 from simulators.mcu.stm32rom.chip import (
     DEFAULT_MODEL,
     MODELS,
@@ -35,21 +33,17 @@ BITS_PER_BYTE = 11  # 8E1
 MIN_SLEEP_S = 0.001
 
 
-class PacedPty:
-    """The master side of one pty, as the chip's UART (implements ``chip.Port``)."""
+class PacedPty(PtyPort):
+    """One pty as the chip's UART (implements ``chip.Port``), paced at the line rate."""
 
     def __init__(self, baud: int) -> None:
+        super().__init__()
         self.baud = baud
-        self.master, self._slave = os.openpty()
-        tty.setraw(self._slave)  # raw before any client configures it
-        os.set_blocking(self.master, False)
-        self.path = os.ttyname(self._slave)
         self._rx = bytearray()
         self._due: deque[tuple[float, bytes]] = deque()
         self._rx_clock = 0.0
         self._tx_clock = 0.0
         self._arrived = asyncio.Event()
-        self._pending = bytearray()
         self._work_debt = 0.0
 
     def _wire(self, n: int) -> float:
@@ -59,10 +53,7 @@ class PacedPty:
         asyncio.get_running_loop().add_reader(self.master, self._on_readable)
 
     def _on_readable(self) -> None:
-        try:
-            data = os.read(self.master, 65536)
-        except OSError:
-            return  # EIO while no client holds the slave open
+        data = self.receive()
         if not data:
             return
         now = asyncio.get_running_loop().time()
@@ -94,8 +85,7 @@ class PacedPty:
         delay = self._tx_clock - loop.time()
         if delay >= MIN_SLEEP_S:
             await asyncio.sleep(delay)
-        self._pending += data
-        self._drain()
+        self.send(data)
 
     async def sleep(self, seconds: float) -> None:
         # Short flash operations add up until they are worth a timer wait.
@@ -104,30 +94,6 @@ class PacedPty:
             await asyncio.sleep(self._work_debt)
             self._work_debt = 0.0
 
-    def _drain(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self._pending:
-            try:
-                n = os.write(self.master, self._pending)
-            except BlockingIOError:
-                loop.add_writer(self.master, self._on_writable)
-                return
-            except OSError:
-                self._pending.clear()  # nobody reading: lost, as on a UART
-                return
-            del self._pending[:n]
-
-    def _on_writable(self) -> None:
-        asyncio.get_running_loop().remove_writer(self.master)
-        self._drain()
-
-    def close(self) -> None:
-        loop = asyncio.get_running_loop()
-        loop.remove_reader(self.master)
-        loop.remove_writer(self.master)
-        for fd in (self.master, self._slave):
-            with contextlib.suppress(OSError):
-                os.close(fd)
 
 
 
