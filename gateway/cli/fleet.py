@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from firmware.urls import redact_url
 from gateway.cli.common import CommandError
 
 if TYPE_CHECKING:
@@ -488,7 +489,7 @@ def _show(args: argparse.Namespace) -> int:
     console.print(_ring_table(rollout))
     plan = rollout.plan
     console.print(
-        f"target: {plan.target}\npackage: {plan.package.uri} ({plan.package.size} "
+        f"target: {plan.target}\npackage: {redact_url(plan.package.uri)} ({plan.package.size} "
         f"bytes)\nmax failure rate {plan.max_failure_rate:g}, min success "
         f"{plan.min_success if plan.min_success is not None else 'auto'}"
     )

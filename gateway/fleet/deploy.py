@@ -215,7 +215,7 @@ def _extra_config(
     now = dt.datetime.now(dt.UTC)
     return Config(
         id=cid,
-        content={"properties.desired.firmware": package.desired(uri_suffix="")},
+        content={"properties.desired.firmware": package.desired()},
         target_condition=pin(hub, rollout.plan, suffix, devices),
         priority=rollout.plan.priority,
         labels={FLEET_LABEL: kind, "rollout": rollout.plan.name, "version": package.version},

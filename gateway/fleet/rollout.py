@@ -62,10 +62,10 @@ class Package:
     window: str | None = None  # "HH:MM-HH:MM", UTC
     allow_downgrade: bool = False
 
-    def desired(self, uri_suffix: str = "") -> dict[str, Any]:
+    def desired(self) -> dict[str, Any]:
         fw: dict[str, Any] = {
             "fwVersion": self.version,
-            "fwPackageURI": self.uri + uri_suffix,
+            "fwPackageURI": self.uri,
             "fwPackageCheckValue": self.check_value.lower(),
             "fwPackageSize": self.size,
             "allowDowngrade": self.allow_downgrade,

@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from firmware.urls import redact_url
 from gateway.fleet.errors import FleetError
 from gateway.fleet.rollout import Package
 
@@ -30,17 +31,12 @@ def check_package(package: Package, ca_file: Path | None = None) -> None:
             length = response.headers.get("Content-Length")
     except urllib.error.HTTPError as exc:
         raise FleetError(
-            f"package URI fails: HTTP {exc.code} {exc.reason} from {_short(uri)}"
+            f"package URI fails: HTTP {exc.code} {exc.reason} from {redact_url(uri)}"
         ) from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise FleetError(f"package URI fails: {reason} ({_short(uri)})") from None
+        raise FleetError(f"package URI fails: {reason} ({redact_url(uri)})") from None
     if length is not None and length.isdigit() and int(length) != package.size:
         raise FleetError(
-            f"package URI serves {length} bytes but --size says {package.size} ({_short(uri)})"
+            f"package URI serves {length} bytes but --size says {package.size} ({redact_url(uri)})"
         )
-
-
-def _short(uri: str) -> str:
-    """Without the query string: a blob URL's SAS token is a secret."""
-    return uri.split("?", 1)[0][:200]

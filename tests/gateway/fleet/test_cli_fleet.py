@@ -177,11 +177,13 @@ def test_tag_deploy_rollouts_show_cancel(
                          *c)  # fmt: skip
     assert code == 0, err
     assert fast_hub.twin("m4").tags == {"group": "b", "ring": "canary"}
-    deploy = ["fleet", "deploy", "--name", "v3", "--package-uri", package_server, "--check-value",
+    sas_uri = package_server + "?sv=2024-01-01&sig=s3cr3t-sig"  # a Blob SAS URL's shape
+    deploy = ["fleet", "deploy", "--name", "v3", "--package-uri", sas_uri, "--check-value",
               SHA, "--size", "10", "--version", "3.0.0", "--target", "tags.group = 'b'",
               "--rings", "canary,all", *c]  # fmt: skip
     code, out, err = run(capsys, *with_flag(deploy, "--size", "99"))
     assert code == 1 and "serves 10 bytes but --size says 99" in err
+    assert "s3cr3t" not in err
     code, out, err = run(capsys, *deploy)
     assert code == 0, err
     assert "rollout v3: waiting: ring 1 (canary)" in out
@@ -203,6 +205,8 @@ def test_tag_deploy_rollouts_show_cancel(
     assert listed["started"][0]["applied"] == 1
     code, out, _ = run(capsys, "fleet", "show", "v3", *c)
     assert code == 0 and "canary" in out and "not started" in out
+    assert "package: http://" in out and "s3cr3t" not in out  # the SAS token is a secret
+    assert fast_hub.twin("m4").desired["firmware"]["fwPackageURI"] == sas_uri  # the MCU needs it
 
     code, out, err = run(capsys, "fleet", "cancel", "v3", *c)
     assert code == 0, err
