@@ -2,8 +2,10 @@
 
     python -m bench.powercut [--depth 4] [--models vmcu-l0,vmcu-f4,vmcu-h7]
                              [--sectors 3] [--samples 2000] [--seed 1] [--exhaustive-depth 2]
+                             [--encodings raw,compressed,delta]
 
-For each model: every single cut of a full update, every pair of cuts (or up to
+For each model and transfer encoding (raw, an LZMA-compressed stream, a delta
+against the factory image; §17): every single cut of a full update, every pair of cuts (or up to
 ``--exhaustive-depth``), the same op cut ``depth`` times in a row for every op,
 and ``--samples`` random sequences ``depth`` cuts deep. Any sequence that
 breaks the invariant stops the run and is printed so it can be replayed with
@@ -19,6 +21,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 
+from protocols.mcugw.encoding import Encoded, compress, delta
 from simulators.mcu.core import _synthetic_image
 from simulators.mcu.cutcheck import (
     InvariantBroken,
@@ -34,13 +37,34 @@ from simulators.mcu.cutdevice import SimDevice
 from simulators.mcu.models import MODELS, McuModel
 
 
-def _update(model: McuModel, sectors: int) -> Update:
+def _code_like(seed: int, n: int) -> bytes:
+    """Compressible bytes: words drawn from a small vocabulary, as machine code is."""
+    rng = random.Random(seed)
+    words = [rng.randbytes(4) for _ in range(400)]
+    return b"".join(rng.choice(words) for _ in range(n // 4))
+
+
+def _update(model: McuModel, sectors: int, encoding: str = "raw") -> Update:
+    factory = _synthetic_image("1.0.0")
+    size = sectors * model.sector_size - 100
+    encoded: Encoded | None = None
+    if encoding == "raw":
+        image = random.Random(5).randbytes(size)
+    elif encoding == "compressed":
+        image = _code_like(2, size)
+        encoded = compress(image)
+    else:  # a delta: the factory image with a small change, plus new code after it
+        changed = bytearray(factory)
+        changed[3000:3010] = b"0123456789"
+        image = bytes(changed) + _code_like(3, max(0, size - len(factory)))
+        encoded = delta(factory, image)
     return Update(
-        image=random.Random(5).randbytes(sectors * model.sector_size - 100),
+        image=image,
         version="2.0.0",
-        old_sha256=hashlib.sha256(_synthetic_image("1.0.0")).digest(),
+        old_sha256=hashlib.sha256(factory).digest(),
         max_data=model.max_data,
         boot_s=model.boot_ms / 1000,
+        encoded=encoded,
     )
 
 
@@ -71,24 +95,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--sectors", type=int, default=3, help="image size in sectors")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--encodings", default="raw,compressed,delta", help="transfer encodings")
     args = p.parse_args(argv)
+    encodings = args.encodings.split(",")
+    for enc in encodings:
+        if enc not in ("raw", "compressed", "delta"):
+            p.error(f"--encodings: {enc!r} is not raw, compressed or delta")
     print(f"{'model':<8} {'mode':<22} {'seqs':>8} {'cuts':>8} {'old':>7} {'new':>7} {'s':>8}")
     for name in args.models.split(","):
         model = MODELS[name]
-        up = _update(model, args.sectors)
 
         def make(model: McuModel = model) -> SimDevice:
             return SimDevice(model)
 
-        print(f"{name:<8} {'ops in a full update':<22} {ops_after(make, up, ()):>8}")
-        for label, sequences in _modes(make, up, args):
-            t0 = time.monotonic()
-            try:
-                report = check(make, up, sequences)
-            except InvariantBroken as exc:
-                print(f"{name}: {label}: INVARIANT BROKEN: {exc}", file=sys.stderr)
-                return 1
-            _row(name, label, report, time.monotonic() - t0)
+        for enc in encodings:
+            up = _update(model, args.sectors, enc)
+            print(f"{name:<8} {enc + ': ops in an update':<22} {ops_after(make, up, ()):>8}")
+            for label, sequences in _modes(make, up, args):
+                t0 = time.monotonic()
+                try:
+                    report = check(make, up, sequences)
+                except InvariantBroken as exc:
+                    print(f"{name}: {enc}: {label}: INVARIANT BROKEN: {exc}", file=sys.stderr)
+                    return 1
+                _row(name, f"{enc[:5]} {label}", report, time.monotonic() - t0)
     return 0
 
 

@@ -252,7 +252,7 @@ def _static(t: Table) -> StaticSettings:
 def _serial(t: Table) -> SerialSettings:
     from protocols import registry
 
-    known = registry.available()
+    known = registry.names()
 
     def driver_name(table: Table, key: str, name: str) -> str:
         if name not in known:

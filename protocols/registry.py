@@ -75,11 +75,19 @@ def available() -> dict[str, DriverSpec]:
     return found
 
 
+def names() -> list[str]:
+    """Every driver name, without importing any driver (for help texts and config checks)."""
+    return sorted(set(BUILTIN) | {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
+
+
 def get(name: str) -> DriverSpec:
-    drivers = available()
-    if name not in drivers:
-        raise UnknownDriver(name, sorted(drivers))
-    return drivers[name]
+    """One driver by name, importing only that driver."""
+    spec = _load(BUILTIN[name]) if name in BUILTIN else None
+    if spec is None:
+        spec = available().get(name)
+    if spec is None:
+        raise UnknownDriver(name, names())
+    return spec
 
 
 def probe_order(names: Sequence[str] = ()) -> list[DriverSpec]:
@@ -141,6 +149,7 @@ __all__ = [
     "connect",
     "detect",
     "get",
+    "names",
     "open_driver",
     "probe_order",
 ]

@@ -21,9 +21,7 @@ def add_driver_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--bootloader",
         metavar="NAME",
-        help="bootloader driver (default: try each: "
-        + ", ".join(s.name for s in registry.probe_order())
-        + ")",
+        help="bootloader driver: " + ", ".join(registry.names()) + " (default: try each)",
     )
     p.add_argument(
         "--driver-opt",

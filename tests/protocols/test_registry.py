@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import types
 from importlib.metadata import EntryPoint
@@ -83,3 +84,17 @@ def test_broken_plugins_are_skipped_with_a_warning(
     assert "failed to load" in text
     assert "'odd'" in text
     assert "not a DriverSpec" in text
+
+
+def test_names_and_get_import_only_what_they_need() -> None:
+    # Every CLI command builds the --bootloader help; that must not import every driver
+    # (MCUboot's pulls in pydantic: a third of a second per command).
+    code = (
+        "import sys; from protocols import registry; "
+        "assert {'mcugw', 'stm32-rom', 'mcuboot'} <= set(registry.names()); "
+        "registry.get('mcugw'); "
+        "print(sorted(m for m in sys.modules if m.startswith(('protocols.mcuboot', "
+        "'protocols.stm32rom'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
