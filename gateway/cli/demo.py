@@ -94,7 +94,7 @@ async def _demo(args: argparse.Namespace, root: Path) -> int:
     from gateway.service import Gateway
 
     console = Console()
-    kinds = MIXED if getattr(args, "mix", False) else MODELS
+    kinds = MIXED if args.mix else MODELS
     models = [kinds[i % len(kinds)] for i in range(args.mcus)]
     console.print(f"[bold]mcu-gateway demo[/]: {args.mcus} virtual MCUs at {args.baud} baud, "
                   f"state in {root}")  # fmt: skip
