@@ -29,6 +29,7 @@ from typing import Any
 
 from firmware.errors import DesiredFirmwareError
 from firmware.twin import DesiredFirmware, parse_desired
+from gateway.codes import GatewayCode
 from gateway.discovery import Probe
 from gateway.errors import CloudAuthError, CloudError
 from gateway.journal import Outcome
@@ -43,7 +44,7 @@ from gateway.reported import (
     utc_iso,
     utc_now,
 )
-from gateway.retry import RetryPolicy, is_transient
+from gateway.retry import RetryPolicy
 from gateway.seams import OpenDriver, TwinLink
 from gateway.update import UpdateEnv, UpdateFailed, UpdateRun, final_report
 from protocols import registry
@@ -364,7 +365,7 @@ class McuAgent:
         except asyncio.CancelledError:
             if not self._closing and self._update_sig == sig:
                 # Aborted (method or unplug), not superseded: say so in the twin.
-                journal.finish_update(self.uid, Outcome.CANCELLED, error_code="ABORTED")
+                journal.finish_update(self.uid, Outcome.CANCELLED, error_code=GatewayCode.ABORTED)
             raise
         except UpdateFailed as exc:
             await self._failed(desired, sig, run.started, exc)
@@ -372,7 +373,7 @@ class McuAgent:
         except Exception as exc:  # a bug must not take the other MCUs down
             self.log.exception("update crashed")
             failure = UpdateFailed(
-                "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}", run.phase.value
+                GatewayCode.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", run.phase.value
             )
             await self._failed(desired, sig, run.started, failure)
             return
@@ -411,7 +412,7 @@ class McuAgent:
             "update to %s failed: %s %s", desired.fwVersion, exc.code, exc.message
         )
         failures = self._failures[sig] = self._failures.get(sig, 0) + 1
-        transient = is_transient(exc.code)
+        transient = exc.kind.transient
         delay = self.retry_policy.next_delay(failures, self._rng) if transient else None
         if transient:
             self._transient.add(sig)  # the link, the network or the MCU: a reattach may cure it
@@ -500,7 +501,9 @@ class McuAgent:
                     "lastFwUpdateEndTime": utc_now(),
                     "nextRetryTime": None,
                     "error": error_section(
-                        "ABORTED", "aborted by the abortUpdate method", Phase.APPLYING.value
+                        GatewayCode.ABORTED,
+                        "aborted by the abortUpdate method",
+                        Phase.APPLYING.value,
                     ),
                 }
             },
