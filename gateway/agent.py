@@ -44,7 +44,7 @@ from gateway.reported import (
     utc_iso,
     utc_now,
 )
-from gateway.retry import RetryPolicy
+from gateway.retry import RetryPolicy, retry_delay
 from gateway.seams import OpenDriver, TwinLink
 from gateway.update import UpdateEnv, UpdateFailed, UpdateRun, final_report
 from protocols import registry
@@ -413,7 +413,7 @@ class McuAgent:
         )
         failures = self._failures[sig] = self._failures.get(sig, 0) + 1
         transient = exc.kind.transient
-        delay = self.retry_policy.next_delay(failures, self._rng) if transient else None
+        delay = retry_delay(exc.kind, failures, self.retry_policy, self._rng)
         if transient:
             self._transient.add(sig)  # the link, the network or the MCU: a reattach may cure it
         else:

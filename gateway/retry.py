@@ -21,6 +21,15 @@ from dataclasses import dataclass
 
 from gateway.codes import kind_of
 from gateway.config import PolicySettings
+from protocols.failures import Kind
+
+
+def retry_delay(
+    kind: Kind, failures: int, policy: RetryPolicy, rng: random.Random | None = None
+) -> float | None:
+    """Seconds until the gateway tries again by itself after ``failures`` in a row, or
+    None: only an operator (a new desired state or ``retry`` value) starts it again."""
+    return policy.next_delay(failures, rng) if kind.transient else None
 
 
 def is_transient(code: str) -> bool:

@@ -110,11 +110,13 @@ class McubootDriver:
 
     # --- errors ------------------------------------------------------------------
 
-    def _fail(self, exc: BaseException, step: Step) -> DriverError:
+    def _fail(self, exc: BaseException, step: Step, probing: bool = False) -> DriverError:
         if isinstance(exc, DriverError):
             return exc
         silent = isinstance(exc, SmpTimeout | FrameError | SmpProtocolError)
-        if silent and not self.link.answered and step is Step.CONNECT:
+        # Only a probe may take garbage for "not SMP": a device being updated was identified
+        # as one, so damaged answers there are a damaged link (and retried as one).
+        if silent and not self.link.answered and probing:
             # Silence, an echo or another protocol's bytes: not an SMP server.
             return NoAnswer(f"no SMP answer on {self._port}: {exc}")
         return DriverError(error_code(exc), str(exc), step)
@@ -248,7 +250,7 @@ class McubootDriver:
         try:
             return await self._facts()
         except (SmpError, TransportDisconnected) as exc:
-            raise self._fail(exc, Step.CONNECT) from exc
+            raise self._fail(exc, Step.CONNECT, probing=True) from exc
 
     # --- install -----------------------------------------------------------------
 

@@ -53,10 +53,14 @@ NAME = "mcugw"
 _STEP_OF_PHASE = {"applying": Step.WRITE, "verifying": Step.CHECK, "rebooting": Step.BOOT}
 
 
-def error_code(exc: ProtocolError) -> Code:
-    """The error code (and with it the kind) for one of this protocol's exceptions."""
+def error_code(exc: ProtocolError, garbled: bool = False) -> Code:
+    """The error code (and with it the kind) for one of this protocol's exceptions.
+
+    ``garbled``: damaged frames arrived while the call waited, so a timeout is a
+    damaged link (answers that never arrived whole), not a silent device.
+    """
     if isinstance(exc, DeviceTimeout):
-        return DriverCode.TIMEOUT
+        return DriverCode.PROTOCOL_ERROR if garbled else DriverCode.TIMEOUT
     if isinstance(exc, TransportDisconnected | PortNotFound):
         return DriverCode.DISCONNECTED
     if isinstance(exc, DeviceRejected):
@@ -146,12 +150,17 @@ class McugwDriver:
         self.options = options
         self._port = transport.name
         self.session = BootloaderSession(transport, options.baud)
+        self._garbled0 = 0  # damaged frames seen before the current public call
 
-    def _fail(self, exc: ProtocolError, step: Step) -> DriverError:
-        if isinstance(exc, DeviceTimeout) and self.session.hello_info is None:
+    def _begin(self) -> None:
+        self._garbled0 = self.session.stats.garbled
+
+    def _fail(self, exc: ProtocolError, step: Step, probing: bool = False) -> DriverError:
+        if probing and isinstance(exc, DeviceTimeout) and self.session.hello_info is None:
             # Silence, an echo or another protocol's chatter: not an MCU of ours.
             return NoAnswer(str(exc))
-        return DriverError(error_code(exc), str(exc), step)
+        garbled = self.session.stats.garbled > self._garbled0
+        return DriverError(error_code(exc, garbled), str(exc), step)
 
     async def _facts(self) -> DeviceFacts:
         hello = self.session.hello_info
@@ -160,13 +169,15 @@ class McugwDriver:
         return facts_from(hello, info)
 
     async def identify(self) -> DeviceFacts:
+        self._begin()
         try:
             await self.session.hello()
             return await self._facts()
         except ProtocolError as exc:
-            raise self._fail(exc, Step.CONNECT) from exc
+            raise self._fail(exc, Step.CONNECT, probing=True) from exc
 
     async def install(self, image: Image, progress: ProgressFn = no_progress) -> InstallResult:
+        self._begin()
         step = Step.CONNECT
         started = time.monotonic()
 
@@ -226,6 +237,7 @@ class McugwDriver:
         )
 
     async def reboot(self) -> DeviceFacts:
+        self._begin()
         try:
             await self.session.hello()
             await self.session.info()  # geometry: boot time for the probes after reset
@@ -236,6 +248,7 @@ class McugwDriver:
             raise self._fail(exc, Step.BOOT) from exc
 
     async def abort(self) -> DeviceFacts:
+        self._begin()
         try:
             hello = await self.session.hello()
             if hello.mode is Mode.BOOTLOADER:
