@@ -301,7 +301,6 @@ class UpdateRun:
             Phase.REBOOTING.value,
         )
 
-
     def _check_claim(self, facts: DeviceFacts) -> None:
         """A driver's *confirmed* stands only if the MCU itself says so, read afterwards.
 
