@@ -32,9 +32,17 @@ def same_version(a: str | None, b: str | None) -> bool:
     if a is None or b is None:
         return False
     try:
-        return semver.Version.parse(a) == semver.Version.parse(b)
+        return _semver(a) == _semver(b)
     except ValueError:
         return a == b
+
+
+def _semver(text: str) -> semver.Version:
+    # mcumgr prints an MCUboot build number as a fourth field: 1.2.3.4 is 1.2.3+4.
+    major, _, build = text.rpartition(".")
+    if major.count(".") == 2 and build.isdigit() and "+" not in text and "-" not in text:
+        text = f"{major}+{build}"
+    return semver.Version.parse(text)
 
 
 @dataclass(frozen=True)

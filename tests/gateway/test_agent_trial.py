@@ -147,3 +147,13 @@ def test_reconcile_never_settles_a_trial_run_as_current() -> None:
     assert state.firmware["fwUpdateStatus"] == "error"
     settled = reconcile(installed="2.0.0", desired=None, run=Run())  # type: ignore[arg-type]
     assert settled.finish is Outcome.CURRENT
+
+
+def test_an_mcuboot_build_number_is_the_same_version_as_its_semver_form() -> None:
+    from gateway.reconcile import same_version
+
+    assert same_version("1.2.3.4", "1.2.3+4")  # mcumgr's form, the package's form
+    assert same_version("2.0.0", "2.0.0")
+    assert not same_version("1.2.3.4", "1.2.4")
+    assert not same_version("2.0.0", "2.0.1")
+    assert not same_version("1.2.3-rc.1", "1.2.3")
