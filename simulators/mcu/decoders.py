@@ -69,14 +69,13 @@ class _Block:
             self.lz = None
             self.zl = zlib.decompressobj(-15, zdict=zdict) if zdict else zlib.decompressobj(-15)
 
-    @property
     def ended(self) -> bool:
         """The codec has read its end mark (LZMA's, or DEFLATE's final block)."""
         return bool(self.lz.eof if self.lz is not None else self.zl.eof)
 
     def decode(self, chunk: bytes) -> bytes:
         """Decode the next encoded bytes; every codec exception is mapped by the caller."""
-        if self.ended:
+        if self.ended():
             # The end mark came before enc_len: the rest is garbage (liblzma would
             # raise EOFError here, zlib would hide it in unused_data).
             raise DecodeError(Status.DECODE_ERROR.name, _AFTER_END_MARK)
@@ -91,12 +90,12 @@ class _Block:
                 Status.BLOCK_LENGTH.name,
                 f"block at {self.h.out_offset} decodes past its {self.h.out_len} bytes",
             )
-        if self.ended and (self.lz.unused_data if self.lz is not None else self.zl.unused_data):
+        if self.ended() and (self.lz.unused_data if self.lz is not None else self.zl.unused_data):
             raise DecodeError(Status.DECODE_ERROR.name, _AFTER_END_MARK)
         return out
 
     def finish(self) -> None:
-        if not self.ended:
+        if not self.ended():
             if self.produced < self.h.out_len:
                 raise DecodeError(
                     Status.BLOCK_LENGTH.name,
