@@ -17,6 +17,18 @@
 #ifndef BL_WRITE_MAX
 #define BL_WRITE_MAX 32u
 #endif
+/* The smallest write_size any configuration uses: it sizes the bitmap of held write units
+ * (one bit per unit of the window), so a build for 8-byte writes needs no per-byte map. */
+#ifndef BL_WRITE_MIN
+#define BL_WRITE_MIN 1u
+#endif
+
+/* A compile-time check that also works in C99 (where _Static_assert is missing). */
+#if defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
+#define BL_STATIC_ASSERT(cond, name) _Static_assert(cond, #name)
+#else
+#define BL_STATIC_ASSERT(cond, name) typedef char bl_static_assert_##name[(cond) ? 1 : -1]
+#endif
 
 #define BL_VERSION_MAX 80u
 #define BL_RECORD_SIZE 128u
@@ -26,6 +38,22 @@
 #define BL_RX_MAX (BL_BODY_MAX + BL_BODY_MAX / 254u + 1u)
 /* The largest answer is INFO: 3 + 33 + 25 + 49 + 17 + 27 + 1 + 2 x 120 = 395 payload bytes. */
 #define BL_TX_MAX 408u
+/* Largest max_data the wire allows: a DATA body's length field is a u16 (§14). */
+#define BL_MAX_DATA_WIRE 8178u
+
+/* A geometry the core can serve whatever its buffers (a constant expression, so a port
+ * can _Static_assert it on its own tables): power-of-two writes that tile a 128-byte
+ * trailer record, sectors, slots and trailers in whole units, a trailer with room for a
+ * whole trial (§10.1), frames on the write grid and a window of whole frames' units.
+ * bl_config_error() checks the same at run time, plus the buffers of this build. */
+#define BL_POW2(x) ((x) != 0u && ((x) & ((x)-1u)) == 0u)
+#define BL_GEOMETRY_OK(slot, trailer, sector, write, trials, max_data, window)                  \
+    (BL_POW2(write) && (write) <= BL_RECORD_SIZE && (sector) % (write) == 0u &&                \
+     (sector) > 0u && (slot) > 0u && (slot) % (sector) == 0u && (trailer) % (sector) == 0u &&   \
+     (trailer) / BL_RECORD_SIZE >= (trials) + 7u && (trailer) / BL_RECORD_SIZE <= 65535u &&    \
+     (trials) >= 1u && (trials) <= 250u && (max_data) > 0u && (max_data) % (write) == 0u &&     \
+     (max_data) <= BL_MAX_DATA_WIRE && (window) >= (max_data) && (window) % (write) == 0u &&  \
+     (slot) <= 0x7FFFFFFFu - (trailer))
 
 enum { BL_OK = 0, BL_UNSUPPORTED, BL_MALFORMED, BL_BAD_STATE, BL_OUT_OF_RANGE, BL_TOO_LARGE,
        BL_VERIFY_FAILED, BL_FLASH_ERROR, BL_BUSY, BL_NOT_IN_BOOTLOADER, BL_REFUSED,
@@ -82,7 +110,7 @@ typedef struct bl {
     uint8_t rx_over;
     /* Window: bytes ahead of `expected`, at offset % window, plus a bitmap of held write units. */
     uint8_t win[BL_WINDOW_MAX];
-    uint8_t held[BL_WINDOW_MAX / 4u / 8u];
+    uint8_t held[(BL_WINDOW_MAX / BL_WRITE_MIN + 7u) / 8u];
     uint8_t held_any;
     uint8_t tx[BL_TX_MAX];
     uint8_t rec[BL_RECORD_SIZE];
@@ -93,8 +121,13 @@ typedef struct bl {
     uint32_t frames_ok, frames_bad;
 } bl_t;
 
-/* Power-on: run the boot decision (§10.3) unless stay; afterwards mode is APP or BOOTLOADER. */
-void bl_init(bl_t *bl, const bl_config_t *cfg, int stay, uint32_t baud);
+/* NULL if this build can serve cfg, else why not (one line naming the field). */
+const char *bl_config_error(const bl_config_t *cfg);
+static inline int bl_config_ok(const bl_config_t *cfg) { return bl_config_error(cfg) == 0; }
+/* Power-on: refuse a configuration the buffers cannot hold (returns -1, bl stays inert:
+ * bl_feed ignores input), else run the boot decision (§10.3) unless stay and return 0;
+ * afterwards mode is APP or BOOTLOADER. */
+int bl_init(bl_t *bl, const bl_config_t *cfg, int stay, uint32_t baud);
 /* Feed received bytes (from the HAL's receive ring). */
 void bl_feed(bl_t *bl, const uint8_t *p, size_t n);
 /* Timers (SET_BAUD fallback); call with hal_millis() from the main loop. */

@@ -143,18 +143,20 @@ static void boot_decision(bl_t *bl) {
     }
 }
 
-void bl_init(bl_t *bl, const bl_config_t *cfg, int stay, uint32_t baud) {
+int bl_init(bl_t *bl, const bl_config_t *cfg, int stay, uint32_t baud) {
     memset(bl, 0, sizeof *bl);
-    bl->cfg = cfg;
     bl->running_slot = 0xFF;
     bl->baud = baud;
     bl->mode = BL_MODE_BOOTLOADER;
+    if (!bl_config_ok(cfg)) return -1; /* cfg stays NULL: bl_feed ignores input */
+    bl->cfg = cfg;
     if (!stay) boot_decision(bl);
+    return 0;
 }
 
 int bl_app_confirm(bl_t *bl) {
     bl_slot_t st;
-    if (bl->running_slot == 0xFF) return BL_NO_IMAGE;
+    if (!bl->cfg || bl->running_slot == 0xFF) return BL_NO_IMAGE;
     bl_slot_status(bl, bl->running_slot, &st);
     if (st.state == BL_CONFIRMED) return BL_OK;
     if (st.state != BL_TRIAL) return BL_NO_IMAGE;
@@ -541,6 +543,7 @@ static void on_set_baud(bl_t *bl, uint16_t seq, const uint8_t *p, size_t n) {
 }
 
 void bl_tick(bl_t *bl, uint32_t now_ms) {
+    if (!bl->cfg) return;
     /* No valid frame within 1 s of a SET_BAUD: back to the old rate (§9.5). */
     if (bl->baud_probation && now_ms - bl->baud_since >= 1000u) {
         bl->baud_probation = 0;
@@ -636,9 +639,11 @@ static void segment(bl_t *bl) {
 }
 
 void bl_feed(bl_t *bl, const uint8_t *p, size_t n) {
+    size_t body, limit;
+    if (!bl->cfg) return; /* refused by bl_init */
     /* The device's own limit: the COBS worst case of a body with max_data bytes of DATA. */
-    size_t body = (bl->cfg->max_data + 4u > 121u ? bl->cfg->max_data + 4u : 121u) + 10u;
-    size_t limit = body + body / 254u + 1u;
+    body = (bl->cfg->max_data + 4u > 121u ? bl->cfg->max_data + 4u : 121u) + 10u;
+    limit = body + body / 254u + 1u;
     if (limit > BL_RX_MAX) limit = BL_RX_MAX;
     while (n--) {
         uint8_t c = *p++;

@@ -406,7 +406,8 @@ int main(int argc, char **argv) {
     g_bl.cfg = &g_cfg;
     sim_factory_install(&g_bl, app_version);
     /* Power-on first: a cut in the boot decision exits before a port is announced. */
-    bl_init(&g_bl, &g_cfg, 0, g_baud);
+    if (bl_init(&g_bl, &g_cfg, 0, g_baud) != 0)
+        die(2, "configuration refused: %s", bl_config_error(&g_cfg));
     (void)open_pty(link);
     sim_app_booted(&app, &g_bl, hal_millis(), crashes());
     for (;;) {
@@ -426,7 +427,7 @@ int main(int argc, char **argv) {
             hal_uart_flush();
             g_rxn = 0; /* whatever was received is lost in the reboot */
             discard_input(g_cfg.boot_ms);
-            bl_init(&g_bl, &g_cfg, stay, g_base_baud);
+            (void)bl_init(&g_bl, &g_cfg, stay, g_base_baud); /* accepted at power-on */
             g_baud = g_base_baud;
             g_busy_until = 0;
             f_deaf = 0;

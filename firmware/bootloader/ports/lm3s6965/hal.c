@@ -278,7 +278,7 @@ int main(void) {
     REG(0xE000E014u) = 120000u - 1u; /* SysTick ~10 ms: wakes WFI for the timers */
     REG(0xE000E018u) = 0;
     REG(0xE000E010u) = 3u; /* enable, interrupt, reference clock */
-    bl_init(&g_bl, &g_cfg, 0, 115200);
+    if (bl_init(&g_bl, &g_cfg, 0, 115200) != 0) port_fail("configuration refused", bl_config_error(&g_cfg));
     sim_app_booted(&app, &g_bl, hal_millis(), crashes());
     for (;;) {
         uint32_t n = rx_take(buf, sizeof buf), now;
@@ -291,7 +291,7 @@ int main(void) {
             int stay = g_bl.reset_req == 2;
             uint32_t until = hal_millis() + g_cfg.boot_ms;
             while ((int32_t)(hal_millis() - until) < 0) (void)rx_take(buf, sizeof buf); /* lost */
-            bl_init(&g_bl, &g_cfg, stay, 115200);
+            (void)bl_init(&g_bl, &g_cfg, stay, 115200); /* accepted at power-on */
             g_deaf = 0;
             sim_app_booted(&app, &g_bl, hal_millis(), crashes());
         }
