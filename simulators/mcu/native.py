@@ -30,7 +30,11 @@ SOURCE_DIR = Path(__file__).resolve().parents[2] / "firmware" / "bootloader"
 IMPLS = ("python", "c", "qemu")
 #: The protocol core: what every port links (the Makefile's CORE).
 CORE = (
-    "src/bl_core.c",
+    "src/bl_frame.c",
+    "src/bl_cmd.c",
+    "src/bl_window.c",
+    "src/bl_sink.c",
+    "src/bl_boot.c",
     "src/bl_config.c",
     "src/bl_trailer.c",
     "src/bl_sha256.c",

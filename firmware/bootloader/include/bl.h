@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bl_boot.h"
 #include "bl_sha256.h"
 
 /* Compile-time RAM sizing: the largest max_data and window any configuration uses. */
@@ -30,8 +31,6 @@
 #define BL_STATIC_ASSERT(cond, name) typedef char bl_static_assert_##name[(cond) ? 1 : -1]
 #endif
 
-#define BL_VERSION_MAX 80u
-#define BL_RECORD_SIZE 128u
 /* Largest request body: DATA header + max_data, or BEGIN with an 80-byte version. */
 #define BL_BODY_MAX ((BL_MAX_DATA_MAX + 4u > 125u ? BL_MAX_DATA_MAX + 4u : 125u) + 10u)
 /* COBS worst case of that body; longer segments are dropped unbuffered (§3.1). */
@@ -55,13 +54,6 @@
      (max_data) <= BL_MAX_DATA_WIRE && (window) >= (max_data) && (window) % (write) == 0u &&  \
      (slot) <= 0x7FFFFFFFu - (trailer))
 
-enum { BL_OK = 0, BL_UNSUPPORTED, BL_MALFORMED, BL_BAD_STATE, BL_OUT_OF_RANGE, BL_TOO_LARGE,
-       BL_VERIFY_FAILED, BL_FLASH_ERROR, BL_BUSY, BL_NOT_IN_BOOTLOADER, BL_REFUSED,
-       BL_MISALIGNED, BL_BAD_BAUD, BL_NO_IMAGE, BL_GAP };
-enum { BL_EMPTY = 0, BL_WRITING, BL_COMPLETE, BL_TRIAL, BL_CONFIRMED, BL_INVALID };
-enum { BL_MODE_BOOTLOADER = 0, BL_MODE_APP = 1 };
-enum { BL_REC_BEGIN = 1, BL_REC_CHECKPOINT, BL_REC_COMPLETE, BL_REC_TRIAL, BL_REC_BOOT,
-       BL_REC_CONFIRMED, BL_REC_INVALID };
 /* hal_hook events. */
 enum { BL_EV_PHASE = 1,   /* a = phase (BL_PH_*) */
        BL_EV_PROGRAM,     /* a = image offset, b = end; before the bytes are programmed */
@@ -72,34 +64,13 @@ enum { BL_PH_BEGIN = 1, BL_PH_DATA, BL_PH_VERIFY, BL_PH_ACTIVATE, BL_PH_BOOT, BL
        BL_PH_ABORT };
 
 typedef struct {
-    /* Sent in INFO, at most 24, 48 and 16 bytes (longer ones are cut). */
-    const char *name, *compat, *bootloader_version;
-    uint32_t slot_size, trailer_size, sector_size;
-    uint16_t write_size, page_size;
-    uint32_t erase_us, program_us, hash_us_per_kib;
-    uint16_t boot_ms;
-    uint8_t max_trial_boots;
-    uint16_t max_data;
-    uint32_t window;
-    uint8_t protocol_version;
-} bl_config_t;
-
-/* Folded state of one slot trailer (§10.1). */
-typedef struct {
-    uint8_t state, boots;
-    uint32_t size, checkpoint, generation;
-    uint8_t sha256[32];
-    char version[BL_VERSION_MAX + 1];
-    uint16_t used, free;
-} bl_slot_t;
-
-typedef struct {
     uint8_t open, slot;
     uint32_t size, expected, checkpoint, interval, erased_to;
 } bl_session_t;
 
 typedef struct bl {
-    const bl_config_t *cfg;
+    const bl_config_t *cfg; /* NULL: refused by bl_init */
+    bl_store_t store;       /* the slots, for bl_boot.h (store.cfg == cfg) */
     uint8_t mode;
     uint8_t running_slot; /* 0xFF: none */
     uint8_t booted_trial; /* the running slot was booted on trial */
@@ -111,9 +82,7 @@ typedef struct bl {
     /* Window: bytes ahead of `expected`, at offset % window, plus a bitmap of held write units. */
     uint8_t win[BL_WINDOW_MAX];
     uint8_t held[(BL_WINDOW_MAX / BL_WRITE_MIN + 7u) / 8u];
-    uint8_t held_any;
     uint8_t tx[BL_TX_MAX];
-    uint8_t rec[BL_RECORD_SIZE];
     /* Reset and baud requests for the port's main loop. */
     uint8_t reset_req; /* 0 none, 1 RUN, 2 STAY */
     uint32_t baud, old_baud, baud_since;
@@ -134,12 +103,6 @@ void bl_feed(bl_t *bl, const uint8_t *p, size_t n);
 void bl_tick(bl_t *bl, uint32_t now_ms);
 /* The application (or the port's virtual app) confirms its trial image; 0 on OK. */
 int bl_app_confirm(bl_t *bl);
-/* Fold one slot's trailer. */
-void bl_slot_status(bl_t *bl, unsigned slot, bl_slot_t *st);
-/* Append one trailer record; 0 on success (used by factory provisioning too). */
-int bl_trailer_append(bl_t *bl, unsigned slot, uint8_t kind, uint32_t arg, const uint8_t *sha,
-                      const char *version);
-uint32_t bl_crc32(uint32_t crc, const uint8_t *p, size_t n);
 /* Frame layer (§3): COBS-decode a segment in place (0 on a framing error); check a body's
  * version, length and CRC; COBS-encode a body to the UART with its delimiter. */
 size_t bl_cobs_decode(uint8_t *buf, size_t n);

@@ -258,7 +258,7 @@ static uint32_t rx_take(uint8_t *out, uint32_t max) {
 static int crashes(void) {
     bl_slot_t st;
     if (g_bl.mode != BL_MODE_APP) return 0;
-    bl_slot_status(&g_bl, g_bl.running_slot, &st);
+    bl_slot_status(&g_bl.store, g_bl.running_slot, &st);
     return sim_fault_crashes(st.version);
 }
 
@@ -270,8 +270,8 @@ int main(void) {
         if (!strcmp(BL_MODELS[i].name, BL_MODEL_NAME)) g_cfg = BL_MODELS[i];
     parse_args();
     open_flash();
-    g_bl.cfg = &g_cfg;
-    sim_factory_install(&g_bl, app_version);
+    g_bl.store.cfg = &g_cfg;
+    sim_factory_install(&g_bl.store, app_version);
     UART_IMSC = 0x50u; /* receive and receive-timeout interrupts */
     UART_CR = 0x301u;  /* UARTEN | TXE | RXE */
     NVIC_ISER0 = 1u << 5;
