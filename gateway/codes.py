@@ -21,6 +21,11 @@ class GatewayCode(Code):
         Kind.UNCONFIRMED,
         ("the new image neither confirmed nor rolled back in time"),
     )
+    MCU_VERSION_MISMATCH = (
+        "MCU_VERSION_MISMATCH",
+        Kind.DEVICE,
+        ("after the install the MCU reports another version than the one installed"),
+    )
     ROLLED_BACK = "ROLLED_BACK", Kind.BOOT, "the new image failed its trial boot and was reverted"
     ABORTED = "ABORTED", Kind.ABORTED, "an operator aborted the update (abortUpdate)"
     INTERNAL_ERROR = "INTERNAL_ERROR", Kind.INTERNAL, "the update crashed: a bug in the gateway"

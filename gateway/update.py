@@ -314,14 +314,14 @@ class UpdateRun:
         wanted = self.desired.fwVersion
         if on_trial(facts):
             raise UpdateFailed(
-                "APP_NOT_CONFIRMED",
+                GatewayCode.APP_NOT_CONFIRMED,
                 f"the driver reported {wanted} confirmed, but the MCU runs "
                 f"{facts.installed_version} on trial",
                 Phase.REBOOTING.value,
             )
         if not same_version(facts.installed_version, wanted):
             raise UpdateFailed(
-                "MCU_VERSION_MISMATCH",
+                GatewayCode.MCU_VERSION_MISMATCH,
                 f"after installing {wanted} the MCU reports version "
                 f"{facts.installed_version or 'none'}",
                 Phase.REBOOTING.value,
