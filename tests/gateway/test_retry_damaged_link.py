@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.retry import RetryPolicy, is_transient, retry_delay
+from gateway.config import PolicySettings
+from gateway.retry import is_transient, retry_delay, update_retry_policy
 from gateway.update import UpdateFailed
 from protocols import registry
 from protocols.driver import DriverError, DriverOptions, Image
@@ -26,7 +27,7 @@ from simulators import registry as simulators
 from tests.sim_harness import SimProcess
 
 DAMAGED_LINK = ["--fault", "corrupt=0.05:tx", "--fault", "seed=3"]
-POLICY = RetryPolicy()
+POLICY = update_retry_policy(PolicySettings())
 
 
 @pytest.mark.parametrize("name", ["mcugw", "stm32-rom", "mcuboot"])
