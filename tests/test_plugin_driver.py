@@ -20,7 +20,7 @@ from gateway.lab import sim_kind
 from protocols import registry
 from simulators import registry as simulators
 
-PLUGIN = '''
+PLUGIN = """
 import dataclasses
 
 from protocols.stm32rom.driver import SPEC as STM32
@@ -43,7 +43,7 @@ SIM = SimulatorSpec(
     driver_options=STM32_SIM.driver_options,
     models={"acme-s1": SimModel("acme", "stm32f10x-md")},
 )
-'''
+"""
 
 ENTRY_POINTS = """
 [mcu_gateway.drivers]
