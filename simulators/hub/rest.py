@@ -7,7 +7,6 @@ status codes and a JSON body naming the cause.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
@@ -26,7 +25,7 @@ from simulators.hub.iothub import IoTHub
 from simulators.hub.query import parse_query
 from simulators.hub.registry import Device, DeviceStatus
 from simulators.hub.sas import new_key
-from simulators.hub.twins import Twin
+from simulators.hub.twins import Twin, loads_object
 
 SERVICE_POLICY = "iothubowner"
 DEFAULT_PAGE = 100
@@ -123,13 +122,10 @@ class ServiceApi:
         return await handler(request)
 
     async def _body(self, request: web.Request) -> dict[str, Any]:
-        try:
-            body = await request.json(loads=json.loads)
-        except ValueError as exc:
-            raise BadRequest("body is not JSON") from exc
-        if not isinstance(body, dict):
-            raise BadRequest("body is not a JSON object")
-        return body
+        raw = await request.read()
+        if not raw:
+            raise BadRequest("body is not JSON")
+        return loads_object(raw, "body")  # its nesting is bounded before parsing
 
     # ---------------------------------------------------------------- devices
 
