@@ -294,7 +294,8 @@ async def test_failing_mcu_then_retry(tmp_path: Path, signer: TestSigner) -> Non
         agent = await r.wait_agent(state=255)
         result = agent["lastInstallResult"]
         assert result["resultDetails"].startswith("MCU_FLASH_ERROR: flash write failed")
-        assert result["extendedResultCodes"] == codes.erc_hex(codes.ERC_DRIVER_OTHER)
+        # MCU_FLASH_ERROR is a device failure: the ERC says so (facility 3, ours, Kind.DEVICE).
+        assert result["extendedResultCodes"] == "3FE0000C"
         assert agent["installedUpdateId"] == update_id("1.0.0")
         assert r.mcu.version == "1.0.0"
         # The same workflow again (a duplicate patch) is not a retry ...
