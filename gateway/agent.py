@@ -324,7 +324,9 @@ class McuAgent:
     async def _after_stand_down(self, task: asyncio.Task[None]) -> None:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
-        self.env.journal.finish_update(self.uid, Outcome.CANCELLED, error_code="SUPERSEDED")
+        self.env.journal.finish_update(
+            self.uid, Outcome.CANCELLED, error_code=GatewayCode.SUPERSEDED
+        )
         await self._refresh_info(restart_app=True)  # a cut transfer leaves the bootloader up
         fw = on_trial_report(self.installed) if on_trial(self.facts) else current(self.installed)
         await self._report({"firmware": fw, "mcu": {"slots": self._slots()}}, now=True)
