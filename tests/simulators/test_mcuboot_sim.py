@@ -29,17 +29,20 @@ from tests.sim_harness import SimProcess, running_sim
 
 SLOT = 0x40000
 SIM = ("--bootloader", "mcuboot", "--baud", "0", "--flash-scale", "0.1")
+FULL = (*SIM, "--fault", "commands=full")
 
 
 def _flash(tmp: Path, version: str = "1.0.0") -> SlotFlash:
     flash = SlotFlash(tmp / "flash.bin", SLOT)
-    flash.write(PRIMARY, 0, build_image(b"\x11" * 3000, version))
+    flash.load(PRIMARY, build_image(b"\x11" * 3000, version))
     return flash
 
 
 def _stage(flash: SlotFlash, image: bytes, *, permanent: bool = False) -> None:
-    flash.write(SECONDARY, 0, image)
-    flash.set_trailer(SECONDARY, magic=True, image_ok=permanent)
+    flash.load(SECONDARY, image)
+    flash.write_magic(SECONDARY)
+    if permanent:
+        flash.write_image_ok(SECONDARY)
 
 
 def _running(flash: SlotFlash) -> str:
@@ -72,7 +75,7 @@ def test_confirmed_trial_and_permanent_images_stay(tmp_path: Path) -> None:
     flash = _flash(tmp_path)
     _stage(flash, build_image(b"\x22" * 5000, "2.0.0"))
     boot(flash)
-    flash.set_trailer(PRIMARY, magic=True, image_ok=True, copy_done=True)  # the app confirms
+    flash.write_image_ok(PRIMARY)  # the app confirms
     assert boot(flash).swap is SwapType.NONE
     assert _running(flash) == "2.0.0"
     _stage(flash, build_image(b"\x33" * 5000, "3.0.0"), permanent=True)
@@ -89,7 +92,7 @@ def test_an_image_with_bad_magic_or_hash_is_never_booted(tmp_path: Path, damage:
     image[at] ^= 0x5A
     _stage(flash, bytes(image))
     result = boot(flash)
-    assert result.swap is SwapType.NONE
+    assert result.swap is SwapType.FAIL
     assert "not valid" in " ".join(result.log)
     assert _running(flash) == "1.0.0"
     assert slot_image(flash, SECONDARY) is None  # erased, not retried at every boot
