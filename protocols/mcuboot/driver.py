@@ -219,7 +219,7 @@ class McubootDriver:
         why = (
             f"os info '{letter}' is not answered"
             if has_info
-            else "its build has no os info command (Zephyr's default)"
+            else "os info is not in its build, as in Zephyr's default"
         )
         raise DriverError(
             "MCU_NO_UID",

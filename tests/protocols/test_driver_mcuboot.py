@@ -498,3 +498,53 @@ async def test_pipelined_upload_recovers_from_a_lost_chunk(tmp_path: Path) -> No
     ]
     assert len(offsets) > len(set(offsets))  # the lost chunk (and the one after) went again
     await peer.close()
+
+
+# --- devices as they ship ---------------------------------------------------------------
+
+
+async def test_stock_zephyr_identifies_and_installs_from_configured_identity(
+    tmp_path: Path,
+) -> None:
+    """Zephyr's smp_svr sample answers os info, mcumgr params, bootloader and slot info
+    with ENOTSUP: uid and board come from the port's configuration."""
+    image = signed(tmp_path, "2.0.0")
+    options = DriverOptions(
+        baud=0, confirm_timeout_s=5.0, extra={"uid": "C0FFEE01", "board": "nrf52840dk"}
+    )
+    with running_sim(tmp_path / "mcu", *STOCK) as sim:
+        async with registry.open_driver(sim.port, SPEC, options) as driver:
+            facts = await driver.identify()
+            result = await driver.install(image)
+    assert facts.uid == "c0ffee01"
+    assert facts.model == "nrf52840dk"
+    assert facts.compat == "zephyr:nrf52840dk:"
+    assert facts.details["board_source"] == "config"
+    assert facts.details["buf_size"] == 256  # Zephyr's default UART MTU, nothing reported
+    assert "kernel" not in facts.details
+    assert facts.capacity == 0  # no slot info and no slot_size configured
+    assert facts.installed_version == "1.0.0"
+    assert result.outcome is Outcome.CONFIRMED
+    assert result.facts.installed_version == "2.0.0"
+
+
+async def test_stock_zephyr_without_a_configured_uid_says_what_to_set(tmp_path: Path) -> None:
+    with running_sim(tmp_path / "mcu", *STOCK) as sim:
+        async with registry.open_driver(sim.port, SPEC, OPTIONS) as driver:
+            with pytest.raises(DriverError) as err:
+                await driver.identify()
+    assert err.value.code == "MCU_NO_UID"
+    assert "uid = <hex>" in err.value.message
+    assert "os info is not in its build" in err.value.message
+
+
+async def test_device_reset_mid_upload_restarts_the_upload(tmp_path: Path) -> None:
+    """After a reset Zephyr's img_mgmt answers the next chunk with offset 0."""
+    image = signed(tmp_path, "2.0.0", size=30_000)
+    with running_sim(tmp_path / "mcu", *SIM, "--fault", "reset-upload-at=12000") as sim:
+        async with registry.open_driver(sim.port, SPEC, OPTIONS) as driver:
+            result = await driver.install(image)
+    assert result.outcome is Outcome.CONFIRMED
+    assert result.details["upload_restarts"] == 1
+    assert result.details["bytes_sent"] > len(image.data)  # the lost part went twice
+    assert result.facts.installed_version == "2.0.0"

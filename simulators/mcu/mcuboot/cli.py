@@ -16,6 +16,7 @@ Shares the ``sim`` command's options (--state, --uid, --baud, --app-version,
     images=N            1 (default) or 2 images (nRF5340 style: app and network core)
     key=PATH            MCUboot checks signatures with this imgtool key (repeatable);
                         without one it checks the SHA256 TLV only
+    reset-upload-at=N   the board resets (once) when an upload first reaches offset N
     corrupt=RATE[:DIR]  flip a bit in a byte with probability RATE (DIR rx|tx|both)
     drop=RATE[:DIR]     lose a byte with probability RATE
     seed=N              RNG seed for corrupt/drop
@@ -62,6 +63,7 @@ class Faults:
     recovery: bool = False
     images: int = 1
     keys: tuple[Path, ...] = ()
+    reset_upload_at: int | None = None
 
 
 def parse_faults(specs: list[str]) -> Faults:
@@ -90,6 +92,8 @@ def parse_faults(specs: list[str]) -> Faults:
                 if value not in ("1", "2"):
                     raise SimError(f"--fault {spec!r}: images is 1 or 2")
                 faults = replace(faults, images=int(value))
+            elif key == "reset-upload-at" and value:
+                faults = replace(faults, reset_upload_at=int(value, 0))
             elif key == "key" and value:
                 faults = replace(faults, keys=(*faults.keys, Path(value)))
             elif key == "slot-size" and value:
@@ -103,8 +107,8 @@ def parse_faults(specs: list[str]) -> Faults:
                 raise SimError(
                     f"--fault {spec!r} is not an mcuboot simulator fault "
                     "(crash-on-boot=VER, no-confirm, no-banner, commands=stock|full, recovery, "
-                    "images=N, key=PATH, slot-size=N, buf-size=N, corrupt=RATE, drop=RATE, "
-                    "seed=N)"
+                    "images=N, key=PATH, reset-upload-at=N, slot-size=N, buf-size=N, "
+                    "corrupt=RATE, drop=RATE, seed=N)"
                 )
         except ValueError as exc:
             if isinstance(exc, SimError):
@@ -188,6 +192,7 @@ def config(
         banner=faults.banner,
         keys=keys,
         recovery=faults.recovery,
+        reset_upload_at=faults.reset_upload_at,
     )
 
 

@@ -49,6 +49,8 @@ class DeviceConfig:
     banner: bool = True  # print Zephyr's boot banner on the console
     keys: tuple[TrustedKey, ...] = ()  # MCUboot's signature keys; () = hash only
     recovery: bool = False  # serial recovery entered at power-on (button held)
+    #: The board resets once when an upload first reaches this offset (a brown-out).
+    reset_upload_at: int | None = None
 
 
 @dataclass(order=True)
@@ -76,6 +78,7 @@ class McubootDevice:
         self._busy_until = 0.0
         self._epoch = 0  # bumps at each reset: timers of the previous run are void
         self.last_boot: BootResult | None = None
+        self._brownout_done = False
         self._recovery: RecoveryServer | None = None
         self._reset(now, instant=powered_up, recovery=config.recovery)
 
@@ -213,3 +216,11 @@ class McubootDevice:
         self._say(done, encode(answer.packet, LINE_MAX))
         if answer.reset:
             self._at(done + self.config.reset_delay_s, self._reset)
+        elif self._brownout_due():
+            self._brownout_done = True
+            self._at(done, self._reset)
+
+    def _brownout_due(self) -> bool:
+        at = self.config.reset_upload_at
+        off = self.server.upload_offset
+        return at is not None and not self._brownout_done and off is not None and off >= at

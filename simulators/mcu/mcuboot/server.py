@@ -117,6 +117,11 @@ class SmpServer:
         self.config = config
         self._upload: _Upload | None = None  # RAM: lost on reset, like Zephyr's
 
+    @property
+    def upload_offset(self) -> int | None:
+        """Bytes of the open upload received so far; None when none is open."""
+        return None if self._upload is None else self._upload.off
+
     def handle(self, packet: bytes) -> Answer | None:
         """The answer to one request, or None for a packet that is not one we answer."""
         try:
