@@ -53,6 +53,8 @@ SIZE = 64 * 1024
 SIM_ARGS: dict[str, list[str]] = {
     "mcugw": ["--turnaround-ms", "2"],
     "stm32-rom": ["--boot0", "high"],  # BOOT0 strapped high: the ROM loader answers
+    # An app built with mcumgr params and the hardware-id hook (stock smp_svr has neither).
+    "mcuboot": ["--fault", "commands=full"],
 }
 #: ``DriverOptions.extra`` per driver.
 OPTIONS: dict[str, dict[str, str | int | bool]] = {

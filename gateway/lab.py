@@ -158,7 +158,10 @@ OTHER_KINDS = {
     "stm32f407": SimKind("stm32-rom", "st", "stm32f40x",
                          ("--bootloader", "stm32-rom", "--boot0", "high"),
                          (("enter_command", "bootloader\n"),)),
-    "vmcu_nrf52840": SimKind("mcuboot", "zephyr", "vmcu_nrf52840", ("--bootloader", "mcuboot")),
+    # An app built with the os info hardware-id hook (docs/bootloaders-mcuboot.md): each
+    # board names its own uid, as the lab's many simulated boards need.
+    "vmcu_nrf52840": SimKind("mcuboot", "zephyr", "vmcu_nrf52840",
+                             ("--bootloader", "mcuboot", "--fault", "commands=full")),
 }  # fmt: skip
 
 
