@@ -70,6 +70,7 @@ from protocols.transport import Transport
 NAME = "mcuboot"
 PRIMARY, SECONDARY = 0, 1
 FRAME_OVERHEAD = 4  # length + CRC16 share the device's reassembly buffer
+WRITE_UNIT = 8  # chunks are multiples of the largest usual flash write size (BOOT_MAX_ALIGN)
 
 CAPABILITIES = frozenset(
     {
@@ -231,7 +232,7 @@ class McubootDriver:
     def _max_image(self, slot_info: dict[str, Any] | None) -> int:
         with contextlib.suppress(AttributeError, TypeError, IndexError, KeyError):
             images = (slot_info or {})["images"]
-            image = next(i for i in images if i.get("image", 0) == self._image)
+            image = next((i for i in images if i.get("image", 0) == self._image), None) or {}
             if isinstance(image.get("max_image_size"), int):
                 return int(image["max_image_size"])
             sizes = [s["size"] for s in image["slots"] if s.get("slot") == SECONDARY]
@@ -354,7 +355,8 @@ class McubootDriver:
                 )
             slots = await self._state()
             running = active_slot(slots)
-            if self._recovery:
+            recovery = self._recovery  # the facts read after the reset come from the app
+            if recovery:
                 step = Step.WRITE
                 t0 = time.monotonic()
                 sent, resumed = await self._upload(payload, progress)
@@ -402,7 +404,7 @@ class McubootDriver:
             outcome=outcome,
             version=image.version,
             sha256=image.sha256,
-            slot=PRIMARY if self._recovery else SECONDARY,
+            slot=PRIMARY if recovery else SECONDARY,
             bytes=total,
             seconds=time.monotonic() - started,
             transfer_seconds=transfer_s,
@@ -436,6 +438,9 @@ class McubootDriver:
         empty = len(build(0, 0))
         n = room - empty
         n -= smp.cbor_bytes_overhead(n)
+        # Whole flash write units: MCUboot's serial recovery programs only those and
+        # asks again for the rest (boot_serial.c bs_upload).
+        n -= n % WRITE_UNIT
         n = max(1, min(n, len(data) - off))
         return n, lambda seq: build(seq, n)
 

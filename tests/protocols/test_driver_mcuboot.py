@@ -37,7 +37,7 @@ from protocols.mcuboot.framing import ConsoleDecoder, Packet, encode
 from protocols.mcuboot.image import build_image, parse_image
 from simulators.mcu.mcuboot.flash import PRIMARY, SlotFlash
 from simulators.mcu.mcuboot.server import ServerConfig, SmpServer
-from tests.mcuboot_tools import signed
+from tests.mcuboot_tools import as_image, imgtool_keygen, imgtool_sign_with, signed
 from tests.sim_harness import running_sim
 
 UID = "0a1b2c3d4e5f6071"
@@ -548,3 +548,77 @@ async def test_device_reset_mid_upload_restarts_the_upload(tmp_path: Path) -> No
     assert result.details["upload_restarts"] == 1
     assert result.details["bytes_sent"] > len(image.data)  # the lost part went twice
     assert result.facts.installed_version == "2.0.0"
+
+
+async def test_serial_recovery_overwrites_the_primary_slot_and_says_so(tmp_path: Path) -> None:
+    image = signed(tmp_path, "2.0.0", size=20_000)
+    options = DriverOptions(baud=0, confirm_timeout_s=5.0, extra={"uid": UID})
+    with running_sim(tmp_path / "mcu", *STOCK, "--fault", "recovery") as sim:
+        async with registry.open_driver(sim.port, SPEC, options) as driver:
+            before = await driver.identify()
+            result = await driver.install(image)
+    assert before.in_bootloader
+    assert before.details["mode"] == "serial-recovery"
+    assert before.safety is Safety.SINGLE_SLOT  # no trial, no revert: single-image overwrite
+    assert Capability.TRIAL_BOOT not in before.capabilities
+    assert Capability.ROLLBACK not in before.capabilities
+    assert before.installed_version == "1.0.0"  # what MCUboot lists in the primary slot
+    assert result.slot == 0
+    assert result.outcome is Outcome.CONFIRMED
+    after = result.facts  # read from the app, which MCUboot booted after the reset
+    assert not after.in_bootloader
+    assert after.installed_version == "2.0.0"
+    assert after.slots[0].state is SlotState.CONFIRMED
+
+
+async def test_serial_recovery_reports_an_image_mcuboot_refuses(tmp_path: Path) -> None:
+    trusted, other = imgtool_keygen(tmp_path, "trusted"), imgtool_keygen(tmp_path, "other")
+    data = imgtool_sign_with(tmp_path, os.urandom(9000), "2.0.0", other)
+    options = DriverOptions(baud=0, confirm_timeout_s=2.0, extra={"uid": UID})
+    args = (*STOCK, "--fault", "recovery", "--fault", f"key={trusted}")
+    with running_sim(tmp_path / "mcu", *args) as sim:
+        async with registry.open_driver(sim.port, SPEC, options) as driver:
+            with pytest.raises(DriverError) as err:
+                await driver.install(as_image(data, "2.0.0"))
+    assert err.value.code == "MCU_VERIFY_FAILED"
+    assert err.value.step is Step.CHECK
+    assert "hash or signature" in err.value.message
+
+
+async def test_image_one_of_a_two_image_part(tmp_path: Path) -> None:
+    image = signed(tmp_path, "2.0.0", size=20_000)
+    args = (*SIM, "--fault", "images=2")
+    with running_sim(tmp_path / "mcu", *args) as sim:
+        one = DriverOptions(baud=0, confirm_timeout_s=5.0, extra={"image": "1"})
+        async with registry.open_driver(sim.port, SPEC, one) as driver:
+            before = await driver.identify()
+            result = await driver.install(image)
+        async with registry.open_driver(sim.port, SPEC, OPTIONS) as driver:
+            zero = await driver.identify()
+        three = DriverOptions(baud=0, extra={"image": "2"})
+        async with registry.open_driver(sim.port, SPEC, three) as driver:
+            with pytest.raises(DriverError) as err:
+                await driver.identify()
+    assert before.details["images"] == 2
+    assert before.details["image"] == 1
+    assert result.outcome is Outcome.CONFIRMED
+    assert result.facts.installed_version == "2.0.0"
+    assert zero.installed_version == "1.0.0"  # image 0 (the app core) was not touched
+    assert err.value.code == "DRIVER_CONFIG_INVALID"
+    assert "lists 2 image(s)" in err.value.message
+
+
+@pytest.mark.parametrize("confirm", [False, True])
+async def test_padded_image_uploads_only_its_own_bytes(tmp_path: Path, confirm: bool) -> None:
+    data = imgtool_sign_with(
+        tmp_path, os.urandom(30_000), "2.0.0", slot_size=0x40000, pad=True, confirm=confirm
+    )
+    own = parse_image(data).total_size
+    assert len(data) == 0x40000
+    with running_sim(tmp_path / "mcu", *SIM, "--fault", "slot-size=0x40000") as sim:
+        async with registry.open_driver(sim.port, SPEC, OPTIONS) as driver:
+            result = await driver.install(as_image(data, "2.0.0"))
+    assert result.bytes == own
+    assert result.details["padding_skipped"] == 0x40000 - own
+    assert result.wire_bytes_tx < own * 2  # not the 256 KiB of padding
+    assert result.outcome is Outcome.CONFIRMED  # trial boot, then the app's confirm

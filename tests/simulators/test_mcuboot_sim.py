@@ -35,7 +35,8 @@ from simulators.mcu.mcuboot.boot import (
     swap_type,
 )
 from simulators.mcu.mcuboot.device import DeviceConfig, McubootDevice, Run
-from simulators.mcu.mcuboot.flash import PRIMARY, SECONDARY, FlashError, SlotFlash
+from simulators.mcu.mcuboot.flash import PRIMARY, SECONDARY, FlashError, SlotFlash, area
+from simulators.mcu.mcuboot.recovery import RecoveryConfig, RecoveryServer
 from simulators.mcu.mcuboot.server import Commands, ServerConfig, SmpServer
 from simulators.mcu.mcuboot.validate import TrustedKey
 from tests.mcuboot_tools import imgtool_keygen, imgtool_sign, imgtool_sign_with
@@ -577,3 +578,61 @@ async def test_kill_mid_swap_resumes_at_the_next_power_on(tmp_path: Path) -> Non
         assert old is not None and old.version == "1.0.0"
     finally:
         flash.close()
+
+
+# --- serial recovery and two images -------------------------------------------------------
+
+
+def test_recovery_serves_boot_serial_commands_only(tmp_path: Path) -> None:
+    flash = _flash(tmp_path)
+    server = RecoveryServer(flash, RecoveryConfig())
+    listing = _call(server, smp.state_read(1))
+    assert listing == {"images": [{"slot": 0, "hash": slot_image(flash, PRIMARY).hash,  # type: ignore[union-attr]
+                                   "version": "1.0.0"}]}  # fmt: skip
+    assert _call(server, smp.state_write(2, None, True)) == {"rc": 8}  # no confirm
+    assert _call(server, smp.os_info_read(3, "i")) == {"rc": 8}
+    assert _call(server, smp.params_read(4)) == {"rc": 8}
+    image = build_image(os.urandom(3001), "2.0.0")
+    assert _call(server, smp.upload(5, 0, image[:1001], total=len(image))) == {"rc": 0, "off": 1000}
+    assert _call(server, smp.upload(6, 1200, image[1200:1300])) == {"rc": 0, "off": 1000}
+    assert _call(server, smp.upload(7, 1000, image[1000:])) == {"rc": 0, "off": len(image)}
+    assert _running(flash) == "2.0.0"  # written straight into the primary slot
+    assert _call(server, smp.upload(8, 0, b"\x00" * 64, total=0x80000)) == {"rc": 3}  # EINVAL
+
+
+def test_smpmgr_upgrades_through_serial_recovery(tmp_path: Path) -> None:
+    data = imgtool_sign(tmp_path, os.urandom(10_000), "2.1.0")
+    path = tmp_path / "app.signed.bin"
+    path.write_bytes(data)
+    smpmgr = [sys.executable, "-m", "smpmgr", "--timeout", "5"]
+    env = {**os.environ, "COLUMNS": "200"}
+    with running_sim(tmp_path / "mcu", *SIM, "--fault", "recovery") as sim:
+        # --slot 0: the bootloader writes the primary slot; smpmgr marks nothing for test.
+        up = subprocess.run([*smpmgr, "--port", sim.port, "upgrade", "--slot", "0", str(path)],
+                            capture_output=True, text=True, timeout=60, env=env)  # fmt: skip
+        assert up.returncode == 0, up.stdout + up.stderr
+        for _ in range(10):
+            out = subprocess.run([*smpmgr, "--port", sim.port, "image", "state-read"],
+                                 capture_output=True, text=True, timeout=60, env=env)  # fmt: skip
+            if out.returncode == 0 and "active=True" in out.stdout:
+                break
+        assert "version='2.1.0'" in out.stdout  # the app MCUboot booted after the reset
+        assert "active=True" in out.stdout
+
+
+def test_two_images_swap_each_on_its_own(tmp_path: Path) -> None:
+    flash = SlotFlash(tmp_path / "two.bin", SLOT, images=2)
+    flash.load(area(0, PRIMARY), build_image(b"\x11" * 3000, "1.0.0"))
+    flash.load(area(1, PRIMARY), build_image(b"\x22" * 3000, "1.0.0"))
+    server = SmpServer(flash, ServerConfig(uid=b"\x01", commands=Commands.STOCK))
+    net = build_image(os.urandom(6000), "2.0.0")
+    sha = hashlib.sha256(net).digest()
+    body = smp.upload(1, 0, net, total=len(net), sha=sha, image=1)
+    assert _call(server, body) == {"off": len(net), "match": True}
+    images = _call(server, smp.state_write(2, parse_image(net).hash, False))["images"]
+    assert [(i["image"], i["slot"], i["version"], i["pending"]) for i in images] == [  # type: ignore[index]
+        (0, 0, "1.0.0", False), (1, 0, "1.0.0", False), (1, 1, "2.0.0", True),
+    ]  # fmt: skip
+    result = boot(flash)
+    assert result.swaps == [SwapType.NONE, SwapType.TEST]
+    assert [img.version for img in result.images if img] == ["1.0.0", "2.0.0"]
