@@ -34,7 +34,7 @@ async def fleet(lab: Lab, *args: str, within: float = 180) -> tuple[int, str, st
 
 
 async def test_two_rings_halt_on_a_refused_package_and_pinpoint_it(tmp_path: Path) -> None:
-    lab = Lab(tmp_path, addr(12, 101), MODELS, hub_config_interval=0.2)
+    lab = Lab(tmp_path, addr(12, 101), MODELS, hub_time_scale=1500)
     async with lab:
         run = await start_gateway(lab)
         try:

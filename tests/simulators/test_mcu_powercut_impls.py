@@ -33,8 +33,7 @@ CUTS = {"python": (2, 9, 24, 33), "c": (1, 3, 7, 16, 27, 31, 33), "qemu": (2, 12
 
 @pytest.mark.parametrize(
     ("impl", "op"),
-    [(i, op) for i in ("python", "c") for op in CUTS[i]]
-    + [("qemu", op) for op in CUTS["qemu"]],
+    [(i, op) for i in ("python", "c") for op in CUTS[i]] + [("qemu", op) for op in CUTS["qemu"]],
 )
 def test_cut_at_any_flash_op_leaves_a_bootable_part(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], impl: str, op: int
