@@ -88,6 +88,8 @@ class Throttle:
 
     tier: Tier = Tier.S1
     units: int = 1
+    #: Requests answered 429 so far, per operation (benchmarks and tests read it).
+    refused: dict[Operation, int] = field(default_factory=dict)
     _buckets: dict[Operation, _Bucket] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -99,4 +101,7 @@ class Throttle:
         if bucket is None:
             rate = rates(self.tier, self.units)[op]
             bucket = self._buckets[op] = _Bucket(rate, rate.capacity, now)
-        return bucket.take(now)
+        wait = bucket.take(now)
+        if wait:
+            self.refused[op] = self.refused.get(op, 0) + 1
+        return wait

@@ -125,6 +125,7 @@ class FakeHub:
     def delete_configuration(self, config_id: str, etag: str) -> None:
         self._guard(self.engine.delete, config_id, etag)
         self.writes += 1
+        self.evaluate()
 
     def test_queries(self, target: str, metrics: Mapping[str, str]) -> list[str]:
         errors = [f"target condition: {e}" for e in [check_target_condition(target)] if e]
