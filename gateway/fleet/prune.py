@@ -35,6 +35,7 @@ class Removal:
     config: Config
     rollout: str
     reason: str  # why deleting it changes no twin
+    order: tuple[str, bool, str] = ("", False, "")  # rollout's age, its plan (ring 0) last
 
 
 def _applied(config: Config) -> int:
@@ -56,12 +57,15 @@ def plan(configs: Sequence[Config], keep: int = DEFAULT_KEEP) -> list[Removal]:
                 continue
             name = rollout.plan.name
             mine = (*rollout.configs, *rollout.extra)
+            age = rollout.created
             if rank >= keep and all(_applied(c) == 0 for c in mine):
                 why = (
                     f"rollout {name} ({rollout.state.value}, {rollout.plan.package.version}) "
                     f"is older than the {keep} kept for its target and applies to no twin"
                 )
-                removals += [Removal(c, name, why) for c in mine]
+                # Ring 0 holds the plan: it goes last, so a prune cut short leaves
+                # a rollout that still loads and is pruned the next time.
+                removals += [Removal(c, name, why, (age, c is rollout.first, c.id)) for c in mine]
                 continue
             if rollout.state is State.DONE:
                 last = rollout.configs[-1]
@@ -71,8 +75,14 @@ def plan(configs: Sequence[Config], keep: int = DEFAULT_KEEP) -> list[Removal]:
                             f"ring {ring.labels.get('ring', '?')} of finished rollout {name}: "
                             f"its last ring {last.id} covers it and applies instead"
                         )
-                        removals.append(Removal(ring, name, why))
-    return sorted(removals, key=lambda r: (r.config.created, r.config.id))
+                        removals.append(Removal(ring, name, why, (age, False, ring.id)))
+    loaded = {r.plan.name for r in rollouts}
+    for c in configs:  # rings whose rollout lost its plan (an older tool's partial prune)
+        name = c.labels.get("rollout", "")
+        if FLEET_LABEL in c.labels and name not in loaded and _applied(c) == 0:
+            why = f"left over from rollout {name}, whose plan (ring 0) is gone; applies to no twin"
+            removals.append(Removal(c, name, why, ("", False, c.id)))
+    return sorted(removals, key=lambda r: r.order)
 
 
 def _load(name: str, configs: Sequence[Config]) -> Rollout | None:

@@ -37,9 +37,9 @@ class _MemoryStore:
 
 
 class FakeHub:
-    def __init__(self) -> None:
+    def __init__(self, content_merge: bool = False) -> None:
         self.twins: dict[str, Twin] = {}
-        self.engine = ConfigurationEngine(_MemoryStore(), self._apply)
+        self.engine = ConfigurationEngine(_MemoryStore(), self._apply, content_merge=content_merge)
         self.writes = 0  # configuration writes, to prove "nothing created"
 
     # ---------------------------------------------------------------- devices

@@ -99,6 +99,13 @@ def test_status_counts_and_pinpoints_failures(
         (["--window", "25:00-01:00"], "--window"),
         (["--rings", "", "--percent", "1,50,90"], "--percent must rise and end at 100"),
         (["--start", "next tuesday"], "--start 'next tuesday': expected ISO-8601"),
+        (["--rings", "", "--percent", "nan,100"], "--percent value 'nan' is not a number"),
+        (["--timeout", "nan"], "--timeout must be a positive number of seconds, not nan"),
+        (["--interval", "inf"], "--interval must be a positive number of seconds, not inf"),
+        (
+            ["--target", "properties.reported.firmware.currentFwVersion = '1.0.0'"],
+            "--target depends on properties.reported.firmware, which the rollout itself changes",
+        ),
     ],
 )
 def test_deploy_bad_input_is_one_line_and_creates_nothing(
@@ -174,8 +181,8 @@ def test_tag_deploy_rollouts_show_cancel(
 ) -> None:
     small_fleet(fast_hub)
     c = conn(fast_hub, cs_file)
-    code, out, err = run(capsys, "fleet", "tag", "--where", "tags.[[group]] = 'b'", "--ring", "canary",
-                         *c)  # fmt: skip
+    code, out, err = run(capsys, "fleet", "tag", "--where", "tags.[[group]] = 'b'",
+                         "--ring", "canary", *c)  # fmt: skip
     assert code == 0, err
     assert fast_hub.twin("m4").tags == {"group": "b", "ring": "canary"}
     sas_uri = package_server + "?sv=2024-01-01&sig=s3cr3t-sig"  # a Blob SAS URL's shape
