@@ -11,7 +11,8 @@ What it decides, in order, whenever the desired firmware changes:
 * desired == installed: nothing to flash. A running update for another
   version is stopped (never re-flash the installed version: that would wipe
   the fallback slot and reboot the app), and the twin says ``current`` with
-  no error.
+  no error. An image the MCU runs *on trial* (its app has not confirmed it) is
+  not installed: it is never reported ``current``, and its update goes on.
 * desired == the running update's target: carry on.
 * otherwise start (or restart) the update, unless that package already failed
   for good, or is waiting for its next automatic retry (:mod:`gateway.retry`).
@@ -33,7 +34,7 @@ from gateway.discovery import Probe
 from gateway.errors import CloudAuthError, CloudError
 from gateway.journal import Outcome
 from gateway.logs import mcu_logger
-from gateway.reconcile import current, reconcile, same_version
+from gateway.reconcile import current, on_trial, on_trial_report, reconcile, same_version
 from gateway.reported import (
     FwStatus,
     error_section,
@@ -204,6 +205,7 @@ class McuAgent:
             desired=desired,
             run=journal.update_in_progress(self.uid),
             last=journal.last_outcome(self.uid),
+            trial=on_trial(self.facts),
         )
         if state.finish is not None:
             journal.finish_update(self.uid, state.finish)
@@ -270,7 +272,7 @@ class McuAgent:
         self._note_operator_retry(desired.retry)
         running = self._update is not None and not self._update.done()
         installed = self.installed
-        if same_version(installed, desired.fwVersion):
+        if same_version(installed, desired.fwVersion) and not on_trial(self.facts):
             self._cancel_retry_timer()
             if running:
                 self._stand_down(desired.fwVersion)
@@ -320,8 +322,8 @@ class McuAgent:
             await task
         self.env.journal.finish_update(self.uid, Outcome.CANCELLED, error_code="SUPERSEDED")
         await self._refresh_info(restart_app=True)  # a cut transfer leaves the bootloader up
-        await self._report({"firmware": current(self.installed),
-                            "mcu": {"slots": self._slots()}}, now=True)  # fmt: skip
+        fw = on_trial_report(self.installed) if on_trial(self.facts) else current(self.installed)
+        await self._report({"firmware": fw, "mcu": {"slots": self._slots()}}, now=True)
         # The MCU may have moved on meanwhile (a trial boot that confirmed): look again.
         asyncio.get_running_loop().call_soon(self._evaluate)
 

@@ -29,6 +29,7 @@ from firmware.urls import redact_url
 from gateway.config import PolicySettings
 from gateway.journal import Journal, Outcome
 from gateway.logs import McuLogger
+from gateway.reconcile import on_trial, same_version
 from gateway.reported import RUN_FIGURES, FwStatus, error_section, utc_iso, utc_now
 from gateway.seams import OpenDriver
 from gateway.window import seconds_until_open
@@ -286,6 +287,7 @@ class UpdateRun:
                 await asyncio.gather(*pending, return_exceptions=True)
         self.env.journal.record_progress(self.uid, total, result.resumed_from)
         if result.outcome is InstallOutcome.CONFIRMED:
+            self._check_claim(result.facts)
             if not m.is_delta:
                 with contextlib.suppress(FirmwareError, OSError):
                     # Kept for the next update's delta; losing it only costs bytes.
@@ -298,6 +300,29 @@ class UpdateRun:
             f"the app did not confirm within {self.env.confirm_timeout_s:g} s of its trial boot",
             Phase.REBOOTING.value,
         )
+
+    def _check_claim(self, facts: DeviceFacts) -> None:
+        """A driver's *confirmed* stands only if the MCU itself says so, read afterwards.
+
+        The twin never claims what the MCU does not report: not a version it does
+        not name (the same bytes under a new version, issue 23.1), nor an image
+        still on trial (issue 17.2).
+        """
+        wanted = self.desired.fwVersion
+        if on_trial(facts):
+            raise UpdateFailed(
+                "APP_NOT_CONFIRMED",
+                f"the driver reported {wanted} confirmed, but the MCU runs "
+                f"{facts.installed_version} on trial",
+                Phase.REBOOTING.value,
+            )
+        if not same_version(facts.installed_version, wanted):
+            raise UpdateFailed(
+                "MCU_VERSION_MISMATCH",
+                f"after installing {wanted} the MCU reports version "
+                f"{facts.installed_version or 'none'}",
+                Phase.REBOOTING.value,
+            )
 
 
 def _full(d: DesiredFirmware) -> DesiredFirmware:

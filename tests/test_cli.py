@@ -6,7 +6,7 @@ import pytest
 
 from gateway.cli import build_parser, main
 
-COMMANDS = ("sim", "info", "flash", "conformance", "image", "hub", "run", "fleet", "demo")
+COMMANDS = ("sim", "info", "flash", "conformance", "image", "hub", "run", "fleet", "adu", "demo")
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

@@ -15,7 +15,7 @@ from firmware.urls import redact_text
 from gateway.cli.common import CommandError
 
 # Order is the order shown in --help.
-_COMMANDS = ("sim", "info", "flash", "conformance", "image", "hub", "run", "fleet", "demo")
+_COMMANDS = ("sim", "info", "flash", "conformance", "image", "hub", "run", "fleet", "adu", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,7 +23,7 @@ from simulators.hub.errors import AuthError, BadRequest, Conflict, NotFound, Req
 from simulators.hub.mqtt import SUBACK_FAILURE, Publish, topic_matches
 from simulators.hub.registry import Device, DeviceStatus
 from simulators.hub.store import Store
-from simulators.hub.twins import JsonObject, Twin, check_etag
+from simulators.hub.twins import JsonObject, Twin, check_etag, loads_object
 
 log = logging.getLogger(__name__)
 
@@ -391,13 +391,7 @@ class IoTHub:
 
 
 def _json_object(body: bytes) -> JsonObject:
-    try:
-        value = json.loads(body or b"{}")
-    except ValueError as exc:
-        raise BadRequest("body is not JSON") from exc
-    if not isinstance(value, dict):
-        raise BadRequest("body is not a JSON object")
-    return value
+    return loads_object(body, "body")
 
 
 def _service_sections(body: JsonObject) -> tuple[JsonObject, JsonObject]:

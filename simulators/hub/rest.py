@@ -10,7 +10,6 @@ the query lag (see :mod:`simulators.hub.timing`).
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -32,7 +31,7 @@ from simulators.hub.registry import Device, DeviceStatus
 from simulators.hub.sas import new_key
 from simulators.hub.throttling import Operation, Throttle
 from simulators.hub.timing import Timing
-from simulators.hub.twins import Twin
+from simulators.hub.twins import Twin, loads_object
 
 SERVICE_POLICY = "iothubowner"
 DEFAULT_PAGE = 100
@@ -187,13 +186,10 @@ class ServiceApi:
         )  # fmt: skip
 
     async def _body(self, request: web.Request) -> dict[str, Any]:
-        try:
-            body = await request.json(loads=json.loads)
-        except ValueError as exc:
-            raise BadRequest("body is not JSON") from exc
-        if not isinstance(body, dict):
-            raise BadRequest("body is not a JSON object")
-        return body
+        raw = await request.read()
+        if not raw:
+            raise BadRequest("body is not JSON")
+        return loads_object(raw, "body")  # its nesting is bounded before parsing
 
     # ---------------------------------------------------------------- devices
 

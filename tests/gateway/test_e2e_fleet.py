@@ -61,7 +61,8 @@ async def test_two_rings_halt_on_a_refused_package_and_pinpoint_it(tmp_path: Pat
                 "rollout f4-v2 halted: ring 2 (all): 1 of 4 MCUs failed (25% > 5% allowed)" in out
             )
 
-            code, out, err = await fleet(lab, "status", "--json", "--where", "tags.[[group]] = 'lab'")
+            where = "tags.[[group]] = 'lab'"
+            code, out, err = await fleet(lab, "status", "--json", "--where", where)
             assert code == 0, err
             status = json.loads(out)
             (failure,) = status["failures"]

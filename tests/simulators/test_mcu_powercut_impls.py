@@ -19,6 +19,7 @@ import pytest
 from protocols.mcugw.constants import SlotState
 from simulators.mcu.device import DeviceSpec, open_device
 from simulators.mcu.models import MODELS
+from simulators.mcu.native import SANITIZE_ENV
 from simulators.mcu.options import SimOptions
 from simulators.mcu.trailer import RecordKind, fold
 from tests.sim_harness import SimProcess, cli, cli_json
@@ -29,6 +30,12 @@ OLD_SHA = hashlib.sha256((hashlib.sha256(b"factory-app 1.0.0").digest() * 512)[:
 # frames of 256 bytes, checkpoints, COMPLETE, TRIAL, BOOT, CONFIRMED); the last cut
 # lands in the trial boot or the confirm.
 CUTS = {"python": (2, 9, 24, 33), "c": (1, 3, 7, 16, 27, 31, 33), "qemu": (2, 12, 30, 33)}
+
+
+@pytest.fixture(autouse=True)
+def _sanitized_c_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host build runs under ASan and UBSan here: a torn write must not be an overrun."""
+    monkeypatch.setenv(SANITIZE_ENV, "1")
 
 
 @pytest.mark.parametrize(
