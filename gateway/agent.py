@@ -30,6 +30,7 @@ from typing import Any
 
 from firmware.errors import DesiredFirmwareError
 from firmware.twin import DesiredFirmware, parse_desired
+from gateway.codes import GatewayCode
 from gateway.discovery import Probe
 from gateway.errors import CloudAuthError, CloudError
 from gateway.journal import Outcome
@@ -44,7 +45,7 @@ from gateway.reported import (
     utc_iso,
     utc_now,
 )
-from gateway.retry import RetryPolicy, is_transient
+from gateway.retry import RetryPolicy, retry_delay
 from gateway.seams import OpenDriver, TwinLink
 from gateway.update import UpdateEnv, UpdateFailed, UpdateRun, final_report
 from protocols import registry
@@ -366,7 +367,7 @@ class McuAgent:
         except asyncio.CancelledError:
             if not self._closing and self._update_sig == sig:
                 # Aborted (method or unplug), not superseded: say so in the twin.
-                journal.finish_update(self.uid, Outcome.CANCELLED, error_code="ABORTED")
+                journal.finish_update(self.uid, Outcome.CANCELLED, error_code=GatewayCode.ABORTED)
             raise
         except UpdateFailed as exc:
             await self._failed(desired, sig, run.started, exc)
@@ -374,7 +375,7 @@ class McuAgent:
         except Exception as exc:  # a bug must not take the other MCUs down
             self.log.exception("update crashed")
             failure = UpdateFailed(
-                "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}", run.phase.value
+                GatewayCode.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", run.phase.value
             )
             await self._failed(desired, sig, run.started, failure)
             return
@@ -413,8 +414,8 @@ class McuAgent:
             "update to %s failed: %s %s", desired.fwVersion, exc.code, exc.message
         )
         failures = self._failures[sig] = self._failures.get(sig, 0) + 1
-        transient = is_transient(exc.code)
-        delay = self.retry_policy.next_delay(failures, self._rng) if transient else None
+        transient = exc.kind.transient
+        delay = retry_delay(exc.kind, failures, self.retry_policy, self._rng)
         if transient:
             self._transient.add(sig)  # the link, the network or the MCU: a reattach may cure it
         else:
@@ -502,7 +503,9 @@ class McuAgent:
                     "lastFwUpdateEndTime": utc_now(),
                     "nextRetryTime": None,
                     "error": error_section(
-                        "ABORTED", "aborted by the abortUpdate method", Phase.APPLYING.value
+                        GatewayCode.ABORTED,
+                        "aborted by the abortUpdate method",
+                        Phase.APPLYING.value,
                     ),
                 }
             },
