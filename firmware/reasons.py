@@ -59,6 +59,7 @@ class ReasonCode(StrEnum):
     DOWNLOAD_SIZE_MISMATCH = "DOWNLOAD_SIZE_MISMATCH"  # length differs from fwPackageSize
     DOWNLOAD_HASH_MISMATCH = "DOWNLOAD_HASH_MISMATCH"  # downloaded bytes differ from check value
     CACHE_ERROR = "CACHE_ERROR"  # the cache directory could not be written
+    STORAGE_FULL = "STORAGE_FULL"  # too little free disk for the package (free, needed bytes)
 
     # Keys.
     KEY_INVALID = "KEY_INVALID"  # a key file is unreadable or of an unsupported type

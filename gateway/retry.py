@@ -25,6 +25,7 @@ TRANSIENT_CODES = frozenset(
         "DOWNLOAD_FAILED",  # connection refused or dropped, 5xx, TLS hiccup
         "DOWNLOAD_TIMEOUT",  # the download deadline passed
         "CACHE_ERROR",  # local disk trouble (full, I/O error)
+        "STORAGE_FULL",  # the gateway's disk is full: cured once space is freed
         "MCU_TIMEOUT",  # the MCU stopped answering
         "MCU_DISCONNECTED",  # unplugged or the port closed
         "MCU_PROTOCOL_ERROR",  # garbled frames beyond the session's own retries
