@@ -29,7 +29,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from firmware.errors import DesiredFirmwareError
+from firmware.reasons import ReasonCode
 from firmware.twin import DesiredFirmware, parse_desired
+from gateway.codes import GatewayCode
 from gateway.discovery import Probe
 from gateway.errors import CloudAuthError, CloudError, JournalError
 from gateway.journal import Outcome
@@ -44,9 +46,9 @@ from gateway.reported import (
     utc_iso,
     utc_now,
 )
-from gateway.retry import RetryPolicy, is_transient
+from gateway.retry import RetryPolicy, retry_delay
 from gateway.seams import OpenDriver, TwinLink
-from gateway.update import STORAGE_FULL, UpdateEnv, UpdateFailed, UpdateRun, final_report
+from gateway.update import UpdateEnv, UpdateFailed, UpdateRun, final_report
 from protocols import registry
 from protocols.driver import Driver, DriverError, Phase
 
@@ -377,7 +379,9 @@ class McuAgent:
             if not self._closing and self._update_sig == sig:
                 # Aborted (method or unplug), not superseded: say so in the twin.
                 journal.best_effort(
-                    lambda: journal.finish_update(self.uid, Outcome.CANCELLED, error_code="ABORTED")
+                    lambda: journal.finish_update(
+                        self.uid, Outcome.CANCELLED, error_code=GatewayCode.ABORTED
+                    )
                 )
             raise
         except UpdateFailed as exc:
@@ -386,7 +390,7 @@ class McuAgent:
         except Exception as exc:  # a bug must not take the other MCUs down
             self.log.exception("update crashed")
             failure = UpdateFailed(
-                "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}", run.phase.value
+                GatewayCode.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", run.phase.value
             )
             await self._failed(desired, sig, run.started, failure)
             return
@@ -425,9 +429,9 @@ class McuAgent:
             "update to %s failed: %s %s", desired.fwVersion, exc.code, exc.message
         )
         failures = self._failures[sig] = self._failures.get(sig, 0) + 1
-        transient = is_transient(exc.code)
-        delay = self.retry_policy.next_delay(failures, self._rng) if transient else None
-        local = exc.code == STORAGE_FULL and delay is None
+        transient = exc.kind.transient
+        delay = retry_delay(exc.kind, failures, self.retry_policy, self._rng)
+        local = exc.code == ReasonCode.STORAGE_FULL and delay is None
         if local:
             # The gateway's own disk, freed on the box rather than in the twin: keep
             # looking at the longest interval, never give up (issue 17.1).
@@ -523,7 +527,9 @@ class McuAgent:
                     "lastFwUpdateEndTime": utc_now(),
                     "nextRetryTime": None,
                     "error": error_section(
-                        "ABORTED", "aborted by the abortUpdate method", Phase.APPLYING.value
+                        GatewayCode.ABORTED,
+                        "aborted by the abortUpdate method",
+                        Phase.APPLYING.value,
                     ),
                 }
             },

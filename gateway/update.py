@@ -26,6 +26,7 @@ from firmware.policy import TrustPolicy, evaluate
 from firmware.reasons import ReasonCode
 from firmware.twin import DesiredFirmware
 from firmware.urls import redact_url
+from gateway.codes import GatewayCode, code_of
 from gateway.config import PolicySettings
 from gateway.errors import JournalFull
 from gateway.journal import Journal, Outcome
@@ -46,9 +47,7 @@ from protocols.driver import (
     Step,
 )
 from protocols.driver import Outcome as InstallOutcome
-
-#: The twin's error code when the gateway's own disk is too full to go on (issue 17.1).
-STORAGE_FULL = ReasonCode.STORAGE_FULL.value
+from protocols.failures import AnyCode, Kind
 
 #: (patch, transition) -> None; queues the report and returns without waiting for the hub.
 Report = Callable[[dict[str, Any], bool], Coroutine[Any, Any, None]]
@@ -63,9 +62,15 @@ _REPORT_EVERY_S = 0.5
 
 
 class UpdateFailed(Exception):
-    def __init__(self, code: str, message: str, phase: str) -> None:
+    """An update failed: ``code`` is the twin's ``error.code``, ``kind`` decides retry."""
+
+    def __init__(self, code: AnyCode | str, message: str, phase: str) -> None:
         super().__init__(message)
-        self.code = code
+        typed = code_of(code)
+        if typed is None:
+            raise ValueError(f"error code {code!r} is in no code table")
+        self.code: AnyCode = typed
+        self.kind: Kind = typed.kind
         self.message = message
         self.phase = phase
 
@@ -139,7 +144,7 @@ class UpdateRun:
         except JournalFull as exc:
             # Nothing starts that a crash could not account for; retried when space is back.
             raise UpdateFailed(
-                STORAGE_FULL,
+                ReasonCode.STORAGE_FULL,
                 f"{exc}: the update needs room to be journalled",
                 Phase.DOWNLOADING.value,
             ) from exc
@@ -158,9 +163,9 @@ class UpdateRun:
             try:
                 return await self._apply(package)
             except UpdateFailed as exc:
-                # The MCU itself refused the delta before writing (its fallback slot
-                # is not the base, whatever INFO said earlier): send the full package.
-                if exc.code != "MCU_DELTA_BASE_MISMATCH" or d.fwFullPackage is None:
+                # The MCU itself refused the delta (its fallback slot is not the
+                # base, whatever INFO said earlier): send the full package.
+                if exc.kind is not Kind.DELTA or d.fwFullPackage is None:
                     raise
                 self.log.warning("MCU refused the delta (%s); using fwFullPackage", exc.message)
             full = await self._fetch_verified(_full(d))
@@ -179,11 +184,7 @@ class UpdateRun:
         try:
             return self._verify(data, d)
         except UpdateFailed as exc:
-            delta_misfit = exc.code in (
-                ReasonCode.DELTA_BASE_MISMATCH.value,
-                ReasonCode.DELTA_UNSUPPORTED.value,
-            )
-            if not delta_misfit or d.fwFullPackage is None:
+            if exc.kind is not Kind.DELTA or d.fwFullPackage is None:
                 raise
             self.log.info("%s; using fwFullPackage", exc.message)
         return await self._fetch_verified(_full(d))
@@ -202,7 +203,7 @@ class UpdateRun:
             ) as path:
                 return await asyncio.to_thread(path.read_bytes)
         except FirmwareError as exc:
-            raise UpdateFailed(exc.reason.value, exc.message, Phase.DOWNLOADING.value) from exc
+            raise UpdateFailed(exc.reason, exc.message, Phase.DOWNLOADING.value) from exc
 
     def _verify(self, data: bytes, desired: DesiredFirmware) -> Package:
         facts = self.facts
@@ -221,7 +222,7 @@ class UpdateRun:
             allow_delta=Capability.DELTA in facts.capabilities,
         )
         if not verdict.ok or verdict.package is None:
-            raise UpdateFailed(verdict.reason.value, verdict.message, Phase.VERIFYING.value)
+            raise UpdateFailed(verdict.reason, verdict.message, Phase.VERIFYING.value)
         return verdict.package
 
     async def _await_window(self) -> None:
@@ -310,7 +311,7 @@ class UpdateRun:
         if result.outcome is InstallOutcome.ROLLED_BACK:
             return UpdateResult(Outcome.ROLLEDBACK, result.facts, result)
         raise UpdateFailed(
-            "APP_NOT_CONFIRMED",
+            GatewayCode.APP_NOT_CONFIRMED,
             f"the app did not confirm within {self.env.confirm_timeout_s:g} s of its trial boot",
             Phase.REBOOTING.value,
         )
@@ -325,14 +326,14 @@ class UpdateRun:
         wanted = self.desired.fwVersion
         if on_trial(facts):
             raise UpdateFailed(
-                "APP_NOT_CONFIRMED",
+                GatewayCode.APP_NOT_CONFIRMED,
                 f"the driver reported {wanted} confirmed, but the MCU runs "
                 f"{facts.installed_version} on trial",
                 Phase.REBOOTING.value,
             )
         if not same_version(facts.installed_version, wanted):
             raise UpdateFailed(
-                "MCU_VERSION_MISMATCH",
+                GatewayCode.MCU_VERSION_MISMATCH,
                 f"after installing {wanted} the MCU reports version "
                 f"{facts.installed_version or 'none'}",
                 Phase.REBOOTING.value,
@@ -397,7 +398,7 @@ def final_report(
             fwUpdateStatus=FwStatus.ROLLEDBACK.value,
             fwUpdateSubstatus=f"{desired.fwVersion} did not confirm; rolled back to {installed}",
             error=error_section(
-                "ROLLED_BACK",
+                GatewayCode.ROLLED_BACK,
                 f"trial boot of {desired.fwVersion} failed; the bootloader restored {installed}",
                 Phase.REBOOTING.value,
             ),
@@ -415,7 +416,7 @@ def final_report(
             resumedFrom=flash.resumed_from,
             retransmits=flash.retransmits,
             flashSeconds=round(flash.seconds, 3),
-            transferEncoding=str(flash.details.get("encoding", "raw")),
-            payloadBytes=int(flash.details.get("streamBytes", flash.bytes)),
+            transferEncoding=flash.encoding.value,
+            payloadBytes=flash.sent_payload_bytes,
         )
     return {"firmware": fw}

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Protocol
+from urllib.parse import parse_qs
 
 from simulators.hub import sas, topics
 from simulators.hub.errors import AuthError, BadRequest, Conflict, NotFound, RequestError
@@ -85,6 +86,9 @@ class IoTHub:
         # Every accepted reported PATCH, in order: lets tests check status sequences.
         self.reported_log: dict[str, deque[JsonObject]] = {}
         self.twin_fault = TwinFault()
+        #: The PnP model id each device announced at its last CONNECT ("modelId" in its
+        #: twin); Device Update knows its devices by it (simulators/hub/adu/fleet.py).
+        self.model_ids: dict[str, str] = {}
         self._pending_methods: dict[str, asyncio.Future[tuple[int, Any]]] = {}
         self._rids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -106,6 +110,11 @@ class IoTHub:
         if not sas.resource_matches(token, f"{self.hostname}/devices/{client_id}"):
             raise AuthError("token resource does not match the device")
         sas.verify(token, device.keys, time.time())
+        model = parse_qs(username.partition("?")[2]).get("model-id")
+        if model:
+            self.model_ids[client_id] = model[0]
+        else:
+            self.model_ids.pop(client_id, None)
         return device
 
     def attach(self, device_id: str, link: Link) -> bool:
