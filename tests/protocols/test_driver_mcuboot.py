@@ -622,3 +622,23 @@ async def test_padded_image_uploads_only_its_own_bytes(tmp_path: Path, confirm: 
     assert result.details["padding_skipped"] == 0x40000 - own
     assert result.wire_bytes_tx < own * 2  # not the 256 KiB of padding
     assert result.outcome is Outcome.CONFIRMED  # trial boot, then the app's confirm
+
+
+async def test_the_package_names_the_image_it_is_for(tmp_path: Path) -> None:
+    data = signed(tmp_path, "2.0.0", size=12_000).data
+    for_net = Image(data, "2.0.0", hashlib.sha256(data).hexdigest(), target=1)
+    with running_sim(tmp_path / "mcu", *SIM, "--fault", "images=2") as sim:
+        async with registry.open_driver(sim.port, SPEC, OPTIONS) as driver:  # port: image 0
+            result = await driver.install(for_net)
+        async with registry.open_driver(sim.port, SPEC, OPTIONS) as driver:
+            app = await driver.identify()
+    assert result.outcome is Outcome.CONFIRMED
+    assert result.details["image"] == 1
+    assert result.facts.installed_version == "2.0.0"
+    assert app.installed_version == "1.0.0"
+    with running_sim(tmp_path / "one", *SIM) as sim:
+        async with registry.open_driver(sim.port, SPEC, OPTIONS) as driver:
+            with pytest.raises(DriverError) as err:
+                await driver.install(for_net)
+    assert err.value.code == "IMAGE_REJECTED"
+    assert "targetImage = 1" in err.value.message
