@@ -298,5 +298,3 @@ def boot(flash: SlotFlash, keys: tuple[TrustedKey, ...] = ()) -> BootResult:
     for _ in boot_steps(flash, keys, result):
         pass
     return result
-
-
