@@ -440,7 +440,7 @@ class McuAgent:
         if local:
             # The gateway's own disk, freed on the box rather than in the twin: keep
             # looking at the longest interval, never give up (issue 17.1).
-            delay = self.retry_policy.max_s * self._rng.uniform(0.9, 1.1)
+            delay = self.retry_policy.backoff.longest(self._rng)
         if transient:
             self._transient.add(sig)  # the link, the network or the MCU: a reattach may cure it
         else:

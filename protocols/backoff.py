@@ -35,6 +35,10 @@ class Backoff:
             return delay * low
         return delay * (rng or random.Random()).uniform(low, high)
 
+    def longest(self, rng: random.Random | None = None) -> float:
+        """The capped delay (with jitter): for a loop that keeps trying at its slowest."""
+        return self.delay(_MAX_DOUBLINGS + 1, rng)
+
     def counter(self, rng: random.Random | None = None) -> BackoffCounter:
         """A running count of failures for one retry loop."""
         return BackoffCounter(self, rng)

@@ -24,6 +24,7 @@ def test_jitter_scales_each_delay_within_its_bounds() -> None:
 
 def test_a_long_outage_stays_at_the_cap() -> None:
     assert Backoff(1.0, 3600.0).delay(100_000) == 3600.0
+    assert 810.0 <= Backoff(30.0, 900.0, (0.9, 1.1)).longest(random.Random(2)) <= 990.0
 
 
 def test_a_retry_policy_stops_after_its_attempts() -> None:
