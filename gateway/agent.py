@@ -29,10 +29,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from firmware.errors import DesiredFirmwareError
+from firmware.reasons import ReasonCode
 from firmware.twin import DesiredFirmware, parse_desired
 from gateway.codes import GatewayCode
 from gateway.discovery import Probe
-from gateway.errors import CloudAuthError, CloudError
+from gateway.errors import CloudAuthError, CloudError, JournalError
 from gateway.journal import Outcome
 from gateway.logs import mcu_logger
 from gateway.reconcile import current, on_trial, on_trial_report, reconcile, same_version
@@ -121,12 +122,14 @@ class McuAgent:
 
     async def _main(self) -> None:
         await self._connect_with_retry()
-        self.env.journal.upsert_mcu(
-            self.uid,
-            device_id=self.device_id,
-            model=self.facts.model,
-            port=self.port,
-            slots=self._slots(),
+        self.env.journal.best_effort(
+            lambda: self.env.journal.upsert_mcu(
+                self.uid,
+                device_id=self.device_id,
+                model=self.facts.model,
+                port=self.port,
+                slots=self._slots(),
+            )
         )
         await self._report_startup()
         self._evaluate()
@@ -201,15 +204,21 @@ class McuAgent:
         journal = self.env.journal
         installed = self.installed
         desired = self._parsed_desired()
+        try:
+            run, last = journal.update_in_progress(self.uid), journal.last_outcome(self.uid)
+        except JournalError as exc:  # unreadable: report from the MCU's own facts alone
+            self.log.warning("journal unreadable at start-up: %s", exc)
+            run = last = None
         state = reconcile(
             installed=installed,
             desired=desired,
-            run=journal.update_in_progress(self.uid),
-            last=journal.last_outcome(self.uid),
+            run=run,
+            last=last,
             trial=on_trial(self.facts),
         )
-        if state.finish is not None:
-            journal.finish_update(self.uid, state.finish)
+        finish = state.finish
+        if finish is not None:
+            journal.best_effort(lambda: journal.finish_update(self.uid, finish))
         if state.gave_up and desired is not None:
             self._gave_up.add(_signature(desired))
         await self._report({"mcu": self._mcu_section(), "firmware": state.firmware}, now=True)
@@ -227,10 +236,10 @@ class McuAgent:
         self.facts = probe.facts
         self.connected = True
         self.log.info("MCU back on %s", self.port)
-        self.env.journal.upsert_mcu(
+        self.env.journal.best_effort(lambda: self.env.journal.upsert_mcu(
             self.uid, device_id=self.device_id, model=self.facts.model, port=self.port,
             slots=self._slots(),
-        )  # fmt: skip
+        ))  # fmt: skip
         fw = {"currentFwVersion": self.installed}
         await self._report({"mcu": self._mcu_section(), "firmware": fw}, now=True)
         # A failure caused by the unplug is worth retrying now that it is back.
@@ -279,8 +288,7 @@ class McuAgent:
                 self._stand_down(desired.fwVersion)
                 return
             journal = self.env.journal
-            if journal.update_in_progress(self.uid) is not None:
-                journal.finish_update(self.uid, Outcome.CURRENT)
+            journal.best_effort(lambda: journal.finish_update(self.uid, Outcome.CURRENT))
             self._spawn_report({"firmware": current(installed)})  # clears a stale error
             return
         if running:
@@ -321,7 +329,10 @@ class McuAgent:
     async def _after_stand_down(self, task: asyncio.Task[None]) -> None:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
-        self.env.journal.finish_update(self.uid, Outcome.CANCELLED, error_code="SUPERSEDED")
+        journal = self.env.journal
+        journal.best_effort(
+            lambda: journal.finish_update(self.uid, Outcome.CANCELLED, error_code="SUPERSEDED")
+        )
         await self._refresh_info(restart_app=True)  # a cut transfer leaves the bootloader up
         fw = on_trial_report(self.installed) if on_trial(self.facts) else current(self.installed)
         await self._report({"firmware": fw, "mcu": {"slots": self._slots()}}, now=True)
@@ -367,7 +378,11 @@ class McuAgent:
         except asyncio.CancelledError:
             if not self._closing and self._update_sig == sig:
                 # Aborted (method or unplug), not superseded: say so in the twin.
-                journal.finish_update(self.uid, Outcome.CANCELLED, error_code=GatewayCode.ABORTED)
+                journal.best_effort(
+                    lambda: journal.finish_update(
+                        self.uid, Outcome.CANCELLED, error_code=GatewayCode.ABORTED
+                    )
+                )
             raise
         except UpdateFailed as exc:
             await self._failed(desired, sig, run.started, exc)
@@ -381,8 +396,8 @@ class McuAgent:
             return
         if result.facts is not None:
             self.facts = result.facts
-        journal.finish_update(self.uid, result.outcome)
-        journal.set_slots(self.uid, self._slots())
+        journal.best_effort(lambda: journal.finish_update(self.uid, result.outcome))
+        journal.best_effort(lambda: journal.set_slots(self.uid, self._slots()))
         self._failures.pop(sig, None)
         if result.outcome is not Outcome.CURRENT:
             self._gave_up.add(sig)  # rolled back: the app itself is bad
@@ -416,12 +431,20 @@ class McuAgent:
         failures = self._failures[sig] = self._failures.get(sig, 0) + 1
         transient = exc.kind.transient
         delay = retry_delay(exc.kind, failures, self.retry_policy, self._rng)
+        local = exc.code == ReasonCode.STORAGE_FULL and delay is None
+        if local:
+            # The gateway's own disk, freed on the box rather than in the twin: keep
+            # looking at the longest interval, never give up (issue 17.1).
+            delay = self.retry_policy.max_s * self._rng.uniform(0.9, 1.1)
         if transient:
             self._transient.add(sig)  # the link, the network or the MCU: a reattach may cure it
         else:
             self._transient.discard(sig)
-        self.env.journal.finish_update(
-            self.uid, Outcome.ERROR, error_code=exc.code, message=exc.message
+        journal = self.env.journal
+        journal.best_effort(
+            lambda: journal.finish_update(
+                self.uid, Outcome.ERROR, error_code=exc.code, message=exc.message
+            )
         )
         await self._refresh_info(restart_app=True)
         installed = self.installed
@@ -433,7 +456,8 @@ class McuAgent:
         limit = self.retry_policy.attempts
         if delay is not None:
             at = utc_iso(time.time() + delay)
-            fw["fwUpdateSubstatus"] += f"; retry {failures + 1} of {limit} in {delay:.0f} s"
+            plan = f"retry {failures + 1}" + ("" if local else f" of {limit}")
+            fw["fwUpdateSubstatus"] += f"; {plan} in {delay:.0f} s"
             fw["nextRetryTime"] = at
             self._schedule_retry(sig, delay)
         else:

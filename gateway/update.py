@@ -23,10 +23,12 @@ from firmware.errors import FirmwareError
 from firmware.images import recall, remember
 from firmware.package import Package
 from firmware.policy import TrustPolicy, evaluate
+from firmware.reasons import ReasonCode
 from firmware.twin import DesiredFirmware
 from firmware.urls import redact_url
 from gateway.codes import GatewayCode, code_of
 from gateway.config import PolicySettings
+from gateway.errors import JournalFull
 from gateway.journal import Journal, Outcome
 from gateway.logs import McuLogger
 from gateway.reconcile import on_trial, same_version
@@ -136,8 +138,16 @@ class UpdateRun:
         d = self.desired
         journal = self.env.journal
         # The journal keeps the URL for people reading it, so without its credentials.
-        record = journal.begin_update(self.uid, d.fwVersion, d.fwPackageCheckValue,
-                                      redact_url(d.fwPackageURI))  # fmt: skip
+        try:
+            record = journal.begin_update(self.uid, d.fwVersion, d.fwPackageCheckValue,
+                                          redact_url(d.fwPackageURI))  # fmt: skip
+        except JournalFull as exc:
+            # Nothing starts that a crash could not account for; retried when space is back.
+            raise UpdateFailed(
+                ReasonCode.STORAGE_FULL,
+                f"{exc}: the update needs room to be journalled",
+                Phase.DOWNLOADING.value,
+            ) from exc
         self.started = utc_iso(record.started_at)  # a resumed run keeps its first start
         # The last run's figures and end time would be stale beside this run's status.
         await self._status(FwStatus.DOWNLOADING, f"downloading {redact_url(d.fwPackageURI)}",
@@ -147,7 +157,7 @@ class UpdateRun:
         if d.installWindow is not None:
             await self._await_window()
         self.phase = Phase.APPLYING
-        journal.set_phase(self.uid, Phase.APPLYING)
+        journal.best_effort(lambda: journal.set_phase(self.uid, Phase.APPLYING))
         await self._status(FwStatus.APPLYING, "waiting for a flash slot", progress=0)
         async with self.env.flash_slots:
             try:
@@ -168,7 +178,8 @@ class UpdateRun:
         self.phase = Phase.DOWNLOADING
         data = await self._download(d)
         self.phase = Phase.VERIFYING
-        self.env.journal.set_phase(self.uid, Phase.VERIFYING)
+        journal = self.env.journal
+        journal.best_effort(lambda: journal.set_phase(self.uid, Phase.VERIFYING))
         await self._status(FwStatus.VERIFYING, "checking hash, signature, compatibility, version")
         try:
             return self._verify(data, d)
@@ -230,6 +241,7 @@ class UpdateRun:
         total = m.image_size
         await self._status(FwStatus.APPLYING, f"writing {total} bytes", progress=0, bytesWritten=0)
         loop = asyncio.get_running_loop()
+        journal = self.env.journal
         pending: set[asyncio.Task[None]] = set()
 
         def spawn(report: Coroutine[Any, Any, None]) -> None:
@@ -246,7 +258,7 @@ class UpdateRun:
             if step.phase is Phase.REBOOTING:
                 if self.phase is not Phase.REBOOTING:
                     self.phase = Phase.REBOOTING
-                    self.env.journal.set_phase(self.uid, Phase.REBOOTING)
+                    journal.best_effort(lambda: journal.set_phase(self.uid, Phase.REBOOTING))
                     spawn(
                         self._status(
                             FwStatus.REBOOTING,
@@ -258,7 +270,7 @@ class UpdateRun:
                 return
             if step is Step.WRITE and now - self._last_journal >= _JOURNAL_EVERY_S:
                 self._last_journal = now
-                self.env.journal.record_progress(self.uid, event.done)
+                journal.best_effort(lambda: journal.record_progress(self.uid, event.done))
             if now - self._last_report >= _REPORT_EVERY_S or event.done == event.total:
                 self._last_report = now
                 patch: dict[str, Any] = {
@@ -288,7 +300,7 @@ class UpdateRun:
         finally:
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
-        self.env.journal.record_progress(self.uid, total, result.resumed_from)
+        journal.best_effort(lambda: journal.record_progress(self.uid, total, result.resumed_from))
         if result.outcome is InstallOutcome.CONFIRMED:
             self._check_claim(result.facts)
             if not m.is_delta:
