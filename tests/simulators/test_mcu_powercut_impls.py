@@ -40,8 +40,7 @@ def _sanitized_c_build(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize(
     ("impl", "op"),
-    [(i, op) for i in ("python", "c") for op in CUTS[i]]
-    + [("qemu", op) for op in CUTS["qemu"]],
+    [(i, op) for i in ("python", "c") for op in CUTS[i]] + [("qemu", op) for op in CUTS["qemu"]],
 )
 def test_cut_at_any_flash_op_leaves_a_bootable_part(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], impl: str, op: int
