@@ -7,6 +7,7 @@ import base64
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
@@ -20,9 +21,9 @@ CREDENTIAL = "bob:PW-s3cr3t"
 
 
 class _Handler(BaseHTTPRequestHandler):
-    seen: list[str | None] = []
+    seen: ClassVar[list[str | None]] = []
 
-    def do_HEAD(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_HEAD(self) -> None:
         auth = self.headers.get("Authorization")
         self.seen.append(auth)
         good = "Basic " + base64.b64encode(CREDENTIAL.encode()).decode()
@@ -30,7 +31,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "100")
         self.end_headers()
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
