@@ -3,7 +3,7 @@ the file and the key, and nothing created."""
 
 from __future__ import annotations
 
-import os
+import random
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,7 @@ from tests.smallfs import small_fs
     [
         (b"not a key at all\n", "not a PEM public key"),
         (b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", "not a PEM public key"),
-        (os.urandom(64), "not a PEM public key"),
+        (random.Random(64).randbytes(64), "not a PEM public key"),
     ],
 )
 def test_a_trust_key_that_is_not_a_pem_key(home: Path, content: bytes, expected: str) -> None:  # noqa: F811
@@ -56,7 +56,7 @@ def test_state_dir_on_a_read_only_file_system(home: Path) -> None:  # noqa: F811
     "content",
     [
         '[gateway]\ndevice_id = "gw"  # caf\xe9\n'.encode("latin-1"),  # not UTF-8
-        b"\x7fELF\x02\x01\x01\x00" + os.urandom(200),  # a binary
+        b"\x7fELF\x02\x01\x01\x00" + random.Random(200).randbytes(200),  # a binary
         b"\x00\x01\x02\xff\xfe",
     ],
 )
