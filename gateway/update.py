@@ -297,12 +297,13 @@ class UpdateRun:
         if m.is_delta:
             assert m.delta_target_sha256 is not None and m.delta_base_sha256 is not None
             image = Image(b"", self.desired.fwVersion, m.delta_target_sha256,
-                          delta=DeltaPayload(payload, total, m.delta_base_sha256))  # fmt: skip
+                          delta=DeltaPayload(payload, total, m.delta_base_sha256),
+                          target=m.target_image)  # fmt: skip
         else:
             # The image the MCU runs, if this gateway wrote it: the base of a delta.
             base = await asyncio.to_thread(recall, cache, _base_sha256(self.facts))
             digest = hashlib.sha256(payload).hexdigest()
-            image = Image(payload, self.desired.fwVersion, digest, base)
+            image = Image(payload, self.desired.fwVersion, digest, base, target=m.target_image)
         try:
             async with self._driver() as driver:
                 result = await driver.install(image, progress)
