@@ -126,6 +126,8 @@ class McubootDriver:
         self._images = 1  # from the device's image list
         self._recovery = False  # MCUboot's serial recovery answers, not the app
         self._restarts = 0  # uploads started over after the device lost them
+        self._slot_info: dict[str, Any] | None = None
+        self._image_source = "driver option image"
 
     def _int_option(self, key: str, default: int) -> int:
         value = self.options.extra.get(key, default)
@@ -177,8 +179,8 @@ class McubootDriver:
         kernel = await self._os_info("srv", "os info (kernel)") if has_info else None
         uid = await self._uid(has_info)
         boot = await self._optional(smp.bootloader_info_read, "bootloader info")
-        slot_info = await self._optional(smp.slot_info_read, "slot info")
-        self._capacity = self._max_image(slot_info)
+        self._slot_info = await self._optional(smp.slot_info_read, "slot info")
+        self._capacity = self._max_image(self._slot_info)
         configured_board = str(self.options.extra.get("board", "")).strip()
         board = configured_board or reported_board or "unknown"
         source = "config" if configured_board else "device" if reported_board else "none"
@@ -267,9 +269,10 @@ class McubootDriver:
         mode = str(self.options.extra.get("mode", "")).strip().lower()
         self._recovery = mode == "recovery" or not any(s.active for s in slots)
         if self._image >= self._images:
+            from_package = self._image_source != "driver option image"
             raise DriverError(
-                DriverCode.CONFIG_INVALID,
-                f"driver option image = {self._image}, but the device on {self._port} lists "
+                DriverCode.IMAGE_REJECTED if from_package else DriverCode.CONFIG_INVALID,
+                f"{self._image_source} = {self._image}, but the device on {self._port} lists "
                 f"{self._images} image(s) (0..{self._images - 1})",
             )
         return of_image(slots, self._image)
@@ -353,6 +356,9 @@ class McubootDriver:
                     f"{parsed.version}",
                     step,
                 )
+        if image.target is not None:  # the package names the image it is for
+            self._image = image.target
+            self._image_source = "the package's targetImage"
         # imgtool --pad: only the image's own bytes go over the wire; the trailer in the
         # padding is the device's to write ("image test" writes it as MCUboot does).
         payload = image.data[: padding_start(image.data, parsed)]
@@ -364,6 +370,7 @@ class McubootDriver:
         try:
             progress(Progress(Step.CONNECT, 0, total))
             await self._identity_facts()
+            self._capacity = self._max_image(self._slot_info)
             if self._capacity and total > self._capacity:
                 raise DriverError(
                     DriverCode.IMAGE_TOO_LARGE,

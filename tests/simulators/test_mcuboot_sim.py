@@ -245,7 +245,7 @@ async def _after_reset(sim: SimProcess) -> list[tuple[int, str, bool, bool, bool
 async def test_smpclient_upload_state_test_reset_confirm(tmp_path: Path) -> None:
     data = imgtool_sign(tmp_path, os.urandom(30_000), "2.0.0")
     digest = parse_image(data).hash
-    with running_sim(tmp_path / "mcu", *SIM, "--fault", "no-confirm") as sim:
+    with running_sim(tmp_path / "mcu", *FULL, "--fault", "no-confirm") as sim:
         client = await _session(sim)
         try:
             offsets = [off async for off in client.upload(data)]
@@ -280,7 +280,7 @@ async def test_smpclient_cannot_get_a_tampered_image_booted(tmp_path: Path) -> N
     data = bytearray(imgtool_sign(tmp_path, os.urandom(8_000), "2.0.0"))
     digest = parse_image(bytes(data)).hash
     data[0x300] ^= 0xFF  # the body no longer matches its SHA256 TLV
-    with running_sim(tmp_path / "mcu", *SIM) as sim:
+    with running_sim(tmp_path / "mcu", *FULL) as sim:
         client = await _session(sim)
         try:
             _ = [off async for off in client.upload(bytes(data))]
@@ -293,7 +293,7 @@ async def test_smpclient_cannot_get_a_tampered_image_booted(tmp_path: Path) -> N
 
 
 async def test_smpclient_sees_errors_as_a_device_would_send_them(tmp_path: Path) -> None:
-    with running_sim(tmp_path / "mcu", *SIM) as sim:
+    with running_sim(tmp_path / "mcu", *FULL) as sim:
         client = await _session(sim)
         try:
             r = await client.request(ImageStatesWrite(hash=b"\x00" * 32))
@@ -309,7 +309,7 @@ def test_smpmgr_upgrade_and_state_read(tmp_path: Path) -> None:
     path.write_bytes(data)
     smpmgr = [sys.executable, "-m", "smpmgr", "--timeout", "5"]
     env = {**os.environ, "COLUMNS": "200"}
-    with running_sim(tmp_path / "mcu", *SIM) as sim:
+    with running_sim(tmp_path / "mcu", *FULL) as sim:
         up = subprocess.run([*smpmgr, "--port", sim.port, "upgrade", "--slot", "1", str(path)],
                             capture_output=True, text=True, timeout=60, env=env)  # fmt: skip
         assert up.returncode == 0, up.stdout + up.stderr
@@ -516,7 +516,7 @@ async def test_smpclient_on_stock_zephyr_sees_enotsup_and_still_upgrades(tmp_pat
 async def test_smpclient_wrongly_signed_image_is_refused_by_mcuboot(tmp_path: Path) -> None:
     trusted, other = imgtool_keygen(tmp_path, "trusted"), imgtool_keygen(tmp_path, "other")
     data = imgtool_sign_with(tmp_path, os.urandom(12_000), "2.0.0", other)
-    with running_sim(tmp_path / "mcu", *SIM, "--fault", f"key={trusted}") as sim:
+    with running_sim(tmp_path / "mcu", *FULL, "--fault", f"key={trusted}") as sim:
         client = await _session(sim)
         try:
             _ = [off async for off in client.upload(data)]
@@ -544,9 +544,9 @@ def _swap_progress(state: Path) -> tuple[int, bool]:
 
 
 async def test_kill_mid_swap_resumes_at_the_next_power_on(tmp_path: Path) -> None:
-    data = imgtool_sign(tmp_path, os.urandom(96_000), "2.0.0", slot_size=0x110000)
+    data = imgtool_sign(tmp_path, os.urandom(64_000), "2.0.0", slot_size=0x110000)
     state = tmp_path / "mcu"
-    # A swap of 24 sectors at 0.03 s each: about 0.7 s to cut into. The full command set
+    # A swap of 16 sectors at 0.03 s each: about 0.5 s to cut into. The full command set
     # reports a 1 KiB buffer, so smpclient uploads in large chunks.
     args = ("--bootloader", "mcuboot", "--baud", "0", "--fault", "no-confirm",
             "--fault", "commands=full")  # fmt: skip
@@ -559,12 +559,12 @@ async def test_kill_mid_swap_resumes_at_the_next_power_on(tmp_path: Path) -> Non
         finally:
             await client.disconnect()
         deadline = time.monotonic() + 30
-        while (progress := _swap_progress(state))[0] < 12:
+        while (progress := _swap_progress(state))[0] < 8:
             assert time.monotonic() < deadline, progress
             await asyncio.sleep(0.02)  # polling the flash file for a condition, bounded
         sim.kill()
         written, copy_done = _swap_progress(state)
-        assert written >= 12 and not copy_done  # cut in the middle of the swap
+        assert written >= 8 and not copy_done  # cut in the middle of the swap
         sim.start()
         # It resumed: the new image runs on trial, the old one is the way back, intact.
         assert await _after_reset(sim) == [

@@ -298,11 +298,3 @@ def boot(flash: SlotFlash, keys: tuple[TrustedKey, ...] = ()) -> BootResult:
     for _ in boot_steps(flash, keys, result):
         pass
     return result
-
-
-def used_sectors(flash: SlotFlash, image: int = 0) -> int:
-    """Sectors a swap of ``image`` moves: those the larger of its two images occupies."""
-    sizes = [
-        img.total_size for s in (PRIMARY, SECONDARY) if (img := slot_image(flash, area(image, s)))
-    ]
-    return -(-max(sizes, default=0) // SECTOR)

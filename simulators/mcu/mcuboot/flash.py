@@ -113,8 +113,8 @@ class SlotFlash:
         if off < 0 or off + len(data) > self.slot_size:
             raise FlashError("program outside the slot")
         at = self._base(index) + off
-        old = self._mem[at : at + len(data)]
-        new = bytes(a & b for a, b in zip(old, data, strict=True))
+        old = int.from_bytes(self._mem[at : at + len(data)], "little")
+        new = (old & int.from_bytes(data, "little")).to_bytes(len(data), "little")
         self._mem[at : at + len(new)] = new
         os.pwrite(self._fd, new, at)
         self.ops += 1
