@@ -16,8 +16,9 @@ import pytest
 
 from gateway.adu.contract import CONTRACT_MODEL_ID, device_properties
 from simulators.hub.adu import importer, limits
+from simulators.hub.adu.catalog import update_key
 from simulators.hub.adu.errors import AduRequestError
-from simulators.hub.adu.service import AduService, Settings, update_key
+from simulators.hub.adu.service import AduService, Settings
 from simulators.hub.adu.signer import TestSigner
 
 
@@ -109,7 +110,7 @@ def add_update(
     }
     importer.validate(manifest)
     files = importer.imported_files(manifest)
-    svc._check_update_limits(uid)
+    svc.catalog._check_update_limits(uid)
     svc.updates[update_key(uid)] = {
         "updateId": uid,
         "compatibility": manifest["compatibility"],
@@ -148,12 +149,12 @@ def test_versions_per_name_limit(svc: AduService) -> None:
             "updateId": {"provider": "contoso", "name": "app", "version": f"1.0.{i}"}
         }
     svc.updates.popitem()  # 99 versions and one slot under the total
-    svc._check_update_limits({"provider": "contoso", "name": "app", "version": "2.0"})
+    svc.catalog._check_update_limits({"provider": "contoso", "name": "app", "version": "2.0"})
     svc.updates["contoso/app/x"] = {
         "updateId": {"provider": "contoso", "name": "app", "version": "1.1"}
     }
     with pytest.raises(AduRequestError):
-        svc._check_update_limits({"provider": "contoso", "name": "app", "version": "2.0"})
+        svc.catalog._check_update_limits({"provider": "contoso", "name": "app", "version": "2.0"})
 
 
 def test_device_class_limit(svc: AduService, hub: FakeHub) -> None:
