@@ -29,7 +29,7 @@ def _plans(lab: Any, models: list[str], bad: str, version: str, size: Any) -> li
     for model in models:
         release = lab.release(version, model, size(model), key=rogue if model == bad else None)
         package = Package(version, release.url, release.sha256, release.size)
-        target = f"tags.group = 'demo' AND properties.reported.mcu.model = '{model}'"
+        target = f"tags.[[group]] = 'demo' AND properties.reported.mcu.model = '{model}'"
         plans.append(Plan(name=f"demo-{model}", package=package, target=target, rings=RINGS))
     return plans
 
@@ -94,6 +94,12 @@ async def run_rollout(
     hub = ServiceHub(lab.facts.service_connection_string, lab.facts.ca_path)
     images_ca = lab.root / "images-ca.pem"
     await asyncio.to_thread(_tag, hub, agents)
+    # IoT Hub's queries trail the twins (eventual consistency): deploy's checks
+    # count the target by query, so wait until the tags are visible there.
+    while await asyncio.to_thread(deploy.count, hub, "tags.[[group]] = 'demo'") < len(agents):
+        if time.monotonic() > deadline:
+            raise CommandError("the hub's queries never showed the demo tags")
+        await asyncio.sleep(0.2)
     plans = _plans(lab, models, bad, version, size)
     console.print(f"tagged {len(agents)} MCUs group=demo, the first of each model ring=canary; "
                   f"{bad}'s package is signed with an untrusted key")  # fmt: skip
@@ -158,7 +164,7 @@ async def _show_status(hub: Any, console: Any) -> None:
 
     from gateway.fleet.status import collect
 
-    status = await asyncio.to_thread(collect, hub, "tags.group = 'demo'")
+    status = await asyncio.to_thread(collect, hub, "tags.[[group]] = 'demo'")
     table = Table(title="fleet status: failed MCUs, pinpointed")
     for col in ("device", "gateway", "port", "model", "error", "phase", "message"):
         table.add_column(col)
