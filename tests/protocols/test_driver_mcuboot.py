@@ -642,3 +642,48 @@ async def test_the_package_names_the_image_it_is_for(tmp_path: Path) -> None:
                 await driver.install(for_net)
     assert err.value.code == "IMAGE_REJECTED"
     assert "targetImage = 1" in err.value.message
+
+
+def _cli(*args: str) -> dict[str, object]:
+    """``mcu-gateway ARGS --json``: its last stdout line as JSON (exit status 0 required)."""
+    import json
+
+    out = subprocess.run([sys.executable, "-m", "gateway.cli", *args, "--json"],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_info_and_flash_commands_on_stock_recovery_and_two_image_boards(tmp_path: Path) -> None:
+    """The CLI as a user runs it: stock Zephyr, serial recovery, image 1 of two."""
+    image = tmp_path / "app.signed.bin"
+    image.write_bytes(signed(tmp_path, "2.0.0", size=9_000).data)
+    common = ("--baud", "0", "--bootloader", "mcuboot", "--confirm-timeout", "5")
+    uid = ("--driver-opt", f"uid={UID}")
+    with running_sim(tmp_path / "stock", *STOCK) as sim:
+        info = _cli("info", "--port", sim.port, "--bootloader", "mcuboot", "--baud", "0", *uid)
+        flashed = _cli("flash", "--port", sim.port, *common, *uid, "--version", "2.0.0",
+                       str(image))  # fmt: skip
+    assert info["uid"] == UID and info["mode"] == "app"
+    assert flashed["ok"] is True and flashed["running_version"] == "2.0.0"
+    with running_sim(tmp_path / "recovery", *STOCK, "--fault", "recovery") as sim:
+        info = _cli("info", "--port", sim.port, "--bootloader", "mcuboot", "--baud", "0", *uid)
+        flashed = _cli("flash", "--port", sim.port, *common, *uid, "--version", "2.0.0",
+                       str(image))  # fmt: skip
+    assert info["mode"] == "bootloader" and info["safety"] == "single-slot"
+    assert flashed["ok"] is True and flashed["slot"] == 0
+    package = tmp_path / "net.mcufw"
+    subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "image", "pack", str(image), "-o", str(package),
+         "--provider", "contoso", "--name", "net", "--version", "2.0.0",
+         "--manufacturer", "zephyr", "--model", "vmcu_nrf52840", "--target-image", "1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    with running_sim(tmp_path / "two", *SIM, "--fault", "images=2") as sim:
+        flashed = _cli("flash", "--port", sim.port, *common, "--allow-unsigned", str(package))
+        info = _cli("info", "--port", sim.port, "--bootloader", "mcuboot", "--baud", "0")
+    assert flashed["ok"] is True
+    assert flashed["details"]["image"] == 1  # type: ignore[index]
+    assert info["details"]["images"] == 2  # type: ignore[index]
+    assert info["installed_version"] == "1.0.0"  # image 0, the port's default, untouched

@@ -7,7 +7,8 @@ Shares the ``sim`` command's options (--state, --uid, --baud, --app-version,
                         MCUboot reverts); repeatable
     no-confirm          the app never confirms a trial image
     slot-size=N         bytes per slot (default 0x110000; multiple of 4096)
-    buf-size=N          SMP reassembly buffer the app reports (default 1024)
+    buf-size=N          SMP reassembly buffer the app reports and enforces (default 256 on
+                        the stock command set, Zephyr's UART MTU; 1024 on the full one)
     no-banner           do not print Zephyr's boot banner on the console
     commands=SET        the app's SMP commands: stock (default; Zephyr's smp_svr sample
                         with overlay-serial.conf) or full (also os info with the
@@ -44,6 +45,9 @@ from simulators.mcu.options import parse_faults as parse_link_faults
 
 DEFAULT_SLOT = 0x110000  # 1 MiB + 64 KiB: room for the benches' 1 MiB image
 DEFAULT_BOARD = "vmcu_nrf52840"
+#: A stock build's largest SMP frame: CONFIG_MCUMGR_TRANSPORT_UART_MTU defaults to 256
+#: (subsys/mgmt/mcumgr/transport/Kconfig.uart), under NETBUF_SIZE's default of 384.
+STOCK_MTU = 256
 FACTORY_BODY = 8 * 1024
 
 
@@ -56,7 +60,7 @@ class Faults:
     crash_versions: frozenset[str] = frozenset()
     no_confirm: bool = False
     slot_size: int = DEFAULT_SLOT
-    buf_size: int = 1024
+    buf_size: int | None = None  # None: 256 on a stock build, 1024 on the full one
     banner: bool = True
     link: LinkFaultSpec = field(default_factory=LinkFaultSpec)
     commands: Commands = Commands.STOCK
@@ -178,7 +182,7 @@ def config(
     server = ServerConfig(
         uid=uid,
         board=getattr(args, "model", None) or DEFAULT_BOARD,
-        buf_size=faults.buf_size,
+        buf_size=faults.buf_size or (STOCK_MTU if faults.commands is Commands.STOCK else 1024),
         erase_s_per_sector=0.02 * scale,
         program_s_per_kib=0.01 * scale,
         turnaround_s=0.001 if turnaround is None else turnaround / 1000,
