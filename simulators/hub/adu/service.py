@@ -53,6 +53,17 @@ class Twins(Protocol):
     def write_desired(self, device_id: str, patch: JsonObject) -> None: ...
 
 
+async def read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The whole body, or ``limit + 1`` bytes if it is longer."""
+    chunks, size = [], 0
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            break
+    return b"".join(chunks)[: limit + 1]
+
+
 def utc(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -192,7 +203,7 @@ class AduService:
             ):
                 if resp.status != 200:
                     raise AduRequestError(400, "ImportFileNotFound", f"{what}: HTTP {resp.status}")
-                data = await resp.content.read(limits.MAX_FILE_BYTES + 1)
+                data = await read_capped(resp, limits.MAX_FILE_BYTES)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise AduRequestError(
                 400, "ImportFileNotFound", f"{what}: {type(exc).__name__}"
