@@ -183,10 +183,12 @@ class AduMcuAgent(McuAgent):
                 self._update.cancel()
             elif self._cancel_key != (workflow.id, version):
                 self._cancel_key = (workflow.id, version)
-                # Nothing runs: the agent goes (or stays) Idle, as the reference agent does.
+                # Nothing runs: Idle with result 200, as the reference agent answers a
+                # cancel it has nothing for (agent_workflow.c, "reporting Idle state").
                 idle = agent_report(
                     AgentState.IDLE,
                     workflow=workflow,
+                    result=InstallResult(ResultCode.IDLE_SUCCESS),
                     installed_update_id=self.installed_update_id(),
                 )
                 self._spawn_report(component(agent=idle))

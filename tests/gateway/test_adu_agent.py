@@ -363,3 +363,13 @@ async def test_test_root_keys_only_when_configured(tmp_path: Path, signer: TestS
         agent = await r.wait_agent(state=255)
         assert agent["lastInstallResult"]["extendedResultCodes"] == "A0200006"  # no root key
         assert r.mcu.flashed == []
+
+
+async def test_cancel_with_nothing_running_reports_idle(tmp_path: Path, signer: TestSigner) -> None:
+    async with rig(tmp_path, signer) as r:
+        await r.wait_agent(state=0)
+        r.link.set_service(r.service(r.release("1.1.0"), action=255))
+        agent = await r.wait_agent(workflow={"action": 255, "id": "wf-1"})
+        assert agent["state"] == 0
+        assert agent["lastInstallResult"]["resultCode"] == 200
+        assert r.mcu.flashed == []
