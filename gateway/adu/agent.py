@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware.compat import parse_compat
+from firmware.errors import VerificationError
 from firmware.manifest import parse_version
 from firmware.twin import DesiredFirmware
 from gateway.adu import codes
@@ -56,6 +57,7 @@ from gateway.agent import McuAgent
 from gateway.journal import Outcome
 from gateway.reported import utc_now
 from gateway.update import UpdateFailed, UpdateRun, final_report
+from protocols.driver import DriverError
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ class AduMcuAgent(McuAgent):
     def manufacturer(self) -> str:
         try:
             return parse_compat(self.facts.compat).manufacturer
-        except Exception:  # a malformed compat string: ADU still needs a value
+        except VerificationError:  # a malformed compat string: ADU still needs a value
             return "unknown"
 
     def installed_update_id(self) -> str | None:
@@ -181,10 +183,12 @@ class AduMcuAgent(McuAgent):
                 self._update.cancel()
             elif self._cancel_key != (workflow.id, version):
                 self._cancel_key = (workflow.id, version)
-                # Nothing runs: the agent goes (or stays) Idle, as the reference agent does.
+                # Nothing runs: Idle with result 200, as the reference agent answers a
+                # cancel it has nothing for (agent_workflow.c, "reporting Idle state").
                 idle = agent_report(
                     AgentState.IDLE,
                     workflow=workflow,
+                    result=InstallResult(ResultCode.IDLE_SUCCESS),
                     installed_update_id=self.installed_update_id(),
                 )
                 self._spawn_report(component(agent=idle))
@@ -344,7 +348,7 @@ class AduMcuAgent(McuAgent):
             async with asyncio.timeout(15 + self.options.confirm_timeout_s):
                 async with self.session() as driver:
                     self.facts = await driver.abort()
-        except Exception as exc:  # the MCU keeps its bootable image whatever happens here
+        except (DriverError, TimeoutError, OSError) as exc:  # the MCU keeps its bootable image
             self.log.warning("abort after cancel failed: %s", exc)
             await self._refresh_info(restart_app=True)
         await self._report(
