@@ -21,7 +21,7 @@ from gateway.adu import codes
 from gateway.adu.agent import HANDLER, AduContext, AduMcuAgent
 from gateway.adu.contract import CONTRACT_MODEL_ID
 from gateway.adu.jws import rsa_key
-from gateway.adu.rootkeys import RootKeyStore
+from gateway.adu.rootkeys import RootKeyStore, TrustedRoots
 from gateway.adu.settings import AduSettings
 from gateway.adu.state import AduStateStore
 from gateway.config import PolicySettings
@@ -154,7 +154,7 @@ async def rig(
     roots = {k["kid"]: rsa_key(k["n"], k["e"]) for k in signer.root_jwks()["keys"]}
     adu = AduContext(
         settings=AduSettings(models=(MODEL,), provider=provider, names={MODEL: UPDATE_NAME}),
-        root_keys=store or RootKeyStore(roots, test=True),
+        root_keys=TrustedRoots(store or RootKeyStore(roots, test=True)),
         state=AduStateStore(tmp_path / "state" / "adu"),
     )
     agent = AduMcuAgent(
