@@ -44,6 +44,7 @@ from protocols.driver import (
     InstallResult,
     Phase,
     Progress,
+    Safety,
     Step,
 )
 from protocols.driver import Outcome as InstallOutcome
@@ -120,6 +121,9 @@ class UpdateRun:
         self.first_data_at: float | None = None
         self._last_journal = 0.0
         self._last_report = 0.0
+        #: A single-slot install erased the application and has not written its new
+        #: version record yet: the MCU has no version until this install completes.
+        self.app_erased = False
 
     async def _status(self, status: FwStatus, substatus: str, **fields: Any) -> None:
         patch: dict[str, Any] = {
@@ -268,6 +272,13 @@ class UpdateRun:
                         )
                     )
                 return
+            if self.facts.safety is Safety.SINGLE_SLOT:
+                if step is Step.ERASE and not self.app_erased:
+                    self.app_erased = True
+                    # The old version is gone from the MCU from here on: never claim it.
+                    spawn(self._report({"firmware": {"currentFwVersion": None}}, True))
+                elif step is Step.ACTIVATE and event.total and event.done == event.total:
+                    self.app_erased = False  # the new version record is written and read back
             if step is Step.WRITE and now - self._last_journal >= _JOURNAL_EVERY_S:
                 self._last_journal = now
                 journal.best_effort(lambda: journal.record_progress(self.uid, event.done))

@@ -152,7 +152,7 @@ class AduMcuAgent(McuAgent):
             verified = verify_service(value, self.adu.root_keys)
             if verified.workflow.action != Action.PROCESS_DEPLOYMENT:
                 return None
-            return _desired(verified, *_our_step(verified.manifest))
+            return _desired(verified, *_our_step(verified.manifest, self.facts.model))
         except AduError:
             return None
 
@@ -220,8 +220,8 @@ class AduMcuAgent(McuAgent):
         await self._report_agent(AgentState.DEPLOYMENT_IN_PROGRESS, workflow, IN_PROGRESS)
         try:
             verified = await self._verified(value)
-            step_file = _our_step(verified.manifest)
             self._check_compatibility(verified.manifest)
+            step_file = _our_step(verified.manifest, self.facts.model)
             desired = _desired(verified, *step_file)
             update_id = verified.manifest.update_id.as_json()
             if self.installed == desired.fwVersion and self.installed_update_id() == update_id:
@@ -385,8 +385,12 @@ class AduMcuAgent(McuAgent):
         self.adu.state.save(self.uid, rec)
 
 
-def _our_step(manifest: UpdateManifest) -> tuple[str, FileEntry]:
-    """The one step this agent runs: handler ``HANDLER`` with one file (our package)."""
+def _our_step(manifest: UpdateManifest, model: str) -> tuple[str, FileEntry]:
+    """The one step this agent runs: handler ``HANDLER``, and this MCU model's file of it.
+
+    A step has one file (one model's package), or one per model with
+    ``handlerProperties.files`` naming each model's file (a bundle).
+    """
     steps = [s for s in manifest.steps if s.handler is not None]
     if len(manifest.steps) != 1 or len(steps) != 1 or steps[0].handler != HANDLER:
         handlers = [s.handler or "reference" for s in manifest.steps]
@@ -395,9 +399,14 @@ def _our_step(manifest: UpdateManifest) -> tuple[str, FileEntry]:
             codes.ERC_HANDLER_NOT_FOUND,
         )
     step = steps[0]
-    if len(step.files) != 1 or step.files[0] not in manifest.files:
+    if step.files_by_model:
+        name = step.files_by_model.get(model)
+        ids = [f for f in step.files if f in manifest.files and manifest.files[f].file_name == name]
+    else:
+        ids = list(step.files)
+    if len(ids) != 1 or ids[0] not in manifest.files:
         raise AduManifestError(
-            f"the {HANDLER} step needs exactly one file of the manifest",
+            f"the {HANDLER} step has no single file for model {model!r:.40}",
             codes.ERC_BAD_FILES_OR_FILEURLS,
         )
     criteria = step.installed_criteria
@@ -410,7 +419,7 @@ def _our_step(manifest: UpdateManifest) -> tuple[str, FileEntry]:
             f"installedCriteria {criteria!r:.40} is not a firmware version",
             codes.ERC_NO_INSTALLEDCRITERIA,
         ) from exc
-    return criteria, manifest.files[step.files[0]]
+    return criteria, manifest.files[ids[0]]
 
 
 def _desired(verified: VerifiedService, version: str, file: FileEntry) -> DesiredFirmware:
