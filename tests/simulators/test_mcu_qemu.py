@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
 import subprocess
@@ -14,6 +15,14 @@ import pytest
 from simulators.mcu.models import MODELS
 from simulators.mcu.native import build_example
 from simulators.mcu.trailer import fold
+from tests.gateway.e2e import (
+    device_ids,
+    firmware_of,
+    running_lab,
+    set_desired,
+    wait_current,
+    wait_hub,
+)
 from tests.sim_harness import SimProcess, cli, cli_json, running_sim
 
 QEMU = ("--impl", "qemu", "--model", "vmcu-l0")
@@ -180,3 +189,34 @@ def test_real_application_images_update_and_roll_back_on_qemu(
         *[f"example app 3.0.1 running from slot {s['3.0.1']}"] * 2,
         f"example app 2.0.0 running from slot {s['2.0.0']}",
     ], console
+
+
+async def test_the_gateway_service_rolls_out_real_images_and_reports_the_rollback(
+    tmp_path: Path,
+) -> None:
+    """The issue's end to end: IoT Hub twin → gateway → QEMU part running the example app.
+    v2 is installed and reported current; a v3 that hangs is rolled back by the watchdog
+    and the twin says ``rolledback`` with v2 still current."""
+    async with running_lab(tmp_path, ["vmcu-l0"], sim_args=("--impl", "qemu")) as run:
+        await wait_hub(
+            run.lab,
+            lambda s: (
+                len(run.gateway.agents) == 1
+                and all(s.hub.is_connected(a.device_id) for a in run.gateway.agents.values())
+            ),
+            within=60,
+        )
+        (device,) = device_ids(run)
+        v2 = build_example("2.0.0").read_bytes()
+        rel = run.lab.release("2.0.0", "vmcu-l0", size=len(v2), body=v2)
+        await asyncio.to_thread(set_desired, run.lab, device, rel.desired())
+        await wait_current(run.lab, device, "2.0.0")
+        v3 = build_example("3.0.0", "hang").read_bytes()
+        rel = run.lab.release("3.0.0", "vmcu-l0", size=len(v3), body=v3)
+        await asyncio.to_thread(set_desired, run.lab, device, rel.desired())
+        await wait_hub(
+            run.lab, lambda s: firmware_of(s, device).get("fwUpdateStatus") == "rolledback", 90
+        )
+        fw = firmware_of(run.lab.hub.call(lambda s: s), device)  # type: ignore[union-attr]
+        assert fw["currentFwVersion"] == "2.0.0"
+        assert fw["error"]["code"] == "ROLLED_BACK"
