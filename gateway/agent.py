@@ -47,14 +47,16 @@ from gateway.reported import (
     utc_iso,
     utc_now,
 )
-from gateway.retry import RetryPolicy, retry_delay
+from gateway.retry import retry_delay, update_retry_policy
 from gateway.seams import OpenDriver, TwinLink
 from gateway.update import UpdateEnv, UpdateFailed, UpdateRun, final_report
 from protocols import registry
+from protocols.backoff import Backoff
 from protocols.driver import Driver, DriverError, Phase
 
-#: Longest wait between attempts to bring an MCU's hub connection up.
-_MAX_CONNECT_BACKOFF_S = 30.0
+#: Waits between attempts to bring an MCU's hub connection up: 1 s doubling to 30 s, each
+#: scaled by 0.5..1 so the MCUs of one gateway do not reconnect in step.
+_CONNECT_BACKOFF = Backoff(1.0, 30.0, (0.5, 1.0))
 
 # (version, URI, check value, install window) of a desired firmware: a change of any
 # of them restarts the update (the package itself comes from the cache).
@@ -96,7 +98,7 @@ class McuAgent:
         self.uid = probe.facts.uid
         self.connected = True
         self.log = mcu_logger("gateway.mcu", device_id)
-        self.retry_policy = RetryPolicy.from_settings(env.policy)
+        self.retry_policy = update_retry_policy(env.policy)
         self._open_driver = open_driver or self._serial_driver
         self._rng = rng or random.Random()
         self._port_lock = asyncio.Lock()
@@ -139,7 +141,7 @@ class McuAgent:
                 self._evaluate()
 
     async def _connect_with_retry(self) -> None:
-        delay = 1.0
+        delays = _CONNECT_BACKOFF.counter(self._rng)
         while True:
             try:
                 await self.link.connect()
@@ -147,10 +149,11 @@ class McuAgent:
                 return
             except CloudAuthError as exc:
                 self.log.error("hub refused the device credentials: %s", exc)
+                delay = delays.next()
             except CloudError as exc:
+                delay = delays.next()
                 self.log.warning("hub connection failed, retrying in %.0f s: %s", delay, exc)
-            await asyncio.sleep(delay * self._rng.uniform(0.5, 1.0))
-            delay = min(delay * 2, _MAX_CONNECT_BACKOFF_S)
+            await asyncio.sleep(delay)
 
     async def close(self) -> None:
         """Stop; a running update is parked: the MCU keeps its partial slot, the journal its row."""
@@ -332,7 +335,9 @@ class McuAgent:
             await task
         journal = self.env.journal
         journal.best_effort(
-            lambda: journal.finish_update(self.uid, Outcome.CANCELLED, error_code="SUPERSEDED")
+            lambda: journal.finish_update(
+                self.uid, Outcome.CANCELLED, error_code=GatewayCode.SUPERSEDED
+            )
         )
         await self._refresh_info(restart_app=True)  # a cut transfer leaves the bootloader up
         fw = on_trial_report(self.installed) if on_trial(self.facts) else current(self.installed)
@@ -442,7 +447,7 @@ class McuAgent:
         if local:
             # The gateway's own disk, freed on the box rather than in the twin: keep
             # looking at the longest interval, never give up (issue 17.1).
-            delay = self.retry_policy.max_s * self._rng.uniform(0.9, 1.1)
+            delay = self.retry_policy.backoff.longest(self._rng)
         if transient:
             self._transient.add(sig)  # the link, the network or the MCU: a reattach may cure it
         else:

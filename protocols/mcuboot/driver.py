@@ -348,14 +348,17 @@ class McubootDriver:
             raise DriverError(
                 DriverCode.IMAGE_REJECTED, "image header is flagged non-bootable", step
             )
-        with contextlib.suppress(ValueError):  # a version MCUboot cannot hold is not compared
-            if parse_version(image.version) != parse_version(parsed.version):
-                raise DriverError(
-                    DriverCode.IMAGE_REJECTED,
-                    f"the package says version {image.version} but the image header says "
-                    f"{parsed.version}",
-                    step,
-                )
+        try:
+            same = parse_version(image.version) == parse_version(parsed.version)
+        except ValueError:  # e.g. 2.1.0-rc1: the MCU would report only what its header says
+            same = False
+        if not same:
+            raise DriverError(
+                DriverCode.IMAGE_REJECTED,
+                f"the package says version {image.version} but the image header says "
+                f"{parsed.version}",
+                step,
+            )
         if image.target is not None:  # the package names the image it is for
             self._image = image.target
             self._image_source = "the package's targetImage"

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from firmware.download import Downloader, RetryPolicy
+from firmware.download import Downloader
 from firmware.errors import DownloadError
 from firmware.reasons import ReasonCode
+from protocols.backoff import FULL_JITTER, Backoff, RetryPolicy
 from simulators.image_server import ImageServer
 from tests.smallfs import fill, free, small_fs
 
@@ -21,8 +22,8 @@ MB = 1 << 20
 
 
 def _downloader(cache: Path, ca_file: Path) -> Downloader:
-    return Downloader(cache, 64 * MB, ca_file=ca_file, retry=RetryPolicy(attempts=2,
-                      base_delay_s=0.001, max_delay_s=0.01), rng=random.Random(1))  # fmt: skip
+    retry = RetryPolicy(2, Backoff(0.001, 0.01, FULL_JITTER))
+    return Downloader(cache, 64 * MB, ca_file=ca_file, retry=retry, rng=random.Random(1))
 
 
 async def _fetch(dl: Downloader, url: str, blob: bytes, size: int | None) -> bytes:

@@ -254,3 +254,32 @@ def test_production_package_must_be_signed_by_every_production_key(signer: TestS
 def test_malformed_package_is_refused(raw: str, store: RootKeyStore) -> None:
     with pytest.raises(RootKeyPackageError):
         store.accept(raw)
+
+
+def test_root_key_package_in_force_persists(
+    tmp_path: Path, signer: TestSigner, store: RootKeyStore
+) -> None:
+    from gateway.adu.rootkeys import TrustedRoots
+
+    path = tmp_path / "adu" / "rootkeypackage.json"
+    roots = TrustedRoots(store, path)
+    pkg = signer.root_key_package(disabled_signing_keys=[signer.signing_key_hash()], version=2)
+    roots.update(json.dumps(pkg).encode())
+    # A later value naming no package is still checked against the one in force, also
+    # after a restart.
+    for held in (roots, TrustedRoots(store, path)):
+        err = refused(service(signer), held.store)
+        assert err.jws_result == JwsResult.DISALLOWED_SIGNING_KEY
+
+
+def test_an_older_root_key_package_is_refused(signer: TestSigner, store: RootKeyStore) -> None:
+    from gateway.adu.rootkeys import TrustedRoots
+
+    roots = TrustedRoots(store)
+    newer = signer.root_key_package(disabled_signing_keys=[signer.signing_key_hash()], version=3)
+    roots.update(json.dumps(newer).encode())
+    older = signer.root_key_package(version=2)  # would re-enable the signing key
+    with pytest.raises(RootKeyPackageError):
+        roots.update(json.dumps(older).encode())
+    assert roots.store.package is not None
+    assert roots.store.package.version == 3

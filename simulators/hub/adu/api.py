@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -22,6 +23,7 @@ from aiohttp import web
 from simulators.hub.adu.errors import AduRequestError
 from simulators.hub.adu.service import AduService
 
+log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 API_PREFIX = "/deviceUpdate/{instance}"
 #: Deployments with a future start time and rollback policies are checked this often.
@@ -118,9 +120,7 @@ class AduApi:
                 try:
                     self.service.tick()
                 except Exception:  # one bad pass must not end the loop
-                    import logging
-
-                    logging.getLogger(__name__).exception("ADU tick failed")
+                    log.exception("ADU tick failed")
                 await asyncio.sleep(TICK_S)
 
         task = asyncio.create_task(loop())
