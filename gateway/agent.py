@@ -58,6 +58,11 @@ from protocols.driver import Driver, DriverError, Phase
 #: scaled by 0.5..1 so the MCUs of one gateway do not reconnect in step.
 _CONNECT_BACKOFF = Backoff(1.0, 30.0, (0.5, 1.0))
 
+#: How often an update that failed for a full disk looks for the space to come back.
+_ROOM_POLL_S = 5.0
+#: Free bytes beyond the package that count as "space is back" (the journal's writes).
+_JOURNAL_ROOM = 256 * 1024
+
 # (version, URI, check value, install window) of a desired firmware: a change of any
 # of them restarts the update (the package itself comes from the cache).
 Signature = tuple[str, str, str, str]
@@ -356,13 +361,21 @@ class McuAgent:
             self._retry_timer.cancel()
         self._retry_timer = self._retry_sig = None
 
-    def _schedule_retry(self, sig: Signature, delay: float) -> None:
+    def _schedule_retry(self, sig: Signature, delay: float, room: int | None = None) -> None:
         self._cancel_retry_timer()
         self._retry_sig = sig
-        self._retry_timer = asyncio.create_task(self._retry_after(delay), name="retry timer")
+        self._retry_timer = asyncio.create_task(self._retry_after(delay, room), name="retry timer")
 
-    async def _retry_after(self, delay: float) -> None:
-        await asyncio.sleep(delay)  # the retry policy's backoff, not a wait for a state
+    async def _retry_after(self, delay: float, room: int | None = None) -> None:
+        """Wait out the backoff; with ``room`` (bytes a full disk must free), end early
+        once the download cache's disk has them: no event says so, hence the polling."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + delay
+        while (left := end - loop.time()) > 0:
+            await asyncio.sleep(left if room is None else min(left, _ROOM_POLL_S))
+            if room is not None and self.env.downloader.cache.free_bytes() >= room:
+                self.log.info("disk space is back (%d bytes needed): retrying now", room)
+                break
         self._retry_timer = self._retry_sig = None
         self._evaluate()
 
@@ -473,7 +486,11 @@ class McuAgent:
             plan = f"retry {failures + 1}" + ("" if local else f" of {limit}")
             fw["fwUpdateSubstatus"] += f"; {plan} in {delay:.0f} s"
             fw["nextRetryTime"] = at
-            self._schedule_retry(sig, delay)
+            room = None
+            if exc.code == ReasonCode.STORAGE_FULL:
+                room = (desired.fwPackageSize or 0) + _JOURNAL_ROOM
+                fw["fwUpdateSubstatus"] += ", sooner once the disk has room"
+            self._schedule_retry(sig, delay, room)
         else:
             self._gave_up.add(sig)
             fw["nextRetryTime"] = None

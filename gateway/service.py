@@ -183,9 +183,7 @@ class Gateway:
                 changed = True
         in_use = {a.port for a in self.agents.values() if a.connected}
         now = time.monotonic()
-        todo = [
-            p for p in ports if p not in in_use and now >= self._silent.get(p, (0.0, 0, ""))[0]
-        ]
+        todo = [p for p in ports if p not in in_use and now >= self._silent.get(p, (0.0, 0, ""))[0]]
         cfg = self.config
         limit = asyncio.Semaphore(_PROBE_CONCURRENCY)
 
