@@ -646,7 +646,9 @@ def test_two_images_swap_each_on_its_own(tmp_path: Path) -> None:
         ("key=/nonexistent/key.pem", "key=/nonexistent/key.pem"),
     ],
 )
-def test_sim_cli_refuses_bad_model_options_in_one_line(tmp_path: Path, spec: str, says: str) -> None:
+def test_sim_cli_refuses_bad_model_options_in_one_line(
+    tmp_path: Path, spec: str, says: str
+) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "gateway.cli", "sim", "--pty", "--bootloader", "mcuboot",
          "--state", str(tmp_path), "--fault", spec],
