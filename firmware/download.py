@@ -142,8 +142,8 @@ class Downloader:
         try:
             path = self.cache.lookup(digest)
             if path is None:
-                if digest not in self._flights:
-                    self._check_room(digest, expected_size)
+                if digest not in self._flights and (expected_size or 0) <= max_size:
+                    self._check_room(digest, expected_size)  # over the cap: that error first
                 path = await self._join(
                     url, digest, _Limits(max_size, expected_size), deadline_s, progress
                 )

@@ -30,6 +30,15 @@ int bl_init(bl_t *bl, const bl_config_t *cfg, int stay, uint32_t baud) {
     return 0;
 }
 
+int bl_init_app(bl_t *bl, const bl_config_t *cfg, unsigned slot, uint32_t baud) {
+    if (bl_init(bl, cfg, 1, baud) != 0) return -1;
+    if (slot < 2) { /* else: not started by our bootloader; serve as the bootloader would */
+        bl->mode = BL_MODE_APP;
+        bl->running_slot = (uint8_t)slot;
+    }
+    return 0;
+}
+
 int bl_app_confirm(bl_t *bl) {
     if (!bl->cfg || bl->running_slot == 0xFF) return BL_NO_IMAGE;
     bl_phase(bl, BL_PH_CONFIRM);
