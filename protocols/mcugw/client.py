@@ -7,12 +7,13 @@ windowed by :class:`protocols.mcugw.transfer.TransferWindow`. The caller supplie
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from protocols.errors import LocalProtocolError
 from protocols.mcugw.codec import BadFrame, Codec, PacketReceived
 from protocols.mcugw.constants import Opcode
-from protocols.mcugw.framing import DELIMITER
+from protocols.mcugw.framing import DELIMITER, wire_size
 from protocols.mcugw.packets import (
     DataAck,
     DataRequest,
@@ -20,7 +21,55 @@ from protocols.mcugw.packets import (
     Request,
     Response,
     StatusResponse,
+    encode_payload,
 )
+
+#: Chance a command may be left to fail on a link as noisy as the one observed,
+#: when its retry budget is derived from that link (about 20 commands a flash).
+FAIL_TARGET = 1e-6
+
+
+@dataclass
+class LinkLoss:
+    """What this link has shown of its loss: exchanges tried, answered, and their bytes.
+
+    An exchange is one send of a request (or a DATA frame) and its answer. If
+    every byte survives with the same chance, an exchange of ``n`` bytes gets
+    through with probability ``exp(-rate * n)``; :meth:`rate` estimates that
+    per-byte loss rate, and :meth:`tries_for` the sends an exchange of ``n``
+    bytes needs so that all of them fail with a chance below ``target``.
+    """
+
+    tries: int = 0
+    answered: int = 0
+    wire: int = 0  # bytes of every exchange tried, both directions
+
+    def record(self, tries: int, answered: int, wire: int) -> None:
+        self.tries += tries
+        self.answered += answered
+        self.wire += wire
+
+    def rate(self) -> float:
+        """Per-byte loss rate; 0 until the link has both answered and lost exchanges.
+
+        A link that never answered shows nothing about noise (an absent or
+        foreign device), and one that never lost anything needs nothing beyond
+        the fixed budgets. Once it has lost some, one more loss is assumed than
+        was seen, so a short lucky run never reads as a clean link.
+        """
+        if not self.answered or self.answered >= self.tries or not self.wire:
+            return 0.0
+        survived = self.answered / (self.tries + 1)
+        return -math.log(survived) / (self.wire / self.tries)
+
+    def tries_for(self, nbytes: int, target: float = FAIL_TARGET) -> int:
+        """Sends an exchange of ``nbytes`` needs on this link (at least 1)."""
+        fail = -math.expm1(-self.rate() * nbytes)  # 1 - exp(-rate * n), exact when small
+        if fail <= 0.0:
+            return 1
+        if fail >= 1.0:
+            return 1_000_000
+        return max(1, math.ceil(math.log(target) / math.log(fail)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +119,8 @@ class _Pending:
     noisy_extra: int = 0  # silence attempts granted once the answer came back damaged
     garbled: bool = False  # a damaged frame arrived since the last send
     heard: bool = False  # any byte arrived since the last send
+    sends: int = 1
+    answer_wire: int = 0  # expected wire bytes of the answer, for the loss estimate
 
 
 class ClientProtocol:
@@ -81,6 +132,7 @@ class ClientProtocol:
         self._events: list[ClientEvent] = []
         self.retries = 0
         self.stale = 0
+        self.loss = LinkLoss()
 
     @property
     def busy(self) -> bool:
@@ -102,6 +154,7 @@ class ClientProtocol:
         attempts: int,
         garble_resends: int = 0,
         noisy_extra: int = 0,
+        answer_size: int = 16,
     ) -> None:
         """Queue ``request``; up to ``attempts`` sends on silence.
 
@@ -121,8 +174,9 @@ class ClientProtocol:
         seq = self._next_seq()
         wire = self._codec.encode(request, seq)
         self._pending = _Pending(
-            request, seq, wire, timeout, now + timeout, attempts - 1, 1, garble_resends, noisy_extra
-        )
+            request, seq, wire, timeout, now + timeout, attempts - 1, 1, garble_resends,
+            noisy_extra, answer_wire=wire_size(answer_size),
+        )  # fmt: skip
         self._out += wire
 
     def cancel_request(self) -> None:
@@ -170,13 +224,23 @@ class ClientProtocol:
             self._resend(p, now)
         else:
             self._pending = None
+            self._account(p, None)
             self._events.append(TimedOut(p.request, p.attempts))
 
     def _resend(self, p: _Pending, now: float) -> None:
         p.garbled = p.heard = False
         p.deadline = now + p.timeout
+        p.sends += 1
         self.retries += 1
         self._out += DELIMITER + p.wire
+
+    def _account(self, p: _Pending, answer: Response | None) -> None:
+        if p.request.OPCODE is Opcode.RESET:
+            return
+        answer_wire = p.answer_wire
+        if answer is not None:
+            answer_wire = wire_size(len(encode_payload(answer)[1]))
+        self.loss.record(p.sends, int(answer is not None), p.sends * (len(p.wire) + answer_wire))
 
     def next_event(self) -> ClientEvent | None:
         if self._events:
@@ -207,6 +271,7 @@ class ClientProtocol:
             self.stale += 1  # answer to an earlier attempt or earlier request
             return None
         self._pending = None
+        self._account(p, msg)  # type: ignore[arg-type]
         return Reply(p.request, msg)  # type: ignore[arg-type]
 
 
@@ -218,4 +283,13 @@ def _opcode_of(msg: object) -> Opcode | None:
     return None
 
 
-__all__ = ["Acked", "ClientEvent", "ClientProtocol", "Garbled", "Reply", "TimedOut"]
+__all__ = [
+    "FAIL_TARGET",
+    "Acked",
+    "ClientEvent",
+    "ClientProtocol",
+    "Garbled",
+    "LinkLoss",
+    "Reply",
+    "TimedOut",
+]
