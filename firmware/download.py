@@ -70,6 +70,10 @@ class RetryPolicy:
         return rng.uniform(0, min(self.max_delay_s, self.base_delay_s * 2 ** (failures - 1)))
 
 
+#: TLS failures that say the server is not who it should be (not a dropped connection).
+_UNTRUSTED = (aiohttp.ClientConnectorCertificateError, aiohttp.ServerFingerprintMismatch)
+
+
 class _Retry(Exception):
     """A failure worth retrying (dropped connection, 5xx)."""
 
@@ -301,10 +305,12 @@ class Downloader:
                     if total is not None and offset != total:
                         raise _Retry(f"body ended at {offset} of {total} bytes")
                     return hasher.hexdigest()
-            except aiohttp.ClientSSLError as exc:
-                # A certificate problem does not heal by retrying.
+            except _UNTRUSTED as exc:
+                # A certificate that does not verify does not heal by retrying, here or in
+                # the gateway (DOWNLOAD_UNTRUSTED is Kind.TRUST). Other TLS failures (a
+                # handshake cut short) are dropped connections and are retried below.
                 raise DownloadError(
-                    ReasonCode.DOWNLOAD_FAILED,
+                    ReasonCode.DOWNLOAD_UNTRUSTED,
                     f"TLS to {_where(url)} failed: {redact_text(str(exc))}",
                 ) from exc
             except (aiohttp.ClientError, _Retry) as exc:

@@ -11,7 +11,8 @@ What it decides, in order, whenever the desired firmware changes:
 * desired == installed: nothing to flash. A running update for another
   version is stopped (never re-flash the installed version: that would wipe
   the fallback slot and reboot the app), and the twin says ``current`` with
-  no error.
+  no error. An image the MCU runs *on trial* (its app has not confirmed it) is
+  not installed: it is never reported ``current``, and its update goes on.
 * desired == the running update's target: carry on.
 * otherwise start (or restart) the update, unless that package already failed
   for good, or is waiting for its next automatic retry (:mod:`gateway.retry`).
@@ -29,11 +30,12 @@ from typing import Any
 
 from firmware.errors import DesiredFirmwareError
 from firmware.twin import DesiredFirmware, parse_desired
+from gateway.codes import GatewayCode
 from gateway.discovery import Probe
 from gateway.errors import CloudAuthError, CloudError
 from gateway.journal import Outcome
 from gateway.logs import mcu_logger
-from gateway.reconcile import current, reconcile, same_version
+from gateway.reconcile import current, on_trial, on_trial_report, reconcile, same_version
 from gateway.reported import (
     FwStatus,
     error_section,
@@ -43,7 +45,7 @@ from gateway.reported import (
     utc_iso,
     utc_now,
 )
-from gateway.retry import RetryPolicy, is_transient
+from gateway.retry import RetryPolicy, retry_delay
 from gateway.seams import OpenDriver, TwinLink
 from gateway.update import UpdateEnv, UpdateFailed, UpdateRun, final_report
 from protocols import registry
@@ -204,6 +206,7 @@ class McuAgent:
             desired=desired,
             run=journal.update_in_progress(self.uid),
             last=journal.last_outcome(self.uid),
+            trial=on_trial(self.facts),
         )
         if state.finish is not None:
             journal.finish_update(self.uid, state.finish)
@@ -270,7 +273,7 @@ class McuAgent:
         self._note_operator_retry(desired.retry)
         running = self._update is not None and not self._update.done()
         installed = self.installed
-        if same_version(installed, desired.fwVersion):
+        if same_version(installed, desired.fwVersion) and not on_trial(self.facts):
             self._cancel_retry_timer()
             if running:
                 self._stand_down(desired.fwVersion)
@@ -320,8 +323,8 @@ class McuAgent:
             await task
         self.env.journal.finish_update(self.uid, Outcome.CANCELLED, error_code="SUPERSEDED")
         await self._refresh_info(restart_app=True)  # a cut transfer leaves the bootloader up
-        await self._report({"firmware": current(self.installed),
-                            "mcu": {"slots": self._slots()}}, now=True)  # fmt: skip
+        fw = on_trial_report(self.installed) if on_trial(self.facts) else current(self.installed)
+        await self._report({"firmware": fw, "mcu": {"slots": self._slots()}}, now=True)
         # The MCU may have moved on meanwhile (a trial boot that confirmed): look again.
         asyncio.get_running_loop().call_soon(self._evaluate)
 
@@ -364,7 +367,7 @@ class McuAgent:
         except asyncio.CancelledError:
             if not self._closing and self._update_sig == sig:
                 # Aborted (method or unplug), not superseded: say so in the twin.
-                journal.finish_update(self.uid, Outcome.CANCELLED, error_code="ABORTED")
+                journal.finish_update(self.uid, Outcome.CANCELLED, error_code=GatewayCode.ABORTED)
             raise
         except UpdateFailed as exc:
             await self._failed(desired, sig, run.started, exc)
@@ -372,7 +375,7 @@ class McuAgent:
         except Exception as exc:  # a bug must not take the other MCUs down
             self.log.exception("update crashed")
             failure = UpdateFailed(
-                "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}", run.phase.value
+                GatewayCode.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", run.phase.value
             )
             await self._failed(desired, sig, run.started, failure)
             return
@@ -411,8 +414,8 @@ class McuAgent:
             "update to %s failed: %s %s", desired.fwVersion, exc.code, exc.message
         )
         failures = self._failures[sig] = self._failures.get(sig, 0) + 1
-        transient = is_transient(exc.code)
-        delay = self.retry_policy.next_delay(failures, self._rng) if transient else None
+        transient = exc.kind.transient
+        delay = retry_delay(exc.kind, failures, self.retry_policy, self._rng)
         if transient:
             self._transient.add(sig)  # the link, the network or the MCU: a reattach may cure it
         else:
@@ -500,7 +503,9 @@ class McuAgent:
                     "lastFwUpdateEndTime": utc_now(),
                     "nextRetryTime": None,
                     "error": error_section(
-                        "ABORTED", "aborted by the abortUpdate method", Phase.APPLYING.value
+                        GatewayCode.ABORTED,
+                        "aborted by the abortUpdate method",
+                        Phase.APPLYING.value,
                     ),
                 }
             },

@@ -268,11 +268,11 @@ async def test_package_signed_by_an_unknown_key_fails(tmp_path: Path, signer: Te
 async def test_failing_mcu_then_retry(tmp_path: Path, signer: TestSigner) -> None:
     async with rig(tmp_path, signer) as r:
         rel = r.release("1.1.0")
-        r.mcu.failures.append(DriverError("MCU_FLASH_WRITE", "flash write failed", Step.WRITE))
+        r.mcu.failures.append(DriverError("MCU_FLASH_ERROR", "flash write failed", Step.WRITE))
         r.link.set_service(r.service(rel))
         agent = await r.wait_agent(state=255)
         result = agent["lastInstallResult"]
-        assert result["resultDetails"].startswith("MCU_FLASH_WRITE: flash write failed")
+        assert result["resultDetails"].startswith("MCU_FLASH_ERROR: flash write failed")
         assert result["extendedResultCodes"] == codes.erc_hex(codes.ERC_DRIVER_OTHER)
         assert agent["installedUpdateId"] == update_id("1.0.0")
         assert r.mcu.version == "1.0.0"

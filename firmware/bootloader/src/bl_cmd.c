@@ -166,7 +166,7 @@ static void on_begin(bl_t *bl, uint16_t seq, const uint8_t *p, size_t n) {
     slot = fb < 0 ? 0u : 1u - (unsigned)fb;
     bl_slot_status(&bl->store, slot, &st);
     bl->s.open = 0;
-    if (st.size == size && memcmp(st.sha256, p + 4, 32) == 0 &&
+    if (st.size == size && memcmp(st.sha256, p + 4, 32) == 0 && strcmp(st.version, version) == 0 &&
         (st.state == BL_WRITING || st.state == BL_COMPLETE)) {
         if (bl_slot_make_room(&bl->store, slot, &st, bl_tail_reserve(bl->cfg) + 1) != 0) goto flash_error;
         bl_slot_status(&bl->store, slot, &st);
