@@ -154,7 +154,7 @@ async def test_begin_gets_the_tries_the_observed_loss_calls_for() -> None:
     transport = _Loses(
         lambda m: lose_info(m) or lose_begin(m), garble=_first(InfoResponse, 1)
     )
-    async with _session(transport) as (core, session):
+    async with _session(transport) as (_core, session):
         async with asyncio.timeout(60):
             result = await session.flash(random.Random(1).randbytes(5000), "2.0.0")
     assert result.outcome == "confirmed"
@@ -190,7 +190,7 @@ async def test_outcome_polls_lost_past_the_deadline_still_find_the_confirmed_ima
         return False
 
     transport = _Loses(lose)
-    async with _session(transport) as (core, session):
+    async with _session(transport) as (_core, session):
         async with asyncio.timeout(60):
             result = await session.flash(
                 random.Random(3).randbytes(5000), "2.0.0", confirm_timeout=0.1
