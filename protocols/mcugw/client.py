@@ -65,11 +65,30 @@ class LinkLoss:
     def tries_for(self, nbytes: int, target: float = FAIL_TARGET) -> int:
         """Sends an exchange of ``nbytes`` needs on this link (at least 1)."""
         fail = -math.expm1(-self.rate() * nbytes)  # 1 - exp(-rate * n), exact when small
-        if fail <= 0.0:
-            return 1
-        if fail >= 1.0:
-            return 1_000_000
-        return max(1, math.ceil(math.log(target) / math.log(fail)))
+        return _tries(fail, target)
+
+    def silent_tries_for(self, request: int, exchange: int, target: float = FAIL_TARGET) -> int:
+        """Tries on silence a command needs: silences must not all come before a success.
+
+        A try is silent when the ``request`` bytes are lost, and succeeds when
+        the whole ``exchange`` (request and answer) gets through; damaged
+        answers in between cost no silent try. So what must stay below
+        ``target`` is the chance that N silences come first, each with odds
+        lost / (lost + through).
+        """
+        rate = self.rate()
+        lost = -math.expm1(-rate * request)
+        through = math.exp(-rate * exchange)
+        return _tries(lost / (lost + through), target)
+
+
+def _tries(fail: float, target: float) -> int:
+    """Tries so that all of them failing, each with chance ``fail``, is below ``target``."""
+    if fail <= 0.0:
+        return 1
+    if fail >= 1.0:
+        return 1_000_000
+    return max(1, math.ceil(math.log(target) / math.log(fail)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +140,9 @@ class _Pending:
     heard: bool = False  # any byte arrived since the last send
     sends: int = 1
     answer_wire: int = 0  # expected wire bytes of the answer, for the loss estimate
+    resend_cap: int = 0  # damage resends the loss estimate may grow the budget to
+    silent_cap: int = 0  # tries on silence it may grow to, once damage showed the MCU alive
+    resent: int = 0  # damage resends made
 
 
 class ClientProtocol:
@@ -155,6 +177,8 @@ class ClientProtocol:
         garble_resends: int = 0,
         noisy_extra: int = 0,
         answer_size: int = 16,
+        resend_cap: int = 0,
+        silent_cap: int = 0,
     ) -> None:
         """Queue ``request``; up to ``attempts`` sends on silence.
 
@@ -175,7 +199,8 @@ class ClientProtocol:
         wire = self._codec.encode(request, seq)
         self._pending = _Pending(
             request, seq, wire, timeout, now + timeout, attempts - 1, 1, garble_resends,
-            noisy_extra, answer_wire=wire_size(answer_size),
+            noisy_extra, answer_wire=wire_size(answer_size), resend_cap=resend_cap,
+            silent_cap=silent_cap,
         )  # fmt: skip
         self._out += wire
 
@@ -210,14 +235,20 @@ class ClientProtocol:
         # A damaged frame, or bytes with no answer by the deadline (a lost
         # delimiter leaves them unterminated), show a live but noisy link:
         # resend at once, without spending one of the attempts kept for silence.
-        if (p.garbled or (late and p.heard)) and p.garble_resends_left > 0:
+        damaged = p.garbled or (late and p.heard)
+        if damaged and p.garble_resends_left <= 0 and p.resent < p.resend_cap:
+            p.garble_resends_left = self._more_resends(p)
+        if damaged and p.garble_resends_left > 0:
             p.garble_resends_left -= 1
+            p.resent += 1
             p.attempts_left += p.noisy_extra
             p.noisy_extra = 0
             self._resend(p, now)
             return
         if not late:
             return
+        if p.attempts_left <= 0 and p.resent and p.attempts < p.silent_cap:
+            p.attempts_left = self._more_silent_tries(p)
         if p.attempts_left > 0:
             p.attempts_left -= 1
             p.attempts += 1
@@ -233,6 +264,22 @@ class ClientProtocol:
         p.sends += 1
         self.retries += 1
         self._out += DELIMITER + p.wire
+
+    def _seen(self, p: _Pending) -> LinkLoss:
+        """The link's loss so far, with ``p``'s unanswered sends counted in."""
+        seen = LinkLoss(self.loss.tries, self.loss.answered, self.loss.wire)
+        seen.record(p.sends, 0, p.sends * (len(p.wire) + p.answer_wire))
+        return seen
+
+    def _more_resends(self, p: _Pending) -> int:
+        """Damage resends still due to ``p``, by the loss seen so far and its own tries."""
+        want = self._seen(p).tries_for(len(p.wire) + p.answer_wire)
+        return max(0, min(p.resend_cap, want) - p.resent)
+
+    def _more_silent_tries(self, p: _Pending) -> int:
+        """Tries on silence still due to ``p`` (the MCU has answered it, damaged)."""
+        want = self._seen(p).silent_tries_for(len(p.wire), len(p.wire) + p.answer_wire)
+        return max(0, min(p.silent_cap, want) - p.attempts)
 
     def _account(self, p: _Pending, answer: Response | None) -> None:
         if p.request.OPCODE is Opcode.RESET:

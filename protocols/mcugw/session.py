@@ -203,9 +203,12 @@ class BootloaderSession:
             resends, silent = self._budget(req, answer)
             if attempts >= 3:
                 attempts = max(attempts, silent)
+        idempotent = req.OPCODE in _IDEMPOTENT
         self._client.send_request(
-            req, self._now(), per_try, attempts, resends, extra, answer_size=answer
-        )
+            req, self._now(), per_try, attempts, resends, extra, answer_size=answer,
+            resend_cap=MAX_GARBLED_RESENDS if idempotent else 0,
+            silent_cap=MAX_SILENT_ATTEMPTS if idempotent and attempts >= 3 else 0,
+        )  # fmt: skip
         while True:
             ev = await self._next_event()
             if isinstance(ev, Reply):
@@ -224,13 +227,16 @@ class BootloaderSession:
         """(resends on damage, tries on silence) this link's observed loss calls for.
 
         Damage costs the whole exchange (request and answer); silence is the
-        request lost on its way. Each is sized so that every try failing has a
-        chance below ``FAIL_TARGET``, and never below the fixed budgets.
+        request lost on its way, and only matters if it keeps coming before an
+        answer gets through. Each is sized so that running out has a chance
+        below ``FAIL_TARGET``; the client grows them during the request if its
+        own damaged answers show the link worse than that (§6).
         """
         loss = self._client.loss
         request = wire_size(len(encode_payload(req)[1]))
-        resends = min(MAX_GARBLED_RESENDS, loss.tries_for(request + wire_size(answer)))
-        silent = min(MAX_SILENT_ATTEMPTS, loss.tries_for(request))
+        exchange = request + wire_size(answer)
+        resends = min(MAX_GARBLED_RESENDS, loss.tries_for(exchange))
+        silent = min(MAX_SILENT_ATTEMPTS, loss.silent_tries_for(request, exchange))
         return max(GARBLED_RESENDS, resends), silent
 
     def _garbled_note(self) -> str:

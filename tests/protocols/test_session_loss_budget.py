@@ -151,9 +151,7 @@ async def test_begin_gets_the_tries_the_observed_loss_calls_for() -> None:
     then lost 8 times in a row. The fixed budget gave BEGIN 6 tries.
     """
     lose_info, lose_begin = _first(InfoRequest, 2), _first(BeginRequest, 8)
-    transport = _Loses(
-        lambda m: lose_info(m) or lose_begin(m), garble=_first(InfoResponse, 1)
-    )
+    transport = _Loses(lambda m: lose_info(m) or lose_begin(m), garble=_first(InfoResponse, 1))
     async with _session(transport) as (_core, session):
         async with asyncio.timeout(60):
             result = await session.flash(random.Random(1).randbytes(5000), "2.0.0")
@@ -198,3 +196,72 @@ async def test_outcome_polls_lost_past_the_deadline_still_find_the_confirmed_ima
     assert lost_polls[0] == 5
     assert result.outcome == "confirmed"
     assert result.running_version == "2.0.0"
+
+
+def test_damaged_answers_grow_the_resend_budget_up_to_the_cap() -> None:
+    """A first INFO after a clean-looking HELLO: its 174-byte answer keeps arriving
+    damaged. Each damaged copy proves the MCU alive, so the budget grows with the
+    loss this request itself has shown, up to the cap, instead of stopping at 2."""
+    damaged = b"\x05\x01\x02\x03\x04\x00"
+    client = ClientProtocol()
+    client.loss.record(2, 1, 60)  # the HELLO took two tries
+    client.send_request(InfoRequest(), 0.0, 0.5, 1, garble_resends=2, answer_size=174,
+                        resend_cap=30)  # fmt: skip
+    client.data_to_send()
+    resends = 0
+    for i in range(40):
+        client.receive_data(damaged)
+        while client.next_event() is not None:
+            pass
+        client.poll(0.001 * (i + 1))
+        resends += bool(client.data_to_send())
+    assert resends == 30  # grown past the 2 given, stopped at the cap
+    clean = ClientProtocol()  # no loss history: nothing to grow from
+    clean.send_request(InfoRequest(), 0.0, 0.5, 1, garble_resends=2, answer_size=174,
+                       resend_cap=30)  # fmt: skip
+    clean.data_to_send()
+    sent = 0
+    for i in range(10):
+        clean.receive_data(damaged)
+        while clean.next_event() is not None:
+            pass
+        clean.poll(0.001 * (i + 1))
+        sent += bool(clean.data_to_send())
+    assert sent == 2
+
+
+def _silent_sends(client: ClientProtocol, damaged_first: bool) -> int:
+    """Sends of one INFO that gets at most one damaged answer, then only silence."""
+    client.send_request(InfoRequest(), 0.0, 0.5, 3, garble_resends=32, answer_size=174,
+                        resend_cap=400, silent_cap=40)  # fmt: skip
+    sends = bool(client.data_to_send())
+    if damaged_first:
+        client.receive_data(b"\x05\x01\x02\x03\x04\x00")
+        while client.next_event() is not None:
+            pass
+        client.poll(0.001)
+        sends += bool(client.data_to_send())
+    now = 0.001
+    for _ in range(100):
+        now += 0.6
+        client.poll(now)
+        sends += bool(client.data_to_send())
+        events = []
+        while (ev := client.next_event()) is not None:
+            events.append(ev)
+        if any(isinstance(ev, TimedOut) for ev in events):
+            return sends
+    raise AssertionError("never timed out")
+
+
+def test_silence_after_a_damaged_answer_gets_the_tries_the_loss_calls_for() -> None:
+    """Issue 17 item 4, seed 127 of bench.noisy_flash: INFO's answers came back
+    damaged and its resends were lost 6 times; the fixed 6 tries on silence ran out
+    while the MCU was plainly alive."""
+    noisy = ClientProtocol()
+    noisy.loss.record(2, 1, 60)  # HELLO took two tries
+    assert _silent_sends(noisy, damaged_first=True) > 7
+    # Never answered at all, however lossy the link looked: the fixed 3 tries.
+    dead = ClientProtocol()
+    dead.loss.record(2, 1, 60)
+    assert _silent_sends(dead, damaged_first=False) == 3
