@@ -118,7 +118,7 @@ async def run(args: argparse.Namespace, root: Path) -> int:
         release = lab.release(NEW_VERSION, GOOD, args.size)
         plan = Plan(
             name="bench", package=Package(NEW_VERSION, release.url, release.sha256, release.size),
-            target="tags.group = 'bench'", rings=(*names, "all"),
+            target="tags.[[group]] = 'bench'", rings=(*names, "all"),
             max_failure_rate=args.max_failure_rate,
         )  # fmt: skip
         ca = lab.root / "images-ca.pem"
@@ -165,7 +165,7 @@ async def run(args: argparse.Namespace, root: Path) -> int:
         if rollout is not None and rollout.state is State.DONE:
             await _wait(lab, settled, max(1.0, deadline - time.monotonic()), "healthy MCUs")
             print(f"{time.monotonic() - t_deploy:7.1f} s  every {GOOD} MCU runs {NEW_VERSION}")
-        status = await asyncio.to_thread(collect, hub, "tags.group = 'bench'")
+        status = await asyncio.to_thread(collect, hub, "tags.[[group]] = 'bench'")
     finally:
         if gateway is not None and gateway.returncode is None:
             gateway.terminate()

@@ -144,7 +144,7 @@ def _add_rollout(hub: Any, service: Any, rings: int) -> float:
         return 0.0
     names = (*("canary", "pilot", "broad")[: rings - 1], "all")
     plan = Plan("bench", Package("2.0.0", "https://images.invalid/fw", "ab" * 32, 1000),
-                "tags.group = 'plant-0'", rings=names)  # fmt: skip
+                "tags.[[group]] = 'plant-0'", rings=names)  # fmt: skip
     for k in range(len(names)):
         service.create_configuration(plan.config(k, dt.datetime.now(dt.UTC)))
 

@@ -46,8 +46,8 @@ from typing import IO
 import aiohttp
 from yarl import URL
 
-from firmware.cache import ContentCache, normalise_digest
-from firmware.errors import DownloadError, DownloadTimeout
+from firmware.cache import ContentCache, is_disk_full, normalise_digest
+from firmware.errors import CacheError, DownloadError, DownloadTimeout
 from firmware.reasons import ReasonCode
 from firmware.urls import redact_text, redact_url
 
@@ -149,6 +149,8 @@ class Downloader:
         try:
             path = self.cache.lookup(digest)
             if path is None:
+                if digest not in self._flights:
+                    self._check_room(digest, expected_size)
                 path = await self._join(
                     url, digest, _Limits(max_size, expected_size), deadline_s, progress
                 )
@@ -162,6 +164,26 @@ class Downloader:
             yield path
         finally:
             self.cache.unpin(digest)
+
+    def _check_room(self, digest: str, expected_size: int | None) -> None:
+        """Refuse before the first byte if the package (``fwPackageSize``) cannot fit.
+
+        Space is made first from other partial downloads and unpinned cached
+        packages; only then is the download refused, with the figures.
+        """
+        if expected_size is None:
+            return  # unknown: a full disk mid-way is STORAGE_FULL as well
+        needed = expected_size - self.cache.partial_size(digest)
+        free = self.cache.free_bytes()
+        if free < 0 or free >= needed:
+            return
+        free = self.cache.make_room(needed, keep={digest, *self._flights})
+        if 0 <= free < needed:
+            raise DownloadError(
+                ReasonCode.STORAGE_FULL,
+                f"{free} bytes free on the download cache's disk, {needed} needed for "
+                f"the {expected_size}-byte package",
+            )
 
     async def _join(
         self, url: str, digest: str, limits: _Limits, deadline_s: float, progress: Progress | None
@@ -229,6 +251,13 @@ class Downloader:
             # Only failures a later attempt can get past leave the bytes for a resume.
             keep = keep and exc.reason in (ReasonCode.DOWNLOAD_FAILED,)
             raise
+        except CacheError as exc:
+            keep = keep and exc.reason is not ReasonCode.STORAGE_FULL
+            raise
+        except OSError as exc:
+            # A full disk: the partial is dropped, never kept to fill the disk for good.
+            keep = False
+            raise self._disk_error(exc, part, limits) from exc
         finally:
             if not keep or not part.exists() or part.stat().st_size == 0:
                 self.cache.drop_partial(digest)
@@ -323,6 +352,17 @@ class Downloader:
                         f"{redact_text(str(exc)) or type(exc).__name__}",
                     ) from exc
                 await asyncio.sleep(self._retry.delay(failures, self._rng))
+
+    def _disk_error(self, exc: OSError, part: Path, limits: _Limits) -> DownloadError:
+        if not is_disk_full(exc):
+            return DownloadError(ReasonCode.CACHE_ERROR, f"download cache: {exc.strerror or exc}")
+        written = part.stat().st_size if part.exists() else 0
+        needed = "" if limits.expected_size is None else f", {limits.expected_size} needed"
+        return DownloadError(
+            ReasonCode.STORAGE_FULL,
+            f"the download cache's disk filled up after {written} bytes of the package "
+            f"({self.cache.free_bytes()} bytes free{needed}); the partial file was dropped",
+        )
 
     def _check_scheme(self, url: URL) -> None:
         if url.scheme not in self._schemes:

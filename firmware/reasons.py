@@ -135,6 +135,11 @@ class ReasonCode(Code):
         "downloaded bytes differ from check value",
     )
     CACHE_ERROR = "CACHE_ERROR", Kind.STORAGE, "the cache directory could not be written"
+    STORAGE_FULL = (
+        "STORAGE_FULL",
+        Kind.STORAGE,
+        "the gateway's disk is too full for the package or the journal (free, needed bytes)",
+    )
     DOWNLOAD_UNTRUSTED = (
         "DOWNLOAD_UNTRUSTED",
         Kind.TRUST,

@@ -29,12 +29,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from firmware.errors import DesiredFirmwareError
+from firmware.reasons import ReasonCode
 from firmware.twin import DesiredFirmware, parse_desired
 from gateway.codes import GatewayCode
 from gateway.discovery import Probe
-from gateway.errors import CloudAuthError, CloudError
+from gateway.errors import CloudAuthError, CloudError, JournalError
 from gateway.journal import Outcome
 from gateway.logs import mcu_logger
+from gateway.reconcile import app_erased as reconcile_app_erased
 from gateway.reconcile import current, on_trial, on_trial_report, reconcile, same_version
 from gateway.reported import (
     FwStatus,
@@ -121,12 +123,14 @@ class McuAgent:
 
     async def _main(self) -> None:
         await self._connect_with_retry()
-        self.env.journal.upsert_mcu(
-            self.uid,
-            device_id=self.device_id,
-            model=self.facts.model,
-            port=self.port,
-            slots=self._slots(),
+        self.env.journal.best_effort(
+            lambda: self.env.journal.upsert_mcu(
+                self.uid,
+                device_id=self.device_id,
+                model=self.facts.model,
+                port=self.port,
+                slots=self._slots(),
+            )
         )
         await self._report_startup()
         self._evaluate()
@@ -201,15 +205,21 @@ class McuAgent:
         journal = self.env.journal
         installed = self.installed
         desired = self._parsed_desired()
+        try:
+            run, last = journal.update_in_progress(self.uid), journal.last_outcome(self.uid)
+        except JournalError as exc:  # unreadable: report from the MCU's own facts alone
+            self.log.warning("journal unreadable at start-up: %s", exc)
+            run = last = None
         state = reconcile(
             installed=installed,
             desired=desired,
-            run=journal.update_in_progress(self.uid),
-            last=journal.last_outcome(self.uid),
+            run=run,
+            last=last,
             trial=on_trial(self.facts),
         )
-        if state.finish is not None:
-            journal.finish_update(self.uid, state.finish)
+        finish = state.finish
+        if finish is not None:
+            journal.best_effort(lambda: journal.finish_update(self.uid, finish))
         if state.gave_up and desired is not None:
             self._gave_up.add(_signature(desired))
         await self._report({"mcu": self._mcu_section(), "firmware": state.firmware}, now=True)
@@ -227,10 +237,10 @@ class McuAgent:
         self.facts = probe.facts
         self.connected = True
         self.log.info("MCU back on %s", self.port)
-        self.env.journal.upsert_mcu(
+        self.env.journal.best_effort(lambda: self.env.journal.upsert_mcu(
             self.uid, device_id=self.device_id, model=self.facts.model, port=self.port,
             slots=self._slots(),
-        )  # fmt: skip
+        ))  # fmt: skip
         fw = {"currentFwVersion": self.installed}
         await self._report({"mcu": self._mcu_section(), "firmware": fw}, now=True)
         # A failure caused by the unplug is worth retrying now that it is back.
@@ -279,8 +289,7 @@ class McuAgent:
                 self._stand_down(desired.fwVersion)
                 return
             journal = self.env.journal
-            if journal.update_in_progress(self.uid) is not None:
-                journal.finish_update(self.uid, Outcome.CURRENT)
+            journal.best_effort(lambda: journal.finish_update(self.uid, Outcome.CURRENT))
             self._spawn_report({"firmware": current(installed)})  # clears a stale error
             return
         if running:
@@ -321,7 +330,10 @@ class McuAgent:
     async def _after_stand_down(self, task: asyncio.Task[None]) -> None:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
-        self.env.journal.finish_update(self.uid, Outcome.CANCELLED, error_code="SUPERSEDED")
+        journal = self.env.journal
+        journal.best_effort(
+            lambda: journal.finish_update(self.uid, Outcome.CANCELLED, error_code="SUPERSEDED")
+        )
         await self._refresh_info(restart_app=True)  # a cut transfer leaves the bootloader up
         fw = on_trial_report(self.installed) if on_trial(self.facts) else current(self.installed)
         await self._report({"firmware": fw, "mcu": {"slots": self._slots()}}, now=True)
@@ -367,10 +379,14 @@ class McuAgent:
         except asyncio.CancelledError:
             if not self._closing and self._update_sig == sig:
                 # Aborted (method or unplug), not superseded: say so in the twin.
-                journal.finish_update(self.uid, Outcome.CANCELLED, error_code=GatewayCode.ABORTED)
+                journal.best_effort(
+                    lambda: journal.finish_update(
+                        self.uid, Outcome.CANCELLED, error_code=GatewayCode.ABORTED
+                    )
+                )
             raise
         except UpdateFailed as exc:
-            await self._failed(desired, sig, run.started, exc)
+            await self._failed(desired, sig, run.started, exc, app_erased=run.app_erased)
             return
         except Exception as exc:  # a bug must not take the other MCUs down
             self.log.exception("update crashed")
@@ -381,8 +397,8 @@ class McuAgent:
             return
         if result.facts is not None:
             self.facts = result.facts
-        journal.finish_update(self.uid, result.outcome)
-        journal.set_slots(self.uid, self._slots())
+        journal.best_effort(lambda: journal.finish_update(self.uid, result.outcome))
+        journal.best_effort(lambda: journal.set_slots(self.uid, self._slots()))
         self._failures.pop(sig, None)
         if result.outcome is not Outcome.CURRENT:
             self._gave_up.add(sig)  # rolled back: the app itself is bad
@@ -407,7 +423,13 @@ class McuAgent:
         await self._report(patch, now=True)
 
     async def _failed(
-        self, desired: DesiredFirmware, sig: Signature, started: str, exc: UpdateFailed
+        self,
+        desired: DesiredFirmware,
+        sig: Signature,
+        started: str,
+        exc: UpdateFailed,
+        *,
+        app_erased: bool = False,
     ) -> None:
         ended = utc_now()  # the failure's own time, whatever the INFO re-read below costs
         self.log.phase(exc.phase).error(
@@ -416,24 +438,35 @@ class McuAgent:
         failures = self._failures[sig] = self._failures.get(sig, 0) + 1
         transient = exc.kind.transient
         delay = retry_delay(exc.kind, failures, self.retry_policy, self._rng)
+        local = exc.code == ReasonCode.STORAGE_FULL and delay is None
+        if local:
+            # The gateway's own disk, freed on the box rather than in the twin: keep
+            # looking at the longest interval, never give up (issue 17.1).
+            delay = self.retry_policy.max_s * self._rng.uniform(0.9, 1.1)
         if transient:
             self._transient.add(sig)  # the link, the network or the MCU: a reattach may cure it
         else:
             self._transient.discard(sig)
-        self.env.journal.finish_update(
-            self.uid, Outcome.ERROR, error_code=exc.code, message=exc.message
+        journal = self.env.journal
+        journal.best_effort(
+            lambda: journal.finish_update(
+                self.uid, Outcome.ERROR, error_code=exc.code, message=exc.message
+            )
         )
-        await self._refresh_info(restart_app=True)
+        if not await self._refresh_info(restart_app=True) and app_erased:
+            self.facts = reconcile_app_erased(self.facts)  # silent now: say what is known
         installed = self.installed
         patch = final_report(
             Outcome.ERROR, desired=desired, started=started, installed=installed, failure=exc
         )
+        patch["mcu"] = {"slots": self._slots()}
         fw = patch["firmware"]
         fw["lastFwUpdateEndTime"] = ended
         limit = self.retry_policy.attempts
         if delay is not None:
             at = utc_iso(time.time() + delay)
-            fw["fwUpdateSubstatus"] += f"; retry {failures + 1} of {limit} in {delay:.0f} s"
+            plan = f"retry {failures + 1}" + ("" if local else f" of {limit}")
+            fw["fwUpdateSubstatus"] += f"; {plan} in {delay:.0f} s"
             fw["nextRetryTime"] = at
             self._schedule_retry(sig, delay)
         else:
@@ -445,21 +478,25 @@ class McuAgent:
             )
         await self._report(patch, now=True)
 
-    async def _refresh_info(self, *, restart_app: bool = False) -> None:
+    async def _refresh_info(self, *, restart_app: bool = False) -> bool:
         """Re-read the MCU's facts; after a failed or aborted flash, start the old app first.
 
         A cut transfer leaves the MCU in its bootloader with the installed image
-        intact (and, with ``resume``, the partial one kept for next time).
+        intact (and, with ``resume``, the partial one kept for next time). True
+        if the MCU answered: its facts are then what it said, even when starting
+        its app failed (a single-slot MCU whose app an unfinished install erased).
         """
+        answered = False
         try:
             async with asyncio.timeout(15 + self.options.confirm_timeout_s):
                 async with self.session() as driver:
-                    facts = await driver.identify()
+                    self.facts = facts = await driver.identify()
+                    answered = True
                     if restart_app and facts.in_bootloader:
-                        facts = await driver.reboot()
-                    self.facts = facts
+                        self.facts = await driver.reboot()
         except (DriverError, TimeoutError, OSError) as exc:
             self.log.warning("could not re-read the MCU's facts: %s", exc)
+        return answered
 
     # ------------------------------------------------------------ direct methods
 

@@ -23,10 +23,12 @@ from firmware.errors import FirmwareError
 from firmware.images import recall, remember
 from firmware.package import Package
 from firmware.policy import TrustPolicy, evaluate
+from firmware.reasons import ReasonCode
 from firmware.twin import DesiredFirmware
 from firmware.urls import redact_url
 from gateway.codes import GatewayCode, code_of
 from gateway.config import PolicySettings
+from gateway.errors import JournalFull
 from gateway.journal import Journal, Outcome
 from gateway.logs import McuLogger
 from gateway.reconcile import on_trial, same_version
@@ -42,6 +44,7 @@ from protocols.driver import (
     InstallResult,
     Phase,
     Progress,
+    Safety,
     Step,
 )
 from protocols.driver import Outcome as InstallOutcome
@@ -118,6 +121,9 @@ class UpdateRun:
         self.first_data_at: float | None = None
         self._last_journal = 0.0
         self._last_report = 0.0
+        #: A single-slot install erased the application and has not written its new
+        #: version record yet: the MCU has no version until this install completes.
+        self.app_erased = False
 
     async def _status(self, status: FwStatus, substatus: str, **fields: Any) -> None:
         patch: dict[str, Any] = {
@@ -136,8 +142,16 @@ class UpdateRun:
         d = self.desired
         journal = self.env.journal
         # The journal keeps the URL for people reading it, so without its credentials.
-        record = journal.begin_update(self.uid, d.fwVersion, d.fwPackageCheckValue,
-                                      redact_url(d.fwPackageURI))  # fmt: skip
+        try:
+            record = journal.begin_update(self.uid, d.fwVersion, d.fwPackageCheckValue,
+                                          redact_url(d.fwPackageURI))  # fmt: skip
+        except JournalFull as exc:
+            # Nothing starts that a crash could not account for; retried when space is back.
+            raise UpdateFailed(
+                ReasonCode.STORAGE_FULL,
+                f"{exc}: the update needs room to be journalled",
+                Phase.DOWNLOADING.value,
+            ) from exc
         self.started = utc_iso(record.started_at)  # a resumed run keeps its first start
         # The last run's figures and end time would be stale beside this run's status.
         await self._status(FwStatus.DOWNLOADING, f"downloading {redact_url(d.fwPackageURI)}",
@@ -147,7 +161,7 @@ class UpdateRun:
         if d.installWindow is not None:
             await self._await_window()
         self.phase = Phase.APPLYING
-        journal.set_phase(self.uid, Phase.APPLYING)
+        journal.best_effort(lambda: journal.set_phase(self.uid, Phase.APPLYING))
         await self._status(FwStatus.APPLYING, "waiting for a flash slot", progress=0)
         async with self.env.flash_slots:
             try:
@@ -168,7 +182,8 @@ class UpdateRun:
         self.phase = Phase.DOWNLOADING
         data = await self._download(d)
         self.phase = Phase.VERIFYING
-        self.env.journal.set_phase(self.uid, Phase.VERIFYING)
+        journal = self.env.journal
+        journal.best_effort(lambda: journal.set_phase(self.uid, Phase.VERIFYING))
         await self._status(FwStatus.VERIFYING, "checking hash, signature, compatibility, version")
         try:
             return self._verify(data, d)
@@ -230,6 +245,7 @@ class UpdateRun:
         total = m.image_size
         await self._status(FwStatus.APPLYING, f"writing {total} bytes", progress=0, bytesWritten=0)
         loop = asyncio.get_running_loop()
+        journal = self.env.journal
         pending: set[asyncio.Task[None]] = set()
 
         def spawn(report: Coroutine[Any, Any, None]) -> None:
@@ -246,7 +262,7 @@ class UpdateRun:
             if step.phase is Phase.REBOOTING:
                 if self.phase is not Phase.REBOOTING:
                     self.phase = Phase.REBOOTING
-                    self.env.journal.set_phase(self.uid, Phase.REBOOTING)
+                    journal.best_effort(lambda: journal.set_phase(self.uid, Phase.REBOOTING))
                     spawn(
                         self._status(
                             FwStatus.REBOOTING,
@@ -256,9 +272,16 @@ class UpdateRun:
                         )
                     )
                 return
+            if self.facts.safety is Safety.SINGLE_SLOT:
+                if step is Step.ERASE and not self.app_erased:
+                    self.app_erased = True
+                    # The old version is gone from the MCU from here on: never claim it.
+                    spawn(self._report({"firmware": {"currentFwVersion": None}}, True))
+                elif step is Step.ACTIVATE and event.total and event.done == event.total:
+                    self.app_erased = False  # the new version record is written and read back
             if step is Step.WRITE and now - self._last_journal >= _JOURNAL_EVERY_S:
                 self._last_journal = now
-                self.env.journal.record_progress(self.uid, event.done)
+                journal.best_effort(lambda: journal.record_progress(self.uid, event.done))
             if now - self._last_report >= _REPORT_EVERY_S or event.done == event.total:
                 self._last_report = now
                 patch: dict[str, Any] = {
@@ -274,12 +297,13 @@ class UpdateRun:
         if m.is_delta:
             assert m.delta_target_sha256 is not None and m.delta_base_sha256 is not None
             image = Image(b"", self.desired.fwVersion, m.delta_target_sha256,
-                          delta=DeltaPayload(payload, total, m.delta_base_sha256))  # fmt: skip
+                          delta=DeltaPayload(payload, total, m.delta_base_sha256),
+                          target=m.target_image)  # fmt: skip
         else:
             # The image the MCU runs, if this gateway wrote it: the base of a delta.
             base = await asyncio.to_thread(recall, cache, _base_sha256(self.facts))
             digest = hashlib.sha256(payload).hexdigest()
-            image = Image(payload, self.desired.fwVersion, digest, base)
+            image = Image(payload, self.desired.fwVersion, digest, base, target=m.target_image)
         try:
             async with self._driver() as driver:
                 result = await driver.install(image, progress)
@@ -288,7 +312,7 @@ class UpdateRun:
         finally:
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
-        self.env.journal.record_progress(self.uid, total, result.resumed_from)
+        journal.best_effort(lambda: journal.record_progress(self.uid, total, result.resumed_from))
         if result.outcome is InstallOutcome.CONFIRMED:
             self._check_claim(result.facts)
             if not m.is_delta:

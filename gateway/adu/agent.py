@@ -39,6 +39,7 @@ from gateway.adu.contract import (
 )
 from gateway.adu.errors import AduError, AduManifestError
 from gateway.adu.fetch import fetch_small
+from gateway.adu.importmanifest import HANDLER
 from gateway.adu.manifest import (
     FileEntry,
     UpdateId,
@@ -55,9 +56,6 @@ from gateway.agent import McuAgent
 from gateway.journal import Outcome
 from gateway.reported import utc_now
 from gateway.update import UpdateFailed, UpdateRun, final_report
-
-#: The step handler this agent runs: one file, our signed package (docs/adu.md).
-HANDLER = "mcu-gateway/package:1"
 
 
 @dataclass(frozen=True)
@@ -113,9 +111,12 @@ class AduMcuAgent(McuAgent):
     async def _main(self) -> None:
         await self._connect_with_retry()
         self.env.journal.upsert_mcu(
-            self.uid, device_id=self.device_id, model=self.facts.model, port=self.port,
+            self.uid,
+            device_id=self.device_id,
+            model=self.facts.model,
+            port=self.port,
             slots=self._slots(),
-        )  # fmt: skip
+        )
         await self._report_startup()
         await self._report_adu_startup()
         self._evaluate()
@@ -151,7 +152,7 @@ class AduMcuAgent(McuAgent):
             verified = verify_service(value, self.adu.root_keys)
             if verified.workflow.action != Action.PROCESS_DEPLOYMENT:
                 return None
-            return _desired(verified, *_our_step(verified.manifest))
+            return _desired(verified, *_our_step(verified.manifest, self.facts.model))
         except AduError:
             return None
 
@@ -181,8 +182,11 @@ class AduMcuAgent(McuAgent):
             elif self._cancel_key != (workflow.id, version):
                 self._cancel_key = (workflow.id, version)
                 # Nothing runs: the agent goes (or stays) Idle, as the reference agent does.
-                idle = agent_report(AgentState.IDLE, workflow=workflow,
-                                    installed_update_id=self.installed_update_id())  # fmt: skip
+                idle = agent_report(
+                    AgentState.IDLE,
+                    workflow=workflow,
+                    installed_update_id=self.installed_update_id(),
+                )
                 self._spawn_report(component(agent=idle))
             return
         if workflow.action != Action.PROCESS_DEPLOYMENT:
@@ -216,8 +220,8 @@ class AduMcuAgent(McuAgent):
         await self._report_agent(AgentState.DEPLOYMENT_IN_PROGRESS, workflow, IN_PROGRESS)
         try:
             verified = await self._verified(value)
-            step_file = _our_step(verified.manifest)
             self._check_compatibility(verified.manifest)
+            step_file = _our_step(verified.manifest, self.facts.model)
             desired = _desired(verified, *step_file)
             update_id = verified.manifest.update_id.as_json()
             if self.installed == desired.fwVersion and self.installed_update_id() == update_id:
@@ -260,9 +264,14 @@ class AduMcuAgent(McuAgent):
 
     async def _run(self, desired: DesiredFirmware, workflow: Workflow, update_id: str) -> None:
         run = UpdateRun(
-            self.env, uid=self.uid, desired=desired, facts=self.facts, driver=self.session,
-            report=self._report, log=self.log,
-        )  # fmt: skip
+            self.env,
+            uid=self.uid,
+            desired=desired,
+            facts=self.facts,
+            driver=self.session,
+            report=self._report,
+            log=self.log,
+        )
         journal = self.env.journal
         try:
             result = await run.run()
@@ -284,8 +293,13 @@ class AduMcuAgent(McuAgent):
             self.facts = result.facts
         journal.finish_update(self.uid, result.outcome)
         journal.set_slots(self.uid, self._slots())
-        patch = final_report(result.outcome, desired=desired, started=run.started,
-                             installed=self.installed, flash=result.flash)  # fmt: skip
+        patch = final_report(
+            result.outcome,
+            desired=desired,
+            started=run.started,
+            installed=self.installed,
+            flash=result.flash,
+        )
         patch["mcu"] = {"slots": self._slots()}
         await self._report(patch, now=True)
         if result.outcome is Outcome.CURRENT:
@@ -306,17 +320,21 @@ class AduMcuAgent(McuAgent):
         self, desired: DesiredFirmware, workflow: Workflow, started: str, exc: UpdateFailed
     ) -> None:
         ended = utc_now()
-        self.log.phase(exc.phase).error("ADU deployment %s failed: %s %s", workflow.id, exc.code,
-                                        exc.message)  # fmt: skip
-        self.env.journal.finish_update(self.uid, Outcome.ERROR, error_code=exc.code,
-                                       message=exc.message)  # fmt: skip
+        self.log.phase(exc.phase).error(
+            "ADU deployment %s failed: %s %s", workflow.id, exc.code, exc.message
+        )
+        self.env.journal.finish_update(
+            self.uid, Outcome.ERROR, error_code=exc.code, message=exc.message
+        )
         await self._refresh_info(restart_app=True)
-        patch = final_report(Outcome.ERROR, desired=desired, started=started,
-                             installed=self.installed, failure=exc)  # fmt: skip
+        patch = final_report(
+            Outcome.ERROR, desired=desired, started=started, installed=self.installed, failure=exc
+        )
         patch["firmware"]["lastFwUpdateEndTime"] = ended
         await self._report(patch, now=True)
-        result = InstallResult(ResultCode.FAILURE, codes.erc_for(exc.code),
-                               f"{exc.code}: {exc.message}")  # fmt: skip
+        result = InstallResult(
+            ResultCode.FAILURE, codes.erc_for(exc.code), f"{exc.code}: {exc.message}"
+        )
         await self._finish(AgentState.FAILED, workflow, result, self.installed_update_id())
 
     async def _cancelled(self, workflow: Workflow) -> None:
@@ -329,19 +347,31 @@ class AduMcuAgent(McuAgent):
         except Exception as exc:  # the MCU keeps its bootable image whatever happens here
             self.log.warning("abort after cancel failed: %s", exc)
             await self._refresh_info(restart_app=True)
-        await self._report({"firmware": {
-            "fwUpdateStatus": "current", "fwUpdateSubstatus": "update cancelled by ADU",
-            "pendingFwVersion": None, "currentFwVersion": self.installed,
-            "lastFwUpdateEndTime": utc_now(), "error": None,
-        }, "mcu": {"slots": self._slots()}}, now=True)  # fmt: skip
+        await self._report(
+            {
+                "firmware": {
+                    "fwUpdateStatus": "current",
+                    "fwUpdateSubstatus": "update cancelled by ADU",
+                    "pendingFwVersion": None,
+                    "currentFwVersion": self.installed,
+                    "lastFwUpdateEndTime": utc_now(),
+                    "error": None,
+                },
+                "mcu": {"slots": self._slots()},
+            },
+            now=True,
+        )
         cancel = Workflow(int(Action.CANCEL), workflow.id, workflow.retry_timestamp)
         result = InstallResult(ResultCode.FAILURE_CANCELLED, 0, "cancelled")
         await self._finish(AgentState.IDLE, cancel, result, self.installed_update_id())
 
     async def _report_agent(
-        self, state: AgentState, workflow: Workflow, result: InstallResult,
+        self,
+        state: AgentState,
+        workflow: Workflow,
+        result: InstallResult,
         installed: str | None = None,
-    ) -> dict[str, Any]:  # fmt: skip
+    ) -> dict[str, Any]:
         agent = agent_report(state, workflow=workflow, result=result, installed_update_id=installed)
         await self._report(component(agent=agent), now=True)
         return agent
@@ -355,8 +385,12 @@ class AduMcuAgent(McuAgent):
         self.adu.state.save(self.uid, rec)
 
 
-def _our_step(manifest: UpdateManifest) -> tuple[str, FileEntry]:
-    """The one step this agent runs: handler ``HANDLER`` with one file (our package)."""
+def _our_step(manifest: UpdateManifest, model: str) -> tuple[str, FileEntry]:
+    """The one step this agent runs: handler ``HANDLER``, and this MCU model's file of it.
+
+    A step has one file (one model's package), or one per model with
+    ``handlerProperties.files`` naming each model's file (a bundle).
+    """
     steps = [s for s in manifest.steps if s.handler is not None]
     if len(manifest.steps) != 1 or len(steps) != 1 or steps[0].handler != HANDLER:
         handlers = [s.handler or "reference" for s in manifest.steps]
@@ -365,9 +399,14 @@ def _our_step(manifest: UpdateManifest) -> tuple[str, FileEntry]:
             codes.ERC_HANDLER_NOT_FOUND,
         )
     step = steps[0]
-    if len(step.files) != 1 or step.files[0] not in manifest.files:
+    if step.files_by_model:
+        name = step.files_by_model.get(model)
+        ids = [f for f in step.files if f in manifest.files and manifest.files[f].file_name == name]
+    else:
+        ids = list(step.files)
+    if len(ids) != 1 or ids[0] not in manifest.files:
         raise AduManifestError(
-            f"the {HANDLER} step needs exactly one file of the manifest",
+            f"the {HANDLER} step has no single file for model {model!r:.40}",
             codes.ERC_BAD_FILES_OR_FILEURLS,
         )
     criteria = step.installed_criteria
@@ -380,15 +419,16 @@ def _our_step(manifest: UpdateManifest) -> tuple[str, FileEntry]:
             f"installedCriteria {criteria!r:.40} is not a firmware version",
             codes.ERC_NO_INSTALLEDCRITERIA,
         ) from exc
-    return criteria, manifest.files[step.files[0]]
+    return criteria, manifest.files[ids[0]]
 
 
 def _desired(verified: VerifiedService, version: str, file: FileEntry) -> DesiredFirmware:
     """The update path's input: the file's URL, with size and hash from the signed manifest."""
     url = verified.file_urls.get(file.file_id)
     if not url:
-        raise AduManifestError(f"fileUrls has no URL for file {file.file_id}",
-                               codes.ERC_BAD_FILES_OR_FILEURLS)  # fmt: skip
+        raise AduManifestError(
+            f"fileUrls has no URL for file {file.file_id}", codes.ERC_BAD_FILES_OR_FILEURLS
+        )
     return DesiredFirmware(
         fwVersion=version,
         fwPackageURI=url,

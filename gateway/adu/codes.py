@@ -5,10 +5,11 @@ at b96895bb): states and actions from src/adu_types/inc/aduc/types/update_conten
 result codes from src/adu_types/inc/aduc/types/adu_core.h, extended result codes (ERCs)
 from src/inc/aduc/result.h, JWS results from src/utils/jws_utils/inc/jws_utils.h.
 
-``FAILURES`` is the one table from this project's failure codes (the twin's
-``firmware.error.code``: :class:`firmware.reasons.ReasonCode` values and the drivers'
-codes) to the ERC reported in ``lastInstallResult.extendedResultCodes``; docs/adu.md
-lists it for operators (``tests/gateway/test_adu_codes.py`` keeps the two in step).
+:func:`erc_for` is the one mapping from this project's failure codes (the twin's
+``firmware.error.code``, each with a :class:`protocols.failures.Kind`) to the ERC
+reported in ``lastInstallResult.extendedResultCodes``: Microsoft's own ERC where its
+table names the same failure, else one ERC per kind. docs/adu.md lists both tables
+for operators (``tests/gateway/test_adu_codes.py`` keeps docs and code in step).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from __future__ import annotations
 from enum import IntEnum
 
 from firmware.reasons import ReasonCode
+from gateway.codes import kind_of
+from protocols.failures import Kind
 
 
 class AgentState(IntEnum):
@@ -94,59 +97,80 @@ ERC_CONTENT_DOWNLOADER_INVALID_FILE_HASH = 0x4000000C  # CONTENT_DOWNLOADER_INVA
 ERC_CONTENT_DOWNLOADER_EXCEPTION = 0x40000005  # CONTENT_DOWNLOADER_DOWNLOAD_EXCEPTION
 ERC_CONTENT_DOWNLOADER_INVALID_URI = 0x40000007  # CONTENT_DOWNLOADER_INVALID_DOWNLOAD_URI
 
-#: This agent's own ERCs for failures Microsoft's table has no entry for: facility 3
-#: (update content handler), component 0xFE (unused by Microsoft), value = row below.
-_OWN = 0xFE
+#: This agent's own ERCs: facility 3 (update content handler), component 0xFE (unused by
+#: Microsoft's agent), value = the failure's kind (:class:`protocols.failures.Kind`) below.
+OWN_COMPONENT = 0xFE
+KIND_VALUES: dict[Kind, int] = {
+    Kind.LINK: 0x01,
+    Kind.TIMEOUT: 0x02,
+    Kind.DISCONNECTED: 0x03,
+    Kind.BUSY: 0x04,
+    Kind.NETWORK: 0x05,
+    Kind.STORAGE: 0x06,
+    Kind.UNCONFIRMED: 0x07,
+    Kind.ABSENT: 0x08,
+    Kind.REFUSED: 0x09,
+    Kind.PROTECTED: 0x0A,
+    Kind.UNSUPPORTED: 0x0B,
+    Kind.DEVICE: 0x0C,
+    Kind.BOOT: 0x0D,
+    Kind.IMAGE: 0x0E,
+    Kind.DELTA: 0x0F,
+    Kind.TRUST: 0x10,
+    Kind.TARGET: 0x11,
+    Kind.DESIRED: 0x12,
+    Kind.SOURCE: 0x13,
+    Kind.CONFIG: 0x14,
+    Kind.ABORTED: 0x15,
+    Kind.INTERNAL: 0x16,
+}
 
 
-def _own(value: int) -> int:
-    return make_erc(3, _OWN, value)
+def kind_erc(kind: Kind) -> int:
+    return make_erc(3, OWN_COMPONENT, KIND_VALUES[kind])
 
 
 _R = ReasonCode
-#: Project failure code -> ADU extended result code. Microsoft's code where one fits.
-FAILURES: dict[str, int] = {
-    # Download: the file ADU pointed at.
+#: Failure codes Microsoft's table names exactly: their ERC wins over the kind's.
+MICROSOFT: dict[str, int] = {
     _R.URL_REFUSED.value: ERC_CONTENT_DOWNLOADER_INVALID_URI,
-    _R.PACKAGE_NOT_FOUND.value: ERC_CONTENT_DOWNLOADER_EXCEPTION,
-    _R.DOWNLOAD_FAILED.value: ERC_CONTENT_DOWNLOADER_EXCEPTION,
-    _R.DOWNLOAD_TIMEOUT.value: ERC_CONTENT_DOWNLOADER_EXCEPTION,
-    _R.DOWNLOAD_TOO_LARGE.value: ERC_CONTENT_DOWNLOADER_INVALID_FILE_HASH,
     _R.DOWNLOAD_SIZE_MISMATCH.value: ERC_CONTENT_DOWNLOADER_INVALID_FILE_HASH,
     _R.DOWNLOAD_HASH_MISMATCH.value: ERC_CONTENT_DOWNLOADER_INVALID_FILE_HASH,
-    _R.CACHE_ERROR.value: _own(0x01),
-    # Our package inside the ADU file (its own signature is still enforced).
-    _R.TRUNCATED.value: _own(0x10),
-    _R.MALFORMED.value: _own(0x11),
-    _R.UNSUPPORTED_FORMAT.value: _own(0x12),
-    _R.MANIFEST_INVALID.value: _own(0x13),
-    _R.PAYLOAD_HASH_MISMATCH.value: _own(0x14),
-    _R.UNSIGNED.value: _own(0x15),
-    _R.UNTRUSTED_KEY.value: _own(0x16),
-    _R.SIGNATURE_INVALID.value: _own(0x17),
-    _R.CHECK_VALUE_MISMATCH.value: _own(0x18),
-    _R.SIZE_MISMATCH.value: _own(0x19),
-    _R.TOO_LARGE.value: _own(0x1A),
-    _R.VERSION_MISMATCH.value: _own(0x1B),
-    _R.TARGET_INVALID.value: ERC_STEP_COMPATIBILITY_FAILED,
     _R.INCOMPATIBLE_MANUFACTURER.value: ERC_STEP_COMPATIBILITY_FAILED,
     _R.INCOMPATIBLE_MODEL.value: ERC_STEP_COMPATIBILITY_FAILED,
     _R.INCOMPATIBLE_HWREV.value: ERC_STEP_COMPATIBILITY_FAILED,
-    _R.DOWNGRADE.value: _own(0x1C),
-    _R.BELOW_MINIMUM_VERSION.value: _own(0x1D),
-    _R.DELTA_UNSUPPORTED.value: _own(0x1E),
-    _R.DELTA_BASE_MISMATCH.value: _own(0x1F),
-    _R.KEY_INVALID.value: _own(0x20),
-    # The MCU and its bootloader (gateway.update and the drivers).
-    "ROLLED_BACK": _own(0x30),  # the new app did not confirm; the old one runs again
-    "APP_NOT_CONFIRMED": _own(0x31),  # neither confirmed nor rolled back in time
-    "ABORTED": _own(0x32),  # the update was stopped (cancel, unplug)
-    "INTERNAL_ERROR": _own(0x3F),  # a gateway bug; the log has the traceback
 }
-#: A driver's failure code that is not in the table (the bootloader's own codes).
-ERC_DRIVER_OTHER = _own(0x40)
 
 
 def erc_for(code: str) -> int:
-    """The ERC for a project failure code; a driver's own codes share one."""
-    return FAILURES.get(code, ERC_DRIVER_OTHER)
+    """The one mapping from a failure code (twin ``error.code``) to an ADU extended result code.
+
+    Microsoft's ERC where its table has the same failure, else this agent's ERC for
+    the code's kind; a code no table declares counts as an internal error.
+    """
+    exact = MICROSOFT.get(str(code))
+    if exact is not None:
+        return exact
+    kind = kind_of(str(code))
+    return kind_erc(kind if kind is not None and kind in KIND_VALUES else Kind.INTERNAL)
+
+
+def kind_of_erc(erc: int) -> Kind | None:
+    """The kind behind one of this agent's own ERCs (for docs and ``adu status``)."""
+    if (erc >> 28) & 0xF != 3 or (erc >> 20) & 0xFF != OWN_COMPONENT:
+        return None
+    for kind, value in KIND_VALUES.items():
+        if value == erc & 0xFFFFF:
+            return kind
+    return None
+
+
+def markdown_tables() -> str:
+    """The result-code tables of docs/adu.md, rendered from the mapping above."""
+    lines = ["| ERC | failure code | meaning |", "|---|---|---|"]
+    for code, erc in MICROSOFT.items():
+        lines.append(f"| `{erc_hex(erc)}` | `{code}` | Microsoft's code for this failure |")
+    lines += ["", "| ERC | kind | meaning |", "|---|---|---|"]
+    for kind in KIND_VALUES:
+        lines.append(f"| `{erc_hex(kind_erc(kind))}` | {kind.value} | {kind.meaning} |")
+    return "\n".join(lines) + "\n"

@@ -38,6 +38,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     v.add_argument("--json", action="store_true", help="print one JSON object")
     v.set_defaults(func=_verify)
+    from gateway.cli import adu_service
+
+    adu_service.register(cmds)
 
 
 def _service_value(data: Any) -> Any:

@@ -29,7 +29,7 @@ def _plans(lab: Any, models: list[str], bad: str, version: str, size: Any) -> li
     for model in models:
         release = lab.release(version, model, size(model), key=rogue if model == bad else None)
         package = Package(version, release.url, release.sha256, release.size)
-        target = f"tags.group = 'demo' AND properties.reported.mcu.model = '{model}'"
+        target = f"tags.[[group]] = 'demo' AND properties.reported.mcu.model = '{model}'"
         plans.append(Plan(name=f"demo-{model}", package=package, target=target, rings=RINGS))
     return plans
 
@@ -158,7 +158,7 @@ async def _show_status(hub: Any, console: Any) -> None:
 
     from gateway.fleet.status import collect
 
-    status = await asyncio.to_thread(collect, hub, "tags.group = 'demo'")
+    status = await asyncio.to_thread(collect, hub, "tags.[[group]] = 'demo'")
     table = Table(title="fleet status: failed MCUs, pinpointed")
     for col in ("device", "gateway", "port", "model", "error", "phase", "message"):
         table.add_column(col)

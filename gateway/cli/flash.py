@@ -69,8 +69,11 @@ def _load(args: argparse.Namespace) -> tuple[bytes, bool]:
     return data, is_package
 
 
-def _check_package(args: argparse.Namespace, data: bytes, facts: DeviceFacts) -> tuple[bytes, str]:
-    """Verify the package against the connected MCU before a byte is written."""
+def _check_package(
+    args: argparse.Namespace, data: bytes, facts: DeviceFacts
+) -> tuple[bytes, str, int | None]:
+    """Verify the package against the connected MCU before a byte is written; returns the
+    payload, its version and the image it is for (``targetImage``)."""
     from firmware.compat import TargetInfo
     from firmware.errors import FirmwareError
     from firmware.policy import TrustPolicy, check_package
@@ -90,7 +93,8 @@ def _check_package(args: argparse.Namespace, data: bytes, facts: DeviceFacts) ->
     )
     if not verdict.ok or verdict.package is None:
         raise CommandError(f"{args.file}: {verdict.reason.value}: {verdict.message}")
-    return verdict.package.payload, verdict.package.manifest.update.version
+    manifest = verdict.package.manifest
+    return verdict.package.payload, manifest.update.version, manifest.target_image
 
 
 def _progress_bar(enabled: bool) -> tuple[ProgressFn, Any]:
@@ -147,11 +151,11 @@ def _run(args: argparse.Namespace) -> int:
     options = driver_options(args, fast_baud=args.fast_baud, confirm_timeout_s=args.confirm_timeout)
 
     async def body(spec: DriverSpec, driver: Driver, facts: DeviceFacts) -> InstallResult:
-        image, version = (data, args.version)
+        image, version, target = (data, args.version, None)
         if is_package:
-            image, version = _check_package(args, data, facts)
+            image, version, target = _check_package(args, data, facts)
         digest = hashlib.sha256(image).hexdigest()
-        return await driver.install(Image(image, version, digest), progress)
+        return await driver.install(Image(image, version, digest, target=target), progress)
 
     try:
         if bar is not None:

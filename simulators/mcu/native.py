@@ -122,6 +122,16 @@ def build_host() -> Path:
     return _compile([cc, *flags, *_CORE, "ports/host/host.c"], out)
 
 
+def build_cutdev() -> Path:
+    """The core as a power-cut test device (ports/host/cutdev.c), under ASan and UBSan (cached)."""
+    files = _sources(["include/*.h", "src/*", "ports/common/sim_app.*", "ports/host/cutdev.c"])
+    cc = os.environ.get("CC", "cc")
+    flags = ["-std=c99", *SANITIZE, "-Wall", "-Wextra", "-Werror", *INC]
+    out = cache_root() / f"cutdev-{_digest(files, ' '.join([cc, *flags]))}" / "bl-cutdev"
+    sources = [*CORE, "ports/common/sim_app.c", "ports/host/cutdev.c"]
+    return _compile([cc, *flags, *sources], out)
+
+
 def build_qemu(model: str) -> Path:
     """The Cortex-M3 (lm3s6965) port for one model's buffer sizes (cached)."""
     if model not in QEMU_MODELS:

@@ -93,8 +93,15 @@ class Rig:
     def release(self, version: str) -> Release:
         return release(self.downloader, self.key, version)
 
-    def service(self, rel: Release, wid: str = "wf-1", *, manifest: str | None = None,
-                action: int = 3, retry: str | None = None) -> dict[str, Any]:  # fmt: skip
+    def service(
+        self,
+        rel: Release,
+        wid: str = "wf-1",
+        *,
+        manifest: str | None = None,
+        action: int = 3,
+        retry: str | None = None,
+    ) -> dict[str, Any]:
         text = manifest or update_manifest(rel)
         workflow: dict[str, Any] = {"action": action, "id": wid}
         if retry is not None:
@@ -121,9 +128,15 @@ def signer() -> TestSigner:
 
 
 @contextlib.asynccontextmanager
-async def rig(tmp_path: Path, signer: TestSigner, *, mcu: FakeMcu | None = None,
-              link: AduLink | None = None, provider: str | None = "contoso",
-              key: Any = None) -> AsyncIterator[Rig]:  # fmt: skip
+async def rig(
+    tmp_path: Path,
+    signer: TestSigner,
+    *,
+    mcu: FakeMcu | None = None,
+    link: AduLink | None = None,
+    provider: str | None = "contoso",
+    key: Any = None,
+) -> AsyncIterator[Rig]:
     mcu = mcu or FakeMcu()
     link = link or AduLink()
     key = key or keys.generate(keys.Algorithm.ED25519)
@@ -144,9 +157,16 @@ async def rig(tmp_path: Path, signer: TestSigner, *, mcu: FakeMcu | None = None,
         state=AduStateStore(tmp_path / "state" / "adu"),
     )
     agent = AduMcuAgent(
-        adu=adu, env=env, probe=mcu.probe(), device_id=link.device_id, gateway_id="gw",
-        link=link, allowed_schemes=("https",), open_driver=mcu.open, rng=random.Random(7),
-    )  # fmt: skip
+        adu=adu,
+        env=env,
+        probe=mcu.probe(),
+        device_id=link.device_id,
+        gateway_id="gw",
+        link=link,
+        allowed_schemes=("https",),
+        open_driver=mcu.open,
+        rng=random.Random(7),
+    )
     await agent.start()
     try:
         yield Rig(agent, link, mcu, downloader, key, signer)
@@ -156,8 +176,9 @@ async def rig(tmp_path: Path, signer: TestSigner, *, mcu: FakeMcu | None = None,
 
 
 def update_id(version: str) -> str:
-    return json.dumps({"provider": "contoso", "name": UPDATE_NAME, "version": version},
-                      separators=(",", ":"))  # fmt: skip
+    return json.dumps(
+        {"provider": "contoso", "name": UPDATE_NAME, "version": version}, separators=(",", ":")
+    )
 
 
 async def test_start_reports_the_contract_and_the_factory_image(
@@ -273,7 +294,8 @@ async def test_failing_mcu_then_retry(tmp_path: Path, signer: TestSigner) -> Non
         agent = await r.wait_agent(state=255)
         result = agent["lastInstallResult"]
         assert result["resultDetails"].startswith("MCU_FLASH_ERROR: flash write failed")
-        assert result["extendedResultCodes"] == codes.erc_hex(codes.ERC_DRIVER_OTHER)
+        # MCU_FLASH_ERROR is a device failure: the ERC says so (facility 3, ours, Kind.DEVICE).
+        assert result["extendedResultCodes"] == "3FE0000C"
         assert agent["installedUpdateId"] == update_id("1.0.0")
         assert r.mcu.version == "1.0.0"
         # The same workflow again (a duplicate patch) is not a retry ...

@@ -43,8 +43,13 @@ def _int_b64url(value: int) -> str:
 def public_jwk(key: rsa.RSAPrivateKey | rsa.RSAPublicKey, kid: str) -> dict[str, Any]:
     pub = key.public_key() if isinstance(key, rsa.RSAPrivateKey) else key
     numbers = pub.public_numbers()
-    return {"kty": "RSA", "kid": kid, "n": _int_b64url(numbers.n), "e": _int_b64url(numbers.e),
-            "alg": "RS256"}  # fmt: skip
+    return {
+        "kty": "RSA",
+        "kid": kid,
+        "n": _int_b64url(numbers.n),
+        "e": _int_b64url(numbers.e),
+        "alg": "RS256",
+    }
 
 
 def compact_jws(header: dict[str, Any], payload: bytes, key: rsa.RSAPrivateKey) -> str:

@@ -11,7 +11,7 @@ NOW = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC)
 
 
 def status(message: str) -> FleetStatus:
-    failure = Failure("m<1>", "gw", "/dev/x", "vmcu-f4", "error", "1.0.0", "E", "applying",
+    failure = Failure("m<1>", "gw", "/dev/x", "vmcu-f4", "error", "1.0.0", "2.0.0", "E", "applying",
                       message, "2026-11-29T10:00:00Z")  # fmt: skip
     return FleetStatus(
         total=3, by_model={"vmcu-f4": 3}, by_version={"1.0.0": 3},
