@@ -327,18 +327,23 @@ class BootloaderSession:
         boot_s = geo.boot_ms / 1000
         deadline = self._now() + (boot_s + 0.5) * 4
         per_try = boot_s + self.link.command_timeout(2, 16)
+        late = 0  # probes (or RESET rounds) past the deadline, allowed on a lossy link
         await self._listen_for(boot_s)
         while True:
             try:
                 hello = await self.hello(per_try=per_try, attempts=1)
             except DeviceTimeout:
                 if self._now() > deadline:
-                    raise
+                    late += 1
+                    if late > self._silent_polls(HelloRequest(0, 0), 16):
+                        raise
                 continue
             if want is None or hello.mode is want:
                 return hello
             if self._now() > deadline:
-                raise DeviceTimeout(f"MCU did not come up in {want.name} mode after reset")
+                late += 1
+                if late > self._silent_polls(ResetRequest(ResetMode.STAY), 1):
+                    raise DeviceTimeout(f"MCU did not come up in {want.name} mode after reset")
             # Still in the other mode well after boot_ms: the RESET itself, not just
             # its answer, was lost (a noisy link), so send it again (§6).
             await self.reset(ResetMode.STAY if want is Mode.BOOTLOADER else ResetMode.RUN)
@@ -616,7 +621,7 @@ class BootloaderSession:
                 if heard:
                     return "unconfirmed", running
                 extra_polls += 1
-                if extra_polls > self._silent_polls():
+                if extra_polls > self._silent_polls(InfoRequest(), INFO_ANSWER):
                     raise DeviceTimeout(
                         f"no answer to INFO from {self._transport.name} after the trial "
                         f"reset{self._garbled_note()}"
@@ -624,9 +629,20 @@ class BootloaderSession:
             # Paced by the MCU's advertised boot time, not a guess.
             await self._next_event(extra_deadline=self._now() + interval)
 
-    def _silent_polls(self) -> int:
-        """Polls a probe gets past its deadline when nothing answered: from the link's loss."""
-        polls = self._client.loss.tries_for(wire_size(0) + wire_size(INFO_ANSWER))
+    def _silent_polls(self, req: Request, answer: int) -> int:
+        """Probes (single tries) past their deadline that the link's loss calls for.
+
+        After a reset the session probes one try at a time until a deadline;
+        on a lossy link the probes themselves may all be lost by then, so more
+        follow: as many as silences may come before an answer (§6), at least
+        ``NOISY_EXTRA_ATTEMPTS`` and at most ``MAX_SILENT_ATTEMPTS``. A link
+        that has lost nothing gets none: there the deadline is enough.
+        """
+        loss = self._client.loss
+        if not loss.rate():
+            return 0
+        request = wire_size(len(encode_payload(req)[1]))
+        polls = loss.silent_tries_for(request, request + wire_size(answer))
         return min(MAX_SILENT_ATTEMPTS, max(NOISY_EXTRA_ATTEMPTS, polls))
 
 

@@ -16,13 +16,15 @@ import pytest
 
 from protocols.mcugw.client import FAIL_TARGET, ClientProtocol, LinkLoss, TimedOut
 from protocols.mcugw.codec import Codec, PacketReceived
-from protocols.mcugw.constants import Status
+from protocols.mcugw.constants import Mode, Status
 from protocols.mcugw.packets import (
     ActivateRequest,
     BeginRequest,
     ErrorResponse,
+    HelloRequest,
     InfoRequest,
     InfoResponse,
+    ResetRequest,
 )
 from protocols.mcugw.session import MAX_SILENT_ATTEMPTS, BootloaderSession
 from simulators.mcu.core import McuCore
@@ -265,3 +267,26 @@ def test_silence_after_a_damaged_answer_gets_the_tries_the_loss_calls_for() -> N
     dead = ClientProtocol()
     dead.loss.record(2, 1, 60)
     assert _silent_sends(dead, damaged_first=False) == 3
+
+
+async def test_boot_probes_lost_past_the_deadline_get_more_probes() -> None:
+    """Issue 17 item 4, seed 20 of bench.noisy_flash: after RESET(STAY) at connect
+    every HELLO probe was hit until the fixed boot deadline passed."""
+    reset_seen = [False]
+    lost_probes = [0]
+    lose_info = _first(InfoRequest, 1)
+
+    def lose(message: object) -> bool:
+        if isinstance(message, ResetRequest):
+            reset_seen[0] = True
+        if reset_seen[0] and isinstance(message, HelloRequest) and lost_probes[0] < 7:
+            lost_probes[0] += 1  # 7 probes of 0.45 s: past the 2.1 s deadline
+            return True
+        return lose_info(message)
+
+    transport = _Loses(lose)
+    async with _session(transport) as (_core, session):
+        async with asyncio.timeout(60):
+            info = await session.connect()
+    assert lost_probes[0] == 7
+    assert info.mode is Mode.BOOTLOADER
