@@ -34,13 +34,14 @@ def _code_like(seed: int, n: int) -> bytes:
     return b"".join(rng.choice(words) for _ in range(n // 4))
 
 
+@pytest.mark.parametrize("impl", ["python", "c"])
 def test_a_power_cut_mid_stream_resumes_at_a_block(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], impl: str
 ) -> None:
     size = 384 * 1024  # six 64 KiB LZMA blocks
     image = tmp_path / "fw.bin"
     image.write_bytes(_code_like(5, size))
-    sim = SimProcess(tmp_path / "mcu", (*FAST, "--impl", "python"))
+    sim = SimProcess(tmp_path / "mcu", (*FAST, "--impl", impl))
     sim.start(["--fault", "cut-at=70%"])
     try:
         argv = ("--baud", "0", str(image), "--version", "2.0.0")
