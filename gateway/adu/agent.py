@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware.compat import parse_compat
+from firmware.errors import VerificationError
 from firmware.manifest import parse_version
 from firmware.twin import DesiredFirmware
 from gateway.adu import codes
@@ -49,13 +50,14 @@ from gateway.adu.manifest import (
     parse_workflow,
     verify_service,
 )
-from gateway.adu.rootkeys import MAX_PACKAGE_BYTES, RootKeyStore
+from gateway.adu.rootkeys import MAX_PACKAGE_BYTES, TrustedRoots
 from gateway.adu.settings import AduSettings
 from gateway.adu.state import AduRecord, AduStateStore
 from gateway.agent import McuAgent
 from gateway.journal import Outcome
 from gateway.reported import utc_now
 from gateway.update import UpdateFailed, UpdateRun, final_report
+from protocols.driver import DriverError
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ class AduContext:
     """What every ADU agent of a gateway shares."""
 
     settings: AduSettings
-    root_keys: RootKeyStore
+    root_keys: TrustedRoots  # built-in keys and the root key package in force
     state: AduStateStore
     ca_file: Path | None = None  # extra trust anchor for downloads (root key packages)
 
@@ -90,7 +92,7 @@ class AduMcuAgent(McuAgent):
     def manufacturer(self) -> str:
         try:
             return parse_compat(self.facts.compat).manufacturer
-        except Exception:  # a malformed compat string: ADU still needs a value
+        except VerificationError:  # a malformed compat string: ADU still needs a value
             return "unknown"
 
     def installed_update_id(self) -> str | None:
@@ -149,7 +151,7 @@ class AduMcuAgent(McuAgent):
         if value is None:
             return None
         try:
-            verified = verify_service(value, self.adu.root_keys)
+            verified = verify_service(value, self.adu.root_keys.store)
             if verified.workflow.action != Action.PROCESS_DEPLOYMENT:
                 return None
             return _desired(verified, *_our_step(verified.manifest, self.facts.model))
@@ -181,10 +183,12 @@ class AduMcuAgent(McuAgent):
                 self._update.cancel()
             elif self._cancel_key != (workflow.id, version):
                 self._cancel_key = (workflow.id, version)
-                # Nothing runs: the agent goes (or stays) Idle, as the reference agent does.
+                # Nothing runs: Idle with result 200, as the reference agent answers a
+                # cancel it has nothing for (agent_workflow.c, "reporting Idle state").
                 idle = agent_report(
                     AgentState.IDLE,
                     workflow=workflow,
+                    result=InstallResult(ResultCode.IDLE_SUCCESS),
                     installed_update_id=self.installed_update_id(),
                 )
                 self._spawn_report(component(agent=idle))
@@ -244,13 +248,13 @@ class AduMcuAgent(McuAgent):
             await self._finish(AgentState.FAILED, workflow, result, self.installed_update_id())
 
     async def _verified(self, value: dict[str, Any]) -> VerifiedService:
-        store = self.adu.root_keys
+        roots = self.adu.root_keys
         url = value.get("rootKeyPackageUrl")
         if isinstance(url, str) and url:
             # The agent updates its root keys before it trusts the manifest (adu_core_interface.c).
             raw = await fetch_small(url, limit=MAX_PACKAGE_BYTES, ca_file=self.adu.ca_file)
-            store = store.accept(raw)
-        return verify_service(value, store)
+            return verify_service(value, roots.update(raw))
+        return verify_service(value, roots.store)
 
     def _check_compatibility(self, manifest: UpdateManifest) -> None:
         mine = {"manufacturer": self.manufacturer, "model": self.facts.model}
@@ -344,7 +348,7 @@ class AduMcuAgent(McuAgent):
             async with asyncio.timeout(15 + self.options.confirm_timeout_s):
                 async with self.session() as driver:
                     self.facts = await driver.abort()
-        except Exception as exc:  # the MCU keeps its bootable image whatever happens here
+        except (DriverError, TimeoutError, OSError) as exc:  # the MCU keeps its bootable image
             self.log.warning("abort after cancel failed: %s", exc)
             await self._refresh_info(restart_app=True)
         await self._report(

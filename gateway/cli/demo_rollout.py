@@ -94,6 +94,12 @@ async def run_rollout(
     hub = ServiceHub(lab.facts.service_connection_string, lab.facts.ca_path)
     images_ca = lab.root / "images-ca.pem"
     await asyncio.to_thread(_tag, hub, agents)
+    # IoT Hub's queries trail the twins (eventual consistency): deploy's checks
+    # count the target by query, so wait until the tags are visible there.
+    while await asyncio.to_thread(deploy.count, hub, "tags.[[group]] = 'demo'") < len(agents):
+        if time.monotonic() > deadline:
+            raise CommandError("the hub's queries never showed the demo tags")
+        await asyncio.sleep(0.2)
     plans = _plans(lab, models, bad, version, size)
     console.print(f"tagged {len(agents)} MCUs group=demo, the first of each model ring=canary; "
                   f"{bad}'s package is signed with an untrusted key")  # fmt: skip

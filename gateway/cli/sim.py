@@ -24,6 +24,7 @@ fault specs (repeat --fault):
   refuse=OPCODE              answer OPCODE with REFUSED
   mute=OPCODE                never answer OPCODE
   crash-on-boot=VERSION      that app version crashes on boot (exercises rollback)
+  hang-on-boot=VERSION       that app version hangs on boot; the watchdog resets it (rollback)
   baud-fail                  SET_BAUD accepted but the new rate never works
 A power cut ends the process with exit status 3; restart it on the same --state.
 """
@@ -70,6 +71,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         choices=("high", "low"),
         default="low",
         help="stm32-rom: BOOT0 strap; high starts in the ROM system bootloader",
+    )
+    p.add_argument(
+        "--rdp",
+        choices=("0", "1"),
+        help="stm32-rom: set readout protection to this level (default: as the state has it)",
     )
     p.add_argument(
         "--impl",

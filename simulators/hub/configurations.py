@@ -279,7 +279,6 @@ class ConfigStore(Protocol):
 
     def delete_configuration(self, config_id: str) -> None: ...
 
-
 ApplyDesired = Callable[[str, JsonObject], object]
 
 
@@ -304,7 +303,9 @@ class ConfigurationEngine:
             self.configs[c.id] = c
         self._seq = itertools.count(max((c.seq for c in self.configs.values()), default=0) + 1)
         self._statuses: dict[str, dict[str, str]] = {}
-        # device id -> content path -> config id, as last written to the twin
+        # device id -> content path -> config id, as last written to the twin. Not
+        # stored: the first pass after a start, before any client can change a twin,
+        # learns it again from the twins (writing nothing where they already agree).
         self._applied: dict[str, dict[str, str]] = {}
         self._metrics: dict[str, tuple[dict[str, int], dict[str, int]]] = {}
 
@@ -374,7 +375,10 @@ class ConfigurationEngine:
         for device_id in set(result.owners) | set(self._applied):
             owners = result.owners.get(device_id, {})
             before = self._applied.get(device_id, {})
-            if owners == before or device_id not in twins:
+            if device_id not in twins:  # deleted with its twin
+                self._applied.pop(device_id, None)
+                continue
+            if owners == before:
                 continue
             desired = twins[device_id].desired
             doc = desired

@@ -88,8 +88,9 @@ class Throttle:
 
     tier: Tier = Tier.S1
     units: int = 1
-    #: Requests answered 429 so far, per operation (benchmarks and tests read it).
+    #: Requests answered 429 so far, and all requests, per operation (for benchmarks).
     refused: dict[Operation, int] = field(default_factory=dict)
+    taken: dict[Operation, int] = field(default_factory=dict)
     _buckets: dict[Operation, _Bucket] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -102,6 +103,7 @@ class Throttle:
             rate = rates(self.tier, self.units)[op]
             bucket = self._buckets[op] = _Bucket(rate, rate.capacity, now)
         wait = bucket.take(now)
+        self.taken[op] = self.taken.get(op, 0) + 1
         if wait:
             self.refused[op] = self.refused.get(op, 0) + 1
         return wait

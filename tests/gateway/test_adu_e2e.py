@@ -207,7 +207,7 @@ async def adu_devices(alab: AduLab, run: Running, count: int) -> list[str]:
 
 
 async def test_import_deploy_to_a_mixed_group(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     models = ["vmcu-f4", "stm32f103", "vmcu_nrf52840"]  # mcugw, stm32-rom, mcuboot
     async with adu_lab(tmp_path, models, monkeypatch) as alab, gateway(alab) as run:
@@ -246,9 +246,25 @@ async def test_import_deploy_to_a_mixed_group(
         for agent in run.gateway.agents.values():
             assert agent.facts.installed_version == "2.0.0"  # the MCU itself says so
 
+        # What an operator runs: the group's status, and a twin's service value checked.
+        capsys.readouterr()
+        await alab.cli("adu", "status", "--group", "lab", "--json", *alab.conn())
+        summary = json.loads(capsys.readouterr().out)
+        assert summary["deploymentId"] == "rollout-1"
+        assert {d["state"] for d in summary["devices"]} == {"Succeeded"}
+        value = server.hub.twins[ids[0]].desired["deviceUpdate"]["service"]
+        service_file = tmp_path / "service.json"
+        service_file.write_text(json.dumps(value))
+        await alab.cli(
+            "adu", "verify", str(service_file), "--test-root-keys", alab.facts.adu_root_keys
+        )
+        assert f"contoso/{NAME}/2.0.0" in capsys.readouterr().out
+        assert await asyncio.to_thread(main, ["adu", "verify", str(service_file)]) == 1
+        assert "no root key" in capsys.readouterr().err  # production keys only: refused
+
 
 async def test_fail_retry_cancel_and_restart(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     models = ["vmcu-f4"]
     # 115200 baud: a 96 KB image takes ~9 s on the wire, time to cut it.
@@ -273,6 +289,10 @@ async def test_fail_retry_cancel_and_restart(
             device = await asyncio.to_thread(client.device_management.get_device, device_id)
             assert device["deploymentStatus"] == "Failed"
             assert device["lastInstallResult"]["extendedResultCode"] == 0x3FE00010
+            capsys.readouterr()
+            await alab.cli("adu", "status", "--group", "lab", *alab.conn())
+            out = capsys.readouterr().out
+            assert f"{device_id}: Failed (ERC 3FE00010) UNTRUSTED_KEY" in out
 
             # 2. A good update, cut by a gateway restart mid-transfer, then finished.
             await alab.publish("2.1.0", models, size=96 * 1024)

@@ -38,6 +38,9 @@ int bl_slot_make_room(bl_store_t *bl, unsigned slot, const bl_slot_t *st, unsign
     if (bl_trailer_erase(bl, slot) != 0) return -1;
     if (bl_trailer_append(bl, slot, BL_REC_BEGIN, copy.size, copy.sha256, copy.version) != 0)
         return -1;
+    if (copy.stream_size &&
+        bl_trailer_append(bl, slot, BL_REC_STREAM_, copy.stream_size, copy.stream_sha, 0) != 0)
+        return -1;
     if (copy.state == BL_COMPLETE) return bl_trailer_append(bl, slot, BL_REC_COMPLETE, 0, 0, 0);
     if (copy.checkpoint)
         return bl_trailer_append(bl, slot, BL_REC_CHECKPOINT, copy.checkpoint, 0, 0);
@@ -69,6 +72,9 @@ void bl_boot_decide(bl_store_t *bl, bl_boot_t *out) {
         if (t->boots < bl->cfg->max_trial_boots && t->free > 0 &&
             bl_image_ok(bl, (unsigned)trial, t, NULL) &&
             bl_trailer_append(bl, (unsigned)trial, BL_REC_BOOT, 0, 0, 0) == 0) {
+            /* Left armed for the image: one that hangs before it confirms is reset, and
+             * the next decision counts another attempt (§10.3). */
+            if (bl->cfg->watchdog_ms) hal_watchdog_start(bl->cfg->watchdog_ms);
             out->mode = BL_MODE_APP;
             out->slot = (uint8_t)trial;
             out->trial = 1;

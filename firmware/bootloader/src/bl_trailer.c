@@ -31,7 +31,7 @@ unsigned bl_trailer_capacity(const bl_store_t *bl) {
 static int record_valid(const uint8_t *r) {
     if (bl_get32(r + 124) != (bl_crc32(0xFFFFFFFFu, r, 124) ^ 0xFFFFFFFFu)) return 0; /* torn */
     if (bl_get16(r) != 0x5452u) return 0;
-    return r[2] >= BL_REC_BEGIN && r[2] <= BL_REC_INVALID;
+    return r[2] >= BL_REC_BEGIN && r[2] <= BL_REC_STREAM_;
 }
 
 void bl_slot_status(bl_store_t *bl, unsigned slot, bl_slot_t *st) {
@@ -58,6 +58,12 @@ void bl_slot_status(bl_store_t *bl, unsigned slot, bl_slot_t *st) {
             memcpy(st->sha256, r + 8, 32);
             memcpy(st->version, r + 40, BL_VERSION_MAX);
             st->version[BL_VERSION_MAX] = 0;
+            break;
+        case BL_REC_STREAM_: /* §17.3: the stream a WRITING slot's checkpoints count */
+            if (st->state == BL_WRITING && !st->stream_size) {
+                st->stream_size = bl_get32(r + 4);
+                memcpy(st->stream_sha, r + 8, 32);
+            }
             break;
         case BL_REC_CHECKPOINT:
             if (st->state == BL_WRITING) st->checkpoint = bl_get32(r + 4);
@@ -111,8 +117,10 @@ int bl_trailer_append(bl_store_t *bl, unsigned slot, uint8_t kind, uint32_t arg,
 
 int bl_trailer_erase(bl_store_t *bl, unsigned slot) {
     uint32_t a, base = trailer_base(bl, slot);
-    for (a = 0; a < bl->cfg->trailer_size; a += bl->cfg->sector_size)
+    for (a = 0; a < bl->cfg->trailer_size; a += bl->cfg->sector_size) {
+        hal_watchdog_feed();
         if (hal_flash_erase(base + a) != 0) return -1;
+    }
     return 0;
 }
 
@@ -126,6 +134,7 @@ int bl_image_ok(bl_store_t *bl, unsigned slot, const bl_slot_t *st, uint8_t dige
     bl_sha256_init(&h);
     for (off = 0; off < st->size; off += sizeof tmp) {
         uint32_t n = st->size - off < sizeof tmp ? st->size - off : (uint32_t)sizeof tmp;
+        if (off % 4096u == 0) hal_watchdog_feed(); /* 2 MiB hash in ~100 ms on vmcu-h7 */
         if (hal_flash_read(base + off, tmp, n) != 0) return 0;
         bl_sha256_update(&h, tmp, n);
     }
