@@ -38,7 +38,12 @@ CORE = (
     "src/bl_config.c",
     "src/bl_trailer.c",
     "src/bl_sha256.c",
+    "src/bl_dec.c",
+    "src/bl_dec_lzma.c",
+    "src/bl_dec_inflate.c",
 )
+#: Both simulated ports build the §17 stream decoders in (firmware/bootloader/include/bl_dec.h).
+DECODERS = ("-DBL_WITH_COMPRESS=1", "-DBL_WITH_DELTA=1")
 _CORE = (*CORE, "ports/common/sim_app.c", "ports/common/sim_faults.c")
 INC = ("-Iinclude", "-Isrc", "-Iports/common")
 
@@ -117,7 +122,7 @@ def build_host() -> Path:
     cc = os.environ.get("CC", "cc")
     sanitize = os.environ.get(SANITIZE_ENV) == "1"
     flags = ["-std=c99", *(SANITIZE if sanitize else ("-O2",)), "-Wall", "-Wextra", "-Werror"]
-    flags += INC
+    flags += [*INC, *DECODERS]
     out = cache_root() / f"host-{_digest(files, ' '.join([cc, *flags]))}" / "bl-host"
     return _compile([cc, *flags, *_CORE, "ports/host/host.c"], out)
 
@@ -143,6 +148,7 @@ def build_qemu(model: str) -> Path:
     defs = [
         f"-DBL_MAX_DATA_MAX={max_data}u", f"-DBL_WINDOW_MAX={window}u",
         f"-DBL_WRITE_MAX={write}u", f"-DBL_WRITE_MIN={write}u", f'-DBL_MODEL_NAME="{model}"',
+        *DECODERS,
     ]  # fmt: skip
     if model == EXAMPLE_MODEL:  # keeps 32 KiB of RAM, boots real images in the rest (board.h)
         defs += ["-DBOARD_APP_REGION=0x6000u", "-Wl,--defsym=__stack_top=0x20008000"]

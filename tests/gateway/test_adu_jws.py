@@ -18,11 +18,11 @@ from gateway.adu.jws import b64url_decode
 from gateway.adu.manifest import verify_service
 from gateway.adu.rootkeys import RootKeyStore, production_keys
 from simulators.hub.adu.signer import TestSigner, b64url, compact_jws
+from tests.adu_fixtures import adu_fixture
 
-# Microsoft's data, MIT licensed: tests/vectors/adu/NOTICE.md says where each file comes from.
-SHARED = Path(__file__).resolve().parents[1] / "vectors" / "adu"
-REAL = SHARED / "signed-update-startupworkflow.json"
-TAMPERED = SHARED / "tampered-manifest-same-signature.json"
+# Microsoft's data, MIT licensed, kept in shared/adu (tests/adu_fixtures.py).
+REAL = adu_fixture("signed-update-startupworkflow.json")
+TAMPERED = adu_fixture("tampered-manifest-same-signature.json")
 
 MANIFEST = json.dumps(
     {
@@ -99,7 +99,7 @@ def test_tampered_copy_is_refused_by_the_manifest_hash() -> None:
 
 
 def test_built_in_production_keys_are_the_published_ones() -> None:
-    published = json.loads((SHARED / "adu-production-root-keys.json").read_text())["keys"]
+    published = json.loads((adu_fixture("adu-production-root-keys.json")).read_text())["keys"]
     built_in = production_keys()
     assert (
         sorted(built_in) == sorted(k["kid"] for k in published) == ["ADU.200702.R", "ADU.200703.R"]

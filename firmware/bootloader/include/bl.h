@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "bl_boot.h"
+#include "bl_dec.h"
 #include "bl_sha256.h"
 
 /* Compile-time RAM sizing: the largest max_data and window any configuration uses. */
@@ -88,6 +89,9 @@ typedef struct bl {
     uint32_t baud, old_baud, baud_since;
     uint8_t baud_probation;
     uint32_t frames_ok, frames_bad;
+#if BL_WITH_COMPRESS
+    bl_dec_t dec; /* the stream decoder of an encoded transfer (§17) */
+#endif
 } bl_t;
 
 /* NULL if this build can serve cfg, else why not (one line naming the field). */
