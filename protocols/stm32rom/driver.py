@@ -23,6 +23,10 @@ Per-port keys in ``DriverOptions.extra`` (all optional):
     the way in when no modem lines are wired (and on the simulator's pty).
 ``compat``
     ``manufacturer:model:hwrev`` of the board (the ROM only knows the part).
+``erase`` (default ``pages``)
+    ``mass``: erase the whole flash with one command instead of the image's pages
+    or sectors (an F1 takes 20-40 ms for all of it instead of that per page), and
+    with it any data the application keeps in flash.
 ``boot_check`` (default ``none``)
     ``get-version``: after Go, send Get Version and expect silence, to catch a
     loader that ACKed Go and stayed (the app receives those two bytes).
@@ -92,7 +96,7 @@ WRITE_RETRIES = 2
 #: stayed may take to answer (it answers in microseconds; this covers USB adapters).
 BOOT_CHECK_MARGIN_S = 0.05
 #: Erase at most this much per command, so progress moves and deadlines stay short.
-ERASE_BATCH = 16 * 1024
+ERASE_BATCH = 32 * 1024
 
 Line = Literal["dtr", "rts"]
 
@@ -166,6 +170,7 @@ class Wiring:
     compat: str | None = None
     unprotect: bool = False
     boot_check: Literal["none", "get-version"] = "none"
+    erase: Literal["pages", "mass"] = "pages"
 
     @classmethod
     def from_extra(cls, extra: Mapping[str, str | int | bool]) -> Wiring:
@@ -200,6 +205,12 @@ class Wiring:
                 DriverCode.CONFIG_INVALID, f"boot_check = {check!r}: use none or get-version"
             )
         boot_check: Literal["none", "get-version"] = "none" if check == "none" else "get-version"
+        erase_how = str(extra.get("erase", "pages")).lower()
+        if erase_how not in ("pages", "mass"):
+            raise DriverError(
+                DriverCode.CONFIG_INVALID, f"erase = {erase_how!r}: use pages or mass"
+            )
+        erase: Literal["pages", "mass"] = "pages" if erase_how == "pages" else "mass"
         compat = extra.get("compat")
         if compat:
             parts_ = str(compat).split(":")
@@ -217,6 +228,7 @@ class Wiring:
             compat=str(compat) if compat else None,
             unprotect=flag("unprotect", False),
             boot_check=boot_check,
+            erase=erase,
         )
 
 
@@ -236,8 +248,6 @@ class Target:
     record_address: int | None = None
     #: Every place holding a record that decodes; an install invalidates them all first.
     records_at: tuple[int, ...] = ()
-    #: Record places that read all 0xFF (programmable without an erase).
-    blank_slots: frozenset[int] = frozenset()
 
     @property
     def capacity(self) -> int:
@@ -454,40 +464,44 @@ class Stm32RomDriver:
         return await self._find_record(Target(info, pid, found, uid, kib, sectors, None, ""))
 
     async def _find_record(self, t: Target) -> Target:
-        """Read every place the layout allows a record at (and the legacy one if none)."""
-        found: list[tuple[int, record.VersionRecord]] = []
+        """Find the record: the first valid one the layout allows, else the legacy place.
+
+        Every install retires the record it found before it erases anything, so a part
+        holds at most one and the first found is the one. On a sectored part, whose
+        first sector every install erases first or retires records before, an erased
+        first word means no record anywhere; elsewhere a 4-byte read of each place's
+        magic decides whether the whole record is worth reading.
+        """
+        slots = layout.candidate_slots(t.part, t.sectors)
+        legacy = layout.legacy_slot(t.part, t.sectors)
+        many = len(slots) > 1
+        if many and await self._read_memory(FLASH_BASE, 4) == b"\xff" * 4:
+            return dataclasses.replace(t, record_state="no version record (erased flash)")
         errors: list[str] = []
-        blank: set[int] = set()
-        for at in layout.candidate_slots(t.part, t.sectors):
-            raw = await self._read_memory(at, record.SIZE)
-            if raw == b"\xff" * record.SIZE:
-                blank.add(at)
+        for at in [*slots, *([legacy] if legacy is not None else [])]:
+            if many and await self._read_memory(at, 4) != record.MAGIC:
+                continue
             try:
-                rec = record.decode(raw)
+                rec = record.decode(await self._read_memory(at, record.SIZE))
             except record.RecordError as exc:
                 errors.append(str(exc))
                 continue
             # A record belongs where its own image size puts it; elsewhere it is app data.
-            if layout.record_slot(t.part, t.sectors, rec.size) == at:
-                found.append((at, rec))
-        legacy = layout.legacy_slot(t.part, t.sectors)
-        if not found and legacy is not None:
-            try:
-                rec = record.decode(await self._read_memory(legacy, record.SIZE))
-                if rec.size <= legacy - FLASH_BASE:
-                    found.append((legacy, rec))
-            except record.RecordError:
-                pass
-        t = dataclasses.replace(t, blank_slots=frozenset(blank))
-        if found:
-            at, rec = found[0]
-            state = "valid" if at != legacy else "valid (at the start of the last sector)"
+            if at == legacy:
+                if rec.size > legacy - FLASH_BASE:
+                    continue
+                state = "valid (at the start of the last sector)"
+            elif layout.record_slot(t.part, t.sectors, rec.size) != at:
+                continue
+            else:
+                state = "valid"
             return dataclasses.replace(
-                t, record=rec, record_state=state, record_address=at,
-                records_at=tuple(a for a, _ in found),
-            )  # fmt: skip
+                t, record=rec, record_state=state, record_address=at, records_at=(at,)
+            )
         damaged = [e for e in errors if "damaged" in e]
-        return dataclasses.replace(t, record_state=(damaged or errors or ["no record"])[0])
+        return dataclasses.replace(
+            t, record_state=(damaged or errors or ["no version record (none found)"])[0]
+        )
 
     def _facts(self, t: Target, *, in_bootloader: bool) -> DeviceFacts:
         model = t.part.model
@@ -557,12 +571,10 @@ class Stm32RomDriver:
 
     async def _unprotect(self, found: Part, progress: ProgressFn) -> None:
         """Readout Unprotect (AN3155 3.12): the whole flash is erased, then the part resets."""
-        sectors = found.sectors(found.default_flash_kib)
-        total = sum(size for _, size in sectors)
+        total = found.default_flash_kib * 1024
         progress(Progress(Step.ERASE, 0, total))
         self._app_erased = True
-        work = sum(found.family.erase_time(size) for _, size in sectors)
-        await self._run(codec.readout_unprotect(), work)
+        await self._run(codec.readout_unprotect(), found.family.mass_erase_s)
         # The option bytes take effect at the reset the ROM makes: sync afresh.
         self._synced = False
         self._info = None
@@ -594,6 +606,18 @@ class Stm32RomDriver:
             else:
                 await self._write_block(t, at, b"\x00" * 4)
         return [*dict.fromkeys(first), *(u for u in units if u not in first)]
+
+    async def _mass_erase(self, t: Target, progress: ProgressFn) -> None:
+        """The whole flash in one command (``erase = mass``): every record goes with it."""
+        total = t.flash_kib * 1024
+        progress(Progress(Step.ERASE, 0, total))
+        self._app_erased = True
+        work = t.part.family.mass_erase_s
+        if t.info.erase_command is Command.EXTENDED_ERASE:
+            await self._run(codec.extended_erase(codec.SpecialErase.MASS), work)
+        else:
+            await self._run(codec.erase(None), work)
+        progress(Progress(Step.ERASE, total, total))
 
     async def _erase(self, t: Target, units: Sequence[int], progress: ProgressFn) -> None:
         total = sum(t.sectors[i][1] for i in units)
@@ -719,8 +743,19 @@ class Stm32RomDriver:
                 )
             step = Step.ERASE
             slot = layout.record_slot(t.part, t.sectors, len(data))
-            units = layout.erase_units(t.part, t.sectors, len(data), t.blank_slots)
-            await self._erase(t, await self._invalidate(t, units), progress)
+            blank: set[int] = set()
+            # An image that fills its last sector has its record at the end of the next
+            # one, programmed without an erase where those bytes are blank already.
+            if (
+                layout.slot_outside_image(t.part, t.sectors, len(data))
+                and await self._read_memory(slot, record.SIZE) == b"\xff" * record.SIZE
+            ):
+                blank.add(slot)
+            units = layout.erase_units(t.part, t.sectors, len(data), blank)
+            if self.wiring.erase == "mass":
+                await self._mass_erase(t, progress)
+            else:
+                await self._erase(t, await self._invalidate(t, units), progress)
             step = Step.WRITE
             t_write = time.monotonic()
             for off in range(0, len(data), codec.MAX_BLOCK):
