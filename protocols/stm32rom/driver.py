@@ -12,7 +12,8 @@ codes and kinds (:func:`error_code`; the table is in docs/bootloaders.md).
 Per-port keys in ``DriverOptions.extra`` (all optional):
 
 ``reset_line``, ``boot0_line``
-    ``"dtr"``, ``"rts"`` or ``"none"``: which modem line drives NRST / BOOT0.
+    ``"dtr"``, ``"rts"``, ``"gpio:CHIP:LINE"`` (a Linux GPIO character-device line,
+    :mod:`~protocols.stm32rom.lines`) or ``"none"``: what drives NRST / BOOT0.
 ``reset_active_low`` (default true), ``boot0_active_high`` (default true)
     Pin levels that reset / select the system bootloader. An asserted line
     drives a USB-UART adapter's pin low.
@@ -78,8 +79,16 @@ from protocols.mcugw.timing import HOST_MARGIN_S
 from protocols.stm32rom import codec, layout, record
 from protocols.stm32rom.codec import ACK, NACK, SYNC, BadReply, Command, Exchange, Nack
 from protocols.stm32rom.codes import Stm32Code
+from protocols.stm32rom.lines import (
+    GpioOpener,
+    LineError,
+    LineSpec,
+    Pins,
+    libgpiod_line,
+    parse_line,
+)
 from protocols.stm32rom.parts import FLASH_BASE, Part, part
-from protocols.transport import ModemLines, SerialSettings, Transport
+from protocols.transport import SerialSettings, Transport
 
 NAME = "stm32-rom"
 
@@ -97,8 +106,6 @@ WRITE_RETRIES = 2
 BOOT_CHECK_MARGIN_S = 0.05
 #: Erase at most this much per command, so progress moves and deadlines stay short.
 ERASE_BATCH = 32 * 1024
-
-Line = Literal["dtr", "rts"]
 
 
 class UnknownPart(RemoteProtocolError):
@@ -161,8 +168,8 @@ def error_code(exc: ProtocolError) -> Code:
 class Wiring:
     """How RESET and BOOT0 are reached on this port (``DriverOptions.extra``)."""
 
-    reset_line: Line | None = None
-    boot0_line: Line | None = None
+    reset_line: LineSpec | None = None
+    boot0_line: LineSpec | None = None
     reset_active_low: bool = True
     boot0_active_high: bool = True
     boot_delay_s: float = 0.05
@@ -174,13 +181,11 @@ class Wiring:
 
     @classmethod
     def from_extra(cls, extra: Mapping[str, str | int | bool]) -> Wiring:
-        def line(key: str) -> Line | None:
-            value = str(extra.get(key, "none")).lower()
-            if value == "none":
-                return None
-            if value in ("dtr", "rts"):
-                return "dtr" if value == "dtr" else "rts"
-            raise DriverError(DriverCode.CONFIG_INVALID, f"{key} = {value!r}: use dtr, rts or none")
+        def line(key: str) -> LineSpec | None:
+            try:
+                return parse_line(str(extra.get(key, "none")))
+            except LineError as exc:
+                raise DriverError(DriverCode.CONFIG_INVALID, f"{key} = {exc}") from exc
 
         def flag(key: str, default: bool) -> bool:
             value = extra.get(key, default)
@@ -257,10 +262,13 @@ class Target:
 class Stm32RomDriver:
     """AN3155 over one transport; every public method translates errors once."""
 
-    def __init__(self, transport: Transport, options: DriverOptions) -> None:
+    def __init__(
+        self, transport: Transport, options: DriverOptions, gpio: GpioOpener = libgpiod_line
+    ) -> None:
         self.transport = transport
         self.options = options
         self.wiring = Wiring.from_extra(options.extra)
+        self.pins = Pins(transport, gpio)
         self.tx_bytes = 0
         self.rx_bytes = 0
         self.retransmits = 0
@@ -332,15 +340,15 @@ class Stm32RomDriver:
                     return True
         return False
 
-    # ------------------------------------------------------------- modem lines
+    # ------------------------------------------------------------- reset lines
 
-    def _drive(self, line: Line, active: bool, active_high: bool) -> bool:
-        if not isinstance(self.transport, ModemLines):
-            return False
-        asserted = active != active_high  # an asserted line pulls the adapter's pin low
-        if line == "dtr":
-            return self.transport.set_lines(dtr=asserted)
-        return self.transport.set_lines(rts=asserted)
+    def _drive(self, line: LineSpec, active: bool, active_high: bool) -> bool:
+        """Put a pin in its active (or inactive) state; False if the port has no such line."""
+        try:
+            return self.pins.drive(line, active == active_high)
+        except LineError as exc:
+            key = "reset_line" if line == self.wiring.reset_line else "boot0_line"
+            raise DriverError(DriverCode.CONFIG_INVALID, f"{key} = {line}: {exc}") from exc
 
     async def _reset(self, *, boot0: bool) -> bool:
         """Pulse RESET with BOOT0 set as asked; False if this port has no such lines."""
