@@ -848,4 +848,18 @@ SPEC = DriverSpec(
     serial=_serial,
     open=Stm32RomDriver,
     probe_rank=30,
+    options=frozenset(
+        {
+            "reset_line",
+            "boot0_line",
+            "reset_active_low",
+            "boot0_active_high",
+            "boot_delay_ms",
+            "enter_command",
+            "compat",
+            "unprotect",
+            "boot_check",
+            "erase",
+        }
+    ),
 )

@@ -90,7 +90,16 @@ MODELS: dict[str, Model] = {
     "stm32f103x8": _f1("stm32f103x8", 64),
     # F407xG: 16/64/128 KiB sectors, ~1 s per 128 KiB, 16 us per 32-bit word.
     "stm32f407": Model(
-        "stm32f407", 0x413, 1024, 128, 0x31, 1.0 / 128, 0.25, 16e-6, _F4_SYS, _F4_OPT,
+        "stm32f407",
+        0x413,
+        1024,
+        128,
+        0x31,
+        1.0 / 128,
+        0.25,
+        16e-6,
+        _F4_SYS,
+        _F4_OPT,
         8.0,  # bank mass erase at x32 parallelism, typical (STM32F407 datasheet: tME)
     ),
 }
