@@ -75,6 +75,7 @@ static int header(bl_t *bl, bl_dec_t *d) {
     } else if (d->codec != 1) {
         return BL_DECODE_ERROR;
     }
+    if (d->dlen > WINDOW) return BL_DECODE_ERROR;
     if (d->dsrc == 1) {
         if (d->dstart > d->out_off || d->dlen > d->out_off - d->dstart) return BL_DECODE_ERROR;
     } else if (d->dsrc == 2) {
@@ -83,7 +84,6 @@ static int header(bl_t *bl, bl_dec_t *d) {
     } else if (d->dsrc != 0) {
         return BL_DECODE_ERROR;
     }
-    if (d->dlen > WINDOW) return BL_DECODE_ERROR;
     d->consumed = d->produced = 0;
     d->ended = 0;
     d->fill = 0;

@@ -9,11 +9,26 @@
 
 #define TOP (1u << 24)
 
-/* One range-coded bit with probability *P into z->bit; normalises after (LZMA spec). */
+/* Take a byte into the range coder when its range is below 2^24. */
+#define NORMALIZE()                                                                      \
+    do {                                                                                 \
+        if (z->range < TOP) {                                                            \
+            DEC_NEED(d);                                                                 \
+            z->range <<= 8;                                                              \
+            z->code = z->code << 8 | DEC_TAKE(d);                                        \
+        }                                                                                \
+    } while (0)
+
+/* One range-coded bit with probability *P into z->bit. It normalises before the bit (as
+ * liblzma does), so a symbol is out as soon as its last bit's byte arrived; the end mark
+ * takes the one normalisation left (the encoder flushed it). */
 #define BIT(P)                                                                           \
     do {                                                                                 \
-        uint16_t *p_ = (P);                                                              \
-        uint32_t b_ = (z->range >> 11) * *p_;                                            \
+        uint16_t *p_;                                                                    \
+        uint32_t b_;                                                                     \
+        NORMALIZE();                                                                     \
+        p_ = (P);                                                                        \
+        b_ = (z->range >> 11) * *p_;                                                     \
         if (z->code < b_) {                                                              \
             z->range = b_;                                                               \
             *p_ = (uint16_t)(*p_ + ((2048u - *p_) >> 5));                                \
@@ -23,11 +38,6 @@
             z->code -= b_;                                                               \
             *p_ = (uint16_t)(*p_ - (*p_ >> 5));                                          \
             z->bit = 1;                                                                  \
-        }                                                                                \
-        if (z->range < TOP) {                                                            \
-            DEC_NEED(d);                                                                 \
-            z->range <<= 8;                                                              \
-            z->code = z->code << 8 | DEC_TAKE(d);                                        \
         }                                                                                \
     } while (0)
 
@@ -161,15 +171,11 @@ int bl_lzma_run(bl_t *bl, bl_dec_t *d) {
                     }
                 } else {
                     for (z->i = 0; z->i < z->n - 4; z->i++) {
+                        NORMALIZE();
                         z->range >>= 1;
                         z->bit = z->code >= z->range;
                         if (z->bit) z->code -= z->range;
                         z->dist += (uint32_t)z->bit << (z->n - 1 - z->i);
-                        if (z->range < TOP) {
-                            DEC_NEED(d);
-                            z->range <<= 8;
-                            z->code = z->code << 8 | DEC_TAKE(d);
-                        }
                     }
                     z->m = 1;
                     for (z->i = 0; z->i < 4; z->i++) {
@@ -179,8 +185,10 @@ int bl_lzma_run(bl_t *bl, bl_dec_t *d) {
                     }
                 }
             }
-            if (z->dist == 0xFFFFFFFFu) /* the end mark: the range coder must be flushed */
+            if (z->dist == 0xFFFFFFFFu) { /* the end mark: the range coder must be flushed */
+                NORMALIZE();
                 return z->code == 0 ? DEC_END : BL_DECODE_ERROR;
+            }
             z->rep[0] = z->dist;
         }
         if (z->rep[0] >= d->produced) return BL_DECODE_ERROR; /* only inside the block */
