@@ -261,7 +261,7 @@ async def test_f4_sectors_extended_erase_and_auto_detect(tmp_path: Path) -> None
 
 def test_wiring_options_are_checked() -> None:
     w = Wiring.from_extra({"reset_line": "DTR", "boot0_line": "rts", "reset_active_low": "false"})
-    assert (w.reset_line, w.boot0_line, w.reset_active_low) == ("dtr", "rts", False)
+    assert (str(w.reset_line), str(w.boot0_line), w.reset_active_low) == ("dtr", "rts", False)
     assert Wiring.from_extra({"compat": "contoso:sensor-x:B"}).compat == "contoso:sensor-x:B"
     bad_keys: list[dict[str, str | int | bool]] = [
         {"reset_line": "cts"},
@@ -269,6 +269,9 @@ def test_wiring_options_are_checked() -> None:
         {"boot0_active_high": "maybe"},
         {"boot_delay_ms": "soon"},
         {"compat": "sensor-x"},
+        {"reset_line": "gpio:17"},
+        {"erase": "all"},
+        {"boot_check": "maybe"},
     ]
     for bad in bad_keys:
         with pytest.raises(DriverError) as err:
