@@ -170,3 +170,49 @@ def test_prune_keeps_an_old_rollout_whose_successor_was_cancelled() -> None:
     ]  # fmt: skip
     ids = {r.config.id for r in prune.plan(stale, keep=1)}
     assert ids <= {"f4-1-0-0-r1"}
+
+
+class _FakeTime:
+    """A clock that moves only when the retry loop sleeps."""
+
+    def __init__(self) -> None:
+        self.now, self.slept = 0.0, []
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
+
+
+def test_an_unreachable_hub_is_retried_with_backoff_then_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.net import addr
+
+    monkeypatch.setenv("NO_PROXY", "*")
+    fake = _FakeTime()
+    policy = RetryPolicy(unreachable_budget=30.0, sleep=fake.sleep, clock=fake.clock)
+    host = addr(12, 250)  # nothing listens there
+    cs = f"HostName={host}:9;SharedAccessKeyName=iothubowner;SharedAccessKey=c2VjcmV0"
+    hub = ServiceHub(cs, None, policy)
+    with pytest.raises(FleetError, match="cannot reach IoT Hub"):
+        hub.query("SELECT deviceId FROM devices")
+    assert policy.retried[0] == len(fake.slept) >= 3
+    assert fake.slept[2] > fake.slept[0]  # backing off
+    assert 30.0 <= fake.now < 30.0 + 60.0
+
+
+def test_a_certificate_the_ca_does_not_vouch_for_is_not_retried(
+    paced_hub: HubEmulator, tmp_path: Path
+) -> None:
+    from simulators.hub.certs import ensure_certs
+
+    other = ensure_certs(tmp_path / "other-ca", "127.0.0.1").ca_cert
+    fake = _FakeTime()
+    policy = RetryPolicy(sleep=fake.sleep, clock=fake.clock)
+    hub = ServiceHub(paced_hub.facts.service_connection_string, str(other), policy)
+    with pytest.raises(FleetError, match="cannot reach IoT Hub"):
+        hub.query("SELECT deviceId FROM devices")
+    assert fake.slept == []
