@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import select
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from gateway.cli import main as cli_main
+from simulators.mcu import launch
 
 STARTUP_TIMEOUT_S = 20.0
 
@@ -31,16 +28,11 @@ class SimProcess:
     def start(self, extra: Sequence[str] = ()) -> SimProcess:
         if self.proc is not None:
             self.stop()
-        cmd = [
-            sys.executable, "-m", "gateway.cli", "sim", "--pty",
-            "--state", str(self.state), *self.args, *extra,
-        ]  # fmt: skip
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        assert self.proc.stdout is not None
-        line = _readline(self.proc, STARTUP_TIMEOUT_S)
-        if not line.startswith("PTY "):
-            raise RuntimeError(f"sim did not announce a pty: {line!r} {self.stderr()}")
-        self.port = line.split(" ", 1)[1]
+        # launch.start stops, reaps and closes everything itself when the sim fails to start.
+        child = launch.start(
+            ["--state", str(self.state), *self.args, *extra], timeout=STARTUP_TIMEOUT_S
+        )
+        self.proc, self.port = child.proc, child.port
         return self
 
     def stderr(self) -> str:
@@ -67,33 +59,12 @@ class SimProcess:
                 stream.close()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._close_streams()
+        if self.proc is not None:
+            launch.stop(self.proc)
 
     def restart(self, extra: Sequence[str] = ()) -> SimProcess:
         self.stop()
         return self.start(extra)
-
-
-def _readline(proc: subprocess.Popen[bytes], timeout: float) -> str:
-    assert proc.stdout is not None
-    fd = proc.stdout.fileno()
-    deadline = time.monotonic() + timeout
-    buf = b""
-    while not buf.endswith(b"\n"):
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
-            raise TimeoutError(f"no line from simulator within {timeout} s")
-        chunk = os.read(fd, 1)
-        if not chunk:
-            break
-        buf += chunk
-    return buf.decode().strip()
 
 
 @contextlib.contextmanager

@@ -20,6 +20,7 @@ from smpclient.transport.serial import SMPSerialTransport
 
 from protocols.mcuboot import client as smp
 from protocols.mcuboot.image import build_image, parse_image
+from simulators.mcu import launch
 from simulators.mcu.mcuboot.boot import SwapType, boot, slot_image, swap_type
 from simulators.mcu.mcuboot.device import DeviceConfig, McubootDevice, Run
 from simulators.mcu.mcuboot.flash import PRIMARY, SECONDARY, SlotFlash
@@ -315,23 +316,14 @@ async def _identify_uid(port: str) -> str:
 
 def test_count_and_link_serve_several_boards(tmp_path: Path) -> None:
     link = tmp_path / "ttyMCU"
-    cmd = [sys.executable, "-m", "gateway.cli", "sim", "--pty", *SIM,
-           "--state", str(tmp_path / "s"), "--count", "2", "--link", str(link),
-           "--uid", "a0b0c0d0"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        ports = [proc.stdout.readline().split(" ", 1)[1].strip() for _ in range(2)]
+    args = [*SIM, "--state", str(tmp_path / "s"), "--count", "2", "--link", str(link),
+            "--uid", "a0b0c0d0"]  # fmt: skip
+    with launch.running(args, count=2) as sim:
         uids = []
-        for i, port in enumerate(ports):
+        for i, port in enumerate(sim.ports):
             assert os.path.realpath(tmp_path / f"ttyMCU-{i:03d}") == port
             uids.append(asyncio.run(_identify_uid(str(tmp_path / f"ttyMCU-{i:03d}"))))
         assert uids == ["a0b0c0d0", "a0b0c0d1"]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        if proc.stdout is not None:
-            proc.stdout.close()
     assert not (tmp_path / "ttyMCU-000").exists()  # unplugged on exit
 
 

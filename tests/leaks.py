@@ -1,0 +1,124 @@
+"""What a test leaves behind: child processes, open file descriptors and threads.
+
+``tests/conftest.py`` takes a snapshot before each test and compares it after the
+test's own fixtures are torn down, so a leak fails the test that made it rather
+than whichever innocent test later trips over a ResourceWarning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SETTLE_S = 2.0  # a thread or process that is already on its way out gets this long
+
+
+def children() -> set[int]:
+    """Pids of this process's children, zombies included (they are unreaped leaks too)."""
+    pids: set[int] = set()
+    for task in Path("/proc/self/task").iterdir():
+        with contextlib.suppress(OSError):
+            pids.update(int(p) for p in (task / "children").read_text().split())
+    return pids
+
+
+def open_fds() -> set[tuple[int, str]]:
+    """(fd, what it points at): a number reused for another file counts as new."""
+    fds: set[tuple[int, str]] = set()
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own fd is gone by now
+            fds.add((int(name), os.readlink(f"/proc/self/fd/{name}")))
+    return fds
+
+
+def _describe_pid(pid: int) -> str:
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return f"pid {pid}"
+    return f"pid {pid} ({'zombie' if state == 'Z' else 'running'}): {cmd[:160]}"
+
+
+def _process_wide() -> tuple[set[threading.Thread], set[int]]:
+    """Threads and fds azure-iot-device keeps for the life of the process, not per client.
+
+    The SDK makes its event loops (each on its own thread, with an epoll fd and a
+    self-pipe) and its "pipeline"/"callback"/"http" executors on first use and never
+    ends them; whichever test happens to use it first is not leaking them. Private
+    attributes are read because the SDK offers no other way to tell its threads apart.
+    """
+    threads: set[threading.Thread] = set()
+    fds: set[int] = set()
+    loops = sys.modules.get("azure.iot.device.iothub.aio.loop_management")
+    for loop in getattr(loops, "loops", {}).values():
+        if loop is None:
+            continue
+        threads.update(
+            t for t in threading.enumerate() if getattr(t, "_target", None) == loop.run_forever
+        )
+        executor = getattr(loop, "_default_executor", None)
+        threads.update(getattr(executor, "_threads", ()))
+        selector = getattr(loop, "_selector", None)
+        fds.update(
+            f.fileno()
+            for f in (selector, getattr(loop, "_ssock", None), getattr(loop, "_csock", None))
+            if f is not None and f.fileno() >= 0
+        )
+    pipeline = sys.modules.get("azure.iot.device.common.pipeline.pipeline_thread")
+    for executor in getattr(pipeline, "_executors", {}).values():
+        threads.update(getattr(executor, "_threads", ()))
+    return threads, fds
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    pids: frozenset[int]
+    fds: frozenset[tuple[int, str]]
+    threads: frozenset[threading.Thread]
+
+    @classmethod
+    def take(cls) -> Snapshot:
+        return cls(frozenset(children()), frozenset(open_fds()), frozenset(threading.enumerate()))
+
+    def leaks(self) -> tuple[list[int], list[tuple[int, str]], list[threading.Thread]]:
+        """What is new since this snapshot, after collecting garbage and a bounded settle."""
+        deadline = time.monotonic() + SETTLE_S
+        while True:
+            # Objects dropped by the test close their fds (and warn) now, inside the test.
+            gc.collect()
+            sdk_threads, sdk_fds = _process_wide()
+            pids = sorted(children() - self.pids)
+            fds = sorted(fd for fd in open_fds() - self.fds if fd[0] not in sdk_fds)
+            threads = [
+                t
+                for t in threading.enumerate()
+                if t not in self.threads and t not in sdk_threads and t.is_alive()
+            ]
+            if not (pids or fds or threads) or time.monotonic() > deadline:
+                return pids, fds, threads
+            time.sleep(0.05)
+
+
+def report(pids: list[int], fds: list[tuple[int, str]], threads: list[threading.Thread]) -> str:
+    parts = [_describe_pid(p) for p in pids]
+    parts += [f"fd {fd} -> {target}" for fd, target in fds]
+    parts += [f"thread {t.name!r}" for t in threads]
+    return "; ".join(parts)
+
+
+def kill(pids: list[int]) -> None:
+    """Stop leaked children so the next test on this worker starts clean."""
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    for pid in pids:
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, 0)
