@@ -6,7 +6,9 @@ import pytest
 
 from gateway.cli import build_parser, main
 
-COMMANDS = ("sim", "info", "flash", "conformance", "image", "hub", "run", "fleet", "demo")
+COMMANDS = (
+    "sim", "info", "flash", "reset", "abort", "conformance", "image", "hub", "run", "fleet", "demo",
+)  # fmt: skip
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

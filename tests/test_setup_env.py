@@ -76,10 +76,8 @@ def test_a_user_without_root_gets_one_line_naming_the_packages(
 ) -> None:
     out = _run(_path(tmp_path, hide=(hidden,), uid=1000))  # no sudo on this PATH
     assert out.returncode == 1
-    assert (
-        out.stderr
-        == f"make test: missing Debian packages; install them with: sudo apt-get install -y {packages}\n"
-    )  # noqa: E501
+    hint = "make test: missing Debian packages; install them with: sudo apt-get install -y"
+    assert out.stderr == f"{hint} {packages}\n"
 
 
 def test_root_installs_what_is_missing_then_goes_on(tmp_path: Path) -> None:

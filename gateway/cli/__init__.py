@@ -14,8 +14,10 @@ from collections.abc import Sequence
 from firmware.urls import redact_text
 from gateway.cli.common import CommandError
 
-# Order is the order shown in --help.
-_COMMANDS = ("sim", "info", "flash", "conformance", "image", "hub", "run", "fleet", "demo")
+# Modules in the order their commands show in --help (control: reset and abort).
+_COMMANDS = (
+    "sim", "info", "flash", "control", "conformance", "image", "hub", "run", "fleet", "demo",
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import codecs
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -28,7 +29,8 @@ def add_driver_args(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="driver-specific setting, e.g. reset_line=dtr (repeatable)",
+        help="driver-specific setting, e.g. reset_line=dtr; C escapes such as \\n work "
+        "in VALUE (repeatable)",
     )
 
 
@@ -43,13 +45,23 @@ def _value(text: str) -> str | int | bool:
         return text
 
 
+def _unescape(item: str, value: str) -> str:
+    r"""C escapes (``enter_command=bootloader\n``), since a shell cannot easily type a newline."""
+    if "\\" not in value:
+        return value
+    try:
+        return codecs.decode(value, "unicode_escape")
+    except UnicodeDecodeError as exc:
+        raise CommandError(f"--driver-opt {item!r}: bad escape: {exc.reason}") from exc
+
+
 def driver_options(args: argparse.Namespace, **fields: Any) -> DriverOptions:
     extra: dict[str, str | int | bool] = {}
     for item in args.driver_opt:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise CommandError(f"--driver-opt {item!r}: expected KEY=VALUE")
-        extra[key.strip()] = _value(value.strip())
+        extra[key.strip()] = _value(_unescape(item, value.strip()))
     return DriverOptions(baud=args.baud, extra=extra, **fields)
 
 
