@@ -51,6 +51,9 @@ def _run(args: argparse.Namespace) -> int:
         mark = {"pass": "PASS", "fail": "FAIL", "skip": "skip"}[r.outcome]
         tail = f"  ({r.detail})" if r.detail else ""
         print(f"{mark}  {r.section:<6} {r.id:<22} {r.title}{tail}", flush=True)
+        if r.outcome == "fail":
+            for rule in r.rules:  # the sentences of docs/protocol.md it broke
+                print(f"      rule {rule}", flush=True)
 
     async def go() -> Any:
         try:

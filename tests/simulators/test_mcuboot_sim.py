@@ -8,7 +8,9 @@ import hashlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import cbor2
 import pytest
@@ -29,6 +31,22 @@ from tests.mcuboot_tools import imgtool_sign
 from tests.sim_harness import SimProcess, running_sim
 
 SLOT = 0x40000
+
+
+@pytest.fixture(autouse=True)
+def _close_flashes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every SlotFlash a test opens is closed after it (the tests model power cycles)."""
+    opened: list[SlotFlash] = []
+    real_init = SlotFlash.__init__
+
+    def init(self: SlotFlash, *args: Any, **kwargs: Any) -> None:
+        real_init(self, *args, **kwargs)
+        opened.append(self)
+
+    monkeypatch.setattr(SlotFlash, "__init__", init)
+    yield
+    for flash in opened:
+        flash.close()
 SIM = ("--bootloader", "mcuboot", "--baud", "0", "--flash-scale", "0.1")
 
 
