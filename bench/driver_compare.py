@@ -15,11 +15,13 @@ protocol such as AN3155 can reach at most 10/11 of it). It is given over the
 whole install (connect, erase, write, check, activate, boot and outcome) and
 over the write step alone (``transfer_seconds``).
 
-A driver is benchmarked as soon as ``sim --bootloader NAME`` runs its
-simulator; a driver without one is listed as skipped. Per-driver simulator
-arguments and driver options live in :data:`SIM_ARGS` and :data:`OPTIONS`. A
-driver whose images need a container (e.g. a signed header) may expose
-an entry in :data:`IMAGE_MAKERS` (e.g. MCUboot's image format).
+A driver is benchmarked as soon as it has a simulator
+(:mod:`simulators.registry`, built in or a plug-in's ``mcu_gateway.simulators``
+entry point); a driver without one is listed as skipped. The simulator's spec
+says how its board is strapped (``sim_args``), which driver options reach it
+(``driver_options``) and how a payload becomes the driver's image
+(``make_image``, e.g. MCUboot's image format). :data:`SIM_ARGS` adds this
+benchmark's own settings.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
-import importlib
 import json
 import random
 import shutil
@@ -37,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -45,18 +46,15 @@ from typing import Any
 from bench.flash_throughput import BenchError, _cli, _read_line
 from protocols import registry
 from protocols.driver import DriverOptions, DriverSpec, Image
+from simulators import registry as simulators
+from simulators.registry import SimulatorSpec
 
 BAUDS = (115200, 921600)
 SIZE = 64 * 1024
 
-#: Extra ``sim`` arguments per driver: how its simulated board is strapped.
+#: This benchmark's own ``sim`` arguments per driver, beyond the simulator spec's.
 SIM_ARGS: dict[str, list[str]] = {
     "mcugw": ["--turnaround-ms", "2"],
-    "stm32-rom": ["--boot0", "high"],  # BOOT0 strapped high: the ROM loader answers
-}
-#: ``DriverOptions.extra`` per driver.
-OPTIONS: dict[str, dict[str, str | int | bool]] = {
-    "stm32-rom": {"enter_command": "bootloader\n"},
 }
 
 
@@ -83,7 +81,7 @@ class Row:
 def running_sim(name: str, baud: int, state: Path, log: Path) -> Iterator[str]:
     """A ``sim --bootloader NAME`` process; yields its pty path."""
     cmd = [*_cli(), "sim", "--pty", "--bootloader", name, "--baud", str(baud)]
-    cmd += ["--state", str(state), *SIM_ARGS.get(name, [])]
+    cmd += ["--state", str(state), *_sim(name).sim_args, *SIM_ARGS.get(name, [])]
     with log.open("wb") as sink:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=sink)
     try:
@@ -108,21 +106,15 @@ def running_sim(name: str, baud: int, state: Path, log: Path) -> Iterator[str]:
             proc.stdout.close()
 
 
-#: Drivers whose images need a container: "module:function(payload, version) -> image".
-IMAGE_MAKERS = {"mcuboot": "protocols.mcuboot.image:build_image"}
-
-
-def _image_maker(spec: DriverSpec) -> Callable[[bytes, str], bytes]:
-    target = IMAGE_MAKERS.get(spec.name)
-    if target is None:
-        return lambda payload, version: payload
-    module, _, name = target.partition(":")
-    maker: Callable[[bytes, str], bytes] = getattr(importlib.import_module(module), name)
-    return maker
+def _sim(name: str) -> SimulatorSpec:
+    try:
+        return simulators.get(name)
+    except (simulators.UnknownSimulator, ImportError, TypeError) as exc:
+        raise BenchError(str(exc)) from exc
 
 
 async def _install(spec: DriverSpec, port: str, baud: int, image: Image) -> dict[str, Any]:
-    options = DriverOptions(baud=baud, extra=OPTIONS.get(spec.name, {}))
+    options = DriverOptions(baud=baud, extra=_sim(spec.name).driver_options)
     async with registry.open_driver(port, spec, options) as driver:
         t0 = time.monotonic()
         await driver.identify()
@@ -144,10 +136,10 @@ def run_one(spec: DriverSpec, baud: int, size: int, rep: int, work: Path) -> Row
     tag = f"{spec.name}-{baud}-{rep}"
     version = f"2.{rep}.0"
     payload = random.Random(f"{size}/{rep}").randbytes(size)  # same bytes for every driver
-    data = _image_maker(spec)(payload, version)
-    image = Image(data, version, hashlib.sha256(data).hexdigest())
     state = work / f"state-{tag}"
     try:
+        data = _sim(spec.name).image(payload, version)
+        image = Image(data, version, hashlib.sha256(data).hexdigest())
         with running_sim(spec.name, baud, state, work / f"sim-{tag}.log") as port:
             figures = asyncio.run(_install(spec, port, baud, image))
     except BenchError as exc:

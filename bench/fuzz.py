@@ -1,10 +1,12 @@
 """Long mode of the hostile-input fuzz: millions of frames at the MCU, streams at the host.
 
-    python -m bench.fuzz [--frames 1000000] [--streams 200000] [--seeds 1,2,3]
+    python -m bench.fuzz [--frames 1000000] [--streams 200000] [--blocks 20000]
+                         [--seeds 1,2,3]
 
-Splits ``--frames`` over every model and seed (a fresh MCU per seed and model)
-and feeds the host decoder ``--streams`` damaged streams per seed. A broken
-rule stops the run with the seed and the frame that broke it.
+Splits ``--frames`` over every model and seed (a fresh MCU per seed and model),
+sends every model ``--blocks`` hostile block streams (§17) per seed, split across
+DATA frames, and feeds the host decoder ``--streams`` damaged streams per seed.
+A broken rule stops the run with the seed and the frame that broke it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import argparse
 import sys
 import time
 
-from simulators.mcu.fuzz import FuzzFailure, fuzz_decoder, fuzz_mcu
+from simulators.mcu.fuzz import FuzzFailure, fuzz_block_streams, fuzz_decoder, fuzz_mcu
 from simulators.mcu.models import MODELS
 from tests.vectors.messages import load_vectors
 
@@ -22,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.fuzz", description=__doc__)
     p.add_argument("--frames", type=int, default=1_000_000, help="hostile frames in total")
     p.add_argument("--streams", type=int, default=200_000, help="damaged streams per seed")
+    p.add_argument("--blocks", type=int, default=20_000, help="block streams per model and seed")
     p.add_argument("--seeds", default="1,2,3")
     args = p.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -36,6 +39,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"{name:<14} {seed:>5} {r.frames:>9} {r.answered:>9} {r.dropped:>8} "
                     f"{time.monotonic() - t0:>7.1f}",
+                    flush=True,
+                )
+                t0 = time.monotonic()
+                b = fuzz_block_streams(model, seed, args.blocks)
+                print(
+                    f"{name + ' §17':<14} {seed:>5} {b.streams:>9} {b.frames:>9} "
+                    f"{b.streams - b.statuses.get('OK', 0):>8} {time.monotonic() - t0:>7.1f}",
                     flush=True,
                 )
             t0 = time.monotonic()

@@ -20,12 +20,15 @@ from an older layout and removed at start, as are partial files untouched for
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
 import secrets
+import shutil
 import time
 from collections import Counter
+from collections.abc import Collection
 from pathlib import Path
 
 from firmware.errors import CacheError
@@ -109,7 +112,42 @@ class ContentCache:
             scratch.write_text(json.dumps({"validator": validator}))
             os.replace(scratch, meta)
         except OSError as exc:
-            raise CacheError(ReasonCode.CACHE_ERROR, f"cannot save download state: {exc}") from exc
+            scratch.unlink(missing_ok=True)
+            raise CacheError(_disk_reason(exc), f"cannot save download state: {exc}") from exc
+
+    def partial_size(self, digest: str) -> int:
+        try:
+            return self.partial_path(digest).stat().st_size
+        except OSError:
+            return 0
+
+    def free_bytes(self) -> int:
+        """Bytes still free for the cache's files (-1 if the file system will not say)."""
+        try:
+            return shutil.disk_usage(self._tmp).free
+        except OSError:
+            return -1
+
+    def make_room(self, needed: int, keep: Collection[str] = ()) -> int:
+        """Free disk for ``needed`` bytes if the cache can; returns the bytes free after.
+
+        Partial downloads not in ``keep`` go first (a resume only saves bytes),
+        then cached packages, least recently used first; pinned ones stay.
+        """
+        free = self.free_bytes()
+        for part in sorted(self._tmp.glob("*.part"), key=_mtime):
+            if free < 0 or free >= needed:
+                return free
+            if part.stem not in keep:
+                self.drop_partial(part.stem)
+                free = self.free_bytes()
+        for digest, _, _ in self.entries():
+            if free < 0 or free >= needed:
+                break
+            if not self.is_pinned(digest):
+                (self._objects / digest).unlink(missing_ok=True)
+                free = self.free_bytes()
+        return free
 
     def drop_partial(self, digest: str) -> None:
         digest = normalise_digest(digest)
@@ -127,7 +165,7 @@ class ContentCache:
             finally:
                 os.close(dir_fd)
         except OSError as exc:
-            raise CacheError(ReasonCode.CACHE_ERROR, f"cannot store {digest}: {exc}") from exc
+            raise CacheError(_disk_reason(exc), f"cannot store {digest}: {exc}") from exc
         (self._tmp / f"{normalise_digest(digest)}.json").unlink(missing_ok=True)
         self.evict()
         return path
@@ -159,3 +197,18 @@ class ContentCache:
                 continue
             (self._objects / digest).unlink(missing_ok=True)
             total -= size
+
+
+def is_disk_full(exc: OSError) -> bool:
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _disk_reason(exc: OSError) -> ReasonCode:
+    return ReasonCode.STORAGE_FULL if is_disk_full(exc) else ReasonCode.CACHE_ERROR
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0

@@ -46,8 +46,8 @@ from typing import IO
 import aiohttp
 from yarl import URL
 
-from firmware.cache import ContentCache, normalise_digest
-from firmware.errors import DownloadError, DownloadTimeout
+from firmware.cache import ContentCache, is_disk_full, normalise_digest
+from firmware.errors import CacheError, DownloadError, DownloadTimeout
 from firmware.reasons import ReasonCode
 from firmware.urls import redact_text, redact_url
 
@@ -68,6 +68,10 @@ class RetryPolicy:
     def delay(self, failures: int, rng: random.Random) -> float:
         # "Full jitter": spreads many gateways retrying one CDN after an outage.
         return rng.uniform(0, min(self.max_delay_s, self.base_delay_s * 2 ** (failures - 1)))
+
+
+#: TLS failures that say the server is not who it should be (not a dropped connection).
+_UNTRUSTED = (aiohttp.ClientConnectorCertificateError, aiohttp.ServerFingerprintMismatch)
 
 
 class _Retry(Exception):
@@ -145,6 +149,8 @@ class Downloader:
         try:
             path = self.cache.lookup(digest)
             if path is None:
+                if digest not in self._flights:
+                    self._check_room(digest, expected_size)
                 path = await self._join(
                     url, digest, _Limits(max_size, expected_size), deadline_s, progress
                 )
@@ -158,6 +164,26 @@ class Downloader:
             yield path
         finally:
             self.cache.unpin(digest)
+
+    def _check_room(self, digest: str, expected_size: int | None) -> None:
+        """Refuse before the first byte if the package (``fwPackageSize``) cannot fit.
+
+        Space is made first from other partial downloads and unpinned cached
+        packages; only then is the download refused, with the figures.
+        """
+        if expected_size is None:
+            return  # unknown: a full disk mid-way is STORAGE_FULL as well
+        needed = expected_size - self.cache.partial_size(digest)
+        free = self.cache.free_bytes()
+        if free < 0 or free >= needed:
+            return
+        free = self.cache.make_room(needed, keep={digest, *self._flights})
+        if 0 <= free < needed:
+            raise DownloadError(
+                ReasonCode.STORAGE_FULL,
+                f"{free} bytes free on the download cache's disk, {needed} needed for "
+                f"the {expected_size}-byte package",
+            )
 
     async def _join(
         self, url: str, digest: str, limits: _Limits, deadline_s: float, progress: Progress | None
@@ -225,6 +251,13 @@ class Downloader:
             # Only failures a later attempt can get past leave the bytes for a resume.
             keep = keep and exc.reason in (ReasonCode.DOWNLOAD_FAILED,)
             raise
+        except CacheError as exc:
+            keep = keep and exc.reason is not ReasonCode.STORAGE_FULL
+            raise
+        except OSError as exc:
+            # A full disk: the partial is dropped, never kept to fill the disk for good.
+            keep = False
+            raise self._disk_error(exc, part, limits) from exc
         finally:
             if not keep or not part.exists() or part.stat().st_size == 0:
                 self.cache.drop_partial(digest)
@@ -301,10 +334,12 @@ class Downloader:
                     if total is not None and offset != total:
                         raise _Retry(f"body ended at {offset} of {total} bytes")
                     return hasher.hexdigest()
-            except aiohttp.ClientSSLError as exc:
-                # A certificate problem does not heal by retrying.
+            except _UNTRUSTED as exc:
+                # A certificate that does not verify does not heal by retrying, here or in
+                # the gateway (DOWNLOAD_UNTRUSTED is Kind.TRUST). Other TLS failures (a
+                # handshake cut short) are dropped connections and are retried below.
                 raise DownloadError(
-                    ReasonCode.DOWNLOAD_FAILED,
+                    ReasonCode.DOWNLOAD_UNTRUSTED,
                     f"TLS to {_where(url)} failed: {redact_text(str(exc))}",
                 ) from exc
             except (aiohttp.ClientError, _Retry) as exc:
@@ -317,6 +352,17 @@ class Downloader:
                         f"{redact_text(str(exc)) or type(exc).__name__}",
                     ) from exc
                 await asyncio.sleep(self._retry.delay(failures, self._rng))
+
+    def _disk_error(self, exc: OSError, part: Path, limits: _Limits) -> DownloadError:
+        if not is_disk_full(exc):
+            return DownloadError(ReasonCode.CACHE_ERROR, f"download cache: {exc.strerror or exc}")
+        written = part.stat().st_size if part.exists() else 0
+        needed = "" if limits.expected_size is None else f", {limits.expected_size} needed"
+        return DownloadError(
+            ReasonCode.STORAGE_FULL,
+            f"the download cache's disk filled up after {written} bytes of the package "
+            f"({self.cache.free_bytes()} bytes free{needed}); the partial file was dropped",
+        )
 
     def _check_scheme(self, url: URL) -> None:
         if url.scheme not in self._schemes:

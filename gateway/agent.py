@@ -11,7 +11,8 @@ What it decides, in order, whenever the desired firmware changes:
 * desired == installed: nothing to flash. A running update for another
   version is stopped (never re-flash the installed version: that would wipe
   the fallback slot and reboot the app), and the twin says ``current`` with
-  no error.
+  no error. An image the MCU runs *on trial* (its app has not confirmed it) is
+  not installed: it is never reported ``current``, and its update goes on.
 * desired == the running update's target: carry on.
 * otherwise start (or restart) the update, unless that package already failed
   for good, or is waiting for its next automatic retry (:mod:`gateway.retry`).
@@ -28,12 +29,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from firmware.errors import DesiredFirmwareError
+from firmware.reasons import ReasonCode
 from firmware.twin import DesiredFirmware, parse_desired
+from gateway.codes import GatewayCode
 from gateway.discovery import Probe
-from gateway.errors import CloudAuthError, CloudError
+from gateway.errors import CloudAuthError, CloudError, JournalError
 from gateway.journal import Outcome
 from gateway.logs import mcu_logger
-from gateway.reconcile import current, reconcile, same_version
+from gateway.reconcile import current, on_trial, on_trial_report, reconcile, same_version
 from gateway.reported import (
     FwStatus,
     error_section,
@@ -43,7 +46,7 @@ from gateway.reported import (
     utc_iso,
     utc_now,
 )
-from gateway.retry import RetryPolicy, is_transient
+from gateway.retry import RetryPolicy, retry_delay
 from gateway.seams import OpenDriver, TwinLink
 from gateway.update import UpdateEnv, UpdateFailed, UpdateRun, final_report
 from protocols import registry
@@ -119,12 +122,14 @@ class McuAgent:
 
     async def _main(self) -> None:
         await self._connect_with_retry()
-        self.env.journal.upsert_mcu(
-            self.uid,
-            device_id=self.device_id,
-            model=self.facts.model,
-            port=self.port,
-            slots=self._slots(),
+        self.env.journal.best_effort(
+            lambda: self.env.journal.upsert_mcu(
+                self.uid,
+                device_id=self.device_id,
+                model=self.facts.model,
+                port=self.port,
+                slots=self._slots(),
+            )
         )
         await self._report_startup()
         self._evaluate()
@@ -199,14 +204,21 @@ class McuAgent:
         journal = self.env.journal
         installed = self.installed
         desired = self._parsed_desired()
+        try:
+            run, last = journal.update_in_progress(self.uid), journal.last_outcome(self.uid)
+        except JournalError as exc:  # unreadable: report from the MCU's own facts alone
+            self.log.warning("journal unreadable at start-up: %s", exc)
+            run = last = None
         state = reconcile(
             installed=installed,
             desired=desired,
-            run=journal.update_in_progress(self.uid),
-            last=journal.last_outcome(self.uid),
+            run=run,
+            last=last,
+            trial=on_trial(self.facts),
         )
-        if state.finish is not None:
-            journal.finish_update(self.uid, state.finish)
+        finish = state.finish
+        if finish is not None:
+            journal.best_effort(lambda: journal.finish_update(self.uid, finish))
         if state.gave_up and desired is not None:
             self._gave_up.add(_signature(desired))
         await self._report({"mcu": self._mcu_section(), "firmware": state.firmware}, now=True)
@@ -224,10 +236,10 @@ class McuAgent:
         self.facts = probe.facts
         self.connected = True
         self.log.info("MCU back on %s", self.port)
-        self.env.journal.upsert_mcu(
+        self.env.journal.best_effort(lambda: self.env.journal.upsert_mcu(
             self.uid, device_id=self.device_id, model=self.facts.model, port=self.port,
             slots=self._slots(),
-        )  # fmt: skip
+        ))  # fmt: skip
         fw = {"currentFwVersion": self.installed}
         await self._report({"mcu": self._mcu_section(), "firmware": fw}, now=True)
         # A failure caused by the unplug is worth retrying now that it is back.
@@ -270,14 +282,13 @@ class McuAgent:
         self._note_operator_retry(desired.retry)
         running = self._update is not None and not self._update.done()
         installed = self.installed
-        if same_version(installed, desired.fwVersion):
+        if same_version(installed, desired.fwVersion) and not on_trial(self.facts):
             self._cancel_retry_timer()
             if running:
                 self._stand_down(desired.fwVersion)
                 return
             journal = self.env.journal
-            if journal.update_in_progress(self.uid) is not None:
-                journal.finish_update(self.uid, Outcome.CURRENT)
+            journal.best_effort(lambda: journal.finish_update(self.uid, Outcome.CURRENT))
             self._spawn_report({"firmware": current(installed)})  # clears a stale error
             return
         if running:
@@ -318,10 +329,13 @@ class McuAgent:
     async def _after_stand_down(self, task: asyncio.Task[None]) -> None:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
-        self.env.journal.finish_update(self.uid, Outcome.CANCELLED, error_code="SUPERSEDED")
+        journal = self.env.journal
+        journal.best_effort(
+            lambda: journal.finish_update(self.uid, Outcome.CANCELLED, error_code="SUPERSEDED")
+        )
         await self._refresh_info(restart_app=True)  # a cut transfer leaves the bootloader up
-        await self._report({"firmware": current(self.installed),
-                            "mcu": {"slots": self._slots()}}, now=True)  # fmt: skip
+        fw = on_trial_report(self.installed) if on_trial(self.facts) else current(self.installed)
+        await self._report({"firmware": fw, "mcu": {"slots": self._slots()}}, now=True)
         # The MCU may have moved on meanwhile (a trial boot that confirmed): look again.
         asyncio.get_running_loop().call_soon(self._evaluate)
 
@@ -364,7 +378,11 @@ class McuAgent:
         except asyncio.CancelledError:
             if not self._closing and self._update_sig == sig:
                 # Aborted (method or unplug), not superseded: say so in the twin.
-                journal.finish_update(self.uid, Outcome.CANCELLED, error_code="ABORTED")
+                journal.best_effort(
+                    lambda: journal.finish_update(
+                        self.uid, Outcome.CANCELLED, error_code=GatewayCode.ABORTED
+                    )
+                )
             raise
         except UpdateFailed as exc:
             await self._failed(desired, sig, run.started, exc)
@@ -372,14 +390,14 @@ class McuAgent:
         except Exception as exc:  # a bug must not take the other MCUs down
             self.log.exception("update crashed")
             failure = UpdateFailed(
-                "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}", run.phase.value
+                GatewayCode.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", run.phase.value
             )
             await self._failed(desired, sig, run.started, failure)
             return
         if result.facts is not None:
             self.facts = result.facts
-        journal.finish_update(self.uid, result.outcome)
-        journal.set_slots(self.uid, self._slots())
+        journal.best_effort(lambda: journal.finish_update(self.uid, result.outcome))
+        journal.best_effort(lambda: journal.set_slots(self.uid, self._slots()))
         self._failures.pop(sig, None)
         if result.outcome is not Outcome.CURRENT:
             self._gave_up.add(sig)  # rolled back: the app itself is bad
@@ -411,14 +429,22 @@ class McuAgent:
             "update to %s failed: %s %s", desired.fwVersion, exc.code, exc.message
         )
         failures = self._failures[sig] = self._failures.get(sig, 0) + 1
-        transient = is_transient(exc.code)
-        delay = self.retry_policy.next_delay(failures, self._rng) if transient else None
+        transient = exc.kind.transient
+        delay = retry_delay(exc.kind, failures, self.retry_policy, self._rng)
+        local = exc.code == ReasonCode.STORAGE_FULL and delay is None
+        if local:
+            # The gateway's own disk, freed on the box rather than in the twin: keep
+            # looking at the longest interval, never give up (issue 17.1).
+            delay = self.retry_policy.max_s * self._rng.uniform(0.9, 1.1)
         if transient:
             self._transient.add(sig)  # the link, the network or the MCU: a reattach may cure it
         else:
             self._transient.discard(sig)
-        self.env.journal.finish_update(
-            self.uid, Outcome.ERROR, error_code=exc.code, message=exc.message
+        journal = self.env.journal
+        journal.best_effort(
+            lambda: journal.finish_update(
+                self.uid, Outcome.ERROR, error_code=exc.code, message=exc.message
+            )
         )
         await self._refresh_info(restart_app=True)
         installed = self.installed
@@ -430,7 +456,8 @@ class McuAgent:
         limit = self.retry_policy.attempts
         if delay is not None:
             at = utc_iso(time.time() + delay)
-            fw["fwUpdateSubstatus"] += f"; retry {failures + 1} of {limit} in {delay:.0f} s"
+            plan = f"retry {failures + 1}" + ("" if local else f" of {limit}")
+            fw["fwUpdateSubstatus"] += f"; {plan} in {delay:.0f} s"
             fw["nextRetryTime"] = at
             self._schedule_retry(sig, delay)
         else:
@@ -500,7 +527,9 @@ class McuAgent:
                     "lastFwUpdateEndTime": utc_now(),
                     "nextRetryTime": None,
                     "error": error_section(
-                        "ABORTED", "aborted by the abortUpdate method", Phase.APPLYING.value
+                        GatewayCode.ABORTED,
+                        "aborted by the abortUpdate method",
+                        Phase.APPLYING.value,
                     ),
                 }
             },

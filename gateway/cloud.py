@@ -88,6 +88,8 @@ class LinkOptions:
     retry_interval_s: int = 10  # SDK reconnect interval after a drop
     keep_alive_s: int = 60
     method_timeout_s: float = 30.0  # our handler's budget before we answer 504
+    #: SDK product_info; a "dtmi:" model id makes the device a PnP device (ADU: gateway/adu).
+    product_info: str = ""
 
     @classmethod
     def from_settings(cls, hub: HubSettings) -> Self:
@@ -237,6 +239,8 @@ class DeviceTwinLink:
         }
         if creds.ca_pem is not None:
             options["server_verification_cert"] = creds.ca_pem
+        if self.options.product_info:
+            options["product_info"] = self.options.product_info
         try:
             if creds.connection_string is not None:
                 client = IoTHubDeviceClient.create_from_connection_string(

@@ -19,6 +19,7 @@ from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
 
+from gateway.adu.settings import AduSettings, adu_settings
 from gateway.confread import Table, default_environ, load_toml
 from gateway.naming import check_device_id, normalise_uid
 from gateway.secret import Secret
@@ -157,6 +158,7 @@ class Config:
     serial: SerialSettings = field(default_factory=SerialSettings)
     trust: TrustSettings = field(default_factory=TrustSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
+    adu: AduSettings = field(default_factory=AduSettings)  # gateway/adu/settings.py
 
 
 def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> Config:
@@ -170,6 +172,7 @@ def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> C
         serial=_serial(root.table("serial")),
         trust=_trust(root.table("trust")),
         policy=_policy(root.table("policy")),
+        adu=adu_settings(root.table("adu")),
     )
     root.finish()
     return config

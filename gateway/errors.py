@@ -33,6 +33,14 @@ class JournalError(GatewayError):
     """The SQLite journal could not be opened, migrated or written."""
 
 
+class JournalFull(JournalError):
+    """The journal's file system is full (or failing to write); ``free`` bytes remain."""
+
+    def __init__(self, message: str, free: int) -> None:
+        super().__init__(message)
+        self.free = free
+
+
 class IdentityError(GatewayError):
     """A device identity could not be provisioned, created or looked up."""
 

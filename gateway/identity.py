@@ -34,7 +34,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gateway.config import DpsSettings, HubMode, HubSettings, RegistrySettings, StaticSettings
-from gateway.errors import CloudAuthError, CloudTimeout, ConfigError, IdentityError
+from gateway.errors import (
+    CloudAuthError,
+    CloudTimeout,
+    ConfigError,
+    IdentityError,
+    JournalError,
+)
 from gateway.naming import check_device_id, device_id_for, normalise_uid
 from gateway.secret import Secret
 
@@ -120,15 +126,21 @@ class DpsProvider:
         self._cache = cache
         self._timeout = timeout
         self._gateway_hostname = gateway_hostname
+        self._stale: set[str] = set()  # forgotten, though the cache could not drop them
 
     async def credentials(self, device_id: str, *, uid: str | None = None) -> DeviceCredentials:
         check_device_id(device_id)
         key = derive_device_key(self._settings.group_key, device_id)
-        hostname = self._cache.get_assignment(device_id) if self._cache else None
+        cached = self._cache is not None and device_id not in self._stale
+        hostname = self._cache.get_assignment(device_id) if self._cache and cached else None
         if hostname is None:
             hostname, device_id = await self._register(device_id, key)
             if self._cache is not None:
-                self._cache.put_assignment(device_id, hostname)
+                try:
+                    self._cache.put_assignment(device_id, hostname)
+                    self._stale.discard(device_id)
+                except JournalError as exc:  # a full disk: register again next start
+                    log.warning("assignment of %s not cached: %s", device_id, exc)
         return DeviceCredentials(
             hostname=hostname,
             device_id=device_id,
@@ -139,7 +151,11 @@ class DpsProvider:
 
     def forget(self, device_id: str) -> None:
         if self._cache is not None:
-            self._cache.drop_assignment(device_id)
+            try:
+                self._cache.drop_assignment(device_id)
+            except JournalError as exc:
+                self._stale.add(device_id)
+                log.warning("stale assignment of %s not dropped: %s", device_id, exc)
 
     async def _register(self, registration_id: str, key: Secret) -> tuple[str, str]:
         from azure.iot.device import exceptions as sdk

@@ -29,18 +29,22 @@ Usage by the updater::
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self
 
-from gateway.errors import JournalError
+from gateway.errors import JournalError, JournalFull
 from protocols.driver import Phase  # the one phase vocabulary: journal, twin, logs
+
+log = logging.getLogger("gateway.journal")
 
 FILENAME = "journal.sqlite3"
 SCHEMA_VERSION = 1
@@ -151,13 +155,19 @@ class Journal:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves, so nothing is implicit.
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.row_factory = sqlite3.Row
+            # One process owns the journal. Exclusive locking keeps WAL's index in memory
+            # instead of a -shm file, which a full disk cannot grow: the journal then
+            # still opens and reads after a restart on a full disk (issue 17.1), and a
+            # second gateway on the same state directory is refused.
+            self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")  # fsync the WAL on every commit
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.execute("PRAGMA busy_timeout=5000")
             self._migrate()
         except sqlite3.Error as exc:
-            raise JournalError(f"journal {path}: {exc}") from exc
+            raise self._error(exc) from exc
+        self._failing = False  # the last best-effort write failed (logged once per streak)
 
     @classmethod
     def open(cls, state_dir: Path) -> Self:
@@ -190,19 +200,51 @@ class Journal:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
                     yield self._db
+                    self._db.execute("COMMIT")
                 except BaseException:
-                    self._db.execute("ROLLBACK")
+                    # Also after a failed COMMIT (a full disk): a transaction left open
+                    # would refuse every later BEGIN, even once space is back.
+                    if self._db.in_transaction:
+                        try:
+                            self._db.execute("ROLLBACK")
+                        except sqlite3.Error:
+                            log.debug("journal rollback failed", exc_info=True)
                     raise
-                self._db.execute("COMMIT")
             except sqlite3.Error as exc:
-                raise JournalError(f"journal {self.path}: {exc}") from exc
+                raise self._error(exc) from exc
 
     def _read(self, sql: str, args: Sequence[object] = ()) -> list[sqlite3.Row]:
         with self._lock:
             try:
                 return self._db.execute(sql, args).fetchall()
             except sqlite3.Error as exc:
-                raise JournalError(f"journal {self.path}: {exc}") from exc
+                raise self._error(exc) from exc
+
+    def _error(self, exc: sqlite3.Error) -> JournalError:
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary result code
+        if code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR):
+            free = free_bytes(self.path.parent)
+            return JournalFull(f"journal {self.path}: {exc} ({free} bytes free)", free)
+        return JournalError(f"journal {self.path}: {exc}")
+
+    def best_effort(self, write: Callable[[], object]) -> bool:
+        """Run one write; on failure log it (once per streak) and go on.
+
+        For writes the MCU's own state makes up for after a crash (progress,
+        phase, slots, the end of an update): a full disk must never stop an
+        agent from serving its MCU and reporting to its twin (issue 17.1).
+        """
+        try:
+            write()
+        except JournalError as exc:
+            if not self._failing:
+                log.warning("journal not written (the twin is still updated): %s", exc)
+            self._failing = True
+            return False
+        if self._failing:
+            log.info("journal %s is writable again", self.path)
+            self._failing = False
+        return True
 
     # ------------------------------------------------------------ MCUs
 
@@ -442,3 +484,11 @@ def _history(row: sqlite3.Row) -> HistoryRecord:
         started_at=row["started_at"],
         ended_at=row["ended_at"],
     )
+
+
+def free_bytes(path: Path) -> int:
+    """Bytes an unprivileged writer may still use on ``path``'s file system (-1: unknown)."""
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return -1

@@ -15,12 +15,13 @@ import os
 import random
 import signal
 import string
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from firmware import keys, package
+from simulators import registry as simulators
 from simulators.hub import HubEmulator, HubFacts
 from simulators.image_server import ImageServer
 from simulators.image_tls import make_test_pki
@@ -113,29 +114,29 @@ class SimKind:
     device_model: str  # the model the driver reports (packages name it)
     sim_args: tuple[str, ...] = ()
     #: ``[[serial.port]]`` options for the gateway (e.g. how to reach the ROM loader).
-    port_options: tuple[tuple[str, str], ...] = ()
+    port_options: tuple[tuple[str, str | int | bool], ...] = ()
+    #: Wraps a payload into the image the driver installs (an MCUboot image); None: as is.
+    make_image: Callable[[bytes, str], bytes] | None = None
 
     def payload(self, body: bytes, version: str) -> bytes:
         """The bytes the package carries: MCUboot boards take a signed-format image."""
-        if self.bootloader == "mcuboot":
-            from protocols.mcuboot.image import build_image
-
-            return build_image(body, version)
-        return body
+        return body if self.make_image is None else self.make_image(body, version)
 
 
-#: Other bootloaders' simulated models; every other model is one of ours (mcugw).
-OTHER_KINDS = {
-    # The ROM loader at every reset (BOOT0 strapped high); the app it starts leaves for
-    # the loader on the simulator's documented enter command (a pty has no modem lines).
-    "stm32f103": SimKind("stm32-rom", "st", "stm32f10x-md",
-                         ("--bootloader", "stm32-rom", "--boot0", "high"),
-                         (("enter_command", "bootloader\n"),)),
-    "stm32f407": SimKind("stm32-rom", "st", "stm32f40x",
-                         ("--bootloader", "stm32-rom", "--boot0", "high"),
-                         (("enter_command", "bootloader\n"),)),
-    "vmcu_nrf52840": SimKind("mcuboot", "zephyr", "vmcu_nrf52840", ("--bootloader", "mcuboot")),
-}  # fmt: skip
+def _other_kinds() -> dict[str, SimKind]:
+    """Every model of a simulator other than mcugw's, built in or a plug-in's."""
+    kinds = {}
+    for spec in simulators.available().values():
+        for name, board in spec.models.items():
+            args = ("--bootloader", spec.name, *spec.sim_args, *board.sim_args)
+            options = tuple(spec.driver_options.items())
+            kinds[name] = SimKind(spec.name, board.manufacturer, board.device_model, args,
+                                  options, spec.make_image)  # fmt: skip
+    return kinds
+
+
+#: Other bootloaders' simulated models (simulators.registry); every other model is mcugw's.
+OTHER_KINDS = _other_kinds()
 
 
 def sim_kind(model: str) -> SimKind:

@@ -16,9 +16,9 @@ import semver
 
 from firmware.twin import DesiredFirmware
 from gateway.journal import HistoryRecord, Outcome, UpdateRecord
-from gateway.reported import RUN_FIGURES, FwStatus, utc_iso, utc_now
+from gateway.reported import RUN_FIGURES, FwStatus, error_section, utc_iso, utc_now
 from gateway.retry import is_transient
-from protocols.driver import Phase
+from protocols.driver import DeviceFacts, Phase, SlotState
 
 _PHASE_STATUS = {
     Phase.DOWNLOADING: FwStatus.DOWNLOADING,
@@ -32,9 +32,17 @@ def same_version(a: str | None, b: str | None) -> bool:
     if a is None or b is None:
         return False
     try:
-        return semver.Version.parse(a) == semver.Version.parse(b)
+        return _semver(a) == _semver(b)
     except ValueError:
         return a == b
+
+
+def _semver(text: str) -> semver.Version:
+    # mcumgr prints an MCUboot build number as a fourth field: 1.2.3.4 is 1.2.3+4.
+    major, _, build = text.rpartition(".")
+    if major.count(".") == 2 and build.isdigit() and "+" not in text and "-" not in text:
+        text = f"{major}+{build}"
+    return semver.Version.parse(text)
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,38 @@ class Reconciled:
     firmware: dict[str, Any]  # the reported firmware section (a merge patch)
     finish: Outcome | None  # how to close the journal's update in progress; None: keep it
     gave_up: bool = False  # the desired update already failed for good: do not start it
+
+
+def on_trial(facts: DeviceFacts) -> bool:
+    """The MCU runs an image that is still on trial: its app has not confirmed it.
+
+    Such an image is never *installed* in the twin's sense, whatever driver says
+    so: an MCUboot app that never confirms reverts at the next reset, and a
+    fleet ring counts ``current`` as success (issue 17.2).
+    """
+    return any(s.running and s.state is SlotState.TRIAL for s in facts.slots)
+
+
+def settled_version(facts: DeviceFacts) -> str | None:
+    """The version the MCU runs for good: None while the image it runs is on trial."""
+    return None if on_trial(facts) else facts.installed_version
+
+
+def on_trial_report(installed: str | None) -> dict[str, Any]:
+    """No update runs, yet the MCU runs ``installed`` unconfirmed: say so, not ``current``."""
+    return {
+        "fwUpdateStatus": FwStatus.ERROR.value,
+        "fwUpdateSubstatus": f"running {installed} on trial: its app has not confirmed it",
+        "currentFwVersion": installed,
+        "pendingFwVersion": None,
+        "nextRetryTime": None,
+        "error": error_section(
+            "APP_NOT_CONFIRMED",
+            f"the MCU runs {installed} on trial and its app has not confirmed it; the "
+            "bootloader reverts to the previous image at its next reset",
+            Phase.REBOOTING.value,
+        ),
+    }
 
 
 def current(installed: str | None) -> dict[str, Any]:
@@ -62,15 +102,18 @@ def reconcile(
     desired: DesiredFirmware | None,
     run: UpdateRecord | None,
     last: HistoryRecord | None = None,
+    trial: bool = False,
 ) -> Reconciled:
     """The truth to report before anything else happens at start-up.
 
     ``last`` is the journal's last finished update: if it is this very desired
     package and failed for a reason retrying cannot cure, the twin keeps its
-    error and the update is not started again by the restart alone.
+    error and the update is not started again by the restart alone. ``trial``:
+    the MCU runs ``installed`` unconfirmed (:func:`on_trial`), so it is not
+    installed yet: the run goes on, and nothing is reported ``current``.
     """
     if run is not None:
-        if same_version(installed, run.target_version):
+        if same_version(installed, run.target_version) and not trial:
             # The update finished (the app confirmed) but the gateway did not live to say so.
             return Reconciled(
                 {
@@ -103,9 +146,11 @@ def reconcile(
                 None,
             )
         # The desired state moved on while the gateway was down: that run is over.
-        return Reconciled(reconcile(installed=installed, desired=desired, run=None).firmware,
-                          Outcome.CANCELLED)  # fmt: skip
-    if desired is None or same_version(installed, desired.fwVersion):
+        again = reconcile(installed=installed, desired=desired, run=None, trial=trial)
+        return Reconciled(again.firmware, Outcome.CANCELLED)
+    if desired is None and trial:
+        return Reconciled(on_trial_report(installed), None)
+    if desired is None or (same_version(installed, desired.fwVersion) and not trial):
         return Reconciled(current(installed), None)
     if (
         last is not None
@@ -116,11 +161,14 @@ def reconcile(
     ):
         # Its error is already in the twin (reported when it failed); say only what runs.
         return Reconciled({"currentFwVersion": installed, "pendingFwVersion": None}, None, True)
+    starting = f"starting the update to {desired.fwVersion}"
+    if trial:
+        starting = f"running {installed} on trial, not confirmed; {starting}"
     return Reconciled(
         {
             **RUN_FIGURES,
             "fwUpdateStatus": FwStatus.DOWNLOADING.value,
-            "fwUpdateSubstatus": f"starting the update to {desired.fwVersion}",
+            "fwUpdateSubstatus": starting,
             "currentFwVersion": installed,
             "pendingFwVersion": desired.fwVersion,
             "lastFwUpdateEndTime": None,

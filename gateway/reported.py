@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from firmware.urls import redact_text
+from gateway.codes import kind_of
 from protocols.driver import DeviceFacts, Phase
 
 
@@ -46,8 +47,16 @@ def utc_iso(timestamp: float) -> str:
 
 
 def error_section(code: str, message: str, phase: str) -> dict[str, Any]:
+    """The twin's ``error``: the code, its kind (what decides retry; ADU maps from it), where."""
+    kind = kind_of(code)
     # Messages are bounded: a twin is capped at 32 KB and these come from outside input.
-    return {"code": code, "message": redact_text(message)[:500], "phase": phase, "at": utc_now()}
+    return {
+        "code": str(code),
+        "kind": None if kind is None else kind.value,
+        "message": redact_text(message)[:500],
+        "phase": phase,
+        "at": utc_now(),
+    }
 
 
 def redacted(value: Any) -> Any:

@@ -1,12 +1,14 @@
 """When a failed update is tried again by itself, and when only an operator can retry it.
 
-Transient failures are those the same package can get past on a later try: the
-network (the downloader already retries within one attempt; this is the next
-level up), the serial link or MCU (timeouts, unplug, garbled frames) and an app
-that did not confirm in time. Everything else says something about the package
-or the desired state (signature, hash, compatibility, downgrade, 404, size,
-malformed desired) and fails the same way every time, so it waits for the
-operator: a new desired state, or a new value of the desired ``retry`` counter.
+The decision is the failure's :class:`~protocols.failures.Kind`, the same for
+every driver and for the download: a transient kind (a damaged or lost link,
+a timeout, an unplug, a busy device, the network, the local disk, an app that
+did not confirm in time) is one the same package can get past on a later try.
+Every other kind says something about the package, the desired state, the
+device or the configuration (signature, hash, compatibility, downgrade, 404,
+size, a refusal, a locked part, a certificate that does not verify) and fails
+the same way every time, so it waits for the operator: a new desired state, or
+a new value of the desired ``retry`` counter.
 
 Transient failures retry after ``base``, ``2 * base``, ... capped at ``max``, until
 ``attempts`` attempts in a row have failed; then they too wait for the operator.
@@ -17,25 +19,23 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from gateway.codes import kind_of
 from gateway.config import PolicySettings
+from protocols.failures import Kind
 
-#: Error codes (firmware.reasons and gateway.update) that a later attempt may cure.
-TRANSIENT_CODES = frozenset(
-    {
-        "DOWNLOAD_FAILED",  # connection refused or dropped, 5xx, TLS hiccup
-        "DOWNLOAD_TIMEOUT",  # the download deadline passed
-        "CACHE_ERROR",  # local disk trouble (full, I/O error)
-        "MCU_TIMEOUT",  # the MCU stopped answering
-        "MCU_DISCONNECTED",  # unplugged or the port closed
-        "MCU_PROTOCOL_ERROR",  # garbled frames beyond the session's own retries
-        "MCU_BUSY",  # the bootloader asked us to come back later
-        "APP_NOT_CONFIRMED",  # neither confirmed nor rolled back in time
-    }
-)
+
+def retry_delay(
+    kind: Kind, failures: int, policy: RetryPolicy, rng: random.Random | None = None
+) -> float | None:
+    """Seconds until the gateway tries again by itself after ``failures`` in a row, or
+    None: only an operator (a new desired state or ``retry`` value) starts it again."""
+    return policy.next_delay(failures, rng) if kind.transient else None
 
 
 def is_transient(code: str) -> bool:
-    return code in TRANSIENT_CODES
+    """Whether a code (as the journal or a twin holds it) is retried by itself."""
+    kind = kind_of(code)
+    return kind is not None and kind.transient
 
 
 @dataclass(frozen=True)

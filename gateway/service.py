@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from typing import Any
 
 from firmware.download import Downloader
 from firmware.policy import TrustPolicy
+from gateway.adu.wiring import adu_agent, adu_model_id
 from gateway.agent import McuAgent
 from gateway.cloud import DeviceTwinLink, LinkOptions, link_for
 from gateway.config import Config
@@ -71,7 +73,8 @@ class Gateway:
                 cfg.gateway.cache_dir,
                 cfg.gateway.cache_max_bytes,
                 ca_file=cfg.policy.download_ca_file,
-                allow_http="http" in cfg.policy.allowed_schemes,
+                # ADU serves files over plain HTTP, trusted by the signed manifest's hash.
+                allow_http="http" in cfg.policy.allowed_schemes or cfg.adu.active,
             ) as downloader:
                 self._env = UpdateEnv(
                     journal=journal,
@@ -211,14 +214,19 @@ class Gateway:
         log.info("MCU %s (%s, %s bootloader) found on %s", device_id, found.facts.model,
                  found.driver.name, found.port)  # fmt: skip
         creds = await self._provider.credentials(device_id, uid=uid)
-        link = link_for(creds, LinkOptions.from_settings(self.config.hub))
-        agent = McuAgent(
-            env=self._env,
-            probe=found,
-            device_id=device_id,
-            gateway_id=self.config.gateway.device_id,
-            link=link,
-            allowed_schemes=self.config.policy.allowed_schemes,
-        )
+        options = LinkOptions.from_settings(self.config.hub)
+        adu = self.config.adu.selects(found.port, found.facts.model)
+        if adu:  # an ADU device: the contract model id, and ADU as its update master
+            options = dataclasses.replace(options, product_info=adu_model_id())
+        link = link_for(creds, options)
+        kwargs: dict[str, Any] = {
+            "env": self._env,
+            "probe": found,
+            "device_id": device_id,
+            "gateway_id": self.config.gateway.device_id,
+            "link": link,
+            "allowed_schemes": self.config.policy.allowed_schemes,
+        }
+        agent = adu_agent(self.config, **kwargs) if adu else McuAgent(**kwargs)
         self.agents[uid] = agent
         await agent.start()

@@ -26,9 +26,12 @@ from firmware.policy import TrustPolicy, evaluate
 from firmware.reasons import ReasonCode
 from firmware.twin import DesiredFirmware
 from firmware.urls import redact_url
+from gateway.codes import GatewayCode, code_of
 from gateway.config import PolicySettings
+from gateway.errors import JournalFull
 from gateway.journal import Journal, Outcome
 from gateway.logs import McuLogger
+from gateway.reconcile import on_trial, same_version
 from gateway.reported import RUN_FIGURES, FwStatus, error_section, utc_iso, utc_now
 from gateway.seams import OpenDriver
 from gateway.window import seconds_until_open
@@ -44,6 +47,7 @@ from protocols.driver import (
     Step,
 )
 from protocols.driver import Outcome as InstallOutcome
+from protocols.failures import AnyCode, Kind
 
 #: (patch, transition) -> None; queues the report and returns without waiting for the hub.
 Report = Callable[[dict[str, Any], bool], Coroutine[Any, Any, None]]
@@ -58,9 +62,15 @@ _REPORT_EVERY_S = 0.5
 
 
 class UpdateFailed(Exception):
-    def __init__(self, code: str, message: str, phase: str) -> None:
+    """An update failed: ``code`` is the twin's ``error.code``, ``kind`` decides retry."""
+
+    def __init__(self, code: AnyCode | str, message: str, phase: str) -> None:
         super().__init__(message)
-        self.code = code
+        typed = code_of(code)
+        if typed is None:
+            raise ValueError(f"error code {code!r} is in no code table")
+        self.code: AnyCode = typed
+        self.kind: Kind = typed.kind
         self.message = message
         self.phase = phase
 
@@ -128,8 +138,16 @@ class UpdateRun:
         d = self.desired
         journal = self.env.journal
         # The journal keeps the URL for people reading it, so without its credentials.
-        record = journal.begin_update(self.uid, d.fwVersion, d.fwPackageCheckValue,
-                                      redact_url(d.fwPackageURI))  # fmt: skip
+        try:
+            record = journal.begin_update(self.uid, d.fwVersion, d.fwPackageCheckValue,
+                                          redact_url(d.fwPackageURI))  # fmt: skip
+        except JournalFull as exc:
+            # Nothing starts that a crash could not account for; retried when space is back.
+            raise UpdateFailed(
+                ReasonCode.STORAGE_FULL,
+                f"{exc}: the update needs room to be journalled",
+                Phase.DOWNLOADING.value,
+            ) from exc
         self.started = utc_iso(record.started_at)  # a resumed run keeps its first start
         # The last run's figures and end time would be stale beside this run's status.
         await self._status(FwStatus.DOWNLOADING, f"downloading {redact_url(d.fwPackageURI)}",
@@ -139,15 +157,15 @@ class UpdateRun:
         if d.installWindow is not None:
             await self._await_window()
         self.phase = Phase.APPLYING
-        journal.set_phase(self.uid, Phase.APPLYING)
+        journal.best_effort(lambda: journal.set_phase(self.uid, Phase.APPLYING))
         await self._status(FwStatus.APPLYING, "waiting for a flash slot", progress=0)
         async with self.env.flash_slots:
             try:
                 return await self._apply(package)
             except UpdateFailed as exc:
-                # The MCU itself refused the delta before writing (its fallback slot
-                # is not the base, whatever INFO said earlier): send the full package.
-                if exc.code != "MCU_DELTA_BASE_MISMATCH" or d.fwFullPackage is None:
+                # The MCU itself refused the delta (its fallback slot is not the
+                # base, whatever INFO said earlier): send the full package.
+                if exc.kind is not Kind.DELTA or d.fwFullPackage is None:
                     raise
                 self.log.warning("MCU refused the delta (%s); using fwFullPackage", exc.message)
             full = await self._fetch_verified(_full(d))
@@ -160,16 +178,13 @@ class UpdateRun:
         self.phase = Phase.DOWNLOADING
         data = await self._download(d)
         self.phase = Phase.VERIFYING
-        self.env.journal.set_phase(self.uid, Phase.VERIFYING)
+        journal = self.env.journal
+        journal.best_effort(lambda: journal.set_phase(self.uid, Phase.VERIFYING))
         await self._status(FwStatus.VERIFYING, "checking hash, signature, compatibility, version")
         try:
             return self._verify(data, d)
         except UpdateFailed as exc:
-            delta_misfit = exc.code in (
-                ReasonCode.DELTA_BASE_MISMATCH.value,
-                ReasonCode.DELTA_UNSUPPORTED.value,
-            )
-            if not delta_misfit or d.fwFullPackage is None:
+            if exc.kind is not Kind.DELTA or d.fwFullPackage is None:
                 raise
             self.log.info("%s; using fwFullPackage", exc.message)
         return await self._fetch_verified(_full(d))
@@ -188,7 +203,7 @@ class UpdateRun:
             ) as path:
                 return await asyncio.to_thread(path.read_bytes)
         except FirmwareError as exc:
-            raise UpdateFailed(exc.reason.value, exc.message, Phase.DOWNLOADING.value) from exc
+            raise UpdateFailed(exc.reason, exc.message, Phase.DOWNLOADING.value) from exc
 
     def _verify(self, data: bytes, desired: DesiredFirmware) -> Package:
         facts = self.facts
@@ -207,7 +222,7 @@ class UpdateRun:
             allow_delta=Capability.DELTA in facts.capabilities,
         )
         if not verdict.ok or verdict.package is None:
-            raise UpdateFailed(verdict.reason.value, verdict.message, Phase.VERIFYING.value)
+            raise UpdateFailed(verdict.reason, verdict.message, Phase.VERIFYING.value)
         return verdict.package
 
     async def _await_window(self) -> None:
@@ -226,6 +241,7 @@ class UpdateRun:
         total = m.image_size
         await self._status(FwStatus.APPLYING, f"writing {total} bytes", progress=0, bytesWritten=0)
         loop = asyncio.get_running_loop()
+        journal = self.env.journal
         pending: set[asyncio.Task[None]] = set()
 
         def spawn(report: Coroutine[Any, Any, None]) -> None:
@@ -242,7 +258,7 @@ class UpdateRun:
             if step.phase is Phase.REBOOTING:
                 if self.phase is not Phase.REBOOTING:
                     self.phase = Phase.REBOOTING
-                    self.env.journal.set_phase(self.uid, Phase.REBOOTING)
+                    journal.best_effort(lambda: journal.set_phase(self.uid, Phase.REBOOTING))
                     spawn(
                         self._status(
                             FwStatus.REBOOTING,
@@ -254,7 +270,7 @@ class UpdateRun:
                 return
             if step is Step.WRITE and now - self._last_journal >= _JOURNAL_EVERY_S:
                 self._last_journal = now
-                self.env.journal.record_progress(self.uid, event.done)
+                journal.best_effort(lambda: journal.record_progress(self.uid, event.done))
             if now - self._last_report >= _REPORT_EVERY_S or event.done == event.total:
                 self._last_report = now
                 patch: dict[str, Any] = {
@@ -284,8 +300,9 @@ class UpdateRun:
         finally:
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
-        self.env.journal.record_progress(self.uid, total, result.resumed_from)
+        journal.best_effort(lambda: journal.record_progress(self.uid, total, result.resumed_from))
         if result.outcome is InstallOutcome.CONFIRMED:
+            self._check_claim(result.facts)
             if not m.is_delta:
                 with contextlib.suppress(FirmwareError, OSError):
                     # Kept for the next update's delta; losing it only costs bytes.
@@ -294,10 +311,33 @@ class UpdateRun:
         if result.outcome is InstallOutcome.ROLLED_BACK:
             return UpdateResult(Outcome.ROLLEDBACK, result.facts, result)
         raise UpdateFailed(
-            "APP_NOT_CONFIRMED",
+            GatewayCode.APP_NOT_CONFIRMED,
             f"the app did not confirm within {self.env.confirm_timeout_s:g} s of its trial boot",
             Phase.REBOOTING.value,
         )
+
+    def _check_claim(self, facts: DeviceFacts) -> None:
+        """A driver's *confirmed* stands only if the MCU itself says so, read afterwards.
+
+        The twin never claims what the MCU does not report: not a version it does
+        not name (the same bytes under a new version, issue 23.1), nor an image
+        still on trial (issue 17.2).
+        """
+        wanted = self.desired.fwVersion
+        if on_trial(facts):
+            raise UpdateFailed(
+                GatewayCode.APP_NOT_CONFIRMED,
+                f"the driver reported {wanted} confirmed, but the MCU runs "
+                f"{facts.installed_version} on trial",
+                Phase.REBOOTING.value,
+            )
+        if not same_version(facts.installed_version, wanted):
+            raise UpdateFailed(
+                GatewayCode.MCU_VERSION_MISMATCH,
+                f"after installing {wanted} the MCU reports version "
+                f"{facts.installed_version or 'none'}",
+                Phase.REBOOTING.value,
+            )
 
 
 def _full(d: DesiredFirmware) -> DesiredFirmware:
@@ -358,7 +398,7 @@ def final_report(
             fwUpdateStatus=FwStatus.ROLLEDBACK.value,
             fwUpdateSubstatus=f"{desired.fwVersion} did not confirm; rolled back to {installed}",
             error=error_section(
-                "ROLLED_BACK",
+                GatewayCode.ROLLED_BACK,
                 f"trial boot of {desired.fwVersion} failed; the bootloader restored {installed}",
                 Phase.REBOOTING.value,
             ),
@@ -376,7 +416,7 @@ def final_report(
             resumedFrom=flash.resumed_from,
             retransmits=flash.retransmits,
             flashSeconds=round(flash.seconds, 3),
-            transferEncoding=str(flash.details.get("encoding", "raw")),
-            payloadBytes=int(flash.details.get("streamBytes", flash.bytes)),
+            transferEncoding=flash.encoding.value,
+            payloadBytes=flash.sent_payload_bytes,
         )
     return {"firmware": fw}

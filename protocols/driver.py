@@ -8,8 +8,10 @@ in its own package under ``protocols/`` and registers a :class:`DriverSpec`
 (see :mod:`protocols.registry`).
 
 Failures cross the seam as one exception, :class:`DriverError`, whose ``code``
-is the twin's ``error.code`` and whose ``step`` says where it happened. Each
-driver translates its own exceptions into it at exactly one place.
+is the twin's ``error.code`` (a member of a :class:`~protocols.failures.Code`
+table), whose ``kind`` says what sort of failure it is (the gateway retries by
+kind) and whose ``step`` says where it happened. Each driver translates its own
+exceptions into it at exactly one place.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from protocols.failures import AnyCode, DriverCode, Kind, resolve
 from protocols.transport import SerialSettings, Transport
 
 
@@ -178,6 +181,14 @@ class DeltaPayload:
     base_sha256: str  # hex of the image the patch reads
 
 
+class TransferEncoding(enum.StrEnum):
+    """How the image travelled over the link (the twin's ``transferEncoding``)."""
+
+    RAW = "raw"  # the image bytes as they are
+    COMPRESSED = "compressed"  # a compressed stream the device decodes
+    DELTA = "delta"  # a patch against the image the device runs
+
+
 @dataclass(frozen=True, slots=True)
 class InstallResult:
     """The figures of one install; the same keys for every driver (``flash --json``)."""
@@ -197,18 +208,36 @@ class InstallResult:
     facts: DeviceFacts  # read again after the outcome
     #: Driver-specific figures (e.g. chunk and window sizes); never used for decisions.
     details: Mapping[str, str | int | float] = field(default_factory=dict)
+    encoding: TransferEncoding = TransferEncoding.RAW
+    #: Image payload bytes the transfer sent (the encoded stream's size); None: ``bytes``.
+    payload_bytes: int | None = None
 
     @property
     def ok(self) -> bool:
         return self.outcome is Outcome.CONFIRMED
 
+    @property
+    def sent_payload_bytes(self) -> int:
+        return self.bytes if self.payload_bytes is None else self.payload_bytes
+
 
 class DriverError(Exception):
-    """Any failure of a driver, named for the twin: ``code`` is ``error.code``."""
+    """Any failure of a driver, named for the twin: ``code`` is ``error.code``.
 
-    def __init__(self, code: str, message: str, step: Step = Step.CONNECT) -> None:
+    ``code`` is a member of a :class:`~protocols.failures.Code` table (a plug-in
+    declares its own) and ``kind`` is that code's kind, so one code always means
+    one kind (a :class:`~protocols.failures.FamilyCode` takes its family's). A
+    string that no loaded table or family declares is a driver bug: it is
+    refused here rather than reported under a code nobody can look up.
+    """
+
+    def __init__(self, code: AnyCode | str, message: str, step: Step = Step.CONNECT) -> None:
         super().__init__(message)
-        self.code = code
+        member = resolve(code)
+        if member is None:
+            raise ValueError(f"error code {code!r} is in no code table (protocols.failures)")
+        self.code: AnyCode = member
+        self.kind: Kind = member.kind
         self.message = message
         self.step = step
 
@@ -221,7 +250,7 @@ class NoAnswer(DriverError):
     """Nothing that speaks this driver's protocol answered (used by auto-detection)."""
 
     def __init__(self, message: str) -> None:
-        super().__init__("MCU_NO_ANSWER", message, Step.CONNECT)
+        super().__init__(DriverCode.NO_ANSWER, message, Step.CONNECT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,6 +328,7 @@ __all__ = [
     "SlotFacts",
     "SlotState",
     "Step",
+    "TransferEncoding",
     "line_8n1",
     "no_progress",
 ]

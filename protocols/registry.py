@@ -20,6 +20,7 @@ from importlib.metadata import entry_points
 
 from protocols.driver import DeviceFacts, Driver, DriverError, DriverOptions, DriverSpec, NoAnswer
 from protocols.errors import PortNotFound
+from protocols.failures import DriverCode
 from protocols.transport import open_transport
 
 ENTRY_POINT_GROUP = "mcu_gateway.drivers"
@@ -103,7 +104,7 @@ async def open_driver(port: str, spec: DriverSpec, options: DriverOptions) -> As
     try:
         transport = await open_transport(port, spec.serial(options))
     except PortNotFound as exc:
-        raise DriverError("MCU_DISCONNECTED", str(exc)) from exc
+        raise DriverError(DriverCode.DISCONNECTED, str(exc)) from exc
     try:
         yield spec.open(transport, options)
     finally:

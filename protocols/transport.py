@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import errno
 import os
+import select
 import stat
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
@@ -125,6 +126,13 @@ class SerialTransport:
     pyserial-asyncio's buffering layers. Everything that arrived since the last
     ``read`` is returned at once, so a burst of acknowledgements costs one
     wake-up, and a write goes straight to the fd when the port can take it.
+
+    One callback, registered by the transport, is the only reader of the fd and
+    feeds ``_rx``; ``read`` only takes from that buffer and waits on a signal, so
+    cancelling a ``read`` (a timeout) loses nothing and leaves nothing stale. A
+    hang-up is decided from what the kernel reports (EIO, or POLLHUP/POLLERR),
+    never from an empty read: with VMIN=0 a tty read of nothing returns b""
+    whether or not the far end is there.
     """
 
     def __init__(self, name: str, port: serial.Serial) -> None:
@@ -139,38 +147,42 @@ class SerialTransport:
         self._tx = bytearray()
         self._tx_waiter: asyncio.Future[None] | None = None
         self._closed = False
+        self._hup_poll = select.poll()
+        self._hup_poll.register(self._fd, select.POLLIN)
         os.set_blocking(self._fd, False)
 
-    def _pull(self, readable: bool = False) -> bool:
-        """Move what the kernel holds into the buffer; False if it held nothing.
+    # ------------------------------------------------------------ reading
 
-        With VMIN=0 a tty read of nothing returns b"" rather than EAGAIN, so an
-        empty read means a hang-up only when the loop said the fd was readable
-        (pyserial's rule too).
-        """
+    def _on_readable(self) -> None:
+        """The fd's one reader: move what the kernel holds into ``_rx``."""
         try:
             data = os.read(self._fd, _READ_SIZE)
         except (BlockingIOError, InterruptedError):
-            return False
+            return
         except OSError as exc:
             # EIO: a pty whose other side closed, or a USB adapter unplugged.
             self._fail(self._hangup_error() if exc.errno == errno.EIO else
                        TransportDisconnected(f"{self.name}: read failed: {exc}"))  # fmt: skip
-            return False
+            return
         if not data:
-            if readable:
+            if self._hung_up():
                 self._fail(self._hangup_error())
-            return False
+            return  # readable a moment ago, drained since: nothing to report
         self._rx += data
-        return True
+        # Bytes now wait for the reader: stop watching, so what lands while the
+        # session is busy (or pacing itself) stays in the kernel and costs no
+        # wake-up; the next read() picks it all up in one call.
+        self._unwatch()
+        self._wake_reader()
 
-    def _on_readable(self) -> None:
-        if self._pull(readable=True):
-            # Watch only while a reader waits: bytes that land while the session
-            # is busy (or pacing itself) stay in the kernel and cost no wake-up;
-            # the next read() takes them all in one call.
-            self._unwatch()
-            self._wake_reader()
+    def _hung_up(self) -> bool:
+        events = self._hup_poll.poll(0)
+        return any(ev & (select.POLLHUP | select.POLLERR | select.POLLNVAL) for _, ev in events)
+
+    def _watch(self) -> None:
+        if not self._watching:
+            self._watching = True
+            self._loop.add_reader(self._fd, self._on_readable)
 
     def _unwatch(self) -> None:
         if self._watching:
@@ -183,12 +195,10 @@ class SerialTransport:
         )
 
     def _fail(self, error: TransportDisconnected) -> None:
-        self._rx_error = error
+        if self._rx_error is None:
+            self._rx_error = error
         self._unwatch()
         self._wake_reader()
-
-    def _failed(self) -> bool:
-        return self._rx_error is not None
 
     def _wake_reader(self) -> None:
         waiter = self._rx_waiter
@@ -201,19 +211,18 @@ class SerialTransport:
                 raise self._rx_error
             if self._closed:
                 raise TransportDisconnected(f"{self.name}: port closed")
-            if self._pull() or self._failed():
-                continue
-            if not self._watching:
-                self._watching = True
-                self._loop.add_reader(self._fd, self._on_readable)
-            self._rx_waiter = self._loop.create_future()
+            self._watch()
+            waiter = self._rx_waiter = self._loop.create_future()
             try:
-                await self._rx_waiter
+                await waiter
             finally:
-                self._rx_waiter = None
+                if self._rx_waiter is waiter:
+                    self._rx_waiter = None
         data = bytes(self._rx)
         self._rx.clear()
         return data
+
+    # ------------------------------------------------------------ writing
 
     async def write(self, data: bytes) -> None:
         if self._closed:
@@ -224,7 +233,7 @@ class SerialTransport:
             except (BlockingIOError, InterruptedError):
                 n = 0
             except OSError as exc:
-                raise TransportDisconnected(f"{self.name}: write failed: {exc}") from exc
+                raise self._write_error(exc) from exc
             if n == len(data):
                 return
             self._tx += data[n:]
@@ -240,6 +249,11 @@ class SerialTransport:
         if self._rx_error is not None and self._tx:
             raise self._rx_error
 
+    def _write_error(self, exc: OSError) -> TransportDisconnected:
+        if exc.errno == errno.EIO:
+            return self._hangup_error()
+        return TransportDisconnected(f"{self.name}: write failed: {exc}")
+
     def _on_writable(self) -> None:
         try:
             n = os.write(self._fd, self._tx)
@@ -248,7 +262,7 @@ class SerialTransport:
         except OSError as exc:
             self._tx.clear()
             self._loop.remove_writer(self._fd)
-            self._fail(TransportDisconnected(f"{self.name}: write failed: {exc}"))
+            self._fail(self._write_error(exc))
             n = 0
         del self._tx[:n]
         if not self._tx:
@@ -257,6 +271,8 @@ class SerialTransport:
             waiter = self._tx_waiter
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
+
+    # ------------------------------------------------------------ line control
 
     def set_baud(self, baud: int) -> None:
         self._port.baudrate = baud
@@ -280,6 +296,8 @@ class SerialTransport:
         self._wake_reader()
         if self._tx_waiter is not None and not self._tx_waiter.done():
             self._tx_waiter.set_result(None)
+        with contextlib.suppress(Exception):
+            self._hup_poll.unregister(self._fd)
         with contextlib.suppress(Exception):
             self._port.close()
 

@@ -7,7 +7,8 @@ import pytest
 from gateway.cli import build_parser, main
 
 COMMANDS = (
-    "sim", "info", "flash", "reset", "abort", "conformance", "image", "hub", "run", "fleet", "demo",
+    "sim", "info", "flash", "reset", "abort", "conformance", "image", "hub", "run", "fleet", "adu",
+    "demo",
 )  # fmt: skip
 
 

@@ -16,7 +16,7 @@ from gateway.cli.common import CommandError
 
 # Modules in the order their commands show in --help (control: reset and abort).
 _COMMANDS = (
-    "sim", "info", "flash", "control", "conformance", "image", "hub", "run", "fleet", "demo",
+    "sim", "info", "flash", "control", "conformance", "image", "hub", "run", "fleet", "adu", "demo",
 )  # fmt: skip
 
 

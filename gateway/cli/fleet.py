@@ -138,6 +138,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     t.add_argument("--where", help="tag every twin matching this condition")
     t.add_argument("--group", help="set tags.group")
     t.add_argument("--ring", help="set tags.ring")
+    t.add_argument(
+        "--adu-group", help="set tags.ADUGroup: the MCUs' Azure Device Update group (docs/adu.md)"
+    )
     t.set_defaults(func=_tag)
 
 
@@ -552,9 +555,10 @@ def _rollback(args: argparse.Namespace) -> int:
 def _tag(args: argparse.Namespace) -> int:
     from gateway.fleet import deploy
 
-    tags = {k: v for k, v in (("group", args.group), ("ring", args.ring)) if v is not None}
+    given = (("group", args.group), ("ring", args.ring), ("ADUGroup", args.adu_group))
+    tags = {k: v for k, v in given if v is not None}
     if not tags:
-        raise CommandError("nothing to set: give --group and/or --ring")
+        raise CommandError("nothing to set: give --group, --ring and/or --adu-group")
     if bool(args.devices) == bool(args.where):
         raise CommandError("name the MCUs either as DEVICE_IDs or with --where, not both")
     hub = _hub(args)

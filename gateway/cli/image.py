@@ -18,6 +18,7 @@ from gateway.cli.common import CommandError
 
 if TYPE_CHECKING:
     from firmware.keys import PrivateKey
+    from firmware.manifest import Manifest
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -51,6 +52,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     pk.add_argument("--hwrev", help="hardware revision (omit: any revision)")
     pk.add_argument("--min-installed", help="refuse MCUs running an older version")
     pk.add_argument("--key", type=Path, help="private key to sign with (omit: unsigned)")
+    pk.add_argument(
+        "--adu-manifest",
+        type=Path,
+        metavar="FILE",
+        help="also write an Azure Device Update import manifest v5 for the package (docs/adu.md)",
+    )
     pk.add_argument("--json", action="store_true")
     pk.set_defaults(func=_pack)
 
@@ -161,9 +168,23 @@ def _pack(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     data = build(manifest, payload, key)
+    adu = _adu_manifest(args, manifest, data) if args.adu_manifest else None  # refuse first
     _write_atomic(args.out, data)
+    if adu is not None:
+        _write_atomic(args.adu_manifest, adu)
     _emit_written(args, args.out, data, signed=key is not None)
     return 0
+
+
+def _adu_manifest(args: argparse.Namespace, manifest: Manifest, data: bytes) -> bytes:
+    from gateway.adu.errors import AduManifestError
+    from gateway.adu.importmanifest import import_manifest
+
+    try:
+        doc = import_manifest(manifest, file_name=args.out.name, package=data)
+    except AduManifestError as exc:
+        raise CommandError(f"--adu-manifest: {exc.message}") from None
+    return (json.dumps(doc, indent=2) + "\n").encode()
 
 
 def _delta(args: argparse.Namespace) -> int:

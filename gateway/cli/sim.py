@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.cli.common import CommandError
-from protocols.registry import BUILTIN
+from simulators import registry as simulators
 
 _FAULT_HELP = """\
 fault specs (repeat --fault):
@@ -60,7 +60,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--turnaround-ms", type=float, help="override the model's turnaround")
     p.add_argument(
         "--bootloader",
-        choices=sorted(BUILTIN),
+        choices=simulators.names(),
         default="mcugw",
         help="which bootloader the virtual MCU runs (default: mcugw, this project's); "
         "stm32-rom and mcuboot models, faults and controls: docs/bootloaders.md",
@@ -82,18 +82,14 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def _run_other(args: argparse.Namespace) -> int:
-    """Another bootloader's simulator: simulators.mcu.<name without dashes>.main(args)."""
-    import importlib
-
-    name = f"simulators.mcu.{args.bootloader.replace('-', '')}"
+    """Another bootloader's simulator, built in or a plug-in's (simulators.registry)."""
     try:
-        module = importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name is None or not name.startswith(exc.name):
-            raise
-        raise CommandError(f"no simulator for bootloader {args.bootloader!r} here") from exc
+        spec = simulators.get(args.bootloader)
+    except (simulators.UnknownSimulator, ImportError, TypeError) as exc:
+        raise CommandError(str(exc)) from exc
+    assert spec.main is not None, "only mcugw is served by the CLI itself"
     try:
-        return int(module.main(args))
+        return int(spec.main(args))
     except ValueError as exc:  # simulators report bad options as ValueError
         raise CommandError(str(exc)) from exc
 
@@ -104,21 +100,14 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.impl != "python" and args.bootloader != "mcugw":
         raise CommandError(f"--impl {args.impl} runs this project's bootloader (mcugw) only")
-    if args.bootloader == "mcuboot":
-        from simulators.mcu.mcuboot.cli import SimError, run
-
-        try:
-            return run(args)
-        except SimError as exc:
-            raise CommandError(str(exc)) from exc
+    if args.bootloader != "mcugw":
+        return _run_other(args)
 
     from simulators.mcu.device import DeviceSpec, SimConfigError, open_device
     from simulators.mcu.flash import PowerCut
     from simulators.mcu.options import FaultSpecError, parse_faults
     from simulators.mcu.pty import POWER_CUT_EXIT, serve
 
-    if args.bootloader != "mcugw":
-        return _run_other(args)
     if args.count < 1:
         raise CommandError("--count must be at least 1")
     if args.impl != "python":

@@ -9,8 +9,8 @@ Maps the seam onto SMP (see docs/bootloaders-mcuboot.md):
   check the hash, ``image state write`` (test), ``os reset``, then poll
   ``image state`` until the trial image is confirmed, reverted, or time is up.
 
-This module is the one place that turns this protocol's exceptions into twin
-error codes (:func:`error_code`).
+This module is the one place that turns this protocol's exceptions into error
+codes and kinds (:func:`error_code`; codes in :mod:`protocols.mcuboot.codes`).
 """
 
 from __future__ import annotations
@@ -41,7 +41,9 @@ from protocols.driver import (
     no_progress,
 )
 from protocols.errors import PortNotFound, TransportDisconnected
+from protocols.failures import AnyCode, DriverCode, FamilyCode, lookup
 from protocols.mcuboot import client as smp
+from protocols.mcuboot.codes import McubootCode
 from protocols.mcuboot.errors import (
     FrameError,
     ImageError,
@@ -71,21 +73,28 @@ CAPABILITIES = frozenset(
 )
 
 
-def error_code(exc: BaseException) -> str:
-    """The twin ``error.code`` for one of this driver's exceptions."""
+def error_code(exc: BaseException) -> AnyCode:
+    """The error code (and with it the kind) for one of this driver's exceptions."""
     if isinstance(exc, ImageError):
-        return "IMAGE_REJECTED"
+        return DriverCode.IMAGE_REJECTED
     if isinstance(exc, SmpTimeout):
-        return "MCU_TIMEOUT"
+        return DriverCode.TIMEOUT
     if isinstance(exc, TransportDisconnected | PortNotFound):
-        return "MCU_DISCONNECTED"
+        return DriverCode.DISCONNECTED
     if isinstance(exc, SmpRejected):
-        return f"MCU_SMP_{exc.name}"
+        return smp_code(exc.name)
     if isinstance(exc, VerifyError):
-        return "MCU_VERIFY_FAILED"
+        return DriverCode.VERIFY_FAILED
     if isinstance(exc, FrameError):
-        return "MCU_FRAME_ERROR"
-    return "MCU_PROTOCOL_ERROR"
+        return McubootCode.FRAME_ERROR
+    # Sequence numbers or answers out of place: damaged or crossed frames, in practice.
+    return DriverCode.PROTOCOL_ERROR
+
+
+def smp_code(name: str) -> AnyCode:
+    """``MCU_SMP_<name>``: a table member if one names it, else a member of its family."""
+    code = f"MCU_SMP_{name}"
+    return lookup(code) or FamilyCode.of(code)
 
 
 class McubootDriver:
@@ -101,11 +110,13 @@ class McubootDriver:
 
     # --- errors ------------------------------------------------------------------
 
-    def _fail(self, exc: BaseException, step: Step) -> DriverError:
+    def _fail(self, exc: BaseException, step: Step, probing: bool = False) -> DriverError:
         if isinstance(exc, DriverError):
             return exc
         silent = isinstance(exc, SmpTimeout | FrameError | SmpProtocolError)
-        if silent and not self.link.answered and step is Step.CONNECT:
+        # Only a probe may take garbage for "not SMP": a device being updated was identified
+        # as one, so damaged answers there are a damaged link (and retried as one).
+        if silent and not self.link.answered and probing:
             # Silence, an echo or another protocol's bytes: not an SMP server.
             return NoAnswer(f"no SMP answer on {self._port}: {exc}")
         return DriverError(error_code(exc), str(exc), step)
@@ -172,10 +183,10 @@ class McubootDriver:
                 int(configured, 16)
             except ValueError:
                 msg = f"configured uid {configured!r} is not hex"
-                raise DriverError("MCU_NO_UID", msg) from None
+                raise DriverError(DriverCode.NO_UID, msg) from None
             return configured
         raise DriverError(
-            "MCU_NO_UID",
+            DriverCode.NO_UID,
             f"the device on {self._port} reports no hardware id (os info '{letter}') and no "
             "uid is configured for this port; add the app's hardware-id hook or set the "
             "port's driver option uid = <hex> (docs/bootloaders-mcuboot.md)",
@@ -239,7 +250,7 @@ class McubootDriver:
         try:
             return await self._facts()
         except (SmpError, TransportDisconnected) as exc:
-            raise self._fail(exc, Step.CONNECT) from exc
+            raise self._fail(exc, Step.CONNECT, probing=True) from exc
 
     # --- install -----------------------------------------------------------------
 
@@ -247,17 +258,23 @@ class McubootDriver:
         started = time.monotonic()
         step = Step.CONNECT
         if hashlib.sha256(image.data).hexdigest() != image.sha256.lower():
-            raise DriverError("IMAGE_REJECTED", "image bytes do not match their SHA-256", step)
+            raise DriverError(
+                DriverCode.IMAGE_REJECTED, "image bytes do not match their SHA-256", step
+            )
         try:
             parsed = parse_image(image.data)
         except ImageError as exc:
-            raise DriverError("IMAGE_REJECTED", f"not an MCUboot image: {exc}", step) from exc
+            raise DriverError(
+                DriverCode.IMAGE_REJECTED, f"not an MCUboot image: {exc}", step
+            ) from exc
         if not parsed.bootable:
-            raise DriverError("IMAGE_REJECTED", "image header is flagged non-bootable", step)
+            raise DriverError(
+                DriverCode.IMAGE_REJECTED, "image header is flagged non-bootable", step
+            )
         with contextlib.suppress(ValueError):  # a version MCUboot cannot hold is not compared
             if parse_version(image.version) != parse_version(parsed.version):
                 raise DriverError(
-                    "IMAGE_REJECTED",
+                    DriverCode.IMAGE_REJECTED,
                     f"the package says version {image.version} but the image header says "
                     f"{parsed.version}",
                     step,
@@ -271,7 +288,7 @@ class McubootDriver:
             await self._identity_facts()
             if self._capacity and total > self._capacity:
                 raise DriverError(
-                    "IMAGE_TOO_LARGE",
+                    DriverCode.IMAGE_TOO_LARGE,
                     f"image is {total} bytes; the device's slot takes {self._capacity}",
                     step,
                 )

@@ -1,7 +1,8 @@
 """The ``mcugw`` driver: our protocol's session behind the driver seam.
 
 This is the one place that turns this protocol's wire messages into
-:class:`~protocols.driver.DeviceFacts` and its exceptions into twin error codes.
+:class:`~protocols.driver.DeviceFacts` and its exceptions into error codes and
+kinds (:func:`error_code`, codes in :mod:`protocols.mcugw.codes`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from protocols.driver import (
     SlotFacts,
     SlotState,
     Step,
+    TransferEncoding,
     no_progress,
 )
 from protocols.errors import (
@@ -35,6 +37,8 @@ from protocols.errors import (
     ProtocolError,
     TransportDisconnected,
 )
+from protocols.failures import Code, DriverCode
+from protocols.mcugw.codes import STATUS_CODES, McugwCode
 from protocols.mcugw.constants import Capability as WireCap
 from protocols.mcugw.constants import Mode, ResetMode
 from protocols.mcugw.constants import SlotState as WireSlot
@@ -49,21 +53,26 @@ NAME = "mcugw"
 _STEP_OF_PHASE = {"applying": Step.WRITE, "verifying": Step.CHECK, "rebooting": Step.BOOT}
 
 
-def error_code(exc: ProtocolError) -> str:
-    """The twin ``error.code`` for one of this protocol's exceptions."""
+def error_code(exc: ProtocolError, garbled: bool = False) -> Code:
+    """The error code (and with it the kind) for one of this protocol's exceptions.
+
+    ``garbled``: damaged frames arrived while the call waited, so a timeout is a
+    damaged link (answers that never arrived whole), not a silent device.
+    """
     if isinstance(exc, DeviceTimeout):
-        return "MCU_TIMEOUT"
+        return DriverCode.PROTOCOL_ERROR if garbled else DriverCode.TIMEOUT
     if isinstance(exc, TransportDisconnected | PortNotFound):
-        return "MCU_DISCONNECTED"
+        return DriverCode.DISCONNECTED
     if isinstance(exc, DeviceRejected):
-        return f"MCU_{exc.status.name}"
+        return STATUS_CODES.get(exc.status, McugwCode.REFUSED)
     if isinstance(exc, VerifyFailed):
-        return "MCU_VERIFY_FAILED"
+        return DriverCode.VERIFY_FAILED
     if isinstance(exc, UnsupportedVersionError):
-        return "MCU_PROTOCOL_VERSION"
+        return McugwCode.PROTOCOL_VERSION
     if isinstance(exc, LocalProtocolError):
-        return "IMAGE_REJECTED"
-    return "MCU_PROTOCOL_ERROR"
+        return DriverCode.IMAGE_REJECTED
+    # Frame, CRC and sequence errors that outlived the session's retransmissions.
+    return DriverCode.PROTOCOL_ERROR
 
 
 def _slot_state(state: WireSlot) -> SlotState:
@@ -141,12 +150,17 @@ class McugwDriver:
         self.options = options
         self._port = transport.name
         self.session = BootloaderSession(transport, options.baud)
+        self._garbled0 = 0  # damaged frames seen before the current public call
 
-    def _fail(self, exc: ProtocolError, step: Step) -> DriverError:
-        if isinstance(exc, DeviceTimeout) and self.session.hello_info is None:
+    def _begin(self) -> None:
+        self._garbled0 = self.session.stats.garbled
+
+    def _fail(self, exc: ProtocolError, step: Step, probing: bool = False) -> DriverError:
+        if probing and isinstance(exc, DeviceTimeout) and self.session.hello_info is None:
             # Silence, an echo or another protocol's chatter: not an MCU of ours.
             return NoAnswer(str(exc))
-        return DriverError(error_code(exc), str(exc), step)
+        garbled = self.session.stats.garbled > self._garbled0
+        return DriverError(error_code(exc, garbled), str(exc), step)
 
     async def _facts(self) -> DeviceFacts:
         hello = self.session.hello_info
@@ -155,13 +169,15 @@ class McugwDriver:
         return facts_from(hello, info)
 
     async def identify(self) -> DeviceFacts:
+        self._begin()
         try:
             await self.session.hello()
             return await self._facts()
         except ProtocolError as exc:
-            raise self._fail(exc, Step.CONNECT) from exc
+            raise self._fail(exc, Step.CONNECT, probing=True) from exc
 
     async def install(self, image: Image, progress: ProgressFn = no_progress) -> InstallResult:
+        self._begin()
         step = Step.CONNECT
         started = time.monotonic()
 
@@ -174,7 +190,9 @@ class McugwDriver:
         if image.delta is not None:
             prepared = _published(image)
         elif hashlib.sha256(image.data).hexdigest() != image.sha256.lower():
-            raise DriverError("IMAGE_REJECTED", "image bytes do not match their SHA-256", step)
+            raise DriverError(
+                DriverCode.IMAGE_REJECTED, "image bytes do not match their SHA-256", step
+            )
         try:
             progress(
                 Progress(Step.CONNECT, 0, prepared.image_size if prepared else len(image.data))
@@ -214,9 +232,12 @@ class McugwDriver:
                 "encoding": result.encoding,
                 "streamBytes": result.stream_bytes,
             },
+            encoding=TransferEncoding(result.encoding),
+            payload_bytes=result.stream_bytes,
         )
 
     async def reboot(self) -> DeviceFacts:
+        self._begin()
         try:
             await self.session.hello()
             await self.session.info()  # geometry: boot time for the probes after reset
@@ -227,6 +248,7 @@ class McugwDriver:
             raise self._fail(exc, Step.BOOT) from exc
 
     async def abort(self) -> DeviceFacts:
+        self._begin()
         try:
             hello = await self.session.hello()
             if hello.mode is Mode.BOOTLOADER:
@@ -250,7 +272,7 @@ def _published(image: Image) -> Encoded:
             bytes.fromhex(delta.base_sha256),
         )
     except (DecodeError, ValueError) as exc:
-        raise DriverError("DELTA_INVALID", f"delta payload: {exc}", Step.CONNECT) from exc
+        raise DriverError(McugwCode.DELTA_INVALID, f"delta payload: {exc}", Step.CONNECT) from exc
 
 
 SPEC = DriverSpec(

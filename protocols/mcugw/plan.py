@@ -29,18 +29,27 @@ class FlashPlan:
 
 
 def plan_flash(
-    info: InfoResponse, size: int, sha256: bytes, booted_slot: int | None = None
+    info: InfoResponse,
+    size: int,
+    sha256: bytes,
+    booted_slot: int | None = None,
+    version: str | None = None,
 ) -> FlashPlan:
-    """Choose the step for flashing the image (``size``, ``sha256``).
+    """Choose the step for flashing the image (``size``, ``sha256``, ``version``).
 
     ``booted_slot`` is the slot the app ran from before the client reset the MCU
-    into its bootloader (INFO in bootloader mode names no running slot).
+    into its bootloader (INFO in bootloader mode names no running slot). A slot
+    with the same bytes under another version is not this install: the MCU would
+    go on reporting the old version (issue 23.1), so the image is written again,
+    into the other slot, under the new one. ``version=None`` matches any.
     """
     running = info.running_slot if info.running_slot < len(info.slots) else booted_slot
     states = [s.state for s in info.slots]
     confirmed = [i for i, st in enumerate(states) if st is SlotState.CONFIRMED]
     for i, s in enumerate(info.slots):
         if s.size != size or s.sha256 != sha256:
+            continue
+        if version is not None and s.version != version:
             continue
         if s.state is SlotState.TRIAL:
             return FlashPlan(FlashStep.FINISH_TRIAL, i)

@@ -422,7 +422,7 @@ class BootloaderSession:
         if not size:
             raise LocalProtocolError("image is empty")
         digest = hashlib.sha256(image).digest() if prepared is None else prepared.image_sha256
-        plan = plan_flash(info, size, digest, self.booted_slot)
+        plan = plan_flash(info, size, digest, self.booted_slot, version)
         if plan.step is not FlashStep.WRITE and plan.slot is not None:
             # Already activated or installed (say, a cut hit the trial boot or the
             # confirm): finish that, never write the image over the fallback slot.

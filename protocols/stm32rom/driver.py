@@ -6,8 +6,8 @@ from its family's documented address, the installed version is a
 :mod:`~protocols.stm32rom.record` in the last flash page that this driver writes
 last, and an install is verified by reading the image back before Go.
 
-This module is the one place that turns the codec's exceptions into twin
-error codes (see docs/bootloaders-stm32.md for the list).
+This module is the one place that turns the codec's exceptions into error
+codes and kinds (:func:`error_code`; the table is in docs/bootloaders.md).
 
 Per-port keys in ``DriverOptions.extra`` (all optional):
 
@@ -62,9 +62,11 @@ from protocols.errors import (
     RemoteProtocolError,
     TransportDisconnected,
 )
+from protocols.failures import Code, DriverCode
 from protocols.mcugw.timing import HOST_MARGIN_S
 from protocols.stm32rom import codec, record
 from protocols.stm32rom.codec import ACK, NACK, SYNC, BadReply, Command, Exchange, Nack
+from protocols.stm32rom.codes import Stm32Code
 from protocols.stm32rom.parts import FLASH_BASE, Part, part
 from protocols.transport import ModemLines, SerialSettings, Transport
 
@@ -101,25 +103,26 @@ class NoApplication(RemoteProtocolError):
     pass
 
 
-def error_code(exc: ProtocolError) -> str:
-    """The twin ``error.code`` for one of this protocol's exceptions."""
+def error_code(exc: ProtocolError) -> Code:
+    """The error code (and with it the kind) for one of this protocol's exceptions."""
     if isinstance(exc, DeviceTimeout):
-        return "MCU_TIMEOUT"
+        return DriverCode.TIMEOUT
     if isinstance(exc, TransportDisconnected | PortNotFound):
-        return "MCU_DISCONNECTED"
+        return DriverCode.DISCONNECTED
     if isinstance(exc, Nack):
-        return "MCU_NACK"
+        return Stm32Code.NACK
     if isinstance(exc, ReadbackMismatch):
-        return "MCU_VERIFY_FAILED"
+        return DriverCode.VERIFY_FAILED
     if isinstance(exc, UnknownPart):
-        return "MCU_UNSUPPORTED_PART"
+        return Stm32Code.UNSUPPORTED_PART
     if isinstance(exc, BootFailed):
-        return "MCU_BOOT_FAILED"
+        return DriverCode.BOOT_FAILED
     if isinstance(exc, NoApplication):
-        return "MCU_NO_APP"
+        return DriverCode.NO_APP
     if isinstance(exc, LocalProtocolError):
-        return "IMAGE_REJECTED"
-    return "MCU_PROTOCOL_ERROR"
+        return DriverCode.IMAGE_REJECTED
+    # Answers that are not what the command allows: damaged bytes, in practice.
+    return DriverCode.PROTOCOL_ERROR
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +145,7 @@ class Wiring:
                 return None
             if value in ("dtr", "rts"):
                 return "dtr" if value == "dtr" else "rts"
-            raise DriverError("DRIVER_CONFIG_INVALID", f"{key} = {value!r}: use dtr, rts or none")
+            raise DriverError(DriverCode.CONFIG_INVALID, f"{key} = {value!r}: use dtr, rts or none")
 
         def flag(key: str, default: bool) -> bool:
             value = extra.get(key, default)
@@ -152,21 +155,21 @@ class Wiring:
                 return True
             if str(value).lower() in ("false", "0", "no"):
                 return False
-            raise DriverError("DRIVER_CONFIG_INVALID", f"{key} = {value!r} is not true/false")
+            raise DriverError(DriverCode.CONFIG_INVALID, f"{key} = {value!r} is not true/false")
 
         reset, boot0 = line("reset_line"), line("boot0_line")
         if reset is not None and reset == boot0:
-            raise DriverError("DRIVER_CONFIG_INVALID", "reset_line and boot0_line are one line")
+            raise DriverError(DriverCode.CONFIG_INVALID, "reset_line and boot0_line are one line")
         try:
             delay = float(extra.get("boot_delay_ms", 50)) / 1000
         except ValueError as exc:
-            raise DriverError("DRIVER_CONFIG_INVALID", "boot_delay_ms is not a number") from exc
+            raise DriverError(DriverCode.CONFIG_INVALID, "boot_delay_ms is not a number") from exc
         compat = extra.get("compat")
         if compat:
             parts_ = str(compat).split(":")
             if len(parts_) != 3 or not parts_[0] or not parts_[1]:
                 raise DriverError(
-                    "DRIVER_CONFIG_INVALID", f"compat = {compat!r}: use manufacturer:model:hwrev"
+                    DriverCode.CONFIG_INVALID, f"compat = {compat!r}: use manufacturer:model:hwrev"
                 )
         return cls(
             reset_line=reset,
@@ -528,15 +531,17 @@ class Stm32RomDriver:
         tx0, rx0, re0 = self.tx_bytes, self.rx_bytes, self.retransmits
         data = image.data
         if hashlib.sha256(data).hexdigest() != image.sha256.lower():
-            raise DriverError("IMAGE_REJECTED", "image bytes do not match their SHA-256", step)
+            raise DriverError(
+                DriverCode.IMAGE_REJECTED, "image bytes do not match their SHA-256", step
+            )
         if not data:
-            raise DriverError("IMAGE_REJECTED", "empty image", step)
+            raise DriverError(DriverCode.IMAGE_REJECTED, "empty image", step)
         try:
             rec = record.VersionRecord(image.version, FLASH_BASE, len(data),
                                        hashlib.sha256(data).digest())  # fmt: skip
             rec_bytes = rec.encode()
         except record.RecordError as exc:
-            raise DriverError("IMAGE_REJECTED", str(exc), step) from exc
+            raise DriverError(DriverCode.IMAGE_REJECTED, str(exc), step) from exc
         try:
             progress(Progress(Step.CONNECT, 0, len(data)))
             await self._connect()

@@ -17,6 +17,7 @@ from simulators.hub.dps import Dps, Registration
 from simulators.hub.errors import AuthError, MalformedPacket
 from simulators.hub.iothub import IoTHub
 from simulators.hub.mqtt import (
+    SUBACK_FAILURE,
     ConnAck,
     ConnackCode,
     Connect,
@@ -37,6 +38,11 @@ from simulators.hub.mqtt import (
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 10.0  # seconds a client may take from TCP accept to CONNECT
+#: Topic filters one device may hold. IoT Hub documents "no more than 50
+#: subscriptions" per client, beyond which SUBACK refuses the filter ("IoT Hub
+#: MQTT 5 support", learn.microsoft.com, iot-mqtt-5-preview, "Level of support
+#: and limitations"; MQTT 3.1.1's refusal code is 0x80).
+MAX_SUBSCRIPTIONS = 50
 # Beyond this much unsent data the client is not reading; drop it.
 _WRITE_BUFFER_LIMIT = 4 * 1024 * 1024
 
@@ -178,7 +184,7 @@ class Broker:
                     conn.write(PubAck(packet.packet_id))
                 await self._hub.on_publish(device_id, packet)
             case Subscribe():
-                codes = tuple(self._hub.subscribe(device_id, f, q) for f, q in packet.topics)
+                codes = tuple(self._subscribe(device_id, f, q) for f, q in packet.topics)
                 conn.write(SubAck(packet.packet_id, codes))
             case Unsubscribe():
                 for topic_filter in packet.topics:
@@ -193,6 +199,17 @@ class Broker:
             case _:
                 raise MalformedPacket(f"unexpected {type(packet).__name__} from a client")
         return True
+
+    def _subscribe(self, device_id: str, topic_filter: str, qos: int) -> int:
+        """Grant one filter, or refuse it once the device holds MAX_SUBSCRIPTIONS others."""
+        held = self._hub.sessions[device_id].subscriptions
+        if topic_filter not in held and len(held) >= MAX_SUBSCRIPTIONS:
+            log.warning(
+                "device %s holds %d subscriptions; refused %.80r",
+                device_id, len(held), topic_filter,
+            )  # fmt: skip
+            return SUBACK_FAILURE
+        return self._hub.subscribe(device_id, topic_filter, qos)
 
     async def _serve_dps(
         self,

@@ -17,13 +17,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Protocol
+from urllib.parse import parse_qs
 
 from simulators.hub import sas, topics
 from simulators.hub.errors import AuthError, BadRequest, Conflict, NotFound, RequestError
 from simulators.hub.mqtt import Publish, topic_matches
 from simulators.hub.registry import Device, DeviceStatus
 from simulators.hub.store import Store
-from simulators.hub.twins import JsonObject, Twin, check_etag
+from simulators.hub.twins import JsonObject, Twin, check_etag, loads_object
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,9 @@ class IoTHub:
         # Every accepted reported PATCH, in order: lets tests check status sequences.
         self.reported_log: dict[str, deque[JsonObject]] = {}
         self.twin_fault = TwinFault()
+        #: The PnP model id each device announced at its last CONNECT ("modelId" in its
+        #: twin); Device Update knows its devices by it (simulators/hub/adu/fleet.py).
+        self.model_ids: dict[str, str] = {}
         self._pending_methods: dict[str, asyncio.Future[tuple[int, Any]]] = {}
         self._rids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -106,6 +110,11 @@ class IoTHub:
         if not sas.resource_matches(token, f"{self.hostname}/devices/{client_id}"):
             raise AuthError("token resource does not match the device")
         sas.verify(token, device.keys, time.time())
+        model = parse_qs(username.partition("?")[2]).get("model-id")
+        if model:
+            self.model_ids[client_id] = model[0]
+        else:
+            self.model_ids.pop(client_id, None)
         return device
 
     def attach(self, device_id: str, link: Link) -> bool:
@@ -372,13 +381,7 @@ class IoTHub:
 
 
 def _json_object(body: bytes) -> JsonObject:
-    try:
-        value = json.loads(body or b"{}")
-    except ValueError as exc:
-        raise BadRequest("body is not JSON") from exc
-    if not isinstance(value, dict):
-        raise BadRequest("body is not a JSON object")
-    return value
+    return loads_object(body, "body")
 
 
 def _service_sections(body: JsonObject) -> tuple[JsonObject, JsonObject]:

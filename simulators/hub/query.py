@@ -44,6 +44,9 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
 }
 _MISSING = object()
 MAX_QUERY_LEN = 8192  # IoT Hub refuses longer query strings
+#: Parentheses and NOTs nested deeper than this are refused (400), not parsed: the
+#: parser recurses per level. IoT Hub documents no figure; real conditions use a few.
+MAX_NESTING = 32
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,7 @@ class _Parser:
     def __init__(self, tokens: list[_Tok]) -> None:
         self._toks = tokens
         self._i = 0
+        self._depth = 0
 
     def _peek(self) -> _Tok | None:
         return self._toks[self._i] if self._i < len(self._toks) else None
@@ -226,6 +230,15 @@ class _Parser:
         return terms[0] if len(terms) == 1 else lambda d: all(t(d) for t in terms)
 
     def _not(self) -> Predicate:
+        self._depth += 1
+        try:
+            if self._depth > MAX_NESTING:
+                raise BadRequest(f"query: nested deeper than {MAX_NESTING} levels")
+            return self._unary()
+        finally:
+            self._depth -= 1
+
+    def _unary(self) -> Predicate:
         if self._keyword("NOT"):
             inner = self._not()
             return lambda d: not inner(d)

@@ -19,6 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
+from simulators.hub.adu.mount import install as install_adu
+from simulators.hub.adu.mount import make_adu
 from simulators.hub.broker import Broker
 from simulators.hub.certs import CertPaths, ensure_certs, server_context
 from simulators.hub.configurations import ConfigurationEngine
@@ -54,6 +56,12 @@ class HubFacts:
     group_enrollment: str
     group_enrollment_key: str
     state_dir: str
+    # The local Device Update service (simulators/hub/adu): the SDK's endpoint and
+    # instance, its bearer token, and the test root keys a gateway must be told to trust.
+    adu_endpoint: str = ""
+    adu_instance: str = ""
+    adu_token: str = ""
+    adu_root_keys: str = ""
 
     def device_connection_string(self, device_id: str, key: str) -> str:
         return f"HostName={self.hostname};DeviceId={device_id};SharedAccessKey={key}"
@@ -167,7 +175,10 @@ class HubServer:
         )
         self._config_task = asyncio.create_task(self._evaluate_configurations(configs))
         api = ServiceApi(hub, settings.service_key, (service_host, self.host), configs)
-        self._runner = web.AppRunner(api.app(), access_log=None, handle_signals=False)
+        app = api.app()
+        adu_api, adu = make_adu(hub, store, self.state_dir, service_host)
+        install_adu(app, adu_api)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         await web.SockSite(self._runner, rest_sock, ssl_context=ctx).start()
         self._facts = HubFacts(
@@ -184,6 +195,10 @@ class HubServer:
             group_enrollment=group.name,
             group_enrollment_key=group.primary_key,
             state_dir=str(self.state_dir),
+            adu_endpoint=adu.endpoint,
+            adu_instance=adu.instance_id,
+            adu_token=adu.token,
+            adu_root_keys=adu.root_keys_path,
         )
         log.info("hub emulator listening on %s:%d, REST on %s", self.host, MQTT_PORT, service_host)
 

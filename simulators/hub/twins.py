@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import struct
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -16,12 +17,19 @@ from simulators.hub.errors import BadRequest, PreconditionFailed, TooLarge
 
 JsonObject = dict[str, Any]
 
-# IoT Hub's documented limits: 32 KB each for desired and reported, 8 KB of tags,
-# and at most 10 levels of nesting below the section root.
+# IoT Hub's documented limits ("Understand and use device twins in IoT Hub",
+# learn.microsoft.com, iot-hub-devguide-device-twins, "Tags and properties
+# format" and "Twin size"): 32 KB each for desired and reported, 8 KB of tags,
+# and JSON objects at most 10 levels deep.
 DESIRED_LIMIT = 32 * 1024
 REPORTED_LIMIT = 32 * 1024
 TAGS_LIMIT = 8 * 1024
 MAX_DEPTH = 10
+# Python's JSON parser recurses per level (RecursionError near 1000): a body is
+# scanned for its nesting first and refused well before that. Any body this deep
+# breaks MAX_DEPTH anyway, so the answer is the same 400.
+_PARSE_DEPTH = MAX_DEPTH + 4
+_JSON_STRING_OR_BRACKET = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 # Keys IoT Hub refuses inside twin documents.
 _FORBIDDEN_KEY_CHARS = frozenset(".$ ")
 
@@ -38,6 +46,26 @@ def merge_patch(target: JsonObject, patch: JsonObject) -> JsonObject:
         else:
             out[key] = value
     return out
+
+
+def loads_object(body: bytes, section: str) -> JsonObject:
+    """Parse a JSON object body, refusing (400) one nested too deep to parse safely."""
+    depth = 0
+    for m in _JSON_STRING_OR_BRACKET.finditer(body):
+        c = m.group()
+        if c in (b"{", b"["):
+            depth += 1
+            if depth > _PARSE_DEPTH:
+                raise BadRequest(f"{section}: nesting deeper than {MAX_DEPTH} levels")
+        elif c in (b"}", b"]"):
+            depth -= 1
+    try:
+        value = json.loads(body or b"{}")
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(f"{section}: body is not JSON") from exc
+    if not isinstance(value, dict):
+        raise BadRequest(f"{section}: body is not a JSON object")
+    return value
 
 
 def _validate(doc: Any, section: str, depth: int = 0) -> None:
@@ -96,7 +124,9 @@ class Twin:
         return make_etag(self.version)
 
     def patch_desired(self, patch: JsonObject) -> Twin:
-        desired = _checked(merge_patch(self.desired, _strip_meta(patch)), "desired", DESIRED_LIMIT)
+        patch = _strip_meta(patch)
+        _validate(patch, "desired")  # before merging: merge_patch recurses per level
+        desired = _checked(merge_patch(self.desired, patch), "desired", DESIRED_LIMIT)
         return replace(
             self,
             desired=desired,
@@ -105,9 +135,9 @@ class Twin:
         )
 
     def patch_reported(self, patch: JsonObject) -> Twin:
-        reported = _checked(
-            merge_patch(self.reported, _strip_meta(patch)), "reported", REPORTED_LIMIT
-        )
+        patch = _strip_meta(patch)
+        _validate(patch, "reported")  # before merging: merge_patch recurses per level
+        reported = _checked(merge_patch(self.reported, patch), "reported", REPORTED_LIMIT)
         return replace(
             self,
             reported=reported,
@@ -116,6 +146,7 @@ class Twin:
         )
 
     def patch_tags(self, patch: JsonObject) -> Twin:
+        _validate(patch, "tags")  # before merging: merge_patch recurses per level
         tags = _checked(merge_patch(self.tags, patch), "tags", TAGS_LIMIT)
         return replace(self, tags=tags, version=self.version + 1)
 

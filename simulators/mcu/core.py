@@ -364,7 +364,9 @@ class McuCore:
         st = statuses[slot]
         work = 0.0
         encoded = bool(msg.flags)
-        same = st.size == msg.size and st.sha256 == msg.sha256
+        # The version too: resuming under another version's BEGIN record would leave
+        # the slot reporting that version after the install (§9.3, issue 23.1).
+        same = st.size == msg.size and st.sha256 == msg.sha256 and st.version == msg.version
         if encoded:
             # A checkpoint is a stream offset: resume only the very same stream.
             same = same and trailer.stream() == (msg.stream_size, msg.stream_sha256)

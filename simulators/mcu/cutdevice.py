@@ -70,11 +70,12 @@ class SimDevice:
         """Cut at the first flash op ``when`` picks (an aimed cut, e.g. a CHECKPOINT append)."""
         self._cut_when = when
 
-    def power_on(self) -> None:
+    def power_on(self, stay: bool = False) -> None:
+        """Cold start; ``stay`` as after RESET(STAY): the bootloader, no boot decision."""
         self._dead = False
         self._codec = Codec()
         self.core = self._new_core()
-        self._guard(lambda: self.core.power_on(self.now))
+        self._guard(lambda: self.core.power_on(self.now, stay))
 
     def request(self, req: Request) -> Response | None:
         self._check_alive()

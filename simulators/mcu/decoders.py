@@ -69,26 +69,33 @@ class _Block:
             self.lz = None
             self.zl = zlib.decompressobj(-15, zdict=zdict) if zdict else zlib.decompressobj(-15)
 
+    def ended(self) -> bool:
+        """The codec has read its end mark (LZMA's, or DEFLATE's final block)."""
+        return bool(self.lz.eof if self.lz is not None else self.zl.eof)
+
     def decode(self, chunk: bytes) -> bytes:
+        """Decode the next encoded bytes; every codec exception is mapped by the caller."""
+        if self.ended():
+            # The end mark came before enc_len: the rest is garbage (liblzma would
+            # raise EOFError here, zlib would hide it in unused_data).
+            raise DecodeError(Status.DECODE_ERROR.name, _AFTER_END_MARK)
         room = self.h.out_len - self.produced + 1  # one byte more reveals an overlong block
-        try:
-            if self.lz is not None:
-                out = self.lz.decompress(chunk, room)
-            else:
-                out = self.zl.decompress(chunk, room)
-        except (lzma.LZMAError, zlib.error) as exc:
-            raise DecodeError(Status.DECODE_ERROR.name, f"block data invalid: {exc}") from exc
+        if self.lz is not None:
+            out = self.lz.decompress(chunk, room)
+        else:
+            out = self.zl.decompress(chunk, room)
         self.produced += len(out)
         if self.produced > self.h.out_len:
             raise DecodeError(
                 Status.BLOCK_LENGTH.name,
                 f"block at {self.h.out_offset} decodes past its {self.h.out_len} bytes",
             )
+        if self.ended() and (self.lz.unused_data if self.lz is not None else self.zl.unused_data):
+            raise DecodeError(Status.DECODE_ERROR.name, _AFTER_END_MARK)
         return out
 
     def finish(self) -> None:
-        ended = self.lz.eof if self.lz is not None else self.zl.eof
-        if not ended:
+        if not self.ended():
             if self.produced < self.h.out_len:
                 raise DecodeError(
                     Status.BLOCK_LENGTH.name,
@@ -96,15 +103,15 @@ class _Block:
                     f"{self.h.out_len} bytes",
                 )
             raise DecodeError(Status.DECODE_ERROR.name, "encoded block ends without its end mark")
-        extra = self.lz.unused_data if self.lz is not None else self.zl.unused_data
-        if extra:
-            raise DecodeError(Status.DECODE_ERROR.name, "bytes after the end of the encoded block")
         if self.produced != self.h.out_len:
             raise DecodeError(
                 Status.BLOCK_LENGTH.name,
                 f"block at {self.h.out_offset} decodes to {self.produced} bytes, "
                 f"not {self.h.out_len}",
             )
+
+
+_AFTER_END_MARK = "encoded bytes after the block's end mark (enc_len too long)"
 
 
 class BlockStreamDecoder:
@@ -136,9 +143,30 @@ class BlockStreamDecoder:
         self._block: _Block | None = None
         self._pos = stream_start  # stream offset of the next byte fed
         self.next_out: int | None = None  # image offset the next block must start at
+        self.failed: DecodeError | None = None
 
     def feed(self, data: bytes) -> Iterator[Piece]:
-        """Decode ``data``; yield pieces to program, lazily (a later block may read them)."""
+        """Decode ``data``; yield pieces to program, lazily (a later block may read them).
+
+        Every failure is a :class:`DecodeError` naming a §17.2 status: whatever
+        else the codecs or the header parser raise on hostile bytes (liblzma's
+        EOFError, zlib.error, a MemoryError ...) is mapped here, in one place,
+        so no stream can take the MCU down.
+        """
+        if self.failed is not None:
+            raise self.failed  # a stream that failed once stays failed
+        try:
+            yield from self._feed(data)
+        except DecodeError as exc:
+            self.failed = exc
+            raise
+        except Exception as exc:  # hostile input must never kill the MCU
+            self.failed = DecodeError(
+                Status.DECODE_ERROR.name, f"block data invalid: {type(exc).__name__}: {exc}"
+            )
+            raise self.failed from exc
+
+    def _feed(self, data: bytes) -> Iterator[Piece]:
         i = 0
         while i < len(data):
             block = self._block

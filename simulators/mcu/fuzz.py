@@ -22,15 +22,19 @@ from dataclasses import dataclass, field
 from protocols.errors import FrameError
 from protocols.mcugw.client import ClientProtocol
 from protocols.mcugw.codec import Codec, PacketReceived
-from protocols.mcugw.constants import Opcode, ResetMode
+from protocols.mcugw.constants import BeginFlags, Opcode, ResetMode, SlotState, Status
+from protocols.mcugw.encoding import BLOCK_SIZE, HEADER_SIZE, Encoding, compress, delta
 from protocols.mcugw.framing import encode_frame
 from protocols.mcugw.packets import (
     AbortRequest,
     ActivateRequest,
     BeginRequest,
+    BeginResponse,
     ConfirmRequest,
+    DataAck,
     DataRequest,
     HelloRequest,
+    HelloResponse,
     InfoRequest,
     Message,
     ResetRequest,
@@ -39,7 +43,7 @@ from protocols.mcugw.packets import (
     decode_payload,
     encode_payload,
 )
-from simulators.mcu.core import McuCore, RunState
+from simulators.mcu.core import McuCore, RunState, _synthetic_image
 from simulators.mcu.flash import Flash
 from simulators.mcu.models import McuModel
 from simulators.mcu.options import SUPPORTED_BAUDS
@@ -214,3 +218,172 @@ def fuzz_decoder(seed: int, count: int, samples: list[bytes]) -> int:
             ) from exc
         fed += len(data)
     return fed
+
+
+#: What a DATA of a hostile block stream may be answered with (§17.2, §9.3).
+STREAM_STATUSES = frozenset(
+    {Status.OK, Status.BUSY, Status.GAP, Status.DECODE_ERROR, Status.BLOCK_LENGTH,
+     Status.PATCH_REJECTED}
+)  # fmt: skip
+
+
+@dataclass
+class StreamFuzzReport:
+    streams: int = 0
+    frames: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)  # how each stream ended
+    kinds: dict[str, int] = field(default_factory=dict)
+
+
+def _blocks(stream: bytes) -> list[tuple[int, int]]:
+    """(header offset, enc_len) of each block of a well-formed stream."""
+    out, pos = [], 0
+    while pos + HEADER_SIZE <= len(stream):
+        enc_len = int.from_bytes(stream[pos + 8 : pos + 12], "little")
+        out.append((pos, enc_len))
+        pos += HEADER_SIZE + enc_len
+    return out
+
+
+def _with_enc_len(stream: bytearray, at: int, enc_len: int) -> None:
+    stream[at + 8 : at + 12] = enc_len.to_bytes(4, "little")
+
+
+def hostile_stream(rng: random.Random, valid: list[bytes]) -> tuple[str, bytes, list[int]]:
+    """(kind, stream, offsets where its DATA frames must split) from a valid stream.
+
+    Kinds: ``early_end`` (a block's end mark before its enc_len, the rest in a
+    later frame), ``late_end`` (enc_len short of the end mark), ``mutated``
+    (bytes flipped, cut or spliced), ``random``; and ``valid``, split anywhere.
+    """
+    src = bytearray(rng.choice(valid))
+    blocks = _blocks(bytes(src))
+    roll = rng.random()
+    at, enc_len = rng.choice(blocks)
+    end_mark = at + HEADER_SIZE + enc_len
+    if roll < 0.35:
+        extra = rng.randbytes(rng.choice([1, 2, 7, rng.randrange(1, 200)]))
+        _with_enc_len(src, at, enc_len + len(extra))
+        src[end_mark:end_mark] = extra
+        return "early_end", bytes(src), [end_mark, end_mark + rng.randrange(len(extra) + 1)]
+    if roll < 0.5:
+        cut = rng.randrange(1, min(enc_len, 64) + 1)
+        _with_enc_len(src, at, enc_len - cut)
+        return "late_end", bytes(src), [end_mark - cut, end_mark]
+    if roll < 0.85:
+        for _ in range(rng.randint(1, 4)):
+            op = rng.randrange(4)
+            if op == 0:
+                src[rng.randrange(len(src))] ^= 1 << rng.randrange(8)
+            elif op == 1:
+                src[rng.randrange(len(src))] = rng.randrange(256)
+            elif op == 2 and len(src) > 1:
+                del src[rng.randrange(1, len(src)) :]
+            else:
+                i = rng.randrange(len(src) + 1)
+                src[i:i] = rng.randbytes(rng.randrange(1, 40))
+        return "mutated", bytes(src), [end_mark]
+    if roll < 0.92:
+        return "random", rng.randbytes(rng.randrange(1, 3000)), []
+    return "valid", bytes(src), [end_mark]
+
+
+def _frames(
+    rng: random.Random, total: int, start: int, splits: list[int], max_data: int
+) -> list[tuple[int, int]]:
+    """DATA (offset, length) pieces from ``start``: random sizes, plus every forced split."""
+    cuts = {s for s in splits if start < s < total}
+    pos = start
+    while pos < total:
+        pos = min(total, pos + rng.choice([1, 3, 17, rng.randrange(1, max_data + 1), max_data]))
+        cuts.add(pos)
+    out, prev = [], start
+    for cut in sorted(cuts):
+        while cut - prev > max_data:
+            out.append((prev, max_data))
+            prev += max_data
+        out.append((prev, cut - prev))
+        prev = cut
+    return out
+
+
+def fuzz_block_streams(model: McuModel, seed: int, count: int) -> StreamFuzzReport:
+    """Send ``count`` hostile block streams to a fresh MCU, each split across DATA frames.
+
+    The rule (docs/protocol.md §17.2): every DATA is answered with a status of
+    :data:`STREAM_STATUSES`, the MCU keeps running (HELLO answered after every
+    stream), and the factory app keeps booting from its slot.
+    """
+    rng = random.Random(seed)
+    core = McuCore(model, Flash(model), b"\xf0\x23", None)
+    core.install_initial_app("1.0.0")
+    core.power_on(0.0)
+    host = _Host(core)
+    base = _synthetic_image("1.0.0")
+    image = base[: len(base) // 2] + rng.randbytes(100) + base[len(base) // 2 :]
+    image = image[: min(len(image), model.slot_size)]
+    valid = [compress(image).stream, compress(image, BLOCK_SIZE).stream]
+    deltas = [delta(base, image).stream]
+    report = StreamFuzzReport()
+
+    def ask(req: Message, what: str) -> Message:
+        seq, answers = host.send(*encode_payload(req))
+        mine = [a.message for a in answers if a.seq == seq]
+        if not mine:
+            raise FuzzFailure(f"seed {seed}, stream {report.streams}: no answer to {what}")
+        return mine[-1]
+
+    host.send(*encode_payload(ResetRequest(ResetMode.STAY)))
+    for _ in range(count):
+        is_delta = rng.random() < 0.3
+        kind, stream, splits = hostile_stream(rng, deltas if is_delta else valid)
+        report.kinds[kind] = report.kinds.get(kind, 0) + 1
+        flags = BeginFlags.COMPRESSED | (BeginFlags.DELTA if is_delta else BeginFlags.NONE)
+        begin = ask(
+            BeginRequest(
+                size=len(image),
+                sha256=hashlib.sha256(image).digest(),
+                version="2.0.0",
+                flags=flags,
+                encoding=Encoding.DEFLATE_BLOCKS,
+                stream_size=len(stream),
+                stream_sha256=hashlib.sha256(stream).digest(),
+                base_sha256=hashlib.sha256(base).digest() if is_delta else bytes(32),
+            ),
+            "BEGIN",
+        )
+        if not isinstance(begin, BeginResponse):
+            raise FuzzFailure(f"seed {seed}: BEGIN of a {kind} stream answered {begin}")
+        ended = "OK"
+        try:
+            for offset, length in _frames(
+                rng, len(stream), begin.resume_offset, splits, model.max_data
+            ):
+                ack = ask(DataRequest(offset, stream[offset : offset + length]), "DATA")
+                report.frames += 1
+                status = getattr(ack, "status", None)
+                if not isinstance(ack, DataAck) or status not in STREAM_STATUSES:
+                    raise FuzzFailure(
+                        f"seed {seed}, stream {report.streams} ({kind}): DATA at {offset} "
+                        f"answered {ack}"
+                    )
+                if status is not Status.OK:
+                    ended = status.name
+                    break
+        except FuzzFailure:
+            raise
+        except Exception as exc:
+            raise FuzzFailure(
+                f"seed {seed}, stream {report.streams} ({kind}, split at {splits}): "
+                f"{len(stream)} bytes starting {stream[:64].hex()} made the MCU raise {exc!r}"
+            ) from exc
+        report.statuses[ended] = report.statuses.get(ended, 0) + 1
+        report.streams += 1
+        if not isinstance(ask(HelloRequest(1, 1), "HELLO"), HelloResponse):
+            raise FuzzFailure(f"seed {seed}: HELLO after a {kind} stream not answered")
+        if ended == "OK":
+            ask(AbortRequest(), "ABORT")  # next stream starts from 0
+        factory = core.slot_infos()[0]
+        if factory.version != "1.0.0" or factory.state is not SlotState.CONFIRMED:
+            raise FuzzFailure(f"seed {seed}: a {kind} stream touched the running slot")
+    return report

@@ -98,7 +98,8 @@ async def test_unknown_ca_fails_fast(
         tmp_path, None, image_server.url("app.fwpkg", tls=True), digest, deadline_s=10
     )
     assert isinstance(error, DownloadError)
-    assert error.reason is ReasonCode.DOWNLOAD_FAILED
+    assert error.reason is ReasonCode.DOWNLOAD_UNTRUSTED
+    assert not error.reason.kind.transient  # the gateway does not retry it either
     assert "TLS" in error.message
     assert image_server.stats("app.fwpkg").requests == 0
 

@@ -135,6 +135,13 @@ class FakeMcu:
         self.flashing = asyncio.Event()  # set when an install has begun
         self.failures: list[DriverError] = []  # raised by the next installs, in order
         self.sessions = 0
+        #: False: the app never confirms; a flashed image keeps running on trial (as
+        #: MCUboot's test image does) until power_cycle() reverts it.
+        self.confirms = True
+        self.lies = False  # the driver says CONFIRMED whatever the MCU runs
+        #: The version an install leaves in its slot if not the image's (a device that
+        #: kept the old one for the same bytes: issue 23.1).
+        self.records_version: str | None = None
 
     @property
     def version(self) -> str:
@@ -143,6 +150,14 @@ class FakeMcu:
     def set_slot(self, index: int, version: str, size: int = 5000) -> None:
         digest = hashlib.sha256(version.encode()).hexdigest()
         self.slots[index] = SlotFacts(index, SlotState.CONFIRMED, version, size, digest, 1)
+
+    def power_cycle(self) -> None:
+        """A reset: an unconfirmed trial image is reverted, as a bootloader does."""
+        if self.slots[self.running].state is SlotState.TRIAL:
+            self.slots[self.running] = dataclasses.replace(
+                self.slots[self.running], state=SlotState.INVALID
+            )
+            self.running = 1 - self.running
 
     def facts(self) -> DeviceFacts:
         return DeviceFacts(
@@ -182,6 +197,11 @@ class FakeDriver:
 
     async def install(self, image: Image, progress: ProgressFn = no_progress) -> InstallResult:
         mcu = self.mcu
+        running = mcu.slots[mcu.running]
+        if running.state is SlotState.TRIAL and running.sha256 == image.sha256:
+            # The image runs on trial already: wait for its verdict again, write nothing.
+            outcome = Outcome.CONFIRMED if mcu.lies else Outcome.UNCONFIRMED
+            return self._result(image, outcome, mcu.running, 0)
         mcu.flashed.append(image.version)
         mcu.bases.append(image.base)
         mcu.flashing.set()
@@ -197,13 +217,21 @@ class FakeDriver:
             raise mcu.failures.pop(0)
         progress(Progress(Step.WRITE, size, size))
         progress(Progress(Step.BOOT, size, size))
-        mcu.slots[target] = SlotFacts(target, SlotState.CONFIRMED, image.version, size,
-                                      image.sha256, 1)  # fmt: skip
+        state = SlotState.CONFIRMED if mcu.confirms else SlotState.TRIAL
+        version = mcu.records_version or image.version
+        mcu.slots[target] = SlotFacts(target, state, version, size, image.sha256, 1)
         mcu.running, mcu.in_bootloader = target, False
+        confirmed = mcu.confirms or mcu.lies
+        return self._result(
+            image, Outcome.CONFIRMED if confirmed else Outcome.UNCONFIRMED, target, size
+        )
+
+    def _result(self, image: Image, outcome: Outcome, slot: int, size: int) -> InstallResult:
+        mcu = self.mcu
         return InstallResult(
-            outcome=Outcome.CONFIRMED, version=image.version, sha256=image.sha256, slot=target,
+            outcome=outcome, version=image.version, sha256=image.sha256, slot=slot,
             bytes=size, seconds=0.5, transfer_seconds=0.4, wire_bytes_tx=size, wire_bytes_rx=64,
-            retransmits=0, resumed_from=0, running_version=image.version, facts=mcu.facts(),
+            retransmits=0, resumed_from=0, running_version=mcu.version, facts=mcu.facts(),
         )  # fmt: skip
 
 

@@ -6,15 +6,16 @@ import json
 import subprocess
 from pathlib import Path
 
-from simulators.mcu.native import SOURCE_DIR
+from simulators.mcu.native import CORE, INC, SANITIZE, SOURCE_DIR
 from tests.vectors.messages import FRAMES_JSON
 
 
 def _build(tmp_path: Path) -> Path:
     out = tmp_path / "bl-vectors"
-    srcs = ["src/bl_core.c", "src/bl_trailer.c", "src/bl_sha256.c", "ports/host/vectors.c"]
-    cmd = ["cc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-Iinclude", "-Isrc"]
-    subprocess.run([*cmd, *srcs, "-o", str(out)], cwd=SOURCE_DIR, check=True)
+    cmd = ["cc", "-std=c99", *SANITIZE, "-Wall", "-Wextra", "-Werror", *INC]
+    subprocess.run(
+        [*cmd, *CORE, "ports/host/vectors.c", "-o", str(out)], cwd=SOURCE_DIR, check=True
+    )
     return out
 
 

@@ -10,13 +10,18 @@ import asyncio
 import contextlib
 import os
 import random
+import select
 import tty
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
+import serial
 
 from protocols.errors import TransportDisconnected
-from protocols.transport import Transport, open_transport
+from protocols.mcugw.session import BootloaderSession
+from protocols.transport import SerialTransport, Transport, open_transport
+from tests.sim_harness import running_sim
 
 
 @pytest.fixture
@@ -88,3 +93,122 @@ async def test_the_far_end_closing_is_a_disconnect_with_a_plain_reason() -> None
         await transport.close()
         with contextlib.suppress(OSError):
             os.close(slave)
+
+
+async def _timed_out_read(transport: Transport, seconds: float = 0.05) -> None:
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await transport.read()
+
+
+def _wait_readable(fd: int) -> None:
+    """Bounded wait until the kernel holds bytes for ``fd``."""
+    assert select.select([fd], [], [], 5)[0], "pty delivered nothing within 5 s"
+
+
+async def test_a_read_cancelled_by_a_timeout_is_no_hang_up_later(
+    pty_pair: tuple[int, Transport],
+) -> None:
+    """Issue 17 item 3: the second read after a timed-out one got a false hang-up.
+
+    The cancelled read left the fd watched; the next read took the bytes itself
+    while the readable callback was queued in the same loop pass, and that
+    callback's empty read was taken for the far end closing.
+    """
+    master, transport = pty_pair
+    await _timeout_then_data(master, transport, b"hello", b"world")
+
+
+async def _timeout_then_data(
+    master: int, transport: Transport, first: bytes, second: bytes
+) -> None:
+    await _timed_out_read(transport)
+    os.write(master, first)
+    _wait_readable(transport._fd)  # type: ignore[attr-defined]
+    await asyncio.sleep(0)  # the loop sees the fd readable in the pass the task runs
+    async with asyncio.timeout(5):
+        assert await transport.read() == first
+    asyncio.get_running_loop().call_later(0.05, os.write, master, second)
+    async with asyncio.timeout(5):
+        assert await transport.read() == second
+
+
+async def test_bytes_survive_many_timed_out_reads_in_order(
+    pty_pair: tuple[int, Transport],
+) -> None:
+    """Reads timing out at random against bytes arriving at random: nothing lost or false."""
+    master, transport = pty_pair
+    rng = random.Random(17)
+    loop = asyncio.get_running_loop()
+    sent = bytearray()
+    due = 0.0
+    for _ in range(200):
+        piece = rng.randbytes(rng.randint(1, 300))
+        sent += piece
+        due += rng.random() * 0.004
+        loop.call_later(due, os.write, master, piece)
+    got = bytearray()
+    async with asyncio.timeout(20):
+        while len(got) < len(sent):
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(rng.random() * 0.005):
+                    got += await transport.read()
+    assert got == sent
+
+
+async def test_a_hang_up_after_a_timed_out_read_is_still_reported() -> None:
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    transport = await open_transport(os.ttyname(slave), 115200)
+    try:
+        await _timed_out_read(transport)
+        os.close(master)
+        async with asyncio.timeout(2):
+            with pytest.raises(TransportDisconnected, match="other end of the port closed"):
+                await transport.read()
+        with pytest.raises(TransportDisconnected, match="other end of the port closed"):
+            await transport.write(b"x")
+    finally:
+        await transport.close()
+        with contextlib.suppress(OSError):
+            os.close(slave)
+
+
+async def test_a_pyserial_port_object_on_a_pty() -> None:
+    """The transport over a ``serial.Serial`` made here: data after a timeout, then hang-up."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    port = serial.Serial(os.ttyname(slave), 115200, timeout=0, exclusive=True)
+    transport = SerialTransport(port.port, port)
+    try:
+        for round_ in range(3):
+            await _timeout_then_data(master, transport, b"first %d" % round_, b"next %d" % round_)
+        await transport.write(b"back")
+        _wait_readable(master)
+        assert os.read(master, 16) == b"back"
+        os.close(master)
+        async with asyncio.timeout(2):
+            with pytest.raises(TransportDisconnected, match="other end of the port closed"):
+                await transport.read()
+    finally:
+        await transport.close()
+        assert not port.is_open
+        with contextlib.suppress(OSError):
+            os.close(slave)
+
+
+async def test_killing_the_simulator_is_a_prompt_hang_up(tmp_path: Path) -> None:
+    """A real simulator process killed under a live session: hang-up, not a timeout."""
+    with running_sim(tmp_path, "--baud", "0") as sim:
+        transport = await open_transport(sim.port, 0)
+        try:
+            session = BootloaderSession(transport, 0)
+            async with asyncio.timeout(10):
+                await session.hello()
+            await _timed_out_read(transport)
+            sim.kill()
+            async with asyncio.timeout(5):
+                with pytest.raises(TransportDisconnected, match="other end of the port closed"):
+                    await transport.read()
+        finally:
+            await transport.close()

@@ -4,15 +4,28 @@ and never more output than the image."""
 
 from __future__ import annotations
 
+import lzma
 import random
+import zlib
 
 import pytest
 
 from protocols.mcugw.constants import Status
 from protocols.mcugw.driver import error_code
-from protocols.mcugw.encoding import DecodeError, compress, delta
+from protocols.mcugw.encoding import (
+    HEADER_SIZE,
+    LZMA_FILTERS,
+    Block,
+    Codec,
+    DecodeError,
+    DictSource,
+    compress,
+    delta,
+)
 from protocols.mcugw.errors import DeviceRejected
 from simulators.mcu.decoders import BlockStreamDecoder
+from simulators.mcu.fuzz import fuzz_block_streams
+from simulators.mcu.models import MODELS
 
 
 def _code_like(seed: int, n: int) -> bytes:
@@ -97,3 +110,49 @@ def test_a_decompression_bomb_stops_at_the_block_length() -> None:
 )
 def test_each_failure_has_its_own_twin_code(status: Status) -> None:
     assert error_code(DeviceRejected("DATA", status)) == f"MCU_{status.name}"
+
+
+def _early_end_mark(codec: Codec, extra: bytes) -> tuple[bytes, int]:
+    """One block whose end mark comes ``len(extra)`` bytes before its declared enc_len.
+
+    Returns the stream and the stream offset just after the end mark, where a
+    hostile host splits its DATA frames (issue 17 item 5).
+    """
+    data = IMAGE[:4096]
+    if codec == Codec.LZMA:
+        payload = lzma.compress(data, format=lzma.FORMAT_RAW, filters=LZMA_FILTERS)
+    else:
+        c = zlib.compressobj(9, zlib.DEFLATED, -15)
+        payload = c.compress(data) + c.flush()
+    block = Block(0, len(data), codec, DictSource.NONE, 0, 0, payload + extra)
+    return block.encode(), HEADER_SIZE + len(payload)
+
+
+@pytest.mark.parametrize("codec", [Codec.LZMA, Codec.DEFLATE])
+@pytest.mark.parametrize("extra", [b"\x00", b"\x5a" * 40])
+def test_an_end_mark_before_the_declared_length_split_across_frames(
+    codec: Codec, extra: bytes
+) -> None:
+    stream, end_mark = _early_end_mark(codec, extra)
+    for split in (end_mark, end_mark + len(extra) // 2):
+        dec = BlockStreamDecoder(
+            image_size=4096, stream_start=0, delta=False,
+            read_output=lambda o, n: b"", read_base=lambda o, n: b"", base_size=0, align=8,
+        )  # fmt: skip
+        with pytest.raises(DecodeError) as exc:
+            list(dec.feed(stream[:split]))
+            list(dec.feed(stream[split:]))
+        assert exc.value.status == Status.DECODE_ERROR.name
+        assert "end mark" in str(exc.value)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_hostile_streams_split_across_data_frames_end_in_a_status(name: str) -> None:
+    """Through the MCU's request path: early and late end marks, mutations, random bytes,
+    each split across DATA frames (at the end mark too); every one ends in its §17.2
+    status or OK, the MCU answers HELLO after each, and the factory app stays put."""
+    report = fuzz_block_streams(MODELS[name], seed=17, count=300)
+    assert report.streams == 300
+    assert set(report.kinds) == {"early_end", "late_end", "mutated", "random", "valid"}
+    for status in ("OK", "DECODE_ERROR", "BLOCK_LENGTH"):
+        assert report.statuses.get(status, 0) > 5, report.statuses

@@ -3,12 +3,27 @@ loses power mid-stream, and the next `flash` resumes at a block boundary (§17.3
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import lzma
 import random
 from pathlib import Path
 
 import pytest
 
+from protocols.mcugw.constants import Status
+from protocols.mcugw.encoding import (
+    HEADER_SIZE,
+    LZMA_FILTERS,
+    Block,
+    Codec,
+    DictSource,
+    Encoded,
+    compress,
+)
+from protocols.mcugw.errors import DeviceRejected
+from protocols.mcugw.session import BootloaderSession
+from protocols.transport import open_transport
 from tests.sim_harness import SimProcess, cli, cli_json
 from tests.simulators.test_mcu_pty import FAST
 
@@ -41,5 +56,44 @@ def test_a_power_cut_mid_stream_resumes_at_a_block(
         # Resumed at a block end (in image bytes, a multiple of 64 KiB), not at zero.
         assert result["resumed_from"] > 0 and result["resumed_from"] % (64 * 1024) == 0
         assert result["wire_bytes_tx"] < 0.6 * details["streamBytes"]
+    finally:
+        sim.stop()
+
+
+async def test_an_lzma_end_mark_before_its_length_is_refused_and_the_mcu_lives(
+    tmp_path: Path,
+) -> None:
+    """Issue 17 item 5: the rest of an over-long LZMA block, in the next DATA frame,
+    raised EOFError in the simulator and the process died (the twin said unplugged)."""
+    image = bytes(4096) + _code_like(6, 12 * 1024)
+    payload = lzma.compress(image[:4096], format=lzma.FORMAT_RAW, filters=LZMA_FILTERS)
+    end_mark = HEADER_SIZE + len(payload)
+    # Garbage after the end mark, reaching into the next DATA frame (a frame holds
+    # 256 to 2048 bytes, by model), within the enc_len limit of §17.1.
+    extra = bytes(range(256)) * 10
+    block = Block(0, 4096, Codec.LZMA, DictSource.NONE, 0, 0, payload + extra)
+    stream = block.encode() + compress(image[4096:]).stream
+    assert end_mark < 256 and end_mark + len(extra) > 2048
+    prepared = Encoded(
+        flags_delta=False,
+        stream=stream,
+        image_size=len(image),
+        image_sha256=hashlib.sha256(image).digest(),
+        base_sha256=bytes(32),
+        block_ends=(len(block.encode()), len(stream)),
+    )
+    sim = SimProcess(tmp_path / "mcu", (*FAST, "--impl", "python")).start()
+    try:
+        transport = await open_transport(sim.port, 0)
+        try:
+            session = BootloaderSession(transport, 0)
+            async with asyncio.timeout(30):
+                with pytest.raises(DeviceRejected) as exc:
+                    await session.flash(b"", "2.0.0", prepared=prepared)
+                assert exc.value.status is Status.DECODE_ERROR
+                await session.hello()  # the MCU is alive and answering
+        finally:
+            await transport.close()
+        assert sim.proc is not None and sim.proc.poll() is None
     finally:
         sim.stop()

@@ -91,6 +91,8 @@ def test_projection_and_plain_count() -> None:
         "SELECT * FROM devices WHERE tags.x NOT = 1",
         "SELECT deviceId AS a.b FROM devices",
         "SELECT * FROM devices WHERE " + "deviceId = 'x' OR " * 600 + "deviceId = 'y'",
+        "SELECT * FROM devices WHERE " + "(" * 500 + "deviceId = 'x'" + ")" * 500,
+        "SELECT * FROM devices WHERE " + "NOT " * 500 + "deviceId = 'x'",
     ],
 )
 def test_refused_queries(bad: str) -> None:

@@ -159,3 +159,17 @@ async def test_endless_body_stops_when_the_client_dies(
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx or False)) as client:
         assert (await _get(client, str(url)))[2] == DATA  # the server still serves
     assert server.stats("f.bin").bytes_sent == sent + len(DATA)  # nothing else was written
+
+
+async def test_a_range_of_5000_digits_is_416_not_500(
+    server: ImageServer, client: aiohttp.ClientSession
+) -> None:
+    url = server.url("f.bin")
+    status, headers, _ = await _get(client, url, Range="bytes=" + "9" * 5000 + "-")
+    assert status == 416
+    assert headers["Content-Range"] == f"bytes */{len(DATA)}"
+    # Leading zeros are still the number they spell.
+    status, _, body = await _get(client, url, Range="bytes=" + "0" * 5000 + "10-")
+    assert (status, body) == (206, DATA[10:])
+    status, _, body = await _get(client, url)
+    assert (status, body) == (200, DATA)  # still serving

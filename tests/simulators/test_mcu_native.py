@@ -24,7 +24,7 @@ def test_host_build_is_cached_and_rebuilt_when_a_source_changes(sources: Path) -
     first = native.build_host()
     assert first.is_file()
     assert native.build_host() == first  # cached: same sources, same binary
-    core = sources / "src" / "bl_core.c"
+    core = sources / "src" / "bl_cmd.c"
     core.write_text(core.read_text() + "\n/* edited */\n")
     second = native.build_host()
     assert second != first

@@ -1,4 +1,5 @@
-"""A power-cut campaign over the pty, the same for the Python MCU, the C host build and QEMU.
+"""A power-cut campaign over the pty, the same for the Python MCU, the C host build and QEMU,
+and the exhaustive enumeration of §10.5 (simulators/mcu/cutcheck.py) against the C core.
 
 Each run cuts power at the Nth flash operation of an update (``--fault cut-op=N``,
 a torn write), powers the part on again and asserts what §10 promises: it boots an
@@ -12,13 +13,19 @@ from __future__ import annotations
 import hashlib
 import random
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from protocols.mcugw.constants import SlotState
+from simulators.mcu.core import _synthetic_image
+from simulators.mcu.cutcheck import Update, check, exhaustive, ops_after, repeated, sampled
+from simulators.mcu.cutdevice import SimDevice
+from simulators.mcu.cutnative import NativeDevice, close_server
 from simulators.mcu.device import DeviceSpec, open_device
-from simulators.mcu.models import MODELS
+from simulators.mcu.models import MODELS, McuModel
+from simulators.mcu.native import SANITIZE_ENV
 from simulators.mcu.options import SimOptions
 from simulators.mcu.trailer import RecordKind, fold
 from tests.sim_harness import SimProcess, cli, cli_json
@@ -31,10 +38,15 @@ OLD_SHA = hashlib.sha256((hashlib.sha256(b"factory-app 1.0.0").digest() * 512)[:
 CUTS = {"python": (2, 9, 24, 33), "c": (1, 3, 7, 16, 27, 31, 33), "qemu": (2, 12, 30, 33)}
 
 
+@pytest.fixture(autouse=True)
+def _sanitized_c_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host build runs under ASan and UBSan here: a torn write must not be an overrun."""
+    monkeypatch.setenv(SANITIZE_ENV, "1")
+
+
 @pytest.mark.parametrize(
     ("impl", "op"),
-    [(i, op) for i in ("python", "c") for op in CUTS[i]]
-    + [("qemu", op) for op in CUTS["qemu"]],
+    [(i, op) for i in ("python", "c") for op in CUTS[i]] + [("qemu", op) for op in CUTS["qemu"]],
 )
 def test_cut_at_any_flash_op_leaves_a_bootable_part(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], impl: str, op: int
@@ -121,3 +133,62 @@ def test_power_ons_cut_at_the_trial_boot_end_with_the_old_image(tmp_path: Path, 
     slot0 = fold(data[m.slot_size : m.region_size])
     assert slot1.state is SlotState.INVALID
     assert slot0.state is SlotState.CONFIRMED and slot0.version == "1.0.0"
+
+
+# ------------------------------------------------------------------ the C core, enumerated
+
+
+@pytest.fixture(scope="module")
+def _cutdev() -> Iterator[None]:
+    yield
+    close_server()
+
+
+def _c_update(model: McuModel) -> Update:
+    """The Python model's own check (tests/simulators/test_mcu_powercut.py): 3 sectors, ragged."""
+    return Update(
+        image=random.Random(5).randbytes(3 * model.sector_size - 100),
+        version="2.0.0",
+        old_sha256=hashlib.sha256(_synthetic_image("1.0.0")).digest(),
+        max_data=model.max_data,
+        boot_s=model.boot_ms / 1000,
+    )
+
+
+@pytest.mark.usefixtures("_cutdev")
+@pytest.mark.parametrize("name", ["vmcu-l0", "vmcu-f4"])
+def test_c_core_survives_a_cut_at_every_flash_op(name: str) -> None:
+    """§10.5 against the C code (ports/host/cutdev.c under ASan+UBSan), as for the model."""
+    model = MODELS[name]
+    up = _c_update(model)
+
+    def make() -> NativeDevice:
+        return NativeDevice(name)
+
+    ops = ops_after(make, up, ())
+    # The same flash operations, in number, as the Python model's for the same update, but
+    # for a ragged last frame: C programs its whole write units, then one padded unit (the
+    # frame sits in the receive buffer, which has no room to pad in place); Python one op.
+    ragged = (len(up.image) - len(up.image) // model.max_data * model.max_data) % model.write_size
+    assert ops == ops_after(lambda: SimDevice(model), up, ()) + (1 if ragged else 0)
+    report = check(make, up, exhaustive(make, up, 1))
+    assert report.sequences == report.cuts == ops
+    assert set(report.outcomes) == {"old", "new"}
+
+
+@pytest.mark.usefixtures("_cutdev")
+def test_c_core_survives_every_pair_of_cuts_and_triples() -> None:
+    model = MODELS["vmcu-l0"]
+    up = _c_update(model)
+
+    def make() -> NativeDevice:
+        return NativeDevice("vmcu-l0")
+
+    pairs = check(make, up, exhaustive(make, up, 2))
+    assert pairs.sequences > 500
+    assert pairs.cuts >= pairs.sequences * 2 - 40
+    same = check(make, up, repeated(make, up, 3))
+    assert same.cuts > 2 * same.sequences
+    mixed = check(make, up, sampled(make, up, 3, count=120, seed=8))
+    assert mixed.sequences == 120
+    assert set(mixed.outcomes) == {"old", "new"}

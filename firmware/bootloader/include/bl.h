@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bl_boot.h"
 #include "bl_sha256.h"
 
 /* Compile-time RAM sizing: the largest max_data and window any configuration uses. */
@@ -17,23 +18,42 @@
 #ifndef BL_WRITE_MAX
 #define BL_WRITE_MAX 32u
 #endif
+/* The smallest write_size any configuration uses: it sizes the bitmap of held write units
+ * (one bit per unit of the window), so a build for 8-byte writes needs no per-byte map. */
+#ifndef BL_WRITE_MIN
+#define BL_WRITE_MIN 1u
+#endif
 
-#define BL_VERSION_MAX 80u
-#define BL_RECORD_SIZE 128u
+/* A compile-time check that also works in C99 (where _Static_assert is missing). */
+#if defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
+#define BL_STATIC_ASSERT(cond, name) _Static_assert(cond, #name)
+#else
+#define BL_STATIC_ASSERT(cond, name) typedef char bl_static_assert_##name[(cond) ? 1 : -1]
+#endif
+
 /* Largest request body: DATA header + max_data, or BEGIN with an 80-byte version. */
 #define BL_BODY_MAX ((BL_MAX_DATA_MAX + 4u > 125u ? BL_MAX_DATA_MAX + 4u : 125u) + 10u)
 /* COBS worst case of that body; longer segments are dropped unbuffered (§3.1). */
 #define BL_RX_MAX (BL_BODY_MAX + BL_BODY_MAX / 254u + 1u)
 /* The largest answer is INFO: 3 + 33 + 25 + 49 + 17 + 27 + 1 + 2 x 120 = 395 payload bytes. */
 #define BL_TX_MAX 408u
+/* Largest max_data the wire allows: a DATA body's length field is a u16 (§14). */
+#define BL_MAX_DATA_WIRE 8178u
 
-enum { BL_OK = 0, BL_UNSUPPORTED, BL_MALFORMED, BL_BAD_STATE, BL_OUT_OF_RANGE, BL_TOO_LARGE,
-       BL_VERIFY_FAILED, BL_FLASH_ERROR, BL_BUSY, BL_NOT_IN_BOOTLOADER, BL_REFUSED,
-       BL_MISALIGNED, BL_BAD_BAUD, BL_NO_IMAGE, BL_GAP };
-enum { BL_EMPTY = 0, BL_WRITING, BL_COMPLETE, BL_TRIAL, BL_CONFIRMED, BL_INVALID };
-enum { BL_MODE_BOOTLOADER = 0, BL_MODE_APP = 1 };
-enum { BL_REC_BEGIN = 1, BL_REC_CHECKPOINT, BL_REC_COMPLETE, BL_REC_TRIAL, BL_REC_BOOT,
-       BL_REC_CONFIRMED, BL_REC_INVALID };
+/* A geometry the core can serve whatever its buffers (a constant expression, so a port
+ * can _Static_assert it on its own tables): power-of-two writes that tile a 128-byte
+ * trailer record, sectors, slots and trailers in whole units, a trailer with room for a
+ * whole trial (§10.1), frames on the write grid and a window of whole frames' units.
+ * bl_config_error() checks the same at run time, plus the buffers of this build. */
+#define BL_POW2(x) ((x) != 0u && ((x) & ((x)-1u)) == 0u)
+#define BL_GEOMETRY_OK(slot, trailer, sector, write, trials, max_data, window)                  \
+    (BL_POW2(write) && (write) <= BL_RECORD_SIZE && (sector) % (write) == 0u &&                \
+     (sector) > 0u && (slot) > 0u && (slot) % (sector) == 0u && (trailer) % (sector) == 0u &&   \
+     (trailer) / BL_RECORD_SIZE >= (trials) + 7u && (trailer) / BL_RECORD_SIZE <= 65535u &&    \
+     (trials) >= 1u && (trials) <= 250u && (max_data) > 0u && (max_data) % (write) == 0u &&     \
+     (max_data) <= BL_MAX_DATA_WIRE && (window) >= (max_data) && (window) % (write) == 0u &&  \
+     (slot) <= 0x7FFFFFFFu - (trailer))
+
 /* hal_hook events. */
 enum { BL_EV_PHASE = 1,   /* a = phase (BL_PH_*) */
        BL_EV_PROGRAM,     /* a = image offset, b = end; before the bytes are programmed */
@@ -44,34 +64,13 @@ enum { BL_PH_BEGIN = 1, BL_PH_DATA, BL_PH_VERIFY, BL_PH_ACTIVATE, BL_PH_BOOT, BL
        BL_PH_ABORT };
 
 typedef struct {
-    /* Sent in INFO, at most 24, 48 and 16 bytes (longer ones are cut). */
-    const char *name, *compat, *bootloader_version;
-    uint32_t slot_size, trailer_size, sector_size;
-    uint16_t write_size, page_size;
-    uint32_t erase_us, program_us, hash_us_per_kib;
-    uint16_t boot_ms;
-    uint8_t max_trial_boots;
-    uint16_t max_data;
-    uint32_t window;
-    uint8_t protocol_version;
-} bl_config_t;
-
-/* Folded state of one slot trailer (§10.1). */
-typedef struct {
-    uint8_t state, boots;
-    uint32_t size, checkpoint, generation;
-    uint8_t sha256[32];
-    char version[BL_VERSION_MAX + 1];
-    uint16_t used, free;
-} bl_slot_t;
-
-typedef struct {
     uint8_t open, slot;
     uint32_t size, expected, checkpoint, interval, erased_to;
 } bl_session_t;
 
 typedef struct bl {
-    const bl_config_t *cfg;
+    const bl_config_t *cfg; /* NULL: refused by bl_init */
+    bl_store_t store;       /* the slots, for bl_boot.h (store.cfg == cfg) */
     uint8_t mode;
     uint8_t running_slot; /* 0xFF: none */
     uint8_t booted_trial; /* the running slot was booted on trial */
@@ -82,10 +81,8 @@ typedef struct bl {
     uint8_t rx_over;
     /* Window: bytes ahead of `expected`, at offset % window, plus a bitmap of held write units. */
     uint8_t win[BL_WINDOW_MAX];
-    uint8_t held[BL_WINDOW_MAX / 4u / 8u];
-    uint8_t held_any;
+    uint8_t held[(BL_WINDOW_MAX / BL_WRITE_MIN + 7u) / 8u];
     uint8_t tx[BL_TX_MAX];
-    uint8_t rec[BL_RECORD_SIZE];
     /* Reset and baud requests for the port's main loop. */
     uint8_t reset_req; /* 0 none, 1 RUN, 2 STAY */
     uint32_t baud, old_baud, baud_since;
@@ -93,20 +90,19 @@ typedef struct bl {
     uint32_t frames_ok, frames_bad;
 } bl_t;
 
-/* Power-on: run the boot decision (§10.3) unless stay; afterwards mode is APP or BOOTLOADER. */
-void bl_init(bl_t *bl, const bl_config_t *cfg, int stay, uint32_t baud);
+/* NULL if this build can serve cfg, else why not (one line naming the field). */
+const char *bl_config_error(const bl_config_t *cfg);
+static inline int bl_config_ok(const bl_config_t *cfg) { return bl_config_error(cfg) == 0; }
+/* Power-on: refuse a configuration the buffers cannot hold (returns -1, bl stays inert:
+ * bl_feed ignores input), else run the boot decision (§10.3) unless stay and return 0;
+ * afterwards mode is APP or BOOTLOADER. */
+int bl_init(bl_t *bl, const bl_config_t *cfg, int stay, uint32_t baud);
 /* Feed received bytes (from the HAL's receive ring). */
 void bl_feed(bl_t *bl, const uint8_t *p, size_t n);
 /* Timers (SET_BAUD fallback); call with hal_millis() from the main loop. */
 void bl_tick(bl_t *bl, uint32_t now_ms);
 /* The application (or the port's virtual app) confirms its trial image; 0 on OK. */
 int bl_app_confirm(bl_t *bl);
-/* Fold one slot's trailer. */
-void bl_slot_status(bl_t *bl, unsigned slot, bl_slot_t *st);
-/* Append one trailer record; 0 on success (used by factory provisioning too). */
-int bl_trailer_append(bl_t *bl, unsigned slot, uint8_t kind, uint32_t arg, const uint8_t *sha,
-                      const char *version);
-uint32_t bl_crc32(uint32_t crc, const uint8_t *p, size_t n);
 /* Frame layer (§3): COBS-decode a segment in place (0 on a framing error); check a body's
  * version, length and CRC; COBS-encode a body to the UART with its delimiter. */
 size_t bl_cobs_decode(uint8_t *buf, size_t n);

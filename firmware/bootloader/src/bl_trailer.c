@@ -1,4 +1,5 @@
-/* Slot trailer (§10.1): an append-only log of 128-byte CRC-checked records, folded on demand. */
+/* Slot trailer (§10.1): an append-only log of 128-byte CRC-checked records, folded on demand,
+ * and the image hash check. Needs only the flash half of the HAL. */
 #include <string.h>
 
 #include "bl.h"
@@ -15,15 +16,17 @@ uint32_t bl_crc32(uint32_t crc, const uint8_t *p, size_t n) {
     return crc;
 }
 
-uint32_t bl_image_base(const bl_t *bl, unsigned slot) {
+uint32_t bl_image_base(const bl_store_t *bl, unsigned slot) {
     return slot * (bl->cfg->slot_size + bl->cfg->trailer_size);
 }
 
-static uint32_t trailer_base(const bl_t *bl, unsigned slot) {
+static uint32_t trailer_base(const bl_store_t *bl, unsigned slot) {
     return bl_image_base(bl, slot) + bl->cfg->slot_size;
 }
 
-unsigned bl_trailer_capacity(const bl_t *bl) { return bl->cfg->trailer_size / BL_RECORD_SIZE; }
+unsigned bl_trailer_capacity(const bl_store_t *bl) {
+    return bl->cfg->trailer_size / BL_RECORD_SIZE;
+}
 
 static int record_valid(const uint8_t *r) {
     if (bl_get32(r + 124) != (bl_crc32(0xFFFFFFFFu, r, 124) ^ 0xFFFFFFFFu)) return 0; /* torn */
@@ -31,7 +34,7 @@ static int record_valid(const uint8_t *r) {
     return r[2] >= BL_REC_BEGIN && r[2] <= BL_REC_INVALID;
 }
 
-void bl_slot_status(bl_t *bl, unsigned slot, bl_slot_t *st) {
+void bl_slot_status(bl_store_t *bl, unsigned slot, bl_slot_t *st) {
     unsigned pos, cap = bl_trailer_capacity(bl);
     uint32_t base = trailer_base(bl, slot);
     uint8_t *r = bl->rec;
@@ -87,7 +90,7 @@ void bl_slot_status(bl_t *bl, unsigned slot, bl_slot_t *st) {
     if (st->state == BL_TRIAL && st->free == 0) st->state = BL_INVALID;
 }
 
-int bl_trailer_append(bl_t *bl, unsigned slot, uint8_t kind, uint32_t arg, const uint8_t *sha,
+int bl_trailer_append(bl_store_t *bl, unsigned slot, uint8_t kind, uint32_t arg, const uint8_t *sha,
                       const char *version) {
     bl_slot_t st;
     uint8_t *r = bl->rec;
@@ -106,14 +109,14 @@ int bl_trailer_append(bl_t *bl, unsigned slot, uint8_t kind, uint32_t arg, const
     return hal_flash_program(trailer_base(bl, slot) + st.used * BL_RECORD_SIZE, r, BL_RECORD_SIZE);
 }
 
-int bl_trailer_erase(bl_t *bl, unsigned slot) {
+int bl_trailer_erase(bl_store_t *bl, unsigned slot) {
     uint32_t a, base = trailer_base(bl, slot);
     for (a = 0; a < bl->cfg->trailer_size; a += bl->cfg->sector_size)
         if (hal_flash_erase(base + a) != 0) return -1;
     return 0;
 }
 
-int bl_image_ok(bl_t *bl, unsigned slot, const bl_slot_t *st, uint8_t digest[32]) {
+int bl_image_ok(bl_store_t *bl, unsigned slot, const bl_slot_t *st, uint8_t digest[32]) {
     bl_sha256_t h;
     uint8_t tmp[64];
     uint32_t off, base = bl_image_base(bl, slot);

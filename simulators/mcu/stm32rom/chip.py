@@ -27,6 +27,7 @@ from typing import Protocol
 
 from protocols.stm32rom.codec import ACK, NACK, SYNC, Command, SpecialErase, xor
 from protocols.stm32rom.parts import F1, FLASH_BASE, PARTS, SRAM_BASE, Part
+from simulators.mcu.options import FaultSpecError, LinkFaultSpec, SimOptions, parse_faults
 
 #: What the simulated application reads as "jump to the ROM bootloader".
 APP_ENTER_COMMAND = b"bootloader\n"
@@ -97,24 +98,34 @@ LATE_S = 1.5
 @dataclass(frozen=True, slots=True)
 class Faults:
     by_command: dict[int, FaultKind] = field(default_factory=dict)
+    #: Damaged or lost bytes on the UART, the same spec as the other simulators'.
+    link: LinkFaultSpec = field(default_factory=LinkFaultSpec)
 
     @classmethod
     def parse(cls, specs: list[str]) -> Faults:
         out: dict[int, FaultKind] = {}
+        link = LinkFaultSpec()
         for spec in specs:
             kind, sep, value = spec.partition("=")
+            if kind in ("corrupt", "drop", "seed"):
+                try:
+                    link = parse_faults([spec], SimOptions(link=link)).link
+                except FaultSpecError as exc:
+                    raise SimConfigError(f"bad --fault {spec!r}: {exc}") from None
+                continue
             try:
                 fault = FaultKind(kind)
                 code = int(value, 0)
             except ValueError:
                 raise SimConfigError(
                     f"bad --fault {spec!r} for stm32-rom: use nack=|mute=|garbage=|"
-                    "other-answer=|noop=|late= followed by a command code such as 0x31"
+                    "other-answer=|noop=|late= followed by a command code such as 0x31, "
+                    "or corrupt=RATE[:rx|tx|both], drop=RATE[:...], seed=N"
                 ) from None
             if not sep or not 0 <= code <= 0xFF:
                 raise SimConfigError(f"bad --fault {spec!r}: command code must be 0x00..0xff")
             out[code] = fault
-        return cls(out)
+        return cls(out, link)
 
 
 class Flash:

@@ -17,6 +17,8 @@ import tempfile
 from collections import deque
 from pathlib import Path
 
+from simulators.mcu.link import LinkFaults
+from simulators.mcu.options import LinkFaultSpec
 from simulators.mcu.pty import PtyPort, link_pty
 from simulators.mcu.stm32rom.chip import (
     DEFAULT_MODEL,
@@ -36,9 +38,10 @@ MIN_SLEEP_S = 0.001
 class PacedPty(PtyPort):
     """One pty as the chip's UART (implements ``chip.Port``), paced at the line rate."""
 
-    def __init__(self, baud: int) -> None:
+    def __init__(self, baud: int, faults: LinkFaults | None = None) -> None:
         super().__init__()
         self.baud = baud
+        self.faults = faults or LinkFaults(LinkFaultSpec())
         self._rx = bytearray()
         self._due: deque[tuple[float, bytes]] = deque()
         self._rx_clock = 0.0
@@ -53,7 +56,7 @@ class PacedPty(PtyPort):
         asyncio.get_running_loop().add_reader(self.master, self._on_readable)
 
     def _on_readable(self) -> None:
-        data = self.receive()
+        data = self.faults.rx(self.receive())
         if not data:
             return
         now = asyncio.get_running_loop().time()
@@ -85,7 +88,7 @@ class PacedPty(PtyPort):
         delay = self._tx_clock - loop.time()
         if delay >= MIN_SLEEP_S:
             await asyncio.sleep(delay)
-        self.send(data)
+        self.send(self.faults.tx(data))
 
     async def sleep(self, seconds: float) -> None:
         # Short flash operations add up until they are worth a timer wait.
@@ -105,7 +108,7 @@ def _unlink(link: Path) -> None:
 async def serve(chip: Chip, baud: int, link: Path | None = None) -> int:
     """Run ``chip`` on a new pty until SIGTERM/SIGINT; prints ``PTY <path>`` first."""
     loop = asyncio.get_running_loop()
-    port = PacedPty(baud)
+    port = PacedPty(baud, LinkFaults(chip.faults.link))
     port.start()
     if link is not None:
         link_pty(port.path, link)

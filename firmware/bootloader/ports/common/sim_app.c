@@ -5,7 +5,7 @@
 #include "bl_hal.h"
 #include "bl_internal.h"
 
-void sim_factory_install(bl_t *bl, const char *version) {
+void sim_factory_install(bl_store_t *bl, const char *version) {
     bl_slot_t a, b;
     bl_sha256_t h;
     uint8_t seed[32], digest[32], chunk[256];

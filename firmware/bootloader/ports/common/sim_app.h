@@ -6,8 +6,8 @@
 #include "bl.h"
 
 /* Program slot 0 with the Python simulator's synthetic factory app, CONFIRMED, if both
- * trailers are empty. Call with bl->cfg set, before bl_init. */
-void sim_factory_install(bl_t *bl, const char *version);
+ * trailers are empty (before bl_init). */
+void sim_factory_install(bl_store_t *st, const char *version);
 
 typedef struct {
     uint32_t due;     /* ms at which the pending action runs */

@@ -3,7 +3,11 @@
  * out-of-bounds access or undefined behaviour aborts. It also checks the §6 promise of this
  * implementation: every CRC-valid request with a known opcode gets an answer with its seq
  * and opcode | 0x80 (status MALFORMED etc. when the payload does not fit).
- * Usage: bl-fuzz SEED FRAMES   -> prints "ok FRAMES answered=N" or the first violation. */
+ * Usage: bl-fuzz SEED FRAMES [write=N] [sector=N] [trailer=N] [max_data=N] [window=N]
+ *   -> prints "ok FRAMES answered=N", or the first violation (exit 1), or
+ *      "refused: <reason>" (exit 2) when bl_init refuses the geometry.
+ * The geometry options start from vmcu-l0, so odd parts (byte or half-word writes,
+ * stop-and-wait windows, 32-byte writes) get the same hostile traffic. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,8 +16,9 @@
 #include "bl_hal.h"
 #include "bl_models.h"
 
-static const bl_config_t *cfg = &BL_MODELS[1]; /* vmcu-l0: small window, 4-byte writes */
-static uint8_t flash[2u * (256u * 1024u + 4096u)];
+static bl_config_t geometry;
+static const bl_config_t *cfg = &geometry; /* vmcu-l0 unless overridden */
+static uint8_t flash[2u * (256u * 1024u + 16384u)];
 static uint8_t out[1 << 16];
 static size_t out_len;
 static uint64_t rng;
@@ -90,10 +95,11 @@ static size_t make_body(const bl_t *bl, uint8_t *b, uint8_t *op, uint16_t seq) {
     *op = weights[r % sizeof weights];
     if (r % 13 == 0) *op = (uint8_t)(rnd() & 0xFF); /* anything, responses included */
     if (*op == 4) {
-        uint32_t off = bl->s.expected + (uint32_t)((int)(rnd() % 7) - 1) * 256u, n = 256;
+        uint32_t frame = cfg->max_data;
+        uint32_t off = bl->s.expected + (uint32_t)((int)(rnd() % 7) - 1) * frame, n = frame;
         if (rnd() % 9 == 0) off = rnd();
         if (rnd() % 11 == 0) off |= 1;
-        if (rnd() % 6 == 0) n = rnd() % 300;
+        if (rnd() % 6 == 0) n = rnd() % (frame + frame / 4 + 2);
         if (bl->s.open && off < bl->s.size && off + n > bl->s.size && rnd() % 2) n = bl->s.size - off;
         memcpy(b + 6, &off, 4);
         for (i = 0; i < n; i++) b[10 + i] = rnd() % 50 ? image_byte(off + (uint32_t)i) : (uint8_t)rnd();
@@ -151,9 +157,29 @@ int main(int argc, char **argv) {
     static bl_t bl;
     static uint8_t body[9000], wire[9200];
     long frames = argc > 2 ? atol(argv[2]) : 10000, f, replied = 0;
+    int i;
     rng = (argc > 1 ? strtoull(argv[1], NULL, 0) : 1) * 0x9E3779B97F4A7C15ull | 1;
+    geometry = BL_MODELS[1]; /* vmcu-l0: small window, 4-byte writes */
+    for (i = 3; i < argc; i++) {
+        const char *eq = strchr(argv[i], '=');
+        uint32_t v = eq ? (uint32_t)strtoul(eq + 1, NULL, 0) : 0;
+        if (!eq) { printf("bad option %s\n", argv[i]); return 1; }
+        if (!strncmp(argv[i], "write=", 6)) geometry.write_size = (uint16_t)v;
+        else if (!strncmp(argv[i], "sector=", 7)) geometry.sector_size = v;
+        else if (!strncmp(argv[i], "trailer=", 8)) geometry.trailer_size = v;
+        else if (!strncmp(argv[i], "max_data=", 9)) geometry.max_data = (uint16_t)v;
+        else if (!strncmp(argv[i], "window=", 7)) geometry.window = v;
+        else { printf("bad option %s\n", argv[i]); return 1; }
+    }
+    if (2u * (geometry.slot_size + geometry.trailer_size) > sizeof flash) {
+        printf("geometry larger than the fuzzer's flash\n");
+        return 1;
+    }
     memset(flash, 0xFF, sizeof flash);
-    bl_init(&bl, cfg, 1, 115200);
+    if (bl_init(&bl, cfg, 1, 115200) != 0) {
+        printf("refused: %s\n", bl_config_error(cfg));
+        return 2;
+    }
     for (f = 0; f < frames; f++) {
         uint8_t op;
         uint16_t seq = (uint16_t)rnd();

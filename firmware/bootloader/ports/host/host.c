@@ -352,7 +352,7 @@ static int open_pty(const char *link) {
 static int crashes(void) {
     bl_slot_t st;
     if (g_bl.mode != BL_MODE_APP) return 0;
-    bl_slot_status(&g_bl, g_bl.running_slot, &st);
+    bl_slot_status(&g_bl.store, g_bl.running_slot, &st);
     return sim_fault_crashes(st.version);
 }
 
@@ -403,10 +403,11 @@ int main(int argc, char **argv) {
     if (proto >= 0) g_cfg.protocol_version = (uint8_t)proto;
     g_baud = g_base_baud = (uint32_t)baud;
     open_flash(state);
-    g_bl.cfg = &g_cfg;
-    sim_factory_install(&g_bl, app_version);
+    g_bl.store.cfg = &g_cfg;
+    sim_factory_install(&g_bl.store, app_version);
     /* Power-on first: a cut in the boot decision exits before a port is announced. */
-    bl_init(&g_bl, &g_cfg, 0, g_baud);
+    if (bl_init(&g_bl, &g_cfg, 0, g_baud) != 0)
+        die(2, "configuration refused: %s", bl_config_error(&g_cfg));
     (void)open_pty(link);
     sim_app_booted(&app, &g_bl, hal_millis(), crashes());
     for (;;) {
@@ -426,7 +427,7 @@ int main(int argc, char **argv) {
             hal_uart_flush();
             g_rxn = 0; /* whatever was received is lost in the reboot */
             discard_input(g_cfg.boot_ms);
-            bl_init(&g_bl, &g_cfg, stay, g_base_baud);
+            (void)bl_init(&g_bl, &g_cfg, stay, g_base_baud); /* accepted at power-on */
             g_baud = g_base_baud;
             g_busy_until = 0;
             f_deaf = 0;

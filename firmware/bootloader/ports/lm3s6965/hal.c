@@ -258,7 +258,7 @@ static uint32_t rx_take(uint8_t *out, uint32_t max) {
 static int crashes(void) {
     bl_slot_t st;
     if (g_bl.mode != BL_MODE_APP) return 0;
-    bl_slot_status(&g_bl, g_bl.running_slot, &st);
+    bl_slot_status(&g_bl.store, g_bl.running_slot, &st);
     return sim_fault_crashes(st.version);
 }
 
@@ -270,15 +270,15 @@ int main(void) {
         if (!strcmp(BL_MODELS[i].name, BL_MODEL_NAME)) g_cfg = BL_MODELS[i];
     parse_args();
     open_flash();
-    g_bl.cfg = &g_cfg;
-    sim_factory_install(&g_bl, app_version);
+    g_bl.store.cfg = &g_cfg;
+    sim_factory_install(&g_bl.store, app_version);
     UART_IMSC = 0x50u; /* receive and receive-timeout interrupts */
     UART_CR = 0x301u;  /* UARTEN | TXE | RXE */
     NVIC_ISER0 = 1u << 5;
     REG(0xE000E014u) = 120000u - 1u; /* SysTick ~10 ms: wakes WFI for the timers */
     REG(0xE000E018u) = 0;
     REG(0xE000E010u) = 3u; /* enable, interrupt, reference clock */
-    bl_init(&g_bl, &g_cfg, 0, 115200);
+    if (bl_init(&g_bl, &g_cfg, 0, 115200) != 0) port_fail("configuration refused", bl_config_error(&g_cfg));
     sim_app_booted(&app, &g_bl, hal_millis(), crashes());
     for (;;) {
         uint32_t n = rx_take(buf, sizeof buf), now;
@@ -291,7 +291,7 @@ int main(void) {
             int stay = g_bl.reset_req == 2;
             uint32_t until = hal_millis() + g_cfg.boot_ms;
             while ((int32_t)(hal_millis() - until) < 0) (void)rx_take(buf, sizeof buf); /* lost */
-            bl_init(&g_bl, &g_cfg, stay, 115200);
+            (void)bl_init(&g_bl, &g_cfg, stay, 115200); /* accepted at power-on */
             g_deaf = 0;
             sim_app_booted(&app, &g_bl, hal_millis(), crashes());
         }
