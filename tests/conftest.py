@@ -1,7 +1,10 @@
-"""Suite-wide hygiene: a test that leaks a process, a file descriptor or a thread fails itself.
+"""Suite-wide hygiene: a test that leaks a process, a file descriptor or a thread is named.
 
-Resources of wider-scoped fixtures are already running when the snapshot is taken
-(pytest sets those up first) and are therefore never counted against a test.
+Each test's new processes, fds and threads are noted at its teardown (after its own
+fixtures are gone; wider-scoped fixtures were running before it started, so they
+never count). A test module may keep something one of its tests started for the
+module's later tests and stop it in a module fixture; whatever is still there once
+the module is done fails the module's last test, naming the test that started it.
 """
 
 from __future__ import annotations
@@ -13,15 +16,24 @@ import pytest
 
 from tests import leaks
 
+_ON = os.environ.get("MCU_GATEWAY_TEST_LEAKS", "1") != "0"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _module_leaks() -> Iterator[leaks.Suspects]:
+    suspects = leaks.Suspects()
+    yield suspects
+    if _ON:
+        left = suspects.still_there()
+        if left:
+            pytest.fail(left)
+
 
 @pytest.fixture(autouse=True)
-def _no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
-    if os.environ.get("MCU_GATEWAY_TEST_LEAKS", "1") == "0":
+def _no_leaks(request: pytest.FixtureRequest, _module_leaks: leaks.Suspects) -> Iterator[None]:
+    if not _ON:
         yield
         return
     before = leaks.Snapshot.take()
     yield
-    pids, fds, threads = before.leaks()
-    if pids or fds or threads:
-        leaks.kill(pids)
-        pytest.fail(f"{request.node.nodeid} leaked: {leaks.report(pids, fds, threads)}")
+    _module_leaks.note(request.node.nodeid, *before.leaks())

@@ -161,3 +161,49 @@ def kill(pids: list[int]) -> None:
     for pid in pids:
         with contextlib.suppress(ChildProcessError, OSError):
             os.waitpid(pid, 0)
+
+
+class Suspects:
+    """What each test of a module left running, checked again when the module is done."""
+
+    def __init__(self) -> None:
+        self.pids: dict[int, str] = {}
+        self.fds: dict[tuple[int, str], str] = {}
+        self.threads: dict[threading.Thread, str] = {}
+
+    def note(
+        self,
+        test: str,
+        pids: list[int],
+        fds: list[tuple[int, str]],
+        threads: list[threading.Thread],
+    ) -> None:
+        for p in pids:
+            self.pids.setdefault(p, test)
+        for f in fds:
+            self.fds.setdefault(f, test)
+        for t in threads:
+            self.threads.setdefault(t, test)
+
+    def still_there(self) -> str:
+        """One line per test whose leftovers outlived the module ('' if none); kills them."""
+        gc.collect()
+        deadline = time.monotonic() + SETTLE_S
+        while True:
+            sdk_threads, sdk_fds = _process_wide()
+            pids = [p for p in self.pids if p in children()]
+            fds = [f for f in self.fds if f in open_fds() and f[0] not in sdk_fds]
+            threads = [t for t in self.threads if t.is_alive() and t not in sdk_threads]
+            if not (pids or fds or threads) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        by_test: dict[str, tuple[list[int], list[tuple[int, str]], list[threading.Thread]]] = {}
+        for p in pids:
+            by_test.setdefault(self.pids[p], ([], [], []))[0].append(p)
+        for f in fds:
+            by_test.setdefault(self.fds[f], ([], [], []))[1].append(f)
+        for t in threads:
+            by_test.setdefault(self.threads[t], ([], [], []))[2].append(t)
+        lines = [f"{test} leaked: {report(*found)}" for test, found in by_test.items()]
+        kill(pids)
+        return "\n".join(lines)

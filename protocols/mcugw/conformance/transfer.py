@@ -236,8 +236,8 @@ async def _verify_early(ctx: Ctx) -> str | None:
     "after a reset, BEGIN of the same image resumes from a persisted checkpoint",
     write=True,
     rules=(
-        "§9.3: If that slot's trailer says WRITING or COMPLETE with the same size and SHA-256, "
-        "the MCU resumes: it answers with the persisted checkpoint",
+        "§9.3: If that slot's trailer says WRITING or COMPLETE with the same size, SHA-256 and "
+        "version, the MCU resumes: it answers with the persisted checkpoint",
         "§8.2: BEGIN answers with a persisted resume offset",
     ),
 )
