@@ -56,5 +56,5 @@ def traced(transport: Transport, port: str) -> Transport:
     """``transport`` itself, or wrapped in a tracer when the wire logger is on."""
     if not enabled():
         return transport
-    wrapped: Transport = TracedTransport(transport, port)  # type: ignore[assignment]
+    wrapped: Transport = TracedTransport(transport, port)
     return wrapped

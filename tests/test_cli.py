@@ -7,8 +7,8 @@ import pytest
 from gateway.cli import build_parser, main
 
 COMMANDS = (
-    "sim", "info", "flash", "reset", "abort", "conformance", "image", "hub", "run", "fleet", "adu",
-    "demo",
+    "sim", "ports", "info", "flash", "reset", "abort", "conformance", "image", "hub", "run",
+    "fleet", "adu", "demo",
 )  # fmt: skip
 
 

@@ -5,20 +5,40 @@ from __future__ import annotations
 import argparse
 import asyncio
 import codecs
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from gateway.cli.common import CommandError
+from gateway.cli.common import CommandError, baud_rate
 from protocols import registry
 from protocols.driver import DeviceFacts, Driver, DriverError, DriverOptions, DriverSpec
 
 T = TypeVar("T")
+PORT_ENV = "MCU_GATEWAY_PORT"
 Body = Callable[[DriverSpec, Driver, DeviceFacts], Awaitable[T]]
 
 
+def add_port_args(p: argparse.ArgumentParser) -> None:
+    """``-p/--port`` (default ``$MCU_GATEWAY_PORT``) and ``-b/--baud``, as esptool has them."""
+    env = os.environ.get(PORT_ENV, "")
+    p.add_argument(
+        "-p",
+        "--port",
+        default=env or None,
+        required=not env,
+        help=f"serial device, socket://HOST:PORT or loop:// (default: ${PORT_ENV})",
+    )
+    p.add_argument(
+        "-b",
+        "--baud",
+        type=baud_rate,
+        default=115200,
+        help="link rate in bits per second; 0 for sockets and unpaced simulators",
+    )
+
+
 def add_driver_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--port", required=True, help="serial device, socket://HOST:PORT or loop://")
-    p.add_argument("--baud", type=int, default=115200)
+    add_port_args(p)
     p.add_argument(
         "--bootloader",
         metavar="NAME",

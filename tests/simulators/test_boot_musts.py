@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import pytest
 
@@ -50,7 +50,7 @@ class Part(Protocol):
 
 
 class PyPart:
-    opened: list[Flash] = []  # closed when the module is done (tests/conftest.py checks)
+    opened: ClassVar[list[Flash]] = []  # closed when the module is done (tests/conftest.py checks)
 
     def __init__(self, image: bytes, path: Path) -> None:
         path.write_bytes(image)
