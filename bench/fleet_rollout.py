@@ -33,13 +33,13 @@ NEW_VERSION = "2.0.0"
 GOOD, BAD = "vmcu-f4", "vmcu-l0"
 
 
-async def _start_lab(root: Path, models: list[str], interval: float) -> Any:
+async def _start_lab(root: Path, models: list[str], time_scale: float) -> Any:
     from gateway.lab import Lab
     from simulators.hub.errors import StartupError
 
     for n in range(1, 40):
         lab = Lab(root / f"lab-{n}", f"127.89.0.{n}", models, grouped_sims=True,
-                  hub_config_interval=interval)  # fmt: skip
+                  hub_time_scale=time_scale)  # fmt: skip
         try:
             await lab.__aenter__()
             return lab
@@ -72,7 +72,7 @@ async def run(args: argparse.Namespace, root: Path) -> int:
     step = n // max(args.refused, 1)
     refused = {k * step + step - 1 for k in range(args.refused)}  # spread over the fleet
     models = [BAD if i in refused else GOOD for i in range(n)]
-    lab = await _start_lab(root, models, args.hub_interval)
+    lab = await _start_lab(root, models, args.time_scale)
     gateway: asyncio.subprocess.Process | None = None
     try:
         flashes = f"max_concurrent_flashes = {args.max_flashes}"
@@ -118,7 +118,7 @@ async def run(args: argparse.Namespace, root: Path) -> int:
         release = lab.release(NEW_VERSION, GOOD, args.size)
         plan = Plan(
             name="bench", package=Package(NEW_VERSION, release.url, release.sha256, release.size),
-            target="tags.group = 'bench'", rings=(*names, "all"),
+            target="tags.[[group]] = 'bench'", rings=(*names, "all"),
             max_failure_rate=args.max_failure_rate,
         )  # fmt: skip
         ca = lab.root / "images-ca.pem"
@@ -165,7 +165,7 @@ async def run(args: argparse.Namespace, root: Path) -> int:
         if rollout is not None and rollout.state is State.DONE:
             await _wait(lab, settled, max(1.0, deadline - time.monotonic()), "healthy MCUs")
             print(f"{time.monotonic() - t_deploy:7.1f} s  every {GOOD} MCU runs {NEW_VERSION}")
-        status = await asyncio.to_thread(collect, hub, "tags.group = 'bench'")
+        status = await asyncio.to_thread(collect, hub, "tags.[[group]] = 'bench'")
     finally:
         if gateway is not None and gateway.returncode is None:
             gateway.terminate()
@@ -210,8 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-flashes", type=int, default=8)
     parser.add_argument("--max-failure-rate", type=float, default=0.05)
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between steps")
-    parser.add_argument("--hub-interval", type=float, default=1.0,
-                        help="hub configuration evaluation interval")  # fmt: skip
+    parser.add_argument("--time-scale", type=float, default=300.0,
+                        help="hub speed-up, every cadence together (300: a 5-minute "
+                             "evaluation takes 1 s)")  # fmt: skip
     parser.add_argument("--timeout", type=float, default=900.0)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-rollout-") as tmp:

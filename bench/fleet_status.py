@@ -3,7 +3,7 @@
 Seeds N twins straight into the emulator's state (a mix of models, versions,
 rings and statuses, about 2% failed with an error section), then times:
 
-- ``collect``: the three queries ``fleet status`` runs, through the official
+- ``collect``: the queries ``fleet status`` runs (one GROUP BY per attribute), through the official
   service SDK over HTTPS, in this process (median of ``--repeat`` runs);
 - ``cli``: the whole ``mcu-gateway fleet status --json`` command as a child
   process, interpreter start-up and imports included;
@@ -37,7 +37,8 @@ def _start_hub(state: Path) -> Any:
     from simulators.hub import HubEmulator, StartupError
 
     for n in range(1, 40):
-        hub = HubEmulator(state, f"127.88.0.{n}")
+        # IoT Hub's ratios, 60 times faster: the repeated runs stay in the S1 query budget.
+        hub = HubEmulator(state, f"127.88.0.{n}", time_scale=60.0)
         try:
             hub.start()
             return hub
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             hub.stop()
     median = statistics.median
     print(f"{'what':<22}{'median s':>10}{'max s':>10}")
-    for name, values in (("collect (3 queries)", times), ("cli --json", cli),
+    for name, values in (("collect", times), ("cli --json", cli),
                          ("cli --html", html)):  # fmt: skip
         print(f"{name:<22}{median(values):>10.3f}{max(values):>10.3f}")
     print(f"twins {result['total']}, failed listed {len(result['failures'])}, "
@@ -144,7 +145,7 @@ def _add_rollout(hub: Any, service: Any, rings: int) -> float:
         return 0.0
     names = (*("canary", "pilot", "broad")[: rings - 1], "all")
     plan = Plan("bench", Package("2.0.0", "https://images.invalid/fw", "ab" * 32, 1000),
-                "tags.group = 'plant-0'", rings=names)  # fmt: skip
+                "tags.[[group]] = 'plant-0'", rings=names)  # fmt: skip
     for k in range(len(names)):
         service.create_configuration(plan.config(k, dt.datetime.now(dt.UTC)))
 

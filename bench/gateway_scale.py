@@ -454,8 +454,12 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS), type=lambda s: s.split(","))
     parser.add_argument("--size", type=int, default=32 * 1024, help="firmware payload bytes")
     parser.add_argument("--baud", type=int, default=921600)
-    parser.add_argument("--max-flashes", type=int, default=PolicySettings.max_concurrent_flashes,
-                        help="max_concurrent_flashes (default: the gateway's default)")
+    parser.add_argument(
+        "--max-flashes",
+        type=int,
+        default=PolicySettings.max_concurrent_flashes,
+        help="max_concurrent_flashes (default: the gateway's default)",
+    )
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--timeout", type=float, default=900.0, help="per N, all phases")
     parser.add_argument("--keep", help="keep state and logs under this directory")

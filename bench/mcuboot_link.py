@@ -41,7 +41,8 @@ def run_one(baud: int, size: int) -> InstallResult:
     image = Image(data, "2.0.0", hashlib.sha256(data).hexdigest())
     with tempfile.TemporaryDirectory(prefix="mcuboot-bench-") as state:
         cmd = [sys.executable, "-m", "gateway.cli", "sim", "--pty", "--bootloader", "mcuboot",
-               "--state", str(Path(state)), "--baud", str(baud)]  # fmt: skip
+               "--state", str(Path(state)), "--baud", str(baud),
+               "--fault", "commands=full"]  # fmt: skip
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         try:
             assert proc.stdout is not None

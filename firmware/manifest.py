@@ -66,6 +66,9 @@ class Manifest:
     delta_base_sha256: str | None = None
     delta_target_size: int | None = None
     delta_target_sha256: str | None = None
+    #: Which image of a multi-image device the payload is for (an MCUboot image
+    #: number: 1 is an nRF5340's network core); None: the port's own setting.
+    target_image: int | None = None
 
     @property
     def is_delta(self) -> bool:
@@ -109,6 +112,8 @@ class Manifest:
                 "size": self.delta_target_size,
                 "sha256": self.delta_target_sha256,
             }
+        if self.target_image is not None:
+            out["targetImage"] = self.target_image
         return out
 
     def to_bytes(self) -> bytes:
@@ -137,7 +142,13 @@ class Manifest:
             obj,
             "manifest",
             required={"manifestVersion", "updateId", "compatibility", "payload"},
-            optional={"minInstalledVersion", "deltaBase", "deltaBaseSha256", "deltaTarget"},
+            optional={
+                "minInstalledVersion",
+                "deltaBase",
+                "deltaBaseSha256",
+                "deltaTarget",
+                "targetImage",
+            },
         )
         if obj["manifestVersion"] != MANIFEST_VERSION or isinstance(obj["manifestVersion"], bool):
             raise _invalid(f"manifestVersion {obj['manifestVersion']!r} is not supported")
@@ -176,6 +187,7 @@ class Manifest:
                 ),
                 delta_target_size=_int(target, "size") if target else None,
                 delta_target_sha256=_str(target, "sha256") if target else None,
+                target_image=_int(obj, "targetImage") if "targetImage" in obj else None,
             )
         except ValueError as exc:
             raise _invalid(str(exc)) from exc
@@ -224,6 +236,8 @@ def _validate(m: Manifest) -> None:
         raise ValueError("deltaTarget.size must be positive")
     if m.payload_size < 0:
         raise ValueError("payload.size must not be negative")
+    if m.target_image is not None and not 0 <= m.target_image <= 15:
+        raise ValueError("targetImage must be an image number 0-15")
     if not _SHA256_HEX.fullmatch(m.payload_sha256):
         raise ValueError("payload.sha256 must be 64 lower-case hex digits")
 

@@ -87,6 +87,7 @@ def manifest_for(
     delta_base: str | None = None,
     delta_base_sha256: str | None = None,
     delta_target: bytes | None = None,
+    target_image: int | None = None,
 ) -> Manifest:
     """A manifest whose payload size and hash are computed from ``payload``."""
     return Manifest(
@@ -101,6 +102,7 @@ def manifest_for(
         delta_target_sha256=(
             None if delta_target is None else hashlib.sha256(delta_target).hexdigest()
         ),
+        target_image=target_image,
     )
 
 

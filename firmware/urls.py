@@ -1,10 +1,12 @@
 """Showing package URLs without their secrets.
 
 Azure Blob SAS URLs carry the credential in the query string (``sv``, ``se``,
-``sig`` ...) and some servers take ``user:password@`` in the authority. Both
-are credentials: wherever a URL is shown (logs, the twin, CLI output,
-exception messages) only scheme, host, port and path remain. Every place
-that shows a URL goes through :func:`redact_url` or :func:`redact_text`.
+``sig`` ...), some servers take ``user:password@`` in the authority, and some
+put a token in a path parameter (``/pkg.mcufw;token=...``, RFC 3986 §3.3). All
+are credentials: wherever a URL is shown (logs, the twin, the journal, CLI
+output, exception messages) only scheme, host, port and the path without its
+parameters remain. Every place that shows a URL goes through
+:func:`redact_url` or :func:`redact_text`.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ __all__ = ["MASK", "redact_text", "redact_url"]
 MASK = "***"
 # A URL inside free text: scheme, "://", then anything up to whitespace or a quote.
 _URL_IN_TEXT = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>`]+")
+# A path segment's parameters: from ";" to the end of the segment.
+_PARAMS = re.compile(r";[^/]*")
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any userinfo and the query and fragment replaced by ``***``."""
+    """``url`` with any userinfo, path parameters, query and fragment replaced by ``***``."""
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
@@ -36,7 +40,8 @@ def redact_url(url: str) -> str:
         netloc = f"{MASK}@{netloc}"
     query = MASK if parts.query else ""
     fragment = MASK if parts.fragment else ""
-    return urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
+    path = _PARAMS.sub(";" + MASK, parts.path)
+    return urlunsplit((parts.scheme, netloc, path, query, fragment))
 
 
 def redact_text(text: str) -> str:

@@ -36,6 +36,7 @@ from gateway.discovery import Probe
 from gateway.errors import CloudAuthError, CloudError, JournalError
 from gateway.journal import Outcome
 from gateway.logs import mcu_logger
+from gateway.reconcile import app_erased as reconcile_app_erased
 from gateway.reconcile import current, on_trial, on_trial_report, reconcile, same_version
 from gateway.reported import (
     FwStatus,
@@ -385,7 +386,7 @@ class McuAgent:
                 )
             raise
         except UpdateFailed as exc:
-            await self._failed(desired, sig, run.started, exc)
+            await self._failed(desired, sig, run.started, exc, app_erased=run.app_erased)
             return
         except Exception as exc:  # a bug must not take the other MCUs down
             self.log.exception("update crashed")
@@ -422,7 +423,13 @@ class McuAgent:
         await self._report(patch, now=True)
 
     async def _failed(
-        self, desired: DesiredFirmware, sig: Signature, started: str, exc: UpdateFailed
+        self,
+        desired: DesiredFirmware,
+        sig: Signature,
+        started: str,
+        exc: UpdateFailed,
+        *,
+        app_erased: bool = False,
     ) -> None:
         ended = utc_now()  # the failure's own time, whatever the INFO re-read below costs
         self.log.phase(exc.phase).error(
@@ -446,11 +453,13 @@ class McuAgent:
                 self.uid, Outcome.ERROR, error_code=exc.code, message=exc.message
             )
         )
-        await self._refresh_info(restart_app=True)
+        if not await self._refresh_info(restart_app=True) and app_erased:
+            self.facts = reconcile_app_erased(self.facts)  # silent now: say what is known
         installed = self.installed
         patch = final_report(
             Outcome.ERROR, desired=desired, started=started, installed=installed, failure=exc
         )
+        patch["mcu"] = {"slots": self._slots()}
         fw = patch["firmware"]
         fw["lastFwUpdateEndTime"] = ended
         limit = self.retry_policy.attempts
@@ -469,21 +478,25 @@ class McuAgent:
             )
         await self._report(patch, now=True)
 
-    async def _refresh_info(self, *, restart_app: bool = False) -> None:
+    async def _refresh_info(self, *, restart_app: bool = False) -> bool:
         """Re-read the MCU's facts; after a failed or aborted flash, start the old app first.
 
         A cut transfer leaves the MCU in its bootloader with the installed image
-        intact (and, with ``resume``, the partial one kept for next time).
+        intact (and, with ``resume``, the partial one kept for next time). True
+        if the MCU answered: its facts are then what it said, even when starting
+        its app failed (a single-slot MCU whose app an unfinished install erased).
         """
+        answered = False
         try:
             async with asyncio.timeout(15 + self.options.confirm_timeout_s):
                 async with self.session() as driver:
-                    facts = await driver.identify()
+                    self.facts = facts = await driver.identify()
+                    answered = True
                     if restart_app and facts.in_bootloader:
-                        facts = await driver.reboot()
-                    self.facts = facts
+                        self.facts = await driver.reboot()
         except (DriverError, TimeoutError, OSError) as exc:
             self.log.warning("could not re-read the MCU's facts: %s", exc)
+        return answered
 
     # ------------------------------------------------------------ direct methods
 

@@ -19,6 +19,8 @@ from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
 
+from firmware.errors import FirmwareError
+from firmware.keys import load_public_key
 from gateway.adu.settings import AduSettings, adu_settings
 from gateway.confread import Table, default_environ, load_toml
 from gateway.naming import check_device_id, normalise_uid
@@ -184,14 +186,14 @@ def _gateway(t: Table) -> GatewaySettings:
         check_device_id(device_id)
     except ValueError as exc:
         raise t.error("device_id", str(exc)) from None
-    state_dir: Path = t.path("state_dir", Path(DEFAULT_STATE_DIR))
+    state_dir = t.directory("state_dir", Path(DEFAULT_STATE_DIR))
     level = t.text("log_level", "INFO").upper()
     if level not in _LOG_LEVELS:
         raise t.error("log_level", f"expected one of {', '.join(_LOG_LEVELS)}")
     settings = GatewaySettings(
         device_id=device_id,
         state_dir=state_dir,
-        cache_dir=t.path("cache_dir", state_dir / "cache"),
+        cache_dir=t.directory("cache_dir", state_dir / "cache"),
         cache_max_bytes=t.integer("cache_max_bytes", DEFAULT_CACHE_MAX, low=1),
         log_format=t.choice("log_format", LogFormat, LogFormat.TEXT),
         log_level=level,
@@ -296,6 +298,10 @@ def _trust(t: Table) -> TrustSettings:
     for i, key in enumerate(keys):
         if not key.is_file():
             raise t.error(f"public_keys[{i}]", f"{key} is not a readable file")
+        try:
+            load_public_key(key)  # now, not as a traceback when the service starts
+        except FirmwareError as exc:
+            raise t.error(f"public_keys[{i}]", exc.message) from None
     settings = TrustSettings(public_keys=keys, allow_unsigned=t.flag("allow_unsigned", False))
     if not keys and not settings.allow_unsigned:
         raise t.error("public_keys", "expected at least one key file (or allow_unsigned = true)")

@@ -9,6 +9,7 @@ Secret values are read here and wrapped at once; no message ever quotes them.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -119,6 +120,8 @@ class Table:
             return value
         if not isinstance(value, int | float) or isinstance(value, bool):
             raise self.error(name, f"expected a number, got {_kind(value)}")
+        if not math.isfinite(value):  # TOML has nan and inf; no setting means either
+            raise self.error(name, f"expected a finite number, got {value}")
         _check_range(self, name, value, low, high)
         return float(value)
 
@@ -150,6 +153,30 @@ class Table:
         if value is default and default is not _MISSING:
             return value
         return self.resolve(value)
+
+    def directory(self, name: str, default: Path) -> Path:
+        """A directory the gateway creates if needed: it must be one, or be creatable.
+
+        Checked without creating anything: an existing path must be a writable
+        directory; a missing one needs its nearest existing parent to be one.
+        """
+        path: Path = self.path(name, default)
+        probe = path
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if probe.exists() and not probe.is_dir():
+            what = (
+                "is not a directory" if probe == path else f"cannot be created: {probe} is a file"
+            )
+            raise self.error(name, f"{path} {what}")
+        if not os.access(probe, os.W_OK | os.X_OK):  # permissions or a read-only mount
+            what = (
+                "is not writable"
+                if probe == path
+                else f"cannot be created: {probe} is not writable"
+            )
+            raise self.error(name, f"{path} {what}")
+        return path
 
     def resolve(self, value: str) -> Path:
         path = Path(value).expanduser()
@@ -227,9 +254,13 @@ def load_toml(path: Path) -> dict[str, Any]:
         with path.open("rb") as fh:
             return tomllib.load(fh)
     except OSError as exc:
-        raise ConfigError(str(path), None, f"cannot read: {exc.strerror}") from None
+        raise ConfigError(str(path), None, f"cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8: a binary file or another encoding
+        raise ConfigError(
+            str(path), None, f"not a TOML file: not UTF-8 text (byte {exc.start})"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(path), None, f"invalid TOML: {exc}") from None
+        raise ConfigError(str(path), None, f"invalid TOML: {_first_line(exc)}") from None
 
 
 def default_environ() -> Mapping[str, str]:

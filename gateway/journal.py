@@ -41,6 +41,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self
 
+from firmware.urls import redact_text, redact_url
 from gateway.errors import JournalError, JournalFull
 from protocols.driver import Phase  # the one phase vocabulary: journal, twin, logs
 
@@ -326,6 +327,7 @@ class Journal:
         """
         stamp = time.time() if now is None else now
         sha = package_sha256.lower()
+        package_uri = redact_url(package_uri)  # a URL's credentials never reach the disk
         with self._tx() as db:
             row = db.execute(
                 "SELECT package_sha256 FROM update_run WHERE uid = ?", (uid,)
@@ -400,7 +402,7 @@ class Journal:
                     outcome.value,
                     row["phase"],
                     error_code,
-                    message,
+                    None if message is None else redact_text(message),  # journals get copied
                     row["bytes_written"],
                     row["attempts"],
                     row["started_at"],

@@ -186,8 +186,9 @@ class Lab:
     #: Facts of a hub emulator running elsewhere (its own process, for kill -9 tests);
     #: when set, the lab starts no emulator of its own.
     external_hub: HubFacts | None = None
-    #: Seconds between the hub's configuration evaluations (None: the emulator's default).
-    hub_config_interval: float | None = None
+    #: How much faster than IoT Hub the emulator runs all its cadences together
+    #: (configuration evaluation, query lag, throttles); 1.0 is IoT Hub's own pace.
+    hub_time_scale: float = 1.0
 
     @property
     def facts(self) -> HubFacts:
@@ -214,7 +215,7 @@ class Lab:
     async def start(self) -> None:
         (self.root / "ports").mkdir(parents=True, exist_ok=True)
         if self.external_hub is None:
-            self.hub = HubEmulator(self.root / "hub", self.host, self.hub_config_interval)
+            self.hub = HubEmulator(self.root / "hub", self.host, time_scale=self.hub_time_scale)
             await asyncio.to_thread(self.hub.start)
         pki = make_test_pki(self.host)
         (self.root / "images-ca.pem").write_bytes(pki.ca_pem)

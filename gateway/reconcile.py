@@ -9,6 +9,7 @@ journal's update in progress. It also says how to close that journal row.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ from firmware.twin import DesiredFirmware
 from gateway.journal import HistoryRecord, Outcome, UpdateRecord
 from gateway.reported import RUN_FIGURES, FwStatus, error_section, utc_iso, utc_now
 from gateway.retry import is_transient
-from protocols.driver import DeviceFacts, Phase, SlotState
+from protocols.driver import DeviceFacts, Phase, SlotFacts, SlotState
 
 _PHASE_STATUS = {
     Phase.DOWNLOADING: FwStatus.DOWNLOADING,
@@ -60,6 +61,22 @@ def on_trial(facts: DeviceFacts) -> bool:
     fleet ring counts ``current`` as success (issue 17.2).
     """
     return any(s.running and s.state is SlotState.TRIAL for s in facts.slots)
+
+
+def app_erased(facts: DeviceFacts) -> DeviceFacts:
+    """What is known of a single-slot MCU that went silent mid-install: no application.
+
+    Its driver erased the application (and the version record) before writing
+    the new one, so the old version is gone; until the MCU answers again the
+    twin says that, not the version it ran before (issue 17.6).
+    """
+    empty = tuple(
+        SlotFacts(s.index, SlotState.INVALID, boot_count=s.boot_count) for s in facts.slots
+    )
+    details = {**facts.details, "record": "erased by an unfinished install"}
+    return dataclasses.replace(
+        facts, installed_version=None, slots=empty, in_bootloader=True, details=details
+    )
 
 
 def settled_version(facts: DeviceFacts) -> str | None:

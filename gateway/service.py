@@ -15,13 +15,14 @@ import time
 from typing import Any
 
 from firmware.download import Downloader
+from firmware.errors import CacheError, KeyFileError
 from firmware.policy import TrustPolicy
 from gateway.adu.wiring import adu_agent, adu_model_id
 from gateway.agent import McuAgent
 from gateway.cloud import DeviceTwinLink, LinkOptions, link_for
 from gateway.config import Config
 from gateway.discovery import Probe, candidate_ports, plan_for, port_present, probe
-from gateway.errors import CloudError, GatewayError
+from gateway.errors import CloudError, ConfigError, GatewayError
 from gateway.identity import IdentityProvider, provider_from_config
 from gateway.journal import Journal
 from gateway.naming import device_id_for
@@ -58,24 +59,35 @@ class Gateway:
 
     async def run(self, stop: asyncio.Event) -> None:
         cfg = self.config
-        cfg.gateway.state_dir.mkdir(parents=True, exist_ok=True)
+        where = str(cfg.path)
+        try:
+            cfg.gateway.state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # checked at load; this is what changed since
+            why = f"{cfg.gateway.state_dir}: {exc.strerror or exc}"
+            raise ConfigError(where, "gateway.state_dir", why) from None
         journal = Journal.open(cfg.gateway.state_dir)
         try:
             self._provider = provider_from_config(
                 cfg.hub, gateway_device_id=cfg.gateway.device_id, cache=journal
             )
-            trust = TrustPolicy.from_files(
-                cfg.trust.public_keys,
-                allow_unsigned=cfg.trust.allow_unsigned,
-                max_size=cfg.policy.max_download_bytes,
-            )
-            async with Downloader(
-                cfg.gateway.cache_dir,
-                cfg.gateway.cache_max_bytes,
-                ca_file=cfg.policy.download_ca_file,
-                # ADU serves files over plain HTTP, trusted by the signed manifest's hash.
-                allow_http="http" in cfg.policy.allowed_schemes or cfg.adu.active,
-            ) as downloader:
+            try:
+                trust = TrustPolicy.from_files(
+                    cfg.trust.public_keys,
+                    allow_unsigned=cfg.trust.allow_unsigned,
+                    max_size=cfg.policy.max_download_bytes,
+                )
+                downloads = Downloader(
+                    cfg.gateway.cache_dir,
+                    cfg.gateway.cache_max_bytes,
+                    ca_file=cfg.policy.download_ca_file,
+                    # ADU serves files over plain HTTP, trusted by the signed manifest's hash.
+                    allow_http="http" in cfg.policy.allowed_schemes or cfg.adu.active,
+                )
+            except KeyFileError as exc:
+                raise ConfigError(where, "trust.public_keys", exc.message) from None
+            except CacheError as exc:
+                raise ConfigError(where, "gateway.cache_dir", exc.message) from None
+            async with downloads as downloader:
                 self._env = UpdateEnv(
                     journal=journal,
                     downloader=downloader,

@@ -44,6 +44,7 @@ from protocols.driver import (
     InstallResult,
     Phase,
     Progress,
+    Safety,
     Step,
 )
 from protocols.driver import Outcome as InstallOutcome
@@ -120,6 +121,9 @@ class UpdateRun:
         self.first_data_at: float | None = None
         self._last_journal = 0.0
         self._last_report = 0.0
+        #: A single-slot install erased the application and has not written its new
+        #: version record yet: the MCU has no version until this install completes.
+        self.app_erased = False
 
     async def _status(self, status: FwStatus, substatus: str, **fields: Any) -> None:
         patch: dict[str, Any] = {
@@ -268,6 +272,13 @@ class UpdateRun:
                         )
                     )
                 return
+            if self.facts.safety is Safety.SINGLE_SLOT:
+                if step is Step.ERASE and not self.app_erased:
+                    self.app_erased = True
+                    # The old version is gone from the MCU from here on: never claim it.
+                    spawn(self._report({"firmware": {"currentFwVersion": None}}, True))
+                elif step is Step.ACTIVATE and event.total and event.done == event.total:
+                    self.app_erased = False  # the new version record is written and read back
             if step is Step.WRITE and now - self._last_journal >= _JOURNAL_EVERY_S:
                 self._last_journal = now
                 journal.best_effort(lambda: journal.record_progress(self.uid, event.done))
@@ -286,12 +297,13 @@ class UpdateRun:
         if m.is_delta:
             assert m.delta_target_sha256 is not None and m.delta_base_sha256 is not None
             image = Image(b"", self.desired.fwVersion, m.delta_target_sha256,
-                          delta=DeltaPayload(payload, total, m.delta_base_sha256))  # fmt: skip
+                          delta=DeltaPayload(payload, total, m.delta_base_sha256),
+                          target=m.target_image)  # fmt: skip
         else:
             # The image the MCU runs, if this gateway wrote it: the base of a delta.
             base = await asyncio.to_thread(recall, cache, _base_sha256(self.facts))
             digest = hashlib.sha256(payload).hexdigest()
-            image = Image(payload, self.desired.fwVersion, digest, base)
+            image = Image(payload, self.desired.fwVersion, digest, base, target=m.target_image)
         try:
             async with self._driver() as driver:
                 result = await driver.install(image, progress)

@@ -170,6 +170,9 @@ class Image:
     base: bytes | None = None
     #: A published delta (``data`` is then empty): only drivers with DELTA take it.
     delta: DeltaPayload | None = None
+    #: Which image of a multi-image device this is for, as the package says
+    #: (``targetImage``); None: the port's setting. Only ``mcuboot`` has images.
+    target: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

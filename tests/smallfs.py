@@ -17,11 +17,12 @@ import pytest
 
 
 @contextlib.contextmanager
-def small_fs(where: Path, size: str = "3m") -> Iterator[Path]:
+def small_fs(where: Path, size: str = "3m", *, read_only: bool = False) -> Iterator[Path]:
     """A fresh ``size`` tmpfs at ``where``, unmounted (and its contents gone) afterwards."""
     where.mkdir(parents=True, exist_ok=True)
+    options = f"size={size},mode=0755" + (",ro" if read_only else "")
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(where)],
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
         capture_output=True,
         text=True,
         check=False,

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware.compat import parse_compat
+from firmware.errors import VerificationError
 from firmware.manifest import parse_version
 from firmware.twin import DesiredFirmware
 from gateway.adu import codes
@@ -56,6 +57,7 @@ from gateway.agent import McuAgent
 from gateway.journal import Outcome
 from gateway.reported import utc_now
 from gateway.update import UpdateFailed, UpdateRun, final_report
+from protocols.driver import DriverError
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ class AduMcuAgent(McuAgent):
     def manufacturer(self) -> str:
         try:
             return parse_compat(self.facts.compat).manufacturer
-        except Exception:  # a malformed compat string: ADU still needs a value
+        except VerificationError:  # a malformed compat string: ADU still needs a value
             return "unknown"
 
     def installed_update_id(self) -> str | None:
@@ -152,7 +154,7 @@ class AduMcuAgent(McuAgent):
             verified = verify_service(value, self.adu.root_keys)
             if verified.workflow.action != Action.PROCESS_DEPLOYMENT:
                 return None
-            return _desired(verified, *_our_step(verified.manifest))
+            return _desired(verified, *_our_step(verified.manifest, self.facts.model))
         except AduError:
             return None
 
@@ -220,8 +222,8 @@ class AduMcuAgent(McuAgent):
         await self._report_agent(AgentState.DEPLOYMENT_IN_PROGRESS, workflow, IN_PROGRESS)
         try:
             verified = await self._verified(value)
-            step_file = _our_step(verified.manifest)
             self._check_compatibility(verified.manifest)
+            step_file = _our_step(verified.manifest, self.facts.model)
             desired = _desired(verified, *step_file)
             update_id = verified.manifest.update_id.as_json()
             if self.installed == desired.fwVersion and self.installed_update_id() == update_id:
@@ -344,7 +346,7 @@ class AduMcuAgent(McuAgent):
             async with asyncio.timeout(15 + self.options.confirm_timeout_s):
                 async with self.session() as driver:
                     self.facts = await driver.abort()
-        except Exception as exc:  # the MCU keeps its bootable image whatever happens here
+        except (DriverError, TimeoutError, OSError) as exc:  # the MCU keeps its bootable image
             self.log.warning("abort after cancel failed: %s", exc)
             await self._refresh_info(restart_app=True)
         await self._report(
@@ -385,8 +387,12 @@ class AduMcuAgent(McuAgent):
         self.adu.state.save(self.uid, rec)
 
 
-def _our_step(manifest: UpdateManifest) -> tuple[str, FileEntry]:
-    """The one step this agent runs: handler ``HANDLER`` with one file (our package)."""
+def _our_step(manifest: UpdateManifest, model: str) -> tuple[str, FileEntry]:
+    """The one step this agent runs: handler ``HANDLER``, and this MCU model's file of it.
+
+    A step has one file (one model's package), or one per model with
+    ``handlerProperties.files`` naming each model's file (a bundle).
+    """
     steps = [s for s in manifest.steps if s.handler is not None]
     if len(manifest.steps) != 1 or len(steps) != 1 or steps[0].handler != HANDLER:
         handlers = [s.handler or "reference" for s in manifest.steps]
@@ -395,9 +401,14 @@ def _our_step(manifest: UpdateManifest) -> tuple[str, FileEntry]:
             codes.ERC_HANDLER_NOT_FOUND,
         )
     step = steps[0]
-    if len(step.files) != 1 or step.files[0] not in manifest.files:
+    if step.files_by_model:
+        name = step.files_by_model.get(model)
+        ids = [f for f in step.files if f in manifest.files and manifest.files[f].file_name == name]
+    else:
+        ids = list(step.files)
+    if len(ids) != 1 or ids[0] not in manifest.files:
         raise AduManifestError(
-            f"the {HANDLER} step needs exactly one file of the manifest",
+            f"the {HANDLER} step has no single file for model {model!r:.40}",
             codes.ERC_BAD_FILES_OR_FILEURLS,
         )
     criteria = step.installed_criteria
@@ -410,7 +421,7 @@ def _our_step(manifest: UpdateManifest) -> tuple[str, FileEntry]:
             f"installedCriteria {criteria!r:.40} is not a firmware version",
             codes.ERC_NO_INSTALLEDCRITERIA,
         ) from exc
-    return criteria, manifest.files[step.files[0]]
+    return criteria, manifest.files[ids[0]]
 
 
 def _desired(verified: VerifiedService, version: str, file: FileEntry) -> DesiredFirmware:

@@ -30,7 +30,7 @@ async def fetch_small(
                 raise AduError(
                     f"{redact_url(url)}: HTTP {resp.status}", ERC_ROOTKEY_DOWNLOAD_FAILED
                 )
-            data = await resp.content.read(limit + 1)
+            data = await read_capped(resp, limit)
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         raise AduError(
             f"{redact_url(url)}: download failed ({type(exc).__name__})",
@@ -39,3 +39,15 @@ async def fetch_small(
     if len(data) > limit:
         raise AduError(f"{redact_url(url)}: larger than {limit} bytes", ERC_ROOTKEY_DOWNLOAD_FAILED)
     return data
+
+
+async def read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The whole body, or ``limit + 1`` bytes if it is longer (``content.read(n)`` returns
+    only what has arrived so far)."""
+    chunks, size = [], 0
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            break
+    return b"".join(chunks)[: limit + 1]

@@ -25,6 +25,7 @@ _ID_PART = re.compile(r"[a-zA-Z0-9.-]{1,64}")
 _VERSION = re.compile(r"\d+(?:\.\d+){1,3}")
 _MAX_PART = 2147483647
 _MAX_COMPAT_VALUE = 64
+_MAX_FILES = 10  # files of one update, and compatibility sets (import-schema.md)
 SUFFIX = ".importmanifest.json"  # the file name ADU's tools use
 
 
@@ -97,3 +98,52 @@ def import_manifest(
     if description:
         out["description"] = description[:512]
     return out
+
+
+def bundle(manifests: list[dict[str, Any]], *, provider: str, name: str) -> dict[str, Any]:
+    """One update for several MCU models: each model's package, picked by the agent.
+
+    ADU deploys one update to a group, to every device class it is compatible with,
+    and a group holds one active deployment; a group of mixed models therefore needs
+    one update that fits them all. The step names each model's file in
+    ``handlerProperties.files`` (model -> file name), which the agent reads.
+    """
+    if not 2 <= len(manifests) <= _MAX_FILES:
+        raise AduManifestError(f"a bundle holds 2-{_MAX_FILES} packages")
+    for part, value in (("provider", provider), ("name", name)):
+        if not _ID_PART.fullmatch(value):
+            raise AduManifestError(f"bundle {part} {value!r:.64} must match ^[a-zA-Z0-9.-]+$")
+    versions = {m["updateId"]["version"] for m in manifests}
+    if len(versions) != 1:
+        raise AduManifestError(f"the packages have different versions: {sorted(versions)}")
+    (version,) = versions
+    compat: list[dict[str, str]] = []
+    files: list[dict[str, Any]] = []
+    by_model: dict[str, str] = {}
+    for m in manifests:
+        (entry,) = m["compatibility"]
+        (file,) = m["files"]
+        if entry in compat:
+            raise AduManifestError(f"two packages for {entry['manufacturer']}/{entry['model']}")
+        if any(f["filename"] == file["filename"] for f in files):
+            raise AduManifestError(f"two packages named {file['filename']!r:.60}")
+        compat.append(entry)
+        files.append(file)
+        by_model[entry["model"]] = file["filename"]
+    return {
+        "updateId": {"provider": provider, "name": name, "version": version},
+        "isDeployable": True,
+        "compatibility": compat,
+        "instructions": {
+            "steps": [
+                {
+                    "handler": HANDLER,
+                    "files": [f["filename"] for f in files],
+                    "handlerProperties": {"installedCriteria": version, "files": by_model},
+                }
+            ]
+        },
+        "files": files,
+        "createdDateTime": max(m["createdDateTime"] for m in manifests),
+        "manifestVersion": "5.0",
+    }

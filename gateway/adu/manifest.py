@@ -14,7 +14,7 @@ import binascii
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -63,6 +63,9 @@ class Step:
     files: tuple[str, ...]
     installed_criteria: str | None
     detached_manifest: str | None = None
+    #: handlerProperties "files": MCU model -> file name, when one step carries several
+    #: models' packages (gateway.adu.importmanifest.bundle).
+    files_by_model: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True)
@@ -142,10 +145,14 @@ def _step(raw: Any) -> Step:
         return Step(None, (), None, str(raw["detachedManifestFileId"]))
     props = raw.get("handlerProperties") or {}
     criteria = props.get("installedCriteria")
+    by_model = props.get("files") or {}
+    if not isinstance(by_model, dict):
+        raise ValueError("handlerProperties.files is not an object")
     return Step(
         str(raw["handler"]),
         tuple(str(f) for f in raw.get("files", [])),
         None if criteria is None else str(criteria),
+        files_by_model=MappingProxyType({str(k): str(v) for k, v in by_model.items()}),
     )
 
 

@@ -28,6 +28,18 @@ _UPDATE = re.compile(r"([a-zA-Z0-9.-]+)/([a-zA-Z0-9.-]+)/(\d+(?:\.\d+){1,3})")
 
 
 def register(cmds: argparse._SubParsersAction[Any]) -> None:
+    bun = cmds.add_parser(
+        "bundle",
+        help="merge several models' import manifests into one update for a mixed group",
+        description="ADU deploys one update per group; for a group of several MCU models, "
+        "bundle each model's package (from `image pack --adu-manifest`) into one update.",
+    )
+    bun.add_argument("manifests", nargs="+", type=Path, help="one .importmanifest.json per model")
+    bun.add_argument("-o", "--out", required=True, type=Path)
+    bun.add_argument("--provider", required=True)
+    bun.add_argument("--name", required=True, help="the bundle's update name")
+    bun.set_defaults(func=_bundle)
+
     imp = cmds.add_parser(
         "import",
         help="import an update (import manifest v5 and its files) into ADU",
@@ -165,6 +177,34 @@ def _update_id(text: str, option: str) -> dict[str, str]:
 
 def _emit(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
     print(json.dumps(obj, indent=1) if args.json else text)
+
+
+# ------------------------------------------------------------ bundle
+
+
+def _bundle(args: argparse.Namespace) -> int:
+    from gateway.adu.errors import AduManifestError
+    from gateway.adu.importmanifest import bundle
+
+    docs = []
+    for path in args.manifests:
+        try:
+            docs.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            raise CommandError(f"{path}: not a readable import manifest ({exc})") from exc
+    try:
+        merged = bundle(docs, provider=args.provider, name=args.name)
+    except (AduManifestError, KeyError, TypeError, ValueError) as exc:
+        message = exc.message if isinstance(exc, AduManifestError) else f"malformed: {exc!r}"
+        raise CommandError(f"bundle: {message}") from exc
+    tmp = args.out.with_name(args.out.name + ".tmp")
+    tmp.write_text(json.dumps(merged, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(args.out)
+    uid = merged["updateId"]
+    print(
+        f"wrote {args.out}: {uid['provider']}/{uid['name']}/{uid['version']} for {len(docs)} models"
+    )
+    return 0
 
 
 # ------------------------------------------------------------ import

@@ -75,7 +75,7 @@ async def _start_lab(root: Path, models: list[str], baud: int) -> Any:
 
     for n in range(1, 40):
         lab = Lab(root / f"lab-{n}", f"127.77.0.{n}", models, ("--baud", str(baud)), baud,
-                  hub_config_interval=0.5)  # fmt: skip
+                  hub_time_scale=600)  # fmt: skip
         try:
             await lab.__aenter__()
             return lab

@@ -32,7 +32,7 @@ def _plans(lab: Any, models: list[str], bad: str, version: str, size: Any) -> li
         package = Package(version, release.url, release.sha256, release.size)
         # The twin reports the model the driver reads (stm32f10x-md for the lab's stm32f103).
         reported = sim_kind(model).device_model
-        target = f"tags.group = 'demo' AND properties.reported.mcu.model = '{reported}'"
+        target = f"tags.[[group]] = 'demo' AND properties.reported.mcu.model = '{reported}'"
         plans.append(Plan(name=f"demo-{model}", package=package, target=target, rings=RINGS))
     return plans
 
@@ -99,6 +99,12 @@ async def run_rollout(
     hub = ServiceHub(lab.facts.service_connection_string, lab.facts.ca_path)
     images_ca = lab.root / "images-ca.pem"
     await asyncio.to_thread(_tag, hub, agents)
+    # IoT Hub's queries trail the twins (eventual consistency): deploy's checks
+    # count the target by query, so wait until the tags are visible there.
+    while await asyncio.to_thread(deploy.count, hub, "tags.[[group]] = 'demo'") < len(agents):
+        if time.monotonic() > deadline:
+            raise CommandError("the hub's queries never showed the demo tags")
+        await asyncio.sleep(0.2)
     plans = _plans(lab, models, bad, version, size)
     console.print(f"tagged {len(agents)} MCUs group=demo, the first of each model ring=canary; "
                   f"{bad}'s package is signed with an untrusted key")  # fmt: skip
@@ -163,7 +169,7 @@ async def _show_status(hub: Any, console: Any) -> None:
 
     from gateway.fleet.status import collect
 
-    status = await asyncio.to_thread(collect, hub, "tags.group = 'demo'")
+    status = await asyncio.to_thread(collect, hub, "tags.[[group]] = 'demo'")
     table = Table(title="fleet status: failed MCUs, pinpointed")
     for col in ("device", "gateway", "port", "model", "error", "phase", "message"):
         table.add_column(col)

@@ -133,8 +133,11 @@ def _check_fast_baud(args: argparse.Namespace, facts: DeviceFacts) -> None:
         )
 
 
-def _check_package(args: argparse.Namespace, data: bytes, facts: DeviceFacts) -> tuple[bytes, str]:
-    """Verify the package against the connected MCU before a byte is written."""
+def _check_package(
+    args: argparse.Namespace, data: bytes, facts: DeviceFacts
+) -> tuple[bytes, str, int | None]:
+    """Verify the package against the connected MCU before a byte is written; returns the
+    payload, its version and the image it is for (``targetImage``)."""
     from firmware.compat import TargetInfo
     from firmware.errors import FirmwareError
     from firmware.policy import TrustPolicy, check_package
@@ -160,7 +163,8 @@ def _check_package(args: argparse.Namespace, data: bytes, facts: DeviceFacts) ->
     )
     if not verdict.ok or verdict.package is None:
         raise CommandError(f"{args.file}: {verdict.reason.value}: {verdict.message}")
-    return verdict.package.payload, verdict.package.manifest.update.version
+    manifest = verdict.package.manifest
+    return verdict.package.payload, manifest.update.version, manifest.target_image
 
 
 def _progress_bar(enabled: bool) -> tuple[ProgressFn, Any]:
@@ -218,13 +222,13 @@ def _run(args: argparse.Namespace) -> int:
 
     async def body(spec: DriverSpec, driver: Driver, facts: DeviceFacts) -> InstallResult:
         _check_fast_baud(args, facts)
-        image, version = (data, args.version)
+        image, version, target = (data, args.version, None)
         if is_package:
-            image, version = _check_package(args, data, facts)
+            image, version, target = _check_package(args, data, facts)
         else:
             _check_raw(args, facts)
         digest = hashlib.sha256(image).hexdigest()
-        return await driver.install(Image(image, version, digest), progress)
+        return await driver.install(Image(image, version, digest, target=target), progress)
 
     try:
         if bar is not None:

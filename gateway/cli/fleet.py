@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import sys
 import time
@@ -68,7 +69,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     d.add_argument(
         "--target",
         required=True,
-        help="query condition: which twins, e.g. \"tags.group = 'plant-a'\"",
+        help="query condition: which twins, e.g. \"tags.[[group]] = 'plant-a'\"",
     )
     rings = d.add_mutually_exclusive_group()
     rings.add_argument(
@@ -94,14 +95,37 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         action="store_true",
         help="follow the rollout ring by ring until done; exit 2 on a halt",
     )
-    d.add_argument("--interval", type=float, default=5.0, help="seconds between checks")
-    d.add_argument("--timeout", type=float, default=3600.0, help="--wait gives up after this")
+    d.add_argument(
+        "--interval",
+        type=float,
+        default=60.0,
+        help="seconds between checks (default 60: IoT Hub recounts metrics every 5 minutes, "
+        "and each check spends one of the 20 configuration operations a minute per unit)",
+    )
+    d.add_argument(
+        "--timeout",
+        type=float,
+        default=6 * 3600.0,
+        help="--wait gives up after this many seconds (default 6 h: each ring takes at least "
+        "one 5-minute evaluation plus the MCUs' update time)",
+    )
     d.add_argument(
         "--package-ca-file",
         type=Path,
         help="PEM CA for checking --package-uri (default: system CAs)",
     )
+    _limit_options(d)
     d.set_defaults(func=_deploy)
+
+    pr = fleet.add_parser(
+        "prune",
+        parents=[common],
+        help="delete superseded rollout configurations (never changes an MCU's firmware)",
+    )
+    pr.add_argument("--dry-run", action="store_true", help="only show what would go and why")
+    pr.add_argument("--keep", type=int, default=None, metavar="N",
+                    help="newest rollouts per target kept whole (default 2)")  # fmt: skip
+    pr.set_defaults(func=_prune)
 
     r = fleet.add_parser("rollouts", parents=[common], help="list rollouts and their state")
     r.add_argument("--json", action="store_true")
@@ -136,7 +160,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     t = fleet.add_parser("tag", parents=[common], help="put MCUs into a group and/or ring")
     t.add_argument("devices", nargs="*", metavar="DEVICE_ID")
     t.add_argument("--where", help="tag every twin matching this condition")
-    t.add_argument("--group", help="set tags.group")
+    t.add_argument("--group", help="set tags.group (queries write it tags.[[group]])")
     t.add_argument("--ring", help="set tags.ring")
     t.add_argument(
         "--adu-group", help="set tags.ADUGroup: the MCUs' Azure Device Update group (docs/adu.md)"
@@ -177,6 +201,36 @@ def _hub(args: argparse.Namespace) -> FleetHub:
         raise CommandError(str(exc)) from None
 
 
+def _limit_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-configurations",
+        type=int,
+        default=100,
+        metavar="N",
+        help="the hub's configuration limit (100; 10 on the free tier): superseded rollout "
+        "configurations are pruned before a new one would pass it",
+    )
+    p.add_argument(
+        "--keep",
+        type=int,
+        default=2,
+        metavar="N",
+        help="newest rollouts per target that pruning keeps whole (default 2)",
+    )
+
+
+def _limits(args: argparse.Namespace) -> Any:
+    from gateway.fleet.deploy import Limits
+
+    if args.max_configurations < 1 or args.keep < 1:
+        raise CommandError("--max-configurations and --keep must be at least 1")
+
+    def report(removal: Any) -> None:
+        print(f"pruned {removal.config.id}: {removal.reason}", flush=True)
+
+    return Limits(args.max_configurations, args.keep, report)
+
+
 def _run(fn: Any, *args: Any) -> Any:
     """Call into the fleet package; its errors become one-line CLI errors."""
     from gateway.fleet import FleetError
@@ -211,7 +265,8 @@ def _status(args: argparse.Namespace) -> int:
     status = _run(collect, hub, args.where)
     if args.html is not None:
         try:
-            args.html.write_text(render(status, where=args.where, now=_now()))
+            page = render(status, where=args.where, now=_now(), rollouts=_all_rollouts(hub))
+            args.html.write_text(page)
         except OSError as exc:
             raise CommandError(f"--html {args.html}: {exc.strerror}") from None
     if args.json:
@@ -241,22 +296,12 @@ def _print_status(status: Any) -> None:
     console.print(table)
     if status.failures:
         failed = Table(title=f"failed or rolled back: {len(status.failures)}")
-        for col in (
-            "device",
-            "gateway",
-            "port",
-            "model",
-            "status",
-            "error",
-            "phase",
-            "message",
-            "at",
-        ):
+        for col in ("device", "gateway", "port", "model", "status", "running", "target",
+                    "error", "phase", "message", "at"):  # fmt: skip
             failed.add_column(col)
         for f in status.failures:
-            failed.add_row(
-                f.device_id, f.gateway, f.port, f.model, f.status, f.code, f.phase, f.message, f.at
-            )
+            failed.add_row(f.device_id, f.gateway, f.port, f.model, f.status, f.version, f.target,
+                           f.code, f.phase, f.message, f.at)  # fmt: skip
         console.print(failed)
     else:
         console.print("no failed MCUs")
@@ -298,8 +343,9 @@ def _deploy(args: argparse.Namespace) -> int:
         rings = tuple(f"{p.strip()}%" for p in args.percent.split(","))
     else:
         rings = tuple(r.strip() for r in (args.rings or ALL).split(","))
-    if args.interval <= 0 or args.timeout <= 0:
-        raise CommandError("--interval and --timeout must be positive")
+    for flag, value in (("--interval", args.interval), ("--timeout", args.timeout)):
+        if not (math.isfinite(value) and value > 0):
+            raise CommandError(f"{flag} must be a positive number of seconds, not {value}")
     package = _package(args.package_uri, args.check_value, args.size, args.fw_version, args.window)
     plan = _run(
         lambda: Plan(
@@ -313,17 +359,18 @@ def _deploy(args: argparse.Namespace) -> int:
         )
     )
     hub = _hub(args)
-    rollout = _run(deploy.create, hub, plan, _now(), _check_uri(args.package_ca_file))
+    limits = _limits(args)
+    rollout = _run(deploy.create, hub, plan, _now(), _check_uri(args.package_ca_file), limits)
     print(
         f"rollout {plan.name}: version {plan.package.version} to {plan.target}; "
         f"rings {', '.join(plan.rings)}; state {rollout.state.value}",
         flush=True,
     )
     if not args.wait:
-        result = _run(deploy.step, hub, plan.name, _now())
+        result = _run(deploy.step, hub, plan.name, _now(), limits)
         print(f"rollout {plan.name}: {_describe(result.decision)}")
         return EXIT_HALTED if result.rollout.state.value == "halted" else 0
-    return _follow(hub, plan.name, args.interval, args.timeout)
+    return _follow(hub, plan.name, args.interval, args.timeout, limits)
 
 
 def _describe(decision: Any) -> str:
@@ -343,7 +390,7 @@ def _describe(decision: Any) -> str:
     return str(decision)
 
 
-def _follow(hub: FleetHub, name: str, interval: float, timeout: float) -> int:
+def _follow(hub: FleetHub, name: str, interval: float, timeout: float, limits: Any) -> int:
     from rich.live import Live
 
     from gateway.fleet import deploy
@@ -355,7 +402,7 @@ def _follow(hub: FleetHub, name: str, interval: float, timeout: float) -> int:
     started = {0: time.monotonic()}
     with Live(console=console, refresh_per_second=4, transient=not console.is_terminal) as live:
         while True:
-            result = _run(deploy.step, hub, name, _now())
+            result = _run(deploy.step, hub, name, _now(), limits)
             rollout = result.rollout
             line = _describe(result.decision)
             for ring in rollout.rings:
@@ -549,6 +596,26 @@ def _rollback(args: argparse.Namespace) -> int:
     )
     version = config.labels.get("version")
     print(f"rollout {args.name}: rolling {len(devices)} MCU(s) back to {version} ({config.id})")
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from gateway.fleet import prune
+
+    keep = prune.DEFAULT_KEEP if args.keep is None else args.keep
+    hub = _hub(args)
+    configs = _run(hub.configurations)
+    removals = _run(prune.plan, configs, keep)
+    if not removals:
+        print(f"nothing to prune: {len(configs)} configurations, none fully superseded")
+        return 0
+    for removal in removals:
+        if not args.dry_run:
+            _run(prune.delete, hub, removal.config)
+        verb = "would delete" if args.dry_run else "deleted"
+        print(f"{verb} {removal.config.id}: {removal.reason}", flush=True)
+    left = len(configs) - (0 if args.dry_run else len(removals))
+    print(f"{len(removals)} of {len(configs)} configurations {verb.split()[-1]}; {left} remain")
     return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import math
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +35,20 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "--host", default="127.0.0.1", help="loopback address to listen on (default: %(default)s)"
     )
     p.add_argument(
-        "--config-interval",
+        "--time-scale",
         type=float,
-        default=5.0,
-        help="seconds between evaluations of automatic device configurations (default 5)",
+        default=1.0,
+        metavar="N",
+        help="run IoT Hub's cadences N times faster, all together: configuration evaluation "
+        "(5 min), query lag, throttle windows (default 1: real pace)",
     )
+    p.add_argument(
+        "--tier",
+        choices=("F1", "S1", "S2", "S3"),
+        default="S1",
+        help="IoT Hub tier whose throttles and limits apply (default S1)",
+    )
+    p.add_argument("--units", type=int, default=1, help="IoT Hub units (default 1)")
     p.set_defaults(func=_run)
 
 
@@ -50,19 +60,26 @@ def _run(args: argparse.Namespace) -> int:
             raise CommandError(f"--host {args.host}: the emulator listens on loopback only")
     except ValueError as exc:
         raise CommandError(f"--host {args.host}: not an IP address") from exc
-    if args.config_interval <= 0:
-        raise CommandError("--config-interval must be positive")
-    return asyncio.run(_serve(args.state, args.host, args.config_interval))
+    if not (0 < args.time_scale < math.inf):
+        raise CommandError("--time-scale must be a positive number")
+    if args.units < 1:
+        raise CommandError("--units must be at least 1")
+    return asyncio.run(_serve(args))
 
 
-async def _serve(state: Path, host: str, config_interval: float) -> int:
+async def _serve(args: argparse.Namespace) -> int:
     import asyncio
     import signal
     import sys
 
     from simulators.hub import HubEmulatorError, HubServer
+    from simulators.hub.throttling import Tier
+    from simulators.hub.timing import Timing
 
-    server = HubServer(state, host, config_interval)
+    server = HubServer(
+        args.state, args.host, timing=Timing(args.time_scale), tier=Tier(args.tier),
+        units=args.units,
+    )  # fmt: skip
     try:
         facts = await server.start()
     except HubEmulatorError as exc:

@@ -51,6 +51,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     pk.add_argument("--model", required=True)
     pk.add_argument("--hwrev", help="hardware revision (omit: any revision)")
     pk.add_argument("--min-installed", help="refuse MCUs running an older version")
+    pk.add_argument(
+        "--target-image",
+        type=int,
+        help="image number on a multi-image device (MCUboot: 1 = an nRF5340's network core)",
+    )
     pk.add_argument("--key", type=Path, help="private key to sign with (omit: unsigned)")
     pk.add_argument(
         "--adu-manifest",
@@ -152,6 +157,7 @@ def _pack(args: argparse.Namespace) -> int:
             model=args.model,
             hwrev=args.hwrev,
             min_installed_version=args.min_installed,
+            target_image=args.target_image,
         )
     except ValueError as exc:
         raise CommandError(str(exc)) from None

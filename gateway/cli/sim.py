@@ -24,6 +24,7 @@ fault specs (repeat --fault):
   refuse=OPCODE              answer OPCODE with REFUSED
   mute=OPCODE                never answer OPCODE
   crash-on-boot=VERSION      that app version crashes on boot (exercises rollback)
+  hang-on-boot=VERSION       that app version hangs on boot; the watchdog resets it (rollback)
   baud-fail                  SET_BAUD accepted but the new rate never works
 A power cut ends the process with exit status 3; restart it on the same --state.
 """

@@ -9,16 +9,19 @@ id, a stale etag); that step then waits and the next one re-reads and goes on.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from http import HTTPStatus
 
 from gateway.fleet.errors import FleetError, HubRefused
 from gateway.fleet.hub import Config, FleetHub, literal
+from gateway.fleet.prune import CONFIGURATION_LIMIT, DEFAULT_KEEP, Removal, make_room
 from gateway.fleet.rollout import (
     ALL,
     FLEET_LABEL,
     INLINE_IDS,
+    MCU_CONDITION,
     PERCENT_TAG,
     PIN_TAG,
     RING_TAG,
@@ -46,15 +49,40 @@ from gateway.fleet.rollout import (
 
 #: Checks a package URI before anything is created: raises FleetError if it fails.
 UriCheck = Callable[[Package], None]
+#: Told about each configuration deleted to stay under the hub's limit.
+PruneReport = Callable[[Removal], None]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The hub's configuration limit and how many rollouts per target pruning keeps."""
+
+    configurations: int = CONFIGURATION_LIMIT
+    keep: int = DEFAULT_KEEP
+    report: PruneReport = lambda _removal: None
+
+
+def _create(hub: FleetHub, config: Config, limits: Limits) -> None:
+    """Create a configuration, pruning superseded ones first if the hub is full."""
+    for removal in make_room(hub, 1, limits.configurations, limits.keep):
+        limits.report(removal)
+    hub.create_configuration(config)
+
+
+def _mcus(condition: str) -> str:
+    return f"({condition}) AND {MCU_CONDITION}"
 
 
 def count(hub: FleetHub, condition: str) -> int:
-    rows = hub.query(f"SELECT COUNT() AS n FROM devices WHERE {condition}")
+    """MCU twins matching ``condition`` (gateways' own twins never count)."""
+    rows = hub.query(f"SELECT COUNT() AS n FROM devices WHERE {_mcus(condition)}")
     return int(rows[0].get("n", 0)) if rows else 0
 
 
 def device_ids(hub: FleetHub, condition: str) -> list[str]:
-    return [str(r["deviceId"]) for r in hub.query(target_query(condition)) if "deviceId" in r]
+    """Ids of the MCU twins matching ``condition``."""
+    rows = hub.query(target_query(_mcus(condition)))
+    return [str(r["deviceId"]) for r in rows if "deviceId" in r]
 
 
 def get(hub: FleetHub, name: str) -> Rollout:
@@ -93,7 +121,11 @@ def validate(hub: FleetHub, plan: Plan, check_uri: UriCheck | None) -> None:
 
 
 def create(
-    hub: FleetHub, plan: Plan, now: dt.datetime, check_uri: UriCheck | None = None
+    hub: FleetHub,
+    plan: Plan,
+    now: dt.datetime,
+    check_uri: UriCheck | None = None,
+    limits: Limits = Limits(),
 ) -> Rollout:
     """Start a rollout (ring 0), or resume the same one; another plan under its name fails."""
     configs = hub.configurations()
@@ -110,10 +142,20 @@ def create(
         raise FleetError(f"configuration {ring_id(plan.name, 0)!r} exists and is not a rollout")
     validate(hub, plan, check_uri)
     scheduled = plan.start is not None and parse_time(plan.start) > now
-    hub.create_configuration(plan.config(0, now, State.SCHEDULED if scheduled else State.RUNNING))
+    _create(hub, plan.config(0, now, State.SCHEDULED if scheduled else State.RUNNING), limits)
     if plan.percent_mode and not scheduled:
         _tag_percent(hub, plan, 0)  # after the one write that must succeed first
     return get(hub, plan.name)
+
+
+def _short_of_members(rollout: Rollout, k: int) -> bool:
+    """Whether IoT Hub's last evaluation counted fewer MCUs in percent ring k than
+    its share of the target (the last ring is the target itself: never)."""
+    plan = rollout.plan
+    group = rollout.configs[k].metrics.get("groupTargeted")
+    if k == len(plan.rings) - 1 or not group:
+        return False
+    return rollout.rings[k].targeted < max(1, math.ceil(group * plan.percent(k) / 100))
 
 
 def _tag_percent(hub: FleetHub, plan: Plan, k: int) -> None:
@@ -134,16 +176,19 @@ class StepResult:
     evaluated: Rollout  # the metrics the decision was made on
 
 
-def step(hub: FleetHub, name: str, now: dt.datetime) -> StepResult:
+def step(hub: FleetHub, name: str, now: dt.datetime, limits: Limits = Limits()) -> StepResult:
     """Decide the next step from IoT Hub's metrics and carry it out."""
     rollout = get(hub, name)
     ring = rollout.current_ring
-    if rollout.plan.percent_mode and rollout.state is State.RUNNING and ring is not None:
-        # Idempotent: finishes the tagging of a run that was stopped half-way.
+    # Finishes the tagging of a run that was stopped half-way. It pages through the
+    # whole target (queries: 20 a minute per S1 unit), so only when IoT Hub counts
+    # fewer MCUs in the ring than its share of the target.
+    percent = rollout.plan.percent_mode and rollout.state is State.RUNNING
+    if percent and ring is not None and _short_of_members(rollout, ring.index):
         _tag_percent(hub, rollout.plan, ring.index)
     decision = decide(rollout, now)
     try:
-        _carry_out(hub, rollout, decision, now)
+        _carry_out(hub, rollout, decision, now, limits)
     except HubRefused as exc:
         if exc.status not in (HTTPStatus.CONFLICT, HTTPStatus.PRECONDITION_FAILED):
             raise
@@ -153,7 +198,9 @@ def step(hub: FleetHub, name: str, now: dt.datetime) -> StepResult:
     return StepResult(after, decision, rollout)
 
 
-def _carry_out(hub: FleetHub, rollout: Rollout, decision: Decision, now: dt.datetime) -> None:
+def _carry_out(
+    hub: FleetHub, rollout: Rollout, decision: Decision, now: dt.datetime, limits: Limits
+) -> None:
     plan, first = rollout.plan, rollout.first
     match decision:
         case Activate():
@@ -165,7 +212,7 @@ def _carry_out(hub: FleetHub, rollout: Rollout, decision: Decision, now: dt.date
                 _tag_percent(hub, plan, 0)
         case StartRing(index=k):
             if hub.get_configuration(ring_id(plan.name, k)) is None:
-                hub.create_configuration(plan.config(k, now))
+                _create(hub, plan.config(k, now), limits)
             if plan.percent_mode:
                 _tag_percent(hub, plan, k)
         case Halt(reason=reason):
@@ -223,7 +270,7 @@ def _extra_config(
     )
 
 
-def retry(hub: FleetHub, name: str) -> tuple[Config, list[str]]:
+def retry(hub: FleetHub, name: str, limits: Limits = Limits()) -> tuple[Config, list[str]]:
     """Re-target only the failed MCUs of a rollout, with a fresh desired state.
 
     The gateway does not retry on its own a desired state that failed for
@@ -248,7 +295,7 @@ def retry(hub: FleetHub, name: str) -> tuple[Config, list[str]]:
     errors = hub.test_queries(config.target_condition, {})
     if errors:
         raise FleetError(f"IoT Hub refuses the retry query: {errors[0]}")
-    hub.create_configuration(config)
+    _create(hub, config, limits)
     return config, failed
 
 
@@ -271,7 +318,11 @@ def previous_package(hub: FleetHub, rollout: Rollout) -> Package | None:
 
 
 def rollback(
-    hub: FleetHub, name: str, package: Package | None = None, check_uri: UriCheck | None = None
+    hub: FleetHub,
+    name: str,
+    package: Package | None = None,
+    check_uri: UriCheck | None = None,
+    limits: Limits = Limits(),
 ) -> tuple[Config, list[str]]:
     """Deploy the previous version to every MCU the rollout reached; no new ring starts."""
     rollout = get(hub, name)
@@ -293,7 +344,7 @@ def rollback(
     if hub.get_configuration(f"{name}-rollback") is not None:
         raise FleetError(f"configuration {name}-rollback already exists")
     config = _extra_config(hub, rollout, "rollback", down, devices, "rollback")
-    hub.create_configuration(config)
+    _create(hub, config, limits)
     hub.update_configuration(
         with_state(rollout.first, State.ROLLEDBACK, f"rolled back to {target.version}")
     )

@@ -5,19 +5,65 @@ it, tests give them an in-memory fake, and :class:`ServiceHub` implements it
 with the official ``azure-iot-hub`` SDK (``IoTHubConfigurationManager`` and
 ``IoTHubRegistryManager``). SDK errors become :class:`FleetError` here, at
 this one boundary, and the connection string never appears in a message.
+
+Every call goes through :meth:`ServiceHub._call`, which retries a throttled
+(429), unavailable (503) or unreachable hub with backoff, honouring the
+hub's ``Retry-After``. This is the one place that does it for every request,
+POST included: the SDK's msrest stack leaves POSTs (queries among them) to the
+caller ("Quotas and throttling": "the client should back off and retry").
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
-from collections.abc import Mapping
+import random
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gateway.fleet.errors import FleetError, HubRefused
 
-PAGE = 1000  # IoT Hub's largest query page
+log = logging.getLogger(__name__)
+
+PAGE = 100  # IoT Hub's largest query page ("Query twins": at most 100 records)
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: Seconds one call keeps retrying before it gives up with a one-line error.
+RETRY_BUDGET = 900.0
+_BACKOFF_FIRST, _BACKOFF_CAP = 1.0, 60.0
+
+
+@dataclass
+class RetryPolicy:
+    """How :class:`ServiceHub` waits out a throttled or unreachable hub."""
+
+    budget: float = RETRY_BUDGET
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+    #: Calls retried so far, by HTTP status (0: connection error); read by benchmarks.
+    retried: dict[int, int] = field(default_factory=dict)
+
+    def backoff(self, attempt: int) -> float:
+        """Exponential with full jitter, so parallel rollouts do not retry in step."""
+        return float(random.uniform(0.5, 1.0) * min(_BACKOFF_CAP, _BACKOFF_FIRST * 2.0**attempt))
+
+
+def retry_after(response: Any) -> float | None:
+    """The hub's ``retry-after-ms`` or ``Retry-After`` (seconds), if it sent one."""
+    headers = getattr(response, "headers", None) or {}
+    for name, factor in (("retry-after-ms", 0.001), ("Retry-After", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) * factor
+        except ValueError:
+            continue
+        if 0 <= seconds < 3600:
+            return seconds
+    return None
 
 
 @dataclass(frozen=True)
@@ -71,9 +117,12 @@ def literal(value: str) -> str:
 class ServiceHub:
     """:class:`FleetHub` over the official service SDK."""
 
-    def __init__(self, connection_string: str, ca_file: str | None = None) -> None:
+    def __init__(
+        self, connection_string: str, ca_file: str | None = None, retry: RetryPolicy | None = None
+    ) -> None:
         from azure.iot.hub import IoTHubConfigurationManager, IoTHubRegistryManager
 
+        self.retry = retry or RetryPolicy()
         if ca_file:
             # requests (under msrest) reads its trust anchors from here.
             os.environ["REQUESTS_CA_BUNDLE"] = ca_file
@@ -87,15 +136,29 @@ class ServiceHub:
             ) from exc
 
     def _call(self, what: str, fn: Any, *args: Any) -> Any:
+        """``fn(*args)``, retried on 429/5xx and connection errors within the budget."""
         from msrest.exceptions import ClientRequestError, HttpOperationError
 
-        try:
-            return fn(*args)
-        except HttpOperationError as exc:
-            status = getattr(exc.response, "status_code", 0) or 0
-            raise HubRefused(f"{what}: IoT Hub answered {_describe(exc)}", status) from None
-        except ClientRequestError as exc:
-            raise FleetError(f"{what}: cannot reach IoT Hub ({_first_line(exc)})") from None
+        policy = self.retry
+        deadline = policy.clock() + policy.budget
+        attempt = 0
+        while True:
+            try:
+                return fn(*args)
+            except HttpOperationError as exc:
+                status = getattr(exc.response, "status_code", 0) or 0
+                wait = retry_after(exc.response) if status in RETRY_STATUSES else None
+                if status not in RETRY_STATUSES or policy.clock() >= deadline:
+                    raise HubRefused(f"{what}: IoT Hub answered {_describe(exc)}", status) from None
+                wait = wait if wait is not None else policy.backoff(attempt)
+            except ClientRequestError as exc:
+                if policy.clock() >= deadline:
+                    raise FleetError(f"{what}: cannot reach IoT Hub ({_first_line(exc)})") from None
+                status, wait = 0, policy.backoff(attempt)
+            policy.retried[status] = policy.retried.get(status, 0) + 1
+            log.debug("%s: IoT Hub status %s; retrying in %.2fs", what, status or "-", wait)
+            policy.sleep(min(wait, max(0.0, deadline - policy.clock())))
+            attempt += 1
 
     def query(self, text: str) -> list[dict[str, Any]]:
         from azure.iot.hub.models import QuerySpecification
@@ -119,14 +182,15 @@ class ServiceHub:
         return [_config(c) for c in found]
 
     def get_configuration(self, config_id: str) -> Config | None:
-        from msrest.exceptions import HttpOperationError
-
         try:
-            return _config(self._configs.get_configuration(config_id))
-        except HttpOperationError as exc:
-            if exc.response is not None and exc.response.status_code == 404:
+            found = self._call(
+                f"get configuration {config_id}", self._configs.get_configuration, config_id
+            )
+        except HubRefused as exc:
+            if exc.status == 404:
                 return None
-            raise FleetError(f"get configuration {config_id}: {_describe(exc)}") from None
+            raise
+        return _config(found)
 
     def create_configuration(self, config: Config) -> Config:
         made = self._call(

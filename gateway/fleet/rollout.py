@@ -29,6 +29,22 @@ from gateway.fleet.hub import Config, literal
 
 FLEET_LABEL = "mcuFleet"  # marks configurations this module owns
 RING_TAG = "ring"  # tags.ring names the ring in --rings mode
+GROUP_TAG = "group"  # tags.group names the group ...
+#: ... and is written tags.[[group]] in queries: GROUP is a reserved word of the
+#: IoT Hub query language ("IoT Hub query language", learn.microsoft.com).
+GROUP_PATH = f"tags.[[{GROUP_TAG}]]"
+#: MCU twins, not gateways: only an MCU's twin reports an ``mcu`` section.
+MCU_CONDITION = "IS_DEFINED(properties.reported.mcu)"
+#: Twin paths a rollout itself changes. A target on them loses MCUs as they
+#: update (the applied count falls as MCUs succeed), so it could never finish.
+CHANGED_BY_ROLLOUT = (
+    "properties.reported.firmware",
+    "properties.reported.mcu.slots",
+    "properties.desired",
+    "configurations",
+    "tags.fwRollouts",
+    "tags.fwPins",
+)
 PERCENT_TAG = "fwRollouts"  # tags.fwRollouts.<key> = first ring index, in --percent mode
 PIN_TAG = "fwPins"  # tags.fwPins.<key>.<label> = 1: a fixed set of MCUs (retry, rollback, cancel)
 INLINE_IDS = 50  # up to this many MCUs a fixed set is a deviceId IN [...] list instead
@@ -69,6 +85,10 @@ class Package:
             "fwPackageCheckValue": self.check_value.lower(),
             "fwPackageSize": self.size,
             "allowDowngrade": self.allow_downgrade,
+            # Every key a rollout owns is written each time, null when unused, so a
+            # hub that merges content into the twin keeps nothing from an earlier one.
+            "installWindow": None,
+            "retry": None,
         }
         if self.window:
             start, end = self.window.split("-")
@@ -125,10 +145,18 @@ class Plan:
         if self.min_success is not None and self.min_success < 0:
             raise FleetError("--min-success must not be negative")
         if not self.target.strip():
-            raise FleetError("--target is empty: give a condition such as \"tags.group = 'a'\"")
+            raise FleetError(f"--target is empty: give a condition such as \"{GROUP_PATH} = 'a'\"")
+        if (changed := changed_path(self.target)) is not None:
+            raise FleetError(
+                f"--target depends on {changed}, which the rollout itself changes: MCUs would "
+                "leave the target as they update and it could never finish; target tags or "
+                "properties.reported.mcu.model instead"
+            )
         if not self.rings:
             raise FleetError("no rings given")
         self.package.validate()
+        if not math.isfinite(self.max_failure_rate):
+            raise FleetError("--max-failure-rate must be a number within 0-1")
         if self.percent_mode:
             values = [self.percent(k) for k in range(len(self.rings))]
             if values != sorted(values) or values[-1] != 100 or values[0] <= 0:
@@ -146,9 +174,12 @@ class Plan:
 
     def percent(self, k: int) -> float:
         try:
-            return float(self.rings[k].rstrip("%"))
+            value = float(self.rings[k].rstrip("%"))
         except ValueError:
-            raise FleetError(f"--percent value {self.rings[k]!r} is not a number") from None
+            value = math.nan
+        if not math.isfinite(value):
+            raise FleetError(f"--percent value {self.rings[k].rstrip('%')!r} is not a number")
+        return value
 
     @property
     def tag_key(self) -> str:
@@ -166,8 +197,11 @@ class Plan:
         return f"tags.{RING_TAG} IN [{', '.join(literal(n) for n in names)}]"
 
     def condition(self, k: int) -> str:
+        """Ring k's target condition: MCU twins only, so a gateway's own twin that
+        matches the target is never given firmware nor counted in the metrics."""
         clause = self.clause(k)
-        return self.target if clause is None else f"({self.target}) AND {clause}"
+        parts = [f"({self.target})", MCU_CONDITION, *([clause] if clause else [])]
+        return " AND ".join(parts)
 
     def ring_check(self, k: int) -> str:
         """A query counting ring k's MCUs before it starts (unknown groups show up here)."""
@@ -210,6 +244,15 @@ class Plan:
         )
         n = max(1, math.ceil(len(ordered) * self.percent(k) / 100)) if ordered else 0
         return ordered[:n]
+
+
+def changed_path(condition: str) -> str | None:
+    """The first path in ``condition`` that a rollout changes, or None."""
+    bare = re.sub(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"", "''", condition)
+    for path in CHANGED_BY_ROLLOUT:
+        if re.search(rf"(?<![\w.\]]){re.escape(path)}(?![\w\[])", bare, re.IGNORECASE):
+            return path
+    return None
 
 
 def ring_id(name: str, k: int) -> str:

@@ -1,31 +1,32 @@
 """The fleet view: counts by model, version and status, and the MCUs that need a look.
 
-Three queries, whatever the fleet's size: one ``GROUP BY`` for the counts and
-two projections for the failed and in-progress MCUs. IoT Hub does the
-counting, so ``fleet status`` stays fast over ten thousand twins.
+IoT Hub does the counting: ``GROUP BY`` queries of one attribute each (the
+query language's documented grammar groups by one attribute), one more per
+model, ring and group for the nested counts, and two ``TOP`` projections for
+the failed and in-progress MCUs. Only MCU twins count: a gateway's own twin
+reports no ``mcu`` section. ``tags.[[group]]`` is escaped: ``group`` is a
+reserved word of the query language.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from gateway.fleet.hub import FleetHub
-from gateway.fleet.rollout import IN_PROGRESS
+from gateway.fleet.hub import FleetHub, literal
+from gateway.fleet.rollout import GROUP_PATH, IN_PROGRESS, MCU_CONDITION
 
 _FW = "properties.reported.firmware"
 _MCU = "properties.reported.mcu"
 NONE = "-"  # shown for a missing value (an MCU that has not reported yet)
 # Aliases avoid the Twin model's own field names (version, status, ...): the
 # service SDK pushes every query row through its Twin deserializer.
-_GROUPED = {
-    "model": f"{_MCU}.model",
-    "fwVersion": f"{_FW}.currentFwVersion",
-    "fwStatus": f"{_FW}.fwUpdateStatus",
-    "ring": "tags.ring",
-    "groupName": "tags.group",
-}
+_MODEL = f"{_MCU}.model"
+_VERSION = f"{_FW}.currentFwVersion"
+_STATUS = f"{_FW}.fwUpdateStatus"
+_RING = "tags.ring"
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Failure:
     model: str
     status: str
     version: str
+    target: str  # the version the MCU was asked for
     code: str
     phase: str
     message: str
@@ -70,58 +72,77 @@ class FleetStatus:
 
 
 def _where(where: str | None, extra: str | None = None) -> str:
-    parts = [f"({where})" for w in [where] if w and w.strip()]
+    parts = [MCU_CONDITION] + [f"({w})" for w in [where] if w and w.strip()]
     if extra:
         parts.append(extra)
-    return f" WHERE {' AND '.join(parts)}" if parts else ""
+    return " AND ".join(parts)
 
 
 def _text(value: Any) -> str:
     return NONE if value is None or value == "" else str(value)
 
 
-def _nested(rows: list[dict[str, Any]], outer: str, inner: str) -> dict[str, dict[str, int]]:
-    out: dict[str, Counter[str]] = {}
-    for row in rows:
-        out.setdefault(_text(row.get(outer)), Counter())[_text(row.get(inner))] += row["n"]
-    return {k: dict(sorted(v.items())) for k, v in sorted(out.items())}
+def _is(path: str, value: Any) -> str:
+    """A condition selecting one GROUP BY bucket (a missing value is its own bucket)."""
+    if value is None:
+        return f"NOT IS_DEFINED({path})"
+    if isinstance(value, str):
+        return f"{path} = {literal(value)}"
+    return f"{path} = {json.dumps(value)}"
 
 
-def _count(rows: list[dict[str, Any]], key: str) -> dict[str, int]:
+def _grouped(hub: FleetHub, path: str, where: str) -> list[tuple[Any, int]]:
+    rows = hub.query(f"SELECT {path} AS k, COUNT() AS n FROM devices WHERE {where} GROUP BY {path}")
+    return [(row.get("k"), int(row.get("n", 0))) for row in rows]
+
+
+def _count(pairs: list[tuple[Any, int]]) -> dict[str, int]:
     counter: Counter[str] = Counter()
-    for row in rows:
-        counter[_text(row.get(key))] += row["n"]
+    for value, n in pairs:
+        counter[_text(value)] += n
     return dict(sorted(counter.items()))
+
+
+def _nested(hub: FleetHub, outer: str, inner: str, where: str) -> dict[str, dict[str, int]]:
+    """Counts of ``inner`` per value of ``outer``: one GROUP BY per outer value."""
+    out: dict[str, dict[str, int]] = {}
+    for value, _n in _grouped(hub, outer, where):
+        counts = _count(_grouped(hub, inner, f"{where} AND {_is(outer, value)}"))
+        merged = Counter(out.get(_text(value), {})) + Counter(counts)
+        out[_text(value)] = dict(sorted(merged.items()))
+    return dict(sorted(out.items()))
 
 
 def collect(hub: FleetHub, where: str | None = None, limit: int = 1000) -> FleetStatus:
     """Query IoT Hub for the fleet view; ``where`` narrows it (a query condition)."""
-    select = ", ".join(f"{path} AS {name}" for name, path in _GROUPED.items())
-    rows = hub.query(
-        f"SELECT {select}, COUNT() AS n FROM devices{_where(where)} "
-        f"GROUP BY {', '.join(_GROUPED.values())}"
-    )
+    base = _where(where)
+    by_status = _count(_grouped(hub, _STATUS, base))
+    versions_by_model = _nested(hub, _MODEL, _VERSION, base)
+    by_version: Counter[str] = Counter()
+    for versions in versions_by_model.values():
+        by_version.update(versions)
     failed = hub.query(
-        f"SELECT deviceId, {_MCU}.gatewayDeviceId AS gateway, {_MCU}.serialPort AS port, "
-        f"{_MCU}.model AS model, {_FW}.fwUpdateStatus AS fwStatus, "
-        f"{_FW}.currentFwVersion AS fwVersion, {_FW}.error AS error FROM devices"
-        + _where(where, f"{_FW}.fwUpdateStatus IN ['error', 'rolledback']")
+        f"SELECT TOP {limit} deviceId, {_MCU}.gatewayDeviceId AS gateway, "
+        f"{_MCU}.serialPort AS port, {_MODEL} AS model, {_STATUS} AS fwStatus, "
+        f"{_VERSION} AS fwVersion, properties.desired.firmware.fwVersion AS target, "
+        f"{_FW}.error AS error FROM devices WHERE "
+        + _where(where, f"{_STATUS} IN ['error', 'rolledback']")
     )
     statuses = ", ".join(f"'{s}'" for s in IN_PROGRESS)
     busy = hub.query(
-        f"SELECT deviceId, {_MCU}.gatewayDeviceId AS gateway, {_MCU}.model AS model, "
-        f"{_FW}.fwUpdateStatus AS fwStatus, {_FW}.pendingFwVersion AS pending, "
-        f"{_FW}.progress AS progress FROM devices"
-        + _where(where, f"{_FW}.fwUpdateStatus IN [{statuses}]")
+        f"SELECT TOP {limit} deviceId, {_MCU}.gatewayDeviceId AS gateway, {_MODEL} AS model, "
+        f"{_STATUS} AS fwStatus, {_FW}.pendingFwVersion AS pending, "
+        f"{_FW}.progress AS progress FROM devices WHERE "
+        + _where(where, f"{_STATUS} IN [{statuses}]")
     )
     return FleetStatus(
-        total=sum(r["n"] for r in rows),
-        by_model=_count(rows, "model"),
-        by_version=_count(rows, "fwVersion"),
-        by_status=_count(rows, "fwStatus"),
-        by_ring=_nested(rows, "ring", "fwStatus"),
-        by_group=_nested(rows, "groupName", "fwStatus"),
-        versions_by_model=_nested(rows, "model", "fwVersion"),
+        total=sum(by_status.values()),
+        by_model={m: sum(v.values()) for m, v in versions_by_model.items()},
+        by_version=dict(sorted(by_version.items())),
+        by_status=by_status,
+        by_ring=_nested(hub, _RING, _STATUS, base),
+        by_group=_nested(hub, GROUP_PATH, _STATUS, base),
+        versions_by_model=versions_by_model,
         failures=sorted((_failure(r) for r in failed), key=lambda f: f.device_id)[:limit],
         in_progress=sorted((_busy(r) for r in busy), key=lambda b: b.device_id)[:limit],
     )
@@ -137,6 +158,7 @@ def _failure(row: dict[str, Any]) -> Failure:
         model=_text(row.get("model")),
         status=_text(row.get("fwStatus")),
         version=_text(row.get("fwVersion")),
+        target=_text(row.get("target")),
         code=_text(error.get("code")),
         phase=_text(error.get("phase")),
         message=_text(error.get("message")),

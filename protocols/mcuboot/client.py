@@ -138,12 +138,18 @@ def slot_info_read(seq: int) -> bytes:
 
 
 def upload(
-    seq: int, off: int, data: bytes, *, total: int | None = None, sha: bytes | None = None
+    seq: int,
+    off: int,
+    data: bytes,
+    *,
+    total: int | None = None,
+    sha: bytes | None = None,
+    image: int = 0,
 ) -> bytes:
-    """One image upload chunk; ``total`` and ``sha`` only in the first (``off`` 0)."""
+    """One image upload chunk; ``total``, ``sha`` and ``image`` only in the first (``off`` 0)."""
     if off == 0:
         return smpimg.ImageUploadWriteRequest(
-            off=0, data=data, image=0, len=total, sha=sha, sequence=seq
+            off=0, data=data, image=image, len=total, sha=sha, sequence=seq
         ).BYTES
     return smpimg.ImageUploadWriteRequest(off=off, data=data, sequence=seq).BYTES
 

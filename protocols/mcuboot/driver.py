@@ -2,12 +2,16 @@
 
 Maps the seam onto SMP (see docs/bootloaders-mcuboot.md):
 
-* identify: ``os info`` (board, kernel, hardware id through the app's custom
-  format letter), ``mcumgr params``, ``slot info``, ``image state``;
-* install: check the MCUboot header/TLV locally, ``image upload`` into the
-  secondary slot from the offset the device names (resume), ``image state`` to
-  check the hash, ``image state write`` (test), ``os reset``, then poll
-  ``image state`` until the trial image is confirmed, reverted, or time is up.
+* identify: ``mcumgr params``, ``os info`` (board, kernel, hardware id through the
+  app's custom format letter), ``bootloader info``, ``slot info``, each optional
+  (stock Zephyr enables none of them), then ``image state``;
+* install: check the MCUboot header/TLV locally, ``image upload`` of image N into
+  its secondary slot from the offset the device names (resume; a device that reset
+  mid-upload names offset 0 and the upload starts over), ``image state`` to check
+  the hash, ``image state write`` (test), ``os reset``, then poll ``image state``
+  until the trial image is confirmed, reverted, or time is up;
+* in MCUboot's serial recovery (no slot is active): ``image upload`` straight into
+  the primary slot, ``image state`` to see MCUboot list it, ``os reset``.
 
 This module is the one place that turns this protocol's exceptions into error
 codes and kinds (:func:`error_code`; codes in :mod:`protocols.mcuboot.codes`).
@@ -53,14 +57,22 @@ from protocols.mcuboot.errors import (
     SmpTimeout,
     VerifyError,
 )
-from protocols.mcuboot.image import McubootImage, parse_image, parse_version
+from protocols.mcuboot.image import McubootImage, padding_start, parse_image, parse_version
 from protocols.mcuboot.link import SmpLink, Timing
-from protocols.mcuboot.state import SlotView, active_slot, find, parse_state
+from protocols.mcuboot.state import (
+    SlotView,
+    active_slot,
+    find,
+    image_count,
+    of_image,
+    parse_state,
+)
 from protocols.transport import Transport
 
 NAME = "mcuboot"
 PRIMARY, SECONDARY = 0, 1
 FRAME_OVERHEAD = 4  # length + CRC16 share the device's reassembly buffer
+WRITE_UNIT = 8  # chunks are multiples of the largest usual flash write size (BOOT_MAX_ALIGN)
 
 CAPABILITIES = frozenset(
     {
@@ -71,6 +83,9 @@ CAPABILITIES = frozenset(
         Capability.DEVICE_HASH,
     }
 )
+#: MCUboot's serial recovery overwrites the primary slot: no trial, no revert, and
+#: its upload session lives only until the bootloader resets.
+RECOVERY_CAPABILITIES = frozenset({Capability.RESUME})
 
 
 def error_code(exc: BaseException) -> AnyCode:
@@ -107,6 +122,24 @@ class McubootDriver:
         self.link = SmpLink(transport, self.timing)
         self._identity: dict[str, str | int | bool] | None = None
         self._capacity = 0
+        self._image = self._int_option("image", 0)
+        self._images = 1  # from the device's image list
+        self._recovery = False  # MCUboot's serial recovery answers, not the app
+        self._restarts = 0  # uploads started over after the device lost them
+        self._slot_info: dict[str, Any] | None = None
+        self._image_source = "driver option image"
+
+    def _int_option(self, key: str, default: int) -> int:
+        value = self.options.extra.get(key, default)
+        try:
+            number = int(str(value), 0)
+        except ValueError:
+            raise DriverError(
+                DriverCode.CONFIG_INVALID, f"driver option {key} = {value!r} is not a number"
+            ) from None
+        if number < 0:
+            raise DriverError(DriverCode.CONFIG_INVALID, f"driver option {key} must be >= 0")
+        return number
 
     # --- errors ------------------------------------------------------------------
 
@@ -124,6 +157,12 @@ class McubootDriver:
     # --- identify ----------------------------------------------------------------
 
     async def _identity_facts(self) -> dict[str, str | int | bool]:
+        """What the device says about itself; every command here is optional.
+
+        Zephyr enables ``mcumgr params``, ``os info`` and ``bootloader info`` only
+        when the build asks for them (docs/bootloaders-mcuboot.md, "Stock Zephyr"),
+        and MCUboot's serial recovery has none of them: a refusal is not an error.
+        """
         if self._identity is not None:
             return self._identity
         link = self.link
@@ -135,25 +174,34 @@ class McubootDriver:
         if isinstance(configured, int | str) and not isinstance(configured, bool):
             with contextlib.suppress(ValueError):
                 link.buf_size = max(64, int(str(configured), 0))  # the port knows better
-        board = await self._os_info("i", "os info (board)")
-        kernel = await self._os_info("srv", "os info (kernel)")
-        uid = await self._uid()
+        reported_board = await self._os_info("i", "os info (board)")
+        has_info = reported_board is not None
+        kernel = await self._os_info("srv", "os info (kernel)") if has_info else None
+        uid = await self._uid(has_info)
         boot = await self._optional(smp.bootloader_info_read, "bootloader info")
-        slot_info = await self._optional(smp.slot_info_read, "slot info")
-        self._capacity = self._max_image(slot_info)
+        self._slot_info = await self._optional(smp.slot_info_read, "slot info")
+        self._capacity = self._max_image(self._slot_info)
+        configured_board = str(self.options.extra.get("board", "")).strip()
+        board = configured_board or reported_board or "unknown"
+        source = "config" if configured_board else "device" if reported_board else "none"
         self._identity = {
             "uid": uid,
-            "board": board or "unknown",
-            "kernel": kernel,
+            "board": board,
+            "board_source": source,
             "bootloader": str((boot or {}).get("bootloader", "MCUboot")),
             "buf_size": link.buf_size,
             "buf_count": int((params or {}).get("buf_count", 1) or 1),
         }
+        if kernel:
+            self._identity["kernel"] = kernel
         return self._identity
 
-    async def _os_info(self, fmt: str, what: str) -> str:
-        body = await self.link.call(lambda s: smp.os_info_read(s, fmt), what)
-        return str(body.get("output", "")).strip()
+    async def _os_info(self, fmt: str, what: str) -> str | None:
+        """``os info`` output, or None when the build has no such command (ENOTSUP)."""
+        body = await self._optional(lambda s: smp.os_info_read(s, fmt), what)
+        if body is None:
+            return None
+        return str(body.get("output", "")).strip() or None
 
     async def _optional(
         self, build: Callable[[int], bytes], what: str, retries: int | None = None
@@ -164,20 +212,17 @@ class McubootDriver:
         except SmpRejected:
             return None
 
-    async def _uid(self) -> str:
+    async def _uid(self, has_info: bool) -> str:
+        """The device's hardware id (``os info`` hook), else the configured ``uid``."""
         extra = self.options.extra
         letter = str(extra.get("uid_format", "h"))
         configured = str(extra.get("uid", "")).strip().lower()
-        try:
-            body = await self.link.call(lambda s: smp.os_info_read(s, letter), "os info (uid)")
-            text = str(body.get("output", "")).split()
+        if has_info:
+            text = (await self._os_info(letter, "os info (uid)") or "").split()
             candidate = text[-1].lower() if text else ""
-            int(candidate, 16)
-            return candidate
-        except SmpRejected:
-            pass
-        except ValueError:
-            pass
+            with contextlib.suppress(ValueError):
+                int(candidate, 16)
+                return candidate
         if configured:
             try:
                 int(configured, 16)
@@ -185,17 +230,22 @@ class McubootDriver:
                 msg = f"configured uid {configured!r} is not hex"
                 raise DriverError(DriverCode.NO_UID, msg) from None
             return configured
+        why = (
+            f"os info '{letter}' is not answered"
+            if has_info
+            else "os info is not in its build, as in Zephyr's default"
+        )
         raise DriverError(
             DriverCode.NO_UID,
-            f"the device on {self._port} reports no hardware id (os info '{letter}') and no "
-            "uid is configured for this port; add the app's hardware-id hook or set the "
-            "port's driver option uid = <hex> (docs/bootloaders-mcuboot.md)",
+            f"the device on {self._port} reports no hardware id ({why}) and no uid is "
+            "configured for this port; set the port's driver option uid = <hex>, or add "
+            "the app's hardware-id hook (docs/bootloaders-mcuboot.md)",
         )
 
     def _max_image(self, slot_info: dict[str, Any] | None) -> int:
         with contextlib.suppress(AttributeError, TypeError, IndexError, KeyError):
             images = (slot_info or {})["images"]
-            image = next(i for i in images if i.get("image", 0) == 0)
+            image = next((i for i in images if i.get("image", 0) == self._image), None) or {}
             if isinstance(image.get("max_image_size"), int):
                 return int(image["max_image_size"])
             sizes = [s["size"] for s in image["slots"] if s.get("slot") == SECONDARY]
@@ -208,7 +258,24 @@ class McubootDriver:
             return 0
 
     async def _state(self) -> list[SlotView]:
-        return parse_state(await self.link.call(smp.state_read, "image state"))
+        """The selected image's slots; also learns the image count and the mode."""
+        slots = parse_state(await self.link.call(smp.state_read, "image state"))
+        return self._mine(slots)
+
+    def _mine(self, slots: list[SlotView]) -> list[SlotView]:
+        self._images = image_count(slots)
+        # The app always reports the image it runs as active; MCUboot's serial recovery
+        # reports no flags (BOOT_SERIAL_IMG_GRP_IMAGE_STATE is off by default).
+        mode = str(self.options.extra.get("mode", "")).strip().lower()
+        self._recovery = mode == "recovery" or not any(s.active for s in slots)
+        if self._image >= self._images:
+            from_package = self._image_source != "driver option image"
+            raise DriverError(
+                DriverCode.IMAGE_REJECTED if from_package else DriverCode.CONFIG_INVALID,
+                f"{self._image_source} = {self._image}, but the device on {self._port} lists "
+                f"{self._images} image(s) (0..{self._images - 1})",
+            )
+        return of_image(slots, self._image)
 
     async def _facts(self, slots: list[SlotView] | None = None) -> DeviceFacts:
         ident = await self._identity_facts()
@@ -227,9 +294,19 @@ class McubootDriver:
         compat = str(self.options.extra.get("compat", "")) or f"zephyr:{ident['board']}:"
         details: dict[str, str | int | bool] = {k: v for k, v in ident.items() if k != "uid"}
         details["pending"] = any(s.pending for s in slots)
+        details["images"] = self._images
+        details["image"] = self._image
+        details["mode"] = "serial-recovery" if self._recovery else "app"
         for s in slots:  # mcumgr's own flags, as `mcumgr image list` shows them
             flags = ("active", "confirmed", "pending", "permanent", "bootable")
             details[f"slot{s.slot}"] = ",".join(f for f in flags if getattr(s, f))
+        if self._recovery:
+            # Serial recovery lists only images MCUboot validated, without flags: the
+            # primary slot's image is what MCUboot boots after the reset.
+            primary = next((s for s in slots if s.slot == PRIMARY), None)
+            installed = primary.version if primary else None
+        else:
+            installed = active.version if active else None
         return DeviceFacts(
             driver=NAME,
             uid=str(ident["uid"]),
@@ -237,12 +314,12 @@ class McubootDriver:
             compat=compat,
             bootloader_version=str(ident["bootloader"]),
             protocol_version="smp2",
-            installed_version=active.version if active else None,
+            installed_version=installed,
             capacity=self._capacity,
-            safety=Safety.AB_ROLLBACK,
-            capabilities=CAPABILITIES,
+            safety=Safety.SINGLE_SLOT if self._recovery else Safety.AB_ROLLBACK,
+            capabilities=RECOVERY_CAPABILITIES if self._recovery else CAPABILITIES,
             slots=facts,
-            in_bootloader=False,
+            in_bootloader=self._recovery,
             details=details,
         )
 
@@ -279,13 +356,21 @@ class McubootDriver:
                     f"{parsed.version}",
                     step,
                 )
-        total = len(image.data)
+        if image.target is not None:  # the package names the image it is for
+            self._image = image.target
+            self._image_source = "the package's targetImage"
+        # imgtool --pad: only the image's own bytes go over the wire; the trailer in the
+        # padding is the device's to write ("image test" writes it as MCUboot does).
+        payload = image.data[: padding_start(image.data, parsed)]
+        total = len(payload)
         transfer_s = 0.0
         resumed = 0
         sent = 0
+        self._restarts = 0
         try:
             progress(Progress(Step.CONNECT, 0, total))
             await self._identity_facts()
+            self._capacity = self._max_image(self._slot_info)
             if self._capacity and total > self._capacity:
                 raise DriverError(
                     DriverCode.IMAGE_TOO_LARGE,
@@ -294,7 +379,19 @@ class McubootDriver:
                 )
             slots = await self._state()
             running = active_slot(slots)
-            if running is not None and running.hash == parsed.hash:
+            recovery = self._recovery  # the facts read after the reset come from the app
+            if recovery:
+                step = Step.WRITE
+                t0 = time.monotonic()
+                sent, resumed = await self._upload(payload, progress)
+                transfer_s = time.monotonic() - t0
+                step = Step.CHECK
+                progress(Progress(Step.CHECK, 0, total))
+                self._check_recovered(await self._state(), parsed)
+                progress(Progress(Step.CHECK, total, total))
+                step = Step.BOOT
+                outcome = await self._outcome(parsed, progress, reset=True)
+            elif running is not None and running.hash == parsed.hash:
                 step = Step.BOOT
                 outcome = await self._outcome(parsed, progress, reset=False, slots=slots)
             else:
@@ -302,7 +399,7 @@ class McubootDriver:
                 if staged is None or staged.slot != SECONDARY:
                     step = Step.WRITE
                     t0 = time.monotonic()
-                    sent, resumed = await self._upload(image.data, progress)
+                    sent, resumed = await self._upload(payload, progress)
                     transfer_s = time.monotonic() - t0
                 step = Step.CHECK
                 progress(Progress(Step.CHECK, 0, total))
@@ -313,9 +410,11 @@ class McubootDriver:
                 progress(Progress(Step.ACTIVATE, 0, total))
                 staged = find(slots, parsed.hash)
                 if staged is None or not staged.pending:
-                    slots = parse_state(
-                        await self.link.call(
-                            lambda s: smp.state_write(s, parsed.hash, False), "image test"
+                    slots = self._mine(
+                        parse_state(
+                            await self.link.call(
+                                lambda s: smp.state_write(s, parsed.hash, False), "image test"
+                            )
                         )
                     )
                     self._check_pending(slots, parsed)
@@ -329,7 +428,7 @@ class McubootDriver:
             outcome=outcome,
             version=image.version,
             sha256=image.sha256,
-            slot=SECONDARY,
+            slot=PRIMARY if recovery else SECONDARY,
             bytes=total,
             seconds=time.monotonic() - started,
             transfer_seconds=transfer_s,
@@ -339,7 +438,12 @@ class McubootDriver:
             resumed_from=resumed,
             running_version=facts.installed_version or "",
             facts=facts,
-            details={"bytes_sent": sent},
+            details={
+                "bytes_sent": sent,
+                "padding_skipped": len(image.data) - total,
+                "upload_restarts": self._restarts,
+                "image": self._image,
+            },
         )
 
     def _chunk(self, off: int, data: bytes) -> tuple[int, Callable[[int], bytes]]:
@@ -347,16 +451,20 @@ class McubootDriver:
         room = self.link.buf_size - FRAME_OVERHEAD
         first = off == 0
         sha = hashlib.sha256(data).digest() if first else b""
+        image = self._image
 
         def build(seq: int, n: int) -> bytes:
             piece = data[off : off + n]
             if first:
-                return smp.upload(seq, 0, piece, total=len(data), sha=sha)
+                return smp.upload(seq, 0, piece, total=len(data), sha=sha, image=image)
             return smp.upload(seq, off, piece)
 
         empty = len(build(0, 0))
         n = room - empty
         n -= smp.cbor_bytes_overhead(n)
+        # Whole flash write units: MCUboot's serial recovery programs only those and
+        # asks again for the rest (boot_serial.c bs_upload).
+        n -= n % WRITE_UNIT
         n = max(1, min(n, len(data) - off))
         return n, lambda seq: build(seq, n)
 
@@ -378,28 +486,37 @@ class McubootDriver:
             raise SmpProtocolError(f"upload answer names offset {off!r} of {total}")
         return off
 
-    async def _upload(self, data: bytes, progress: ProgressFn) -> tuple[int, int]:
-        """Upload into the secondary slot; returns (bytes sent, offset resumed from).
+    async def _first_chunk(self, data: bytes, progress: ProgressFn) -> tuple[int, int]:
+        """Send the chunk at offset 0 alone (the device erases, or names the offset of an
+        earlier session of this image); returns (offset the device names, chunk length)."""
+        total = len(data)
+        n, build = self._chunk(0, data)
+        body = await self.link.call(build, "image upload at 0", extra_s=self.timing.erase_s)
+        off = self._answered_off(body, total)
+        progress(Progress(Step.WRITE, off, total))
+        if off == total and body.get("match") is False:
+            raise VerifyError("the device's SHA-256 of the uploaded image does not match")
+        return off, n
 
-        The first chunk goes alone (the device erases, or names the offset of an
-        earlier session of the same image to resume from). Then up to
-        :meth:`_window` chunks are in flight. Every answer names the device's
-        offset; when it is not the end of the chunk answered, the chunks in flight
-        are dropped and sending restarts from the device's offset. A lost or
-        damaged answer restarts from the last confirmed offset, a bounded number
-        of times in a row.
+    async def _upload(self, data: bytes, progress: ProgressFn) -> tuple[int, int]:
+        """Upload image N (its secondary slot; the primary in serial recovery); returns
+        (bytes sent, offset resumed from).
+
+        The first chunk goes alone (:meth:`_first_chunk`). Then up to :meth:`_window`
+        chunks are in flight. Every answer names the device's offset; when it is not
+        the end of the chunk answered, the chunks in flight are dropped and sending
+        goes on from the device's offset. Offset 0 there means the device reset and
+        lost the upload (Zephyr's img_mgmt answers a chunk it has no session for with
+        offset 0): the upload starts over with a first chunk, a bounded number of
+        times. A lost or damaged answer restarts from the last confirmed offset, a
+        bounded number of times in a row.
         """
         total = len(data)
         link = self.link
         progress(Progress(Step.WRITE, 0, total))
-        n, build = self._chunk(0, data)
-        body = await link.call(build, "image upload at 0", extra_s=self.timing.erase_s)
-        off = self._answered_off(body, total)
+        off, n = await self._first_chunk(data, progress)
         resumed = off if off > n else 0  # the device kept an earlier session of this image
         sent = n if off == n else 0
-        progress(Progress(Step.WRITE, off, total))
-        if off == total and body.get("match") is False:
-            raise VerifyError("the device's SHA-256 of the uploaded image does not match")
         window = self._window()
         flight: deque[tuple[int, int, int, int]] = deque()  # seq, off, length, wire bytes
         next_off = off
@@ -434,6 +551,18 @@ class McubootDriver:
             if new_off == answered[1] + answered[2]:
                 flight.remove(answered)
                 sent += answered[2]
+            elif new_off == 0:  # the device reset and lost the upload: start over
+                link.give_up()
+                flight.clear()
+                self._restarts += 1
+                if self._restarts > self.timing.retries:
+                    raise SmpProtocolError(
+                        f"image upload: the device lost the upload {self._restarts} times "
+                        "(it keeps resetting)"
+                    )
+                new_off, n = await self._first_chunk(data, progress)
+                sent += n if new_off == n else 0
+                next_off = new_off
             else:  # the device is elsewhere: continue from where it says
                 link.give_up()
                 flight.clear()
@@ -444,6 +573,14 @@ class McubootDriver:
                 raise VerifyError("the device's SHA-256 of the uploaded image does not match")
         link.give_up()  # answers to chunks past the end (none are sent) or corrected ones
         return sent, resumed
+
+    def _check_recovered(self, slots: list[SlotView], parsed: McubootImage) -> None:
+        staged = find(slots, parsed.hash)
+        if staged is None or staged.slot != PRIMARY:
+            raise VerifyError(
+                f"after the upload MCUboot does not list image {parsed.hash.hex()[:16]} in "
+                "the primary slot: it did not validate (hash or signature)"
+            )
 
     @staticmethod
     def _check_staged(slots: list[SlotView], parsed: McubootImage) -> None:
@@ -482,7 +619,7 @@ class McubootDriver:
 
     async def _state_once(self) -> list[SlotView]:
         body = await self.link.call(smp.state_read, "image state", retries=0)
-        return parse_state(body)
+        return self._mine(parse_state(body))
 
     def _poll_interval(self) -> float:
         """Spacing of outcome polls: a few state-read round trips, so the link stays free."""
@@ -561,7 +698,11 @@ class McubootDriver:
                 with contextlib.suppress(SmpRejected):
                     await self.link.call(
                         lambda s: smp.encode_packet(
-                            smp.Op.WRITE, smp.Group.IMAGE, smp.ImgCmd.ERASE, s, {"slot": 1}
+                            smp.Op.WRITE,
+                            smp.Group.IMAGE,
+                            smp.ImgCmd.ERASE,
+                            s,
+                            {"slot": 2 * self._image + SECONDARY},
                         ),
                         "image erase",
                         extra_s=self.timing.erase_s,

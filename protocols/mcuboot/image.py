@@ -31,7 +31,13 @@ IMAGE_MAGIC = 0x96F3B83D
 TLV_INFO_MAGIC = 0x6907  # unprotected TLV area
 TLV_PROT_INFO_MAGIC = 0x6908  # protected TLV area (covered by the hash)
 TLV_SHA256 = 0x10
+TLV_KEYHASH = 0x01  # SHA-256 of the signing key's public key (SubjectPublicKeyInfo DER)
+TLV_RSA2048_PSS = 0x20
+TLV_ECDSA_SIG = 0x22  # ECDSA P-256 (DER) over the SHA256 TLV's digest
+TLV_ED25519 = 0x24  # Ed25519 over the SHA256 TLV's digest
 HEADER_SIZE = 32
+#: The trailer magic ``imgtool --pad`` and MCUboot write at a slot's end (BOOT_MAX_ALIGN 8).
+BOOT_MAGIC = bytes.fromhex("77c295f360d2ef7f3552500f2cb67980")
 #: Header flag: the image must not be booted (e.g. a data image).
 IMAGE_F_NON_BOOTABLE = 0x10
 
@@ -71,6 +77,10 @@ class McubootImage:
     total_size: int
     flags: int
     load_addr: int
+    #: End of what the SHA256 TLV covers (header, body, protected TLVs); signed as well.
+    hashed_size: int = 0
+    #: Unprotected TLVs in file order, (type, value).
+    tlvs: tuple[tuple[int, bytes], ...] = ()
 
     @property
     def bootable(self) -> bool:
@@ -95,8 +105,8 @@ def parse_version(text: str) -> tuple[int, int, int, int]:
     return nums[0], nums[1], nums[2], nums[3]
 
 
-def _tlv_area(data: bytes, off: int, magic: int, what: str) -> tuple[int, dict[int, bytes]]:
-    """Parse one TLV area at ``off``; returns (end offset, {type: value})."""
+def _tlv_area(data: bytes, off: int, magic: int, what: str) -> tuple[int, list[tuple[int, bytes]]]:
+    """Parse one TLV area at ``off``; returns (end offset, [(type, value)])."""
     if off + TLV_INFO_SIZE > len(data):
         raise ImageError(f"{what} TLV area is missing (image truncated at {len(data)} bytes)")
     info = TlvInfo.parse(data[off : off + TLV_INFO_SIZE])
@@ -105,7 +115,7 @@ def _tlv_area(data: bytes, off: int, magic: int, what: str) -> tuple[int, dict[i
     end = off + info.tlv_tot
     if info.tlv_tot < TLV_INFO_SIZE or end > len(data):
         raise ImageError(f"{what} TLV area length {info.tlv_tot} runs past the image")
-    entries: dict[int, bytes] = {}
+    entries: list[tuple[int, bytes]] = []
     pos = off + TLV_INFO_SIZE
     while pos < end:
         if pos + TLV_ENTRY_SIZE > end:
@@ -114,7 +124,7 @@ def _tlv_area(data: bytes, off: int, magic: int, what: str) -> tuple[int, dict[i
         value_end = pos + TLV_ENTRY_SIZE + entry.len
         if value_end > end:
             raise ImageError(f"{what} TLV 0x{entry.type:02x} runs past its area")
-        entries.setdefault(entry.type, data[pos + TLV_ENTRY_SIZE : value_end])
+        entries.append((entry.type, data[pos + TLV_ENTRY_SIZE : value_end]))
         pos = value_end
     return end, entries
 
@@ -145,7 +155,10 @@ def parse_image(data: bytes, *, check_hash: bool = True) -> McubootImage:
             raise ImageError("protected TLV area size disagrees with the header")
     hashed_end = off
     end, tlvs = _tlv_area(data, off, TLV_INFO_MAGIC, "unprotected")
-    digest = tlvs.get(TLV_SHA256)
+    digests = [v for t, v in tlvs if t == TLV_SHA256]
+    if len(digests) > 1:
+        raise ImageError("image has more than one SHA256 TLV")
+    digest = digests[0] if digests else None
     if digest is None or len(digest) != 32:
         raise ImageError("image has no SHA256 TLV (MCUboot cannot validate it)")
     if check_hash and hashlib.sha256(data[:hashed_end]).digest() != digest:
@@ -159,7 +172,29 @@ def parse_image(data: bytes, *, check_hash: bool = True) -> McubootImage:
         total_size=end,
         flags=hdr.flags,
         load_addr=hdr.load_addr,
+        hashed_size=hashed_end,
+        tlvs=tuple(tlvs),
     )
+
+
+def padding_start(data: bytes, image: McubootImage) -> int:
+    """Where ``imgtool sign --pad`` padding starts, or ``len(data)`` if there is none.
+
+    ``--pad`` fills the file up to the slot size with 0xFF and ends it with MCUboot's
+    trailer: the boot magic in the last 16 bytes (its first two bytes encode
+    ``--max-align`` when that is not 8) and, with ``--confirm``, an ``image_ok`` byte
+    of 0x01 just before it. Only a tail of exactly that shape is padding: anything
+    else after the TLVs is uploaded as it is.
+    """
+    end = image.total_size
+    tail = data[end:]
+    if len(tail) < 16 or tail[-14:] != BOOT_MAGIC[2:]:
+        return len(data)
+    rest = tail[:-16]
+    flags = [i for i, b in enumerate(rest) if b != 0xFF]
+    if len(flags) > 1 or (flags and rest[flags[0]] != 0x01):
+        return len(data)
+    return end
 
 
 def build_image(body: bytes, version: str, *, header_size: int = 0x200) -> bytes:

@@ -13,7 +13,7 @@ from protocols.mcuboot.errors import SmpProtocolError
 class SlotView:
     """One ``image state`` entry, typed."""
 
-    slot: int
+    slot: int  # 0 primary, 1 secondary, within its image
     version: str
     hash: bytes
     active: bool
@@ -21,12 +21,14 @@ class SlotView:
     pending: bool
     permanent: bool
     bootable: bool
+    image: int = 0  # multi-image builds name it; one-image builds leave it out
 
     @classmethod
     def parse(cls, item: Any) -> SlotView:
         if not isinstance(item, dict) or not isinstance(item.get("slot"), int):
             raise SmpProtocolError(f"image state entry is not a slot record: {item!r}")
         digest = item.get("hash", b"")
+        image = item.get("image", 0)
         return cls(
             slot=item["slot"],
             version=str(item.get("version", "")),
@@ -36,6 +38,7 @@ class SlotView:
             pending=bool(item.get("pending", False)),
             permanent=bool(item.get("permanent", False)),
             bootable=bool(item.get("bootable", True)),
+            image=image if isinstance(image, int) else 0,
         )
 
     @property
@@ -48,10 +51,20 @@ class SlotView:
 
 
 def parse_state(body: dict[str, Any]) -> list[SlotView]:
+    """Every slot of every image the device lists."""
     images = body.get("images")
     if not isinstance(images, list):
         raise SmpProtocolError("image state answer has no 'images' list")
-    return [SlotView.parse(i) for i in images if not isinstance(i, dict) or i.get("image", 0) == 0]
+    return [SlotView.parse(i) for i in images]
+
+
+def of_image(slots: list[SlotView], image: int) -> list[SlotView]:
+    return [s for s in slots if s.image == image]
+
+
+def image_count(slots: list[SlotView]) -> int:
+    """Images the device lists (at least 1): its MCUMGR_GRP_IMG_UPDATABLE_IMAGE_NUMBER."""
+    return max((s.image for s in slots), default=0) + 1
 
 
 def find(slots: list[SlotView], digest: bytes) -> SlotView | None:

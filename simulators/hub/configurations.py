@@ -1,13 +1,24 @@
 """IoT Hub automatic device configurations: validation, priority and metrics.
 
-IoT Hub keeps applying a configuration: every evaluation it finds the twins
-its ``targetCondition`` matches, picks per twin the highest-priority match
-(the most recently created one on a tie), writes that one's content into
-desired properties when the winner changed, and recounts the system metrics
-(``targetedCount``, ``appliedCount``) and the custom metric queries. Desired
-properties a configuration once wrote stay when it stops applying, as in IoT
-Hub. The twin's ``configurations.[[id]].status`` (``Targeted``/``Applied``) is
-queryable, which is what the metric queries select on.
+Source: "Automatic IoT device and module management" (learn.microsoft.com,
+iot-hub-automatic-device-management). IoT Hub keeps applying a configuration:
+every evaluation it finds the twins its ``targetCondition`` matches and
+resolves conflicts *per device twin path*: "if two or more configurations
+target the same device twin path, the content from the highest priority
+configuration applies" (the most recently created one on a tie), so a
+lower-priority configuration still applies its other paths ("partial
+modifications"; it counts as *Applied*). When a twin stops matching, "the
+settings from the configuration will be removed" and the next configuration
+in line applies. Content may set a property to ``null`` to remove it. The
+twin's ``configurations.[[id]].status`` (``Targeted``/``Applied``) is
+queryable, which is what the metric queries select on; the system metrics
+(``targetedCount``, ``appliedCount``) and at most five custom metric queries
+are recounted at each evaluation.
+
+Whether an object in the content replaces the property or merges into it is
+not documented: the emulator replaces by default (``content_merge=False``) and
+merges with ``content_merge=True``; the fleet tool writes every key it owns
+each time, so it is right under both.
 
 :class:`Configuration` and :func:`evaluate` are pure; :class:`ConfigurationEngine`
 holds the hub's state and does the writes.
@@ -26,9 +37,11 @@ from typing import Any, Protocol
 
 from simulators.hub.errors import BadRequest, Conflict, NotFound
 from simulators.hub.query import Predicate, compile_condition, parse_query
-from simulators.hub.twins import JsonObject, Twin, check_etag, make_etag
+from simulators.hub.twins import JsonObject, Twin, check_etag, make_etag, merge_patch
 
-MAX_CONFIGURATIONS = 100  # IoT Hub's limit per hub (standard tier)
+MAX_CONFIGURATIONS = 100  # per standard-tier hub ("Quotas and throttling", other limits)
+MAX_CONFIGURATIONS_FREE = 10  # per free-tier hub (same page)
+MAX_CUSTOM_METRICS = 5  # "Up to five custom metrics can be defined per configuration"
 MAX_LABELS = 20
 _ID = re.compile(r"[a-z0-9\-:+%_#*?!(),=@;']{1,128}")
 _DESIRED_PREFIX = "properties.desired."
@@ -60,22 +73,14 @@ class Configuration:
     def etag(self) -> str:
         return make_etag(self.version)
 
-    def desired_patch(self, desired: JsonObject) -> JsonObject:
-        """The content as a merge patch over ``desired``: each content key's value
-        replaces the property (keys the value lacks are deleted), it is not merged."""
-        patch: JsonObject = {}
-        for key, value in self.content.items():
-            node: JsonObject = patch
-            old: Any = desired
-            parts = key[len(_DESIRED_PREFIX) :].split(".")
-            for part in parts[:-1]:
-                node = node.setdefault(part, {})
-                old = old.get(part) if isinstance(old, dict) else None
-            prior = old.get(parts[-1]) if isinstance(old, dict) else None
-            if isinstance(prior, dict) and isinstance(value, dict):
-                value = {**{k: None for k in prior if k not in value}, **value}
-            node[parts[-1]] = value
-        return patch
+    def value_patch(self, key: str, desired: JsonObject, merge: bool) -> JsonObject:
+        """Content ``key`` as a merge patch over ``desired``. Replacing, keys the
+        current object has and the value lacks are deleted; merging, they stay."""
+        value = self.content[key]
+        prior = _get(desired, _parts(key))
+        if not merge and isinstance(prior, dict) and isinstance(value, dict):
+            value = {**{k: None for k in prior if k not in value}, **value}
+        return _patch_at(_parts(key), value)
 
     def to_json(self, metrics: Mapping[str, int], system: Mapping[str, int]) -> JsonObject:
         return {
@@ -140,7 +145,7 @@ def check_metric_query(text: str) -> str | None:
         query = parse_query(text)
     except BadRequest as exc:
         return str(exc)
-    if query.select is None or query.group_by or any(i.path is None for i in query.select):
+    if query.select is None or query.group_by or any(i.aggregate for i in query.select):
         return "query: a metric query selects deviceId: SELECT deviceId FROM devices WHERE ..."
     return None
 
@@ -162,11 +167,9 @@ def parse_configuration(config_id: str, body: JsonObject) -> Configuration:
     device = content.get("deviceContent")
     if not isinstance(device, dict) or not device:
         raise BadRequest("content.deviceContent must be a non-empty object")
-    for key, value in device.items():
+    for key in device:
         if not key.startswith(_DESIRED_PREFIX) or len(key) == len(_DESIRED_PREFIX):
             raise BadRequest(f"content key {key[:80]!r} must start with {_DESIRED_PREFIX!r}")
-        if value is None:
-            raise BadRequest(f"content key {key[:80]!r} has a null value")
     target = body.get("targetCondition") or ""
     if not isinstance(target, str):
         raise BadRequest("targetCondition must be a string")
@@ -177,7 +180,10 @@ def parse_configuration(config_id: str, body: JsonObject) -> Configuration:
         raise BadRequest("priority must be a non-negative integer")
     labels = _str_map(body.get("labels"), "labels", MAX_LABELS)
     metrics = body.get("metrics") or {}
-    queries = _str_map(metrics.get("queries") if isinstance(metrics, dict) else {}, "metrics")
+    queries = _str_map(
+        metrics.get("queries") if isinstance(metrics, dict) else {}, "metrics",
+        MAX_CUSTOM_METRICS,
+    )  # fmt: skip
     for name, text in queries.items():
         if (error := check_metric_query(text)) is not None:
             raise BadRequest(f"metric {name!r}: {error}")
@@ -195,12 +201,36 @@ def _metric(text: str) -> Predicate:
     return parse_query(text).matches
 
 
+def _parts(key: str) -> tuple[str, ...]:
+    return tuple(key[len(_DESIRED_PREFIX) :].split("."))
+
+
+def _get(doc: Any, parts: tuple[str, ...]) -> Any:
+    for part in parts:
+        doc = doc.get(part) if isinstance(doc, dict) else None
+    return doc
+
+
+def _patch_at(parts: tuple[str, ...], value: Any) -> JsonObject:
+    patch: JsonObject = {parts[-1]: value}
+    for part in reversed(parts[:-1]):
+        patch = {part: patch}
+    return patch
+
+
+def _overlap(a: str, b: str) -> bool:
+    """Two content paths conflict when one is the other or lies inside it."""
+    pa, pb = _parts(a), _parts(b)
+    n = min(len(pa), len(pb))
+    return pa[:n] == pb[:n]
+
+
 @dataclass(frozen=True)
 class Evaluation:
-    """Which configurations target and which one applies, per device."""
+    """Which configurations target and which apply, per device and per content path."""
 
     statuses: dict[str, dict[str, str]]  # device id -> config id -> Applied/Targeted
-    winners: dict[str, str]  # device id -> the applied config id
+    owners: dict[str, dict[str, str]]  # device id -> content path -> the config applying it
 
 
 def evaluate(configs: Iterable[Configuration], views: Iterable[JsonObject]) -> Evaluation:
@@ -209,14 +239,21 @@ def evaluate(configs: Iterable[Configuration], views: Iterable[JsonObject]) -> E
         (c, _condition(c.target_condition)) for c in ranked
     ]
     statuses: dict[str, dict[str, str]] = {}
-    winners: dict[str, str] = {}
+    owners: dict[str, dict[str, str]] = {}
     for view in views:
         device_id = view["deviceId"]
-        hits = [c.id for c, matches in conditions if matches(view)]
-        if hits:
-            winners[device_id] = hits[0]
-            statuses[device_id] = dict.fromkeys(hits, TARGETED) | {hits[0]: APPLIED}
-    return Evaluation(statuses, winners)
+        hits = [c for c, matches in conditions if matches(view)]
+        if not hits:
+            continue
+        paths: dict[str, str] = {}
+        for config in hits:  # highest priority first: it takes every path it names
+            for key in config.content:
+                if not any(_overlap(key, taken) for taken in paths):
+                    paths[key] = config.id
+        applied = set(paths.values())
+        owners[device_id] = paths
+        statuses[device_id] = {c.id: APPLIED if c.id in applied else TARGETED for c in hits}
+    return Evaluation(statuses, owners)
 
 
 def count_metrics(
@@ -242,23 +279,34 @@ class ConfigStore(Protocol):
 
     def delete_configuration(self, config_id: str) -> None: ...
 
-
 ApplyDesired = Callable[[str, JsonObject], object]
 
 
 class ConfigurationEngine:
     """The hub's configurations: CRUD with etags, and the evaluation pass."""
 
-    def __init__(self, store: ConfigStore, apply_desired: ApplyDesired) -> None:
+    def __init__(
+        self,
+        store: ConfigStore,
+        apply_desired: ApplyDesired,
+        *,
+        limit: int = MAX_CONFIGURATIONS,
+        content_merge: bool = False,
+    ) -> None:
         self._store = store
         self._apply = apply_desired
+        self.limit = limit
+        self.content_merge = content_merge
         self.configs: dict[str, Configuration] = {}
         for record in store.configurations():
             c = Configuration.from_record(record)
             self.configs[c.id] = c
         self._seq = itertools.count(max((c.seq for c in self.configs.values()), default=0) + 1)
         self._statuses: dict[str, dict[str, str]] = {}
-        self._applied: dict[str, str] = {}
+        # device id -> content path -> config id, as last written to the twin. Not
+        # stored: the first pass after a start, before any client can change a twin,
+        # learns it again from the twins (writing nothing where they already agree).
+        self._applied: dict[str, dict[str, str]] = {}
         self._metrics: dict[str, tuple[dict[str, int], dict[str, int]]] = {}
 
     # ------------------------------------------------------------ CRUD
@@ -280,8 +328,8 @@ class ConfigurationEngine:
         if current is None:
             if if_match not in (None, "", "*"):
                 raise NotFound(f"configuration {config_id!r} not found")
-            if len(self.configs) >= MAX_CONFIGURATIONS:
-                raise BadRequest(f"at most {MAX_CONFIGURATIONS} configurations per hub")
+            if len(self.configs) >= self.limit:
+                raise BadRequest(f"at most {self.limit} configurations per hub")
             stored = replace(new, created=now, updated=now, seq=next(self._seq))
         else:
             if if_match is None:
@@ -324,27 +372,45 @@ class ConfigurationEngine:
             return
         result = evaluate(self.configs.values(), (t.query_view() for t in twins.values()))
         self._statuses = {d: s for d, s in result.statuses.items() if d in twins}
-        for device_id, config_id in result.winners.items():
-            if self._applied.get(device_id) == config_id:
+        for device_id in set(result.owners) | set(self._applied):
+            owners = result.owners.get(device_id, {})
+            before = self._applied.get(device_id, {})
+            if device_id not in twins:  # deleted with its twin
+                self._applied.pop(device_id, None)
                 continue
-            self._applied[device_id] = config_id
+            if owners == before:
+                continue
             desired = twins[device_id].desired
-            patch = self.configs[config_id].desired_patch(desired)
-            if not _contains(desired, patch):
+            doc = desired
+            for key, config_id in before.items():
+                if owners.get(key) == config_id:
+                    continue
+                taken = any(_overlap(key, kept) for kept in owners)
+                if not (taken and self.content_merge):  # its settings go with it
+                    doc = merge_patch(doc, _patch_at(_parts(key), None))
+            for key, config_id in owners.items():
+                if before.get(key) != config_id:
+                    value = self.configs[config_id].value_patch(key, doc, self.content_merge)
+                    doc = merge_patch(doc, value)
+            patch = _diff(desired, doc)
+            if owners:
+                self._applied[device_id] = owners
+            else:
+                self._applied.pop(device_id, None)
+            if patch:
                 self._apply(device_id, patch)
-        for gone in set(self._applied) - set(result.winners):
-            del self._applied[gone]
         views = [self.view(t) for t in twins.values()]
         self._metrics = {c.id: count_metrics(c, views) for c in self.configs.values()}
 
 
-def _contains(doc: Any, patch: Any) -> bool:
-    """Whether merging ``patch`` into ``doc`` would change nothing."""
-    if not isinstance(patch, dict):
-        return bool(doc == patch)
-    if not isinstance(doc, dict):
-        return False
-    return all(
-        (k not in doc) if v is None else (k in doc and _contains(doc[k], v))
-        for k, v in patch.items()
-    )
+def _diff(old: JsonObject, new: JsonObject) -> JsonObject:
+    """The merge patch that turns ``old`` into ``new``."""
+    patch: JsonObject = {k: None for k in old if k not in new}
+    for key, value in new.items():
+        prior = old.get(key)
+        if isinstance(prior, dict) and isinstance(value, dict):
+            if inner := _diff(prior, value):
+                patch[key] = inner
+        elif prior != value or key not in old:
+            patch[key] = value
+    return patch

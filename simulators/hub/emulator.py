@@ -20,6 +20,8 @@ from simulators.hub.iothub import TelemetryMessage, TwinFault
 from simulators.hub.registry import Device, Enrollment, EnrollmentKind
 from simulators.hub.sas import derive_device_key
 from simulators.hub.server import HubFacts, HubServer
+from simulators.hub.throttling import Tier
+from simulators.hub.timing import Timing
 from simulators.hub.twins import Twin
 
 T = TypeVar("T")
@@ -33,11 +35,21 @@ class HubEmulator:
     """
 
     def __init__(
-        self, state_dir: Path | str, host: str = "127.0.4.1", config_interval: float | None = None
+        self,
+        state_dir: Path | str,
+        host: str = "127.0.4.1",
+        *,
+        time_scale: float = 1.0,
+        tier: Tier = Tier.S1,
+        units: int = 1,
+        content_merge: bool = False,
     ) -> None:
+        """``time_scale`` speeds up every cadence of the hub together (see
+        :mod:`simulators.hub.timing`); 1.0 is IoT Hub's own pace."""
         self.state_dir = Path(state_dir)
         self.host = host
-        self.config_interval = config_interval
+        self.timing = Timing(time_scale)
+        self.tier, self.units, self.content_merge = tier, units, content_merge
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: HubServer | None = None
@@ -66,9 +78,10 @@ class HubEmulator:
     async def _main(self, started: concurrent.futures.Future[HubFacts]) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        server = HubServer(self.state_dir, self.host)
-        if self.config_interval is not None:
-            server.config_interval = self.config_interval
+        server = HubServer(
+            self.state_dir, self.host, timing=self.timing, tier=self.tier, units=self.units,
+            content_merge=self.content_merge,
+        )  # fmt: skip
         try:
             facts = await server.start()
         except BaseException as exc:

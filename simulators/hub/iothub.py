@@ -19,9 +19,9 @@ from http import HTTPStatus
 from typing import Any, Protocol
 from urllib.parse import parse_qs
 
-from simulators.hub import sas, topics
+from simulators.hub import authorization, sas, topics
 from simulators.hub.errors import AuthError, BadRequest, Conflict, NotFound, RequestError
-from simulators.hub.mqtt import Publish, topic_matches
+from simulators.hub.mqtt import SUBACK_FAILURE, Publish, topic_matches
 from simulators.hub.registry import Device, DeviceStatus
 from simulators.hub.store import Store
 from simulators.hub.twins import JsonObject, Twin, check_etag, loads_object
@@ -89,7 +89,9 @@ class IoTHub:
         #: The PnP model id each device announced at its last CONNECT ("modelId" in its
         #: twin); Device Update knows its devices by it (simulators/hub/adu/fleet.py).
         self.model_ids: dict[str, str] = {}
-        self._pending_methods: dict[str, asyncio.Future[tuple[int, Any]]] = {}
+        # (device id, request id) -> the service's waiting call: a method response
+        # counts only from the device the method was sent to.
+        self._pending_methods: dict[tuple[str, str], asyncio.Future[tuple[int, Any]]] = {}
         self._rids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
         # Called after every observable change, so waiters re-check their condition.
@@ -140,6 +142,10 @@ class IoTHub:
         self._store.delete_subscriptions(device_id)
 
     def subscribe(self, device_id: str, topic_filter: str, qos: int) -> int:
+        """The granted QoS, or SUBACK's failure code for a filter this identity may not use."""
+        if not authorization.may_subscribe(device_id, topic_filter):
+            log.warning("device %s may not subscribe to %.80r; refused", device_id, topic_filter)
+            return SUBACK_FAILURE
         granted = min(qos, 1)
         self.sessions[device_id].subscriptions[topic_filter] = granted
         self._store.save_subscription(device_id, topic_filter, granted)
@@ -193,15 +199,24 @@ class IoTHub:
 
     async def on_publish(self, device_id: str, publish: Publish) -> None:
         parsed = topics.parse(publish.topic)
+        if not authorization.may_publish(device_id, parsed):
+            # IoT Hub closes the connection of a device that publishes where it may not.
+            log.warning("device %s may not publish to %.80r; disconnected", device_id,
+                        publish.topic)  # fmt: skip
+            self._disconnect(device_id)
+            return
         match parsed.kind:
             case topics.TopicKind.TWIN_GET | topics.TopicKind.TWIN_PATCH_REPORTED:
                 self._spawn(self._twin_request(device_id, parsed, publish.payload))
             case topics.TopicKind.METHOD_RESPONSE:
-                self._method_response(parsed, publish.payload)
-            case topics.TopicKind.TELEMETRY if parsed.segment == device_id:
+                self._method_response(device_id, parsed, publish.payload)
+            case topics.TopicKind.TELEMETRY:
                 self._capture(device_id, parsed.params, publish.payload)
-            case _:
-                log.warning("device %s published to unsupported topic; dropped", device_id)
+
+    def _disconnect(self, device_id: str) -> None:
+        session = self.sessions.get(device_id)
+        if session is not None and session.link is not None:
+            session.link.close()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -241,10 +256,14 @@ class IoTHub:
         kept.append(TelemetryMessage(device_id, body, props, time.time()))
         self.on_change()
 
-    def _method_response(self, parsed: topics.ParsedTopic, body: bytes) -> None:
-        future = self._pending_methods.pop(parsed.params.get("$rid", ""), None)
+    def _method_response(self, device_id: str, parsed: topics.ParsedTopic, body: bytes) -> None:
+        rid = parsed.params.get("$rid", "")
+        future = self._pending_methods.pop((device_id, rid), None)
         if future is None or future.done():
-            return  # late answer after the service gave up
+            # A late answer after the service gave up, or an answer to a method
+            # this device was never sent: only the addressed device may answer.
+            log.info("device %s answered no method of its own (rid %.20r); dropped", device_id, rid)
+            return
         try:
             payload = json.loads(body) if body else None
             status = int(parsed.segment)
@@ -356,7 +375,7 @@ class IoTHub:
         if session is None or session.link is None or not session.subscribed(request_topic):
             raise RequestError(f"device {device_id!r} is not online", HTTPStatus.NOT_FOUND)
         future: asyncio.Future[tuple[int, Any]] = asyncio.get_running_loop().create_future()
-        self._pending_methods[rid] = future
+        self._pending_methods[(device_id, rid)] = future
         self._deliver(device_id, request_topic, payload, force=True)
         try:
             async with asyncio.timeout(response_timeout):
@@ -367,7 +386,7 @@ class IoTHub:
                 HTTPStatus.GATEWAY_TIMEOUT,
             ) from exc
         finally:
-            self._pending_methods.pop(rid, None)
+            self._pending_methods.pop((device_id, rid), None)
 
     async def close(self) -> None:
         for task in list(self._tasks):

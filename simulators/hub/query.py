@@ -1,13 +1,20 @@
-"""The subset of the IoT Hub query language that fleet views and configurations need.
+"""The IoT Hub query language over device twins, as its reference page documents it.
 
-``SELECT <list> FROM devices [WHERE cond] [GROUP BY path, ...]`` where the list
-is ``*`` or paths and ``COUNT()``, each with an optional ``AS name``. A
-condition compares a path (``deviceId``, ``tags.x``, ``properties.reported.a.b``,
-``configurations.[[id]].status``) with a literal using ``= != <> < <= > >=``,
-tests ``path [NOT] IN [literal, ...]`` or ``IS_DEFINED(path)``, and combines
-them with ``AND``, ``OR``, ``NOT`` and parentheses. As in IoT Hub, a comparison
-with a missing path is false, whatever the operator, and values of different
-types never compare equal.
+``SELECT [TOP n] <list> FROM devices [WHERE cond] [GROUP BY path]`` where the
+list is ``*`` or paths and the aggregates ``COUNT()``, ``AVG(path)``,
+``SUM(path)``, ``MIN(path)``, ``MAX(path)``, each with an optional ``AS name``;
+GROUP BY takes one attribute, as the grammar's ``<group_specification>`` does.
+A condition compares a path (``deviceId``, ``tags.x``,
+``properties.reported.a.b``, ``configurations.[[id]].status``) with a literal
+using ``= != <> < <= > >=``, tests ``path [NOT] IN [...]``, ``path NIN [...]``
+or ``IS_DEFINED(path)``, and combines them with ``AND``, ``OR``, ``NOT`` and
+parentheses. As in IoT Hub, a comparison with a missing path is false, whatever
+the operator, and values of different types never compare equal.
+
+A property whose name is a reserved word of the language must be escaped:
+``tags.[[group]]``; bare ``tags.group`` is refused, as IoT Hub refuses it
+(source: "IoT Hub query language", learn.microsoft.com,
+iot-hub-devguide-query-language; MicrosoftDocs/azure-docs#17106).
 """
 
 from __future__ import annotations
@@ -44,6 +51,39 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
 }
 _MISSING = object()
 MAX_QUERY_LEN = 8192  # IoT Hub refuses longer query strings
+#: Words of the query language that a property name may only use escaped, as [[word]].
+RESERVED = frozenset(
+    [
+        "all",
+        "and",
+        "as",
+        "asc",
+        "avg",
+        "between",
+        "by",
+        "count",
+        "desc",
+        "devices",
+        "false",
+        "from",
+        "group",
+        "in",
+        "is_defined",
+        "max",
+        "min",
+        "nin",
+        "not",
+        "null",
+        "or",
+        "order",
+        "select",
+        "sum",
+        "top",
+        "true",
+        "where",
+    ]
+)
+_AGGREGATES = ("COUNT", "AVG", "SUM", "MIN", "MAX")
 #: Parentheses and NOTs nested deeper than this are refused (400), not parsed: the
 #: parser recurses per level. IoT Hub documents no figure; real conditions use a few.
 MAX_NESTING = 32
@@ -74,15 +114,42 @@ Path = tuple[str, ...]
 
 def _split_path(text: str) -> Path:
     parts = re.findall(r"\[\[[^\]]+\]\]|[^.]+", text)
+    for part in parts:
+        if part.lower() in RESERVED:
+            raise BadRequest(
+                f"query: {part!r} in {text[:80]!r} is a reserved word; escape it as [[{part}]]"
+            )
     return tuple(p[2:-2] if p.startswith("[[") else p for p in parts)
 
 
 @dataclass(frozen=True)
 class SelectItem:
-    """One entry of the SELECT list: a path, or ``COUNT()`` when ``path`` is None."""
+    """One entry of the SELECT list: a path, or an aggregate over it (COUNT() has none)."""
 
     path: Path | None
     name: str
+    aggregate: str | None = None  # COUNT, AVG, SUM, MIN or MAX
+
+    def value(self, docs: list[dict[str, Any]]) -> Any:
+        """The aggregate over a group's documents (numbers only, as IoT Hub)."""
+        if self.aggregate == "COUNT":
+            return len(docs)
+        assert self.path is not None
+        numbers = [
+            v for d in docs
+            if isinstance(v := _lookup(d, self.path), int | float) and not isinstance(v, bool)
+        ]  # fmt: skip
+        if not numbers:
+            return None
+        match self.aggregate:
+            case "AVG":
+                return sum(numbers) / len(numbers)
+            case "SUM":
+                return sum(numbers)
+            case "MIN":
+                return min(numbers)
+            case _:
+                return max(numbers)
 
 
 @dataclass(frozen=True)
@@ -92,6 +159,7 @@ class Query:
     select: tuple[SelectItem, ...] | None  # None for SELECT *
     where: Predicate
     group_by: tuple[Path, ...]
+    top: int | None = None
 
     @property
     def is_star(self) -> bool:
@@ -100,30 +168,33 @@ class Query:
     def matches(self, doc: dict[str, Any]) -> bool:
         return self.where(doc)
 
+    def limit(self, rows: list[Any]) -> list[Any]:
+        return rows if self.top is None else rows[: self.top]
+
     def run(self, docs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         """Rows for a projection or aggregation query (not for ``SELECT *``)."""
         assert self.select is not None
         matched = (d for d in docs if self.where(d))
-        aggregate = self.group_by or any(i.path is None for i in self.select)
+        aggregate = self.group_by or any(i.aggregate for i in self.select)
         if not aggregate:
-            return [self._row(self.select, d, 1) for d in matched]
-        groups: dict[str, tuple[dict[str, Any], int]] = {}
+            return self.limit([self._row(self.select, [d]) for d in matched])
+        groups: dict[str, list[dict[str, Any]]] = {}
         for doc in matched:
             key = json.dumps([_plain(_lookup(doc, p)) for p in self.group_by], sort_keys=True)
-            first, count = groups.get(key, (doc, 0))
-            groups[key] = (first, count + 1)
+            groups.setdefault(key, []).append(doc)
         if not self.group_by and not groups:
-            return [self._row(self.select, {}, 0)]
-        return [self._row(self.select, first, n) for first, n in groups.values()]
+            return [self._row(self.select, [])]
+        return self.limit([self._row(self.select, group) for group in groups.values()])
 
     @staticmethod
-    def _row(items: tuple[SelectItem, ...], doc: dict[str, Any], count: int) -> dict[str, Any]:
+    def _row(items: tuple[SelectItem, ...], docs: list[dict[str, Any]]) -> dict[str, Any]:
         row: dict[str, Any] = {}
         for item in items:
-            if item.path is None:
-                row[item.name] = count
+            if item.aggregate:
+                row[item.name] = item.value(docs)
                 continue
-            value = _lookup(doc, item.path)
+            assert item.path is not None
+            value = _lookup(docs[0], item.path) if docs else _MISSING
             if value is not _MISSING:
                 row[item.name] = value
         return row
@@ -170,6 +241,7 @@ class _Parser:
 
     def query(self) -> Query:
         self._expect("SELECT")
+        top = self._top() if self._keyword("TOP") else None
         select = None if self._punct("*") else self._select_list()
         self._expect("FROM")
         self._expect("DEVICES")
@@ -180,25 +252,41 @@ class _Parser:
         if self._keyword("GROUP"):
             self._expect("BY")
             group_by.append(self._path())
-            while self._punct(","):
-                group_by.append(self._path())
+            if self._punct(","):
+                raise BadRequest("query: GROUP BY takes one attribute")
         if self._peek() is not None:
             raise BadRequest(f"query: unexpected {self._next().text!r}")
         if group_by and select is None:
             raise BadRequest("query: GROUP BY needs a SELECT list, not *")
         for item in select or ():
-            if group_by and item.path is not None and item.path not in group_by:
-                raise BadRequest(f"query: {'.'.join(item.path)} is neither grouped nor aggregated")
-        return Query(select, where, tuple(group_by))
+            if group_by and not item.aggregate and item.path not in group_by:
+                raise BadRequest(
+                    f"query: {'.'.join(item.path or ())} is neither grouped nor aggregated"
+                )
+        return Query(select, where, tuple(group_by), top)
+
+    def _top(self) -> int:
+        tok = self._next()
+        if tok.kind != "num" or not tok.text.isdigit() or int(tok.text) < 1:
+            raise BadRequest(f"query: TOP needs a positive whole number, got {tok.text!r}")
+        return int(tok.text)
 
     def _select_list(self) -> tuple[SelectItem, ...]:
         items: list[SelectItem] = []
         while True:
             n = len(items) + 1
-            if self._keyword("COUNT"):
+            aggregate = next((a for a in _AGGREGATES if self._keyword(a)), None)
+            path: Path | None
+            if aggregate == "COUNT":
                 if not (self._punct("(") and self._punct(")")):
                     raise BadRequest("query: COUNT takes no argument: COUNT()")
                 path, name = None, f"${n}"
+            elif aggregate:
+                if not self._punct("("):
+                    raise BadRequest(f"query: {aggregate} needs (path)")
+                path, name = self._path(), f"${n}"
+                if not self._punct(")"):
+                    raise BadRequest(f"query: missing ')' after {aggregate}(path")
             else:
                 path = self._path()
                 name = path[-1]
@@ -207,7 +295,7 @@ class _Parser:
                 if alias.kind != "word" or "." in alias.text:
                     raise BadRequest(f"query: bad alias {alias.text!r}")
                 name = alias.text
-            items.append(SelectItem(path, name))
+            items.append(SelectItem(path, name, aggregate))
             if not self._punct(","):
                 return tuple(items)
 
@@ -261,6 +349,8 @@ class _Parser:
         if path_tok.kind != "word":
             raise BadRequest(f"query: expected 'path op value' at {path_tok.text!r}")
         path = _split_path(path_tok.text)
+        if self._keyword("NIN"):
+            return self._in(path, True)
         negate = self._keyword("NOT")
         if self._keyword("IN"):
             return self._in(path, negate)
@@ -344,7 +434,11 @@ def compile_query(text: str) -> Predicate:
 
 
 def compile_condition(text: str) -> Predicate:
-    """A configuration's ``targetCondition``: a bare WHERE clause; empty matches nothing."""
+    """A configuration's ``targetCondition``: a bare WHERE clause; empty matches nothing
+    and ``*`` every device ("Automatic device management": "specify * to target all
+    devices")."""
     if not text.strip():
         return lambda _doc: False
+    if text.strip() == "*":
+        return lambda _doc: True
     return parse_query(f"SELECT * FROM devices WHERE {text}").matches

@@ -2,11 +2,15 @@
 
 Requests carry ``Authorization: SharedAccessSignature ...&skn=iothubowner``,
 checked against the hub's service policy key. Errors come back with IoT Hub's
-status codes and a JSON body naming the cause.
+status codes and a JSON body naming the cause. Every operation is throttled
+at the tier's documented rate (429 with ``Retry-After``), a query page holds
+at most 100 records, and queries read a view that trails the twins by up to
+the query lag (see :mod:`simulators.hub.timing`).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
@@ -25,10 +29,14 @@ from simulators.hub.iothub import IoTHub
 from simulators.hub.query import parse_query
 from simulators.hub.registry import Device, DeviceStatus
 from simulators.hub.sas import new_key
+from simulators.hub.throttling import Operation, Throttle
+from simulators.hub.timing import Timing
 from simulators.hub.twins import Twin, loads_object
 
 SERVICE_POLICY = "iothubowner"
 DEFAULT_PAGE = 100
+#: "Query twins": a page holds at most 100 records (x-ms-max-item-count).
+MAX_PAGE = 100
 MAX_METHOD_TIMEOUT = 300.0
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: Device Update's routes check their own bearer token (simulators/hub/adu/api.py).
@@ -63,6 +71,44 @@ def _json(body: Any, status: int = 200) -> web.Response:
     return web.json_response(body, status=status)
 
 
+def _operation(request: web.Request) -> Operation | None:
+    """Which throttle a request counts against (direct methods are metered by size: not here)."""
+    path, method = request.path, request.method
+    if path == "/devices/query":
+        return Operation.QUERY
+    if path.startswith("/devices/"):
+        return Operation.REGISTRY
+    if path.startswith("/twins/"):
+        if path.endswith("/methods"):
+            return None
+        return Operation.TWIN_READ if method == "GET" else Operation.TWIN_UPDATE
+    if path.startswith("/configurations"):
+        return Operation.CONFIGURATION
+    if path.startswith("/jobs"):
+        return Operation.JOB
+    return None
+
+
+class QueryViews:
+    """What queries read: the twins as they were up to ``QUERY_LAG`` model seconds ago."""
+
+    def __init__(self, hub: IoTHub, configs: ConfigurationEngine | None, timing: Timing) -> None:
+        self._hub, self._configs, self._timing = hub, configs, timing
+        self._rows: list[tuple[Twin, dict[str, Any]]] | None = None
+        self._at = 0.0
+
+    def rows(self) -> list[tuple[Twin, dict[str, Any]]]:
+        now = self._timing.now()
+        if self._rows is None or now - self._at >= self._timing.query_lag:
+            twins = sorted(self._hub.twins_for_query(), key=lambda t: t.device_id)
+            self._rows = [(t, self._view(t)) for t in twins]
+            self._at = now
+        return self._rows
+
+    def _view(self, twin: Twin) -> dict[str, Any]:
+        return self._configs.view(twin) if self._configs else twin.query_view()
+
+
 class ServiceApi:
     def __init__(
         self,
@@ -70,14 +116,22 @@ class ServiceApi:
         service_key: str,
         service_hosts: tuple[str, ...],
         configs: ConfigurationEngine | None = None,
+        *,
+        timing: Timing | None = None,
+        throttle: Throttle | None = None,
+        on_configuration_change: Callable[[], None] = lambda: None,
     ) -> None:
         self._hub = hub
         self._key = service_key
         self._hosts = service_hosts
         self._configs = configs
+        self._timing = timing or Timing()
+        self._throttle = throttle or Throttle()
+        self._views = QueryViews(hub, configs, self._timing)
+        self._config_changed = on_configuration_change
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._errors, self._auth])
+        app = web.Application(middlewares=[self._errors, self._auth, self._throttled])
         app.add_routes(
             [
                 web.post("/devices/query", self.query),
@@ -120,6 +174,21 @@ class ServiceApi:
             raise AuthError("token resource does not name this hub")
         sas.verify(token, (self._key,), time.time())
         return await handler(request)
+
+    @web.middleware
+    async def _throttled(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        op = _operation(request)
+        wait = self._throttle.take(op, self._timing.now()) if op is not None else 0.0
+        if not wait:
+            return await handler(request)
+        real = self._timing.real(wait)
+        return web.json_response(
+            {"Message": f"ErrorCode:ThrottlingException;{op.value if op else ''}: the hub's "
+                        f"{self._throttle.tier} rate is exceeded; retry after {real:.3f}s"},
+            status=HTTPStatus.TOO_MANY_REQUESTS,
+            headers={"Retry-After": str(max(1, math.ceil(real))),
+                     "retry-after-ms": str(max(1, math.ceil(real * 1000)))},
+        )  # fmt: skip
 
     async def _body(self, request: web.Request) -> dict[str, Any]:
         raw = await request.read()
@@ -185,12 +254,13 @@ class ServiceApi:
             page = int(request.headers.get("x-ms-max-item-count") or DEFAULT_PAGE)
         except ValueError as exc:
             raise BadRequest("bad continuation token or item count") from exc
-        twins = sorted(self._hub.twins_for_query(), key=lambda t: t.device_id)
-        views = (self._view(t) for t in twins)
+        if not 1 <= page <= MAX_PAGE:
+            raise BadRequest(f"x-ms-max-item-count must be 1-{MAX_PAGE}, not {page}")
+        rows = self._views.rows()
         if query.is_star:
-            matched = [t for t, v in zip(twins, views, strict=True) if query.matches(v)]
+            matched = query.limit([t for t, v in rows if query.matches(v)])
             return self._page(matched, start, page, "twin")
-        return self._page(query.run(views), start, page, "raw")
+        return self._page(query.run(v for _, v in rows), start, page, "raw")
 
     def _page(self, items: list[Any], start: int, page: int, kind: str) -> web.Response:
         chunk = items[start : start + max(page, 1)]
@@ -200,9 +270,6 @@ class ServiceApi:
         if kind == "twin":
             chunk = [twin_json(self._hub, t, self._configs) for t in chunk]
         return web.json_response(chunk, headers=headers)
-
-    def _view(self, twin: Twin) -> dict[str, Any]:
-        return self._configs.view(twin) if self._configs else twin.query_view()
 
     async def invoke_method(self, request: web.Request) -> web.Response:
         body = await self._body(request)
@@ -235,12 +302,12 @@ class ServiceApi:
         config_id = request.match_info["id"]
         existed = config_id in configs.configs
         stored = configs.put(config_id, await self._body(request), request.headers.get("If-Match"))
-        configs.evaluate(self._hub.twins)  # IoT Hub starts applying a new one promptly
+        self._config_changed()  # IoT Hub evaluates a new or changed one shortly
         return _json(configs.to_json(stored), 200 if existed else 201)
 
     async def delete_configuration(self, request: web.Request) -> web.Response:
         self.configs.delete(request.match_info["id"], request.headers.get("If-Match"))
-        self.configs.evaluate(self._hub.twins)
+        self._config_changed()
         return web.Response(status=204)
 
     async def list_configurations(self, request: web.Request) -> web.Response:

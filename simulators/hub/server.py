@@ -23,7 +23,11 @@ from simulators.hub.adu.mount import install as install_adu
 from simulators.hub.adu.mount import make_adu
 from simulators.hub.broker import Broker
 from simulators.hub.certs import CertPaths, ensure_certs, server_context
-from simulators.hub.configurations import ConfigurationEngine
+from simulators.hub.configurations import (
+    MAX_CONFIGURATIONS,
+    MAX_CONFIGURATIONS_FREE,
+    ConfigurationEngine,
+)
 from simulators.hub.dps import Dps
 from simulators.hub.errors import StartupError
 from simulators.hub.iothub import IoTHub
@@ -31,15 +35,14 @@ from simulators.hub.registry import Enrollment, EnrollmentKind
 from simulators.hub.rest import SERVICE_POLICY, ServiceApi
 from simulators.hub.sas import new_key
 from simulators.hub.store import Store
+from simulators.hub.throttling import Throttle, Tier
+from simulators.hub.timing import Timing
 
 log = logging.getLogger(__name__)
 
 MQTT_PORT = 8883  # fixed in azure-iot-device for both hub and DPS
 DEFAULT_GROUP = "default"  # name of the group enrollment every state dir starts with
 _STOP_GRACE = 5.0  # seconds to let connection handlers finish at stop
-#: Seconds between evaluations of automatic device configurations (IoT Hub takes
-#: minutes; the emulator is quicker, and tests make it quicker still).
-CONFIG_INTERVAL = 5.0
 
 
 @dataclass(frozen=True)
@@ -92,11 +95,22 @@ def _bind(host: str, port: int) -> socket.socket:
 
 class HubServer:
     def __init__(
-        self, state_dir: Path, host: str = "127.0.0.1", config_interval: float = CONFIG_INTERVAL
+        self,
+        state_dir: Path,
+        host: str = "127.0.0.1",
+        *,
+        timing: Timing | None = None,
+        tier: Tier = Tier.S1,
+        units: int = 1,
+        content_merge: bool = False,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.host = host
-        self.config_interval = config_interval
+        self.timing = timing or Timing()
+        self.tier = tier
+        self.throttle = Throttle(tier, units)
+        self.content_merge = content_merge
+        self._config_soon = asyncio.Event()
         self._configs: ConfigurationEngine | None = None
         self._config_task: asyncio.Task[None] | None = None
         self._mqtt: asyncio.Server | None = None
@@ -171,10 +185,17 @@ class HubServer:
         rest_port = int(rest_sock.getsockname()[1])
         service_host = f"{self.host}:{rest_port}"
         self._configs = configs = ConfigurationEngine(
-            store, lambda d, patch: hub.update_twin(d, {"properties": {"desired": patch}}, None)
+            store,
+            lambda d, patch: hub.update_twin(d, {"properties": {"desired": patch}}, None),
+            limit=MAX_CONFIGURATIONS_FREE if self.tier is Tier.F1 else MAX_CONFIGURATIONS,
+            content_merge=self.content_merge,
         )
         self._config_task = asyncio.create_task(self._evaluate_configurations(configs))
-        api = ServiceApi(hub, settings.service_key, (service_host, self.host), configs)
+        api = ServiceApi(
+            hub, settings.service_key, (service_host, self.host), configs,
+            timing=self.timing, throttle=self.throttle,
+            on_configuration_change=self._config_soon.set,
+        )  # fmt: skip
         app = api.app()
         adu_api, adu = make_adu(hub, store, self.state_dir, service_host)
         install_adu(app, adu_api)
@@ -240,13 +261,19 @@ class HubServer:
         return self._configs
 
     async def _evaluate_configurations(self, configs: ConfigurationEngine) -> None:
-        """IoT Hub re-evaluates configurations periodically, so late joiners get them."""
+        """Every five minutes (model time), and shortly after a configuration changed."""
         while True:
             try:
                 configs.evaluate(self.hub.twins)
             except Exception:  # one bad pass must not end the loop
                 log.exception("configuration evaluation failed")
-            await asyncio.sleep(self.config_interval)
+            self._config_soon.clear()
+            try:
+                async with asyncio.timeout(self.timing.evaluation_interval):
+                    await self._config_soon.wait()
+                await asyncio.sleep(self.timing.first_evaluation)
+            except TimeoutError:
+                pass
 
     async def stop(self) -> None:
         if self._config_task is not None:

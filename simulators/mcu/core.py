@@ -112,6 +112,7 @@ class McuCore:
         self._busy_until = 0.0
         self._baud_guard = 0  # bumps on every SET_BAUD so stale fallbacks are ignored
         self._baud_deaf = False
+        self._hung = False  # the app hangs (hang-on-boot) until the watchdog resets the part
         self._baud_probation = False
         self.boots = 0
         self.crashes = 0
@@ -184,6 +185,7 @@ class McuCore:
 
     def _reset(self, now: float, stay: bool) -> None:
         self.state = RunState.BOOTING
+        self._hung = False
         self.running_slot = None
         self.session = None
         self._timers.clear()
@@ -206,8 +208,18 @@ class McuCore:
         version = self.trailers[choice.slot].status().version
         if version in self.opts.crash_versions:
             self._at(now + self.opts.crash_delay_s, self._crash)
+        elif version in self.opts.hang_versions:
+            trial = choice.trial
+            self._at(now + self.opts.crash_delay_s, lambda t: self._hang(t, trial))
         elif choice.trial:
             self._at(now + self.opts.confirm_delay_s, self._self_confirm)
+
+    def _hang(self, now: float, trial: bool) -> None:
+        """Stop answering. Only the watchdog the bootloader armed for a trial boot gets the
+        part back; a confirmed image that hangs stays hung until a power cycle."""
+        self._hung = True
+        if trial:
+            self._at(now + self.opts.watchdog_s, self._crash)
 
     def _crash(self, now: float) -> None:
         self.crashes += 1
@@ -223,7 +235,7 @@ class McuCore:
     # ------------------------------------------------------------ input
 
     def receive(self, now: float, data: bytes) -> None:
-        if self.state is RunState.BOOTING or self._baud_deaf:
+        if self.state is RunState.BOOTING or self._baud_deaf or self._hung:
             return  # nobody is listening, or listening at the wrong rate
         self._codec.receive_data(data)
         while (ev := self._codec.next_event()) is not None:

@@ -124,9 +124,14 @@ class NativeDevice:
 
     # ------------------------------------------------------------ set-up and inspection
 
+    def state(self) -> tuple[int, int, int, int]:
+        """(mode, running slot or 255, booted on trial, armed watchdog's ms or 0)."""
+        mode, slot, trial, watchdog = (int(v) for v in self._ask("state")[1].split())
+        return mode, slot, trial, watchdog
+
     def running_slot(self) -> int | None:
-        mode, slot, _ = self._ask("state")[1].split()
-        return int(slot) if int(mode) == MODE_APP else None
+        mode, slot, _, _ = self.state()
+        return slot if mode == MODE_APP else None
 
     def load(self, path: Path) -> None:
         """Replace the whole flash with the file's bytes (a crafted state)."""

@@ -13,6 +13,8 @@ Fault specs (repeatable)::
     refuse=OPCODE        answer OPCODE with REFUSED
     mute=OPCODE          never answer OPCODE
     crash-on-boot=VER    the app of version VER crashes right after booting
+    hang-on-boot=VER     the app of version VER hangs right after booting (no answers, never
+                         confirms) until the watchdog resets the part (watchdog_s later)
     baud-fail            SET_BAUD is accepted but the new rate never works
 """
 
@@ -53,9 +55,12 @@ class SimOptions:
     refuse: frozenset[Opcode] = frozenset()
     mute: frozenset[Opcode] = frozenset()
     crash_versions: frozenset[str] = frozenset()
+    hang_versions: frozenset[str] = frozenset()
     baud_fail: bool = False
     confirm_delay_s: float = 0.1
     crash_delay_s: float = 0.03
+    #: The independent watchdog the bootloader arms before a trial boot (the C models' 1 s).
+    watchdog_s: float = 1.0
     baud_fallback_s: float = 1.0
 
 
@@ -127,6 +132,10 @@ def parse_faults(specs: list[str], base: SimOptions | None = None) -> SimOptions
             if not value:
                 raise FaultSpecError(f"{spec!r}: needs a version, e.g. crash-on-boot=2.0.0")
             opts = replace(opts, crash_versions=opts.crash_versions | {value})
+        elif key == "hang-on-boot":
+            if not value:
+                raise FaultSpecError(f"{spec!r}: needs a version, e.g. hang-on-boot=2.0.0")
+            opts = replace(opts, hang_versions=opts.hang_versions | {value})
         elif key == "baud-fail":
             opts = replace(opts, baud_fail=True)
         else:

@@ -7,7 +7,8 @@ import pytest
 from firmware import keys
 from firmware.errors import PackageError, VerificationError
 from firmware.keys import Algorithm, PrivateKey, PublicKey
-from firmware.package import HEADER_LEN, build, parse, resign, verify
+from firmware.manifest import Manifest
+from firmware.package import HEADER_LEN, build, manifest_for, parse, resign, verify
 from firmware.reasons import ReasonCode
 from tests.firmware.conftest import make_manifest
 
@@ -99,3 +100,24 @@ def test_key_id_is_sha256_of_spki_der(anchor: PublicKey) -> None:
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     assert anchor.key_id == hashlib.sha256(der).digest()
+
+
+def test_target_image_is_signed_into_the_manifest(
+    payload: bytes, signing_key: PrivateKey, anchor: PublicKey
+) -> None:
+    """``targetImage`` names the image of a multi-image device (MCUboot image number)."""
+    manifest = manifest_for(
+        payload, provider="contoso", name="net-core", version="1.2.3",
+        manufacturer="zephyr", model="nrf5340dk", target_image=1,
+    )  # fmt: skip
+    assert b'"targetImage":1' in manifest.to_bytes()
+    data = build(manifest, payload, signing_key)
+    assert verify(data, [anchor]).manifest.target_image == 1
+    plain = make_manifest(payload)
+    assert b"targetImage" not in plain.to_bytes()  # absent unless given: old readers unchanged
+    assert Manifest.from_bytes(plain.to_bytes()).target_image is None
+    with pytest.raises(ValueError, match="targetImage"):
+        manifest_for(
+            payload, provider="c", name="n", version="1.0.0", manufacturer="m", model="x",
+            target_image=-1,
+        )  # fmt: skip

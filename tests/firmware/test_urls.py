@@ -36,3 +36,17 @@ def test_urls_inside_text_are_masked_and_the_rest_kept() -> None:
     assert out.startswith("https://acct.blob.core.windows.net/fw/app-2.0.0.mcufw?***: giving up")
     assert "'https://***@cdn.example/x?***'" in out
     assert redact_text("no url here: 8 attempts") == "no url here: 8 attempts"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://h.example/pkg.mcufw;token=s3cr3t", "https://h.example/pkg.mcufw;***"),
+        ("https://h.example/a;sid=s3cr3t/pkg.mcufw", "https://h.example/a;***/pkg.mcufw"),
+        ("https://h.example/p.mcufw;t=s3cr3t?sig=x", "https://h.example/p.mcufw;***?***"),
+    ],
+)
+def test_path_parameters_are_masked(url: str, shown: str) -> None:
+    # RFC 3986 §3.3: a ";param" in a path segment carries tokens on some servers (issue 17.8).
+    assert redact_url(url) == shown
+    assert "s3cr3t" not in redact_text(f"download of {url}; retrying")

@@ -142,6 +142,9 @@ class FakeMcu:
         #: The version an install leaves in its slot if not the image's (a device that
         #: kept the old one for the same bytes: issue 23.1).
         self.records_version: str | None = None
+        self.safety = Safety.AB_ROLLBACK  # SINGLE_SLOT: an install erases the app first
+        self.off = False  # powered off: nothing answers
+        self.off_on_failure = False  # an injected install failure also powers it off
 
     @property
     def version(self) -> str:
@@ -162,8 +165,8 @@ class FakeMcu:
     def facts(self) -> DeviceFacts:
         return DeviceFacts(
             driver="fake", uid=self.uid.hex(), model=MODEL, compat=COMPAT,
-            bootloader_version="1.0.0", protocol_version="1", installed_version=self.version,
-            capacity=CAPACITY, safety=Safety.AB_ROLLBACK,
+            bootloader_version="1.0.0", protocol_version="1",
+            installed_version=self.version or None, capacity=CAPACITY, safety=self.safety,
             capabilities=frozenset({Capability.AB_SLOTS, Capability.TRIAL_BOOT,
                                     Capability.ROLLBACK, Capability.RESUME}),
             slots=tuple(dataclasses.replace(s, running=s.index == self.running)
@@ -185,10 +188,16 @@ class FakeDriver:
     def __init__(self, mcu: FakeMcu) -> None:
         self.mcu = mcu
 
+    def _answer(self) -> None:
+        if self.mcu.off:
+            raise DriverError("MCU_DISCONNECTED", "port closed (MCU unplugged or off)")
+
     async def identify(self) -> DeviceFacts:
+        self._answer()
         return self.mcu.facts()
 
     async def reboot(self) -> DeviceFacts:
+        self._answer()
         self.mcu.in_bootloader = False
         return self.mcu.facts()
 
@@ -210,10 +219,14 @@ class FakeDriver:
         size = len(image.data) if image.delta is None else image.delta.image_size
         mcu.slots[target] = SlotFacts(target, SlotState.WRITING, image.version, size)
         progress(Progress(Step.CONNECT, 0, size))
+        if mcu.safety is Safety.SINGLE_SLOT:  # the app and its version go first
+            progress(Progress(Step.ERASE, 0, size))
+            mcu.slots[mcu.running] = SlotFacts(mcu.running, SlotState.INVALID)
         progress(Progress(Step.WRITE, 0, size))
         if mcu.hold is not None:
             await mcu.hold.wait()
         if mcu.failures:
+            mcu.off = mcu.off_on_failure
             raise mcu.failures.pop(0)
         progress(Progress(Step.WRITE, size, size))
         progress(Progress(Step.BOOT, size, size))

@@ -136,6 +136,7 @@ async def rig(
     link: AduLink | None = None,
     provider: str | None = "contoso",
     key: Any = None,
+    store: RootKeyStore | None = None,
 ) -> AsyncIterator[Rig]:
     mcu = mcu or FakeMcu()
     link = link or AduLink()
@@ -153,7 +154,7 @@ async def rig(
     roots = {k["kid"]: rsa_key(k["n"], k["e"]) for k in signer.root_jwks()["keys"]}
     adu = AduContext(
         settings=AduSettings(models=(MODEL,), provider=provider, names={MODEL: UPDATE_NAME}),
-        root_keys=RootKeyStore(roots, test=True),
+        root_keys=store or RootKeyStore(roots, test=True),
         state=AduStateStore(tmp_path / "state" / "adu"),
     )
     agent = AduMcuAgent(
@@ -350,3 +351,15 @@ async def test_twin_firmware_is_ignored_for_an_adu_mcu(tmp_path: Path, signer: T
         r.link.set_service(r.service(r.release("1.2.0")))
         await r.wait_agent(state=0, installedUpdateId=update_id("1.2.0"))
         assert r.mcu.flashed == ["1.2.0"]
+
+
+async def test_test_root_keys_only_when_configured(tmp_path: Path, signer: TestSigner) -> None:
+    # A gateway with Microsoft's root keys alone refuses what a test root key signed.
+    async with rig(tmp_path, signer, store=RootKeyStore.production()) as r:
+        rel = r.release("1.1.0")
+        value = r.service(rel)
+        value.pop("rootKeyPackageUrl", None)
+        r.link.set_service(value)
+        agent = await r.wait_agent(state=255)
+        assert agent["lastInstallResult"]["extendedResultCodes"] == "A0200006"  # no root key
+        assert r.mcu.flashed == []

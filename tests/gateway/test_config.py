@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from firmware import keys
 from gateway.config import HubMode, LogFormat, UsbFilter, load_config
 from gateway.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
+RELEASE_PUB = keys.public_pem(keys.generate(keys.Algorithm.ED25519).public_key())
 GROUP_KEY = "c2VjcmV0LWdyb3VwLWtleS1kby1ub3QtbG9nLW1lLXBsZWFzZQ=="
 SERVICE_CS = "HostName=hub.example:443;SharedAccessKeyName=owner;SharedAccessKey=U0VSVklDRQ=="
 
@@ -30,7 +32,7 @@ public_keys = ["release.pub"]
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     (tmp_path / "group.key").write_text(GROUP_KEY + "\n")
-    (tmp_path / "release.pub").write_text("-----BEGIN PUBLIC KEY-----\n")
+    (tmp_path / "release.pub").write_bytes(RELEASE_PUB)
     return tmp_path
 
 
@@ -91,8 +93,8 @@ allowed_schemes = ["https", "HTTP"]
 
 def test_the_example_documents_a_loadable_config(tmp_path: Path) -> None:
     text = (ROOT / "config" / "gateway.example.toml").read_text()
-    for name in ("group.key", "release.pub"):
-        (tmp_path / name).write_text(GROUP_KEY)
+    (tmp_path / "group.key").write_text(GROUP_KEY)
+    (tmp_path / "release.pub").write_bytes(RELEASE_PUB)
     text = text.replace("/etc/mcu-gateway/", "").replace("/var/", "var/")
     config = load_config(write(tmp_path, text), {})
     assert config.hub.mode is HubMode.DPS

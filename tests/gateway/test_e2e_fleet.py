@@ -34,7 +34,7 @@ async def fleet(lab: Lab, *args: str, within: float = 180) -> tuple[int, str, st
 
 
 async def test_two_rings_halt_on_a_refused_package_and_pinpoint_it(tmp_path: Path) -> None:
-    lab = Lab(tmp_path, addr(12, 101), MODELS, hub_config_interval=0.2)
+    lab = Lab(tmp_path, addr(12, 101), MODELS, hub_time_scale=1500)
     async with lab:
         run = await start_gateway(lab)
         try:
@@ -51,7 +51,7 @@ async def test_two_rings_halt_on_a_refused_package_and_pinpoint_it(tmp_path: Pat
             code, out, err = await fleet(
                 lab, "deploy", "--name", "f4-v2", "--package-uri", release.url,
                 "--check-value", release.sha256, "--size", str(release.size),
-                "--version", "2.0.0", "--target", "tags.group = 'lab'", "--rings", "canary,all",
+                "--version", "2.0.0", "--target", "tags.[[group]] = 'lab'", "--rings", "canary,all",
                 "--package-ca-file", str(lab.root / "images-ca.pem"),
                 "--wait", "--interval", "0.2", "--timeout", "150",
             )  # fmt: skip
@@ -61,7 +61,8 @@ async def test_two_rings_halt_on_a_refused_package_and_pinpoint_it(tmp_path: Pat
                 "rollout f4-v2 halted: ring 2 (all): 1 of 4 MCUs failed (25% > 5% allowed)" in out
             )
 
-            code, out, err = await fleet(lab, "status", "--json", "--where", "tags.group = 'lab'")
+            where = "tags.[[group]] = 'lab'"
+            code, out, err = await fleet(lab, "status", "--json", "--where", where)
             assert code == 0, err
             status = json.loads(out)
             (failure,) = status["failures"]

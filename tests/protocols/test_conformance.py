@@ -142,7 +142,6 @@ async def test_fails_a_device_that_loses_its_checkpoints() -> None:
     assert result.section == "§9.3"
 
 
-
 @pytest.mark.parametrize("impl", ["c", "qemu"])
 def test_cli_passes_the_c_builds_with_json_and_junit(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], impl: str

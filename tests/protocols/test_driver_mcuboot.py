@@ -37,11 +37,14 @@ from protocols.mcuboot.framing import ConsoleDecoder, Packet, encode
 from protocols.mcuboot.image import build_image, parse_image
 from simulators.mcu.mcuboot.flash import PRIMARY, SlotFlash
 from simulators.mcu.mcuboot.server import ServerConfig, SmpServer
-from tests.mcuboot_tools import signed
+from tests.mcuboot_tools import as_image, imgtool_keygen, imgtool_sign_with, signed
 from tests.sim_harness import running_sim
 
 UID = "0a1b2c3d4e5f6071"
-SIM = ("--bootloader", "mcuboot", "--baud", "0", "--flash-scale", "0.1", "--uid", UID)
+SIM = ("--bootloader", "mcuboot", "--baud", "0", "--flash-scale", "0.1", "--uid", UID,
+       "--fault", "commands=full")  # fmt: skip
+#: What Zephyr's smp_svr sample enables: no os info, mcumgr params, bootloader or slot info.
+STOCK = SIM[:-2]
 OPTIONS = DriverOptions(baud=0, confirm_timeout_s=5.0)
 SPEC = registry.get("mcuboot")
 
@@ -62,7 +65,7 @@ async def test_identify_then_install_confirmed(tmp_path: Path) -> None:
         Capability.AB_SLOTS, Capability.TRIAL_BOOT, Capability.ROLLBACK,
         Capability.RESUME, Capability.DEVICE_HASH,
     }  # fmt: skip
-    assert before.capacity == 0x110000 - 0x1000
+    assert before.capacity == 0x110000 - 3 * 0x1000  # 2 trailer sectors, 1 to move up
     assert result.outcome is Outcome.CONFIRMED
     assert result.bytes == len(image.data)
     assert result.resumed_from == 0
@@ -248,7 +251,7 @@ class PeerTransport:
         """``swallow(header, n)``: drop the request unseen (n counts requests so far)."""
         self.swallow = swallow or (lambda header, n: False)
         self.flash = SlotFlash(tmp / "flash.bin", 0x40000)
-        self.flash.write(PRIMARY, 0, build_image(b"\x01" * 4000, "1.0.0"))
+        self.flash.load(PRIMARY, build_image(b"\x01" * 4000, "1.0.0"))
         self.server = SmpServer(self.flash, ServerConfig(uid=bytes.fromhex(UID)))
         self.mutate = mutate or (lambda header, wire: wire)
         self._decoder = ConsoleDecoder()
@@ -444,7 +447,7 @@ async def test_image_larger_than_the_slot_is_refused_before_writing(tmp_path: Pa
                 await driver.install(image)
             facts = await driver.identify()
     assert err.value.code == "IMAGE_TOO_LARGE"
-    assert "28672" in err.value.message
+    assert "24576" in err.value.message
     assert [s.index for s in facts.slots] == [0]
 
 
@@ -495,3 +498,192 @@ async def test_pipelined_upload_recovers_from_a_lost_chunk(tmp_path: Path) -> No
     ]
     assert len(offsets) > len(set(offsets))  # the lost chunk (and the one after) went again
     await peer.close()
+
+
+# --- devices as they ship ---------------------------------------------------------------
+
+
+async def test_stock_zephyr_identifies_and_installs_from_configured_identity(
+    tmp_path: Path,
+) -> None:
+    """Zephyr's smp_svr sample answers os info, mcumgr params, bootloader and slot info
+    with ENOTSUP: uid and board come from the port's configuration."""
+    image = signed(tmp_path, "2.0.0")
+    options = DriverOptions(
+        baud=0, confirm_timeout_s=5.0, extra={"uid": "C0FFEE01", "board": "nrf52840dk"}
+    )
+    with running_sim(tmp_path / "mcu", *STOCK) as sim:
+        async with registry.open_driver(sim.port, SPEC, options) as driver:
+            facts = await driver.identify()
+            result = await driver.install(image)
+    assert facts.uid == "c0ffee01"
+    assert facts.model == "nrf52840dk"
+    assert facts.compat == "zephyr:nrf52840dk:"
+    assert facts.details["board_source"] == "config"
+    assert facts.details["buf_size"] == 256  # Zephyr's default UART MTU, nothing reported
+    assert "kernel" not in facts.details
+    assert facts.capacity == 0  # no slot info and no slot_size configured
+    assert facts.installed_version == "1.0.0"
+    assert result.outcome is Outcome.CONFIRMED
+    assert result.facts.installed_version == "2.0.0"
+
+
+async def test_stock_zephyr_without_a_configured_uid_says_what_to_set(tmp_path: Path) -> None:
+    with running_sim(tmp_path / "mcu", *STOCK) as sim:
+        async with registry.open_driver(sim.port, SPEC, OPTIONS) as driver:
+            with pytest.raises(DriverError) as err:
+                await driver.identify()
+    assert err.value.code == "MCU_NO_UID"
+    assert "uid = <hex>" in err.value.message
+    assert "os info is not in its build" in err.value.message
+
+
+async def test_device_reset_mid_upload_restarts_the_upload(tmp_path: Path) -> None:
+    """After a reset Zephyr's img_mgmt answers the next chunk with offset 0."""
+    image = signed(tmp_path, "2.0.0", size=30_000)
+    with running_sim(tmp_path / "mcu", *SIM, "--fault", "reset-upload-at=12000") as sim:
+        async with registry.open_driver(sim.port, SPEC, OPTIONS) as driver:
+            result = await driver.install(image)
+    assert result.outcome is Outcome.CONFIRMED
+    assert result.details["upload_restarts"] == 1
+    assert result.details["bytes_sent"] > len(image.data)  # the lost part went twice
+    assert result.facts.installed_version == "2.0.0"
+
+
+async def test_serial_recovery_overwrites_the_primary_slot_and_says_so(tmp_path: Path) -> None:
+    image = signed(tmp_path, "2.0.0", size=20_000)
+    options = DriverOptions(baud=0, confirm_timeout_s=5.0, extra={"uid": UID})
+    with running_sim(tmp_path / "mcu", *STOCK, "--fault", "recovery") as sim:
+        async with registry.open_driver(sim.port, SPEC, options) as driver:
+            before = await driver.identify()
+            result = await driver.install(image)
+    assert before.in_bootloader
+    assert before.details["mode"] == "serial-recovery"
+    assert before.safety is Safety.SINGLE_SLOT  # no trial, no revert: single-image overwrite
+    assert Capability.TRIAL_BOOT not in before.capabilities
+    assert Capability.ROLLBACK not in before.capabilities
+    assert before.installed_version == "1.0.0"  # what MCUboot lists in the primary slot
+    assert result.slot == 0
+    assert result.outcome is Outcome.CONFIRMED
+    after = result.facts  # read from the app, which MCUboot booted after the reset
+    assert not after.in_bootloader
+    assert after.installed_version == "2.0.0"
+    assert after.slots[0].state is SlotState.CONFIRMED
+
+
+async def test_serial_recovery_reports_an_image_mcuboot_refuses(tmp_path: Path) -> None:
+    trusted, other = imgtool_keygen(tmp_path, "trusted"), imgtool_keygen(tmp_path, "other")
+    data = imgtool_sign_with(tmp_path, os.urandom(9000), "2.0.0", other)
+    options = DriverOptions(baud=0, confirm_timeout_s=2.0, extra={"uid": UID})
+    args = (*STOCK, "--fault", "recovery", "--fault", f"key={trusted}")
+    with running_sim(tmp_path / "mcu", *args) as sim:
+        async with registry.open_driver(sim.port, SPEC, options) as driver:
+            with pytest.raises(DriverError) as err:
+                await driver.install(as_image(data, "2.0.0"))
+    assert err.value.code == "MCU_VERIFY_FAILED"
+    assert err.value.step is Step.CHECK
+    assert "hash or signature" in err.value.message
+
+
+async def test_image_one_of_a_two_image_part(tmp_path: Path) -> None:
+    image = signed(tmp_path, "2.0.0", size=20_000)
+    args = (*SIM, "--fault", "images=2")
+    with running_sim(tmp_path / "mcu", *args) as sim:
+        one = DriverOptions(baud=0, confirm_timeout_s=5.0, extra={"image": "1"})
+        async with registry.open_driver(sim.port, SPEC, one) as driver:
+            before = await driver.identify()
+            result = await driver.install(image)
+        async with registry.open_driver(sim.port, SPEC, OPTIONS) as driver:
+            zero = await driver.identify()
+        three = DriverOptions(baud=0, extra={"image": "2"})
+        async with registry.open_driver(sim.port, SPEC, three) as driver:
+            with pytest.raises(DriverError) as err:
+                await driver.identify()
+    assert before.details["images"] == 2
+    assert before.details["image"] == 1
+    assert result.outcome is Outcome.CONFIRMED
+    assert result.facts.installed_version == "2.0.0"
+    assert zero.installed_version == "1.0.0"  # image 0 (the app core) was not touched
+    assert err.value.code == "DRIVER_CONFIG_INVALID"
+    assert "lists 2 image(s)" in err.value.message
+
+
+@pytest.mark.parametrize("confirm", [False, True])
+async def test_padded_image_uploads_only_its_own_bytes(tmp_path: Path, confirm: bool) -> None:
+    data = imgtool_sign_with(
+        tmp_path, os.urandom(30_000), "2.0.0", slot_size=0x40000, pad=True, confirm=confirm
+    )
+    own = parse_image(data).total_size
+    assert len(data) == 0x40000
+    with running_sim(tmp_path / "mcu", *SIM, "--fault", "slot-size=0x40000") as sim:
+        async with registry.open_driver(sim.port, SPEC, OPTIONS) as driver:
+            result = await driver.install(as_image(data, "2.0.0"))
+    assert result.bytes == own
+    assert result.details["padding_skipped"] == 0x40000 - own
+    assert result.wire_bytes_tx < own * 2  # not the 256 KiB of padding
+    assert result.outcome is Outcome.CONFIRMED  # trial boot, then the app's confirm
+
+
+async def test_the_package_names_the_image_it_is_for(tmp_path: Path) -> None:
+    data = signed(tmp_path, "2.0.0", size=12_000).data
+    for_net = Image(data, "2.0.0", hashlib.sha256(data).hexdigest(), target=1)
+    with running_sim(tmp_path / "mcu", *SIM, "--fault", "images=2") as sim:
+        async with registry.open_driver(sim.port, SPEC, OPTIONS) as driver:  # port: image 0
+            result = await driver.install(for_net)
+        async with registry.open_driver(sim.port, SPEC, OPTIONS) as driver:
+            app = await driver.identify()
+    assert result.outcome is Outcome.CONFIRMED
+    assert result.details["image"] == 1
+    assert result.facts.installed_version == "2.0.0"
+    assert app.installed_version == "1.0.0"
+    with running_sim(tmp_path / "one", *SIM) as sim:
+        async with registry.open_driver(sim.port, SPEC, OPTIONS) as driver:
+            with pytest.raises(DriverError) as err:
+                await driver.install(for_net)
+    assert err.value.code == "IMAGE_REJECTED"
+    assert "targetImage = 1" in err.value.message
+
+
+def _cli(*args: str) -> dict[str, object]:
+    """``mcu-gateway ARGS --json``: its last stdout line as JSON (exit status 0 required)."""
+    import json
+
+    out = subprocess.run([sys.executable, "-m", "gateway.cli", *args, "--json"],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_info_and_flash_commands_on_stock_recovery_and_two_image_boards(tmp_path: Path) -> None:
+    """The CLI as a user runs it: stock Zephyr, serial recovery, image 1 of two."""
+    image = tmp_path / "app.signed.bin"
+    image.write_bytes(signed(tmp_path, "2.0.0", size=9_000).data)
+    common = ("--baud", "0", "--bootloader", "mcuboot", "--confirm-timeout", "5")
+    uid = ("--driver-opt", f"uid={UID}")
+    with running_sim(tmp_path / "stock", *STOCK) as sim:
+        info = _cli("info", "--port", sim.port, "--bootloader", "mcuboot", "--baud", "0", *uid)
+        flashed = _cli("flash", "--port", sim.port, *common, *uid, "--version", "2.0.0",
+                       str(image))  # fmt: skip
+    assert info["uid"] == UID and info["mode"] == "app"
+    assert flashed["ok"] is True and flashed["running_version"] == "2.0.0"
+    with running_sim(tmp_path / "recovery", *STOCK, "--fault", "recovery") as sim:
+        info = _cli("info", "--port", sim.port, "--bootloader", "mcuboot", "--baud", "0", *uid)
+        flashed = _cli("flash", "--port", sim.port, *common, *uid, "--version", "2.0.0",
+                       str(image))  # fmt: skip
+    assert info["mode"] == "bootloader" and info["safety"] == "single-slot"
+    assert flashed["ok"] is True and flashed["slot"] == 0
+    package = tmp_path / "net.mcufw"
+    subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "image", "pack", str(image), "-o", str(package),
+         "--provider", "contoso", "--name", "net", "--version", "2.0.0",
+         "--manufacturer", "zephyr", "--model", "vmcu_nrf52840", "--target-image", "1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    with running_sim(tmp_path / "two", *SIM, "--fault", "images=2") as sim:
+        flashed = _cli("flash", "--port", sim.port, *common, "--allow-unsigned", str(package))
+        info = _cli("info", "--port", sim.port, "--bootloader", "mcuboot", "--baud", "0")
+    assert flashed["ok"] is True
+    assert flashed["details"]["image"] == 1  # type: ignore[index]
+    assert info["details"]["images"] == 2  # type: ignore[index]
+    assert info["installed_version"] == "1.0.0"  # image 0, the port's default, untouched

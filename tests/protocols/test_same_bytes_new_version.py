@@ -162,7 +162,8 @@ async def test_mcuboot_same_bytes_under_another_version_is_refused_before_sendin
     tmp_path: Path,
 ) -> None:
     spec = registry.get("mcuboot")
-    args = ("--bootloader", "mcuboot", "--baud", "0", "--flash-scale", "0.1")
+    args = ("--bootloader", "mcuboot", "--baud", "0", "--flash-scale", "0.1", "--uid", "0a1b2c3d",
+            "--fault", "commands=full")  # fmt: skip
     options = DriverOptions(baud=0, confirm_timeout_s=5.0)
     image = signed(tmp_path, "2.0.0")
     with running_sim(tmp_path / "mcu", *args) as sim:

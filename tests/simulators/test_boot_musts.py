@@ -376,3 +376,23 @@ def test_a_checkpoint_is_recorded_only_behind_programmed_bytes(
         assert after[base : base + st.checkpoint] == image[: st.checkpoint], f"cut at op {k}"
         checkpoints.add(st.checkpoint)
     assert len(checkpoints - {0, len(image)}) >= 2  # both CHECKPOINTs were reached and cut around
+
+
+# ---------------------------------------------------------------- the watchdog (C core)
+
+
+@pytest.mark.parametrize(("trial", "armed"), [(True, 1000), (False, 0)])
+def test_the_watchdog_is_armed_for_a_trial_boot_only(
+    tmp_path: Path, trial: bool, armed: int
+) -> None:
+    """A trial image starts under the watchdog (an image that hangs is reset and loses an
+    attempt); a confirmed image starts without it: the bootloader leaves that to the app."""
+    lay = Layout().installed(0, OLD, "1.0.0", 1)
+    if trial:
+        lay.installed(1, NEW, "2.0.0", 2, confirmed=False)
+    mcu = CPart(bytes(lay.data), tmp_path / "flash.bin")
+    mcu.power_on()
+    mode, slot, booted_trial, watchdog_ms = mcu.dev.state()
+    assert mode == 1  # app
+    assert (slot, booted_trial) == ((1, 1) if trial else (0, 0))
+    assert watchdog_ms == armed

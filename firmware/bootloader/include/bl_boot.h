@@ -37,6 +37,9 @@ typedef struct {
     uint16_t max_data;
     uint32_t window;
     uint8_t protocol_version;
+    /* The watchdog armed before a trial boot (ms); 0: the part has none, and a trial
+     * image that hangs is rolled back only by a power cycle. */
+    uint16_t watchdog_ms;
 } bl_config_t;
 
 /* Folded state of one slot trailer (§10.1). */

@@ -20,6 +20,14 @@ int hal_flash_erase(uint32_t addr);
 int hal_flash_program(uint32_t addr, const uint8_t *p, uint32_t n);
 int hal_flash_read(uint32_t addr, uint8_t *p, uint32_t n);
 
+/* Independent watchdog (see README.md, "Watchdog"). start: arm it so that the part resets
+ * unless fed within timeout_ms; once armed it cannot be stopped except by the reset it
+ * causes, and start while armed only feeds it. feed: restart the count; harmless when not
+ * armed. The core arms it right before it starts a TRIAL image, and feeds it during long
+ * operations (every sector erase, every 4 KiB hashed) and in bl_tick. */
+void hal_watchdog_start(uint32_t timeout_ms);
+void hal_watchdog_feed(void);
+
 /* Unique id bytes (at most max); returns the count (0 allowed). */
 size_t hal_uid(uint8_t *out, size_t max);
 

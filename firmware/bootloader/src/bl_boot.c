@@ -69,6 +69,9 @@ void bl_boot_decide(bl_store_t *bl, bl_boot_t *out) {
         if (t->boots < bl->cfg->max_trial_boots && t->free > 0 &&
             bl_image_ok(bl, (unsigned)trial, t, NULL) &&
             bl_trailer_append(bl, (unsigned)trial, BL_REC_BOOT, 0, 0, 0) == 0) {
+            /* Left armed for the image: one that hangs before it confirms is reset, and
+             * the next decision counts another attempt (§10.3). */
+            if (bl->cfg->watchdog_ms) hal_watchdog_start(bl->cfg->watchdog_ms);
             out->mode = BL_MODE_APP;
             out->slot = (uint8_t)trial;
             out->trial = 1;

@@ -288,6 +288,9 @@ static void on_set_baud(bl_t *bl, uint16_t seq, const uint8_t *p, size_t n) {
 
 void bl_tick(bl_t *bl, uint32_t now_ms) {
     if (!bl->cfg) return;
+    /* The main loop runs: a watchdog left armed by a trial image (one that survives a
+     * RESET(STAY), as an STM32 IWDG does) must not reset a serving bootloader. */
+    hal_watchdog_feed();
     /* No valid frame within 1 s of a SET_BAUD: back to the old rate (§9.5). */
     if (bl->baud_probation && now_ms - bl->baud_since >= 1000u) {
         bl->baud_probation = 0;

@@ -31,6 +31,8 @@ const char *bl_config_error(const bl_config_t *c) {
     if (c->window < c->max_data || c->window % c->write_size)
         return "window must be at least max_data and a multiple of write_size";
     if (c->window > BL_WINDOW_MAX) return "window is above BL_WINDOW_MAX of this build";
+    if (c->watchdog_ms && c->watchdog_ms < 100u)
+        return "watchdog_ms must be 0 (none) or at least 100 (a sector erase and a hash chunk)";
     /* The same rules as one constant expression: keep the two in step. */
     if (!BL_GEOMETRY_OK(c->slot_size, c->trailer_size, c->sector_size, c->write_size,
                         c->max_trial_boots, c->max_data, c->window))

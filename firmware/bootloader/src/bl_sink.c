@@ -15,6 +15,7 @@ int bl_image_write(bl_t *bl, uint32_t image_off, const uint8_t *p, uint32_t n) {
     uint32_t whole = n - n % c->write_size;
     (void)hal_hook(bl, BL_EV_PROGRAM, image_off, end);
     while (s->erased_to < end) { /* a sector is erased on its first write in this session */
+        hal_watchdog_feed();
         if (hal_flash_erase(base + s->erased_to) != 0) return BL_FLASH_ERROR;
         s->erased_to += c->sector_size;
     }

@@ -111,8 +111,10 @@ int bl_trailer_append(bl_store_t *bl, unsigned slot, uint8_t kind, uint32_t arg,
 
 int bl_trailer_erase(bl_store_t *bl, unsigned slot) {
     uint32_t a, base = trailer_base(bl, slot);
-    for (a = 0; a < bl->cfg->trailer_size; a += bl->cfg->sector_size)
+    for (a = 0; a < bl->cfg->trailer_size; a += bl->cfg->sector_size) {
+        hal_watchdog_feed();
         if (hal_flash_erase(base + a) != 0) return -1;
+    }
     return 0;
 }
 
@@ -126,6 +128,7 @@ int bl_image_ok(bl_store_t *bl, unsigned slot, const bl_slot_t *st, uint8_t dige
     bl_sha256_init(&h);
     for (off = 0; off < st->size; off += sizeof tmp) {
         uint32_t n = st->size - off < sizeof tmp ? st->size - off : (uint32_t)sizeof tmp;
+        if (off % 4096u == 0) hal_watchdog_feed(); /* 2 MiB hash in ~100 ms on vmcu-h7 */
         if (hal_flash_read(base + off, tmp, n) != 0) return 0;
         bl_sha256_update(&h, tmp, n);
     }

@@ -48,6 +48,8 @@ C_MUTANTS: list[Mutant] = [
      "        (void)bl_trailer_append(&bl->store, s->slot, BL_REC_CHECKPOINT, boundary, 0, 0);\n"
      "        s->checkpoint = boundary;\n    }\n"
      "    status = bl_image_write(bl, at, p, n);\n    if (status != BL_OK) return status;"),
+    ("C: trial image started without the watchdog", SRC + "bl_boot.c",
+     "            if (bl->cfg->watchdog_ms) hal_watchdog_start(bl->cfg->watchdog_ms);\n", ""),
     ("C: generation not advanced by ACTIVATE", SRC + "bl_cmd.c",
      "gen = 1 + (st.generation > other.generation ? st.generation : other.generation);",
      "gen = 1;"),
@@ -67,6 +69,8 @@ PY_MUTANTS: list[Mutant] = [
      "if st.boots < limit and ", "if "),
     ("Python: trial boot without a BOOT record", "simulators/mcu/boot.py",
      "            trailers[i].append(RecordKind.BOOT)\n", ""),
+    ("Python: a hanging trial is never reset", "simulators/mcu/core.py",
+     "        if trial:\n            self._at(now + self.opts.watchdog_s, self._crash)\n", ""),
     ("Python: CHECKPOINT before its bytes are programmed", "simulators/mcu/core.py",
      "        work += self.flash.program(base + offset, padded)\n"
      "        boundary = end - end % s.interval\n"
@@ -87,9 +91,11 @@ PY_MUTANTS: list[Mutant] = [
 C_TESTS = [
     "tests/simulators/test_boot_musts.py",
     "tests/simulators/test_mcu_powercut_impls.py::test_c_core_survives_a_cut_at_every_flash_op",
-    "-k", "c] or vmcu-",
+    "tests/simulators/test_mcu_watchdog.py",
+    "-k", "c] or vmcu- or qemu] or watchdog_is_armed",
 ]  # fmt: skip
-PY_TESTS = ["tests/simulators/test_boot_musts.py", "-k", "python]"]
+PY_TESTS = ["tests/simulators/test_boot_musts.py", "tests/simulators/test_mcu_watchdog.py",
+            "-k", "python]"]  # fmt: skip
 
 
 def run(mutant: Mutant, tests: list[str]) -> bool:

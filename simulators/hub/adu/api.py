@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -22,6 +23,7 @@ from aiohttp import web
 from simulators.hub.adu.errors import AduRequestError
 from simulators.hub.adu.service import AduService
 
+log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 API_PREFIX = "/deviceUpdate/{instance}"
 #: Deployments with a future start time and rollback policies are checked this often.
@@ -118,9 +120,7 @@ class AduApi:
                 try:
                     self.service.tick()
                 except Exception:  # one bad pass must not end the loop
-                    import logging
-
-                    logging.getLogger(__name__).exception("ADU tick failed")
+                    log.exception("ADU tick failed")
                 await asyncio.sleep(TICK_S)
 
         task = asyncio.create_task(loop())
@@ -139,7 +139,7 @@ class AduApi:
     # ------------------------------------------------------------ updates
 
     async def import_update(self, request: web.Request) -> web.Response:
-        op = self.service.begin_import(await self._body(request))
+        op = self.service.catalog.begin_import(await self._body(request))
         where = (
             f"{request.scheme}://{request.host}/deviceUpdate/{self.instance_id}/updates/operations/"
             f"{op['operationId']}?api-version={request.query.get('api-version', '2022-10-01')}"
@@ -147,7 +147,7 @@ class AduApi:
         return web.Response(status=202, headers={"Operation-Location": where})
 
     def _updates(self) -> list[dict[str, Any]]:
-        return [self.service.public_update(u) for u in self.service.updates.values()]
+        return [self.service.catalog.public_update(u) for u in self.service.updates.values()]
 
     async def list_updates(self, request: web.Request) -> web.Response:
         return _page(self._updates())
@@ -175,10 +175,10 @@ class AduApi:
 
     def _update(self, request: web.Request) -> dict[str, Any]:
         i = request.match_info
-        return self.service.update(i["provider"], i["name"], i["version"])
+        return self.service.catalog.update(i["provider"], i["name"], i["version"])
 
     async def get_update(self, request: web.Request) -> web.Response:
-        return _json(self.service.public_update(self._update(request)))
+        return _json(self.service.catalog.public_update(self._update(request)))
 
     async def delete_update(self, request: web.Request) -> web.Response:
         i = request.match_info
@@ -189,13 +189,15 @@ class AduApi:
         return _page([f["file_id"] for f in self._update(request)["_files"]])
 
     async def get_file(self, request: web.Request) -> web.Response:
-        return _json(self.service.file_record(self._update(request), request.match_info["file"]))
+        return _json(
+            self.service.catalog.file_record(self._update(request), request.match_info["file"])
+        )
 
     async def list_operations(self, request: web.Request) -> web.Response:
-        return _page(list(self.service.operations.values()))
+        return _page(list(self.service.catalog.operations.values()))
 
     async def get_operation(self, request: web.Request) -> web.Response:
-        op = self.service.operations.get(request.match_info["op"])
+        op = self.service.catalog.operations.get(request.match_info["op"])
         if op is None:
             raise AduRequestError(404, "OperationNotFound", "no such operation")
         headers = {"Retry-After": "1"} if op["status"] in ("NotStarted", "Running") else None
@@ -458,7 +460,7 @@ class AduApi:
         return _json(self.service.signer.root_key_package())
 
     async def download(self, request: web.Request) -> web.StreamResponse:
-        path = self.service.file_path(request.match_info["sha256"])
+        path = self.service.catalog.file_path(request.match_info["sha256"])
         if path is None:
             raise web.HTTPNotFound()
         return web.FileResponse(path)  # Range requests included, as the CDN answers them

@@ -13,13 +13,10 @@ the failure thresholds are both met); limits follow :mod:`simulators.hub.adu.lim
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
-import hashlib
 import json
 import logging
-import ssl
 import time
 import uuid
 from collections import deque
@@ -29,9 +26,8 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
 
-import aiohttp
-
 from simulators.hub.adu import importer, limits
+from simulators.hub.adu.catalog import UpdateCatalog, update_key, utc
 from simulators.hub.adu.errors import AduRequestError
 from simulators.hub.adu.fleet import AduDevice, adu_devices, compatible
 from simulators.hub.adu.signer import TestSigner
@@ -53,10 +49,6 @@ class Twins(Protocol):
     def write_desired(self, device_id: str, patch: JsonObject) -> None: ...
 
 
-def utc(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def parse_time(text: Any) -> float:
     if not isinstance(text, str):
         raise AduRequestError(400, "BadRequest", "startDateTime is required")
@@ -69,10 +61,6 @@ def parse_time(text: Any) -> float:
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=dt.UTC)
     return stamp.timestamp()
-
-
-def update_key(uid: dict[str, str]) -> str:
-    return f"{uid['provider']}/{uid['name']}/{uid['version']}"
 
 
 @dataclass
@@ -96,17 +84,21 @@ class AduService:
         self.settings = settings
         self.signer = signer
         self.clock = clock
-        self.files_dir = settings.state_dir / "files"
-        self.files_dir.mkdir(parents=True, exist_ok=True)
         self._path = settings.state_dir / "adu.json"
         data = self._load()
-        self.updates: dict[str, JsonObject] = data.get("updates", {})
-        self.operations: dict[str, JsonObject] = data.get("operations", {})
+        self.catalog = UpdateCatalog(
+            data,
+            settings.state_dir / "files",
+            instance_id=settings.instance_id,
+            save=self.save,
+            ca_file=settings.ca_file,
+            clock=clock,
+        )
+        self.updates = self.catalog.updates  # the same dict: deployments read it
         self.deployments: dict[str, JsonObject] = data.get("deployments", {})  # by group/id
         self.classes: dict[str, JsonObject] = data.get("classes", {})
         self.groups: dict[str, JsonObject] = data.get("groups", {})
         self._deployment_writes: deque[float] = deque()
-        self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------ persistence
 
@@ -119,8 +111,8 @@ class AduService:
 
     def save(self) -> None:
         data = {
-            "updates": self.updates,
-            "operations": self.operations,
+            "updates": self.catalog.updates,
+            "operations": self.catalog.operations,
             "deployments": self.deployments,
             "classes": self.classes,
             "groups": self.groups,
@@ -130,199 +122,15 @@ class AduService:
         tmp.replace(self._path)
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    # ------------------------------------------------------------ updates
-
-    def begin_import(self, body: Any) -> JsonObject:
-        if not isinstance(body, list) or not body:
-            raise AduRequestError(400, "BadRequest", "the body must be a list of updates to import")
-        running = sum(op["status"] in ("NotStarted", "Running") for op in self.operations.values())
-        if running >= limits.MAX_CONCURRENT_IMPORTS:
-            raise AduRequestError(
-                429, "TooManyRequests", "10 import operations are already running"
-            )
-        for item in body:
-            im = item.get("importManifest") if isinstance(item, dict) else None
-            if not isinstance(im, dict) or not isinstance(im.get("url"), str):
-                raise AduRequestError(400, "BadRequest", "importManifest.url is required")
-        op_id = str(uuid.uuid4())
-        now = utc(self.clock())
-        op = {
-            "operationId": op_id,
-            "status": "NotStarted",
-            "createdDateTime": now,
-            "lastActionDateTime": now,
-            "etag": f'"{op_id}"',
-        }
-        self.operations[op_id] = op
-        self.save()
-        task = asyncio.get_running_loop().create_task(self._import(op_id, body))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return op
-
-    async def _import(self, op_id: str, body: list[JsonObject]) -> None:
-        op = self.operations[op_id]
-        op["status"] = "Running"
-        try:
-            for item in body:
-                await self._import_one(op, item)
-            op["status"] = "Succeeded"
-        except AduRequestError as exc:
-            op["status"] = "Failed"
-            op["error"] = {"code": exc.code, "message": exc.message}
-        except Exception as exc:  # a bug in the emulator: fail the operation, not the loop
-            log.exception("import failed")
-            op["status"] = "Failed"
-            op["error"] = {"code": "InternalError", "message": type(exc).__name__}
-        op["lastActionDateTime"] = utc(self.clock())
-        self.save()
-
-    async def _fetch(self, url: str, size: int | None, sha256_b64: str | None, what: str) -> bytes:
-        ctx = ssl.create_default_context(
-            cafile=str(self.settings.ca_file) if self.settings.ca_file else None
-        )
-        try:
-            async with (
-                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session,
-                session.get(url, ssl=ctx if url.startswith("https:") else False) as resp,
-            ):
-                if resp.status != 200:
-                    raise AduRequestError(400, "ImportFileNotFound", f"{what}: HTTP {resp.status}")
-                data = await resp.content.read(limits.MAX_FILE_BYTES + 1)
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise AduRequestError(
-                400, "ImportFileNotFound", f"{what}: {type(exc).__name__}"
-            ) from exc
-        if size is not None and len(data) != size:
-            raise AduRequestError(
-                400,
-                "ImportFileSizeMismatch",
-                f"{what}: {len(data)} bytes, the manifest says {size}",
-            )
-        if sha256_b64 is not None:
-            import base64
-
-            if base64.b64encode(hashlib.sha256(data).digest()).decode() != sha256_b64:
-                raise AduRequestError(400, "ImportFileHashMismatch", f"{what}: SHA-256 differs")
-        return data
-
-    async def _import_one(self, op: JsonObject, item: JsonObject) -> None:
-        im = item["importManifest"]
-        sha = (im.get("hashes") or {}).get("sha256")
-        raw = await self._fetch(im["url"], im.get("sizeInBytes"), sha, "import manifest")
-        try:
-            manifest = importer.validate(json.loads(raw))
-        except ValueError as exc:
-            raise AduRequestError(
-                400, "BadImportManifest", f"import manifest is not JSON: {exc}"
-            ) from exc
-        uid = manifest["updateId"]
-        op["update"] = {"updateId": uid}
-        key = update_key(uid)
-        if key in self.updates:
-            raise AduRequestError(409, "UpdateAlreadyExists", f"update {key} is already imported")
-        self._check_update_limits(uid)
-        files = importer.imported_files(manifest)
-        urls = {f.get("filename"): f.get("url") for f in item.get("files") or []}
-        for f in files:
-            url = urls.get(f.file_name)
-            if not isinstance(url, str):
-                raise AduRequestError(
-                    400, "ImportFileNotFound", f"no URL for file {f.file_name!r:.40}"
-                )
-            data = await self._fetch(url, f.size, f.sha256_b64, f"file {f.file_name}")
-            (self.files_dir / f.sha256_hex).write_bytes(data)
-        now = utc(self.clock())
-        steps = manifest["instructions"]["steps"]
-        criteria = (steps[0].get("handlerProperties") or {}).get("installedCriteria")
-        self.updates[key] = {
-            "updateId": uid,
-            "description": manifest.get("description"),
-            "friendlyName": item.get("friendlyName"),
-            "isDeployable": manifest.get("isDeployable", True),
-            "compatibility": manifest["compatibility"],
-            "instructions": manifest["instructions"],
-            "manifestVersion": manifest["manifestVersion"],
-            "installedCriteria": criteria,
-            "importedDateTime": now,
-            "createdDateTime": manifest["createdDateTime"],
-            "etag": f'"{uuid.uuid4()}"',
-            "_files": [f.__dict__ for f in files],
-            "_deviceManifest": importer.device_manifest(manifest, files),
-        }
-        op["resourceLocation"] = (
-            f"/deviceUpdate/{self.settings.instance_id}/updates/providers/{uid['provider']}"
-            f"/names/{uid['name']}/versions/{uid['version']}?api-version=2022-10-01"
-        )
-        self.save()
-
-    def _check_update_limits(self, uid: dict[str, str]) -> None:
-        ids = [u["updateId"] for u in self.updates.values()]
-        if len(ids) >= limits.MAX_UPDATES:
-            raise AduRequestError(
-                409,
-                "UpdateLimitExceeded",
-                f"an instance holds at most {limits.MAX_UPDATES} updates",
-            )
-        providers = {i["provider"] for i in ids}
-        if uid["provider"] not in providers and len(providers) >= limits.MAX_PROVIDERS:
-            raise AduRequestError(
-                409, "UpdateProviderLimitExceeded", f"at most {limits.MAX_PROVIDERS} providers"
-            )
-        names = {i["name"] for i in ids if i["provider"] == uid["provider"]}
-        if uid["name"] not in names and len(names) >= limits.MAX_NAMES_PER_PROVIDER:
-            raise AduRequestError(
-                409,
-                "UpdateNameLimitExceeded",
-                f"at most {limits.MAX_NAMES_PER_PROVIDER} names per provider",
-            )
-        versions = [i for i in ids if i["provider"] == uid["provider"] and i["name"] == uid["name"]]
-        if len(versions) >= limits.MAX_VERSIONS_PER_NAME:
-            raise AduRequestError(
-                409,
-                "UpdateVersionLimitExceeded",
-                f"at most {limits.MAX_VERSIONS_PER_NAME} versions per name",
-            )
-
-    def update(self, provider: str, name: str, version: str) -> JsonObject:
-        found = self.updates.get(f"{provider}/{name}/{version}")
-        if found is None:
-            raise AduRequestError(404, "UpdateNotFound", f"no update {provider}/{name}/{version}")
-        return found
+        await self.catalog.close()
 
     def delete_update(self, provider: str, name: str, version: str) -> None:
-        key = update_key(self.update(provider, name, version)["updateId"])
-        for dep in self.deployments.values():
-            if update_key(dep["update"]["updateId"]) == key and not dep.get("isCanceled"):
-                raise AduRequestError(409, "UpdateInUse", f"update {key} is deployed")
-        del self.updates[key]
-        self.save()
-
-    @staticmethod
-    def public_update(record: JsonObject) -> JsonObject:
-        return {k: v for k, v in record.items() if not k.startswith("_") and v is not None}
-
-    def file_record(self, record: JsonObject, file_id: str) -> JsonObject:
-        for f in record["_files"]:
-            if f["file_id"] == file_id:
-                return {
-                    "fileId": f["file_id"],
-                    "fileName": f["file_name"],
-                    "sizeInBytes": f["size"],
-                    "hashes": {"sha256": f["sha256_b64"]},
-                    "etag": record["etag"],
-                }
-        raise AduRequestError(404, "FileNotFound", f"no file {file_id}")
-
-    def file_path(self, sha256_hex: str) -> Path | None:
-        if len(sha256_hex) != 64 or any(c not in "0123456789abcdef" for c in sha256_hex):
-            return None
-        path = self.files_dir / sha256_hex
-        return path if path.is_file() else None
+        live = {
+            update_key(d["update"]["updateId"])
+            for d in self.deployments.values()
+            if not d.get("isCanceled")
+        }
+        self.catalog.delete_update(provider, name, version, live)
 
     # ------------------------------------------------------------ devices, classes, groups
 
@@ -398,13 +206,13 @@ class AduService:
             raise AduRequestError(400, "BadRequest", "deploymentId and groupId must match the URL")
         start = parse_time(body.get("startDateTime"))
         uid = importer.update_id((body.get("update") or {}).get("updateId"), "update.updateId")
-        update = self.update(uid["provider"], uid["name"], uid["version"])
+        update = self.catalog.update(uid["provider"], uid["name"], uid["version"])
         rollback = body.get("rollbackPolicy")
         if rollback is not None:
             ruid = importer.update_id(
                 (rollback.get("update") or {}).get("updateId"), "rollbackPolicy.update.updateId"
             )
-            self.update(ruid["provider"], ruid["name"], ruid["version"])
+            self.catalog.update(ruid["provider"], ruid["name"], ruid["version"])
         key = f"{group_id}/{deployment_id}"
         if key not in self.deployments and len(self.deployments) >= limits.MAX_DEPLOYMENTS:
             raise AduRequestError(

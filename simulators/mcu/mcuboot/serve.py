@@ -94,8 +94,6 @@ class PacedPty(PtyPort):
             self._tx.append((self._tx_clock, data))
 
 
-
-
 async def serve(
     devices: Sequence[McubootDevice],
     baud: int,

@@ -23,6 +23,10 @@ SPEC = SimulatorSpec(
     name="mcuboot",
     summary="a Zephyr app with MCUboot, serving SMP on its console",
     main=_main,
+    # The tools' board runs an app built with the os info hardware-id hook and mcumgr
+    # params, so every board names its own uid; the simulator's own default is the
+    # stock smp_svr command set (docs/bootloaders-mcuboot.md, "Stock Zephyr").
+    sim_args=("--fault", "commands=full"),
     make_image=_image,
     models={"vmcu_nrf52840": SimModel("zephyr", "vmcu_nrf52840")},
 )

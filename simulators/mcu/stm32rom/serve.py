@@ -98,8 +98,6 @@ class PacedPty(PtyPort):
             self._work_debt = 0.0
 
 
-
-
 def _unlink(link: Path) -> None:
     with contextlib.suppress(OSError):
         link.unlink()

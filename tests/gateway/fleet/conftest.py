@@ -18,7 +18,7 @@ SUBNET = subnet(12)
 
 @pytest.fixture
 def fast_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubEmulator]:
-    emulator = start_hub(tmp_path / "hub", SUBNET, config_interval=0.05)
+    emulator = start_hub(tmp_path / "hub", SUBNET)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", emulator.facts.ca_path)
     monkeypatch.setenv("NO_PROXY", "*")
     monkeypatch.delenv("MCU_GATEWAY_SERVICE_CS", raising=False)

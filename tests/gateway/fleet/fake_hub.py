@@ -37,9 +37,9 @@ class _MemoryStore:
 
 
 class FakeHub:
-    def __init__(self) -> None:
+    def __init__(self, content_merge: bool = False) -> None:
         self.twins: dict[str, Twin] = {}
-        self.engine = ConfigurationEngine(_MemoryStore(), self._apply)
+        self.engine = ConfigurationEngine(_MemoryStore(), self._apply, content_merge=content_merge)
         self.writes = 0  # configuration writes, to prove "nothing created"
 
     # ---------------------------------------------------------------- devices
@@ -125,6 +125,7 @@ class FakeHub:
     def delete_configuration(self, config_id: str, etag: str) -> None:
         self._guard(self.engine.delete, config_id, etag)
         self.writes += 1
+        self.evaluate()
 
     def test_queries(self, target: str, metrics: Mapping[str, str]) -> list[str]:
         errors = [f"target condition: {e}" for e in [check_target_condition(target)] if e]

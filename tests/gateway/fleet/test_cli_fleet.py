@@ -64,17 +64,18 @@ def test_status_counts_and_pinpoints_failures(
     assert status["versions_by_model"]["vmcu-f4"] == {"1.0.0": 2, "2.0.0": 1}
     assert status["failures"] == [
         {"device_id": "m2", "gateway": "gw-1", "port": "/dev/ttyUSB0", "model": "vmcu-l0",
-         "status": "error", "version": "1.0.0", "code": "MODEL_MISMATCH", "phase": "verifying",
+         "status": "error", "version": "1.0.0", "target": "-", "code": "MODEL_MISMATCH",
+         "phase": "verifying",
          "message": "package is for vmcu-f4", "at": "2026-11-29T10:00:00Z"}
     ]  # fmt: skip
     assert status["in_progress"][0]["device_id"] == "m3"
     assert status["in_progress"][0]["progress"] == 40
 
-    code, out, _ = run(capsys, "fleet", "status", "--json", "--where", "tags.group = 'b'",
+    code, out, _ = run(capsys, "fleet", "status", "--json", "--where", "tags.[[group]] = 'b'",
                        *conn(fast_hub, cs_file))  # fmt: skip
     assert json.loads(out)["total"] == 1
 
-    code, out, err = run(capsys, "fleet", "status", "--where", "tags.group = = 'b'",
+    code, out, err = run(capsys, "fleet", "status", "--where", "tags.[[group]] = = 'b'",
                          *conn(fast_hub, cs_file))  # fmt: skip
     assert code == 1
     assert err.startswith("mcu-gateway fleet status: error: query: IoT Hub answered 400")
@@ -93,12 +94,19 @@ def test_status_counts_and_pinpoints_failures(
             "unknown group: no MCU in the target has tags.ring = 'nosuch'",
         ),
         (["--max-failure-rate", "1.5"], "--max-failure-rate 1.5: must be within 0-1"),
-        (["--target", "tags.group = = 'a'"], "IoT Hub refuses the query"),
-        (["--target", "tags.group = 'zzz'"], "--target matches no MCU"),
+        (["--target", "tags.[[group]] = = 'a'"], "IoT Hub refuses the query"),
+        (["--target", "tags.[[group]] = 'zzz'"], "--target matches no MCU"),
         (["--package-uri", "https://127.0.0.1:1/nothing.mcufw"], "package URI fails"),
         (["--window", "25:00-01:00"], "--window"),
         (["--rings", "", "--percent", "1,50,90"], "--percent must rise and end at 100"),
         (["--start", "next tuesday"], "--start 'next tuesday': expected ISO-8601"),
+        (["--rings", "", "--percent", "nan,100"], "--percent value 'nan' is not a number"),
+        (["--timeout", "nan"], "--timeout must be a positive number of seconds, not nan"),
+        (["--interval", "inf"], "--interval must be a positive number of seconds, not inf"),
+        (
+            ["--target", "properties.reported.firmware.currentFwVersion = '1.0.0'"],
+            "--target depends on properties.reported.firmware, which the rollout itself changes",
+        ),
     ],
 )
 def test_deploy_bad_input_is_one_line_and_creates_nothing(
@@ -108,7 +116,7 @@ def test_deploy_bad_input_is_one_line_and_creates_nothing(
     small_fleet(fast_hub)
     base = {"--name": "v2", "--package-uri": "https://127.0.0.1:1/fw.mcufw",
             "--check-value": SHA, "--size": "100", "--version": "2.0.0",
-            "--target": "tags.group = 'a'", "--rings": "canary,all"}  # fmt: skip
+            "--target": "tags.[[group]] = 'a'", "--rings": "canary,all"}  # fmt: skip
     given = dict(zip(args[::2], args[1::2], strict=True))
     argv = [x for k, v in (base | given).items() if v for x in (k, v)]  # "" drops a flag
     # The package URI is checked last, so bad queries and groups are found without it.
@@ -174,13 +182,13 @@ def test_tag_deploy_rollouts_show_cancel(
 ) -> None:
     small_fleet(fast_hub)
     c = conn(fast_hub, cs_file)
-    code, out, err = run(capsys, "fleet", "tag", "--where", "tags.group = 'b'", "--ring", "canary",
-                         *c)  # fmt: skip
+    code, out, err = run(capsys, "fleet", "tag", "--where", "tags.[[group]] = 'b'",
+                         "--ring", "canary", *c)  # fmt: skip
     assert code == 0, err
     assert fast_hub.twin("m4").tags == {"group": "b", "ring": "canary"}
     sas_uri = package_server + "?sv=2024-01-01&sig=s3cr3t-sig"  # a Blob SAS URL's shape
     deploy = ["fleet", "deploy", "--name", "v3", "--package-uri", sas_uri, "--check-value",
-              SHA, "--size", "10", "--version", "3.0.0", "--target", "tags.group = 'b'",
+              SHA, "--size", "10", "--version", "3.0.0", "--target", "tags.[[group]] = 'b'",
               "--rings", "canary,all", *c]  # fmt: skip
     code, out, err = run(capsys, *with_flag(deploy, "--size", "99"))
     assert code == 1 and "serves 10 bytes but --size says 99" in err
@@ -255,7 +263,7 @@ def test_rollback_and_retry_from_the_command_line(
     c = conn(fast_hub, cs_file)
     package = ["--package-uri", package_server, "--check-value", SHA, "--size", "10"]
     code, _, err = run(capsys, "fleet", "deploy", "--name", "v3", *package, "--version", "3.0.0",
-                       "--target", "tags.group = 'a'", *c)  # fmt: skip
+                       "--target", "tags.[[group]] = 'a'", *c)  # fmt: skip
     assert code == 0, err
     code, _, err = run(capsys, "fleet", "retry", "v3", *c)
     assert code == 1 and "has no failed MCU to retry" in err  # m2's error predates v3
@@ -266,6 +274,9 @@ def test_rollback_and_retry_from_the_command_line(
     code, out, err = run(capsys, "fleet", "rollback", "v3", *package, "--version", "1.0.0", *c)
     assert code == 0, err
     assert "rolling 3 MCU(s) back to 1.0.0 (v3-rollback)" in out
+    fast_hub.wait_for(  # IoT Hub applies a new configuration at its next evaluation
+        lambda s: s.hub.get_twin("m1").desired["firmware"]["fwVersion"] == "1.0.0", 10
+    )
     fw = fast_hub.twin("m1").desired["firmware"]
     assert (fw["fwVersion"], fw["allowDowngrade"]) == ("1.0.0", True)
     code, out, _ = run(capsys, "fleet", "show", "v3", "--json", *c)

@@ -36,7 +36,7 @@ void sim_app_booted(sim_app_t *app, bl_t *bl, uint32_t now, int crashes) {
     app->pending = 0;
     if (bl->mode != BL_MODE_APP) return;
     if (crashes) {
-        app->pending = 2;
+        app->pending = crashes == 2 ? 3 : 2;
         app->due = now + 30u;
     } else if (bl->booted_trial) {
         app->pending = 1;
@@ -46,9 +46,10 @@ void sim_app_booted(sim_app_t *app, bl_t *bl, uint32_t now, int crashes) {
 
 int sim_app_tick(sim_app_t *app, bl_t *bl, uint32_t now) {
     if (!app->pending || (int32_t)(now - app->due) < 0) return 0;
-    if (app->pending == 2) {
+    if (app->pending == 2 || app->pending == 3) {
+        int what = app->pending == 2 ? 1 : 2;
         app->pending = 0;
-        return 1;
+        return what;
     }
     app->pending = 0;
     (void)bl_app_confirm(bl);

@@ -10,8 +10,8 @@ static long cut_at = -1, cut_op = -1, ops, phase_ops;
 static double cut_frac = -1;
 static int cut_phase, cut_phase_k = 1, phase;
 static uint16_t refuse, mute;
-static char crash[4][81];
-static int ncrash;
+static char crash[4][81], hang[4][81];
+static int ncrash, nhang;
 static uint32_t image_size;
 int sim_fault_baud_fail;
 unsigned sim_fault_delay_ms;
@@ -101,6 +101,9 @@ void sim_fault_parse(const char *spec) {
     } else if (key_is(spec, k, "crash-on-boot")) {
         if (!*v || ncrash == 4 || strlen(v) > 80) port_fail("crash-on-boot needs a version", spec);
         strcpy(crash[ncrash++], v);
+    } else if (key_is(spec, k, "hang-on-boot")) {
+        if (!*v || nhang == 4 || strlen(v) > 80) port_fail("hang-on-boot needs a version", spec);
+        strcpy(hang[nhang++], v);
     } else if (key_is(spec, k, "baud-fail")) {
         sim_fault_baud_fail = 1;
     } else {
@@ -135,6 +138,8 @@ int sim_fault_crashes(const char *version) {
     int i;
     for (i = 0; i < ncrash; i++)
         if (!strcmp(crash[i], version)) return 1;
+    for (i = 0; i < nhang; i++)
+        if (!strcmp(hang[i], version)) return 2;
     return 0;
 }
 

@@ -1,6 +1,6 @@
 /* The Python simulator's --fault specs for the C ports (test instrumentation, never in a
  * real bootloader): link noise, power cuts by image offset / flash op / phase, refuse,
- * mute, crash-on-boot, baud-fail. */
+ * mute, crash-on-boot, hang-on-boot, baud-fail. */
 #ifndef SIM_FAULTS_H
 #define SIM_FAULTS_H
 
@@ -21,7 +21,7 @@ size_t sim_fault_link(uint8_t *p, size_t n, int tx);
 int sim_fault_flash_op(void);
 /* The phase the last flash operation belonged to ("power-on (boot decision)", "data", ...). */
 const char *sim_fault_phase(void);
-/* 1 if the running app's version crashes on boot. */
+/* 1 if the running app's version crashes on boot, 2 if it hangs (hang-on-boot). */
 int sim_fault_crashes(const char *version);
 extern int sim_fault_baud_fail;
 extern unsigned sim_fault_delay_ms;

@@ -16,7 +16,7 @@
  *   req HEX                   wire bytes in; "ok HEX" of the bytes sent back (a RESET reboots)
  *   wait MS                   advance virtual time
  *   ops                       flash ops since the last arm
- *   state                     "ok MODE SLOT TRIAL" (SLOT 255: none)
+ *   state                     "ok MODE SLOT TRIAL WATCHDOG_MS" (SLOT 255: none; 0: unarmed)
  *   running                   SHA-256 of the running image ("ok -" in the bootloader)
  *   slots                     SHA-256 of each slot's first `size` bytes per its trailer
  *   load PATH | save PATH     the whole flash from/to a file (test set-up and inspection) */
@@ -54,6 +54,11 @@ void hal_uart_write(const uint8_t *p, size_t n) {
 void hal_uart_flush(void) {}
 int hal_uart_set_baud(uint32_t baud) { (void)baud; return 0; }
 uint32_t hal_millis(void) { return g_now; }
+static uint32_t g_wd_ms; /* armed watchdog's timeout; 0: not armed */
+void hal_watchdog_start(uint32_t ms) {
+    if (!g_wd_ms) g_wd_ms = ms; /* once armed it cannot be changed or stopped */
+}
+void hal_watchdog_feed(void) {}
 size_t hal_uid(uint8_t *o, size_t max) {
     static const uint8_t uid[2] = {0xC0, 0x7C};
     (void)max;
@@ -116,6 +121,7 @@ int hal_flash_read(uint32_t a, uint8_t *p, uint32_t n) {
 
 static void boot(int stay) {
     g_dead = 0;
+    g_wd_ms = 0; /* a reset disarms it (as on the LM3S6965; an STM32 IWDG would stay armed) */
     if (bl_init(&g_bl, &g_cfg, stay, 115200) != 0) {
         printf("err configuration refused: %s\n", bl_config_error(&g_cfg));
         exit(2);
@@ -227,11 +233,12 @@ static void cmd(char *line) {
         while (g_now < end) {
             g_now = end - g_now < 10u ? end : g_now + 10u;
             bl_tick(&g_bl, g_now);
-            if (sim_app_tick(&g_app, &g_bl, g_now)) boot(0); /* never: no crash faults here */
+            if (sim_app_tick(&g_app, &g_bl, g_now) == 1) boot(0); /* never: no faults here */
         }
         printf("ok\n");
     } else if (!strcmp(line, "state")) {
-        printf("ok %u %u %u\n", g_bl.mode, g_bl.running_slot, g_bl.booted_trial);
+        printf("ok %u %u %u %u\n", g_bl.mode, g_bl.running_slot, g_bl.booted_trial,
+               (unsigned)g_wd_ms);
     } else if (!strcmp(line, "running")) {
         if (g_bl.mode != BL_MODE_APP) {
             printf("ok -\n");

@@ -38,6 +38,8 @@ void hal_uart_write(const uint8_t *p, size_t n) {
 void hal_uart_flush(void) {}
 int hal_uart_set_baud(uint32_t baud) { (void)baud; return 0; }
 uint32_t hal_millis(void) { return 0; }
+void hal_watchdog_start(uint32_t ms) { (void)ms; }
+void hal_watchdog_feed(void) {}
 size_t hal_uid(uint8_t *o, size_t max) { (void)max; o[0] = 0xAB; return 1; }
 int hal_hook(struct bl *bl, int ev, uint32_t a, uint32_t b) { (void)bl; (void)ev; (void)a; (void)b; return 0; }
 

@@ -187,6 +187,18 @@ int hal_uart_set_baud(uint32_t baud) {
     return 0;
 }
 
+/* The watchdog: armed by the core before a trial boot, disarmed by the reset it causes. */
+static uint32_t g_wd_ms, g_wd_fed;
+
+void hal_watchdog_start(uint32_t ms) {
+    if (!g_wd_ms) g_wd_ms = ms;
+    g_wd_fed = hal_millis();
+}
+
+void hal_watchdog_feed(void) { g_wd_fed = hal_millis(); }
+
+static int watchdog_expired(uint32_t now) { return g_wd_ms && now - g_wd_fed >= g_wd_ms; }
+
 size_t hal_uid(uint8_t *out, size_t max) {
     size_t n = g_uid_len < max ? g_uid_len : max;
     memcpy(out, g_uid, n);
@@ -373,6 +385,7 @@ int main(int argc, char **argv) {
     long baud = 115200;
     sim_app_t app = {0, 0};
     uint8_t buf[4096];
+    int hung = 0;
     for (i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--pty")) continue;
@@ -417,16 +430,29 @@ int main(int argc, char **argv) {
             ssize_t r = read(g_master, buf, sizeof buf);
             if (r > 0) rx_in(buf, (size_t)r);
         }
-        deliver_due(now_us());
+        if (hung) g_rxn = 0; /* a hung app reads nothing */
+        else deliver_due(now_us());
         send_due(now_us());
         now = hal_millis();
-        bl_tick(&g_bl, now);
-        if (sim_app_tick(&app, &g_bl, now)) g_bl.reset_req = 1; /* the app crashed */
+        if (hung) { /* nothing runs: no answers, no feeding; input is lost */
+            g_rxn = 0;
+            if (watchdog_expired(now)) {
+                fprintf(stderr, "sim: watchdog reset\n");
+                hung = 0;
+                g_bl.reset_req = 1;
+            }
+        } else {
+            int app_did = sim_app_tick(&app, &g_bl, now);
+            bl_tick(&g_bl, now);
+            if (app_did == 1) g_bl.reset_req = 1; /* the app crashed */
+            if (app_did == 2) hung = 1;
+        }
         if (g_bl.reset_req) {
             int stay = g_bl.reset_req == 2;
             hal_uart_flush();
             g_rxn = 0; /* whatever was received is lost in the reboot */
             discard_input(g_cfg.boot_ms);
+            g_wd_ms = 0; /* the reset disarms the watchdog (as on the LM3S6965) */
             (void)bl_init(&g_bl, &g_cfg, stay, g_base_baud); /* accepted at power-on */
             g_baud = g_base_baud;
             g_busy_until = 0;

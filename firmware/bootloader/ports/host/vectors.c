@@ -24,6 +24,8 @@ int hal_flash_program(uint32_t a, const uint8_t *p, uint32_t n) { (void)a; (void
 int hal_flash_read(uint32_t a, uint8_t *p, uint32_t n) { (void)a; (void)p; (void)n; return -1; }
 size_t hal_uid(uint8_t *o, size_t m) { (void)o; (void)m; return 0; }
 uint32_t hal_millis(void) { return 0; }
+void hal_watchdog_start(uint32_t ms) { (void)ms; }
+void hal_watchdog_feed(void) {}
 int hal_hook(struct bl *bl, int ev, uint32_t a, uint32_t b) { (void)bl; (void)ev; (void)a; (void)b; return 0; }
 
 static size_t unhex(const char *s, uint8_t *o) {

@@ -138,6 +138,38 @@ int hal_uart_set_baud(uint32_t baud) {
     return 0;
 }
 
+/* The LM3S6965 watchdog (datasheet §13; QEMU's "luminary-watchdog"): it counts LOAD down at
+ * the system clock, raises its interrupt at the first time-out and resets the part at the
+ * second, so LOAD is half the timeout. Once INTEN is set it stays set until a reset. */
+#define WDT0 0x40000000u
+#define WDT_LOAD REG(WDT0 + 0x000)
+#define WDT_CTL REG(WDT0 + 0x008)
+#define WDT_ICR REG(WDT0 + 0x00C)
+#define WDT_LOCK REG(WDT0 + 0xC00)
+#define SYSCTL_RCGC0 REG(0x400FE100u)
+#ifndef SYSCLK_HZ
+#define SYSCLK_HZ 12000000u /* QEMU's lm3s6965evb system clock out of reset */
+#endif
+
+void hal_watchdog_start(uint32_t ms) {
+    if (WDT_CTL & 1u) { /* already armed: it cannot be changed, only fed */
+        hal_watchdog_feed();
+        return;
+    }
+    SYSCTL_RCGC0 |= 1u << 3; /* WDT clock gate */
+    WDT_LOCK = 0x1ACCE551u;
+    WDT_LOAD = ms * (SYSCLK_HZ / 1000u) / 2u;
+    WDT_CTL = 3u; /* INTEN (starts it) | RESEN */
+    WDT_LOCK = 0;
+}
+
+void hal_watchdog_feed(void) {
+    if (!(WDT_CTL & 1u)) return;
+    WDT_LOCK = 0x1ACCE551u;
+    WDT_ICR = 1u; /* clears the first time-out and reloads the count */
+    WDT_LOCK = 0;
+}
+
 uint32_t hal_millis(void) {
     return (uint32_t)semi(0x10 /* SYS_CLOCK, centiseconds */, 0) * 10u;
 }
@@ -286,7 +318,11 @@ int main(void) {
         now = hal_millis();
         bl_tick(&g_bl, now);
         if (!g_bl.baud_probation) g_deaf = 0;
-        if (sim_app_tick(&app, &g_bl, now)) g_bl.reset_req = 1; /* the app crashed */
+        switch (sim_app_tick(&app, &g_bl, now)) {
+        case 1: g_bl.reset_req = 1; break; /* the app crashed */
+        case 2: for (;;) {}                  /* the app hangs: only the watchdog gets out */
+        default: break;
+        }
         if (g_bl.reset_req) {
             int stay = g_bl.reset_req == 2;
             uint32_t until = hal_millis() + g_cfg.boot_ms;

@@ -1,0 +1,149 @@
+"""The fleet tool against a hub as strict as IoT Hub: throttles, gateways' twins, the
+configuration limit, and content that a hub may merge instead of replace."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.fleet import FleetError, deploy, prune
+from gateway.fleet.errors import HubRefused
+from gateway.fleet.hub import RetryPolicy, ServiceHub
+from gateway.fleet.rollout import Package, Plan, State
+from gateway.fleet.status import collect
+from simulators.hub import HubEmulator
+from simulators.hub.throttling import Operation
+from tests.gateway.fleet.conftest import SUBNET, mcu, seed
+from tests.gateway.fleet.fake_hub import FakeHub
+from tests.simulators.hub_fixtures import start_hub
+
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
+SHA = "ab" * 32
+
+
+def _package(version: str, window: str | None = None) -> Package:
+    return Package(version, f"https://images.example/fw-{version}.mcufw", SHA, 1000, window)
+
+
+@pytest.fixture
+def paced_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """IoT Hub's real ratios, 20 times faster: a query bucket of 20, refilled 6.7 a second."""
+    emulator = start_hub(tmp_path / "hub", SUBNET, time_scale=20.0)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", emulator.facts.ca_path)
+    monkeypatch.setenv("NO_PROXY", "*")
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+def test_throttled_queries_are_retried_honouring_retry_after(paced_hub: HubEmulator) -> None:
+    paced_hub.create_device("d1")
+    hub = ServiceHub(paced_hub.facts.service_connection_string, paced_hub.facts.ca_path)
+    for _ in range(40):  # queries are POSTs: the SDK would not retry one
+        assert hub.query("SELECT deviceId FROM devices") == [{"deviceId": "d1"}]
+    refused = paced_hub.call(lambda s: s.throttle.refused.get(Operation.QUERY, 0))
+    assert refused >= 1
+    assert hub.retry.retried[429] == refused
+
+
+def test_without_a_retry_budget_the_throttle_reaches_the_caller(paced_hub: HubEmulator) -> None:
+    hub = ServiceHub(
+        paced_hub.facts.service_connection_string, paced_hub.facts.ca_path, RetryPolicy(budget=0)
+    )
+    with pytest.raises(HubRefused) as refused:
+        for _ in range(30):
+            hub.query("SELECT deviceId FROM devices")
+    assert refused.value.status == 429 and "ThrottlingException" not in str(refused.value)
+
+
+def test_gateways_own_twins_are_not_mcus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    emulator = start_hub(tmp_path / "hub", SUBNET)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", emulator.facts.ca_path)
+    try:
+        seed(emulator, {
+            "m1": ({"group": "a"}, mcu("vmcu-f4", "1.0.0", "current")),
+            "m2": ({"group": "a"}, mcu("vmcu-f4", "1.0.0", "error")),
+            "gw-1": ({"group": "a"}, {"attachedCount": 2, "mcus": {"m1": True, "m2": True}}),
+            "gw-2": ({}, {"attachedCount": 0}),
+        })  # fmt: skip
+        hub = ServiceHub(emulator.facts.service_connection_string, emulator.facts.ca_path)
+        status = collect(hub)
+        assert status.total == 2
+        assert status.by_status == {"current": 1, "error": 1}
+        assert status.by_group == {"a": {"current": 1, "error": 1}}
+        assert deploy.count(hub, "tags.[[group]] = 'a'") == 2
+    finally:
+        emulator.stop()
+
+
+# ------------------------------------------------------------------ the configuration limit
+
+
+def _release(hub: FakeHub, model: str, version: str, limits: deploy.Limits) -> None:
+    """One three-ring rollout to one model, run to its end."""
+    target = f"properties.reported.mcu.model = '{model}'"
+    name = f"{model}-{version.replace('.', '-')}"
+    plan = Plan(name, _package(version), target, ("canary", "pilot", "all"))
+    deploy.create(hub, plan, NOW, None, limits)
+    for _ in range(6):
+        hub.finish(version)
+        if deploy.step(hub, plan.name, NOW, limits).rollout.state is State.DONE:
+            return
+    raise AssertionError(f"{plan.name} did not finish")
+
+
+def test_successive_releases_never_hit_the_limit_and_prune_keeps_every_firmware() -> None:
+    hub = FakeHub()
+    models = [f"m{i}" for i in range(4)]
+    for model in models:
+        for n in range(3):
+            hub.add(f"{model}-{n}", model=model, ring=("canary", "pilot", "x")[n])
+    hub.evaluate()
+    removed: list[prune.Removal] = []
+    # 4 models x 2 kept rollouts x (ring 0 + last ring) + 3 rings of the running one
+    limits = deploy.Limits(configurations=19, keep=2, report=removed.append)
+    for release in range(1, 6):
+        for model in models:
+            before = {d: hub.desired_version(d) for d in hub.twins}
+            _release(hub, model, f"{release}.0.0", limits)
+            assert len(hub.configurations()) <= 19
+            after = {d: hub.desired_version(d) for d in hub.twins}
+            changed = {d for d in hub.twins if before[d] != after[d]}
+            assert changed <= {d for d in hub.twins if d.startswith(model)}  # pruning changed none
+            assert all(v == f"{release}.0.0" for d, v in after.items() if d.startswith(model))
+    assert removed, "the limit was reached, so something was pruned"
+    assert all("applies" in r.reason for r in removed)
+
+
+def test_prune_plan_shows_what_and_why_and_keeps_what_applies() -> None:
+    hub = FakeHub()
+    for n in range(3):
+        hub.add(f"d{n}", model="f4", ring=("canary", "pilot", "x")[n])
+    hub.evaluate()
+    for version in ("1.0.0", "2.0.0", "3.0.0"):
+        _release(hub, "f4", version, deploy.Limits())
+    plan = prune.plan(hub.configurations(), keep=2)
+    ids = [r.config.id for r in plan]
+    # The oldest rollout goes whole; the kept ones lose only their middle rings.
+    assert ids[:3] == ["f4-1-0-0-r1", "f4-1-0-0-r2", "f4-1-0-0-r0"]  # its plan last
+    assert set(ids[3:]) == {"f4-2-0-0-r1", "f4-3-0-0-r1"}
+    assert "older than the 2 kept" in plan[0].reason
+    with pytest.raises(FleetError, match="--keep must be at least 1"):
+        prune.plan(hub.configurations(), keep=0)
+
+
+@pytest.mark.parametrize("merge", [False, True])
+def test_a_merging_hub_keeps_no_key_of_an_earlier_rollout(merge: bool) -> None:
+    hub = FakeHub(content_merge=merge)
+    hub.add("d1", model="f4")
+    hub.evaluate()
+    target = "properties.reported.mcu.model = 'f4'"
+    deploy.create(hub, Plan("a", _package("1.0.0", window="01:00-05:00"), target), NOW)
+    assert hub.twins["d1"].desired["firmware"]["installWindow"]["start"] == "01:00"
+    deploy.create(hub, Plan("b", _package("2.0.0"), target), NOW)
+    fw = hub.twins["d1"].desired["firmware"]
+    assert fw["fwVersion"] == "2.0.0" and "installWindow" not in fw and "retry" not in fw
