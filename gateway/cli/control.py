@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from gateway.cli.info import facts_dict
+    from gateway.facts import facts_dict
 
     async def body(spec: DriverSpec, driver: Driver, facts: DeviceFacts) -> dict[str, Any]:
         after = await (driver.reboot() if args.action == "reset" else driver.abort())
