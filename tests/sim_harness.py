@@ -23,19 +23,28 @@ class SimProcess:
         self.state = state
         self.args = list(args)
         self.proc: subprocess.Popen[bytes] | None = None
+        self.failed: launch.SimStartError | None = None
         self.port = ""
 
     def start(self, extra: Sequence[str] = ()) -> SimProcess:
         if self.proc is not None:
             self.stop()
-        # launch.start stops, reaps and closes everything itself when the sim fails to start.
-        child = launch.start(
-            ["--state", str(self.state), *self.args, *extra], timeout=STARTUP_TIMEOUT_S
-        )
+        # launch.start stops, reaps and closes everything itself when the sim fails to start;
+        # its exit status and stderr stay readable through wait_exit() and stderr().
+        self.failed = None
+        try:
+            child = launch.start(
+                ["--state", str(self.state), *self.args, *extra], timeout=STARTUP_TIMEOUT_S
+            )
+        except launch.SimStartError as exc:
+            self.proc, self.failed = None, exc
+            raise
         self.proc, self.port = child.proc, child.port
         return self
 
     def stderr(self) -> str:
+        if self.proc is None and self.failed is not None:
+            return self.failed.stderr
         if self.proc is None or self.proc.poll() is None or self.proc.stderr is None:
             return ""
         if self.proc.stderr.closed:
@@ -43,6 +52,8 @@ class SimProcess:
         return self.proc.stderr.read().decode(errors="replace")
 
     def wait_exit(self, timeout: float) -> int:
+        if self.proc is None and self.failed is not None and self.failed.returncode is not None:
+            return self.failed.returncode  # it died at start-up; already reaped
         assert self.proc is not None
         return self.proc.wait(timeout=timeout)
 

@@ -71,10 +71,9 @@ def _load(args: argparse.Namespace) -> tuple[bytes, bool]:
         data = args.file.read_bytes()
     except OSError as exc:
         raise CommandError(f"cannot read {args.file}: {exc.strerror or exc}") from exc
-    from firmware.package import MAGIC
+    from firmware.magic import MAGIC
 
-    is_package = data.startswith(MAGIC)
-    if is_package:
+    if data.startswith(MAGIC):
         if args.version:
             raise CommandError("--version is only for raw images; a package carries its version")
         return data, True

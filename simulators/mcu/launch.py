@@ -44,7 +44,7 @@ def sim_command(args: Sequence[str], cli: Sequence[str] | None = None) -> list[s
 def _ports(lines: Sequence[str]) -> list[str]:
     for line in lines:
         if not line.startswith(PTY_PREFIX):
-            raise SimStartError(f"simulator printed {line!r}, not 'PTY <path>'")
+            raise SimStartError(f"simulator printed {line!r} where it announces its port")
     return [line[len(PTY_PREFIX) :] for line in lines]
 
 
@@ -58,10 +58,12 @@ def read_lines(stream: IO[bytes], count: int, timeout: float) -> list[str]:
         while len(lines) < count:
             left = deadline - time.monotonic()
             if left <= 0 or not sel.select(left):
-                raise SimStartError(f"no 'PTY <path>' line within {timeout:g} s")
+                raise SimStartError(f"simulator announced no port within {timeout:g} s")
             chunk = os.read(stream.fileno(), 1)  # never past the last line we were asked for
             if not chunk:
-                raise SimStartError(f"simulator exited after {len(lines)} of {count} PTY lines")
+                raise SimStartError(
+                    f"simulator exited after announcing {len(lines)} of {count} ports"
+                )
             buf += chunk
             while b"\n" in buf and len(lines) < count:
                 line, buf = buf.split(b"\n", 1)
@@ -159,11 +161,11 @@ async def start_async(
                     raw = await proc.stdout.readline()
                     if not raw:
                         raise SimStartError(
-                            f"simulator exited after {len(lines)} of {count} PTY lines"
+                            f"simulator exited after announcing {len(lines)} of {count} ports"
                         )
                     lines.append(raw.decode(errors="replace").strip())
         except TimeoutError:
-            raise SimStartError(f"no 'PTY <path>' line within {start_timeout:g} s") from None
+            raise SimStartError(f"simulator announced no port within {start_timeout:g} s") from None
         return proc, _ports(lines)
     except BaseException:
         await stop_async(proc)

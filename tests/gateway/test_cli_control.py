@@ -98,7 +98,9 @@ def test_stm32rom_reset_starts_an_intact_app_and_names_a_broken_one(
 def test_mcuboot_abort_drops_the_upload_and_reset_reboots(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    sim_args = ("--bootloader", "mcuboot", "--baud", "0", "--flash-scale", "0.1")
+    # commands=full: an app build with os info, so the board reports its hardware id.
+    sim_args = ("--bootloader", "mcuboot", "--baud", "0", "--flash-scale", "0.1", "--fault",
+                "commands=full")  # fmt: skip
     with running_sim(tmp_path / "mcuboot", *sim_args) as sim:
         data = build_image(random.Random(3).randbytes(30_000), "2.0.0")
         _interrupted_install(sim.port, "mcuboot", _image(data, "2.0.0"))

@@ -208,7 +208,9 @@ def test_an_mcuboot_image_brings_its_own_version(
 ) -> None:
     image = tmp_path / "zephyr.signed.bin"
     image.write_bytes(build_image(random.Random(7).randbytes(6000), "2.1.0"))
-    sim_args = ("--bootloader", "mcuboot", "--baud", "0", "--flash-scale", "0.1")
+    # commands=full: an app build with os info, so the board reports its hardware id.
+    sim_args = ("--bootloader", "mcuboot", "--baud", "0", "--flash-scale", "0.1", "--fault",
+                "commands=full")  # fmt: skip
     with running_sim(tmp_path / "mcuboot", *sim_args) as sim:
         port = ["-p", sim.port, "-b", "0", "--bootloader", "mcuboot", str(image)]
         code, _, err = cli(capsys, "flash", *port, "--version", "3.0.0")
