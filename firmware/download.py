@@ -50,6 +50,7 @@ from firmware.cache import ContentCache, is_disk_full, normalise_digest
 from firmware.errors import CacheError, DownloadError, DownloadTimeout
 from firmware.reasons import ReasonCode
 from firmware.urls import redact_text, redact_url
+from protocols.backoff import FULL_JITTER, Backoff, RetryPolicy
 
 Progress = Callable[[int, int | None], None]  # (bytes so far, total or None)
 
@@ -57,17 +58,9 @@ _RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Jittered exponential backoff; ``attempts`` counts failures in a row without progress."""
-
-    attempts: int = 8
-    base_delay_s: float = 0.5
-    max_delay_s: float = 30.0
-
-    def delay(self, failures: int, rng: random.Random) -> float:
-        # "Full jitter": spreads many gateways retrying one CDN after an outage.
-        return rng.uniform(0, min(self.max_delay_s, self.base_delay_s * 2 ** (failures - 1)))
+#: Retries within one transfer: ``attempts`` counts failures in a row without progress.
+#: "Full jitter" spreads many gateways retrying one CDN after an outage.
+DOWNLOAD_RETRY = RetryPolicy(8, Backoff(0.5, 30.0, FULL_JITTER))
 
 
 #: TLS failures that say the server is not who it should be (not a dropped connection).
@@ -96,7 +89,7 @@ class Downloader:
         *,
         ca_file: Path | None = None,
         allow_http: bool = False,
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetryPolicy = DOWNLOAD_RETRY,
         chunk_size: int = 64 * 1024,
         rng: random.Random | None = None,
     ) -> None:
@@ -149,8 +142,8 @@ class Downloader:
         try:
             path = self.cache.lookup(digest)
             if path is None:
-                if digest not in self._flights:
-                    self._check_room(digest, expected_size)
+                if digest not in self._flights and (expected_size or 0) <= max_size:
+                    self._check_room(digest, expected_size)  # over the cap: that error first
                 path = await self._join(
                     url, digest, _Limits(max_size, expected_size), deadline_s, progress
                 )
@@ -344,14 +337,15 @@ class Downloader:
                 ) from exc
             except (aiohttp.ClientError, _Retry) as exc:
                 failures = 1 if offset > before else failures + 1
-                if failures >= self._retry.attempts:
+                delay = self._retry.next_delay(failures, self._rng)
+                if delay is None:
                     raise DownloadError(
                         ReasonCode.DOWNLOAD_FAILED,
                         f"{_where(url)}: giving up after {failures} failed "
                         f"attempts at byte {offset}: "
                         f"{redact_text(str(exc)) or type(exc).__name__}",
                     ) from exc
-                await asyncio.sleep(self._retry.delay(failures, self._rng))
+                await asyncio.sleep(delay)
 
     def _disk_error(self, exc: OSError, part: Path, limits: _Limits) -> DownloadError:
         if not is_disk_full(exc):

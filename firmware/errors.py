@@ -1,12 +1,13 @@
 """The one exception root of ``firmware``, split by origin.
 
 Every error carries a :class:`ReasonCode`, so callers report ``exc.reason``
-without mapping exception types themselves.
+(and decide on ``exc.kind``) without mapping exception types themselves.
 """
 
 from __future__ import annotations
 
 from firmware.reasons import ReasonCode
+from protocols.failures import Kind
 
 
 class FirmwareError(Exception):
@@ -16,6 +17,11 @@ class FirmwareError(Exception):
         super().__init__(message)
         self.reason = reason
         self.message = message
+
+    @property
+    def kind(self) -> Kind:
+        """What sort of failure this is; the gateway retries by it (protocols.failures)."""
+        return self.reason.kind
 
     def __str__(self) -> str:
         return f"{self.reason.value}: {self.message}"

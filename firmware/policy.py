@@ -122,8 +122,11 @@ def check_package(
     policy: TrustPolicy,
     allow_downgrade: bool = False,
     allow_delta: bool = False,
+    no_delta_reason: str = "",
 ) -> Verdict:
-    """Signature, integrity, size, compatibility and version policy, without a twin."""
+    """Signature, integrity, size, compatibility and version policy, without a twin.
+
+    ``no_delta_reason`` says why a delta cannot go (when ``allow_delta`` is false)."""
     try:
         _check_size(len(package_bytes), policy.max_size, "package")
         package = _verify_for_target(
@@ -132,6 +135,7 @@ def check_package(
             policy,
             allow_downgrade=allow_downgrade,
             allow_delta=allow_delta,
+            no_delta_reason=no_delta_reason,
         )
     except FirmwareError as exc:
         return Verdict.refuse(exc)
@@ -155,6 +159,7 @@ def _verify_for_target(
     *,
     allow_downgrade: bool,
     allow_delta: bool = False,
+    no_delta_reason: str = "",
 ) -> Package:
     package = verify(data, policy.trusted_keys, allow_unsigned=policy.allow_unsigned)
     m = package.manifest
@@ -163,7 +168,7 @@ def _verify_for_target(
         _check_size(m.image_size, target.slot_size, "image (MCU slot size)")
     check_compatible(m, target)
     if m.is_delta:
-        _check_delta(m, target, allow_delta)
+        _check_delta(m, target, allow_delta, no_delta_reason)
     if target.installed_version is None:
         if m.min_installed_version is not None:
             raise VerificationError(
@@ -187,12 +192,13 @@ def _verify_for_target(
     return package
 
 
-def _check_delta(m: Manifest, target: TargetInfo, allow_delta: bool) -> None:
+def _check_delta(m: Manifest, target: TargetInfo, allow_delta: bool, why: str = "") -> None:
     # A delta's payload is a patch, not an image: written as one it would brick the slot.
     if not allow_delta:
         raise VerificationError(
             ReasonCode.DELTA_UNSUPPORTED,
-            f"package is a delta against {m.delta_base}; this MCU (or path) takes full images only",
+            f"package is a delta against {m.delta_base}; "
+            + (why or "this MCU (or path) takes full images only"),
         )
     if target.delta_base_sha256 != m.delta_base_sha256:
         running = target.delta_base_sha256 or "unknown"

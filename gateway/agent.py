@@ -47,14 +47,21 @@ from gateway.reported import (
     utc_iso,
     utc_now,
 )
-from gateway.retry import RetryPolicy, retry_delay
+from gateway.retry import retry_delay, update_retry_policy
 from gateway.seams import OpenDriver, TwinLink
 from gateway.update import UpdateEnv, UpdateFailed, UpdateRun, final_report
 from protocols import registry
+from protocols.backoff import Backoff
 from protocols.driver import Driver, DriverError, Phase
 
-#: Longest wait between attempts to bring an MCU's hub connection up.
-_MAX_CONNECT_BACKOFF_S = 30.0
+#: Waits between attempts to bring an MCU's hub connection up: 1 s doubling to 30 s, each
+#: scaled by 0.5..1 so the MCUs of one gateway do not reconnect in step.
+_CONNECT_BACKOFF = Backoff(1.0, 30.0, (0.5, 1.0))
+
+#: How often an update that failed for a full disk looks for the space to come back.
+_ROOM_POLL_S = 5.0
+#: Free bytes beyond the package that count as "space is back" (the journal's writes).
+_JOURNAL_ROOM = 256 * 1024
 
 # (version, URI, check value, install window) of a desired firmware: a change of any
 # of them restarts the update (the package itself comes from the cache).
@@ -96,7 +103,7 @@ class McuAgent:
         self.uid = probe.facts.uid
         self.connected = True
         self.log = mcu_logger("gateway.mcu", device_id)
-        self.retry_policy = RetryPolicy.from_settings(env.policy)
+        self.retry_policy = update_retry_policy(env.policy)
         self._open_driver = open_driver or self._serial_driver
         self._rng = rng or random.Random()
         self._port_lock = asyncio.Lock()
@@ -139,7 +146,7 @@ class McuAgent:
                 self._evaluate()
 
     async def _connect_with_retry(self) -> None:
-        delay = 1.0
+        delays = _CONNECT_BACKOFF.counter(self._rng)
         while True:
             try:
                 await self.link.connect()
@@ -147,10 +154,11 @@ class McuAgent:
                 return
             except CloudAuthError as exc:
                 self.log.error("hub refused the device credentials: %s", exc)
+                delay = delays.next()
             except CloudError as exc:
+                delay = delays.next()
                 self.log.warning("hub connection failed, retrying in %.0f s: %s", delay, exc)
-            await asyncio.sleep(delay * self._rng.uniform(0.5, 1.0))
-            delay = min(delay * 2, _MAX_CONNECT_BACKOFF_S)
+            await asyncio.sleep(delay)
 
     async def close(self) -> None:
         """Stop; a running update is parked: the MCU keeps its partial slot, the journal its row."""
@@ -332,7 +340,9 @@ class McuAgent:
             await task
         journal = self.env.journal
         journal.best_effort(
-            lambda: journal.finish_update(self.uid, Outcome.CANCELLED, error_code="SUPERSEDED")
+            lambda: journal.finish_update(
+                self.uid, Outcome.CANCELLED, error_code=GatewayCode.SUPERSEDED
+            )
         )
         await self._refresh_info(restart_app=True)  # a cut transfer leaves the bootloader up
         fw = on_trial_report(self.installed) if on_trial(self.facts) else current(self.installed)
@@ -351,13 +361,21 @@ class McuAgent:
             self._retry_timer.cancel()
         self._retry_timer = self._retry_sig = None
 
-    def _schedule_retry(self, sig: Signature, delay: float) -> None:
+    def _schedule_retry(self, sig: Signature, delay: float, room: int | None = None) -> None:
         self._cancel_retry_timer()
         self._retry_sig = sig
-        self._retry_timer = asyncio.create_task(self._retry_after(delay), name="retry timer")
+        self._retry_timer = asyncio.create_task(self._retry_after(delay, room), name="retry timer")
 
-    async def _retry_after(self, delay: float) -> None:
-        await asyncio.sleep(delay)  # the retry policy's backoff, not a wait for a state
+    async def _retry_after(self, delay: float, room: int | None = None) -> None:
+        """Wait out the backoff; with ``room`` (bytes a full disk must free), end early
+        once the download cache's disk has them: no event says so, hence the polling."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + delay
+        while (left := end - loop.time()) > 0:
+            await asyncio.sleep(left if room is None else min(left, _ROOM_POLL_S))
+            if room is not None and self.env.downloader.cache.free_bytes() >= room:
+                self.log.info("disk space is back (%d bytes needed): retrying now", room)
+                break
         self._retry_timer = self._retry_sig = None
         self._evaluate()
 
@@ -442,7 +460,7 @@ class McuAgent:
         if local:
             # The gateway's own disk, freed on the box rather than in the twin: keep
             # looking at the longest interval, never give up (issue 17.1).
-            delay = self.retry_policy.max_s * self._rng.uniform(0.9, 1.1)
+            delay = self.retry_policy.backoff.longest(self._rng)
         if transient:
             self._transient.add(sig)  # the link, the network or the MCU: a reattach may cure it
         else:
@@ -468,7 +486,11 @@ class McuAgent:
             plan = f"retry {failures + 1}" + ("" if local else f" of {limit}")
             fw["fwUpdateSubstatus"] += f"; {plan} in {delay:.0f} s"
             fw["nextRetryTime"] = at
-            self._schedule_retry(sig, delay)
+            room = None
+            if exc.code == ReasonCode.STORAGE_FULL:
+                room = (desired.fwPackageSize or 0) + _JOURNAL_ROOM
+                fw["fwUpdateSubstatus"] += ", sooner once the disk has room"
+            self._schedule_retry(sig, delay, room)
         else:
             self._gave_up.add(sig)
             fw["nextRetryTime"] = None

@@ -68,13 +68,15 @@ from gateway.errors import CloudAuthError, CloudDisconnected, CloudError, CloudT
 from gateway.identity import DeviceCredentials
 from gateway.reports import ReportQueue
 from gateway.seams import MethodHandler
+from protocols.backoff import Backoff
 
 __all__ = ["DeviceTwinLink", "LinkOptions", "MethodHandler", "link_for"]
 
 log = logging.getLogger(__name__)
 
 JsonObject = dict[str, Any]
-_MAX_BACKOFF = 30.0  # seconds between resend attempts when a PATCH keeps failing
+#: Waits between attempts when a resend, re-subscribe or twin re-read keeps failing.
+_BACKOFF = Backoff(0.5, 30.0)
 # SDK feature names (azure.iot.device.iothub.pipeline.constant) subscribed again after a
 # reconnect: twin responses, desired patches, direct methods.
 _FEATURES = ("twin", "twin_patches", "methods")
@@ -377,15 +379,14 @@ class DeviceTwinLink:
 
     async def _after_reconnect(self) -> None:
         """Subscribe again (the hub may have lost the session), then re-read the twin."""
-        delay = 0.5
+        delays = _BACKOFF.counter()
         while not self._closed:
             try:
                 await self._resubscribe()
                 break
             except CloudError as exc:
                 log.info("%s: re-subscribing failed (%s); retrying", self.device_id, exc)
-                await self._wait_reconnect(delay)
-                delay = min(delay * 2, _MAX_BACKOFF)
+                await self._wait_reconnect(delays.next())
         self.resubscribes += 1
         await self._catch_up()
 
@@ -422,14 +423,13 @@ class DeviceTwinLink:
 
     async def _catch_up(self) -> None:
         """Re-read the twin and queue the difference to what the caller has seen."""
-        delay = 0.5
+        delays = _BACKOFF.counter()
         while not self._closed:
             try:
                 twin = await self._get_twin()
             except CloudError as exc:
                 log.info("%s: twin re-read failed (%s); retrying", self.device_id, exc)
-                await self._wait_reconnect(delay)
-                delay = min(delay * 2, _MAX_BACKOFF)
+                await self._wait_reconnect(delays.next())
                 continue
             desired = twin.get("desired", {})
             version = desired.get("$version", 0)
@@ -477,7 +477,7 @@ class DeviceTwinLink:
             ) from None
 
     async def _send_loop(self) -> None:
-        backoff = 0.5
+        delays = _BACKOFF.counter()
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -490,11 +490,10 @@ class DeviceTwinLink:
             patch = self._take()
             self._urgent = False
             if await self._send(patch):
-                backoff = 0.5
+                delays.reset()
             else:
                 self._put_back(patch)
-                await self._wait_reconnect(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF)
+                await self._wait_reconnect(delays.next())
             self._wake.set()  # re-check: more may have been merged meanwhile
 
     async def _rate_limit(self) -> None:

@@ -28,6 +28,11 @@ class GatewayCode(Code):
     )
     ROLLED_BACK = "ROLLED_BACK", Kind.BOOT, "the new image failed its trial boot and was reverted"
     ABORTED = "ABORTED", Kind.ABORTED, "an operator aborted the update (abortUpdate)"
+    SUPERSEDED = (
+        "SUPERSEDED",
+        Kind.ABORTED,
+        ("desired went back to the installed version while the update ran (journal only)"),
+    )
     INTERNAL_ERROR = "INTERNAL_ERROR", Kind.INTERNAL, "the update crashed: a bug in the gateway"
 
 

@@ -42,8 +42,10 @@ from pathlib import Path
 from typing import Any, Self
 
 from firmware.urls import redact_text, redact_url
+from gateway.codes import kind_of
 from gateway.errors import JournalError, JournalFull
 from protocols.driver import Phase  # the one phase vocabulary: journal, twin, logs
+from protocols.failures import Kind
 
 log = logging.getLogger("gateway.journal")
 
@@ -143,6 +145,11 @@ class HistoryRecord:
     attempts: int
     started_at: float
     ended_at: float
+
+    @property
+    def error_kind(self) -> Kind | None:
+        """What sort of failure ``error_code`` is (retry and ADU decide on it); None if none."""
+        return None if self.error_code is None else kind_of(self.error_code)
 
 
 class Journal:

@@ -140,7 +140,7 @@ OTHER_KINDS = _other_kinds()
 
 
 def sim_kind(model: str) -> SimKind:
-    kind = OTHER_KINDS.get(model)
+    kind = OTHER_KINDS.get(model) or _other_kinds().get(model)  # a plug-in installed since
     if kind is not None:
         return kind
     from simulators.mcu.models import MODELS

@@ -16,6 +16,7 @@ from typing import Any
 import semver
 
 from firmware.twin import DesiredFirmware
+from gateway.codes import GatewayCode
 from gateway.journal import HistoryRecord, Outcome, UpdateRecord
 from gateway.reported import RUN_FIGURES, FwStatus, error_section, utc_iso, utc_now
 from gateway.retry import is_transient
@@ -79,11 +80,6 @@ def app_erased(facts: DeviceFacts) -> DeviceFacts:
     )
 
 
-def settled_version(facts: DeviceFacts) -> str | None:
-    """The version the MCU runs for good: None while the image it runs is on trial."""
-    return None if on_trial(facts) else facts.installed_version
-
-
 def on_trial_report(installed: str | None) -> dict[str, Any]:
     """No update runs, yet the MCU runs ``installed`` unconfirmed: say so, not ``current``."""
     return {
@@ -93,7 +89,7 @@ def on_trial_report(installed: str | None) -> dict[str, Any]:
         "pendingFwVersion": None,
         "nextRetryTime": None,
         "error": error_section(
-            "APP_NOT_CONFIRMED",
+            GatewayCode.APP_NOT_CONFIRMED,
             f"the MCU runs {installed} on trial and its app has not confirmed it; the "
             "bootloader reverts to the previous image at its next reset",
             Phase.REBOOTING.value,

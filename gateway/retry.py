@@ -17,10 +17,10 @@ Transient failures retry after ``base``, ``2 * base``, ... capped at ``max``, un
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
 from gateway.codes import kind_of
 from gateway.config import PolicySettings
+from protocols.backoff import Backoff, RetryPolicy
 from protocols.failures import Kind
 
 
@@ -38,21 +38,11 @@ def is_transient(code: str) -> bool:
     return kind is not None and kind.transient
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 5
-    base_s: float = 30.0
-    max_s: float = 900.0
+#: +-10 % so MCUs that failed together (one CDN outage) do not retry together.
+UPDATE_JITTER = (0.9, 1.1)
 
-    @classmethod
-    def from_settings(cls, policy: PolicySettings) -> RetryPolicy:
-        return cls(policy.retry_attempts, policy.retry_base_s, policy.retry_max_s)
 
-    def next_delay(self, failures: int, rng: random.Random | None = None) -> float | None:
-        """Seconds before attempt ``failures + 1``, or None when the budget is spent."""
-        if failures >= self.attempts:
-            return None
-        delay = min(self.max_s, self.base_s * 2 ** (failures - 1))
-        # +-10 % jitter so MCUs that failed together (one CDN outage) do not retry together.
-        jitter = (rng or random.Random()).uniform(0.9, 1.1)
-        return float(delay * jitter)
+def update_retry_policy(policy: PolicySettings) -> RetryPolicy:
+    """The automatic retries of failed updates, from ``[policy]``."""
+    backoff = Backoff(policy.retry_base_s, policy.retry_max_s, UPDATE_JITTER)
+    return RetryPolicy(policy.retry_attempts, backoff)

@@ -27,14 +27,16 @@ from gateway.identity import IdentityProvider, provider_from_config
 from gateway.journal import Journal
 from gateway.naming import device_id_for
 from gateway.update import UpdateEnv
+from protocols.backoff import Backoff
 from protocols.driver import DriverError
 
 log = logging.getLogger("gateway.service")
 
-#: A port where no bootloader answered is probed again after this long, doubling each
-#: time up to _REPROBE_MAX_S: reported in the gateway's twin, not hammered forever.
-_REPROBE_S = 30.0
-_REPROBE_MAX_S = 3600.0
+#: A port where no bootloader answered is probed again after 30 s, doubling each time
+#: up to an hour: reported in the gateway's twin, not hammered forever.
+_REPROBE_BACKOFF = Backoff(30.0, 3600.0)
+#: Waits between attempts to bring the gateway's own identity online.
+_IDENTITY_BACKOFF = Backoff(1.0, 30.0)
 #: Silent ports listed by name in the gateway's own twin.
 _SILENT_LIST_MAX = 50
 #: MCUs listed by id in the gateway's own twin (about 50 bytes each).
@@ -50,7 +52,8 @@ class Gateway:
         self.scans = 0
         self.online = asyncio.Event()  # set after the first scan
         #: port -> (monotonic time of the next probe, current interval, why it failed)
-        self._silent: dict[str, tuple[float, float, str]] = {}
+        #: port -> (when to probe it again, silent probes in a row, why)
+        self._silent: dict[str, tuple[float, int, str]] = {}
         self._env: UpdateEnv | None = None
         self._provider: IdentityProvider | None = None
         self._gw_link: DeviceTwinLink | None = None
@@ -124,7 +127,7 @@ class Gateway:
 
     async def _gateway_identity(self) -> None:
         assert self._provider is not None
-        delay = 1.0
+        delays = _IDENTITY_BACKOFF.counter()
         while True:
             try:
                 creds = await self._provider.credentials(self.config.gateway.device_id)
@@ -135,8 +138,7 @@ class Gateway:
                 return
             except (GatewayError, CloudError) as exc:
                 log.warning("gateway identity not online yet (%s); retrying", exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
+            await asyncio.sleep(delays.next())
 
     async def _report_attached(self) -> None:
         if self._gw_link is None:
@@ -181,9 +183,7 @@ class Gateway:
                 changed = True
         in_use = {a.port for a in self.agents.values() if a.connected}
         now = time.monotonic()
-        todo = [
-            p for p in ports if p not in in_use and now >= self._silent.get(p, (0.0, 0.0, ""))[0]
-        ]
+        todo = [p for p in ports if p not in in_use and now >= self._silent.get(p, (0.0, 0, ""))[0]]
         cfg = self.config
         limit = asyncio.Semaphore(_PROBE_CONCURRENCY)
 
@@ -209,9 +209,10 @@ class Gateway:
             await self._report_attached()
 
     def _note_silent(self, port: str, why: str) -> None:
-        _, interval, _ = self._silent.get(port, (0.0, _REPROBE_S / 2, ""))
-        interval = min(interval * 2, _REPROBE_MAX_S)
-        self._silent[port] = (time.monotonic() + interval, interval, why[:200])
+        _, failures, _ = self._silent.get(port, (0.0, 0, ""))
+        failures += 1
+        interval = _REPROBE_BACKOFF.delay(failures)
+        self._silent[port] = (time.monotonic() + interval, failures, why[:200])
         log.warning("%s; probing %s again in %.0f s", why, port, interval)
 
     async def _attach(self, found: Probe) -> None:

@@ -216,7 +216,7 @@ class UpdateRun:
             model=facts.model,
             installed_version=facts.installed_version,
             slot_size=facts.capacity,
-            delta_base_sha256=_base_sha256(facts),
+            delta_base_sha256=delta_base_sha256(facts),
         )
         verdict = evaluate(
             data,
@@ -301,7 +301,7 @@ class UpdateRun:
                           target=m.target_image)  # fmt: skip
         else:
             # The image the MCU runs, if this gateway wrote it: the base of a delta.
-            base = await asyncio.to_thread(recall, cache, _base_sha256(self.facts))
+            base = await asyncio.to_thread(recall, cache, delta_base_sha256(self.facts))
             digest = hashlib.sha256(payload).hexdigest()
             image = Image(payload, self.desired.fwVersion, digest, base, target=m.target_image)
         try:
@@ -364,7 +364,7 @@ def _full(d: DesiredFirmware) -> DesiredFirmware:
     )
 
 
-def _base_sha256(facts: DeviceFacts) -> str | None:
+def delta_base_sha256(facts: DeviceFacts) -> str | None:
     """The image a delta would read: the running slot's, else the one confirmed slot's."""
     if facts.installed_sha256:
         return facts.installed_sha256

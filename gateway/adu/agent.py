@@ -50,7 +50,7 @@ from gateway.adu.manifest import (
     parse_workflow,
     verify_service,
 )
-from gateway.adu.rootkeys import MAX_PACKAGE_BYTES, RootKeyStore
+from gateway.adu.rootkeys import MAX_PACKAGE_BYTES, TrustedRoots
 from gateway.adu.settings import AduSettings
 from gateway.adu.state import AduRecord, AduStateStore
 from gateway.agent import McuAgent
@@ -65,7 +65,7 @@ class AduContext:
     """What every ADU agent of a gateway shares."""
 
     settings: AduSettings
-    root_keys: RootKeyStore
+    root_keys: TrustedRoots  # built-in keys and the root key package in force
     state: AduStateStore
     ca_file: Path | None = None  # extra trust anchor for downloads (root key packages)
 
@@ -151,7 +151,7 @@ class AduMcuAgent(McuAgent):
         if value is None:
             return None
         try:
-            verified = verify_service(value, self.adu.root_keys)
+            verified = verify_service(value, self.adu.root_keys.store)
             if verified.workflow.action != Action.PROCESS_DEPLOYMENT:
                 return None
             return _desired(verified, *_our_step(verified.manifest, self.facts.model))
@@ -183,10 +183,12 @@ class AduMcuAgent(McuAgent):
                 self._update.cancel()
             elif self._cancel_key != (workflow.id, version):
                 self._cancel_key = (workflow.id, version)
-                # Nothing runs: the agent goes (or stays) Idle, as the reference agent does.
+                # Nothing runs: Idle with result 200, as the reference agent answers a
+                # cancel it has nothing for (agent_workflow.c, "reporting Idle state").
                 idle = agent_report(
                     AgentState.IDLE,
                     workflow=workflow,
+                    result=InstallResult(ResultCode.IDLE_SUCCESS),
                     installed_update_id=self.installed_update_id(),
                 )
                 self._spawn_report(component(agent=idle))
@@ -246,13 +248,13 @@ class AduMcuAgent(McuAgent):
             await self._finish(AgentState.FAILED, workflow, result, self.installed_update_id())
 
     async def _verified(self, value: dict[str, Any]) -> VerifiedService:
-        store = self.adu.root_keys
+        roots = self.adu.root_keys
         url = value.get("rootKeyPackageUrl")
         if isinstance(url, str) and url:
             # The agent updates its root keys before it trusts the manifest (adu_core_interface.c).
             raw = await fetch_small(url, limit=MAX_PACKAGE_BYTES, ca_file=self.adu.ca_file)
-            store = store.accept(raw)
-        return verify_service(value, store)
+            return verify_service(value, roots.update(raw))
+        return verify_service(value, roots.store)
 
     def _check_compatibility(self, manifest: UpdateManifest) -> None:
         mine = {"manufacturer": self.manufacturer, "model": self.facts.model}

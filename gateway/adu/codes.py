@@ -41,6 +41,7 @@ class ResultCode(IntEnum):
 
     FAILURE = 0  # failed; extendedResultCodes says why
     FAILURE_CANCELLED = -1  # failed because of a Cancel action
+    IDLE_SUCCESS = 200  # Idle after a Cancel with nothing to cancel (agent_workflow.c)
     DEPLOYMENT_IN_PROGRESS_SUCCESS = 400  # ProcessDeployment acknowledged
     APPLY_SUCCESS = 700  # the update is installed and running
     CANCEL_SUCCESS = 800  # a Cancel with nothing to cancel, or a finished cancel

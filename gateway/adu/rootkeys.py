@@ -225,3 +225,44 @@ class RootKeyStore:
     def signing_key_disabled(self, key: RSAPublicKey) -> bool:
         pkg = self.package
         return pkg is not None and not key_hashes(key).isdisjoint(pkg.disabled_signing_keys)
+
+
+class TrustedRoots:
+    """The root keys in force for every MCU: built-in keys plus the newest root key package.
+
+    The reference agent keeps the last root key package it accepted in its local store
+    and applies it to every later deployment (root_key_util.c, RootKeyUtility_GetKeyForKid
+    loads the store), so a disabled key stays disabled even when a later deployment
+    names no package. This one persists it beside the journal, and never goes back to a
+    package of a lower ``version`` (a replayed old package would re-enable keys).
+    """
+
+    def __init__(self, base: RootKeyStore, path: Path | None = None) -> None:
+        self.base = base
+        self.path = path
+        self.store = base
+        if path is not None and path.is_file():
+            try:
+                self.store = base.accept(path.read_bytes())
+            except (OSError, RootKeyPackageError):
+                self.store = base  # unreadable: the next deployment's package replaces it
+
+    def update(self, raw: bytes) -> RootKeyStore:
+        """Apply the root key package ``raw`` (verified) and return the store in force."""
+        candidate = self.base.accept(raw)
+        new, current = candidate.package, self.store.package
+        assert new is not None
+        if current is not None and new.version < current.version:
+            raise RootKeyPackageError(
+                f"root key package version {new.version} is older than the one in force "
+                f"({current.version})",
+                codes.ERC_ROOTKEY_SIGNATURE_VALIDATION_FAILED,
+            )
+        if current is None or new.protected != current.protected:
+            if self.path is not None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = self.path.with_suffix(".tmp")
+                tmp.write_bytes(raw)
+                tmp.replace(self.path)
+            self.store = candidate
+        return self.store

@@ -6,7 +6,7 @@ from typing import Any
 
 from gateway.adu.agent import AduContext, AduMcuAgent
 from gateway.adu.contract import CONTRACT_MODEL_ID
-from gateway.adu.rootkeys import RootKeyStore
+from gateway.adu.rootkeys import RootKeyStore, TrustedRoots
 from gateway.adu.state import AduStateStore
 from gateway.config import Config
 
@@ -31,7 +31,7 @@ def _context(config: Config) -> AduContext:
     )
     context = AduContext(
         settings=settings,
-        root_keys=keys,
+        root_keys=TrustedRoots(keys, config.gateway.state_dir / "adu" / "rootkeypackage.json"),
         state=AduStateStore(config.gateway.state_dir / "adu"),
         ca_file=config.policy.download_ca_file,
     )

@@ -18,6 +18,8 @@ from gateway.cli.common import (
 )
 from gateway.cli.serial_common import add_driver_args, driver_options, run_with_driver
 from protocols.driver import (
+    Capability,
+    DeltaPayload,
     DeviceFacts,
     Driver,
     DriverSpec,
@@ -132,14 +134,27 @@ def _check_fast_baud(args: argparse.Namespace, facts: DeviceFacts) -> None:
         )
 
 
+def _no_delta_reason(spec: DriverSpec, facts: DeviceFacts) -> str:
+    """Why this MCU cannot take a delta, or "" when it can (it advertises DELTA)."""
+    if Capability.DELTA in facts.capabilities:
+        return ""
+    if spec.name != "mcugw":
+        return f"the {spec.name} bootloader takes full images only"
+    return (
+        f"the MCU ({facts.model}, bootloader {facts.bootloader_version or 'unknown'}) does not "
+        "advertise DELTA (docs/protocol.md §17): give it the full image"
+    )
+
+
 def _check_package(
-    args: argparse.Namespace, data: bytes, facts: DeviceFacts
-) -> tuple[bytes, str, int | None]:
-    """Verify the package against the connected MCU before a byte is written; returns the
-    payload, its version and the image it is for (``targetImage``)."""
+    args: argparse.Namespace, data: bytes, spec: DriverSpec, facts: DeviceFacts
+) -> Image:
+    """Verify the package against the connected MCU before a byte is written; returns what
+    to install: the payload as an image, or a published delta for an MCU with DELTA."""
     from firmware.compat import TargetInfo
     from firmware.errors import FirmwareError
     from firmware.policy import TrustPolicy, check_package
+    from gateway.update import delta_base_sha256
 
     if not args.trust and not args.allow_unsigned:
         raise CommandError(
@@ -156,14 +171,24 @@ def _check_package(
         model=facts.model,
         installed_version=facts.installed_version,
         slot_size=facts.capacity,
+        delta_base_sha256=delta_base_sha256(facts),
     )
+    why = _no_delta_reason(spec, facts)
     verdict = check_package(
-        data, target=target, policy=policy, allow_downgrade=args.allow_downgrade
-    )
+        data, target=target, policy=policy, allow_downgrade=args.allow_downgrade,
+        allow_delta=not why, no_delta_reason=why,
+    )  # fmt: skip
     if not verdict.ok or verdict.package is None:
         raise CommandError(f"{args.file}: {verdict.reason.value}: {verdict.message}")
-    manifest = verdict.package.manifest
-    return verdict.package.payload, manifest.update.version, manifest.target_image
+    m = verdict.package.manifest
+    payload = verdict.package.payload
+    if m.is_delta:
+        assert m.delta_target_sha256 is not None and m.delta_base_sha256 is not None
+        delta = DeltaPayload(payload, m.image_size, m.delta_base_sha256)
+        return Image(b"", m.update.version, m.delta_target_sha256, delta=delta,
+                     target=m.target_image)  # fmt: skip
+    digest = hashlib.sha256(payload).hexdigest()
+    return Image(payload, m.update.version, digest, target=m.target_image)
 
 
 def _progress_bar(enabled: bool) -> tuple[ProgressFn, Any]:
@@ -221,13 +246,12 @@ def _run(args: argparse.Namespace) -> int:
 
     async def body(spec: DriverSpec, driver: Driver, facts: DeviceFacts) -> InstallResult:
         _check_fast_baud(args, facts)
-        image, version, target = (data, args.version, None)
         if is_package:
-            image, version, target = _check_package(args, data, facts)
+            image = _check_package(args, data, spec, facts)
         else:
             _check_raw(args, facts)
-        digest = hashlib.sha256(image).hexdigest()
-        return await driver.install(Image(image, version, digest, target=target), progress)
+            image = Image(data, args.version, hashlib.sha256(data).hexdigest())
+        return await driver.install(image, progress)
 
     try:
         if bar is not None:

@@ -73,6 +73,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         help="stm32-rom: BOOT0 strap; high starts in the ROM system bootloader",
     )
     p.add_argument(
+        "--rdp",
+        choices=("0", "1"),
+        help="stm32-rom: set readout protection to this level (default: as the state has it)",
+    )
+    p.add_argument(
         "--impl",
         choices=("python", "c", "qemu"),
         default="python",

@@ -142,9 +142,11 @@ def create(
         raise FleetError(f"configuration {ring_id(plan.name, 0)!r} exists and is not a rollout")
     validate(hub, plan, check_uri)
     scheduled = plan.start is not None and parse_time(plan.start) > now
-    _create(hub, plan.config(0, now, State.SCHEDULED if scheduled else State.RUNNING), limits)
     if plan.percent_mode and not scheduled:
-        _tag_percent(hub, plan, 0)  # after the one write that must succeed first
+        # Tags before the ring: IoT Hub's first evaluation then sees the whole ring,
+        # and no later step has to page through the target again to repair it.
+        _tag_percent(hub, plan, 0)
+    _create(hub, plan.config(0, now, State.SCHEDULED if scheduled else State.RUNNING), limits)
     return get(hub, plan.name)
 
 
@@ -204,17 +206,17 @@ def _carry_out(
     plan, first = rollout.plan, rollout.first
     match decision:
         case Activate():
+            if plan.percent_mode:
+                _tag_percent(hub, plan, 0)
             fresh = replace(first, metric_queries=plan.config(0, now).metric_queries)
             hub.update_configuration(
                 with_state(with_target(fresh, plan.condition(0)), State.RUNNING)
             )
-            if plan.percent_mode:
-                _tag_percent(hub, plan, 0)
         case StartRing(index=k):
-            if hub.get_configuration(ring_id(plan.name, k)) is None:
-                _create(hub, plan.config(k, now), limits)
             if plan.percent_mode:
                 _tag_percent(hub, plan, k)
+            if hub.get_configuration(ring_id(plan.name, k)) is None:
+                _create(hub, plan.config(k, now), limits)
         case Halt(reason=reason):
             hub.update_configuration(with_state(first, State.HALTED, reason))
         case Finish(reason=reason):

@@ -361,6 +361,17 @@ def extended_erase(pages: Sequence[int] | SpecialErase) -> Exchange:
     )
 
 
+def readout_unprotect() -> Exchange:
+    """Readout Unprotect (AN3155 3.12): ACK, then a second ACK once the whole flash is
+    mass-erased and the protection removed; the part then resets (sync again)."""
+    return Exchange(Command.READOUT_UNPROTECT, [_cmd(Command.READOUT_UNPROTECT, Ack(), Ack())])
+
+
+def readout_protect() -> Exchange:
+    """Readout Protect (AN3155 3.11): ACK, ACK once RDP is set; the part then resets."""
+    return Exchange(Command.READOUT_PROTECT, [_cmd(Command.READOUT_PROTECT, Ack(), Ack())])
+
+
 @dataclass(frozen=True, slots=True)
 class BootloaderInfo:
     """What Get says: protocol version (e.g. 0x22 = 2.2) and supported commands."""
@@ -420,6 +431,8 @@ __all__ = [
     "parse_get",
     "parse_get_id",
     "read_memory",
+    "readout_protect",
+    "readout_unprotect",
     "write_memory",
     "xor",
 ]

@@ -12,6 +12,14 @@ class Stm32Code(Code):
     # what damaged bytes cause; the driver has already resent the block before this reaches
     # the gateway. A command the loader does not list is never sent.
     NACK = "MCU_NACK", Kind.LINK, "the ROM bootloader NACKed a command or checksum"
+    # AN3155: with readout protection (RDP level 1) the loader NACKs Read Memory, Write
+    # Memory, Go and Erase at their command byte; only Readout Unprotect, which
+    # mass-erases the flash, lifts it. Not retried: an operator must decide.
+    READOUT_PROTECTED = (
+        "MCU_READOUT_PROTECTED",
+        Kind.PROTECTED,
+        "the part is readout-protected; unprotecting erases its whole flash",
+    )
     UNSUPPORTED_PART = (
         "MCU_UNSUPPORTED_PART",
         Kind.UNSUPPORTED,

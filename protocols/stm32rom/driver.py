@@ -23,6 +23,13 @@ Per-port keys in ``DriverOptions.extra`` (all optional):
     the way in when no modem lines are wired (and on the simulator's pty).
 ``compat``
     ``manufacturer:model:hwrev`` of the board (the ROM only knows the part).
+``boot_check`` (default ``none``)
+    ``get-version``: after Go, send Get Version and expect silence, to catch a
+    loader that ACKed Go and stayed (the app receives those two bytes).
+``unprotect`` (default false)
+    On a readout-protected part, ``install`` first sends Readout Unprotect, which
+    mass-erases the whole flash (AN3155 3.12), then installs. Without it such a
+    part fails with ``MCU_READOUT_PROTECTED``.
 """
 
 from __future__ import annotations
@@ -64,7 +71,7 @@ from protocols.errors import (
 )
 from protocols.failures import Code, DriverCode
 from protocols.mcugw.timing import HOST_MARGIN_S
-from protocols.stm32rom import codec, record
+from protocols.stm32rom import codec, layout, record
 from protocols.stm32rom.codec import ACK, NACK, SYNC, BadReply, Command, Exchange, Nack
 from protocols.stm32rom.codes import Stm32Code
 from protocols.stm32rom.parts import FLASH_BASE, Part, part
@@ -81,6 +88,9 @@ RESET_PULSE_S = 0.010
 SYNC_ATTEMPTS = 3
 #: Write Memory retries after a NACK (a damaged block's checksum).
 WRITE_RETRIES = 2
+#: With ``boot_check = get-version``: how long past the link's round trip a loader that
+#: stayed may take to answer (it answers in microseconds; this covers USB adapters).
+BOOT_CHECK_MARGIN_S = 0.05
 #: Erase at most this much per command, so progress moves and deadlines stay short.
 ERASE_BATCH = 16 * 1024
 
@@ -103,6 +113,22 @@ class NoApplication(RemoteProtocolError):
     pass
 
 
+class ReadoutProtected(RemoteProtocolError):
+    """Get lists Read Memory but the loader NACKs it at its command byte (AN3155 3.4)."""
+
+    def __init__(self, found: Part, pid: int) -> None:
+        super().__init__(
+            f"{found.title} (pid {pid:#05x}) is readout-protected (RDP level 1): its ROM "
+            "bootloader answers Get but refuses Read Memory, Write Memory, Go and Erase, so "
+            "neither its flash (application and version record) nor its unique id can be "
+            "read or written. Removing the protection (Readout Unprotect) mass-erases the "
+            "whole flash, application and data included; to do that and then install, set "
+            "the port's driver option unprotect = yes"
+        )
+        self.part = found
+        self.pid = pid
+
+
 def error_code(exc: ProtocolError) -> Code:
     """The error code (and with it the kind) for one of this protocol's exceptions."""
     if isinstance(exc, DeviceTimeout):
@@ -119,6 +145,8 @@ def error_code(exc: ProtocolError) -> Code:
         return DriverCode.BOOT_FAILED
     if isinstance(exc, NoApplication):
         return DriverCode.NO_APP
+    if isinstance(exc, ReadoutProtected):
+        return Stm32Code.READOUT_PROTECTED
     if isinstance(exc, LocalProtocolError):
         return DriverCode.IMAGE_REJECTED
     # Answers that are not what the command allows: damaged bytes, in practice.
@@ -136,6 +164,8 @@ class Wiring:
     boot_delay_s: float = 0.05
     enter_command: bytes = b""
     compat: str | None = None
+    unprotect: bool = False
+    boot_check: Literal["none", "get-version"] = "none"
 
     @classmethod
     def from_extra(cls, extra: Mapping[str, str | int | bool]) -> Wiring:
@@ -164,6 +194,12 @@ class Wiring:
             delay = float(extra.get("boot_delay_ms", 50)) / 1000
         except ValueError as exc:
             raise DriverError(DriverCode.CONFIG_INVALID, "boot_delay_ms is not a number") from exc
+        check = str(extra.get("boot_check", "none")).lower()
+        if check not in ("none", "get-version"):
+            raise DriverError(
+                DriverCode.CONFIG_INVALID, f"boot_check = {check!r}: use none or get-version"
+            )
+        boot_check: Literal["none", "get-version"] = "none" if check == "none" else "get-version"
         compat = extra.get("compat")
         if compat:
             parts_ = str(compat).split(":")
@@ -179,6 +215,8 @@ class Wiring:
             boot_delay_s=max(0.0, delay),
             enter_command=str(extra.get("enter_command", "")).encode(),
             compat=str(compat) if compat else None,
+            unprotect=flag("unprotect", False),
+            boot_check=boot_check,
         )
 
 
@@ -191,22 +229,19 @@ class Target:
     part: Part
     uid: bytes
     flash_kib: int
-    sectors: tuple[tuple[int, int], ...]  # (address, size); the last holds the record
+    sectors: tuple[tuple[int, int], ...]  # (address, size) of every erase unit
     record: record.VersionRecord | None
     record_state: str
-
-    @property
-    def record_address(self) -> int:
-        return self.sectors[-1][0]
+    #: Where the valid record was read (None: no valid record).
+    record_address: int | None = None
+    #: Every place holding a record that decodes; an install invalidates them all first.
+    records_at: tuple[int, ...] = ()
+    #: Record places that read all 0xFF (programmable without an erase).
+    blank_slots: frozenset[int] = frozenset()
 
     @property
     def capacity(self) -> int:
-        return self.record_address - FLASH_BASE
-
-
-def _units(sectors: Sequence[tuple[int, int]], start: int, end: int) -> list[int]:
-    """Indexes of the erase units that overlap [start, end)."""
-    return [i for i, (a, s) in enumerate(sectors) if a < end and a + s > start]
+        return layout.capacity(self.part, self.sectors)
 
 
 class Stm32RomDriver:
@@ -397,20 +432,62 @@ class Stm32RomDriver:
         fam = found.family
         # One aligned 256-byte read covers both registers (an F4 NACKs some smaller reads).
         base = fam.uid_address & ~0xFF
-        block = await self._read_memory(base, 256)
+        try:
+            block = await self._read_memory(base, 256)
+        except Nack as exc:
+            if exc.stage != "command" or Command.READ_MEMORY not in info.commands:
+                raise
+            # Get lists Read Memory, yet its command byte is refused. A damaged byte is
+            # refused once; readout protection (AN3155 3.4) every time.
+            try:
+                block = await self._read_memory(base, 256)
+            except Nack as again:
+                if again.stage == "command":
+                    raise ReadoutProtected(found, pid) from again
+                raise
         uid = block[fam.uid_address - base : fam.uid_address - base + 12]
         off = fam.flash_size_address - base
         kib = int.from_bytes(block[off : off + 2], "little")
         if kib in (0, 0xFFFF):
             kib = found.default_flash_kib
         sectors = tuple(found.sectors(kib))
-        raw = await self._read_memory(sectors[-1][0], record.SIZE)
-        try:
-            rec: record.VersionRecord | None = record.decode(raw)
-            state = "valid"
-        except record.RecordError as exc:
-            rec, state = None, str(exc)
-        return Target(info, pid, found, uid, kib, sectors, rec, state)
+        return await self._find_record(Target(info, pid, found, uid, kib, sectors, None, ""))
+
+    async def _find_record(self, t: Target) -> Target:
+        """Read every place the layout allows a record at (and the legacy one if none)."""
+        found: list[tuple[int, record.VersionRecord]] = []
+        errors: list[str] = []
+        blank: set[int] = set()
+        for at in layout.candidate_slots(t.part, t.sectors):
+            raw = await self._read_memory(at, record.SIZE)
+            if raw == b"\xff" * record.SIZE:
+                blank.add(at)
+            try:
+                rec = record.decode(raw)
+            except record.RecordError as exc:
+                errors.append(str(exc))
+                continue
+            # A record belongs where its own image size puts it; elsewhere it is app data.
+            if layout.record_slot(t.part, t.sectors, rec.size) == at:
+                found.append((at, rec))
+        legacy = layout.legacy_slot(t.part, t.sectors)
+        if not found and legacy is not None:
+            try:
+                rec = record.decode(await self._read_memory(legacy, record.SIZE))
+                if rec.size <= legacy - FLASH_BASE:
+                    found.append((legacy, rec))
+            except record.RecordError:
+                pass
+        t = dataclasses.replace(t, blank_slots=frozenset(blank))
+        if found:
+            at, rec = found[0]
+            state = "valid" if at != legacy else "valid (at the start of the last sector)"
+            return dataclasses.replace(
+                t, record=rec, record_state=state, record_address=at,
+                records_at=tuple(a for a, _ in found),
+            )  # fmt: skip
+        damaged = [e for e in errors if "damaged" in e]
+        return dataclasses.replace(t, record_state=(damaged or errors or ["no record"])[0])
 
     def _facts(self, t: Target, *, in_bootloader: bool) -> DeviceFacts:
         model = t.part.model
@@ -444,10 +521,79 @@ class Stm32RomDriver:
                 "family": t.part.family.name,
                 "flash_kib": t.flash_kib,
                 "erase_command": f"{t.info.erase_command:#04x}",
-                "record_address": f"{t.record_address:#010x}",
+                "record_address": (
+                    f"{t.record_address:#010x}" if t.record_address is not None else "none"
+                ),
                 "record": t.record_state,
             },
         )
+
+    def _protected_facts(self, exc: ReadoutProtected) -> DeviceFacts:
+        """Facts of a readout-protected part (``unprotect`` set): the uid is unreadable."""
+        info = self._info
+        assert info is not None
+        compat = self.wiring.compat or f"st:{exc.part.model}:"
+        kib = exc.part.default_flash_kib
+        return DeviceFacts(
+            driver=NAME,
+            uid="",
+            model=compat.split(":")[1],
+            compat=compat,
+            bootloader_version=info.version_text,
+            protocol_version=f"AN3155 {info.version_text}",
+            installed_version=None,
+            capacity=layout.capacity(exc.part, exc.part.sectors(kib)),
+            safety=Safety.SINGLE_SLOT,
+            capabilities=frozenset({Capability.READBACK}),
+            slots=(SlotFacts(index=0, state=SlotState.INVALID),),
+            in_bootloader=True,
+            details={
+                "part": exc.part.title,
+                "pid": f"{exc.pid:#05x}",
+                "family": exc.part.family.name,
+                "readout_protection": "active (RDP level 1): install unprotects (mass erase)",
+            },
+        )
+
+    async def _unprotect(self, found: Part, progress: ProgressFn) -> None:
+        """Readout Unprotect (AN3155 3.12): the whole flash is erased, then the part resets."""
+        sectors = found.sectors(found.default_flash_kib)
+        total = sum(size for _, size in sectors)
+        progress(Progress(Step.ERASE, 0, total))
+        self._app_erased = True
+        work = sum(found.family.erase_time(size) for _, size in sectors)
+        await self._run(codec.readout_unprotect(), work)
+        # The option bytes take effect at the reset the ROM makes: sync afresh.
+        self._synced = False
+        self._info = None
+        if await self._reset(boot0=True):
+            self._entered_from_app = "lines"
+        else:
+            self._entered_from_app = None
+        if not await self._sync():
+            raise NoAnswer(
+                f"no answer to 0x7F on {self.transport.name} after Readout Unprotect reset the "
+                "part (its flash is now blank): strap BOOT0 high or wire reset_line/boot0_line"
+            )
+        self._info = codec.parse_get(await self._run(codec.get()))
+        progress(Progress(Step.ERASE, total, total))
+
+    async def _invalidate(self, t: Target, units: Sequence[int]) -> list[int]:
+        """Make every record on the part stop decoding before any image byte changes.
+
+        Returns ``units`` in the order to erase them: a record in a unit the install
+        erases goes with its unit, erased first; one outside (a longer image's, or the
+        legacy place) has its magic programmed to zeros, which flash allows unerased.
+        """
+        self._app_erased = True  # from here until the new record the device says "no app"
+        first: list[int] = []
+        for at in t.records_at:
+            unit = next(i for i, (a, s) in enumerate(t.sectors) if a <= at < a + s)
+            if unit in units:
+                first.append(unit)
+            else:
+                await self._write_block(t, at, b"\x00" * 4)
+        return [*dict.fromkeys(first), *(u for u in units if u not in first)]
 
     async def _erase(self, t: Target, units: Sequence[int], progress: ProgressFn) -> None:
         total = sum(t.sectors[i][1] for i in units)
@@ -482,14 +628,22 @@ class Stm32RomDriver:
                 self.retransmits += 1
 
     async def _start_app(self) -> None:
-        """Go to the application (or reset with BOOT0 low) and check the ROM let go."""
+        """Go to the application (or reset with BOOT0 low); send the app nothing after.
+
+        AN3155 3.5: the loader ACKs Go's address and then jumps, so its ACK is the answer.
+        Only with ``boot_check = get-version`` is Get Version sent after it (two bytes the
+        app receives) to catch a loader that ACKed and stayed; silence is awaited for the
+        link's round trip plus :data:`BOOT_CHECK_MARGIN_S`, not the host margin.
+        """
         if not await self._reset(boot0=False):
             await self._run(codec.go(FLASH_BASE))
         self._synced = False
         self._entered_from_app = None
-        # A ROM loader still listening answers Get Version at once; an app does not.
+        if self.wiring.boot_check != "get-version":
+            return
         await self._write(codec.command_frame(Command.GET_VERSION))
-        deadline = self._deadline(2, 5)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._wire(2 + 5) + 2 * TURNAROUND_S + BOOT_CHECK_MARGIN_S
         with contextlib.suppress(TimeoutError):
             while True:
                 data = await self._read(deadline)
@@ -514,7 +668,12 @@ class Stm32RomDriver:
     async def identify(self) -> DeviceFacts:
         try:
             await self._connect()
-            t = await self._probe()
+            try:
+                t = await self._probe()
+            except ReadoutProtected as exc:
+                if not self.wiring.unprotect:
+                    raise
+                return self._protected_facts(exc)
             # Leave the device as found: an app that took the enter command runs again; after
             # a reset only a verified one is started (never a half-written image).
             came = self._entered_from_app
@@ -545,17 +704,23 @@ class Stm32RomDriver:
         try:
             progress(Progress(Step.CONNECT, 0, len(data)))
             await self._connect()
-            t = await self._probe()
+            try:
+                t = await self._probe()
+            except ReadoutProtected as exc:
+                if not self.wiring.unprotect:
+                    raise
+                step = Step.ERASE
+                await self._unprotect(exc.part, progress)
+                t = await self._probe()
             if len(data) > t.capacity:
                 raise LocalProtocolError(
                     f"image of {len(data)} bytes does not fit the {t.capacity} bytes of flash "
-                    f"below the version record at {t.record_address:#010x}"
+                    "that leave room for the version record"
                 )
             step = Step.ERASE
-            # The record goes first: from here until it is rewritten the device says "no app".
-            self._app_erased = True
-            units = [len(t.sectors) - 1, *_units(t.sectors, FLASH_BASE, FLASH_BASE + len(data))]
-            await self._erase(t, units, progress)
+            slot = layout.record_slot(t.part, t.sectors, len(data))
+            units = layout.erase_units(t.part, t.sectors, len(data), t.blank_slots)
+            await self._erase(t, await self._invalidate(t, units), progress)
             step = Step.WRITE
             t_write = time.monotonic()
             for off in range(0, len(data), codec.MAX_BLOCK):
@@ -576,12 +741,14 @@ class Stm32RomDriver:
                 progress(Progress(Step.CHECK, off + n, len(data)))
             step = Step.ACTIVATE
             progress(Progress(Step.ACTIVATE, 0, len(rec_bytes)))
-            await self._write_block(t, t.record_address, rec_bytes)
+            await self._write_block(t, slot, rec_bytes)
             self._app_erased = False
-            if await self._read_memory(t.record_address, record.SIZE) != rec_bytes:
+            if await self._read_memory(slot, record.SIZE) != rec_bytes:
                 raise ReadbackMismatch("version record read back differs from what was written")
             progress(Progress(Step.ACTIVATE, len(rec_bytes), len(rec_bytes)))
-            t = dataclasses.replace(t, record=rec, record_state="valid")
+            t = dataclasses.replace(
+                t, record=rec, record_state="valid", record_address=slot, records_at=(slot,)
+            )
             step = Step.BOOT
             progress(Progress(Step.BOOT, 0, 1))
             await self._start_app()

@@ -38,7 +38,12 @@ CORE = (
     "src/bl_config.c",
     "src/bl_trailer.c",
     "src/bl_sha256.c",
+    "src/bl_dec.c",
+    "src/bl_dec_lzma.c",
+    "src/bl_dec_inflate.c",
 )
+#: Both simulated ports build the §17 stream decoders in (firmware/bootloader/include/bl_dec.h).
+DECODERS = ("-DBL_WITH_COMPRESS=1", "-DBL_WITH_DELTA=1")
 _CORE = (*CORE, "ports/common/sim_app.c", "ports/common/sim_faults.c")
 INC = ("-Iinclude", "-Isrc", "-Iports/common")
 
@@ -117,7 +122,7 @@ def build_host() -> Path:
     cc = os.environ.get("CC", "cc")
     sanitize = os.environ.get(SANITIZE_ENV) == "1"
     flags = ["-std=c99", *(SANITIZE if sanitize else ("-O2",)), "-Wall", "-Wextra", "-Werror"]
-    flags += INC
+    flags += [*INC, *DECODERS]
     out = cache_root() / f"host-{_digest(files, ' '.join([cc, *flags]))}" / "bl-host"
     return _compile([cc, *flags, *_CORE, "ports/host/host.c"], out)
 
@@ -143,12 +148,51 @@ def build_qemu(model: str) -> Path:
     defs = [
         f"-DBL_MAX_DATA_MAX={max_data}u", f"-DBL_WINDOW_MAX={window}u",
         f"-DBL_WRITE_MAX={write}u", f"-DBL_WRITE_MIN={write}u", f'-DBL_MODEL_NAME="{model}"',
+        *DECODERS,
     ]  # fmt: skip
+    if model == EXAMPLE_MODEL:  # keeps 32 KiB of RAM, boots real images in the rest (board.h)
+        defs += ["-DBOARD_APP_REGION=0x6000u", "-Wl,--defsym=__stack_top=0x20008000"]
     out = cache_root() / f"qemu-{_digest(files, ' '.join(defs))}" / f"bl-{model}.elf"
     sources = [*_CORE, *sorted(str(p.relative_to(SOURCE_DIR)) for p in files if p.suffix == ".c"
                                 and p.parent.name == "lm3s6965")]  # fmt: skip
     cmd = ["arm-none-eabi-gcc", *_ARM_FLAGS, *INC, *defs, *sources, "-lc", "-lgcc"]
     return _compile(cmd, out)
+
+
+#: The board the example application is built for (firmware/bootloader/example).
+EXAMPLE_MODEL = "vmcu-l0"
+EXAMPLE_FAULTS = {"": [], "hang": ["-DAPP_FAULT=1"], "hardfault": ["-DAPP_FAULT=2"]}
+
+
+def build_example(version: str, fault: str = "") -> Path:
+    """The example application as a raw image (`make example` without the packaging), cached."""
+    if fault not in EXAMPLE_FAULTS:
+        raise NativeSimError(f"unknown FAULT {fault!r}; choose hang or hardfault")
+    max_data, window, write = QEMU_MODELS[EXAMPLE_MODEL]
+    files = _sources(["include/*.h", "src/*", "ports/common/sim_faults.*", "ports/lm3s6965/*",
+                      "example/*"])  # fmt: skip
+    defs = [
+        f"-DBL_MAX_DATA_MAX={max_data}u", f"-DBL_WINDOW_MAX={window}u",
+        f"-DBL_WRITE_MAX={write}u", f"-DBL_WRITE_MIN={write}u",
+        f'-DBL_MODEL_NAME="{EXAMPLE_MODEL}"', f'-DAPP_VERSION="{version}"',
+        *EXAMPLE_FAULTS[fault],
+    ]  # fmt: skip
+    flags = [f if not f.startswith("-T") else "-Texample/link.ld" for f in _ARM_FLAGS]
+    name = f"example-{version}{'-' + fault if fault else ''}"
+    out = cache_root() / f"example-{_digest(files, ' '.join(defs))}" / f"{name}.elf"
+    sources = [*CORE, "ports/common/sim_faults.c", "ports/lm3s6965/hal.c",
+               "ports/lm3s6965/startup.c", "example/app.c"]  # fmt: skip
+    elf = _compile(["arm-none-eabi-gcc", *flags, *INC, "-Iports/lm3s6965", *defs, *sources,
+                    "-lc", "-lgcc"], out)  # fmt: skip
+    image = elf.with_suffix(".bin")
+    if not image.exists():
+        tmp = image.with_name(f".{image.name}.{os.getpid()}")
+        proc = subprocess.run(["arm-none-eabi-objcopy", "-O", "binary", str(elf), str(tmp)],
+                              capture_output=True, text=True, check=False)  # fmt: skip
+        if proc.returncode != 0:
+            raise NativeSimError(f"objcopy of {elf.name} failed: {proc.stderr.strip()}")
+        os.replace(tmp, image)
+    return image
 
 
 def _state_dir(opts: Mapping[str, Any]) -> Path:

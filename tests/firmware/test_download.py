@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from firmware.download import Downloader, RetryPolicy
+from firmware.download import Downloader
 from firmware.errors import DownloadError, DownloadTimeout
 from firmware.reasons import ReasonCode
+from protocols.backoff import FULL_JITTER, Backoff, RetryPolicy
 from simulators.image_server import Fault, ImageServer
 
-FAST_RETRY = RetryPolicy(attempts=4, base_delay_s=0.005, max_delay_s=0.02)
+FAST_RETRY = RetryPolicy(4, Backoff(0.005, 0.02, FULL_JITTER))
+ONE_TRY = RetryPolicy(1, Backoff(0.005, 0.02))
 SIZE = 256 * 1024
 MB = 1 << 20
 
@@ -293,7 +295,7 @@ async def test_a_partial_download_resumes_with_range_after_a_restart(
     image_server.queue_faults("app.fwpkg", Fault(drop_after=cut), Fault(drop_after=0))
     url = image_server.url("app.fwpkg", tls=True)
     first = Downloader(tmp_path / "cache", 8 * MB, ca_file=ca_file,
-                       retry=RetryPolicy(attempts=1), rng=random.Random(7))  # fmt: skip
+                       retry=ONE_TRY, rng=random.Random(7))  # fmt: skip
     async with first:
         with pytest.raises(DownloadError) as failed:
             async with first.fetch(url, digest, max_size=MB, deadline_s=10):
@@ -316,7 +318,7 @@ async def test_a_changed_file_is_fetched_whole_not_spliced(
     image_server.queue_faults("app.fwpkg", Fault(drop_after=SIZE // 2))
     url = image_server.url("app.fwpkg", tls=True)
     first = Downloader(tmp_path / "cache", 8 * MB, ca_file=ca_file,
-                       retry=RetryPolicy(attempts=1), rng=random.Random(7))  # fmt: skip
+                       retry=ONE_TRY, rng=random.Random(7))  # fmt: skip
     async with first:
         with pytest.raises(DownloadError):
             async with first.fetch(url, digest, max_size=MB, deadline_s=10):

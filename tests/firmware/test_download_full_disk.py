@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from firmware.download import Downloader, RetryPolicy
+from firmware.download import Downloader
 from firmware.errors import DownloadError
 from firmware.reasons import ReasonCode
+from protocols.backoff import FULL_JITTER, Backoff, RetryPolicy
 from simulators.image_server import ImageServer
 from tests.smallfs import fill, free, small_fs
 
@@ -21,8 +22,8 @@ MB = 1 << 20
 
 
 def _downloader(cache: Path, ca_file: Path) -> Downloader:
-    return Downloader(cache, 64 * MB, ca_file=ca_file, retry=RetryPolicy(attempts=2,
-                      base_delay_s=0.001, max_delay_s=0.01), rng=random.Random(1))  # fmt: skip
+    retry = RetryPolicy(2, Backoff(0.001, 0.01, FULL_JITTER))
+    return Downloader(cache, 64 * MB, ca_file=ca_file, retry=retry, rng=random.Random(1))
 
 
 async def _fetch(dl: Downloader, url: str, blob: bytes, size: int | None) -> bytes:
@@ -83,3 +84,21 @@ async def test_room_is_made_from_old_partials_and_cached_packages_first(
             fill(fs, leave=MB // 4)
             assert await _fetch(dl, url, blob, len(blob)) == blob
             assert not stale.exists()
+
+
+async def test_a_package_over_the_cap_says_so_rather_than_storage_full(
+    tmp_path: Path, ca_file: Path, image_server: ImageServer
+) -> None:
+    blob = os.urandom(4 * MB)
+    image_server.add("big.mcufw", blob)
+    url = image_server.url("big.mcufw", tls=True)
+    digest = hashlib.sha256(blob).hexdigest()
+    with small_fs(tmp_path / "fs", "3m") as fs:
+        async with _downloader(fs / "cache", ca_file) as dl:
+            with pytest.raises(DownloadError) as err:
+                async with (
+                    asyncio.timeout(20),
+                    dl.fetch(url, digest, max_size=MB, deadline_s=20, expected_size=len(blob)),
+                ):
+                    pass
+    assert err.value.reason is ReasonCode.DOWNLOAD_TOO_LARGE

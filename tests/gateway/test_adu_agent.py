@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import json
 import random
@@ -21,15 +22,31 @@ from gateway.adu import codes
 from gateway.adu.agent import HANDLER, AduContext, AduMcuAgent
 from gateway.adu.contract import CONTRACT_MODEL_ID
 from gateway.adu.jws import rsa_key
-from gateway.adu.rootkeys import RootKeyStore
+from gateway.adu.rootkeys import RootKeyStore, TrustedRoots
 from gateway.adu.settings import AduSettings
 from gateway.adu.state import AduStateStore
 from gateway.config import PolicySettings
 from gateway.journal import Journal
 from gateway.update import UpdateEnv
-from protocols.driver import DriverError, Step
+from protocols.driver import (
+    DriverError,
+    Image,
+    InstallResult,
+    Outcome,
+    ProgressFn,
+    Step,
+    no_progress,
+)
 from simulators.hub.adu.signer import TestSigner
-from tests.gateway.fakes import MODEL, FakeDownloader, FakeLink, FakeMcu, Release, release
+from tests.gateway.fakes import (
+    MODEL,
+    FakeDownloader,
+    FakeDriver,
+    FakeLink,
+    FakeMcu,
+    Release,
+    release,
+)
 
 UPDATE_NAME = "sensor-app"
 
@@ -154,7 +171,7 @@ async def rig(
     roots = {k["kid"]: rsa_key(k["n"], k["e"]) for k in signer.root_jwks()["keys"]}
     adu = AduContext(
         settings=AduSettings(models=(MODEL,), provider=provider, names={MODEL: UPDATE_NAME}),
-        root_keys=store or RootKeyStore(roots, test=True),
+        root_keys=TrustedRoots(store or RootKeyStore(roots, test=True)),
         state=AduStateStore(tmp_path / "state" / "adu"),
     )
     agent = AduMcuAgent(
@@ -301,7 +318,9 @@ async def test_failing_mcu_then_retry(tmp_path: Path, signer: TestSigner) -> Non
         assert r.mcu.version == "1.0.0"
         # The same workflow again (a duplicate patch) is not a retry ...
         r.link.set_service(r.service(rel))
-        await asyncio.sleep(0)
+        version = r.link.desired["$version"]
+        await r.link.wait_for(lambda link: link.state["deviceUpdate"]["service"]["av"] == version)
+        assert r.agent.record.key == ("wf-1", None)  # acknowledged, and not run again
         assert r.mcu.flashed == ["1.1.0"]
         # ... a new retryTimestamp is.
         r.link.set_service(r.service(rel, retry="2026-12-06T13:00:00Z"))
@@ -363,3 +382,44 @@ async def test_test_root_keys_only_when_configured(tmp_path: Path, signer: TestS
         agent = await r.wait_agent(state=255)
         assert agent["lastInstallResult"]["extendedResultCodes"] == "A0200006"  # no root key
         assert r.mcu.flashed == []
+
+
+async def test_cancel_with_nothing_running_reports_idle(tmp_path: Path, signer: TestSigner) -> None:
+    async with rig(tmp_path, signer) as r:
+        await r.wait_agent(state=0)
+        r.link.set_service(r.service(r.release("1.1.0"), action=255))
+        agent = await r.wait_agent(workflow={"action": 255, "id": "wf-1"})
+        assert agent["state"] == 0
+        assert agent["lastInstallResult"]["resultCode"] == 200
+        assert r.mcu.flashed == []
+
+
+class RollingBackMcu(FakeMcu):
+    """The new image fails its trial boot: the bootloader brings the old one back."""
+
+    @contextlib.asynccontextmanager
+    async def open(self) -> AsyncIterator[Any]:
+        yield RollingBackDriver(self)
+
+
+class RollingBackDriver(FakeDriver):
+    async def install(self, image: Image, progress: ProgressFn = no_progress) -> InstallResult:
+        result = await super().install(image, progress)
+        mcu = self.mcu
+        mcu.running = 1 - mcu.running  # back on the old slot
+        return dataclasses.replace(
+            result, outcome=Outcome.ROLLED_BACK, running_version=mcu.version, facts=mcu.facts()
+        )
+
+
+async def test_rolled_back_update_is_failed_with_the_boot_code(
+    tmp_path: Path, signer: TestSigner
+) -> None:
+    async with rig(tmp_path, signer, mcu=RollingBackMcu()) as r:
+        r.link.set_service(r.service(r.release("1.1.0")))
+        agent = await r.wait_agent(state=255)
+        result = agent["lastInstallResult"]
+        assert result["extendedResultCodes"] == "3FE0000D"  # kind: boot
+        assert result["resultDetails"].startswith("ROLLED_BACK")
+        assert agent["installedUpdateId"] == update_id("1.0.0")
+        assert r.link.firmware["fwUpdateStatus"] == "rolledback"

@@ -8,12 +8,11 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
-
-VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "adu"
+from tests.adu_fixtures import adu_fixture
 
 
 def test_verify_prints_what_the_value_holds(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["adu", "verify", str(VECTORS / "signed-update-startupworkflow.json")]) == 0
+    assert main(["adu", "verify", str(adu_fixture("signed-update-startupworkflow.json"))]) == 0
     out = capsys.readouterr().out
     assert "signed by ADU.210609.R.S under root key ADU.200702.R" in out
     assert "Contoso/Virtual-Vacuum/20.0" in out
@@ -21,7 +20,7 @@ def test_verify_prints_what_the_value_holds(capsys: pytest.CaptureFixture[str]) 
 
 
 def test_verify_json_and_twin_wrapping(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    value = json.loads((VECTORS / "signed-update-startupworkflow.json").read_text())
+    value = json.loads((adu_fixture("signed-update-startupworkflow.json")).read_text())
     twin = tmp_path / "twin.json"
     twin.write_text(json.dumps({"properties": {"desired": {"deviceUpdate": {"service": value}}}}))
     assert main(["adu", "verify", "--json", str(twin)]) == 0
@@ -31,7 +30,7 @@ def test_verify_json_and_twin_wrapping(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def test_verify_refuses_the_tampered_copy(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["adu", "verify", str(VECTORS / "tampered-manifest-same-signature.json")]) == 1
+    assert main(["adu", "verify", str(adu_fixture("tampered-manifest-same-signature.json"))]) == 1
     err = capsys.readouterr().err
     assert "does not match the signed hash" in err
     assert "80300001" in err

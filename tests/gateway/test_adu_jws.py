@@ -18,11 +18,11 @@ from gateway.adu.jws import b64url_decode
 from gateway.adu.manifest import verify_service
 from gateway.adu.rootkeys import RootKeyStore, production_keys
 from simulators.hub.adu.signer import TestSigner, b64url, compact_jws
+from tests.adu_fixtures import adu_fixture
 
-# Microsoft's data, MIT licensed: tests/vectors/adu/NOTICE.md says where each file comes from.
-SHARED = Path(__file__).resolve().parents[1] / "vectors" / "adu"
-REAL = SHARED / "signed-update-startupworkflow.json"
-TAMPERED = SHARED / "tampered-manifest-same-signature.json"
+# Microsoft's data, MIT licensed, kept in shared/adu (tests/adu_fixtures.py).
+REAL = adu_fixture("signed-update-startupworkflow.json")
+TAMPERED = adu_fixture("tampered-manifest-same-signature.json")
 
 MANIFEST = json.dumps(
     {
@@ -99,7 +99,7 @@ def test_tampered_copy_is_refused_by_the_manifest_hash() -> None:
 
 
 def test_built_in_production_keys_are_the_published_ones() -> None:
-    published = json.loads((SHARED / "adu-production-root-keys.json").read_text())["keys"]
+    published = json.loads((adu_fixture("adu-production-root-keys.json")).read_text())["keys"]
     built_in = production_keys()
     assert (
         sorted(built_in) == sorted(k["kid"] for k in published) == ["ADU.200702.R", "ADU.200703.R"]
@@ -254,3 +254,32 @@ def test_production_package_must_be_signed_by_every_production_key(signer: TestS
 def test_malformed_package_is_refused(raw: str, store: RootKeyStore) -> None:
     with pytest.raises(RootKeyPackageError):
         store.accept(raw)
+
+
+def test_root_key_package_in_force_persists(
+    tmp_path: Path, signer: TestSigner, store: RootKeyStore
+) -> None:
+    from gateway.adu.rootkeys import TrustedRoots
+
+    path = tmp_path / "adu" / "rootkeypackage.json"
+    roots = TrustedRoots(store, path)
+    pkg = signer.root_key_package(disabled_signing_keys=[signer.signing_key_hash()], version=2)
+    roots.update(json.dumps(pkg).encode())
+    # A later value naming no package is still checked against the one in force, also
+    # after a restart.
+    for held in (roots, TrustedRoots(store, path)):
+        err = refused(service(signer), held.store)
+        assert err.jws_result == JwsResult.DISALLOWED_SIGNING_KEY
+
+
+def test_an_older_root_key_package_is_refused(signer: TestSigner, store: RootKeyStore) -> None:
+    from gateway.adu.rootkeys import TrustedRoots
+
+    roots = TrustedRoots(store)
+    newer = signer.root_key_package(disabled_signing_keys=[signer.signing_key_hash()], version=3)
+    roots.update(json.dumps(newer).encode())
+    older = signer.root_key_package(version=2)  # would re-enable the signing key
+    with pytest.raises(RootKeyPackageError):
+        roots.update(json.dumps(older).encode())
+    assert roots.store.package is not None
+    assert roots.store.package.version == 3

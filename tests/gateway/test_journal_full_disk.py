@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.errors import JournalFull
+from gateway.errors import JournalError, JournalFull
 from gateway.journal import Journal, Outcome
 from tests.smallfs import fill, small_fs
 
@@ -70,3 +70,18 @@ def test_a_restart_on_a_full_disk_opens_and_reads_the_journal(tmp_path: Path) ->
         last = journal.last_outcome("aa")
         assert last is not None and last.error_code == "STORAGE_FULL"
         journal.close()
+
+
+def test_a_second_gateway_on_the_same_state_directory_is_refused(tmp_path: Path) -> None:
+    # Exclusive locking (what lets the journal open on a full disk) also keeps two
+    # gateways from taking decisions on one journal.
+    first = Journal.open(tmp_path / "state")
+    first.upsert_mcu("aa", device_id="mcu-1", model="m", port="p")
+    try:
+        with pytest.raises(JournalError, match="locked"):
+            Journal.open(tmp_path / "state")
+    finally:
+        first.close()
+    again = Journal.open(tmp_path / "state")  # free once the first one closed
+    assert again.mcu("aa") is not None
+    again.close()

@@ -687,3 +687,18 @@ def test_info_and_flash_commands_on_stock_recovery_and_two_image_boards(tmp_path
     assert flashed["details"]["image"] == 1  # type: ignore[index]
     assert info["details"]["images"] == 2  # type: ignore[index]
     assert info["installed_version"] == "1.0.0"  # image 0, the port's default, untouched
+
+
+async def test_an_image_signed_with_another_key_is_refused_by_mcuboot(tmp_path: Path) -> None:
+    trusted, other = imgtool_keygen(tmp_path, "trusted"), imgtool_keygen(tmp_path, "other")
+    wrong = as_image(imgtool_sign_with(tmp_path, os.urandom(9000), "2.0.0", other), "2.0.0")
+    right = as_image(imgtool_sign_with(tmp_path, os.urandom(9000), "2.0.1", trusted), "2.0.1")
+    with running_sim(tmp_path / "mcu", *SIM, "--fault", f"key={trusted}") as sim:
+        async with registry.open_driver(sim.port, SPEC, OPTIONS) as driver:
+            refused = await driver.install(wrong)
+            accepted = await driver.install(right)
+    assert refused.outcome is Outcome.ROLLED_BACK  # MCUboot erased it instead of swapping
+    assert refused.facts.installed_version == "1.0.0"
+    assert [s.index for s in refused.facts.slots] == [0]
+    assert accepted.outcome is Outcome.CONFIRMED
+    assert accepted.facts.installed_version == "2.0.1"

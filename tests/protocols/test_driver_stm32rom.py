@@ -22,7 +22,10 @@ from protocols.driver import (
     SlotState,
     Step,
 )
+from protocols.failures import Kind
+from protocols.stm32rom import codec, record
 from protocols.stm32rom.driver import Wiring
+from simulators.mcu.stm32rom.chip import APP_UART_LOG
 from tests.sim_harness import SimProcess, running_sim
 
 UID = "0102030405060708090a0b0c"
@@ -73,7 +76,7 @@ async def test_install_then_the_version_survives_power_cycles(tmp_path: Path) ->
 
         # Power cycle with BOOT0 high: the record on the MCU still names the version.
         sim.restart()
-        after = await _identify(sim.port)
+        after = await _identify(sim.port, ENTER)
         assert after.installed_version == "2.0.0"
         assert after.slots[0].sha256 == image.sha256
         assert after.slots[0].size == len(image.data)
@@ -133,7 +136,9 @@ async def test_power_cut_mid_write_leaves_no_version_and_a_reinstall_completes(
         ("mute=0x02", "MCU_TIMEOUT", "GET_ID"),
         ("garbage=0x00", "MCU_PROTOCOL_ERROR", "expected ACK"),
         ("other-answer=0x02", "MCU_PROTOCOL_ERROR", "another command"),
-        ("nack=0x11", "MCU_NACK", "READ_MEMORY"),
+        ("nack=0x02", "MCU_NACK", "GET_ID"),
+        # Get lists Read Memory but its command byte is refused, again and again.
+        ("nack=0x11", "MCU_READOUT_PROTECTED", "mass-erases the whole flash"),
     ],
 )
 async def test_bad_answers_to_identify_are_coded_errors(
@@ -198,11 +203,26 @@ async def test_an_install_is_not_confirmed_unless_read_back_and_started(
     tmp_path: Path, fault: str, code: str, step: Step
 ) -> None:
     spec = registry.get("stm32-rom")
+    checked = DriverOptions(baud=0, extra={"boot_check": "get-version"})
     with running_sim(tmp_path / "mcu", *BOOT0_HIGH, "--fault", fault) as sim:
-        async with registry.open_driver(sim.port, spec, OPTIONS) as driver:
+        async with registry.open_driver(sim.port, spec, checked) as driver:
             with pytest.raises(DriverError) as err:
                 await driver.install(_image(3_000, "2.0.0"))
     assert (err.value.code, err.value.step) == (code, step)
+
+
+async def test_after_go_the_app_receives_no_bytes_from_the_install(tmp_path: Path) -> None:
+    spec = registry.get("stm32-rom")
+    state = tmp_path / "mcu"
+    with running_sim(state, *BOOT0_HIGH) as sim:
+        async with registry.open_driver(sim.port, spec, OPTIONS) as driver:
+            result = await driver.install(_image(3_000, "2.0.0"))
+        assert result.ok and not result.facts.in_bootloader
+        # The app is running (the enter command reaches it) and heard nothing before.
+        log = state / APP_UART_LOG
+        assert not log.exists() or log.read_bytes() == b""
+        assert (await _identify(sim.port, ENTER)).installed_version == "2.0.0"
+        assert log.read_bytes().endswith(b"bootloader\n")
 
 
 async def test_an_image_too_large_is_rejected_before_anything_is_erased(tmp_path: Path) -> None:
@@ -226,7 +246,7 @@ async def test_f4_sectors_extended_erase_and_auto_detect(tmp_path: Path) -> None
         assert found.name == "stm32-rom"
         assert facts.model == "stm32f40x"
         assert facts.details["erase_command"] == "0x44"
-        assert facts.capacity == 1024 * 1024 - 128 * 1024  # the last sector holds the record
+        assert facts.capacity == 1024 * 1024 - 96  # the record follows the image
         async with registry.open_driver(sim.port, spec, OPTIONS) as driver:
             result = await driver.install(image)
         assert result.ok
@@ -282,3 +302,121 @@ async def test_auto_detect_tells_the_rom_loader_and_mcugw_apart(tmp_path: Path) 
         order = registry.probe_order(["stm32-rom", "mcugw"])
         spec, facts = await registry.detect(sim.port, options, order)
         assert (spec.name, facts.installed_version) == ("mcugw", "1.0.0")
+
+
+async def test_a_read_protected_part_has_its_own_code_and_unprotect_is_opt_in(
+    tmp_path: Path,
+) -> None:
+    spec = registry.get("stm32-rom")
+    state = tmp_path / "mcu"
+    sim = SimProcess(state, BOOT0_HIGH).start()
+    try:
+        async with registry.open_driver(sim.port, spec, OPTIONS) as driver:
+            assert (await driver.install(_image(4_000, "1.0.0"))).ok
+        sim.restart(["--rdp", "1"])  # the same app, now readout-protected
+        flash = (state / "flash.bin").read_bytes()
+        async with registry.open_driver(sim.port, spec, OPTIONS) as driver:
+            for call in (driver.identify, lambda: driver.install(_image(4_000, "2.0.0"))):
+                with pytest.raises(DriverError) as err:
+                    await call()
+                assert err.value.code == "MCU_READOUT_PROTECTED"
+                assert err.value.kind is Kind.PROTECTED
+                assert err.value.step is Step.CONNECT
+                for words in ("readout-protected", "mass-erases the whole flash",
+                              "unprotect = yes"):  # fmt: skip
+                    assert words in err.value.message
+        assert (state / "flash.bin").read_bytes() == flash  # nothing was touched
+
+        opt_in = DriverOptions(baud=0, extra={"unprotect": "yes"})
+        async with registry.open_driver(sim.port, spec, opt_in) as driver:
+            facts = await driver.identify()  # read-only: still protected afterwards
+            assert facts.uid == "" and facts.installed_version is None
+            assert "RDP level 1" in str(facts.details["readout_protection"])
+            events: list[Progress] = []
+            result = await driver.install(_image(4_000, "2.0.0"), events.append)
+        assert result.ok
+        assert result.facts.uid == UID and result.facts.installed_version == "2.0.0"
+        assert Step.ERASE in {e.step for e in events}
+        after = await _identify(sim.port, ENTER)
+        assert after.installed_version == "2.0.0"
+    finally:
+        sim.stop()
+
+
+def _raw(port: str, *exchanges: codec.Exchange) -> None:
+    """Drive the simulated ROM directly (as another tool or an older driver would)."""
+    import serial
+
+    with serial.Serial(port, 115200, timeout=3) as link:
+        link.write(b"\x7f")
+        assert link.read(1) in (bytes([codec.ACK]), bytes([codec.NACK]))
+        for ex in exchanges:
+            while not ex.done:
+                link.write(ex.data_to_send())
+                while ex.waiting:
+                    data = link.read(1)
+                    assert data
+                    ex.receive_data(data)
+
+
+F4_SECTOR = [16 * 1024] * 4 + [64 * 1024] + [128 * 1024] * 7
+
+
+def _sector_at(flash: bytes, n: int) -> bytes:
+    start = sum(F4_SECTOR[:n])
+    return flash[start : start + F4_SECTOR[n]]
+
+
+@pytest.mark.parametrize("size", [16_000, 16 * 1024])
+async def test_a_16k_install_on_an_f407_erases_only_the_sectors_the_image_needs(
+    tmp_path: Path, size: int
+) -> None:
+    spec = registry.get("stm32-rom")
+    state = tmp_path / "mcu"
+    marker = b"DATA" * 64
+    with running_sim(state, *BOOT0_HIGH, "--model", "stm32f407") as sim:
+        # The application's own data in sector 1 and in the last sector.
+        _raw(sim.port, codec.write_memory(0x0800_4000, marker),
+             codec.write_memory(0x080E_0000, marker))  # fmt: skip
+        async with registry.open_driver(sim.port, spec, OPTIONS) as driver:
+            result = await driver.install(_image(size, "1.0.0"))
+        assert result.ok
+        at = result.facts.details["record_address"]
+        assert (await _identify(sim.port, ENTER)).installed_version == "1.0.0"
+    flash = (state / "flash.bin").read_bytes()
+    assert _sector_at(flash, 1)[:256] == marker  # kept (a full sector 0 puts the record at
+    assert _sector_at(flash, 11)[:256] == marker  # the blank end of sector 1, unerased)
+    expected = 0x0800_3FA0 if size < 16 * 1024 - 96 else 0x0800_7FA0
+    assert at == f"{expected:#010x}"
+
+
+async def test_f4_record_moves_with_the_image_and_a_legacy_record_is_read_then_retired(
+    tmp_path: Path,
+) -> None:
+    spec = registry.get("stm32-rom")
+    state = tmp_path / "mcu"
+    old = _image(20_000, "0.9.0")
+    legacy = record.VersionRecord("0.9.0", 0x0800_0000, len(old.data),
+                                  bytes.fromhex(old.sha256)).encode()  # fmt: skip
+    with running_sim(state, *BOOT0_HIGH, "--model", "stm32f407") as sim:
+        # A device flashed by the previous driver: the record at the last sector's start.
+        blocks = [old.data[i : i + 256] for i in range(0, len(old.data), 256)]
+        _raw(
+            sim.port,
+            codec.extended_erase([0, 1]),
+            *(codec.write_memory(0x0800_0000 + 256 * i, b + b"\xff" * (-len(b) % 4))
+              for i, b in enumerate(blocks)),
+            codec.write_memory(0x080E_0000, legacy),
+        )  # fmt: skip
+        facts = await _identify(sim.port)
+        assert facts.installed_version == "0.9.0"
+        assert facts.details["record_address"] == "0x080e0000"
+        async with registry.open_driver(sim.port, spec, ENTER) as driver:
+            assert (await driver.install(_image(70_000, "1.0.0"))).ok  # sectors 0..4
+            assert (await driver.install(_image(5_000, "1.1.0"))).ok  # sector 0 only
+        facts = await _identify(sim.port, ENTER)
+        assert facts.installed_version == "1.1.0"
+        assert facts.details["record_address"] == "0x08003fa0"
+    flash = (state / "flash.bin").read_bytes()
+    assert flash[0xE0000:0xE0004] == b"\x00" * 4  # the legacy record, retired
+    assert flash[0x1FFA0:0x1FFA4] == b"\x00" * 4  # the 70 000-byte image's record, retired

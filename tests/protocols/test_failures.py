@@ -44,6 +44,7 @@ PUBLISHED = {
     "MCU_SMP_IMAGE_NO_FREE_SLOT": Kind.REFUSED,
     "INTERNAL_ERROR": Kind.INTERNAL,
     "ABORTED": Kind.ABORTED,
+    "SUPERSEDED": Kind.ABORTED,
 }
 
 
@@ -133,3 +134,19 @@ def test_a_changed_table_makes_the_docs_stale(tmp_path: Path) -> None:
     assert errordocs.main(["--root", str(tmp_path), "--check"]) == 1
     assert errordocs.main(["--root", str(tmp_path), "--write"]) == 0
     assert errordocs.stale(tmp_path) == []
+
+
+def test_the_journal_gives_the_kind_of_every_failure_it_recorded(tmp_path: Path) -> None:
+    from gateway.journal import Journal, Outcome
+
+    with Journal.open(tmp_path / "j") as journal:
+        journal.upsert_mcu("0a", device_id="mcu-1", model="m", port="p")
+        for code in ("MCU_NACK", "SIGNATURE_INVALID"):
+            journal.begin_update("0a", "2.0.0", "ab" * 32, "https://cdn.example/fw")
+            journal.finish_update("0a", Outcome.ERROR, error_code=code, message="x")
+        journal.begin_update("0a", "2.0.0", "ab" * 32, "https://cdn.example/fw")
+        journal.finish_update("0a", Outcome.CURRENT)
+        kinds = [(r.error_code, r.error_kind) for r in journal.history("0a")]
+    assert sorted(kinds, key=str) == sorted(
+        [("MCU_NACK", Kind.LINK), ("SIGNATURE_INVALID", Kind.TRUST), (None, None)], key=str
+    )

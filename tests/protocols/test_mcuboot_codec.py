@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from protocols.mcuboot import client as smp
 from protocols.mcuboot.errors import ImageError, SequenceError, SmpProtocolError, SmpRejected
 from protocols.mcuboot.framing import BadFrame, ConsoleDecoder, Packet, crc16, encode
-from protocols.mcuboot.image import build_image, parse_image, parse_version
-from tests.mcuboot_tools import imgtool_sign
+from protocols.mcuboot.image import build_image, padding_start, parse_image, parse_version
+from tests.mcuboot_tools import imgtool_sign, imgtool_sign_with
 
 VECTORS: dict[str, Any] = json.loads(
     (Path(__file__).parents[1] / "vectors" / "smp_console.json").read_text()
@@ -251,3 +251,17 @@ def test_imgtool_image_version_and_hash_match_imgtool_verify(tmp_path: Path) -> 
     assert f"Image digest: {img.hash.hex()}" in out
     assert img.version == "1.2.3.7"
     assert img.image_size == 5000
+
+
+@pytest.mark.parametrize("confirm", [False, True])
+def test_padding_is_only_the_tail_imgtool_pad_writes(tmp_path: Path, confirm: bool) -> None:
+    padded = imgtool_sign_with(tmp_path, b"\x5a" * 3000, "1.0.0", pad=True, confirm=confirm)
+    image = parse_image(padded)
+    assert padding_start(padded, image) == image.total_size < len(padded)
+    plain = imgtool_sign(tmp_path, b"\x5a" * 3000, "1.0.1")
+    assert padding_start(plain, parse_image(plain)) == len(plain)  # nothing to skip
+    junk = bytearray(padded)
+    junk[image.total_size + 100] = 0x00  # data after the TLVs that is not padding
+    assert padding_start(bytes(junk), image) == len(junk)
+    no_magic = padded[:-16] + b"\xff" * 16  # 0xFF to the end, but no trailer magic
+    assert padding_start(no_magic, image) == len(no_magic)

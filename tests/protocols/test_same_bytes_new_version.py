@@ -176,3 +176,20 @@ async def test_mcuboot_same_bytes_under_another_version_is_refused_before_sendin
     assert err.value.code == "IMAGE_REJECTED"
     assert "header says 2.0.0" in err.value.message
     assert after.installed_version == "2.0.0"
+
+
+async def test_mcuboot_a_version_its_header_cannot_hold_is_refused(tmp_path: Path) -> None:
+    # MCUboot reports its header's version; a package version it cannot hold
+    # (a pre-release) would be claimed while the MCU says another.
+    spec = registry.get("mcuboot")
+    args = ("--bootloader", "mcuboot", "--baud", "0", "--flash-scale", "0.1", "--uid", "0a1b2c3d",
+            "--fault", "commands=full")  # fmt: skip
+    options = DriverOptions(baud=0, confirm_timeout_s=5.0)
+    image = signed(tmp_path, "2.1.0")
+    with running_sim(tmp_path / "mcu", *args) as sim:
+        async with registry.open_driver(sim.port, spec, options) as driver:
+            with pytest.raises(DriverError) as err:
+                await driver.install(dataclasses.replace(image, version="2.1.0-rc1"))
+            after = await driver.identify()
+    assert err.value.code == "IMAGE_REJECTED"
+    assert after.installed_version == "1.0.0"

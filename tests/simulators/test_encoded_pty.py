@@ -34,13 +34,14 @@ def _code_like(seed: int, n: int) -> bytes:
     return b"".join(rng.choice(words) for _ in range(n // 4))
 
 
+@pytest.mark.parametrize("impl", ["python", "c"])
 def test_a_power_cut_mid_stream_resumes_at_a_block(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], impl: str
 ) -> None:
     size = 384 * 1024  # six 64 KiB LZMA blocks
     image = tmp_path / "fw.bin"
     image.write_bytes(_code_like(5, size))
-    sim = SimProcess(tmp_path / "mcu", (*FAST, "--impl", "python"))
+    sim = SimProcess(tmp_path / "mcu", (*FAST, "--impl", impl))
     sim.start(["--fault", "cut-at=70%"])
     try:
         argv = ("--baud", "0", str(image), "--version", "2.0.0")
@@ -97,3 +98,56 @@ async def test_an_lzma_end_mark_before_its_length_is_refused_and_the_mcu_lives(
         assert sim.proc is not None and sim.proc.poll() is None
     finally:
         sim.stop()
+
+
+def _pack(capsys: pytest.CaptureFixture[str], tmp: Path, image: bytes, version: str) -> Path:
+    (tmp / f"{version}.bin").write_bytes(image)
+    out = tmp / f"{version}.mcufw"
+    code, _, err = cli(capsys, "image", "pack", str(tmp / f"{version}.bin"), "-o", str(out),
+                       "--version", version, "--provider", "contoso", "--name", "app",
+                       "--manufacturer", "contoso", "--model", "vmcu-f4",
+                       "--key", str(tmp / "rel.key"))  # fmt: skip
+    assert code == 0, err
+    return out
+
+
+@pytest.mark.parametrize("impl", ["python", "c"])
+def test_flash_takes_a_published_delta_package(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], impl: str
+) -> None:
+    """Issue 21 item 6: a hardware engineer tries a published delta from the CLI; an MCU
+    without DELTA gets an error that says so (not "this MCU (or path)")."""
+    old = _code_like(7, 48 * 1024)
+    new = old[:9000] + b"a small code change" + old[9000:]
+    assert cli(capsys, "image", "keygen", "--out", str(tmp_path / "rel"))[0] == 0
+    pkgs = {v: _pack(capsys, tmp_path, img, v) for v, img in (("1.0.0", old), ("1.1.0", new))}
+    patch = tmp_path / "delta.mcufw"
+    key = str(tmp_path / "rel.key")
+    code, _, err = cli(capsys, "image", "delta", "--from", str(pkgs["1.0.0"]), "--to",
+                       str(pkgs["1.1.0"]), "-o", str(patch), "--key", key)  # fmt: skip
+    assert code == 0, err
+    trust = ("--trust", str(tmp_path / "rel.pub"))
+    for decoders in (True, False):
+        extra = () if decoders else ("--no-decoders",)
+        if not decoders and impl == "c":
+            continue  # the C build's switch is compile-time (Makefile DEC=)
+        sim = SimProcess(
+            tmp_path / f"mcu-{decoders}", (*FAST, "--impl", impl, "--model", "vmcu-f4")
+        )
+        sim.start(list(extra))
+        try:
+            code, _, err = cli(capsys, "flash", "--port", sim.port, "--baud", "0", *trust,
+                               str(pkgs["1.0.0"]))  # fmt: skip
+            assert code == 0, err
+            code, result, err = cli_json(capsys, "flash", "--port", sim.port, "--baud", "0",
+                                         *trust, str(patch))  # fmt: skip
+            if not decoders:
+                assert code != 0 and "does not advertise DELTA" in result["error"], result
+                continue
+            assert code == 0, err
+            assert result["sha256"] == hashlib.sha256(new).hexdigest()
+            details = result.get("details", result)
+            assert details["encoding"] == "delta", details
+            assert result["wire_bytes_tx"] < 0.1 * len(new)
+        finally:
+            sim.stop()

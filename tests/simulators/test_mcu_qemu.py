@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
 import subprocess
@@ -12,7 +13,16 @@ from pathlib import Path
 import pytest
 
 from simulators.mcu.models import MODELS
+from simulators.mcu.native import build_example
 from simulators.mcu.trailer import fold
+from tests.gateway.e2e import (
+    device_ids,
+    firmware_of,
+    running_lab,
+    set_desired,
+    wait_current,
+    wait_hub,
+)
 from tests.sim_harness import SimProcess, cli, cli_json, running_sim
 
 QEMU = ("--impl", "qemu", "--model", "vmcu-l0")
@@ -126,3 +136,87 @@ def test_qemu_and_python_share_the_state_dir(
         assert code == 0, err
     assert info["uid"] == before["uid"]
     assert info["slots"] == before["slots"]
+
+
+def test_real_application_images_update_and_roll_back_on_qemu(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 18: the example application (firmware/bootloader/example), a real Cortex-M3
+    image, is flashed by the gateway over the one before it, started by the bootloader from
+    the slot it was written to, prints its banner and confirms itself; a v3 that hangs and
+    one that hard-faults before confirming are each reset by the watchdog and rolled back."""
+    images = {
+        "1.1.0": build_example("1.1.0"),
+        "2.0.0": build_example("2.0.0"),
+        "3.0.0": build_example("3.0.0", "hang"),
+        "3.0.1": build_example("3.0.1", "hardfault"),
+    }
+    sim = SimProcess(tmp_path / "mcu", ("--baud", "0", *QEMU)).start()
+    slots: dict[str, int] = {}
+    try:
+        for version, image in images.items():
+            code, result, err = cli_json(
+                capsys, "flash", "--port", sim.port, "--baud", "0", str(image), "--version", version
+            )
+            slots[version] = result["slot"]
+            if version.startswith("3."):
+                assert code == 1, err
+                assert result["outcome"] == "rolled_back"
+                assert result["running_version"] == "2.0.0"
+            else:
+                assert code == 0, err
+                assert result["outcome"] == "confirmed"
+            code, info, err = cli_json(capsys, "info", "--port", sim.port, "--baud", "0")
+            assert code == 0, err
+            assert info["mode"] == "app"
+            assert info["running_version"] == ("2.0.0" if version.startswith("3.") else version)
+        assert info["slots"][slots["2.0.0"]]["state"] == "confirmed"
+        assert info["slots"][slots["3.0.1"]]["state"] == "invalid"
+        assert sim.proc is not None
+        sim.proc.terminate()
+        sim.proc.wait(timeout=10)
+        assert sim.proc.stderr is not None
+        console = sim.proc.stderr.read().decode(errors="replace")
+    finally:
+        sim.stop()
+    banners = [line for line in console.splitlines() if line.startswith("example app")]
+    s = slots  # each image ran from the slot it was written to, v3s twice (max_trial_boots)
+    assert banners == [
+        f"example app 1.1.0 running from slot {s['1.1.0']}",
+        f"example app 2.0.0 running from slot {s['2.0.0']}",
+        *[f"example app 3.0.0 running from slot {s['3.0.0']}"] * 2,
+        f"example app 2.0.0 running from slot {s['2.0.0']}",
+        *[f"example app 3.0.1 running from slot {s['3.0.1']}"] * 2,
+        f"example app 2.0.0 running from slot {s['2.0.0']}",
+    ], console
+
+
+async def test_the_gateway_service_rolls_out_real_images_and_reports_the_rollback(
+    tmp_path: Path,
+) -> None:
+    """The issue's end to end: IoT Hub twin → gateway → QEMU part running the example app.
+    v2 is installed and reported current; a v3 that hangs is rolled back by the watchdog
+    and the twin says ``rolledback`` with v2 still current."""
+    async with running_lab(tmp_path, ["vmcu-l0"], sim_args=("--impl", "qemu")) as run:
+        await wait_hub(
+            run.lab,
+            lambda s: (
+                len(run.gateway.agents) == 1
+                and all(s.hub.is_connected(a.device_id) for a in run.gateway.agents.values())
+            ),
+            within=60,
+        )
+        (device,) = device_ids(run)
+        v2 = build_example("2.0.0").read_bytes()
+        rel = run.lab.release("2.0.0", "vmcu-l0", size=len(v2), body=v2)
+        await asyncio.to_thread(set_desired, run.lab, device, rel.desired())
+        await wait_current(run.lab, device, "2.0.0")
+        v3 = build_example("3.0.0", "hang").read_bytes()
+        rel = run.lab.release("3.0.0", "vmcu-l0", size=len(v3), body=v3)
+        await asyncio.to_thread(set_desired, run.lab, device, rel.desired())
+        await wait_hub(
+            run.lab, lambda s: firmware_of(s, device).get("fwUpdateStatus") == "rolledback", 90
+        )
+        fw = firmware_of(run.lab.hub.call(lambda s: s), device)  # type: ignore[union-attr]
+        assert fw["currentFwVersion"] == "2.0.0"
+        assert fw["error"]["code"] == "ROLLED_BACK"

@@ -14,9 +14,16 @@ from pathlib import Path
 
 import pytest
 
+from simulators.mcu.native import SANITIZE_ENV
 from tests.sim_harness import SimProcess, cli_json
 
 FAST = ("--baud", "0", "--model", "vmcu-l0")
+
+
+@pytest.fixture(autouse=True)
+def _sanitized_c_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host build runs under ASan and UBSan here."""
+    monkeypatch.setenv(SANITIZE_ENV, "1")
 
 
 @pytest.mark.parametrize("impl", ["python", "c", "qemu"])

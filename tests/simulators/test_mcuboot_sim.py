@@ -646,3 +646,24 @@ def test_two_images_swap_each_on_its_own(tmp_path: Path) -> None:
     result = boot(flash)
     assert result.swaps == [SwapType.NONE, SwapType.TEST]
     assert [img.version for img in result.images if img] == ["1.0.0", "2.0.0"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        ("commands=everything", "commands is stock or full"),
+        ("images=3", "images is 1 or 2"),
+        ("key=/nonexistent/key.pem", "key=/nonexistent/key.pem"),
+    ],
+)
+def test_sim_cli_refuses_bad_model_options_in_one_line(
+    tmp_path: Path, spec: str, says: str
+) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "sim", "--pty", "--bootloader", "mcuboot",
+         "--state", str(tmp_path), "--fault", spec],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert out.returncode != 0
+    assert says in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "bl_boot.h"
+#include "bl_dec.h"
 #include "bl_sha256.h"
 
 /* Compile-time RAM sizing: the largest max_data and window any configuration uses. */
@@ -88,6 +89,9 @@ typedef struct bl {
     uint32_t baud, old_baud, baud_since;
     uint8_t baud_probation;
     uint32_t frames_ok, frames_bad;
+#if BL_WITH_COMPRESS
+    bl_dec_t dec; /* the stream decoder of an encoded transfer (§17) */
+#endif
 } bl_t;
 
 /* NULL if this build can serve cfg, else why not (one line naming the field). */
@@ -97,6 +101,9 @@ static inline int bl_config_ok(const bl_config_t *cfg) { return bl_config_error(
  * bl_feed ignores input), else run the boot decision (§10.3) unless stay and return 0;
  * afterwards mode is APP or BOOTLOADER. */
 int bl_init(bl_t *bl, const bl_config_t *cfg, int stay, uint32_t baud);
+/* In an application that links the core: serve HELLO, INFO, RESET and CONFIRM in APP mode
+ * as the image started from `slot` (the bootloader's hand-off); no boot decision. */
+int bl_init_app(bl_t *bl, const bl_config_t *cfg, unsigned slot, uint32_t baud);
 /* Feed received bytes (from the HAL's receive ring). */
 void bl_feed(bl_t *bl, const uint8_t *p, size_t n);
 /* Timers (SET_BAUD fallback); call with hal_millis() from the main loop. */

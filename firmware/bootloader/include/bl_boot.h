@@ -24,7 +24,7 @@ enum { BL_EMPTY = 0, BL_WRITING, BL_COMPLETE, BL_TRIAL, BL_CONFIRMED, BL_INVALID
 enum { BL_MODE_BOOTLOADER = 0, BL_MODE_APP = 1 };
 /* Trailer record kinds (§10.1). */
 enum { BL_REC_BEGIN = 1, BL_REC_CHECKPOINT, BL_REC_COMPLETE, BL_REC_TRIAL, BL_REC_BOOT,
-       BL_REC_CONFIRMED, BL_REC_INVALID };
+       BL_REC_CONFIRMED, BL_REC_INVALID, BL_REC_STREAM_ };
 
 typedef struct {
     /* Sent in INFO, at most 24, 48 and 16 bytes (longer ones are cut). */
@@ -48,6 +48,8 @@ typedef struct {
     uint32_t size, checkpoint, generation;
     uint8_t sha256[32];
     char version[BL_VERSION_MAX + 1];
+    uint32_t stream_size; /* an encoded transfer's STREAM record (§17.3); 0: raw */
+    uint8_t stream_sha[32];
     uint16_t used, free;
 } bl_slot_t;
 

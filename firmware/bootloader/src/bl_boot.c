@@ -38,6 +38,9 @@ int bl_slot_make_room(bl_store_t *bl, unsigned slot, const bl_slot_t *st, unsign
     if (bl_trailer_erase(bl, slot) != 0) return -1;
     if (bl_trailer_append(bl, slot, BL_REC_BEGIN, copy.size, copy.sha256, copy.version) != 0)
         return -1;
+    if (copy.stream_size &&
+        bl_trailer_append(bl, slot, BL_REC_STREAM_, copy.stream_size, copy.stream_sha, 0) != 0)
+        return -1;
     if (copy.state == BL_COMPLETE) return bl_trailer_append(bl, slot, BL_REC_COMPLETE, 0, 0, 0);
     if (copy.checkpoint)
         return bl_trailer_append(bl, slot, BL_REC_CHECKPOINT, copy.checkpoint, 0, 0);

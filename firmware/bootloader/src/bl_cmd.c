@@ -7,7 +7,8 @@
 #include "bl_hal.h"
 #include "bl_internal.h"
 
-#define CAPS 0x0Fu /* WINDOW | RESUME | SET_BAUD | APP_MODE (§8.2) */
+/* WINDOW | RESUME | SET_BAUD | APP_MODE (§8.2), COMPRESS and DELTA when built in (§17) */
+#define CAPS (0x0Fu | (BL_WITH_COMPRESS ? BL_CAP_COMPRESS : 0u) | (BL_WITH_DELTA ? BL_CAP_DELTA : 0u))
 
 static const uint32_t BAUDS[] = {9600,   19200,  38400,  57600,   115200,
                                  230400, 460800, 921600, 1000000, 2000000};
@@ -27,6 +28,15 @@ int bl_init(bl_t *bl, const bl_config_t *cfg, int stay, uint32_t baud) {
     bl->mode = boot.mode;
     bl->running_slot = boot.slot;
     bl->booted_trial = boot.trial;
+    return 0;
+}
+
+int bl_init_app(bl_t *bl, const bl_config_t *cfg, unsigned slot, uint32_t baud) {
+    if (bl_init(bl, cfg, 1, baud) != 0) return -1;
+    if (slot < 2) { /* else: not started by our bootloader; serve as the bootloader would */
+        bl->mode = BL_MODE_APP;
+        bl->running_slot = (uint8_t)slot;
+    }
     return 0;
 }
 
@@ -147,8 +157,15 @@ static void on_begin(bl_t *bl, uint16_t seq, const uint8_t *p, size_t n) {
         return;
     }
     if (flags != 0) {
-        bl_reply_status(bl, OP_BEGIN, seq, BL_UNSUPPORTED);
-        return;
+#if BL_WITH_COMPRESS
+        int why = bl_dec_begin_flags(bl, p, n, flags);
+#else
+        int why = BL_UNSUPPORTED;
+#endif
+        if (why != BL_OK) {
+            bl_reply_status(bl, OP_BEGIN, seq, (uint8_t)why);
+            return;
+        }
     }
     if (size > bl->cfg->slot_size) {
         bl_reply_status(bl, OP_BEGIN, seq, BL_TOO_LARGE);
@@ -164,9 +181,18 @@ static void on_begin(bl_t *bl, uint16_t seq, const uint8_t *p, size_t n) {
     fb = bl_boot_fallback(&bl->store, 1);
     if (fb < 0) fb = bl_boot_fallback(&bl->store, 0); /* none verifies: nothing left to protect */
     slot = fb < 0 ? 0u : 1u - (unsigned)fb;
+#if BL_WITH_COMPRESS
+    if (!bl_dec_base_ok(bl, p, flags)) { /* refused before anything is written (§17) */
+        bl_reply_status(bl, OP_BEGIN, seq, BL_DELTA_BASE_MISMATCH);
+        return;
+    }
+#endif
     bl_slot_status(&bl->store, slot, &st);
     bl->s.open = 0;
     if (st.size == size && memcmp(st.sha256, p + 4, 32) == 0 && strcmp(st.version, version) == 0 &&
+#if BL_WITH_COMPRESS
+        bl_dec_same_stream(&st, p, flags) && /* a checkpoint counts its own stream's bytes */
+#endif
         (st.state == BL_WRITING || st.state == BL_COMPLETE)) {
         if (bl_slot_make_room(&bl->store, slot, &st, bl_tail_reserve(bl->cfg) + 1) != 0) goto flash_error;
         bl_slot_status(&bl->store, slot, &st);
@@ -175,6 +201,9 @@ static void on_begin(bl_t *bl, uint16_t seq, const uint8_t *p, size_t n) {
         if (bl_trailer_erase(&bl->store, slot) != 0 ||
             bl_trailer_append(&bl->store, slot, BL_REC_BEGIN, size, p + 4, version) != 0)
             goto flash_error;
+#if BL_WITH_COMPRESS
+        if (bl_dec_stream_record(bl, slot, p, flags) != 0) goto flash_error;
+#endif
         resume = 0;
     }
     memset(&bl->s, 0, sizeof bl->s);
@@ -185,6 +214,10 @@ static void on_begin(bl_t *bl, uint16_t seq, const uint8_t *p, size_t n) {
     bl->s.expected = bl->s.checkpoint = resume;
     bl->s.erased_to = resume - resume % bl->cfg->sector_size;
     bl->s.interval = checkpoint_interval(bl, size);
+#if BL_WITH_COMPRESS
+    resume = bl_dec_open(bl, p, flags, size, resume, st.state == BL_COMPLETE && resume == size);
+    bl->s.expected = bl->s.checkpoint = resume; /* stream offsets from here on */
+#endif
     (void)hal_hook(bl, BL_EV_SIZE, size, 0);
     bl->tx[6] = BL_OK;
     bl->tx[7] = (uint8_t)slot;

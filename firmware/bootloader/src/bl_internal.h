@@ -58,4 +58,20 @@ int bl_sink_write(bl_t *bl, const uint8_t *p, uint32_t n);
  * in this session, program on the write grid, pad a short end with 0xFF. 0 or a status. */
 int bl_image_write(bl_t *bl, uint32_t image_off, const uint8_t *p, uint32_t n);
 
+/* ---- encoded transfers (bl_dec.c, §17), with BL_WITH_COMPRESS */
+/* The next n stream bytes: decode them into the slot; on a bad stream the slot is dropped,
+ * the session closed, and the §17.2 status returned. */
+int bl_dec_write(bl_t *bl, const uint8_t *p, uint32_t n);
+/* BEGIN with flags != 0: UNSUPPORTED, MALFORMED (no tail, bad encoding) or OK. */
+int bl_dec_begin_flags(const bl_t *bl, const uint8_t *p, size_t n, uint32_t flags);
+/* DELTA: the fallback's image is the base the request names (1), or not (0). */
+int bl_dec_base_ok(bl_t *bl, const uint8_t *p, uint32_t flags);
+/* The slot's STREAM record matches the request's stream (none for a raw transfer). */
+int bl_dec_same_stream(const bl_slot_t *st, const uint8_t *p, uint32_t flags);
+/* Append the STREAM record of a fresh encoded BEGIN; 0 on success. */
+int bl_dec_stream_record(bl_t *bl, unsigned slot, const uint8_t *p, uint32_t flags);
+/* Open the decoder for the session just begun; returns the resume offset to answer. */
+uint32_t bl_dec_open(bl_t *bl, const uint8_t *p, uint32_t flags, uint32_t image_size,
+                     uint32_t resume, int complete);
+
 #endif

@@ -33,7 +33,11 @@ int bl_image_write(bl_t *bl, uint32_t image_off, const uint8_t *p, uint32_t n) {
 int bl_sink_write(bl_t *bl, const uint8_t *p, uint32_t n) {
     bl_session_t *s = &bl->s;
     uint32_t boundary;
-    int status = bl_image_write(bl, s->expected, p, n); /* raw: transfer offset = image offset */
+    int status;
+#if BL_WITH_COMPRESS
+    if (bl->dec.on) return bl_dec_write(bl, p, n); /* an encoded transfer (§17) */
+#endif
+    status = bl_image_write(bl, s->expected, p, n); /* raw: transfer offset = image offset */
     if (status != BL_OK) return status;
     s->expected += n;
     boundary = s->expected - s->expected % s->interval;

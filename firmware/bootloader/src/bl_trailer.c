@@ -31,7 +31,7 @@ unsigned bl_trailer_capacity(const bl_store_t *bl) {
 static int record_valid(const uint8_t *r) {
     if (bl_get32(r + 124) != (bl_crc32(0xFFFFFFFFu, r, 124) ^ 0xFFFFFFFFu)) return 0; /* torn */
     if (bl_get16(r) != 0x5452u) return 0;
-    return r[2] >= BL_REC_BEGIN && r[2] <= BL_REC_INVALID;
+    return r[2] >= BL_REC_BEGIN && r[2] <= BL_REC_STREAM_;
 }
 
 void bl_slot_status(bl_store_t *bl, unsigned slot, bl_slot_t *st) {
@@ -58,6 +58,12 @@ void bl_slot_status(bl_store_t *bl, unsigned slot, bl_slot_t *st) {
             memcpy(st->sha256, r + 8, 32);
             memcpy(st->version, r + 40, BL_VERSION_MAX);
             st->version[BL_VERSION_MAX] = 0;
+            break;
+        case BL_REC_STREAM_: /* §17.3: the stream a WRITING slot's checkpoints count */
+            if (st->state == BL_WRITING && !st->stream_size) {
+                st->stream_size = bl_get32(r + 4);
+                memcpy(st->stream_sha, r + 8, 32);
+            }
             break;
         case BL_REC_CHECKPOINT:
             if (st->state == BL_WRITING) st->checkpoint = bl_get32(r + 4);

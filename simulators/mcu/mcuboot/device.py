@@ -45,7 +45,9 @@ class DeviceConfig:
     swap_s_per_sector: float = 0.03  # one sector through a whole swap (move + 2 copies)
     confirm_delay_s: float = 0.1
     crash_delay_s: float = 0.05
-    reset_delay_s: float = 0.1  # Zephyr answers "reset" then waits before resetting
+    #: Zephyr answers "reset", then waits CONFIG_MCUMGR_GRP_OS_RESET_MS (default 250,
+    #: os_mgmt/Kconfig); MCUboot's serial recovery waits 250 ms too (bs_reset).
+    reset_delay_s: float = 0.25
     banner: bool = True  # print Zephyr's boot banner on the console
     keys: tuple[TrustedKey, ...] = ()  # MCUboot's signature keys; () = hash only
     recovery: bool = False  # serial recovery entered at power-on (button held)

@@ -13,6 +13,14 @@ jumps back into the ROM bootloader when it reads :data:`APP_ENTER_COMMAND`
 gets in on a pseudo-terminal, where there are no RESET/BOOT0 lines. With
 blank flash (first word 0xFFFFFFFF) the application side hangs silently, as
 an F1 with BOOT0 low does.
+
+Readout protection (RDP level 1) follows ST AN3155: Get, Get Version and Get ID
+still answer, and Get lists every command the bootloader version has; Read
+Memory, Go, Write Memory, Erase, Extended Erase, Write Protect, Write Unprotect
+and Readout Protect are NACKed at their command byte; Readout Unprotect
+mass-erases the flash, clears the protection and resets the chip. The
+protection level and write-protected units persist with the state (they are
+option bytes).
 """
 
 from __future__ import annotations
@@ -31,6 +39,9 @@ from simulators.mcu.options import FaultSpecError, LinkFaultSpec, SimOptions, pa
 
 #: What the simulated application reads as "jump to the ROM bootloader".
 APP_ENTER_COMMAND = b"bootloader\n"
+#: Every byte the application's UART receives is appended here (state dir), so tests can
+#: check that a host sent the running app nothing it did not mean to.
+APP_UART_LOG = "app-uart.bin"
 
 
 class SimConfigError(ValueError):
@@ -178,21 +189,31 @@ class Chip:
         uid: bytes | None = None,
         flash_scale: float = 1.0,
         faults: Faults | None = None,
+        rdp: bool | None = None,
     ) -> None:
         state.mkdir(parents=True, exist_ok=True)
         meta_path = state / "stm32rom.json"
+        meta: dict[str, object]
         if meta_path.exists():
             meta = json.loads(meta_path.read_text())
             if meta["model"] != model.name:
                 raise SimConfigError(f"state {state} holds a {meta['model']}, not a {model.name}")
-            if uid is not None and bytes.fromhex(meta["uid"]) != uid:
+            if uid is not None and bytes.fromhex(str(meta["uid"])) != uid:
                 raise SimConfigError(f"state {state} holds uid {meta['uid']}")
-            uid = bytes.fromhex(meta["uid"])
+            uid = bytes.fromhex(str(meta["uid"]))
         else:
             uid = uid if uid is not None else random.randbytes(12)
             if len(uid) != 12:
                 raise SimConfigError("--uid: an STM32 unique id is 12 bytes (96 bits)")
-            meta_path.write_text(json.dumps({"model": model.name, "uid": uid.hex()}))
+            meta = {"model": model.name, "uid": uid.hex()}
+        self._meta_path = meta_path
+        self._meta = meta
+        #: Option bytes: readout protection active (RDP level 1) and write-protected units.
+        self.rdp = bool(meta.get("rdp", False)) if rdp is None else rdp
+        wrp = meta.get("wrp", [])
+        self.wrp: set[int] = {int(i) for i in wrp} if isinstance(wrp, list) else set()
+        self.save_options()
+        self.app_log = state / APP_UART_LOG
         self.model = model
         self.uid = uid
         self.boot0 = boot0
@@ -214,11 +235,24 @@ class Chip:
         block[off : off + 2] = self.model.flash_kib.to_bytes(2, "little")
         return block
 
+    def save_options(self) -> None:
+        """Persist the option bytes (RDP, WRP) with the state, as the part keeps them."""
+        self._meta["rdp"] = self.rdp
+        self._meta["wrp"] = sorted(self.wrp)
+        tmp = self._meta_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self._meta))
+        tmp.replace(self._meta_path)
+
     @property
     def commands(self) -> bytes:
+        """What Get lists: AN3155 Table 2's USART command set of bootloader v2.2 (F1) and
+        v3.1 (F2/F4), which differ only in the erase command; the list is the same with
+        readout protection active."""
         erase = Command.EXTENDED_ERASE if self.extended else Command.ERASE
         return bytes([Command.GET, Command.GET_VERSION, Command.GET_ID, Command.READ_MEMORY,
-                      Command.GO, Command.WRITE_MEMORY, erase])  # fmt: skip
+                      Command.GO, Command.WRITE_MEMORY, erase, Command.WRITE_PROTECT,
+                      Command.WRITE_UNPROTECT, Command.READOUT_PROTECT,
+                      Command.READOUT_UNPROTECT])  # fmt: skip
 
     # ------------------------------------------------------------- memory map
 
@@ -249,23 +283,42 @@ class Chip:
         in_bootloader = self.boot0
         while True:
             if in_bootloader:
-                await ROMBootloader(self, port).run()
+                # Go starts the app; a system reset (after an option-byte change) boots
+                # from where BOOT0 is strapped.
+                went = await ROMBootloader(self, port).run()
+                in_bootloader = not went and self.boot0
             else:
                 await self._app(port)
-            in_bootloader = not in_bootloader
+                in_bootloader = True
 
     async def _app(self, port: Port) -> None:
         """The application: deaf to AN3155; jumps to the ROM on :data:`APP_ENTER_COMMAND`."""
         seen = b""
         alive = self.app_present()
-        while True:
-            seen = (seen + await port.read(1))[-len(APP_ENTER_COMMAND) :]
-            if alive and seen == APP_ENTER_COMMAND:
-                return
+        with self.app_log.open("ab", buffering=0) as log:
+            while True:
+                byte = await port.read(1)
+                log.write(byte)
+                seen = (seen + byte)[-len(APP_ENTER_COMMAND) :]
+                if alive and seen == APP_ENTER_COMMAND:
+                    return
 
 
 class _Hang(Exception):
     pass
+
+
+class _Reset(Exception):
+    """The ROM generates a system reset (AN3155: after changing option bytes)."""
+
+
+#: Commands the ROM NACKs at their command byte while readout protection is active
+#: (AN3155 sections 3.4 to 3.11; Readout Unprotect, 3.12, is the way out).
+RDP_REFUSED = frozenset(
+    {Command.READ_MEMORY, Command.GO, Command.WRITE_MEMORY, Command.ERASE,
+     Command.EXTENDED_ERASE, Command.WRITE_PROTECT, Command.WRITE_UNPROTECT,
+     Command.READOUT_PROTECT}
+)  # fmt: skip
 
 
 class ROMBootloader:
@@ -283,8 +336,8 @@ class ROMBootloader:
         out = b"".join(bytes([d]) if isinstance(d, int) else d for d in data)
         await self.port.write(out)
 
-    async def run(self) -> None:
-        """Returns when Go starts the application."""
+    async def run(self) -> bool:
+        """Returns True when Go starts the application, False on a system reset."""
         # Autobaud: only 0x7F sets the rate; anything else is a mis-measured start bit.
         while await self.byte() != SYNC:
             pass
@@ -296,7 +349,9 @@ class ROMBootloader:
                     await self.send(NACK)
                     continue
                 if await self._command(code):
-                    return
+                    return True
+        except _Reset:
+            return False
         except _Hang:
             while True:
                 await self.port.read(1)
@@ -306,6 +361,9 @@ class ROMBootloader:
         if fault is FaultKind.MUTE:
             raise _Hang
         if fault is FaultKind.NACK or code not in self.chip.commands:
+            await self.send(NACK)
+            return False
+        if self.chip.rdp and code in RDP_REFUSED:
             await self.send(NACK)
             return False
         if fault is FaultKind.GARBAGE:
@@ -326,6 +384,10 @@ class ROMBootloader:
             Command.WRITE_MEMORY: self._write_memory,
             Command.ERASE: self._erase,
             Command.EXTENDED_ERASE: self._extended_erase,
+            Command.WRITE_PROTECT: self._write_protect,
+            Command.WRITE_UNPROTECT: self._write_unprotect,
+            Command.READOUT_PROTECT: self._readout_protect,
+            Command.READOUT_UNPROTECT: self._readout_unprotect,
         }[Command(code)]
         return await handler()
 
@@ -397,6 +459,9 @@ class ROMBootloader:
         ):
             await self.send(NACK)
             return False
+        if in_flash and self._protected(address, end):
+            await self.send(NACK)  # the write fails in the flash interface (WRPRTERR)
+            return False
         if self.noop:
             pass
         elif in_flash:
@@ -407,12 +472,23 @@ class ROMBootloader:
         await self.send(ACK)
         return False
 
-    async def _erase_units(self, units: list[int]) -> None:
+    def _protected(self, start: int, end: int) -> bool:
+        return any(
+            a < end and a + size > start
+            for i, (a, size) in enumerate(self.chip.sectors)
+            if i in self.chip.wrp
+        )
+
+    async def _erase_units(self, units: list[int]) -> bool:
+        """Erase ``units``; False (nothing erased) if one of them is write-protected."""
         chip = self.chip
+        if chip.wrp & set(units):
+            return False
         for i in units:
             addr, size = chip.sectors[i]
             await self.port.sleep(chip.model.erase_time(size) * chip.scale)
             chip.flash.erase(addr - FLASH_BASE, size)
+        return True
 
     async def _erase(self) -> bool:
         await self.send(ACK)
@@ -421,16 +497,16 @@ class ROMBootloader:
             if await self.byte() != 0x00:
                 await self.send(NACK)
                 return False
-            await self._erase_units(list(range(len(self.chip.sectors))))
-            await self.send(ACK)
+            ok = await self._erase_units(list(range(len(self.chip.sectors))))
+            await self.send(ACK if ok else NACK)
             return False
         pages = list(await self.port.read(n + 1))
         check = await self.byte()
         if xor(pages, n) != check or any(p >= len(self.chip.sectors) for p in pages):
             await self.send(NACK)
             return False
-        await self._erase_units(pages)
-        await self.send(ACK)
+        ok = await self._erase_units(pages)
+        await self.send(ACK if ok else NACK)
         return False
 
     async def _extended_erase(self) -> bool:
@@ -442,8 +518,8 @@ class ROMBootloader:
             if xor(raw) != check or n != SpecialErase.MASS:  # one bank: no bank erases
                 await self.send(NACK)
                 return False
-            await self._erase_units(list(range(len(self.chip.sectors))))
-            await self.send(ACK)
+            ok = await self._erase_units(list(range(len(self.chip.sectors))))
+            await self.send(ACK if ok else NACK)
             return False
         body = await self.port.read(2 * (n + 1))
         check = await self.byte()
@@ -451,6 +527,51 @@ class ROMBootloader:
         if xor(raw + body) != check or any(p >= len(self.chip.sectors) for p in pages):
             await self.send(NACK)
             return False
-        await self._erase_units(pages)
-        await self.send(ACK)
+        ok = await self._erase_units(pages)
+        await self.send(ACK if ok else NACK)
         return False
+
+    # ------------------------------------------------------------- option bytes
+
+    async def _write_protect(self) -> bool:
+        """AN3155 3.9: ACK, N and N + 1 unit numbers with checksum, ACK, system reset."""
+        await self.send(ACK)
+        n = await self.byte()
+        units = list(await self.port.read(n + 1))
+        check = await self.byte()
+        if xor(units, n) != check or any(u >= len(self.chip.sectors) for u in units):
+            await self.send(NACK)
+            return False
+        self.chip.wrp |= set(units)
+        self.chip.save_options()
+        await self.send(ACK)
+        raise _Reset
+
+    async def _write_unprotect(self) -> bool:
+        """AN3155 3.10: ACK, every unit unprotected, ACK, system reset."""
+        await self.send(ACK)
+        self.chip.wrp.clear()
+        self.chip.save_options()
+        await self.send(ACK)
+        raise _Reset
+
+    async def _readout_protect(self) -> bool:
+        """AN3155 3.11: ACK, RDP level 1 set, ACK, system reset."""
+        await self.send(ACK)
+        self.chip.rdp = True
+        self.chip.save_options()
+        await self.send(ACK)
+        raise _Reset
+
+    async def _readout_unprotect(self) -> bool:
+        """AN3155 3.12: ACK, mass erase (whatever is write-protected), RDP off, ACK, reset."""
+        chip = self.chip
+        await self.send(ACK)
+        for addr, size in chip.sectors:
+            await self.port.sleep(chip.model.erase_time(size) * chip.scale)
+            chip.flash.erase(addr - FLASH_BASE, size)
+        chip.rdp = False
+        chip.wrp.clear()  # the option bytes are erased with the protection
+        chip.save_options()
+        await self.send(ACK)
+        raise _Reset

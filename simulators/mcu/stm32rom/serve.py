@@ -153,6 +153,7 @@ def main(args: argparse.Namespace) -> int:
             uid=uid,
             flash_scale=args.flash_scale,
             faults=faults,
+            rdp=None if getattr(args, "rdp", None) is None else args.rdp == "1",
         )
         status = asyncio.run(serve(chip, args.baud, args.link))
     sys.stdout.flush()

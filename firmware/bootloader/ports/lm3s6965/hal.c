@@ -1,14 +1,15 @@
-/* LM3S6965 port under QEMU: PL011 UART0 with an interrupt-fed receive ring, flash kept in a
- * host file through ARM semihosting (QEMU -semihosting-config target=native), options from
- * the semihosting command line. A real part replaces the semihosting calls with its flash
- * controller; the ring and the main loop stay as they are. */
+/* LM3S6965 board support under QEMU, shared by the bootloader (main.c) and the example
+ * application (example/app.c): PL011 UART0 with an interrupt-fed receive ring, the
+ * watchdog, flash kept in a host file through ARM semihosting (QEMU -semihosting-config
+ * target=native), options from the semihosting command line. A real part replaces the
+ * semihosting calls with its flash controller; the ring and the main loops stay. */
 #include <stdint.h>
 #include <string.h>
 
 #include "bl.h"
 #include "bl_hal.h"
 #include "bl_models.h"
-#include "sim_app.h"
+#include "board.h"
 #include "sim_faults.h"
 
 #ifndef BL_MODEL_NAME
@@ -19,7 +20,6 @@
 #endif
 
 #define UART0 0x4000C000u
-#define REG(a) (*(volatile uint32_t *)(a))
 #define UART_DR REG(UART0 + 0x000)
 #define UART_FR REG(UART0 + 0x018)
 #define UART_CR REG(UART0 + 0x030)
@@ -32,12 +32,12 @@
 
 static volatile uint8_t ring[RX_RING];
 static volatile uint32_t ring_head, ring_tail, ring_lost;
-static bl_t g_bl;
-static bl_config_t g_cfg;
+bl_t g_bl;
+bl_config_t g_cfg;
 static int g_flash_fd = -1;
 static uint8_t g_uid[32];
 static size_t g_uid_len;
-static int g_deaf;
+int g_deaf;
 
 /* ------------------------------------------------------------------ semihosting */
 
@@ -48,13 +48,13 @@ static int semi(int op, const void *arg) {
     return r0;
 }
 
-static void semi_exit(int code) {
+void semi_exit(int code) {
     uint32_t a[2] = {0x20026u /* ADP_Stopped_ApplicationExit */, (uint32_t)code};
     (void)semi(0x20 /* SYS_EXIT_EXTENDED */, a);
     for (;;) {}
 }
 
-static void semi_err(const char *s) {
+void semi_err(const char *s) {
     static int fd = -2;
     uint32_t a[3];
     if (fd == -2) {
@@ -221,7 +221,7 @@ static int hexval(char c) {
            : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
 }
 
-static void open_flash(void) {
+void board_open_flash(void) {
     uint32_t a[3], size = flash_size(), off;
     static uint8_t blank[256];
     a[0] = (uint32_t)"flash.bin"; a[1] = 3 /* "r+b" */; a[2] = 9;
@@ -242,9 +242,9 @@ static void open_flash(void) {
 }
 
 static char g_cmdline[1024];
-static const char *app_version = "1.0.0";
+const char *app_version = "1.0.0";
 
-static void parse_args(void) {
+void board_parse_args(void) {
     uint32_t a[2] = {(uint32_t)g_cmdline, sizeof g_cmdline - 1};
     char *argv[64], *p = g_cmdline;
     int argc = 0, i;
@@ -278,7 +278,28 @@ static void parse_args(void) {
     }
 }
 
-static uint32_t rx_take(uint8_t *out, uint32_t max) {
+void board_init(void) {
+    unsigned i;
+    for (i = 0; i < BL_MODEL_COUNT; i++)
+        if (!strcmp(BL_MODELS[i].name, BL_MODEL_NAME)) g_cfg = BL_MODELS[i];
+    board_parse_args();
+    board_open_flash();
+    g_bl.store.cfg = &g_cfg;
+    UART_IMSC = 0x50u; /* receive and receive-timeout interrupts */
+    UART_CR = 0x301u;  /* UARTEN | TXE | RXE */
+    NVIC_ISER0 = 1u << 5;
+    REG(0xE000E014u) = 120000u - 1u; /* SysTick ~10 ms: wakes WFI for the timers */
+    REG(0xE000E018u) = 0;
+    REG(0xE000E010u) = 3u; /* enable, interrupt, reference clock */
+}
+
+void board_reset(void) {
+    hal_uart_flush();
+    REG(0xE000ED0Cu) = 0x05FA0004u; /* AIRCR: VECTKEY | SYSRESETREQ */
+    for (;;) {}
+}
+
+uint32_t rx_take(uint8_t *out, uint32_t max) {
     uint32_t n = 0;
     while (n < max && ring_tail != ring_head) {
         out[n++] = ring[ring_tail];
@@ -287,52 +308,3 @@ static uint32_t rx_take(uint8_t *out, uint32_t max) {
     return n;
 }
 
-static int crashes(void) {
-    bl_slot_t st;
-    if (g_bl.mode != BL_MODE_APP) return 0;
-    bl_slot_status(&g_bl.store, g_bl.running_slot, &st);
-    return sim_fault_crashes(st.version);
-}
-
-int main(void) {
-    unsigned i;
-    sim_app_t app = {0, 0};
-    uint8_t buf[64];
-    for (i = 0; i < BL_MODEL_COUNT; i++)
-        if (!strcmp(BL_MODELS[i].name, BL_MODEL_NAME)) g_cfg = BL_MODELS[i];
-    parse_args();
-    open_flash();
-    g_bl.store.cfg = &g_cfg;
-    sim_factory_install(&g_bl.store, app_version);
-    UART_IMSC = 0x50u; /* receive and receive-timeout interrupts */
-    UART_CR = 0x301u;  /* UARTEN | TXE | RXE */
-    NVIC_ISER0 = 1u << 5;
-    REG(0xE000E014u) = 120000u - 1u; /* SysTick ~10 ms: wakes WFI for the timers */
-    REG(0xE000E018u) = 0;
-    REG(0xE000E010u) = 3u; /* enable, interrupt, reference clock */
-    if (bl_init(&g_bl, &g_cfg, 0, 115200) != 0) port_fail("configuration refused", bl_config_error(&g_cfg));
-    sim_app_booted(&app, &g_bl, hal_millis(), crashes());
-    for (;;) {
-        uint32_t n = rx_take(buf, sizeof buf), now;
-        if (n && !g_deaf) bl_feed(&g_bl, buf, sim_fault_link(buf, n, 0));
-        now = hal_millis();
-        bl_tick(&g_bl, now);
-        if (!g_bl.baud_probation) g_deaf = 0;
-        switch (sim_app_tick(&app, &g_bl, now)) {
-        case 1: g_bl.reset_req = 1; break; /* the app crashed */
-        case 2: for (;;) {}                  /* the app hangs: only the watchdog gets out */
-        default: break;
-        }
-        if (g_bl.reset_req) {
-            int stay = g_bl.reset_req == 2;
-            uint32_t until = hal_millis() + g_cfg.boot_ms;
-            while ((int32_t)(hal_millis() - until) < 0) (void)rx_take(buf, sizeof buf); /* lost */
-            (void)bl_init(&g_bl, &g_cfg, stay, 115200); /* accepted at power-on */
-            g_deaf = 0;
-            sim_app_booted(&app, &g_bl, hal_millis(), crashes());
-        }
-        /* Sleep until the next byte, unless a timer is due soon (QEMU 7.2's lm3s6965 SysTick
-         * may run without a clock, so timers are polled while they are pending). */
-        if (!n && !app.pending && !g_bl.baud_probation) __asm__ volatile("wfi");
-    }
-}

@@ -1,0 +1,1 @@
+"""Test support for driver authors: the driver contract (:mod:`.contract`)."""
