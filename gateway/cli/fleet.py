@@ -142,6 +142,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
     rt = fleet.add_parser("retry", parents=[common], help="re-target only the failed MCUs")
     rt.add_argument("name")
+    _limit_options(rt)
     rt.set_defaults(func=_retry)
 
     rb = fleet.add_parser(
@@ -155,6 +156,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     rb.add_argument("--size", type=int)
     rb.add_argument("--version", dest="fw_version")
     rb.add_argument("--package-ca-file", type=Path)
+    _limit_options(rb)
     rb.set_defaults(func=_rollback)
 
     t = fleet.add_parser("tag", parents=[common], help="put MCUs into a group and/or ring")
@@ -570,7 +572,7 @@ def _cancel(args: argparse.Namespace) -> int:
 def _retry(args: argparse.Namespace) -> int:
     from gateway.fleet import deploy
 
-    config, devices = _run(deploy.retry, _hub(args), args.name)
+    config, devices = _run(deploy.retry, _hub(args), args.name, _limits(args))
     print(
         f"rollout {args.name}: {config.id} re-targets {len(devices)} failed MCU(s): "
         + ", ".join(devices[:20])
@@ -592,7 +594,12 @@ def _rollback(args: argparse.Namespace) -> int:
         package = Package(args.fw_version, args.package_uri, args.check_value, args.size)
         _run(package.validate)
     config, devices = _run(
-        deploy.rollback, _hub(args), args.name, package, _check_uri(args.package_ca_file)
+        deploy.rollback,
+        _hub(args),
+        args.name,
+        package,
+        _check_uri(args.package_ca_file),
+        _limits(args),
     )
     version = config.labels.get("version")
     print(f"rollout {args.name}: rolling {len(devices)} MCU(s) back to {version} ({config.id})")

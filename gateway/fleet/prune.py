@@ -9,10 +9,14 @@ version, i.e. a downgrade. So only *fully superseded* configurations go:
 - a finished rollout's intermediate rings: its last ring targets a superset
   and, newer at the same priority, wins every twin they target;
 - a whole finished rollout (all its configurations, plan included) that is
-  older than the ``keep`` newest rollouts to the same target.
+  older than the ``keep`` newest rollouts to the same target, one of them
+  done at no lower priority: that one's last ring targets the whole target
+  and, newer, wins every twin of it.
 
 Either only when the hub's ``appliedCount`` says the configuration applies to
-no twin. Oldest first. :func:`plan` is pure; :func:`make_room` deletes.
+no twin as well (the metric is as old as the last evaluation; the structural
+reason above holds whatever its age). Oldest first. :func:`plan` is pure;
+:func:`make_room` deletes.
 """
 
 from __future__ import annotations
@@ -58,7 +62,11 @@ def plan(configs: Sequence[Config], keep: int = DEFAULT_KEEP) -> list[Removal]:
             name = rollout.plan.name
             mine = (*rollout.configs, *rollout.extra)
             age = rollout.created
-            if rank >= keep and all(_applied(c) == 0 for c in mine):
+            covered = any(
+                newer.state is State.DONE and newer.plan.priority >= rollout.plan.priority
+                for newer in same_target[:rank]
+            )
+            if rank >= keep and covered and all(_applied(c) == 0 for c in mine):
                 why = (
                     f"rollout {name} ({rollout.state.value}, {rollout.plan.package.version}) "
                     f"is older than the {keep} kept for its target and applies to no twin"

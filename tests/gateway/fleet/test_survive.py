@@ -4,6 +4,7 @@ configuration limit, and content that a hub may merge instead of replace."""
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -147,3 +148,25 @@ def test_a_merging_hub_keeps_no_key_of_an_earlier_rollout(merge: bool) -> None:
     deploy.create(hub, Plan("b", _package("2.0.0"), target), NOW)
     fw = hub.twins["d1"].desired["firmware"]
     assert fw["fwVersion"] == "2.0.0" and "installWindow" not in fw and "retry" not in fw
+
+
+def test_prune_keeps_an_old_rollout_whose_successor_was_cancelled() -> None:
+    """A cancelled newer rollout does not cover the target: the older one still may apply."""
+    hub = FakeHub()
+    for n in range(3):
+        hub.add(f"d{n}", model="f4", ring=("canary", "pilot", "x")[n])
+    hub.evaluate()
+    _release(hub, "f4", "1.0.0", deploy.Limits())
+    plan = Plan("f4-2-0-0", _package("2.0.0"), "properties.reported.mcu.model = 'f4'",
+                ("canary", "pilot", "all"))  # fmt: skip
+    deploy.create(hub, plan, NOW)
+    deploy.cancel(hub, "f4-2-0-0")
+    # Metrics from the evaluation before the cancel said f4-1 applied to no twin;
+    # f4-1 still stays: nothing done covers its target.
+    stale = [
+        replace(c, system_metrics={**c.system_metrics, "appliedCount": 0})
+        if c.id.startswith("f4-1") else c
+        for c in hub.configurations()
+    ]  # fmt: skip
+    ids = {r.config.id for r in prune.plan(stale, keep=1)}
+    assert ids <= {"f4-1-0-0-r1"}

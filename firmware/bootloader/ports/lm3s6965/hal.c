@@ -151,6 +151,14 @@ int hal_uart_set_baud(uint32_t baud) {
 #define SYSCLK_HZ 12000000u /* QEMU's lm3s6965evb system clock out of reset */
 #endif
 
+#define NVIC_WDT (1u << 18)
+
+/* The first time-out's interrupt only wakes a main loop asleep in WFI (QEMU 7.2's SysTick
+ * may have no clock), so that it runs, and feeds, at least every half period. It does not
+ * feed: it masks itself until the next feed, so a loop that hangs is still reset at the
+ * second time-out, interrupts on or off. */
+void wdt_isr(void) { REG(0xE000E180u) = NVIC_WDT; /* ICER0 */ }
+
 void hal_watchdog_start(uint32_t ms) {
     if (WDT_CTL & 1u) { /* already armed: it cannot be changed, only fed */
         hal_watchdog_feed();
@@ -161,6 +169,8 @@ void hal_watchdog_start(uint32_t ms) {
     WDT_LOAD = ms * (SYSCLK_HZ / 1000u) / 2u;
     WDT_CTL = 3u; /* INTEN (starts it) | RESEN */
     WDT_LOCK = 0;
+    REG(0xE000E280u) = NVIC_WDT; /* ICPR0 */
+    REG(0xE000E100u) = NVIC_WDT; /* ISER0 */
 }
 
 void hal_watchdog_feed(void) {
@@ -168,6 +178,8 @@ void hal_watchdog_feed(void) {
     WDT_LOCK = 0x1ACCE551u;
     WDT_ICR = 1u; /* clears the first time-out and reloads the count */
     WDT_LOCK = 0;
+    REG(0xE000E280u) = NVIC_WDT; /* ICPR0: a wake-up that has been served */
+    REG(0xE000E100u) = NVIC_WDT; /* ISER0 */
 }
 
 uint32_t hal_millis(void) {

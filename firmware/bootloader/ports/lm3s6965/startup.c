@@ -5,6 +5,7 @@ extern uint32_t _sidata, _sdata, _edata, _sbss, _ebss, _estack;
 int main(void);
 void Reset_Handler(void);
 void uart0_isr(void);
+void wdt_isr(void);
 
 static void fault(void) {
     for (;;) {}
@@ -20,9 +21,10 @@ void Reset_Handler(void) {
     fault();
 }
 
-__attribute__((section(".vectors"), used)) static void (*const vectors[16 + 6])(void) = {
+__attribute__((section(".vectors"), used)) static void (*const vectors[16 + 19])(void) = {
     (void (*)(void))(uintptr_t)&_estack, Reset_Handler, fault, fault, fault, fault, fault, 0, 0,
     0, 0, fault, fault, 0, fault, systick,
-    /* IRQ 0..5: GPIO A..E, UART0 */
-    fault, fault, fault, fault, fault, uart0_isr,
+    /* IRQ 0..5: GPIO A..E, UART0; 6..17: UART1, SSI, I2C, PWM, QEI, ADC; 18: watchdog */
+    fault, fault, fault, fault, fault, uart0_isr, fault, fault, fault, fault, fault, fault,
+    fault, fault, fault, fault, fault, fault, wdt_isr,
 };
