@@ -52,7 +52,7 @@ def test_each_rule_is_quoted_from_its_section(check: object) -> None:
 
 
 #: Devices run at once: the suite mostly waits on its own §11 timeouts, not the CPU.
-CONCURRENT = 8
+CONCURRENT = 6
 
 
 @pytest.fixture(scope="module")
