@@ -89,8 +89,11 @@ def run_with_driver(args: argparse.Namespace, options: DriverOptions, body: Body
     """Open ``args.port`` with ``--bootloader`` (or the first driver that answers), run ``body``."""
     try:
         order = registry.probe_order([args.bootloader] if args.bootloader else [])
+        registry.check_options(options.extra, order)
     except registry.UnknownDriver as exc:
         raise CommandError(str(exc)) from exc
+    except registry.UnknownOption as exc:
+        raise CommandError(f"--driver-opt: {exc}") from exc
 
     async def main() -> T:
         async with registry.connect(args.port, options, order) as (spec, driver, facts):

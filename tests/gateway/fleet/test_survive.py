@@ -31,8 +31,8 @@ def _package(version: str, window: str | None = None) -> Package:
 
 @pytest.fixture
 def paced_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """IoT Hub's real ratios, 20 times faster: a query bucket of 20, refilled 6.7 a second."""
-    emulator = start_hub(tmp_path / "hub", SUBNET, time_scale=20.0)
+    """IoT Hub's real ratios, 4 times faster: a query bucket of 20, one more every 0.75 s."""
+    emulator = start_hub(tmp_path / "hub", SUBNET, time_scale=4.0)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", emulator.facts.ca_path)
     monkeypatch.setenv("NO_PROXY", "*")
     try:
@@ -41,10 +41,16 @@ def paced_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
         emulator.stop()
 
 
+def _spend_query_budget(emulator: HubEmulator) -> None:
+    """Another client used up this minute's queries (so no test depends on its own speed)."""
+    emulator.call(lambda s: [s.throttle.take(Operation.QUERY, s.timing.now()) for _ in range(20)])
+
+
 def test_throttled_queries_are_retried_honouring_retry_after(paced_hub: HubEmulator) -> None:
     paced_hub.create_device("d1")
     hub = ServiceHub(paced_hub.facts.service_connection_string, paced_hub.facts.ca_path)
-    for _ in range(40):  # queries are POSTs: the SDK would not retry one
+    _spend_query_budget(paced_hub)
+    for _ in range(3):  # queries are POSTs: the SDK would not retry one
         assert hub.query("SELECT deviceId FROM devices") == [{"deviceId": "d1"}]
     refused = paced_hub.call(lambda s: s.throttle.refused.get(Operation.QUERY, 0))
     assert refused >= 1
@@ -55,9 +61,9 @@ def test_without_a_retry_budget_the_throttle_reaches_the_caller(paced_hub: HubEm
     hub = ServiceHub(
         paced_hub.facts.service_connection_string, paced_hub.facts.ca_path, RetryPolicy(budget=0)
     )
+    _spend_query_budget(paced_hub)
     with pytest.raises(HubRefused) as refused:
-        for _ in range(30):
-            hub.query("SELECT deviceId FROM devices")
+        hub.query("SELECT deviceId FROM devices")
     assert refused.value.status == 429 and "ThrottlingException" not in str(refused.value)
 
 
@@ -170,3 +176,49 @@ def test_prune_keeps_an_old_rollout_whose_successor_was_cancelled() -> None:
     ]  # fmt: skip
     ids = {r.config.id for r in prune.plan(stale, keep=1)}
     assert ids <= {"f4-1-0-0-r1"}
+
+
+class _FakeTime:
+    """A clock that moves only when the retry loop sleeps."""
+
+    def __init__(self) -> None:
+        self.now, self.slept = 0.0, []
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
+
+
+def test_an_unreachable_hub_is_retried_with_backoff_then_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.net import addr
+
+    monkeypatch.setenv("NO_PROXY", "*")
+    fake = _FakeTime()
+    policy = RetryPolicy(unreachable_budget=30.0, sleep=fake.sleep, clock=fake.clock)
+    host = addr(12, 250)  # nothing listens there
+    cs = f"HostName={host}:9;SharedAccessKeyName=iothubowner;SharedAccessKey=c2VjcmV0"
+    hub = ServiceHub(cs, None, policy)
+    with pytest.raises(FleetError, match="cannot reach IoT Hub"):
+        hub.query("SELECT deviceId FROM devices")
+    assert policy.retried[0] == len(fake.slept) >= 3
+    assert fake.slept[2] > fake.slept[0]  # backing off
+    assert 30.0 <= fake.now < 30.0 + 60.0
+
+
+def test_a_certificate_the_ca_does_not_vouch_for_is_not_retried(
+    paced_hub: HubEmulator, tmp_path: Path
+) -> None:
+    from simulators.hub.certs import ensure_certs
+
+    other = ensure_certs(tmp_path / "other-ca", "127.0.0.1").ca_cert
+    fake = _FakeTime()
+    policy = RetryPolicy(sleep=fake.sleep, clock=fake.clock)
+    hub = ServiceHub(paced_hub.facts.service_connection_string, str(other), policy)
+    with pytest.raises(FleetError, match="cannot reach IoT Hub"):
+        hub.query("SELECT deviceId FROM devices")
+    assert fake.slept == []
