@@ -222,3 +222,36 @@ def test_a_certificate_the_ca_does_not_vouch_for_is_not_retried(
     with pytest.raises(FleetError, match="cannot reach IoT Hub"):
         hub.query("SELECT deviceId FROM devices")
     assert fake.slept == []
+
+
+def test_fleet_prune_command_shows_what_and_why(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gateway.cli import fleet as cli
+    from gateway.cli import main
+
+    hub = FakeHub()
+    for n in range(3):
+        hub.add(f"d{n}", model="f4", ring=("canary", "pilot", "x")[n])
+    hub.evaluate()
+    for version in ("1.0.0", "2.0.0"):
+        _release(hub, "f4", version, deploy.Limits())
+    monkeypatch.setattr(cli, "_hub", lambda _args: hub)
+    before = {d: hub.desired_version(d) for d in hub.twins}
+
+    assert main(["fleet", "prune", "--dry-run", "--keep", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "would delete f4-1-0-0-r0: rollout f4-1-0-0 (done, 1.0.0) is older than" in out
+    assert "would delete f4-2-0-0-r1: ring pilot of finished rollout f4-2-0-0" in out
+    assert "4 of 6 configurations would be deleted; 6 remain" in out
+    assert len(hub.configurations()) == 6
+
+    assert main(["fleet", "prune", "--keep", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "deleted f4-1-0-0-r0" in out and "4 of 6 configurations deleted; 2 remain" in out
+    assert [c.id for c in hub.configurations()] == ["f4-2-0-0-r0", "f4-2-0-0-r2"]
+    hub.evaluate()
+    assert {d: hub.desired_version(d) for d in hub.twins} == before
+
+    assert main(["fleet", "prune"]) == 0
+    assert "nothing to prune" in capsys.readouterr().out
