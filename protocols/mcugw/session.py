@@ -27,6 +27,7 @@ from protocols.mcugw.constants import (
 )
 from protocols.mcugw.encoding import Encoded, Encoding, choose
 from protocols.mcugw.errors import DeviceRejected, UnsupportedVersionError, VerifyFailed
+from protocols.mcugw.framing import wire_size
 from protocols.mcugw.packets import (
     AbortRequest,
     ActivateRequest,
@@ -45,6 +46,7 @@ from protocols.mcugw.packets import (
     SetBaudRequest,
     VerifyRequest,
     VerifyResponse,
+    encode_payload,
 )
 from protocols.mcugw.plan import FlashStep, plan_flash
 from protocols.mcugw.timing import (
@@ -59,6 +61,9 @@ from protocols.transport import Transport
 
 #: Largest DATA chunk we offer; the MCU's max_data usually decides.
 CLIENT_MAX_CHUNK = 4096
+#: INFO answer payload assumed for timeouts and retry budgets (two slots with
+#: versions, the geometry and identity strings fit).
+INFO_ANSWER = 400
 #: How long an app may take after a trial boot before it must have confirmed.
 DEFAULT_CONFIRM_TIMEOUT_S = 10.0
 #: Immediate resends allowed per command when its answer arrives damaged. At a
@@ -69,7 +74,14 @@ GARBLED_RESENDS = 32
 #: frames: there a silent try is most likely a request lost to the same noise
 #: (a 60-byte BEGIN is hit about one time in four at 5e-3, and a command that
 #: needs several sends to get its long answer through loses some of them).
+#: Once the link has answered and lost exchanges, the budgets come from its
+#: observed loss instead (``LinkLoss``, docs/protocol.md §6), within these caps:
 NOISY_EXTRA_ATTEMPTS = 3
+#: Most tries on silence a command gets, however noisy the link: each costs a
+#: whole per-try timeout, so this bounds how long a dead MCU takes to notice.
+MAX_SILENT_ATTEMPTS = 40
+#: Most immediate resends on damaged answers (each costs only a round trip).
+MAX_GARBLED_RESENDS = 400
 #: Commands an MCU may receive twice with no effect beyond answering twice.
 _IDEMPOTENT = frozenset(
     {
@@ -170,8 +182,14 @@ class BootloaderSession:
             self.stats.rx += len(data)
             self._client.receive_data(data)
 
-    async def request(self, req: Request, per_try: float, attempts: int = 3) -> Response:
-        """Send one command and return its OK answer; raise on refusal or silence."""
+    async def request(
+        self, req: Request, per_try: float, attempts: int = 3, answer: int = 16
+    ) -> Response:
+        """Send one command and return its OK answer; raise on refusal or silence.
+
+        ``answer`` is the expected answer's payload length: with the request's,
+        it sizes the retry budget on a link that has shown loss.
+        """
         if not self._flushed:
             self._client.flush_line()
             self._flushed = True
@@ -182,7 +200,15 @@ class BootloaderSession:
             extra = NOISY_EXTRA_ATTEMPTS if attempts >= 3 else 0
             if self.stats.garbled:
                 attempts, extra = attempts + extra, 0
-        self._client.send_request(req, self._now(), per_try, attempts, resends, extra)
+            resends, silent = self._budget(req, answer)
+            if attempts >= 3:
+                attempts = max(attempts, silent)
+        idempotent = req.OPCODE in _IDEMPOTENT
+        self._client.send_request(
+            req, self._now(), per_try, attempts, resends, extra, answer_size=answer,
+            resend_cap=MAX_GARBLED_RESENDS if idempotent else 0,
+            silent_cap=MAX_SILENT_ATTEMPTS if idempotent and attempts >= 3 else 0,
+        )  # fmt: skip
         while True:
             ev = await self._next_event()
             if isinstance(ev, Reply):
@@ -196,6 +222,22 @@ class BootloaderSession:
                 )
             if isinstance(ev, Garbled):
                 self.stats.garbled += 1
+
+    def _budget(self, req: Request, answer: int) -> tuple[int, int]:
+        """(resends on damage, tries on silence) this link's observed loss calls for.
+
+        Damage costs the whole exchange (request and answer); silence is the
+        request lost on its way, and only matters if it keeps coming before an
+        answer gets through. Each is sized so that running out has a chance
+        below ``FAIL_TARGET``; the client grows them during the request if its
+        own damaged answers show the link worse than that (§6).
+        """
+        loss = self._client.loss
+        request = wire_size(len(encode_payload(req)[1]))
+        exchange = request + wire_size(answer)
+        resends = min(MAX_GARBLED_RESENDS, loss.tries_for(exchange))
+        silent = min(MAX_SILENT_ATTEMPTS, loss.silent_tries_for(request, exchange))
+        return max(GARBLED_RESENDS, resends), silent
 
     def _garbled_note(self) -> str:
         n = self.stats.garbled
@@ -214,6 +256,7 @@ class BootloaderSession:
             HelloRequest(min_version=MIN_PROTOCOL_VERSION, max_version=PROTOCOL_VERSION),
             t,
             attempts,
+            answer=16,
         )
         assert isinstance(resp, HelloResponse)
         if not MIN_PROTOCOL_VERSION <= resp.protocol_version <= PROTOCOL_VERSION:
@@ -224,7 +267,9 @@ class BootloaderSession:
         return resp
 
     async def info(self, attempts: int = 3) -> InfoResponse:
-        resp = await self.request(InfoRequest(), self.link.command_timeout(0, 400), attempts)
+        resp = await self.request(
+            InfoRequest(), self.link.command_timeout(0, INFO_ANSWER), attempts, INFO_ANSWER
+        )
         assert isinstance(resp, InfoResponse)
         self.device = resp
         return resp
@@ -250,7 +295,7 @@ class BootloaderSession:
         """
         geo = info.geometry
         deadline = self._now() + DEFAULT_CONFIRM_TIMEOUT_S
-        per_try = self.link.command_timeout(0, 400, geo.boot_ms / 1000)
+        per_try = self.link.command_timeout(0, INFO_ANSWER, geo.boot_ms / 1000)
         interval = max(0.02, geo.boot_ms / 2000)
         while (
             info.mode is Mode.APP
@@ -260,7 +305,7 @@ class BootloaderSession:
         ):
             await self._next_event(extra_deadline=self._now() + interval)
             with contextlib.suppress(DeviceTimeout):
-                resp = await self.request(InfoRequest(), per_try, attempts=1)
+                resp = await self.request(InfoRequest(), per_try, 1, INFO_ANSWER)
                 assert isinstance(resp, InfoResponse)
                 info = resp
         self.device = info
@@ -269,7 +314,9 @@ class BootloaderSession:
     async def reset(self, mode: ResetMode) -> None:
         # The answer may be lost while rebooting; HELLO probing decides.
         with contextlib.suppress(DeviceTimeout):
-            await self.request(ResetRequest(mode=mode), self.link.command_timeout(1, 1), attempts=1)
+            await self.request(
+                ResetRequest(mode=mode), self.link.command_timeout(1, 1), attempts=1, answer=1
+            )
 
     async def await_boot(self) -> HelloResponse:
         """HELLO until the MCU answers after a reset (in whichever mode it came up)."""
@@ -280,18 +327,23 @@ class BootloaderSession:
         boot_s = geo.boot_ms / 1000
         deadline = self._now() + (boot_s + 0.5) * 4
         per_try = boot_s + self.link.command_timeout(2, 16)
+        late = 0  # probes (or RESET rounds) past the deadline, allowed on a lossy link
         await self._listen_for(boot_s)
         while True:
             try:
                 hello = await self.hello(per_try=per_try, attempts=1)
             except DeviceTimeout:
                 if self._now() > deadline:
-                    raise
+                    late += 1
+                    if late > self._silent_polls(HelloRequest(0, 0), 16):
+                        raise
                 continue
             if want is None or hello.mode is want:
                 return hello
             if self._now() > deadline:
-                raise DeviceTimeout(f"MCU did not come up in {want.name} mode after reset")
+                late += 1
+                if late > self._silent_polls(ResetRequest(ResetMode.STAY), 1):
+                    raise DeviceTimeout(f"MCU did not come up in {want.name} mode after reset")
             # Still in the other mode well after boot_ms: the RESET itself, not just
             # its answer, was lost (a noisy link), so send it again (§6).
             await self.reset(ResetMode.STAY if want is Mode.BOOTLOADER else ResetMode.RUN)
@@ -315,7 +367,7 @@ class BootloaderSession:
             return False
         old = self.link
         try:
-            await self.request(SetBaudRequest(baud=baud), old.command_timeout(4, 1))
+            await self.request(SetBaudRequest(baud=baud), old.command_timeout(4, 1), answer=1)
         except DeviceRejected as exc:
             if exc.status is Status.BAD_BAUD:
                 return False
@@ -333,10 +385,10 @@ class BootloaderSession:
             return False
 
     async def abort(self) -> None:
-        await self.request(AbortRequest(), self.link.command_timeout(0, 1, 0.1))
+        await self.request(AbortRequest(), self.link.command_timeout(0, 1, 0.1), answer=1)
 
     async def confirm(self) -> None:
-        await self.request(ConfirmRequest(), self.link.command_timeout(0, 1, 0.1))
+        await self.request(ConfirmRequest(), self.link.command_timeout(0, 1, 0.1), answer=1)
 
     # ------------------------------------------------------------ transfer
 
@@ -391,6 +443,11 @@ class BootloaderSession:
                 reported = win.acked
                 next_report = now + PROGRESS_EVERY_S
                 progress("applying", win.acked, len(image))
+        # Thousands of DATA exchanges: the best sample of the link's loss for the
+        # commands that follow (VERIFY, ACTIVATE, the outcome polls).
+        client.loss.record(
+            win.frames_sent, max(0, win.frames_sent - win.retransmits), win.exchange_bytes
+        )
         return win
 
     async def flash(
@@ -435,7 +492,9 @@ class BootloaderSession:
         begin_req = _begin_request(size, digest, version, enc)
         try:
             begin = await self.request(
-                begin_req, self.link.command_timeout(110 + len(version), 6, 2 * geo.erase_us / 1e6)
+                begin_req,
+                self.link.command_timeout(110 + len(version), 6, 2 * geo.erase_us / 1e6),
+                answer=6,
             )
         except DeviceRejected as exc:
             if exc.status is not Status.DELTA_BASE_MISMATCH or enc is None or prepared:
@@ -444,7 +503,9 @@ class BootloaderSession:
             enc = choose(caps, image, None, False, allow=encode)
             begin_req = _begin_request(size, digest, version, enc)
             begin = await self.request(
-                begin_req, self.link.command_timeout(110 + len(version), 6, 2 * geo.erase_us / 1e6)
+                begin_req,
+                self.link.command_timeout(110 + len(version), 6, 2 * geo.erase_us / 1e6),
+                answer=6,
             )
         assert isinstance(begin, BeginResponse)
         payload = image if enc is None else enc.stream
@@ -457,12 +518,12 @@ class BootloaderSession:
         transfer_s = time.monotonic() - t0
         progress("verifying", size, size)
         ver = await self.request(
-            VerifyRequest(), self.link.command_timeout(0, 33, verify_time(geo, size))
+            VerifyRequest(), self.link.command_timeout(0, 33, verify_time(geo, size)), answer=33
         )
         assert isinstance(ver, VerifyResponse)
         if ver.sha256 != digest:
             raise VerifyFailed(f"slot {begin.slot} hash {ver.sha256.hex()} != image {digest.hex()}")
-        await self.request(ActivateRequest(), self.link.command_timeout(0, 1, 0.2))
+        await self.request(ActivateRequest(), self.link.command_timeout(0, 1, 0.2), answer=1)
         progress("rebooting", size, size)
         await self.reset(ResetMode.RUN)
         outcome, running = await self._await_outcome(begin.slot, confirm_timeout)
@@ -521,20 +582,29 @@ class BootloaderSession:
         )
 
     async def _await_outcome(self, slot: int, confirm_timeout: float) -> tuple[str, str]:
-        """Poll INFO after the trial reset until the app confirms or the MCU rolls back."""
+        """Poll INFO after the trial reset until the app confirms or the MCU rolls back.
+
+        The outcome is what the MCU last said. If the deadline passes before it
+        said anything (every poll lost on a noisy link), polling goes on for as
+        many more polls as that link's loss calls for: a flash whose image is
+        running is never called failed for want of an answer.
+        """
         geo = self._geometry()
         deadline = self._now() + (geo.boot_ms / 1000 + 0.2) * (geo.max_trial_boots + 1)
         deadline += confirm_timeout
         interval = max(0.02, geo.boot_ms / 2000)
-        per_try = self.link.command_timeout(0, 400, geo.boot_ms / 1000)
+        per_try = self.link.command_timeout(0, INFO_ANSWER, geo.boot_ms / 1000)
         running = ""
+        heard = False
+        extra_polls = 0
         await self._listen_for(geo.boot_ms / 1000)
         while True:
             try:
-                info = await self.request(InfoRequest(), per_try, attempts=1)
+                info = await self.request(InfoRequest(), per_try, 1, INFO_ANSWER)
             except DeviceTimeout:
-                info = None  # rebooting
+                info = None  # rebooting, or the poll was lost
             if isinstance(info, InfoResponse):
+                heard = True
                 self.device = info
                 state = info.slots[slot].state
                 if 0 <= info.running_slot < len(info.slots):
@@ -548,9 +618,32 @@ class BootloaderSession:
                 if state is SlotState.CONFIRMED and info.running_slot == slot:
                     return "confirmed", running
             if self._now() > deadline:
-                return "unconfirmed", running
+                if heard:
+                    return "unconfirmed", running
+                extra_polls += 1
+                if extra_polls > self._silent_polls(InfoRequest(), INFO_ANSWER):
+                    raise DeviceTimeout(
+                        f"no answer to INFO from {self._transport.name} after the trial "
+                        f"reset{self._garbled_note()}"
+                    )
             # Paced by the MCU's advertised boot time, not a guess.
             await self._next_event(extra_deadline=self._now() + interval)
+
+    def _silent_polls(self, req: Request, answer: int) -> int:
+        """Probes (single tries) past their deadline that the link's loss calls for.
+
+        After a reset the session probes one try at a time until a deadline;
+        on a lossy link the probes themselves may all be lost by then, so more
+        follow: as many as silences may come before an answer (§6), at least
+        ``NOISY_EXTRA_ATTEMPTS`` and at most ``MAX_SILENT_ATTEMPTS``. A link
+        that has lost nothing gets none: there the deadline is enough.
+        """
+        loss = self._client.loss
+        if not loss.rate():
+            return 0
+        request = wire_size(len(encode_payload(req)[1]))
+        polls = loss.silent_tries_for(request, request + wire_size(answer))
+        return min(MAX_SILENT_ATTEMPTS, max(NOISY_EXTRA_ATTEMPTS, polls))
 
 
 def _holds(info: InfoResponse, sha256: bytes) -> bool:

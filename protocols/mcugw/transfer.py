@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from protocols.errors import DeviceTimeout, RemoteProtocolError
 from protocols.mcugw.constants import Status
 from protocols.mcugw.errors import DeviceRejected
+from protocols.mcugw.framing import wire_size
 from protocols.mcugw.packets import DataAck, DataRequest
 from protocols.mcugw.timing import MAX_RTO_S
 
@@ -25,6 +26,8 @@ MIN_CHUNK = 64
 
 #: DATA seqs remembered for ordering GAP reports (bounded; seqs wrap at 65536).
 _SEQ_MEMORY = 4096
+#: Wire bytes of one DATA acknowledgement (status, next_offset).
+_ACK_WIRE = wire_size(5)
 
 
 @dataclass
@@ -70,6 +73,7 @@ class TransferWindow:
         self._timeouts = 0
         self.retransmits = 0
         self.frames_sent = 0
+        self.exchange_bytes = 0  # DATA frames sent and their acknowledgements, on the wire
 
     @property
     def done(self) -> bool:
@@ -117,6 +121,7 @@ class TransferWindow:
         if out and self._deadline is None:
             self._deadline = now + self._rto
         self.frames_sent += len(out)
+        self.exchange_bytes += sum(wire_size(4 + len(r.data)) + _ACK_WIRE for r in out)
         return out
 
     def note_sent(self, offset: int, seq: int) -> None:

@@ -55,6 +55,14 @@ def image_units(units: Units, size: int) -> list[int]:
     return [i for i, (a, s) in enumerate(units) if a < end and a + s > FLASH_BASE]
 
 
+def slot_outside_image(part: Part, units: Units, size: int) -> bool:
+    """Whether a sectored part puts the record of ``size`` bytes beyond the image's units."""
+    if not part.family.sectored:
+        return False
+    slot = record_slot(part, units, size)
+    return not any(a <= slot < a + s for a, s in (units[i] for i in image_units(units, size)))
+
+
 def erase_units(part: Part, units: Units, size: int, blank: Container[int] = ()) -> list[int]:
     """Units an install of ``size`` bytes erases: the image's and its record's, in order.
 
@@ -87,4 +95,5 @@ __all__ = [
     "image_units",
     "legacy_slot",
     "record_slot",
+    "slot_outside_image",
 ]
