@@ -734,6 +734,14 @@ class Stm32RomDriver:
             )
         if not data:
             raise DriverError(DriverCode.IMAGE_REJECTED, "empty image", step)
+        if data[:4] == b"\xff\xff\xff\xff":
+            # A Cortex-M image starts with its initial stack pointer; erased flash there is
+            # also how the driver tells a part with no record at a glance.
+            raise DriverError(
+                DriverCode.IMAGE_REJECTED,
+                "image starts with 0xFFFFFFFF, not a vector table (initial stack pointer)",
+                step,
+            )
         try:
             rec = record.VersionRecord(image.version, FLASH_BASE, len(data),
                                        hashlib.sha256(data).digest())  # fmt: skip

@@ -235,6 +235,10 @@ async def test_an_image_too_large_is_rejected_before_anything_is_erased(tmp_path
             assert err.value.code == "IMAGE_REJECTED"
             assert "does not fit" in err.value.message
             assert "erased" not in err.value.message  # refused before the erase
+            blank_start = Image(b"\xff" * 8, "2.0.0", hashlib.sha256(b"\xff" * 8).hexdigest())
+            with pytest.raises(DriverError) as err:
+                await driver.install(blank_start)
+            assert err.value.code == "IMAGE_REJECTED" and "vector table" in err.value.message
         assert (await _identify(sim.port, ENTER)).installed_version == "1.0.0"
 
 
