@@ -47,6 +47,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.stats import percentile
 from gateway.config import PolicySettings
 
 NEW_VERSION = "2.0.0"
@@ -77,13 +78,6 @@ def proc_cpu_ms(pid: int | str = "self") -> int:
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
     return ticks * 1000 // os.sysconf("SC_CLK_TCK")
-
-
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 # ---------------------------------------------------------------- the gateway child
@@ -394,12 +388,12 @@ def _rows(r: dict[str, Any], args: argparse.Namespace) -> list[tuple[str, str]]:
         ("time to all online (hub)", f"{r['t_online']:.1f} s"),
         ("time to all twins reported", f"{r['t_ready']:.1f} s"),
         ("desired set (service SDK)", f"{r['t_set']:.1f} s ({n / r['t_set']:.0f} twins/s)"),
-        ("desired -> update start p50/p99", f"{_percentile(begin_ms, .5):.0f} / "
-                                            f"{_percentile(begin_ms, .99):.0f} ms"),
-        ("desired -> first DATA p50", f"{_percentile(ms, 0.5):.0f} ms"),
-        ("desired -> first DATA p99", f"{_percentile(ms, 0.99):.0f} ms"),
+        ("desired -> update start p50/p99", f"{percentile(begin_ms, .5):.0f} / "
+                                            f"{percentile(begin_ms, .99):.0f} ms"),
+        ("desired -> first DATA p50", f"{percentile(ms, 0.5):.0f} ms"),
+        ("desired -> first DATA p99", f"{percentile(ms, 0.99):.0f} ms"),
         (f"flash time per MCU p50 ({args.size // 1024} KiB)",
-         f"{_percentile(r['flash_s'], 0.5):.2f} s"),
+         f"{percentile(r['flash_s'], 0.5):.2f} s"),
         ("total time to all current", f"{r['t_all']:.1f} s"),
         ("MCUs current with new version", f"{r['current']} / {n}"),
         ("downloads per package", ", ".join(str(d) for d in r["downloads"])),
@@ -408,7 +402,7 @@ def _rows(r: dict[str, Any], args: argparse.Namespace) -> list[tuple[str, str]]:
          f"{r['gateway_cpu_rollout_s'] / max(1e-9, r['bytes_flashed'] / 1e6):.3f} s"),
         ("simulator CPU (whole life)", f"{r['sim_cpu_s']:.1f} s"),
         ("link efficiency min / p50", f"{min(r['link_eff'], default=0):.3f} / "
-                                      f"{_percentile(r['link_eff'], 0.5):.3f}"),
+                                      f"{percentile(r['link_eff'], 0.5):.3f}"),
     ]  # fmt: skip
 
 

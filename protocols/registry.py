@@ -21,6 +21,7 @@ from importlib.metadata import entry_points
 from protocols.driver import DeviceFacts, Driver, DriverError, DriverOptions, DriverSpec, NoAnswer
 from protocols.errors import PortNotFound
 from protocols.failures import DriverCode
+from protocols.trace import traced
 from protocols.transport import open_transport
 
 ENTRY_POINT_GROUP = "mcu_gateway.drivers"
@@ -126,7 +127,7 @@ async def open_driver(port: str, spec: DriverSpec, options: DriverOptions) -> As
     except PortNotFound as exc:
         raise DriverError(DriverCode.DISCONNECTED, str(exc)) from exc
     try:
-        yield spec.open(transport, options)
+        yield spec.open(traced(transport, port), options)
     finally:
         await transport.close()
 

@@ -622,7 +622,8 @@ def _prune(args: argparse.Namespace) -> int:
         verb = "would delete" if args.dry_run else "deleted"
         print(f"{verb} {removal.config.id}: {removal.reason}", flush=True)
     left = len(configs) - (0 if args.dry_run else len(removals))
-    print(f"{len(removals)} of {len(configs)} configurations {verb.split()[-1]}; {left} remain")
+    done = "would be deleted" if args.dry_run else "deleted"
+    print(f"{len(removals)} of {len(configs)} configurations {done}; {left} remain")
     return 0
 
 

@@ -139,6 +139,7 @@ async def test_gpio_lines_reset_into_the_rom_and_back_into_the_app(tmp_path: Pat
         assert not facts.in_bootloader
     finally:
         await board.close()
+        chip.flash.close()
     # identify: BOOT0 high before NRST rises; install: out by a reset with BOOT0 low;
     # identify: in with BOOT0 high, out again to the verified app.
     assert board.boots == [False, True, False, True, False]
@@ -166,6 +167,7 @@ async def test_inverted_gpio_polarity_is_configured_per_port(tmp_path: Path) -> 
         assert (await driver.identify()).in_bootloader
     finally:
         await board.close()
+        chip.flash.close()
     assert board.boots == [False, True]
     assert board.events[:3] == [("BOOT0", True), ("NRST", False), ("NRST", True)]
 
@@ -180,6 +182,7 @@ async def test_a_gpio_line_that_cannot_be_requested_is_a_config_error(tmp_path: 
             await driver.identify()
     finally:
         await board.close()
+        chip.flash.close()
     assert err.value.code == "DRIVER_CONFIG_INVALID"
     assert "reset_line = gpio:/dev/gpiochip9:5" in err.value.message
     assert "\n" not in err.value.message

@@ -77,7 +77,8 @@ def test_status_counts_and_pinpoints_failures(
 
     code, out, err = run(capsys, "fleet", "status", "--where", "tags.[[group]] = = 'b'",
                          *conn(fast_hub, cs_file))  # fmt: skip
-    assert code == 1 and err.startswith("mcu-gateway fleet: error: query: IoT Hub answered 400")
+    assert code == 1
+    assert err.startswith("mcu-gateway fleet status: error: query: IoT Hub answered 400")
 
     code, out, _ = run(capsys, "fleet", "status", *conn(fast_hub, cs_file))
     assert code == 0 and "MODEL_MISMATCH" in out and "m2" in out
