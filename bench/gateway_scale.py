@@ -35,7 +35,6 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
-import errno
 import json
 import os
 import re
@@ -201,20 +200,15 @@ class GatewayChild:
 
 async def _start_lab(root: Path, models: list[str], baud: int) -> Any:
     from gateway.lab import Lab
-    from simulators.hub.errors import StartupError
+    from simulators.hub.addresses import first_free_async
 
-    for n in range(1, 40):
-        lab = Lab(root / f"lab-{n}", f"127.78.0.{n}", models, ("--baud", str(baud)), baud,
-                  grouped_sims=True)  # fmt: skip
-        try:
-            await lab.__aenter__()
-            return lab
-        except StartupError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE:
-                continue
-            raise
-    raise RuntimeError("no free loopback address for the hub emulator (127.78.0.1-39)")
+    async def start(address: str) -> Any:
+        lab = Lab(root / f"lab-{address.rsplit('.', 1)[1]}", address, models,
+                  ("--baud", str(baud)), baud, grouped_sims=True)  # fmt: skip
+        await lab.__aenter__()
+        return lab
+
+    return await first_free_async((f"127.78.0.{n}" for n in range(1, 40)), start)
 
 
 async def _poll_hub(lab: Any, count: Any, target: int, deadline: float, what: str) -> float:

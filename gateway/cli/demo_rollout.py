@@ -12,12 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 import time
 from typing import Any
 
 from gateway.cli.common import CommandError
 
 RINGS = ("canary", "all")
+
+
+def _name(model: str) -> str:
+    """The model's rollout; names take lower-case letters, digits and "-" only."""
+    return "demo-" + re.sub(r"[^a-z0-9-]", "-", model.lower())
 
 
 def _plans(lab: Any, models: list[str], bad: str, version: str, size: Any) -> list[Any]:
@@ -33,7 +39,7 @@ def _plans(lab: Any, models: list[str], bad: str, version: str, size: Any) -> li
         # The twin reports the model the driver reads (stm32f10x-md for the lab's stm32f103).
         reported = sim_kind(model).device_model
         target = f"tags.[[group]] = 'demo' AND properties.reported.mcu.model = '{reported}'"
-        plans.append(Plan(name=f"demo-{model}", package=package, target=target, rings=RINGS))
+        plans.append(Plan(name=_name(model), package=package, target=target, rings=RINGS))
     return plans
 
 
@@ -142,7 +148,7 @@ async def run_rollout(
     await _show_status(hub, console)
     states = {r.plan.name: r.state for r in rollouts}
     ok = all(
-        states.get(p.name) is (State.HALTED if p.name == f"demo-{bad}" else State.DONE)
+        states.get(p.name) is (State.HALTED if p.name == _name(bad) else State.DONE)
         for p in plans
     )
     if ok:

@@ -41,6 +41,19 @@ def paced_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
         emulator.stop()
 
 
+@pytest.fixture
+def real_rate_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """IoT Hub's real rate, unscaled: one query token every 3 s, so a spent bucket stays
+    spent while one request crosses a loaded machine."""
+    emulator = start_hub(tmp_path / "hub", SUBNET, time_scale=1.0)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", emulator.facts.ca_path)
+    monkeypatch.setenv("NO_PROXY", "*")
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
 def _spend_query_budget(emulator: HubEmulator) -> None:
     """Another client used up this minute's queries (so no test depends on its own speed)."""
     emulator.call(lambda s: [s.throttle.take(Operation.QUERY, s.timing.now()) for _ in range(20)])
@@ -57,11 +70,15 @@ def test_throttled_queries_are_retried_honouring_retry_after(paced_hub: HubEmula
     assert hub.retry.retried[429] == refused
 
 
-def test_without_a_retry_budget_the_throttle_reaches_the_caller(paced_hub: HubEmulator) -> None:
+def test_without_a_retry_budget_the_throttle_reaches_the_caller(
+    real_rate_hub: HubEmulator,
+) -> None:
     hub = ServiceHub(
-        paced_hub.facts.service_connection_string, paced_hub.facts.ca_path, RetryPolicy(budget=0)
+        real_rate_hub.facts.service_connection_string,
+        real_rate_hub.facts.ca_path,
+        RetryPolicy(budget=0),
     )
-    _spend_query_budget(paced_hub)
+    _spend_query_budget(real_rate_hub)
     with pytest.raises(HubRefused) as refused:
         hub.query("SELECT deviceId FROM devices")
     assert refused.value.status == 429 and "ThrottlingException" not in str(refused.value)
