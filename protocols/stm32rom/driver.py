@@ -253,6 +253,8 @@ class Target:
     record_address: int | None = None
     #: Every place holding a record that decodes; an install invalidates them all first.
     records_at: tuple[int, ...] = ()
+    #: The fixed record place (paged parts) reads all 0xFF.
+    record_blank: bool = False
 
     @property
     def capacity(self) -> int:
@@ -448,17 +450,17 @@ class Stm32RomDriver:
         if found is None:
             raise UnknownPart(f"product id {pid:#05x} is not in the stm32-rom part table")
         fam = found.family
-        # One aligned 256-byte read covers both registers (an F4 NACKs some smaller reads).
-        base = fam.uid_address & ~0xFF
+        # One read covers both registers.
+        base, length = fam.id_block
         try:
-            block = await self._read_memory(base, 256)
+            block = await self._read_memory(base, length)
         except Nack as exc:
             if exc.stage != "command" or Command.READ_MEMORY not in info.commands:
                 raise
             # Get lists Read Memory, yet its command byte is refused. A damaged byte is
             # refused once; readout protection (AN3155 3.4) every time.
             try:
-                block = await self._read_memory(base, 256)
+                block = await self._read_memory(base, length)
             except Nack as again:
                 if again.stage == "command":
                     raise ReadoutProtected(found, pid) from again
@@ -489,10 +491,15 @@ class Stm32RomDriver:
         for at in [*slots, *([legacy] if legacy is not None else [])]:
             if many and await self._read_memory(at, 4) != record.MAGIC:
                 continue
+            raw = await self._read_memory(at, record.SIZE)
             try:
-                rec = record.decode(await self._read_memory(at, record.SIZE))
+                rec = record.decode(raw)
             except record.RecordError as exc:
                 errors.append(str(exc))
+                if not many and raw == b"\xff" * record.SIZE:
+                    # Only the driver writes this page: blank here means blank enough to
+                    # program the next record without erasing the page first.
+                    t = dataclasses.replace(t, record_blank=True)
                 continue
             # A record belongs where its own image size puts it; elsewhere it is app data.
             if at == legacy:
@@ -727,6 +734,14 @@ class Stm32RomDriver:
             )
         if not data:
             raise DriverError(DriverCode.IMAGE_REJECTED, "empty image", step)
+        if data[:4] == b"\xff\xff\xff\xff":
+            # A Cortex-M image starts with its initial stack pointer; erased flash there is
+            # also how the driver tells a part with no record at a glance.
+            raise DriverError(
+                DriverCode.IMAGE_REJECTED,
+                "image starts with 0xFFFFFFFF, not a vector table (initial stack pointer)",
+                step,
+            )
         try:
             rec = record.VersionRecord(image.version, FLASH_BASE, len(data),
                                        hashlib.sha256(data).digest())  # fmt: skip
@@ -751,7 +766,7 @@ class Stm32RomDriver:
                 )
             step = Step.ERASE
             slot = layout.record_slot(t.part, t.sectors, len(data))
-            blank: set[int] = set()
+            blank = {slot} if t.record_blank else set()
             # An image that fills its last sector has its record at the end of the next
             # one, programmed without an erase where those bytes are blank already.
             if (

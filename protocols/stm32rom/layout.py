@@ -2,7 +2,7 @@
 
 Paged parts (F1: 1 or 2 KiB pages) keep the record at the start of the last
 page: one page is the smallest erase unit, so a fixed place costs one page and
-is found with one read.
+is found with one read (and the page is erased only when it is not blank).
 
 Sectored parts (F2/F4: 16, 16, 16, 16, 64, then 128 KiB sectors) would lose a
 whole 128 KiB sector to a fixed place, and erase it at every install. There
@@ -67,11 +67,12 @@ def erase_units(part: Part, units: Units, size: int, blank: Container[int] = ())
     """Units an install of ``size`` bytes erases: the image's and its record's, in order.
 
     A record slot outside the image's units that reads blank (``blank``) is
-    programmed as it is: its unit, which may hold the application's data, is kept.
+    programmed as it is: its unit (on F2/F4 it may hold the application's data, on
+    F1 it is the record page) is not erased.
     """
     slot = record_slot(part, units, size)
     wanted = set(image_units(units, size))
-    if slot not in blank or not part.family.sectored:
+    if slot not in blank:
         wanted |= {i for i, (a, s) in enumerate(units) if a <= slot < a + s}
     return sorted(wanted)
 

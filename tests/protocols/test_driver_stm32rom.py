@@ -235,6 +235,10 @@ async def test_an_image_too_large_is_rejected_before_anything_is_erased(tmp_path
             assert err.value.code == "IMAGE_REJECTED"
             assert "does not fit" in err.value.message
             assert "erased" not in err.value.message  # refused before the erase
+            blank_start = Image(b"\xff" * 8, "2.0.0", hashlib.sha256(b"\xff" * 8).hexdigest())
+            with pytest.raises(DriverError) as err:
+                await driver.install(blank_start)
+            assert err.value.code == "IMAGE_REJECTED" and "vector table" in err.value.message
         assert (await _identify(sim.port, ENTER)).installed_version == "1.0.0"
 
 
@@ -434,3 +438,23 @@ def test_an_unknown_driver_opt_is_refused_in_one_line(capsys: pytest.CaptureFixt
     # Without --bootloader a key must be one that some driver reads.
     code, _, err = cli(capsys, "info", "--port", "/dev/none-such", "--driver-opt", "bot0_line=x")
     assert code == 1 and "unknown driver option 'bot0_line'" in err
+
+
+def test_enter_command_with_an_escape_on_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = tmp_path / "app.bin"
+    app.write_bytes(_image(2_000, "1.0.0").data)
+    sim = SimProcess(tmp_path / "mcu", BOOT0_HIGH).start()
+    try:
+        port = ("--port", sim.port, "--bootloader", "stm32-rom", "--baud", "0")
+        code, _, err = cli(capsys, "flash", *port, "--version", "1.0.0", "--allow-unsigned",
+                           str(app))  # fmt: skip
+        assert code == 0, err
+        sim.restart(["--boot0", "low"])  # the app runs; only its enter command gets in
+        port = ("--port", sim.port, "--bootloader", "stm32-rom", "--baud", "0")
+        code, out, err = cli(capsys, "info", *port, "--driver-opt", "enter_command=bootloader\\n")
+        assert code == 0, err
+        assert "1.0.0" in out
+    finally:
+        sim.stop()

@@ -49,7 +49,7 @@ def test_f1_keeps_the_record_in_the_last_page() -> None:
     assert layout.capacity(F103, F1_UNITS) == 127 * 1024
     assert layout.record_slot(F103, F1_UNITS, 3000) == 0x0801_FC00
     assert layout.erase_units(F103, F1_UNITS, 3000) == [0, 1, 2, 127]
-    assert layout.erase_units(F103, F1_UNITS, 3000, {0x0801_FC00}) == [0, 1, 2, 127]
+    assert layout.erase_units(F103, F1_UNITS, 3000, {0x0801_FC00}) == [0, 1, 2]  # blank
     assert layout.candidate_slots(F103, F1_UNITS) == [0x0801_FC00]
     assert layout.legacy_slot(F103, F1_UNITS) is None
     assert not layout.slot_outside_image(F103, F1_UNITS, 3000)
