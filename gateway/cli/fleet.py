@@ -236,9 +236,14 @@ def _limits(args: argparse.Namespace) -> Any:
 def _run(fn: Any, *args: Any) -> Any:
     """Call into the fleet package; its errors become one-line CLI errors."""
     from gateway.fleet import FleetError
+    from gateway.fleet.errors import UntrustedHub
 
     try:
         return fn(*args)
+    except UntrustedHub as exc:
+        # A private CA (the emulator's, a lab's): say which switch trusts it.
+        hint = "give the hub's CA with --ca-file PEM or REQUESTS_CA_BUNDLE"
+        raise CommandError(f"{exc}; {hint}") from None
     except FleetError as exc:
         raise CommandError(str(exc)) from None
 
@@ -634,7 +639,9 @@ def _tag(args: argparse.Namespace) -> int:
     tags = {k: v for k, v in given if v is not None}
     if not tags:
         raise CommandError("nothing to set: give --group, --ring and/or --adu-group")
-    if bool(args.devices) == bool(args.where):
+    if not args.devices and not args.where:
+        raise CommandError("no MCUs named: give DEVICE_IDs or --where CONDITION")
+    if args.devices and args.where:
         raise CommandError("name the MCUs either as DEVICE_IDs or with --where, not both")
     hub = _hub(args)
     devices = list(args.devices) or _run(deploy.device_ids, hub, args.where)

@@ -154,6 +154,46 @@ def test_connection_string_from_the_environment(
     assert (code, out.strip()) == (0, "no rollouts")
 
 
+def test_a_private_ca_without_ca_file_names_the_certificate_and_the_switch(
+    fast_hub: HubEmulator, cs_file: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    # The emulator's CA is private: with neither --ca-file nor REQUESTS_CA_BUNDLE
+    # only the system CAs are trusted, and they do not vouch for it.
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    code, out, err = run(capsys, "fleet", "status", "--service-cs-file", str(cs_file))
+    assert (code, out) == (1, "")
+    assert err.count("\n") == 1, err
+    line = err.strip()
+    # The verifier's own reason, whole: the emulator's chain ends at its private CA.
+    assert "its TLS certificate is not trusted (unable to get local issuer certificate)" in line
+    assert line.endswith("give the hub's CA with --ca-file PEM or REQUESTS_CA_BUNDLE"), line
+    assert "SSLCertVerificationE)" not in line  # no text cut mid-word
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "no MCUs named: give DEVICE_IDs or --where CONDITION"),
+        (
+            ["m1", "--where", "tags.ring = 'x'"],
+            "name the MCUs either as DEVICE_IDs or with --where, not both",
+        ),
+    ],
+)
+def test_tag_says_what_is_missing_in_one_line(
+    fast_hub: HubEmulator, cs_file: Path, capsys: pytest.CaptureFixture[str],
+    argv: list[str], message: str,
+) -> None:  # fmt: skip
+    small_fleet(fast_hub)
+    code, out, err = run(capsys, "fleet", "tag", "--ring", "canary", *argv,
+                         *conn(fast_hub, cs_file))  # fmt: skip
+    assert (code, out) == (1, "")
+    assert err == f"mcu-gateway fleet tag: error: {message}\n"
+    tags = fast_hub.call(lambda s: {d: t.tags.get("ring") for d, t in s.hub.twins.items()})
+    assert tags == {"m1": "canary", "m2": "canary", "m3": None, "m4": None}  # nothing changed
+
+
 @pytest.fixture
 def package_server(tmp_path: Path) -> Iterator[str]:
     """Plain HTTP on loopback serving one package file; yields its URL."""
