@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 import shutil
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import main
+from gateway.cli import build_parser, main
 from simulators.hub import HubEmulator
 from tests.gateway.fleet.conftest import mcu, seed
 from tests.net import addr
@@ -49,6 +50,33 @@ def with_flag(argv: list[str], flag: str, value: str) -> list[str]:
 
 def conn(hub: HubEmulator, cs_file: Path) -> list[str]:
     return ["--service-cs-file", str(cs_file), "--ca-file", hub.facts.ca_path]
+
+
+def _fleet_parsers() -> dict[str, argparse.ArgumentParser]:
+    def subs(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+        return next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+    return subs(subs(build_parser())["fleet"])
+
+
+def test_every_fleet_option_shows_its_default_in_help() -> None:
+    parsers = _fleet_parsers()
+    assert len(parsers) == 9
+    missing = []
+    for name, parser in parsers.items():
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            if action.help == argparse.SUPPRESS or isinstance(action, argparse._HelpAction):
+                continue
+            text = formatter._expand_help(action) if action.help else ""
+            what = f"fleet {name} {(action.option_strings or [action.dest])[0]}"
+            if not text:
+                missing.append(f"{what}: no help")
+            # An option that takes a value says what happens without it; a flag is off.
+            takes_value = action.option_strings and action.nargs != 0 and not action.required
+            if text and takes_value and "(default: " not in text:
+                missing.append(f"{what}: {text}")
+    assert missing == []
 
 
 def test_status_counts_and_pinpoints_failures(
