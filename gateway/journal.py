@@ -2,9 +2,15 @@
 
 One SQLite file in the state directory, in WAL mode with ``synchronous=FULL``,
 so every committed call survives ``kill -9`` and power loss; each public
-method is one short transaction. It is used from one asyncio process: one
-connection, serialised by a lock, with calls short enough to make on the
-event loop (a WAL commit is one fsync).
+method is one short transaction. The one exception is :meth:`Journal.record_progress`,
+a figure the MCU's own acknowledgement makes up for on a resume: it is committed
+without its own fsync (``synchronous=NORMAL``), so it survives ``kill -9`` (the
+write is in the OS's cache) and reaches the disk with the next durable commit;
+power loss can only take it back to an earlier, still consistent figure.
+
+It is used from one asyncio process: one connection, serialised by a lock,
+with calls short enough to make on the event loop (a durable WAL commit is one
+fsync).
 
 Per MCU (keyed by uid hex) it holds the identity (device id, model), the port
 it was last seen on and its last known slots; and at most one update in
@@ -202,22 +208,29 @@ class Journal:
             self._db.executescript(f"BEGIN;{_SCHEMA}PRAGMA user_version={SCHEMA_VERSION};COMMIT;")
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self, *, fsync: bool = True) -> Iterator[sqlite3.Connection]:
+        """One transaction; ``fsync=False`` commits it to the WAL without syncing the file."""
         with self._lock:
             try:
-                self._db.execute("BEGIN IMMEDIATE")
+                if not fsync:
+                    self._db.execute("PRAGMA synchronous=NORMAL")
                 try:
-                    yield self._db
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    # Also after a failed COMMIT (a full disk): a transaction left open
-                    # would refuse every later BEGIN, even once space is back.
-                    if self._db.in_transaction:
-                        try:
-                            self._db.execute("ROLLBACK")
-                        except sqlite3.Error:
-                            log.debug("journal rollback failed", exc_info=True)
-                    raise
+                    self._db.execute("BEGIN IMMEDIATE")
+                    try:
+                        yield self._db
+                        self._db.execute("COMMIT")
+                    except BaseException:
+                        # Also after a failed COMMIT (a full disk): a transaction left open
+                        # would refuse every later BEGIN, even once space is back.
+                        if self._db.in_transaction:
+                            try:
+                                self._db.execute("ROLLBACK")
+                            except sqlite3.Error:
+                                log.debug("journal rollback failed", exc_info=True)
+                        raise
+                finally:
+                    if not fsync:  # every other write stays fully durable
+                        self._db.execute("PRAGMA synchronous=FULL")
             except sqlite3.Error as exc:
                 raise self._error(exc) from exc
 
@@ -365,10 +378,13 @@ class Journal:
     ) -> None:
         """``resume_offset`` defaults to ``bytes_written`` (the MCU's cumulative ack)."""
         offset = bytes_written if resume_offset is None else resume_offset
-        self._update_run(uid, "bytes_written = ?, resume_offset = ?", bytes_written, offset)
+        # No fsync of its own: the MCU's acknowledgement, not this figure, decides a resume.
+        self._update_run(
+            uid, "bytes_written = ?, resume_offset = ?", bytes_written, offset, fsync=False
+        )
 
-    def _update_run(self, uid: str, assignment: str, *values: object) -> None:
-        with self._tx() as db:
+    def _update_run(self, uid: str, assignment: str, *values: object, fsync: bool = True) -> None:
+        with self._tx(fsync=fsync) as db:
             cursor = db.execute(
                 f"UPDATE update_run SET {assignment}, updated_at = ? WHERE uid = ?",
                 (*values, time.time(), uid),

@@ -99,6 +99,44 @@ def test_update_needs_a_known_mcu(journal: Journal) -> None:
         journal.begin_update("ffff", "2.0.0", SHA_A, "https://x/p")
 
 
+def test_only_progress_skips_its_own_fsync(journal: Journal) -> None:
+    # Which synchronous level each COMMIT ran under: FULL (2) fsyncs the WAL, NORMAL (1)
+    # leaves the write in the OS cache until the next FULL commit (kill -9 keeps it).
+    levels: list[tuple[str, int]] = []
+    db = journal._db
+    step = [""]
+
+    def trace(sql: str) -> None:
+        if sql.strip().upper() == "COMMIT":
+            levels.append((step[0], journal._db.execute("PRAGMA synchronous").fetchone()[0]))
+
+    db.set_trace_callback(trace)
+    try:
+        for name, write in [
+            ("begin", lambda: journal.begin_update("0a1b", "2.0.0", SHA_A, "https://x/p")),
+            ("phase", lambda: journal.set_phase("0a1b", Phase.APPLYING)),
+            ("progress", lambda: journal.record_progress("0a1b", 512)),
+            ("progress", lambda: journal.record_progress("0a1b", 1024)),
+            ("slots", lambda: journal.set_slots("0a1b", [{"version": "1.0.0"}])),
+            ("finish", lambda: journal.finish_update("0a1b", Outcome.CURRENT)),
+        ]:
+            step[0] = name
+            write()
+        # A refused progress write (no update in progress: rolled back, no COMMIT)
+        # leaves the connection durable for the next write.
+        step[0] = "refused"
+        with pytest.raises(JournalError):
+            journal.record_progress("0a1b", 2048)
+        step[0] = "assignment"
+        journal.put_assignment("sim-0a1b", "hub.example")
+    finally:
+        db.set_trace_callback(None)
+    assert levels == [("begin", 2), ("phase", 2), ("progress", 1), ("progress", 1),
+                      ("slots", 2), ("finish", 2), ("assignment", 2)]  # fmt: skip
+    assert db.execute("PRAGMA synchronous").fetchone()[0] == 2
+    assert journal.history("0a1b")[0].bytes_written == 1024
+
+
 # A writer that never stops: each cycle begins an update, records progress in steps and
 # finishes it, printing what it committed so the parent knows what must survive.
 _WRITER = """
