@@ -1,9 +1,10 @@
-# Both targets create or reuse the virtual environment in .venv.
+# Every target creates or reuses the virtual environment in .venv; `make test` first runs
+# tests/setup_env.sh, which installs the Debian packages the suite needs (or names them).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo setup test lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +19,12 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: lint
+setup:
+	@PYTHON=$(PYTHON) $(SHELL) tests/setup_env.sh
+
+# In this order even under make -j: nothing is built before the set-up step passed.
+test: setup
+	@$(MAKE) --no-print-directory lint
 	$(BIN)/pytest
 
 bench: $(VENV)/.installed

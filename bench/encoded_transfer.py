@@ -13,7 +13,9 @@ Printed per pair and baud: image size, DATA payload bytes ("wire"), its share
 of the image, transfer seconds, and the effective rate: image bytes per second
 of transfer over the link's byte rate (baud/10). Then the gateway CPU to encode
 (compress, and compute the delta), also for a ~512 KiB image pair, and the
-MCU decoder RAM. The targets of issue 13 are checked at the end.
+MCU decoder RAM (measured and checked by bench.c_decoders, quoted here). The
+targets of issue 13 are checked at the end; the MCU's decode times are the C
+decoders' measured ones (simulators/mcu/models.py).
 """
 
 from __future__ import annotations
@@ -153,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{len(d.stream)} |")  # fmt: skip
     print()
     for name, parts in DECODER_RAM.items():
-        print(f"MCU decoder RAM, {name}: {sum(parts.values())} B ({parts})")
+        # Measured and checked by bench.c_decoders on the C build; quoted here only.
+        print(f"MCU decoder RAM, {name}: {sum(parts.values())} B ({parts}; bench.c_decoders)")
     ok = _targets(rows, cpu_rows)
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))
@@ -183,8 +186,6 @@ def _targets(rows: list[Row], cpu_rows: list[tuple[str, int, float, float, float
     if big:
         checks.append((f"delta CPU for {big[0][1] // 1024} KiB < {TARGET_CPU_S} s",
                        big[0][4] < TARGET_CPU_S, f"{big[0][4]:.2f} s"))  # fmt: skip
-    ram = max(sum(p.values()) for p in DECODER_RAM.values())
-    checks.append(("decoder RAM <= 6 KiB", ram <= 6 * 1024, f"{ram} B"))
     print()
     for what, ok, value in checks:
         print(f"{'PASS' if ok else 'FAIL'}  {what}: {value}")

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import errno
 import re
 import sys
 import tempfile
@@ -35,20 +34,19 @@ GOOD, BAD = "vmcu-f4", "vmcu-l0"
 
 async def _start_lab(root: Path, models: list[str], time_scale: float) -> Any:
     from gateway.lab import Lab
+    from simulators.hub.addresses import first_free_async
     from simulators.hub.errors import StartupError
 
-    for n in range(1, 40):
-        lab = Lab(root / f"lab-{n}", f"127.89.0.{n}", models, grouped_sims=True,
-                  hub_time_scale=time_scale)  # fmt: skip
-        try:
-            await lab.__aenter__()
-            return lab
-        except StartupError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE:
-                continue
-            raise
-    raise SystemExit("no free address 127.89.0.1-39 for the hub emulator")
+    async def start(address: str) -> Any:
+        lab = Lab(root / f"lab-{address.rsplit('.', 1)[1]}", address, models,
+                  grouped_sims=True, hub_time_scale=time_scale)  # fmt: skip
+        await lab.__aenter__()
+        return lab
+
+    try:
+        return await first_free_async((f"127.89.0.{n}" for n in range(1, 40)), start)
+    except StartupError as exc:
+        raise SystemExit(str(exc)) from exc
 
 
 async def _wait(lab: Any, predicate: Any, within: float, what: str) -> float:

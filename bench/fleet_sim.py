@@ -11,7 +11,6 @@ sped up by one time scale.
 
 from __future__ import annotations
 
-import errno
 import random
 import threading
 from collections.abc import Collection
@@ -27,18 +26,17 @@ UPDATE_TIME = (60.0, 180.0)
 def start_hub(state: Path, subnet: str, time_scale: float, tier: Tier = Tier.S1) -> Any:
     """The emulator on the first free ``subnet``N address."""
     from simulators.hub import HubEmulator, StartupError
+    from simulators.hub.addresses import first_free
 
-    for n in range(1, 40):
-        hub = HubEmulator(state, f"{subnet}{n}", time_scale=time_scale, tier=tier)
-        try:
-            hub.start()
-            return hub
-        except StartupError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE:
-                continue
-            raise
-    raise SystemExit(f"no free address {subnet}1-39 for the hub emulator")
+    def start(address: str) -> Any:
+        hub = HubEmulator(state, address, time_scale=time_scale, tier=tier)
+        hub.start()
+        return hub
+
+    try:
+        return first_free((f"{subnet}{n}" for n in range(1, 40)), start)
+    except StartupError as exc:
+        raise SystemExit(str(exc)) from exc
 
 
 def seed(hub: Any, models: dict[str, int], version: str = "1.0.0", gateways: int = 2) -> list[str]:

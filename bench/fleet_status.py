@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import errno
 import json
 import os
 import random
@@ -35,20 +34,19 @@ STATUSES = ("current",) * 90 + ("downloading", "applying", "verifying") * 2 + ("
 
 def _start_hub(state: Path, tier: str) -> Any:
     from simulators.hub import HubEmulator, StartupError
+    from simulators.hub.addresses import first_free
     from simulators.hub.throttling import Tier
 
-    for n in range(1, 40):
+    def start(address: str) -> Any:
         # IoT Hub's ratios, 60 times faster: the repeated runs stay in the S1 query budget.
-        hub = HubEmulator(state, f"127.88.0.{n}", time_scale=60.0, tier=Tier(tier))
-        try:
-            hub.start()
-            return hub
-        except StartupError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE:
-                continue
-            raise
-    raise SystemExit("no free address 127.88.0.1-39 for the hub emulator")
+        hub = HubEmulator(state, address, time_scale=60.0, tier=Tier(tier))
+        hub.start()
+        return hub
+
+    try:
+        return first_free((f"127.88.0.{n}" for n in range(1, 40)), start)
+    except StartupError as exc:
+        raise SystemExit(str(exc)) from exc
 
 
 def _twin(i: int, rng: random.Random) -> tuple[str, dict[str, Any], dict[str, Any]]:

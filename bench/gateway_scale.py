@@ -35,7 +35,6 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
-import errno
 import json
 import os
 import re
@@ -47,6 +46,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.stats import percentile
 from gateway.config import PolicySettings
 
 NEW_VERSION = "2.0.0"
@@ -77,13 +77,6 @@ def proc_cpu_ms(pid: int | str = "self") -> int:
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
     return ticks * 1000 // os.sysconf("SC_CLK_TCK")
-
-
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 # ---------------------------------------------------------------- the gateway child
@@ -207,20 +200,15 @@ class GatewayChild:
 
 async def _start_lab(root: Path, models: list[str], baud: int) -> Any:
     from gateway.lab import Lab
-    from simulators.hub.errors import StartupError
+    from simulators.hub.addresses import first_free_async
 
-    for n in range(1, 40):
-        lab = Lab(root / f"lab-{n}", f"127.78.0.{n}", models, ("--baud", str(baud)), baud,
-                  grouped_sims=True)  # fmt: skip
-        try:
-            await lab.__aenter__()
-            return lab
-        except StartupError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE:
-                continue
-            raise
-    raise RuntimeError("no free loopback address for the hub emulator (127.78.0.1-39)")
+    async def start(address: str) -> Any:
+        lab = Lab(root / f"lab-{address.rsplit('.', 1)[1]}", address, models,
+                  ("--baud", str(baud)), baud, grouped_sims=True)  # fmt: skip
+        await lab.__aenter__()
+        return lab
+
+    return await first_free_async((f"127.78.0.{n}" for n in range(1, 40)), start)
 
 
 async def _poll_hub(lab: Any, count: Any, target: int, deadline: float, what: str) -> float:
@@ -394,12 +382,12 @@ def _rows(r: dict[str, Any], args: argparse.Namespace) -> list[tuple[str, str]]:
         ("time to all online (hub)", f"{r['t_online']:.1f} s"),
         ("time to all twins reported", f"{r['t_ready']:.1f} s"),
         ("desired set (service SDK)", f"{r['t_set']:.1f} s ({n / r['t_set']:.0f} twins/s)"),
-        ("desired -> update start p50/p99", f"{_percentile(begin_ms, .5):.0f} / "
-                                            f"{_percentile(begin_ms, .99):.0f} ms"),
-        ("desired -> first DATA p50", f"{_percentile(ms, 0.5):.0f} ms"),
-        ("desired -> first DATA p99", f"{_percentile(ms, 0.99):.0f} ms"),
+        ("desired -> update start p50/p99", f"{percentile(begin_ms, .5):.0f} / "
+                                            f"{percentile(begin_ms, .99):.0f} ms"),
+        ("desired -> first DATA p50", f"{percentile(ms, 0.5):.0f} ms"),
+        ("desired -> first DATA p99", f"{percentile(ms, 0.99):.0f} ms"),
         (f"flash time per MCU p50 ({args.size // 1024} KiB)",
-         f"{_percentile(r['flash_s'], 0.5):.2f} s"),
+         f"{percentile(r['flash_s'], 0.5):.2f} s"),
         ("total time to all current", f"{r['t_all']:.1f} s"),
         ("MCUs current with new version", f"{r['current']} / {n}"),
         ("downloads per package", ", ".join(str(d) for d in r["downloads"])),
@@ -408,7 +396,7 @@ def _rows(r: dict[str, Any], args: argparse.Namespace) -> list[tuple[str, str]]:
          f"{r['gateway_cpu_rollout_s'] / max(1e-9, r['bytes_flashed'] / 1e6):.3f} s"),
         ("simulator CPU (whole life)", f"{r['sim_cpu_s']:.1f} s"),
         ("link efficiency min / p50", f"{min(r['link_eff'], default=0):.3f} / "
-                                      f"{_percentile(r['link_eff'], 0.5):.3f}"),
+                                      f"{percentile(r['link_eff'], 0.5):.3f}"),
     ]  # fmt: skip
 
 

@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.stats import percentile
+
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -34,11 +36,6 @@ def _rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def _run(clients: int, rounds: int, host: str, state: Path) -> list[tuple[str, str]]:
@@ -97,8 +94,8 @@ async def _run(clients: int, rounds: int, host: str, state: Path) -> list[tuple[
             ("time for all to connect", f"{connect_s:.2f} s"),
             ("hub CPU during connects", f"{cpu_connect:.2f} s"),
             ("twin GETs timed", f"{len(ms)} ({rounds} rounds x {clients}, concurrent)"),
-            ("twin round trip p50", f"{_percentile(ms, 0.50):.1f} ms"),
-            ("twin round trip p99", f"{_percentile(ms, 0.99):.1f} ms"),
+            ("twin round trip p50", f"{percentile(ms, 0.50):.1f} ms"),
+            ("twin round trip p99", f"{percentile(ms, 0.99):.1f} ms"),
             ("twin round trip mean", f"{statistics.fmean(ms):.1f} ms"),
             ("hub CPU per twin GET", f"{cpu_twins / len(ms) * 1e6:.0f} us"),
             ("hub RSS idle (devices registered)", f"{rss_idle:.1f} MiB"),

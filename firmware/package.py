@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 from firmware.errors import PackageError, VerificationError
 from firmware.keys import Algorithm, PrivateKey, PublicKey, algorithm_of, key_id, sign
+from firmware.magic import MAGIC
 from firmware.manifest import Compatibility, Manifest, UpdateId
 from firmware.reasons import ReasonCode
 
-MAGIC = b"\x89MCUFW\r\n"  # high bit and CRLF catch 7-bit and text-mode transfers, as PNG does
 FORMAT_VERSION = 1
 MAX_MANIFEST_LEN = 64 * 1024
 _HEADER = struct.Struct(">8sHHIQ")  # magic, format version, reserved, manifest len, payload len

@@ -523,7 +523,7 @@ class McuAgent:
     # ------------------------------------------------------------ direct methods
 
     async def _method_get_info(self, payload: Any) -> tuple[int, Any]:
-        from gateway.cli.info import facts_dict
+        from gateway.facts import facts_dict
 
         if self._port_lock.locked():
             return 200, {**facts_dict(self.facts), "busy": True}

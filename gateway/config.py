@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -274,13 +274,17 @@ def _serial(t: Table) -> SerialSettings:
         rescan_interval_s=t.number("rescan_interval_s", 5.0, low=0.1),
         probe_timeout_s=t.number("probe_timeout_s", 2.0, low=0.05),
         bootloaders=tuple(driver_name(t, f"bootloaders[{i}]", n) for i, n in enumerate(order)),
-        rules=tuple(_rule(r, driver_name) for r in t.tables("port")),
+        rules=tuple(_rule(r, driver_name, order) for r in t.tables("port")),
     )
     t.finish()
     return settings
 
 
-def _rule(t: Table, driver_name: Callable[[Table, str, str], str]) -> PortRule:
+def _rule(
+    t: Table, driver_name: Callable[[Table, str, str], str], order: Sequence[str]
+) -> PortRule:
+    from protocols import registry
+
     raw = t.text("match")
     bootloader = t.text("bootloader", None)
     rule = PortRule(
@@ -289,6 +293,13 @@ def _rule(t: Table, driver_name: Callable[[Table, str, str], str]) -> PortRule:
         baud=t.integer("baud", None, low=300, high=12_000_000),
         options=t.scalars("options"),
     )
+    # A misspelt option would be ignored by every driver: refuse it as any unknown key.
+    try:
+        registry.check_options(
+            rule.options, registry.probe_order([rule.bootloader] if rule.bootloader else order)
+        )
+    except registry.UnknownOption as exc:
+        raise t.error(f"options.{exc.key}", str(exc)) from None
     t.finish()
     return rule
 

@@ -15,7 +15,6 @@ import os
 import random
 import signal
 import string
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +25,9 @@ from simulators import registry as simulators
 from simulators.hub import HubEmulator, HubFacts
 from simulators.image_server import ImageServer
 from simulators.image_tls import make_test_pki
+from simulators.mcu import launch
 
-SIM_START_TIMEOUT_S = 20.0
+SIM_START_TIMEOUT_S = launch.START_TIMEOUT_S
 #: The demo's gateway configuration, a template filled in by :meth:`Lab.config_text`.
 DEMO_TEMPLATE = Path(__file__).resolve().parents[1] / "config" / "demo.toml"
 
@@ -44,19 +44,13 @@ class SimHandle:
     pty: str = ""
 
     async def start(self) -> None:
-        cmd = [
-            sys.executable, "-m", "gateway.cli", "sim", "--pty", "--state", str(self.state),
-            "--model", self.model, "--uid", self.uid, "--link", str(self.link), *self.args,
-        ]  # fmt: skip
-        self.proc = await asyncio.create_subprocess_exec(
-            *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
-        )
-        assert self.proc.stdout is not None
-        async with asyncio.timeout(SIM_START_TIMEOUT_S):
-            line = (await self.proc.stdout.readline()).decode().strip()
-        if not line.startswith("PTY "):
-            raise RuntimeError(f"simulator {self.index} did not start: {line!r}")
-        self.pty = line[4:]
+        args = ["--state", str(self.state), "--model", self.model, "--uid", self.uid,
+                "--link", str(self.link), *self.args]  # fmt: skip
+        try:
+            self.proc, ptys = await launch.start_async(args, start_timeout=SIM_START_TIMEOUT_S)
+        except launch.SimStartError as exc:
+            raise RuntimeError(f"simulator {self.index} did not start: {exc}") from exc
+        self.pty = ptys[0]
 
     async def kill(self) -> None:
         """Unplug: the process dies at once (its symlink is left dangling)."""
@@ -67,13 +61,8 @@ class SimHandle:
             self.link.unlink()
 
     async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.terminate()
-            try:
-                async with asyncio.timeout(10):
-                    await self.proc.wait()
-            except TimeoutError:
-                await self.kill()
+        if self.proc is not None:
+            await launch.stop_async(self.proc)
 
 
 @dataclass
@@ -102,31 +91,18 @@ class SimGroup:
         return self.link.with_name(f"{self.link.name}-{i:03d}")
 
     async def start(self) -> None:
-        cmd = [
-            sys.executable, "-m", "gateway.cli", "sim", "--pty", "--state", str(self.state),
-            "--model", self.model, "--uid", self.uid, "--count", str(self.count),
-            "--link", str(self.link), *self.args,
-        ]  # fmt: skip
-        self.proc = await asyncio.create_subprocess_exec(
-            *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
-        )
-        assert self.proc.stdout is not None
-        async with asyncio.timeout(SIM_START_TIMEOUT_S + 0.1 * self.count):
-            for _ in range(self.count):
-                line = (await self.proc.stdout.readline()).decode().strip()
-                if not line.startswith("PTY "):
-                    raise RuntimeError(f"simulator group {self.link.name} did not start: {line!r}")
-                self.ptys.append(line[4:])
+        args = ["--state", str(self.state), "--model", self.model, "--uid", self.uid,
+                "--count", str(self.count), "--link", str(self.link), *self.args]  # fmt: skip
+        try:
+            self.proc, self.ptys = await launch.start_async(
+                args, count=self.count, start_timeout=SIM_START_TIMEOUT_S + 0.1 * self.count
+            )
+        except launch.SimStartError as exc:
+            raise RuntimeError(f"simulator group {self.link.name} did not start: {exc}") from exc
 
     async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.terminate()
-            try:
-                async with asyncio.timeout(10):
-                    await self.proc.wait()
-            except TimeoutError:
-                self.proc.send_signal(signal.SIGKILL)
-                await self.proc.wait()
+        if self.proc is not None:
+            await launch.stop_async(self.proc)
 
 
 @dataclass(frozen=True)

@@ -311,6 +311,9 @@ class DriverSpec:
     #: Rough rank in the auto-detect order: lower is tried first. A probe must not
     #: change what the device runs nor confuse a device of another kind.
     probe_rank: int = 50
+    #: The per-port option keys (``DriverOptions.extra``) the driver reads, so a
+    #: misspelt one is refused (``registry.check_options``); None: not declared.
+    options: frozenset[str] | None = None
 
 
 __all__ = [

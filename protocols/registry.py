@@ -15,12 +15,13 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from importlib.metadata import entry_points
 
 from protocols.driver import DeviceFacts, Driver, DriverError, DriverOptions, DriverSpec, NoAnswer
 from protocols.errors import PortNotFound
 from protocols.failures import DriverCode
+from protocols.trace import traced
 from protocols.transport import open_transport
 
 ENTRY_POINT_GROUP = "mcu_gateway.drivers"
@@ -91,6 +92,26 @@ def get(name: str) -> DriverSpec:
     return spec
 
 
+class UnknownOption(ValueError):
+    """A per-port option key that none of the drivers that may open the port reads."""
+
+    def __init__(self, key: str, order: Sequence[DriverSpec], known: set[str]) -> None:
+        who = " or ".join(s.name for s in order)
+        listed = ", ".join(sorted(known)) or "none"
+        super().__init__(f"unknown driver option {key!r} for {who} (known: {listed})")
+        self.key = key
+
+
+def check_options(keys: Iterable[str], order: Sequence[DriverSpec]) -> None:
+    """Refuse a key that no driver in ``order`` reads (when they all declare their keys)."""
+    if not order or any(s.options is None for s in order):
+        return
+    known = set().union(*(s.options or () for s in order))
+    for key in keys:
+        if key not in known:
+            raise UnknownOption(key, order, known)
+
+
 def probe_order(names: Sequence[str] = ()) -> list[DriverSpec]:
     """The drivers to try on a port: ``names`` in that order, or all by probe rank."""
     if names:
@@ -106,7 +127,7 @@ async def open_driver(port: str, spec: DriverSpec, options: DriverOptions) -> As
     except PortNotFound as exc:
         raise DriverError(DriverCode.DISCONNECTED, str(exc)) from exc
     try:
-        yield spec.open(transport, options)
+        yield spec.open(traced(transport, port), options)
     finally:
         await transport.close()
 
@@ -146,7 +167,9 @@ __all__ = [
     "BUILTIN",
     "ENTRY_POINT_GROUP",
     "UnknownDriver",
+    "UnknownOption",
     "available",
+    "check_options",
     "connect",
     "detect",
     "get",

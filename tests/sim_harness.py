@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import select
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from gateway.cli import main as cli_main
+from simulators.mcu import launch
 
 STARTUP_TIMEOUT_S = 20.0
 
@@ -26,24 +23,28 @@ class SimProcess:
         self.state = state
         self.args = list(args)
         self.proc: subprocess.Popen[bytes] | None = None
+        self.failed: launch.SimStartError | None = None
         self.port = ""
 
     def start(self, extra: Sequence[str] = ()) -> SimProcess:
         if self.proc is not None:
             self.stop()
-        cmd = [
-            sys.executable, "-m", "gateway.cli", "sim", "--pty",
-            "--state", str(self.state), *self.args, *extra,
-        ]  # fmt: skip
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        assert self.proc.stdout is not None
-        line = _readline(self.proc, STARTUP_TIMEOUT_S)
-        if not line.startswith("PTY "):
-            raise RuntimeError(f"sim did not announce a pty: {line!r} {self.stderr()}")
-        self.port = line.split(" ", 1)[1]
+        # launch.start stops, reaps and closes everything itself when the sim fails to start;
+        # its exit status and stderr stay readable through wait_exit() and stderr().
+        self.failed = None
+        try:
+            child = launch.start(
+                ["--state", str(self.state), *self.args, *extra], timeout=STARTUP_TIMEOUT_S
+            )
+        except launch.SimStartError as exc:
+            self.proc, self.failed = None, exc
+            raise
+        self.proc, self.port = child.proc, child.port
         return self
 
     def stderr(self) -> str:
+        if self.proc is None and self.failed is not None:
+            return self.failed.stderr
         if self.proc is None or self.proc.poll() is None or self.proc.stderr is None:
             return ""
         if self.proc.stderr.closed:
@@ -51,6 +52,8 @@ class SimProcess:
         return self.proc.stderr.read().decode(errors="replace")
 
     def wait_exit(self, timeout: float) -> int:
+        if self.proc is None and self.failed is not None and self.failed.returncode is not None:
+            return self.failed.returncode  # it died at start-up; already reaped
         assert self.proc is not None
         return self.proc.wait(timeout=timeout)
 
@@ -67,33 +70,12 @@ class SimProcess:
                 stream.close()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._close_streams()
+        if self.proc is not None:
+            launch.stop(self.proc)
 
     def restart(self, extra: Sequence[str] = ()) -> SimProcess:
         self.stop()
         return self.start(extra)
-
-
-def _readline(proc: subprocess.Popen[bytes], timeout: float) -> str:
-    assert proc.stdout is not None
-    fd = proc.stdout.fileno()
-    deadline = time.monotonic() + timeout
-    buf = b""
-    while not buf.endswith(b"\n"):
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
-            raise TimeoutError(f"no line from simulator within {timeout} s")
-        chunk = os.read(fd, 1)
-        if not chunk:
-            break
-        buf += chunk
-    return buf.decode().strip()
 
 
 @contextlib.contextmanager

@@ -6,7 +6,10 @@ import pytest
 
 from gateway.cli import build_parser, main
 
-COMMANDS = ("sim", "info", "flash", "conformance", "image", "hub", "run", "fleet", "adu", "demo")
+COMMANDS = (
+    "sim", "ports", "info", "flash", "reset", "abort", "conformance", "image", "hub", "run",
+    "fleet", "adu", "demo",
+)  # fmt: skip
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.cli.common import CommandError
+from gateway.cli.serial_common import add_port_args
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -22,8 +23,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "again if it was). With --write a scratch image is transferred into the inactive "
         "slot, verified, activated and trial-booted.",
     )
-    p.add_argument("--port", required=True, help="serial device, socket://HOST:PORT or loop://")
-    p.add_argument("--baud", type=int, default=115200)
+    add_port_args(p)
     p.add_argument("--write", action="store_true", help="also run the checks that write flash")
     p.add_argument(
         "--check", action="append", metavar="ID", help="run only this check (repeatable)"
@@ -36,6 +36,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 def _run(args: argparse.Namespace) -> int:
     from protocols.errors import PortNotFound
     from protocols.mcugw.conformance import CHECKS, CheckResult, junit_xml, run_suite
+    from protocols.trace import traced
     from protocols.transport import open_transport
 
     known = {c.id for c in CHECKS}
@@ -51,10 +52,13 @@ def _run(args: argparse.Namespace) -> int:
         mark = {"pass": "PASS", "fail": "FAIL", "skip": "skip"}[r.outcome]
         tail = f"  ({r.detail})" if r.detail else ""
         print(f"{mark}  {r.section:<6} {r.id:<22} {r.title}{tail}", flush=True)
+        if r.outcome == "fail":
+            for rule in r.rules:  # the sentences of docs/protocol.md it broke
+                print(f"      rule {rule}", flush=True)
 
     async def go() -> Any:
         try:
-            transport = await open_transport(args.port, args.baud)
+            transport = traced(await open_transport(args.port, args.baud), args.port)
         except PortNotFound as exc:
             raise CommandError(str(exc)) from exc
         try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import errno
 import logging
 import tempfile
 import time
@@ -71,20 +70,19 @@ def _log_to_file(path: Path) -> None:
 
 async def _start_lab(root: Path, models: list[str], baud: int) -> Any:
     from gateway.lab import Lab
+    from simulators.hub.addresses import first_free_async
     from simulators.hub.errors import StartupError
 
-    for n in range(1, 40):
-        lab = Lab(root / f"lab-{n}", f"127.77.0.{n}", models, ("--baud", str(baud)), baud,
-                  hub_time_scale=600)  # fmt: skip
-        try:
-            await lab.__aenter__()
-            return lab
-        except StartupError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE:
-                continue  # another hub (or demo) holds this address's port 8883
-            raise CommandError(f"cannot start the hub emulator: {exc}") from exc
-    raise CommandError("no free loopback address for the hub emulator (127.77.0.1-39)")
+    async def start(address: str) -> Lab:
+        lab = Lab(root / f"lab-{address.rsplit('.', 1)[1]}", address, models,
+                  ("--baud", str(baud)), baud, hub_time_scale=600)  # fmt: skip
+        await lab.__aenter__()
+        return lab
+
+    try:  # another hub (or demo) may hold an address's port 8883
+        return await first_free_async((f"127.77.0.{n}" for n in range(1, 40)), start)
+    except StartupError as exc:
+        raise CommandError(f"cannot start the hub emulator: {exc}") from exc
 
 
 async def _demo(args: argparse.Namespace, root: Path) -> int:

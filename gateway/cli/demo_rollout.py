@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 import time
 from typing import Any
 
@@ -20,17 +21,25 @@ from gateway.cli.common import CommandError
 RINGS = ("canary", "all")
 
 
+def _name(model: str) -> str:
+    """The model's rollout; names take lower-case letters, digits and "-" only."""
+    return "demo-" + re.sub(r"[^a-z0-9-]", "-", model.lower())
+
+
 def _plans(lab: Any, models: list[str], bad: str, version: str, size: Any) -> list[Any]:
     from firmware import keys
     from gateway.fleet.rollout import Package, Plan
+    from gateway.lab import sim_kind
 
     rogue = keys.generate(keys.Algorithm.ED25519)  # a key no gateway trusts
     plans = []
     for model in models:
         release = lab.release(version, model, size(model), key=rogue if model == bad else None)
         package = Package(version, release.url, release.sha256, release.size)
-        target = f"tags.[[group]] = 'demo' AND properties.reported.mcu.model = '{model}'"
-        plans.append(Plan(name=f"demo-{model}", package=package, target=target, rings=RINGS))
+        # The twin reports the model the driver reads (stm32f10x-md for the lab's stm32f103).
+        reported = sim_kind(model).device_model
+        target = f"tags.[[group]] = 'demo' AND properties.reported.mcu.model = '{reported}'"
+        plans.append(Plan(name=_name(model), package=package, target=target, rings=RINGS))
     return plans
 
 
@@ -77,7 +86,9 @@ async def run_rollout(
     from gateway.fleet.rollout import State
     from gateway.fleet.uri import check_package
 
-    models = sorted({a.facts.model for a in agents})
+    # The lab's names for the kinds of MCU (what lab.release takes), not the models the
+    # drivers report: an STM32 sim "stm32f103" reports "stm32f10x-md".
+    models = sorted({s.model for s in lab.sims})
     if len(models) < 2:
         raise CommandError("--rollout needs a mixed fleet: use --mcus 3 or more")
     bad = "vmcu-h7" if "vmcu-h7" in models else models[-1]
@@ -137,7 +148,7 @@ async def run_rollout(
     await _show_status(hub, console)
     states = {r.plan.name: r.state for r in rollouts}
     ok = all(
-        states.get(p.name) is (State.HALTED if p.name == f"demo-{bad}" else State.DONE)
+        states.get(p.name) is (State.HALTED if p.name == _name(bad) else State.DONE)
         for p in plans
     )
     if ok:

@@ -9,7 +9,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gateway.cli.common import CommandError
+from gateway.cli.common import (
+    CommandError,
+    add_trust_args,
+    check_trust_files,
+    fast_baud_rate,
+    positive_float,
+)
 from gateway.cli.serial_common import add_driver_args, driver_options, run_with_driver
 from protocols.driver import (
     Capability,
@@ -32,22 +38,33 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("flash", help="flash a firmware package or raw image into an MCU")
     p.add_argument("file", type=Path, metavar="FILE", help="package, or raw .bin with --version")
     add_driver_args(p)
-    p.add_argument("--version", help="version of a raw .bin image (semantic version)")
     p.add_argument(
-        "--fast-baud", type=int, default=0, help="switch to this rate for the transfer if supported"
+        "--version",
+        help="version of a raw .bin image (semantic version; an MCUboot image's header has it)",
+    )
+    p.add_argument(
+        "--fast-baud",
+        type=fast_baud_rate,
+        default=0,
+        metavar="N",
+        help="switch to this standard rate for the transfer (0: stay at --baud); refused "
+        "if the MCU's bootloader cannot change its rate",
     )
     p.add_argument("--json", action="store_true", help="end with one JSON result object")
-    p.add_argument(
-        "--trust",
-        type=Path,
-        action="append",
-        default=[],
-        metavar="PUBKEY",
-        help="trusted public key for package signatures (repeatable)",
-    )
+    add_trust_args(p, "trusted public key for package signatures (repeatable)")
     p.add_argument("--allow-unsigned", action="store_true", help="accept unsigned packages")
-    p.add_argument("--allow-downgrade", action="store_true")
-    p.add_argument("--confirm-timeout", type=float, default=DEFAULT_CONFIRM_TIMEOUT_S)
+    p.add_argument(
+        "--allow-downgrade",
+        action="store_true",
+        help="flash a version older than the installed one (package or raw image)",
+    )
+    p.add_argument(
+        "--confirm-timeout",
+        type=positive_float,
+        default=DEFAULT_CONFIRM_TIMEOUT_S,
+        metavar="S",
+        help="seconds to wait for the new app to confirm itself",
+    )
     p.set_defaults(func=_run)
 
 
@@ -56,19 +73,65 @@ def _load(args: argparse.Namespace) -> tuple[bytes, bool]:
         data = args.file.read_bytes()
     except OSError as exc:
         raise CommandError(f"cannot read {args.file}: {exc.strerror or exc}") from exc
-    from firmware.package import MAGIC
+    from firmware.magic import MAGIC
 
-    is_package = data.startswith(MAGIC)
-    if not is_package:
-        if not args.version:
-            raise CommandError(f"{args.file} is not a package; give --version for a raw image")
-        import semver
+    if data.startswith(MAGIC):
+        if args.version:
+            raise CommandError("--version is only for raw images; a package carries its version")
+        return data, True
+    header = _mcuboot_version(data)
+    if header is not None:
+        if args.version and args.version != header:
+            raise CommandError(
+                f"--version {args.version} disagrees with {args.file}'s MCUboot header ({header})"
+            )
+        args.version = header
+    if not args.version:
+        raise CommandError(f"{args.file} is not a package; give --version for a raw image")
+    import semver
 
-        if not semver.Version.is_valid(args.version):
-            raise CommandError(f"--version {args.version!r} is not a semantic version")
-    elif args.version:
-        raise CommandError("--version is only for raw images; a package carries its version")
-    return data, is_package
+    if header is None and not semver.Version.is_valid(args.version):
+        raise CommandError(f"--version {args.version!r} is not a semantic version")
+    return data, False
+
+
+def _mcuboot_version(data: bytes) -> str | None:
+    """The version in an MCUboot image header, or None if ``data`` is not an MCUboot image."""
+    from protocols.mcuboot.image import IMAGE_MAGIC, parse_image
+
+    if len(data) < 4 or int.from_bytes(data[:4], "little") != IMAGE_MAGIC:
+        return None
+    try:
+        return parse_image(data, check_hash=False).version
+    except ValueError as exc:
+        raise CommandError(f"MCUboot image: {exc}") from exc
+
+
+def _check_raw(args: argparse.Namespace, facts: DeviceFacts) -> None:
+    """The policy a package gets, for a raw image: no silent downgrade, no ignored option."""
+    import semver
+
+    installed = facts.installed_version
+    if installed and not args.allow_downgrade:
+        try:
+            older = semver.Version.parse(args.version) < semver.Version.parse(installed)
+        except ValueError:
+            older = False  # not both semantic versions (an MCUboot build number): no order
+        if older:
+            raise CommandError(
+                f"{args.file}: DOWNGRADE: version {args.version} is older than installed "
+                f"{installed}; pass --allow-downgrade to flash it anyway"
+            )
+
+
+def _check_fast_baud(args: argparse.Namespace, facts: DeviceFacts) -> None:
+    from protocols.driver import Capability
+
+    if args.fast_baud and Capability.SET_BAUD not in facts.capabilities:
+        raise CommandError(
+            f"--fast-baud {args.fast_baud}: the {facts.driver} bootloader on {args.port} "
+            "cannot change its rate"
+        )
 
 
 def _no_delta_reason(spec: DriverSpec, facts: DeviceFacts) -> str:
@@ -93,6 +156,12 @@ def _check_package(
     from firmware.policy import TrustPolicy, check_package
     from gateway.update import delta_base_sha256
 
+    if not args.trust and not args.allow_unsigned:
+        raise CommandError(
+            f"{args.file}: no --trust key given: name the public key the package is signed "
+            "with (--trust PUBKEY), or --allow-unsigned for an unsigned package"
+        )
+    check_trust_files(args.trust)
     try:
         policy = TrustPolicy.from_files(args.trust, allow_unsigned=args.allow_unsigned)
     except (OSError, FirmwareError) as exc:
@@ -176,9 +245,11 @@ def _run(args: argparse.Namespace) -> int:
     options = driver_options(args, fast_baud=args.fast_baud, confirm_timeout_s=args.confirm_timeout)
 
     async def body(spec: DriverSpec, driver: Driver, facts: DeviceFacts) -> InstallResult:
+        _check_fast_baud(args, facts)
         if is_package:
             image = _check_package(args, data, spec, facts)
         else:
+            _check_raw(args, facts)
             image = Image(data, args.version, hashlib.sha256(data).hexdigest())
         return await driver.install(image, progress)
 

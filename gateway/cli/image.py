@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gateway.cli.common import CommandError
+from gateway.cli.common import CommandError, add_trust_args
 
 if TYPE_CHECKING:
     from firmware.keys import PrivateKey
@@ -78,13 +78,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     d.add_argument("--to", dest="new", required=True, type=Path, help="the target package")
     d.add_argument("-o", "--out", required=True, type=Path)
     d.add_argument("--key", type=Path, help="private key to sign with (omit: unsigned)")
-    d.add_argument(
-        "--pubkey",
-        action="append",
-        default=[],
-        type=Path,
-        help="key OLD and NEW are signed with, if not --key's (repeat for several)",
-    )
+    add_trust_args(d, "key OLD and NEW are signed with, if not --key's (repeatable)")
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=_delta)
 
@@ -97,13 +91,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
     v = cmds.add_parser("verify", help="check a package as the gateway would")
     v.add_argument("package", type=Path)
-    v.add_argument(
-        "--pubkey",
-        action="append",
-        default=[],
-        type=Path,
-        help="trusted public key (repeat for several)",
-    )
+    add_trust_args(v, "trusted public key (repeatable)")
     v.add_argument("--allow-unsigned", action="store_true")
     v.add_argument("--check-value", help="expected SHA-256 of the package file")
     v.add_argument("--compat", help="MCU compatibility string manufacturer:model:hwrev")
@@ -203,7 +191,7 @@ def _delta(args: argparse.Namespace) -> int:
 
     key = _private_key(args.key) if args.key else None
     try:
-        anchors = [load_public_key(p) for p in args.pubkey]
+        anchors = [load_public_key(p) for p in args.trust]
         if key is not None:
             anchors.append(PublicKey.from_key(key.public_key()))
         # A patch is only as good as its inputs: they must verify, signed or not.
@@ -284,7 +272,7 @@ def _verify(args: argparse.Namespace) -> int:
 
     data = _read(args.package)
     try:
-        anchors = tuple(load_public_key(p) for p in args.pubkey)
+        anchors = tuple(load_public_key(p) for p in args.trust)
     except FirmwareError as exc:
         raise CommandError(str(exc)) from None
     checks: list[str] = []

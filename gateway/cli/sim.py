@@ -17,7 +17,7 @@ fault specs (repeat --fault):
   drop=RATE[:rx|tx|both]     lose a byte with probability RATE
   seed=N                     RNG seed for corrupt/drop
   delay=MS                   extra turnaround on every answer
-  cut-at=N|P%%                power cut once N bytes / P%% of the image are programmed
+  cut-at=N|P%                power cut once N bytes / P% of the image are programmed
   cut-op=N                   power cut at the Nth flash operation (torn write)
   cut-phase=PHASE[:K]        power cut at the Kth flash op of begin|data|verify|
                              activate|boot|confirm|abort

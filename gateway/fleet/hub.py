@@ -24,14 +24,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gateway.fleet.errors import FleetError, HubRefused
+from gateway.fleet.errors import FleetError, HubRefused, UntrustedHub
 
 log = logging.getLogger(__name__)
 
 PAGE = 100  # IoT Hub's largest query page ("Query twins": at most 100 records)
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-#: Seconds one call keeps retrying before it gives up with a one-line error.
+#: Seconds one call keeps retrying a throttled or busy hub before it gives up with
+#: a one-line error, and (shorter) an unreachable one.
 RETRY_BUDGET = 900.0
+UNREACHABLE_BUDGET = 120.0
 _BACKOFF_FIRST, _BACKOFF_CAP = 1.0, 60.0
 
 
@@ -40,6 +42,7 @@ class RetryPolicy:
     """How :class:`ServiceHub` waits out a throttled or unreachable hub."""
 
     budget: float = RETRY_BUDGET
+    unreachable_budget: float = UNREACHABLE_BUDGET
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
     #: Calls retried so far, by HTTP status (0: connection error); read by benchmarks.
@@ -129,6 +132,10 @@ class ServiceHub:
         try:
             self._configs = IoTHubConfigurationManager.from_connection_string(connection_string)
             self._registry = IoTHubRegistryManager.from_connection_string(connection_string)
+            for manager in (self._configs, self._registry):
+                # One retry loop, ours: msrest's own would sleep on connection
+                # errors for every attempt and retries no POST anyway.
+                manager.protocol.config.retry_policy.retries = 0
         except Exception as exc:  # the SDK raises bare ValueError/KeyError on bad strings
             raise FleetError(
                 "the service connection string does not parse "
@@ -140,7 +147,8 @@ class ServiceHub:
         from msrest.exceptions import ClientRequestError, HttpOperationError
 
         policy = self.retry
-        deadline = policy.clock() + policy.budget
+        started = policy.clock()
+        deadline = started + policy.budget
         attempt = 0
         while True:
             try:
@@ -152,8 +160,18 @@ class ServiceHub:
                     raise HubRefused(f"{what}: IoT Hub answered {_describe(exc)}", status) from None
                 wait = wait if wait is not None else policy.backoff(attempt)
             except ClientRequestError as exc:
-                if policy.clock() >= deadline:
+                # A certificate the CA does not vouch for will not heal by waiting.
+                untrusted = _certificate_error(exc)
+                if untrusted is not None:
+                    raise UntrustedHub(
+                        f"{what}: cannot reach IoT Hub: its TLS certificate is not trusted "
+                        f"({untrusted})"
+                    ) from None
+                if policy.clock() >= started + policy.unreachable_budget:
                     raise FleetError(f"{what}: cannot reach IoT Hub ({_first_line(exc)})") from None
+                if not attempt:
+                    log.warning("%s: cannot reach IoT Hub (%s); retrying for up to %.0f s",
+                                what, _first_line(exc), policy.unreachable_budget)  # fmt: skip
                 status, wait = 0, policy.backoff(attempt)
             policy.retried[status] = policy.retried.get(status, 0) + 1
             log.debug("%s: IoT Hub status %s; retrying in %.2fs", what, status or "-", wait)
@@ -235,6 +253,26 @@ class ServiceHub:
         self._call(
             f"tag {device_id}", self._registry.update_twin, device_id, Twin(tags=dict(tags)), "*"
         )
+
+
+def _certificate_error(exc: BaseException) -> str | None:
+    """The verifier's reason when ``exc`` comes from a failed certificate check, else None."""
+    import ssl
+
+    chain: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and all(cause is not seen for seen in chain):
+        chain.append(cause)
+        inner = getattr(cause, "inner_exception", None)
+        cause = (
+            inner if isinstance(inner, BaseException) else (cause.__cause__ or cause.__context__)
+        )
+    for cause in chain:
+        if isinstance(cause, ssl.SSLCertVerificationError) and cause.verify_message:
+            return str(cause.verify_message)
+    if any("CERTIFICATE_VERIFY_FAILED" in str(c) for c in chain):
+        return "certificate verify failed"  # requests may keep only the text of the cause
+    return None
 
 
 def _first_line(exc: BaseException) -> str:

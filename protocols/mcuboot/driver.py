@@ -610,4 +610,22 @@ SPEC = DriverSpec(
     summary="MCUboot via SMP (mcumgr) on the serial console: A/B swap, trial boot, revert",
     open=McubootDriver,
     probe_rank=30,
+    # driver.py and link.py (Timing.from_options)
+    options=frozenset(
+        {
+            "image",
+            "buf_size",
+            "board",
+            "uid_format",
+            "uid",
+            "slot_size",
+            "mode",
+            "compat",
+            "upload_window",
+            "response_timeout_s",
+            "erase_timeout_s",
+            "boot_timeout_s",
+            "retries",
+        }
+    ),
 )

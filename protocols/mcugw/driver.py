@@ -280,4 +280,5 @@ SPEC = DriverSpec(
     summary="this project's protocol (docs/protocol.md): A/B slots, resume, trial boot",
     open=McugwDriver,
     probe_rank=10,
+    options=frozenset(),  # reads no per-port keys
 )

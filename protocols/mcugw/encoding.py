@@ -22,6 +22,7 @@ Sans-I/O and pure: the session sends :attr:`Encoded.stream` as DATA.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import lzma
 import zlib
@@ -272,6 +273,13 @@ class DecodeError(Exception):
         self.status = status
 
 
+@functools.lru_cache(maxsize=16)
+def _probe_ratio(probe: bytes) -> float:
+    """How well the image's first block compresses. Remembered: a gateway flashes one
+    release to many MCUs, and each would otherwise pay the same LZMA run again."""
+    return compress(probe).ratio
+
+
 def choose(
     caps: int, image: bytes, base: bytes | None, base_in_slot: bool, *, allow: bool = True
 ) -> Encoded | None:
@@ -286,8 +294,7 @@ def choose(
     if not allow or not caps & Capability.COMPRESS:
         return None
     options = []
-    probe = image[:LZMA_BLOCK_SIZE]
-    if len(image) <= LZMA_BLOCK_SIZE or compress(probe).ratio >= _MIN_PROBE_RATIO:
+    if len(image) <= LZMA_BLOCK_SIZE or _probe_ratio(image[:LZMA_BLOCK_SIZE]) >= _MIN_PROBE_RATIO:
         options.append(compress(image))
     if base is not None and base_in_slot and caps & Capability.DELTA:
         options.append(delta(base, image))

@@ -12,7 +12,8 @@ codes and kinds (:func:`error_code`; the table is in docs/bootloaders.md).
 Per-port keys in ``DriverOptions.extra`` (all optional):
 
 ``reset_line``, ``boot0_line``
-    ``"dtr"``, ``"rts"`` or ``"none"``: which modem line drives NRST / BOOT0.
+    ``"dtr"``, ``"rts"``, ``"gpio:CHIP:LINE"`` (a Linux GPIO character-device line,
+    :mod:`~protocols.stm32rom.lines`) or ``"none"``: what drives NRST / BOOT0.
 ``reset_active_low`` (default true), ``boot0_active_high`` (default true)
     Pin levels that reset / select the system bootloader. An asserted line
     drives a USB-UART adapter's pin low.
@@ -23,6 +24,10 @@ Per-port keys in ``DriverOptions.extra`` (all optional):
     the way in when no modem lines are wired (and on the simulator's pty).
 ``compat``
     ``manufacturer:model:hwrev`` of the board (the ROM only knows the part).
+``erase`` (default ``pages``)
+    ``mass``: erase the whole flash with one command instead of the image's pages
+    or sectors (an F1 takes 20-40 ms for all of it instead of that per page), and
+    with it any data the application keeps in flash.
 ``boot_check`` (default ``none``)
     ``get-version``: after Go, send Get Version and expect silence, to catch a
     loader that ACKed Go and stayed (the app receives those two bytes).
@@ -74,8 +79,16 @@ from protocols.mcugw.timing import HOST_MARGIN_S
 from protocols.stm32rom import codec, layout, record
 from protocols.stm32rom.codec import ACK, NACK, SYNC, BadReply, Command, Exchange, Nack
 from protocols.stm32rom.codes import Stm32Code
+from protocols.stm32rom.lines import (
+    GpioOpener,
+    LineError,
+    LineSpec,
+    Pins,
+    libgpiod_line,
+    parse_line,
+)
 from protocols.stm32rom.parts import FLASH_BASE, Part, part
-from protocols.transport import ModemLines, SerialSettings, Transport
+from protocols.transport import SerialSettings, Transport
 
 NAME = "stm32-rom"
 
@@ -92,9 +105,7 @@ WRITE_RETRIES = 2
 #: stayed may take to answer (it answers in microseconds; this covers USB adapters).
 BOOT_CHECK_MARGIN_S = 0.05
 #: Erase at most this much per command, so progress moves and deadlines stay short.
-ERASE_BATCH = 16 * 1024
-
-Line = Literal["dtr", "rts"]
+ERASE_BATCH = 32 * 1024
 
 
 class UnknownPart(RemoteProtocolError):
@@ -157,8 +168,8 @@ def error_code(exc: ProtocolError) -> Code:
 class Wiring:
     """How RESET and BOOT0 are reached on this port (``DriverOptions.extra``)."""
 
-    reset_line: Line | None = None
-    boot0_line: Line | None = None
+    reset_line: LineSpec | None = None
+    boot0_line: LineSpec | None = None
     reset_active_low: bool = True
     boot0_active_high: bool = True
     boot_delay_s: float = 0.05
@@ -166,16 +177,15 @@ class Wiring:
     compat: str | None = None
     unprotect: bool = False
     boot_check: Literal["none", "get-version"] = "none"
+    erase: Literal["pages", "mass"] = "pages"
 
     @classmethod
     def from_extra(cls, extra: Mapping[str, str | int | bool]) -> Wiring:
-        def line(key: str) -> Line | None:
-            value = str(extra.get(key, "none")).lower()
-            if value == "none":
-                return None
-            if value in ("dtr", "rts"):
-                return "dtr" if value == "dtr" else "rts"
-            raise DriverError(DriverCode.CONFIG_INVALID, f"{key} = {value!r}: use dtr, rts or none")
+        def line(key: str) -> LineSpec | None:
+            try:
+                return parse_line(str(extra.get(key, "none")))
+            except LineError as exc:
+                raise DriverError(DriverCode.CONFIG_INVALID, f"{key} = {exc}") from exc
 
         def flag(key: str, default: bool) -> bool:
             value = extra.get(key, default)
@@ -200,6 +210,12 @@ class Wiring:
                 DriverCode.CONFIG_INVALID, f"boot_check = {check!r}: use none or get-version"
             )
         boot_check: Literal["none", "get-version"] = "none" if check == "none" else "get-version"
+        erase_how = str(extra.get("erase", "pages")).lower()
+        if erase_how not in ("pages", "mass"):
+            raise DriverError(
+                DriverCode.CONFIG_INVALID, f"erase = {erase_how!r}: use pages or mass"
+            )
+        erase: Literal["pages", "mass"] = "pages" if erase_how == "pages" else "mass"
         compat = extra.get("compat")
         if compat:
             parts_ = str(compat).split(":")
@@ -217,6 +233,7 @@ class Wiring:
             compat=str(compat) if compat else None,
             unprotect=flag("unprotect", False),
             boot_check=boot_check,
+            erase=erase,
         )
 
 
@@ -236,8 +253,8 @@ class Target:
     record_address: int | None = None
     #: Every place holding a record that decodes; an install invalidates them all first.
     records_at: tuple[int, ...] = ()
-    #: Record places that read all 0xFF (programmable without an erase).
-    blank_slots: frozenset[int] = frozenset()
+    #: The fixed record place (paged parts) reads all 0xFF.
+    record_blank: bool = False
 
     @property
     def capacity(self) -> int:
@@ -247,10 +264,13 @@ class Target:
 class Stm32RomDriver:
     """AN3155 over one transport; every public method translates errors once."""
 
-    def __init__(self, transport: Transport, options: DriverOptions) -> None:
+    def __init__(
+        self, transport: Transport, options: DriverOptions, gpio: GpioOpener = libgpiod_line
+    ) -> None:
         self.transport = transport
         self.options = options
         self.wiring = Wiring.from_extra(options.extra)
+        self.pins = Pins(transport, gpio)
         self.tx_bytes = 0
         self.rx_bytes = 0
         self.retransmits = 0
@@ -322,15 +342,15 @@ class Stm32RomDriver:
                     return True
         return False
 
-    # ------------------------------------------------------------- modem lines
+    # ------------------------------------------------------------- reset lines
 
-    def _drive(self, line: Line, active: bool, active_high: bool) -> bool:
-        if not isinstance(self.transport, ModemLines):
-            return False
-        asserted = active != active_high  # an asserted line pulls the adapter's pin low
-        if line == "dtr":
-            return self.transport.set_lines(dtr=asserted)
-        return self.transport.set_lines(rts=asserted)
+    def _drive(self, line: LineSpec, active: bool, active_high: bool) -> bool:
+        """Put a pin in its active (or inactive) state; False if the port has no such line."""
+        try:
+            return self.pins.drive(line, active == active_high)
+        except LineError as exc:
+            key = "reset_line" if line == self.wiring.reset_line else "boot0_line"
+            raise DriverError(DriverCode.CONFIG_INVALID, f"{key} = {line}: {exc}") from exc
 
     async def _reset(self, *, boot0: bool) -> bool:
         """Pulse RESET with BOOT0 set as asked; False if this port has no such lines."""
@@ -430,17 +450,17 @@ class Stm32RomDriver:
         if found is None:
             raise UnknownPart(f"product id {pid:#05x} is not in the stm32-rom part table")
         fam = found.family
-        # One aligned 256-byte read covers both registers (an F4 NACKs some smaller reads).
-        base = fam.uid_address & ~0xFF
+        # One read covers both registers.
+        base, length = fam.id_block
         try:
-            block = await self._read_memory(base, 256)
+            block = await self._read_memory(base, length)
         except Nack as exc:
             if exc.stage != "command" or Command.READ_MEMORY not in info.commands:
                 raise
             # Get lists Read Memory, yet its command byte is refused. A damaged byte is
             # refused once; readout protection (AN3155 3.4) every time.
             try:
-                block = await self._read_memory(base, 256)
+                block = await self._read_memory(base, length)
             except Nack as again:
                 if again.stage == "command":
                     raise ReadoutProtected(found, pid) from again
@@ -454,40 +474,49 @@ class Stm32RomDriver:
         return await self._find_record(Target(info, pid, found, uid, kib, sectors, None, ""))
 
     async def _find_record(self, t: Target) -> Target:
-        """Read every place the layout allows a record at (and the legacy one if none)."""
-        found: list[tuple[int, record.VersionRecord]] = []
+        """Find the record: the first valid one the layout allows, else the legacy place.
+
+        Every install retires the record it found before it erases anything, so a part
+        holds at most one and the first found is the one. On a sectored part, whose
+        first sector every install erases first or retires records before, an erased
+        first word means no record anywhere; elsewhere a 4-byte read of each place's
+        magic decides whether the whole record is worth reading.
+        """
+        slots = layout.candidate_slots(t.part, t.sectors)
+        legacy = layout.legacy_slot(t.part, t.sectors)
+        many = len(slots) > 1
+        if many and await self._read_memory(FLASH_BASE, 4) == b"\xff" * 4:
+            return dataclasses.replace(t, record_state="no version record (erased flash)")
         errors: list[str] = []
-        blank: set[int] = set()
-        for at in layout.candidate_slots(t.part, t.sectors):
+        for at in [*slots, *([legacy] if legacy is not None else [])]:
+            if many and await self._read_memory(at, 4) != record.MAGIC:
+                continue
             raw = await self._read_memory(at, record.SIZE)
-            if raw == b"\xff" * record.SIZE:
-                blank.add(at)
             try:
                 rec = record.decode(raw)
             except record.RecordError as exc:
                 errors.append(str(exc))
+                if not many and raw == b"\xff" * record.SIZE:
+                    # Only the driver writes this page: blank here means blank enough to
+                    # program the next record without erasing the page first.
+                    t = dataclasses.replace(t, record_blank=True)
                 continue
             # A record belongs where its own image size puts it; elsewhere it is app data.
-            if layout.record_slot(t.part, t.sectors, rec.size) == at:
-                found.append((at, rec))
-        legacy = layout.legacy_slot(t.part, t.sectors)
-        if not found and legacy is not None:
-            try:
-                rec = record.decode(await self._read_memory(legacy, record.SIZE))
-                if rec.size <= legacy - FLASH_BASE:
-                    found.append((legacy, rec))
-            except record.RecordError:
-                pass
-        t = dataclasses.replace(t, blank_slots=frozenset(blank))
-        if found:
-            at, rec = found[0]
-            state = "valid" if at != legacy else "valid (at the start of the last sector)"
+            if at == legacy:
+                if rec.size > legacy - FLASH_BASE:
+                    continue
+                state = "valid (at the start of the last sector)"
+            elif layout.record_slot(t.part, t.sectors, rec.size) != at:
+                continue
+            else:
+                state = "valid"
             return dataclasses.replace(
-                t, record=rec, record_state=state, record_address=at,
-                records_at=tuple(a for a, _ in found),
-            )  # fmt: skip
+                t, record=rec, record_state=state, record_address=at, records_at=(at,)
+            )
         damaged = [e for e in errors if "damaged" in e]
-        return dataclasses.replace(t, record_state=(damaged or errors or ["no record"])[0])
+        return dataclasses.replace(
+            t, record_state=(damaged or errors or ["no version record (none found)"])[0]
+        )
 
     def _facts(self, t: Target, *, in_bootloader: bool) -> DeviceFacts:
         model = t.part.model
@@ -557,12 +586,10 @@ class Stm32RomDriver:
 
     async def _unprotect(self, found: Part, progress: ProgressFn) -> None:
         """Readout Unprotect (AN3155 3.12): the whole flash is erased, then the part resets."""
-        sectors = found.sectors(found.default_flash_kib)
-        total = sum(size for _, size in sectors)
+        total = found.default_flash_kib * 1024
         progress(Progress(Step.ERASE, 0, total))
         self._app_erased = True
-        work = sum(found.family.erase_time(size) for _, size in sectors)
-        await self._run(codec.readout_unprotect(), work)
+        await self._run(codec.readout_unprotect(), found.family.mass_erase_s)
         # The option bytes take effect at the reset the ROM makes: sync afresh.
         self._synced = False
         self._info = None
@@ -594,6 +621,18 @@ class Stm32RomDriver:
             else:
                 await self._write_block(t, at, b"\x00" * 4)
         return [*dict.fromkeys(first), *(u for u in units if u not in first)]
+
+    async def _mass_erase(self, t: Target, progress: ProgressFn) -> None:
+        """The whole flash in one command (``erase = mass``): every record goes with it."""
+        total = t.flash_kib * 1024
+        progress(Progress(Step.ERASE, 0, total))
+        self._app_erased = True
+        work = t.part.family.mass_erase_s
+        if t.info.erase_command is Command.EXTENDED_ERASE:
+            await self._run(codec.extended_erase(codec.SpecialErase.MASS), work)
+        else:
+            await self._run(codec.erase(None), work)
+        progress(Progress(Step.ERASE, total, total))
 
     async def _erase(self, t: Target, units: Sequence[int], progress: ProgressFn) -> None:
         total = sum(t.sectors[i][1] for i in units)
@@ -695,6 +734,14 @@ class Stm32RomDriver:
             )
         if not data:
             raise DriverError(DriverCode.IMAGE_REJECTED, "empty image", step)
+        if data[:4] == b"\xff\xff\xff\xff":
+            # A Cortex-M image starts with its initial stack pointer; erased flash there is
+            # also how the driver tells a part with no record at a glance.
+            raise DriverError(
+                DriverCode.IMAGE_REJECTED,
+                "image starts with 0xFFFFFFFF, not a vector table (initial stack pointer)",
+                step,
+            )
         try:
             rec = record.VersionRecord(image.version, FLASH_BASE, len(data),
                                        hashlib.sha256(data).digest())  # fmt: skip
@@ -719,8 +766,19 @@ class Stm32RomDriver:
                 )
             step = Step.ERASE
             slot = layout.record_slot(t.part, t.sectors, len(data))
-            units = layout.erase_units(t.part, t.sectors, len(data), t.blank_slots)
-            await self._erase(t, await self._invalidate(t, units), progress)
+            blank = {slot} if t.record_blank else set()
+            # An image that fills its last sector has its record at the end of the next
+            # one, programmed without an erase where those bytes are blank already.
+            if (
+                layout.slot_outside_image(t.part, t.sectors, len(data))
+                and await self._read_memory(slot, record.SIZE) == b"\xff" * record.SIZE
+            ):
+                blank.add(slot)
+            units = layout.erase_units(t.part, t.sectors, len(data), blank)
+            if self.wiring.erase == "mass":
+                await self._mass_erase(t, progress)
+            else:
+                await self._erase(t, await self._invalidate(t, units), progress)
             step = Step.WRITE
             t_write = time.monotonic()
             for off in range(0, len(data), codec.MAX_BLOCK):
@@ -805,4 +863,18 @@ SPEC = DriverSpec(
     serial=_serial,
     open=Stm32RomDriver,
     probe_rank=30,
+    options=frozenset(
+        {
+            "reset_line",
+            "boot0_line",
+            "reset_active_low",
+            "boot0_active_high",
+            "boot_delay_ms",
+            "enter_command",
+            "compat",
+            "unprotect",
+            "boot_check",
+            "erase",
+        }
+    ),
 )

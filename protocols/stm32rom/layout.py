@@ -2,7 +2,7 @@
 
 Paged parts (F1: 1 or 2 KiB pages) keep the record at the start of the last
 page: one page is the smallest erase unit, so a fixed place costs one page and
-is found with one read.
+is found with one read (and the page is erased only when it is not blank).
 
 Sectored parts (F2/F4: 16, 16, 16, 16, 64, then 128 KiB sectors) would lose a
 whole 128 KiB sector to a fixed place, and erase it at every install. There
@@ -55,15 +55,24 @@ def image_units(units: Units, size: int) -> list[int]:
     return [i for i, (a, s) in enumerate(units) if a < end and a + s > FLASH_BASE]
 
 
+def slot_outside_image(part: Part, units: Units, size: int) -> bool:
+    """Whether a sectored part puts the record of ``size`` bytes beyond the image's units."""
+    if not part.family.sectored:
+        return False
+    slot = record_slot(part, units, size)
+    return not any(a <= slot < a + s for a, s in (units[i] for i in image_units(units, size)))
+
+
 def erase_units(part: Part, units: Units, size: int, blank: Container[int] = ()) -> list[int]:
     """Units an install of ``size`` bytes erases: the image's and its record's, in order.
 
     A record slot outside the image's units that reads blank (``blank``) is
-    programmed as it is: its unit, which may hold the application's data, is kept.
+    programmed as it is: its unit (on F2/F4 it may hold the application's data, on
+    F1 it is the record page) is not erased.
     """
     slot = record_slot(part, units, size)
     wanted = set(image_units(units, size))
-    if slot not in blank or not part.family.sectored:
+    if slot not in blank:
         wanted |= {i for i, (a, s) in enumerate(units) if a <= slot < a + s}
     return sorted(wanted)
 
@@ -87,4 +96,5 @@ __all__ = [
     "image_units",
     "legacy_slot",
     "record_slot",
+    "slot_outside_image",
 ]

@@ -30,15 +30,23 @@ class Family:
     erase_s_per_kib: float
     erase_s_min: float
     program_s_per_word: float
+    #: Worst-case time to erase the whole flash in one operation (Mass Erase).
+    mass_erase_s: float
+    #: (address, length) of one Read Memory that covers the uid and flash-size registers.
+    id_block: tuple[int, int] = (0, 0)
 
     def erase_time(self, size: int) -> float:
         return max(self.erase_s_min, self.erase_s_per_kib * size / _KIB)
 
 
 F1 = Family("F1", 0x1FFF_F7E8, 0x1FFF_F7E0, False,
-            erase_s_per_kib=0.040, erase_s_min=0.040, program_s_per_word=2 * 70e-6)  # fmt: skip
+            erase_s_per_kib=0.040, erase_s_min=0.040, program_s_per_word=2 * 70e-6,
+            mass_erase_s=0.040, id_block=(0x1FFF_F7E0, 20))  # fmt: skip
 F4 = Family("F4", 0x1FFF_7A10, 0x1FFF_7A22, True,
-            erase_s_per_kib=2.0 / 128, erase_s_min=0.5, program_s_per_word=100e-6)  # fmt: skip
+            erase_s_per_kib=2.0 / 128, erase_s_min=0.5, program_s_per_word=100e-6,
+            mass_erase_s=16.0,
+            # An F4 NACKs some short reads there (stm32loader's notes): one 256-byte block.
+            id_block=(0x1FFF_7A00, 256))  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from simulators import tls
 
 _VALIDITY = dt.timedelta(days=3650)
+_ORG = "mcu-gateway hub emulator"
 
 
 @dataclass(frozen=True)
@@ -35,43 +37,10 @@ def _write_private(path: Path, data: bytes) -> None:
         f.write(data)
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "mcu-gateway hub emulator"),
-            x509.NameAttribute(NameOID.COMMON_NAME, cn),
-        ]
-    )
-
-
 def _make_ca(directory: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("mcu-gateway emulator CA"))
-        .issuer_name(_name("mcu-gateway emulator CA"))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + _VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-            critical=True,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    _write_private(directory / "ca.key", _key_pem(key))
-    (directory / "ca.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    cert, key = tls.make_ca(tls.name("mcu-gateway emulator CA", _ORG), _VALIDITY)
+    _write_private(directory / "ca.key", tls.key_pem(key))
+    (directory / "ca.pem").write_bytes(tls.cert_pem(cert))
     return cert, key
 
 
@@ -97,28 +66,11 @@ def _server_covers(path: Path, host: str) -> bool:
 def _make_server(
     directory: Path, host: str, ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey
 ) -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(host))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + _VALIDITY)
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address(host)), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
+    cert, key = tls.make_server(
+        host, ca, ca_key, _VALIDITY, organization=_ORG, dns_names=("localhost",)
     )
-    _write_private(directory / "server.key", _key_pem(key))
-    (directory / "server.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_private(directory / "server.key", tls.key_pem(key))
+    (directory / "server.pem").write_bytes(tls.cert_pem(cert))
 
 
 def ensure_certs(directory: Path, host: str) -> CertPaths:

@@ -516,9 +516,11 @@ class McuCore:
                 if o + len(data) > s.expected:
                     self._program(now, seq, data[s.expected - o :])
         if s.held:
-            # Still a hole below buffered frames: report it now rather than at RTO.
-            when = now + self.model.turnaround_us / 1e6
-            self._reply(when, seq, DataAck(status=Status.GAP, next_offset=s.expected))
+            # Still a hole below buffered frames: report it now rather than at RTO, but
+            # after the OK answers above (§9.3: a GAP never overtakes them).
+            self._reply(
+                self._answer_time(now), seq, DataAck(status=Status.GAP, next_offset=s.expected)
+            )
 
     def _program(self, now: float, seq: int, data: bytes) -> None:
         s = self.session

@@ -268,6 +268,12 @@ def test_serial_bootloader_order_and_port_rules(home: Path) -> None:
         ('[[serial.port]]\nmatch = "/dev/x"\nbaud = 7\n', "serial.port[0].baud", ""),
         ('[[serial.port]]\nmatch = "/dev/x"\nwhat = 1\n', "serial.port[0].what", "unknown key"),
         ('[serial]\nport = 3\n', "serial.port", "expected an array of tables"),
+        # A misspelt driver option would be ignored by every driver: refused by name.
+        ('[[serial.port]]\nmatch = "/dev/x"\nbootloader = "stm32-rom"\n'
+         'options = { resetline = "dtr" }\n', "serial.port[0].options.resetline",
+         "unknown driver option 'resetline' for stm32-rom (known: boot0_active_high"),
+        ('[[serial.port]]\nmatch = "/dev/x"\noptions = { bot0_line = "rts" }\n',
+         "serial.port[0].options.bot0_line", "for mcugw or mcuboot or stm32-rom"),
     ],
 )  # fmt: skip
 def test_serial_rule_errors_name_the_key(home: Path, snippet: str, key: str, expect: str) -> None:

@@ -61,6 +61,23 @@ def test_demo_rollout_halts_the_refused_model_and_pinpoints_it(tmp_path: Path) -
     assert "SharedAccessKey" not in log.read_text()
 
 
+def test_demo_rollout_with_the_three_bootloaders(tmp_path: Path) -> None:
+    """--mix --rollout: the lab's kinds (stm32f103) are not the models drivers report."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "demo", "--rollout", "--mix", "--mcus", "4",
+         "--size", "32768", "--state", str(tmp_path)],
+        capture_output=True, text=True, timeout=240, check=False,
+        env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    out = proc.stdout
+    assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert "demo-vmcu-nrf52840: HALTED: ring 1 (canary)" in out
+    for name in ("demo-stm32f103", "demo-vmcu-f4", "demo-vmcu-l0"):
+        assert f"{name}: done: ring 2 (all): 1 of 1 MCUs current" in out
+    assert _processes_mentioning(str(tmp_path)) == []
+
+
 def test_demo_mixes_the_three_bootloaders(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "gateway.cli", "demo", "--mix", "--mcus", "3",

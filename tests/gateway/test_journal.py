@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,12 +20,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def journal(tmp_path: Path) -> Journal:
+def journal(tmp_path: Path) -> Iterator[Journal]:
     j = Journal.open(tmp_path)
     j.upsert_mcu(
         "0a1b", device_id="sim-0a1b", model="sim", port="/dev/pts/3", slots=[{"version": "1.0.0"}]
     )
-    return j
+    yield j
+    j.close()
 
 
 def test_mcu_records_keep_slots_unless_given(journal: Journal) -> None:

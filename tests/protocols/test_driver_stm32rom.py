@@ -26,7 +26,7 @@ from protocols.failures import Kind
 from protocols.stm32rom import codec, record
 from protocols.stm32rom.driver import Wiring
 from simulators.mcu.stm32rom.chip import APP_UART_LOG
-from tests.sim_harness import SimProcess, running_sim
+from tests.sim_harness import SimProcess, cli, running_sim
 
 UID = "0102030405060708090a0b0c"
 SIM = ("--bootloader", "stm32-rom", "--baud", "0", "--flash-scale", "0.05", "--uid", UID)
@@ -235,6 +235,10 @@ async def test_an_image_too_large_is_rejected_before_anything_is_erased(tmp_path
             assert err.value.code == "IMAGE_REJECTED"
             assert "does not fit" in err.value.message
             assert "erased" not in err.value.message  # refused before the erase
+            blank_start = Image(b"\xff" * 8, "2.0.0", hashlib.sha256(b"\xff" * 8).hexdigest())
+            with pytest.raises(DriverError) as err:
+                await driver.install(blank_start)
+            assert err.value.code == "IMAGE_REJECTED" and "vector table" in err.value.message
         assert (await _identify(sim.port, ENTER)).installed_version == "1.0.0"
 
 
@@ -261,7 +265,7 @@ async def test_f4_sectors_extended_erase_and_auto_detect(tmp_path: Path) -> None
 
 def test_wiring_options_are_checked() -> None:
     w = Wiring.from_extra({"reset_line": "DTR", "boot0_line": "rts", "reset_active_low": "false"})
-    assert (w.reset_line, w.boot0_line, w.reset_active_low) == ("dtr", "rts", False)
+    assert (str(w.reset_line), str(w.boot0_line), w.reset_active_low) == ("dtr", "rts", False)
     assert Wiring.from_extra({"compat": "contoso:sensor-x:B"}).compat == "contoso:sensor-x:B"
     bad_keys: list[dict[str, str | int | bool]] = [
         {"reset_line": "cts"},
@@ -269,6 +273,9 @@ def test_wiring_options_are_checked() -> None:
         {"boot0_active_high": "maybe"},
         {"boot_delay_ms": "soon"},
         {"compat": "sensor-x"},
+        {"reset_line": "gpio:17"},
+        {"erase": "all"},
+        {"boot_check": "maybe"},
     ]
     for bad in bad_keys:
         with pytest.raises(DriverError) as err:
@@ -420,3 +427,34 @@ async def test_f4_record_moves_with_the_image_and_a_legacy_record_is_read_then_r
     flash = (state / "flash.bin").read_bytes()
     assert flash[0xE0000:0xE0004] == b"\x00" * 4  # the legacy record, retired
     assert flash[0x1FFA0:0x1FFA4] == b"\x00" * 4  # the 70 000-byte image's record, retired
+
+
+def test_an_unknown_driver_opt_is_refused_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = cli(capsys, "info", "--port", "/dev/none-such", "--bootloader", "stm32-rom",
+                       "--driver-opt", "resetline=dtr")  # fmt: skip
+    assert code == 1
+    assert "unknown driver option 'resetline' for stm32-rom (known: boot0_active_high" in err
+    assert len(err.strip().splitlines()) == 1
+    # Without --bootloader a key must be one that some driver reads.
+    code, _, err = cli(capsys, "info", "--port", "/dev/none-such", "--driver-opt", "bot0_line=x")
+    assert code == 1 and "unknown driver option 'bot0_line'" in err
+
+
+def test_enter_command_with_an_escape_on_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = tmp_path / "app.bin"
+    app.write_bytes(_image(2_000, "1.0.0").data)
+    sim = SimProcess(tmp_path / "mcu", BOOT0_HIGH).start()
+    try:
+        port = ("--port", sim.port, "--bootloader", "stm32-rom", "--baud", "0")
+        code, _, err = cli(capsys, "flash", *port, "--version", "1.0.0", "--allow-unsigned",
+                           str(app))  # fmt: skip
+        assert code == 0, err
+        sim.restart(["--boot0", "low"])  # the app runs; only its enter command gets in
+        port = ("--port", sim.port, "--bootloader", "stm32-rom", "--baud", "0")
+        code, out, err = cli(capsys, "info", *port, "--driver-opt", "enter_command=bootloader\\n")
+        assert code == 0, err
+        assert "1.0.0" in out
+    finally:
+        sim.stop()

@@ -226,3 +226,24 @@ def test_an_incompressible_image_goes_raw_without_encoding_it_whole() -> None:
     assert enc is not None and enc.flags_delta
     enc = choose(caps, IMAGE, IMAGE, False)
     assert enc is not None and not enc.flags_delta
+
+
+def test_one_release_to_many_mcus_is_probed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gateway's CPU per MB: the incompressibility probe of an image runs once, not per MCU."""
+    import lzma
+
+    from protocols.mcugw import encoding
+
+    encoding._probe_ratio.cache_clear()
+    runs = []
+    real = lzma.compress
+
+    def counting(data: bytes, **kw: object) -> bytes:
+        runs.append(len(data))
+        return real(data, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(encoding.lzma, "compress", counting)
+    noise = random.Random(5).randbytes(200 * 1024)
+    for _ in range(4):  # four MCUs, one release
+        assert choose(Capability.COMPRESS, noise, None, False) is None
+    assert runs == [encoding.LZMA_BLOCK_SIZE]

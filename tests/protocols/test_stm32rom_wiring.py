@@ -144,6 +144,7 @@ async def test_lines_reset_into_the_rom_and_back_into_the_app(
         assert not facts.in_bootloader
     finally:
         await board.close()
+        chip.flash.close()
     # identify: into the ROM (stays: no app); install: already there, out by a reset
     # without BOOT0; identify: in with BOOT0, and out again to the verified app.
     assert board.boots[-4:] == [True, False, True, False]
@@ -164,4 +165,5 @@ async def test_wrong_polarity_never_reaches_the_rom(tmp_path: Path) -> None:
             await driver.identify()
     finally:
         await board.close()
+        chip.flash.close()
     assert board.boots[1:] == [False]

@@ -9,7 +9,6 @@ keep your suite's addresses apart from another suite's.
 
 from __future__ import annotations
 
-import errno
 import itertools
 import threading
 from collections.abc import Iterator
@@ -18,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from simulators.hub import HubEmulator, HubFacts, StartupError
+from simulators.hub import HubEmulator, HubFacts
+from simulators.hub.addresses import first_free
 from tests.net import subnet
 
 # Addresses these fixtures hand out: 127.0.4.1 .. 127.0.4.254, one per test.
@@ -47,19 +47,13 @@ def start_hub(
     Tests run the hub's real ratios, sped up by ``time_scale`` (default
     :data:`FAST`: a five-minute configuration evaluation takes 0.1 s).
     """
-    last: Exception | None = None
-    for _ in range(attempts):
-        emulator = HubEmulator(state_dir, next_address(subnet), time_scale=time_scale, **options)
-        try:
-            emulator.start()
-        except StartupError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE:
-                last = exc
-                continue
-            raise
+
+    def start(address: str) -> HubEmulator:
+        emulator = HubEmulator(state_dir, address, time_scale=time_scale, **options)
+        emulator.start()
         return emulator
-    raise StartupError(f"no free address in {subnet}0/24 after {attempts} tries") from last
+
+    return first_free((next_address(subnet) for _ in range(attempts)), start)
 
 
 def running_hub(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import pytest
 
@@ -50,11 +50,14 @@ class Part(Protocol):
 
 
 class PyPart:
+    opened: ClassVar[list[Flash]] = []  # closed when the module is done (tests/conftest.py checks)
+
     def __init__(self, image: bytes, path: Path) -> None:
         path.write_bytes(image)
         self.dev = SimDevice(M, app_version="")
         self.dev.flash.close()
         self.dev.flash = Flash(M, path)
+        PyPart.opened.append(self.dev.flash)
 
     def arm_cut(self, op: int | None) -> None:
         self.dev.arm_cut(op)
@@ -100,6 +103,8 @@ class CPart:
 def _cutdev() -> Iterator[None]:
     yield
     close_server()
+    for flash in PyPart.opened:
+        flash.close()
 
 
 PartType = type[PyPart] | type[CPart]

@@ -97,3 +97,20 @@ def test_cli_refuses_a_non_loopback_host(tmp_path: Path) -> None:
     from gateway.cli import main
 
     assert main(["hub", "--state", str(tmp_path), "--host", "10.1.2.3"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--time-scale", "nan", "--time-scale must be a positive number"),
+        ("--time-scale", "0", "--time-scale must be a positive number"),
+        ("--units", "0", "--units must be at least 1"),
+    ],
+)
+def test_cli_refuses_bad_pacing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str, message: str
+) -> None:
+    from gateway.cli import main
+
+    assert main(["hub", "--state", str(tmp_path), "--host", "127.0.0.1", flag, value]) == 1
+    assert message in capsys.readouterr().err

@@ -137,6 +137,7 @@ def test_flash_erase_sets_ff_and_program_only_clears_bits(tmp_path: Path) -> Non
     flash.close()
     reopened = Flash(MODEL, tmp_path / "f.bin")
     assert reopened.read(8, 4) == b"\x12" * 4  # persisted: a restart is a power cycle
+    reopened.close()
 
 
 def test_flash_rejects_misaligned_and_out_of_range() -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 import random
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from protocols.mcugw.constants import SlotState
+from simulators.mcu import launch
 from simulators.mcu.core import McuCore, _synthetic_image
 from simulators.mcu.cutcheck import PowerLost, Update, flash_update
 from simulators.mcu.cutdevice import SimDevice
@@ -73,19 +73,12 @@ SERVING = -1  # the simulator came up and announced its pty
 
 def _sim(state: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     """Start the simulator; its exit status, or SERVING once it announces a pty."""
-    cmd = [sys.executable, "-m", "gateway.cli", "sim", "--pty", "--state", str(state),
-           "--baud", "0", *extra]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stderr is not None
-    line = proc.stdout.readline()  # "PTY ..." or "" when it exited first
-    if line.startswith("PTY "):
-        proc.terminate()
-        proc.wait(timeout=10)
-        proc.stdout.close()
-        proc.stderr.close()
-        return subprocess.CompletedProcess(cmd, SERVING, line, "")
-    out, err = proc.communicate(timeout=30)
-    return subprocess.CompletedProcess(cmd, proc.returncode, line + out, err)
+    args = ["--state", str(state), "--baud", "0", *extra]
+    try:
+        with launch.running(args, timeout=30):
+            return subprocess.CompletedProcess(args, SERVING, "PTY", "")
+    except launch.SimStartError as exc:
+        return subprocess.CompletedProcess(args, exc.returncode, "", exc.stderr)
 
 
 def test_cut_at_cold_start_exits_3_without_a_traceback(tmp_path: Path) -> None:

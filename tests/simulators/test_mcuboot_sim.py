@@ -10,7 +10,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import cbor2
 import pytest
@@ -26,6 +28,7 @@ from smpclient.transport.serial import SMPSerialTransport
 
 from protocols.mcuboot import client as smp
 from protocols.mcuboot.image import build_image, parse_image
+from simulators.mcu import launch
 from simulators.mcu.mcuboot.boot import (
     BootResult,
     SwapType,
@@ -43,6 +46,22 @@ from tests.mcuboot_tools import imgtool_keygen, imgtool_sign, imgtool_sign_with
 from tests.sim_harness import SimProcess, running_sim
 
 SLOT = 0x40000
+
+
+@pytest.fixture(autouse=True)
+def _close_flashes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every SlotFlash a test opens is closed after it (the tests model power cycles)."""
+    opened: list[SlotFlash] = []
+    real_init = SlotFlash.__init__
+
+    def init(self: SlotFlash, *args: Any, **kwargs: Any) -> None:
+        real_init(self, *args, **kwargs)
+        opened.append(self)
+
+    monkeypatch.setattr(SlotFlash, "__init__", init)
+    yield
+    for flash in opened:
+        flash.close()
 SIM = ("--bootloader", "mcuboot", "--baud", "0", "--flash-scale", "0.1")
 FULL = (*SIM, "--fault", "commands=full")
 
@@ -333,23 +352,14 @@ async def _identify_uid(port: str) -> str:
 
 def test_count_and_link_serve_several_boards(tmp_path: Path) -> None:
     link = tmp_path / "ttyMCU"
-    cmd = [sys.executable, "-m", "gateway.cli", "sim", "--pty", *FULL,
-           "--state", str(tmp_path / "s"), "--count", "2", "--link", str(link),
-           "--uid", "a0b0c0d0"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        ports = [proc.stdout.readline().split(" ", 1)[1].strip() for _ in range(2)]
+    args = [*FULL, "--state", str(tmp_path / "s"), "--count", "2", "--link", str(link),
+            "--uid", "a0b0c0d0"]  # fmt: skip
+    with launch.running(args, count=2) as sim:
         uids = []
-        for i, port in enumerate(ports):
+        for i, port in enumerate(sim.ports):
             assert os.path.realpath(tmp_path / f"ttyMCU-{i:03d}") == port
             uids.append(asyncio.run(_identify_uid(str(tmp_path / f"ttyMCU-{i:03d}"))))
         assert uids == ["a0b0c0d0", "a0b0c0d1"]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        if proc.stdout is not None:
-            proc.stdout.close()
     assert not (tmp_path / "ttyMCU-000").exists()  # unplugged on exit
 
 

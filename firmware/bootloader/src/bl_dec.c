@@ -14,7 +14,7 @@
 #define MAX_BLOCK 65536u
 #define WINDOW 32768u
 
-static int flush(bl_t *bl, bl_dec_t *d) {
+int bl_dec_flush(bl_t *bl, bl_dec_t *d) {
     int st;
     if (!d->fill) return BL_OK;
     st = bl_image_write(bl, d->out_off + d->produced - d->fill, d->page, d->fill);
@@ -22,11 +22,40 @@ static int flush(bl_t *bl, bl_dec_t *d) {
     return st;
 }
 
-int bl_dec_put(bl_t *bl, bl_dec_t *d, uint8_t b) {
-    if (d->produced >= d->out_len) return BL_BLOCK_LENGTH;
-    d->page[d->fill++] = b;
-    d->produced++;
-    return d->fill == BL_DEC_PAGE ? flush(bl, d) : BL_OK;
+int bl_dec_copy(bl_t *bl, bl_dec_t *d, uint32_t dist, uint32_t len) {
+    if (dist == 0 || dist > d->produced + d->dlen) return BL_DECODE_ERROR;
+    while (len) {
+        uint32_t n = len < BL_DEC_PAGE - d->fill ? len : BL_DEC_PAGE - d->fill;
+        uint8_t *to = d->page + d->fill;
+        if (d->produced >= d->out_len) return BL_BLOCK_LENGTH;
+        if (n > d->out_len - d->produced) n = d->out_len - d->produced;
+        if (dist <= d->fill) { /* in the page buffer: runs of at most dist never overlap */
+            if (n > dist) n = dist;
+            memcpy(to, to - dist, n);
+        } else {
+            uint32_t from;
+            unsigned slot = bl->s.slot;
+            if (dist <= d->produced) { /* programmed: read it back from the slot */
+                if (n > dist - d->fill) n = dist - d->fill;
+                from = d->out_off + d->produced - dist;
+            } else { /* the block's preset dictionary, up to its end */
+                uint32_t k = dist - d->produced;
+                if (n > k) n = k;
+                from = d->dstart + d->dlen - k;
+                if (d->dsrc == 2) slot = d->base_slot;
+            }
+            if (hal_flash_read(bl_image_base(&bl->store, slot) + from, to, n) != 0)
+                return BL_FLASH_ERROR;
+        }
+        d->fill = (uint16_t)(d->fill + n);
+        d->produced += n;
+        len -= n;
+        if (d->fill == BL_DEC_PAGE) {
+            int st = bl_dec_flush(bl, d);
+            if (st != BL_OK) return st;
+        }
+    }
+    return BL_OK;
 }
 
 int bl_dec_back(bl_t *bl, bl_dec_t *d, uint32_t dist, uint8_t *b) {
@@ -99,7 +128,7 @@ static int block_done(bl_t *bl, bl_dec_t *d, uint32_t stream_end) {
     int st;
     if (!d->ended) return d->produced < d->out_len ? BL_BLOCK_LENGTH : BL_DECODE_ERROR;
     if (d->produced != d->out_len) return BL_BLOCK_LENGTH;
-    if ((st = flush(bl, d)) != BL_OK) return st;
+    if ((st = bl_dec_flush(bl, d)) != BL_OK) return st;
     d->in_block = 0;
     d->next_out = b_end;
     /* A checkpoint is a stream offset at a block end on a sector boundary (§17.3). */

@@ -73,16 +73,6 @@ static int build(uint16_t *count, uint16_t *sym, const uint8_t *lens, unsigned n
         z->sym = (SYM)[z->sum + z->cur];                                                 \
     } while (0)
 
-static int copy(bl_t *bl, bl_dec_t *d, uint32_t dist, unsigned len) {
-    while (len--) {
-        uint8_t b;
-        int st = bl_dec_back(bl, d, dist, &b);
-        if (st == BL_OK) st = bl_dec_put(bl, d, b);
-        if (st != BL_OK) return st;
-    }
-    return BL_OK;
-}
-
 int bl_inflate_run(bl_t *bl, bl_dec_t *d) {
     bl_inflate_t *z = &d->u.zl;
     int st;
@@ -183,7 +173,7 @@ int bl_inflate_run(bl_t *bl, bl_dec_t *d) {
             NEEDBITS(DIST_EXTRA[z->sym]);
             z->dist = DIST_BASE[z->sym] + BITS(DIST_EXTRA[z->sym]);
             DROP(DIST_EXTRA[z->sym]);
-            if ((st = copy(bl, d, z->dist, z->copy)) != BL_OK) return st;
+            if ((st = bl_dec_copy(bl, d, z->dist, z->copy)) != BL_OK) return st;
         }
     } while (!z->final);
     return DEC_END;

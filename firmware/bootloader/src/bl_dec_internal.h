@@ -10,8 +10,19 @@
 enum { DEC_MORE = 0, DEC_END = 0x100 };
 int bl_lzma_run(bl_t *bl, bl_dec_t *d);
 int bl_inflate_run(bl_t *bl, bl_dec_t *d);
+/* Program the page buffer's bytes; 0 or a status. */
+int bl_dec_flush(bl_t *bl, bl_dec_t *d);
 /* Append one decoded byte (programs a full page); 0 or a status. */
-int bl_dec_put(bl_t *bl, bl_dec_t *d, uint8_t b);
+static inline int bl_dec_put(bl_t *bl, bl_dec_t *d, uint8_t b) {
+    if (d->produced >= d->out_len) return BL_BLOCK_LENGTH;
+    d->page[d->fill++] = b;
+    d->produced++;
+    return d->fill == BL_DEC_PAGE ? bl_dec_flush(bl, d) : 0;
+}
+/* A match: len bytes from dist (>= 1) back, in runs (page buffer, slot or dictionary
+ * read a run at a time); DECODE_ERROR for a distance beyond the output and dictionary,
+ * BLOCK_LENGTH past out_len. 0 or a status. */
+int bl_dec_copy(bl_t *bl, bl_dec_t *d, uint32_t dist, uint32_t len);
 /* The byte `dist` (>= 1) back from the next output byte: page buffer, the slot being
  * written, or the block's dictionary (OUTPUT or BASE). 0 or a status. */
 int bl_dec_back(bl_t *bl, bl_dec_t *d, uint32_t dist, uint8_t *b);

@@ -56,16 +56,6 @@ static void init_probs(bl_lzma_t *z) {
     while (p <= end) *p++ = 1024; /* the probability arrays are adjacent u16 members */
 }
 
-static int copy(bl_t *bl, bl_dec_t *d, uint32_t dist, unsigned len) {
-    while (len--) {
-        uint8_t b;
-        int st = bl_dec_back(bl, d, dist, &b);
-        if (st == BL_OK) st = bl_dec_put(bl, d, b);
-        if (st != BL_OK) return st;
-    }
-    return BL_OK;
-}
-
 int bl_lzma_run(bl_t *bl, bl_dec_t *d) {
     bl_lzma_t *z = &d->u.lz;
     int st;
@@ -109,7 +99,7 @@ int bl_lzma_run(bl_t *bl, bl_dec_t *d) {
                 BIT(&z->rep0_long[z->state]);
                 if (!z->bit) { /* short rep: one byte from rep0 */
                     z->state = z->state < 7 ? 9 : 11;
-                    if ((st = copy(bl, d, z->rep[0] + 1u, 1)) != BL_OK) return st;
+                    if ((st = bl_dec_copy(bl, d, z->rep[0] + 1u, 1)) != BL_OK) return st;
                     continue;
                 }
             } else {
@@ -192,7 +182,7 @@ int bl_lzma_run(bl_t *bl, bl_dec_t *d) {
             z->rep[0] = z->dist;
         }
         if (z->rep[0] >= d->produced) return BL_DECODE_ERROR; /* only inside the block */
-        if ((st = copy(bl, d, z->rep[0] + 1u, z->length + 2u)) != BL_OK) return st;
+        if ((st = bl_dec_copy(bl, d, z->rep[0] + 1u, z->length + 2u)) != BL_OK) return st;
     }
     DEC_END_CO();
 }

@@ -40,14 +40,15 @@ C_MUTANTS: list[Mutant] = [
     ("C: fallback chosen by trailer alone", SRC + "bl_cmd.c",
      "fb = bl_boot_fallback(&bl->store, 1);", "fb = bl_boot_fallback(&bl->store, 0);"),
     ("C: CHECKPOINT before its bytes are programmed", SRC + "bl_sink.c",
-     "    int status = bl_image_write(bl, s->expected, p, n); /* raw: transfer offset = image"
+     "    status = bl_image_write(bl, s->expected, p, n); /* raw: transfer offset = image"
      " offset */\n    if (status != BL_OK) return status;\n    s->expected += n;",
-     "    int status;\n    uint32_t at = s->expected;\n    s->expected += n;\n"
-     "    boundary = s->expected - s->expected % s->interval;\n"
-     "    if (boundary > s->checkpoint && boundary < s->size) {\n"
-     "        (void)bl_trailer_append(&bl->store, s->slot, BL_REC_CHECKPOINT, boundary, 0, 0);\n"
-     "        s->checkpoint = boundary;\n    }\n"
-     "    status = bl_image_write(bl, at, p, n);\n    if (status != BL_OK) return status;"),
+     "    {\n        uint32_t at = s->expected;\n        s->expected += n;\n"
+     "        boundary = s->expected - s->expected % s->interval;\n"
+     "        if (boundary > s->checkpoint && boundary < s->size) {\n"
+     "            (void)bl_trailer_append(&bl->store, s->slot, BL_REC_CHECKPOINT, boundary,"
+     " 0, 0);\n            s->checkpoint = boundary;\n        }\n"
+     "        status = bl_image_write(bl, at, p, n);\n"
+     "        if (status != BL_OK) return status;\n    }"),
     ("C: trial image started without the watchdog", SRC + "bl_boot.c",
      "            if (bl->cfg->watchdog_ms) hal_watchdog_start(bl->cfg->watchdog_ms);\n", ""),
     ("C: generation not advanced by ACTIVATE", SRC + "bl_cmd.c",

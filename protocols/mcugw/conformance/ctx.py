@@ -168,10 +168,19 @@ CheckFn = Callable[[Ctx], Awaitable[str | None]]
 
 @dataclass(frozen=True, slots=True)
 class Check:
+    """One rule of docs/protocol.md, checked against a device.
+
+    ``rules`` quote the requirement the check enforces, each as ``"§N.M: text"``
+    (verbatim from that section, markdown emphasis left out; a test holds every
+    quote to the document), so a failure says which sentence of the spec it broke
+    and a check can never quietly demand more than the spec does.
+    """
+
     id: str
     section: str
     title: str
     fn: CheckFn
+    rules: tuple[str, ...]
     write: bool = False
     bootloader: bool = True  # runs after the suite has put the device in the bootloader
 
@@ -180,10 +189,22 @@ CHECKS: list[Check] = []
 
 
 def check(
-    id: str, section: str, title: str, *, write: bool = False, bootloader: bool = True
+    id: str,
+    section: str,
+    title: str,
+    *,
+    rules: tuple[str, ...],
+    write: bool = False,
+    bootloader: bool = True,
 ) -> Callable[[CheckFn], CheckFn]:
+    """Register a check; it runs in registration order (add new ones where they belong)."""
+    if not rules:
+        raise ValueError(f"check {id!r} cites no rule of docs/protocol.md")
+    if any(c.id == id for c in CHECKS):
+        raise ValueError(f"check {id!r} registered twice")
+
     def deco(fn: CheckFn) -> CheckFn:
-        CHECKS.append(Check(id, section, title, fn, write, bootloader))
+        CHECKS.append(Check(id, section, title, fn, rules, write, bootloader))
         return fn
 
     return deco

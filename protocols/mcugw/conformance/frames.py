@@ -31,6 +31,9 @@ def wire(frame_body: bytes, *, trailing_code: bool = False) -> bytes:
     return bytes(cobs.encode(frame_body)) + (b"\x01" if trailing_code else b"") + b"\x00"
 
 
+FF_BLOCK_DATA_BYTES = 246  # the DATA `data` field of ff_block_data_body's frame
+
+
 def ff_block_data_body(seq: int) -> bytes:
     """A DATA body whose COBS form ends exactly after a 0xFF block (§3.1's exception).
 
@@ -40,7 +43,7 @@ def ff_block_data_body(seq: int) -> bytes:
     """
     assert seq & 0xFF and seq >> 8, "seq bytes must be non-zero"
     for filler in range(1, 256):
-        payload = b"\x01\x01\x01\x01" + bytes([filler]) * 246
+        payload = b"\x01\x01\x01\x01" + bytes([filler]) * FF_BLOCK_DATA_BYTES
         b = body(Opcode.DATA, seq, payload)
         if b.count(0) == 1:
             return b

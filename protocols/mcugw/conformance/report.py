@@ -15,6 +15,7 @@ class CheckResult:
     outcome: str  # "pass", "fail" or "skip"
     detail: str = ""
     seconds: float = 0.0
+    rules: tuple[str, ...] = ()  # the quoted requirements of docs/protocol.md it enforces
 
 
 @dataclass
@@ -63,7 +64,8 @@ def junit_xml(report: SuiteReport) -> bytes:
             time=f"{r.seconds:.3f}",
         )
         if r.outcome == "fail":
-            ET.SubElement(case, "failure", message=r.detail).text = f"{r.title}: {r.detail}"
+            text = "\n".join([f"{r.title}: {r.detail}", *(f"rule {q}" for q in r.rules)])
+            ET.SubElement(case, "failure", message=r.detail).text = text
         elif r.outcome == "skip":
             ET.SubElement(case, "skipped", message=r.detail)
     out: bytes = ET.tostring(suite, encoding="utf-8", xml_declaration=True)

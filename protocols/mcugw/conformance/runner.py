@@ -48,7 +48,9 @@ async def run_suite(
                     result = CheckResult(
                         check.id, check.section, check.title, "fail", f"device went away: {exc}"
                     )
-            result = dataclasses.replace(result, seconds=round(time.monotonic() - start, 3))
+            result = dataclasses.replace(
+                result, seconds=round(time.monotonic() - start, 3), rules=check.rules
+            )
             report.results.append(result)
             if progress is not None:
                 progress(result)

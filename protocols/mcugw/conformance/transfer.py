@@ -40,7 +40,14 @@ def _scratch_image(ctx: Ctx) -> bytes:
 
 
 @check(
-    "begin-fresh", "§9.3", "BEGIN of a new image opens the inactive slot at offset 0", write=True
+    "begin-fresh",
+    "§9.3",
+    "BEGIN of a new image opens the inactive slot at offset 0",
+    write=True,
+    rules=(
+        "§9.3: Otherwise it erases the slot's trailer, appends a BEGIN record and answers 0",
+        "§10.4: BEGIN never targets the fallback slot",
+    ),
 )
 async def _begin(ctx: Ctx) -> str | None:
     info = ctx.i
@@ -56,12 +63,13 @@ async def _begin(ctx: Ctx) -> str | None:
     msg = ans.message
     expect(isinstance(msg, BeginResponse) and msg.status is Status.OK, f"BEGIN answered {msg!r}")
     assert isinstance(msg, BeginResponse)
+    # The session is open whatever else this answer gets wrong: later checks use it.
+    ctx.slot, ctx.acked = msg.slot, 0
     expect(msg.resume_offset == 0, f"resume_offset {msg.resume_offset} for a new image")
     expect(
         msg.slot not in ctx.confirmed_before or len(ctx.confirmed_before) > 1,
         f"BEGIN chose slot {msg.slot}, the only confirmed image",
     )
-    ctx.slot, ctx.acked = msg.slot, 0
     after = await ctx.refresh()
     s = after.slots[msg.slot]
     expect(
@@ -81,6 +89,11 @@ def _need_session(ctx: Ctx) -> None:
     "§9.3",
     "DATA: misaligned → MISALIGNED, beyond size or empty → OUT_OF_RANGE",
     write=True,
+    rules=(
+        "§9.3: offset not a multiple of write_size | DataAck(MISALIGNED, committed)",
+        "§9.3: offset + n > BEGIN size, or n = 0, or n > max_data | DataAck(OUT_OF_RANGE, "
+        "committed)",
+    ),
 )
 async def _data_refusals(ctx: Ctx) -> str | None:
     _need_session(ctx)
@@ -113,6 +126,11 @@ async def _data_refusals(ctx: Ctx) -> str | None:
     "§9.3",
     "in order → OK, duplicate → OK, ahead → GAP, hole filled → drained, OK before GAP",
     write=True,
+    rules=(
+        "§9.3: offset + n ≤ expected (duplicate) | DataAck(OK, committed); nothing programmed",
+        "§9.3: offset > expected (out of order) | held in the window; DataAck(GAP, expected)",
+        "§9.3: A GAP is never sent before the OK answers it follows",
+    ),
 )
 async def _window(ctx: Ctx) -> str | None:
     _need_session(ctx)
@@ -141,7 +159,13 @@ async def _window(ctx: Ctx) -> str | None:
     return None
 
 
-@check("data-busy", "§9.3", "a frame beyond the window is dropped with BUSY(committed)", write=True)
+@check(
+    "data-busy",
+    "§9.3",
+    "a frame beyond the window is dropped with BUSY(committed)",
+    write=True,
+    rules=("§9.3: offset + n − committed > window | dropped; DataAck(BUSY, committed)",),
+)
 async def _busy(ctx: Ctx) -> str | None:
     _need_session(ctx)
     c, w = ctx.chunk, ctx.h.window
@@ -162,6 +186,7 @@ async def _busy(ctx: Ctx) -> str | None:
     "§3.1",
     "a DATA frame with a bad CRC is neither answered nor programmed",
     write=True,
+    rules=("§3.1: or whose CRC does not match is dropped silently. The MCU MUST NOT answer it",),
 )
 async def _data_crc(ctx: Ctx) -> str | None:
     _need_session(ctx)
@@ -188,7 +213,16 @@ async def _send_until(ctx: Ctx, end: int) -> None:
         expect(bool(acks) and acks[0].status is Status.OK, f"DATA({off}) answered {acks}")
 
 
-@check("verify-too-early", "§9.4", "VERIFY with bytes missing is BAD_STATE", write=True)
+@check(
+    "verify-too-early",
+    "§9.4",
+    "VERIFY with bytes missing is BAD_STATE",
+    write=True,
+    rules=(
+        "§9.4: In an open session with bytes still missing (expected < size) and the slot not "
+        "COMPLETE, it answers BAD_STATE",
+    ),
+)
 async def _verify_early(ctx: Ctx) -> str | None:
     _need_session(ctx)
     st = await ctx.status_of(VerifyRequest(), work=verify_time(ctx.i.geometry, len(ctx.image)))
@@ -201,9 +235,16 @@ async def _verify_early(ctx: Ctx) -> str | None:
     "§9.3",
     "after a reset, BEGIN of the same image resumes from a persisted checkpoint",
     write=True,
+    rules=(
+        "§9.3: If that slot's trailer says WRITING or COMPLETE with the same size, SHA-256 and "
+        "version, the MCU resumes: it answers with the persisted checkpoint",
+        "§8.2: BEGIN answers with a persisted resume offset",
+    ),
 )
 async def _resume(ctx: Ctx) -> str | None:
     _need_session(ctx)
+    if Capability.RESUME not in ctx.h.capabilities:
+        raise Skipped("no RESUME capability: BEGIN MAY start over")
     g = ctx.i.geometry
     target = 2 * g.sector_size + ctx.chunk
     await _send_until(ctx, min(target, len(ctx.image) - 1))
@@ -241,6 +282,10 @@ async def _resume(ctx: Ctx) -> str | None:
     "§9.4",
     "VERIFY of a complete image answers its SHA-256, twice; BEGIN then resumes at size",
     write=True,
+    rules=(
+        "§6: VERIFY of a COMPLETE slot answers OK again",
+        "§9.4: Equal: appends COMPLETE (if the slot was WRITING",
+    ),
 )
 async def _verify(ctx: Ctx) -> str | None:
     _need_session(ctx)
@@ -275,6 +320,11 @@ async def _verify(ctx: Ctx) -> str | None:
     "§9.4",
     "ACTIVATE → TRIAL (repeatable); BEGIN is BAD_STATE during the trial",
     write=True,
+    rules=(
+        "§9.4: Once the slot is TRIAL, a repeated ACTIVATE answers OK without appending anything",
+        "§9.3: a slot is in state TRIAL (writing the other slot would destroy the only fallback) "
+        "| BAD_STATE",
+    ),
 )
 async def _activate(ctx: Ctx) -> str | None:
     _need_session(ctx)
@@ -299,11 +349,17 @@ async def _activate(ctx: Ctx) -> str | None:
     "§10.3",
     "RESET(RUN) boots the trial; it ends CONFIRMED or rolled back, the old image intact",
     write=True,
+    rules=(
+        "§10.3: each reset appends another BOOT until max_trial_boots is reached, then the "
+        "bootloader appends INVALID and boots the old slot",
+        "§10.4: Neither may be overwritten because a flash was cut and re-run",
+    ),
 )
 async def _trial(ctx: Ctx) -> str | None:
     _need_session(ctx)
     slot = ctx.slot or 0
-    if ctx.i.slots[slot].state is not SlotState.TRIAL:
+    # Read afresh: an earlier check may have failed before it looked.
+    if (await ctx.refresh()).slots[slot].state is not SlotState.TRIAL:
         raise Skipped("no TRIAL slot")
     g = ctx.i.geometry
     await ctx.reset(ResetMode.RUN)
@@ -344,6 +400,10 @@ async def _trial(ctx: Ctx) -> str | None:
     "§9.4",
     "a wrong hash → VERIFY_FAILED and INVALID; ABORT → OK and INVALID",
     write=True,
+    rules=(
+        "§9.4: Different: appends INVALID",
+        "§9.4: closes the session and answers OK, also when there was nothing to abort",
+    ),
 )
 async def _verify_failed(ctx: Ctx) -> str | None:
     if ctx.h.mode is not Mode.BOOTLOADER or ctx.i.mode is not Mode.BOOTLOADER:
@@ -397,6 +457,10 @@ async def _verify_failed(ctx: Ctx) -> str | None:
     "§9.3",
     "a non-final DATA whose length is off the write_size grid is MISALIGNED",
     write=True,
+    rules=(
+        "§9.3: n not a multiple of write_size and offset + n ≠ size | DataAck(MISALIGNED, "
+        "committed)",
+    ),
 )
 async def _off_grid(ctx: Ctx) -> str | None:
     # Last on purpose: a device that programs such a frame is left mid-word (one that

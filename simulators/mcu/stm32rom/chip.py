@@ -62,6 +62,7 @@ class Model:
     program_s_per_word: float  # typical, per 4 bytes
     system_block: tuple[int, int]  # readable [start, end) holding uid and flash size
     option_bytes: tuple[int, bytes]
+    mass_erase_s: float  # typical, the whole flash in one operation
 
     @property
     def part(self) -> Part:
@@ -79,7 +80,9 @@ _F4_OPT = (0x1FFF_C000, bytes.fromhex("aaecffff0000ffff"))
 
 def _f1(name: str, flash_kib: int) -> Model:
     # F103: 1 KiB pages, ~20 ms page erase, ~52.5 us per 16-bit half-word.
-    return Model(name, 0x410, flash_kib, 20, 0x22, 0.020, 0.020, 2 * 52.5e-6, _F1_SYS, _F1_OPT)
+    # Mass erase ~20 ms (STM32F103x8/B datasheet, flash characteristics: tME).
+    return Model(name, 0x410, flash_kib, 20, 0x22, 0.020, 0.020, 2 * 52.5e-6, _F1_SYS, _F1_OPT,
+                 0.020)  # fmt: skip
 
 
 MODELS: dict[str, Model] = {
@@ -87,7 +90,17 @@ MODELS: dict[str, Model] = {
     "stm32f103x8": _f1("stm32f103x8", 64),
     # F407xG: 16/64/128 KiB sectors, ~1 s per 128 KiB, 16 us per 32-bit word.
     "stm32f407": Model(
-        "stm32f407", 0x413, 1024, 128, 0x31, 1.0 / 128, 0.25, 16e-6, _F4_SYS, _F4_OPT
+        "stm32f407",
+        0x413,
+        1024,
+        128,
+        0x31,
+        1.0 / 128,
+        0.25,
+        16e-6,
+        _F4_SYS,
+        _F4_OPT,
+        8.0,  # bank mass erase at x32 parallelism, typical (STM32F407 datasheet: tME)
     ),
 }
 DEFAULT_MODEL = "stm32f103"
@@ -479,6 +492,15 @@ class ROMBootloader:
             if i in self.chip.wrp
         )
 
+    async def _mass_erase(self) -> bool:
+        """The whole flash in one operation, as Erase 0xFF / Extended Erase 0xFFFF do."""
+        chip = self.chip
+        if chip.wrp:
+            return False
+        await self.port.sleep(chip.model.mass_erase_s * chip.scale)
+        chip.flash.erase(0, chip.flash.size)
+        return True
+
     async def _erase_units(self, units: list[int]) -> bool:
         """Erase ``units``; False (nothing erased) if one of them is write-protected."""
         chip = self.chip
@@ -497,7 +519,7 @@ class ROMBootloader:
             if await self.byte() != 0x00:
                 await self.send(NACK)
                 return False
-            ok = await self._erase_units(list(range(len(self.chip.sectors))))
+            ok = await self._mass_erase()
             await self.send(ACK if ok else NACK)
             return False
         pages = list(await self.port.read(n + 1))
@@ -518,7 +540,7 @@ class ROMBootloader:
             if xor(raw) != check or n != SpecialErase.MASS:  # one bank: no bank erases
                 await self.send(NACK)
                 return False
-            ok = await self._erase_units(list(range(len(self.chip.sectors))))
+            ok = await self._mass_erase()
             await self.send(ACK if ok else NACK)
             return False
         body = await self.port.read(2 * (n + 1))
@@ -567,9 +589,8 @@ class ROMBootloader:
         """AN3155 3.12: ACK, mass erase (whatever is write-protected), RDP off, ACK, reset."""
         chip = self.chip
         await self.send(ACK)
-        for addr, size in chip.sectors:
-            await self.port.sleep(chip.model.erase_time(size) * chip.scale)
-            chip.flash.erase(addr - FLASH_BASE, size)
+        await self.port.sleep(chip.model.mass_erase_s * chip.scale)
+        chip.flash.erase(0, chip.flash.size)
         chip.rdp = False
         chip.wrp.clear()  # the option bytes are erased with the protection
         chip.save_options()

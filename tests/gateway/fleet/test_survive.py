@@ -31,8 +31,8 @@ def _package(version: str, window: str | None = None) -> Package:
 
 @pytest.fixture
 def paced_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """IoT Hub's real ratios, 20 times faster: a query bucket of 20, refilled 6.7 a second."""
-    emulator = start_hub(tmp_path / "hub", SUBNET, time_scale=20.0)
+    """IoT Hub's real ratios, 4 times faster: a query bucket of 20, one more every 0.75 s."""
+    emulator = start_hub(tmp_path / "hub", SUBNET, time_scale=4.0)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", emulator.facts.ca_path)
     monkeypatch.setenv("NO_PROXY", "*")
     try:
@@ -41,23 +41,46 @@ def paced_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
         emulator.stop()
 
 
+@pytest.fixture
+def real_rate_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """IoT Hub's real rate, unscaled: one query token every 3 s, so a spent bucket stays
+    spent while one request crosses a loaded machine."""
+    emulator = start_hub(tmp_path / "hub", SUBNET, time_scale=1.0)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", emulator.facts.ca_path)
+    monkeypatch.setenv("NO_PROXY", "*")
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+def _spend_query_budget(emulator: HubEmulator) -> None:
+    """Another client used up this minute's queries (so no test depends on its own speed)."""
+    emulator.call(lambda s: [s.throttle.take(Operation.QUERY, s.timing.now()) for _ in range(20)])
+
+
 def test_throttled_queries_are_retried_honouring_retry_after(paced_hub: HubEmulator) -> None:
     paced_hub.create_device("d1")
     hub = ServiceHub(paced_hub.facts.service_connection_string, paced_hub.facts.ca_path)
-    for _ in range(40):  # queries are POSTs: the SDK would not retry one
+    _spend_query_budget(paced_hub)
+    for _ in range(3):  # queries are POSTs: the SDK would not retry one
         assert hub.query("SELECT deviceId FROM devices") == [{"deviceId": "d1"}]
     refused = paced_hub.call(lambda s: s.throttle.refused.get(Operation.QUERY, 0))
     assert refused >= 1
     assert hub.retry.retried[429] == refused
 
 
-def test_without_a_retry_budget_the_throttle_reaches_the_caller(paced_hub: HubEmulator) -> None:
+def test_without_a_retry_budget_the_throttle_reaches_the_caller(
+    real_rate_hub: HubEmulator,
+) -> None:
     hub = ServiceHub(
-        paced_hub.facts.service_connection_string, paced_hub.facts.ca_path, RetryPolicy(budget=0)
+        real_rate_hub.facts.service_connection_string,
+        real_rate_hub.facts.ca_path,
+        RetryPolicy(budget=0),
     )
+    _spend_query_budget(real_rate_hub)
     with pytest.raises(HubRefused) as refused:
-        for _ in range(30):
-            hub.query("SELECT deviceId FROM devices")
+        hub.query("SELECT deviceId FROM devices")
     assert refused.value.status == 429 and "ThrottlingException" not in str(refused.value)
 
 
@@ -170,3 +193,82 @@ def test_prune_keeps_an_old_rollout_whose_successor_was_cancelled() -> None:
     ]  # fmt: skip
     ids = {r.config.id for r in prune.plan(stale, keep=1)}
     assert ids <= {"f4-1-0-0-r1"}
+
+
+class _FakeTime:
+    """A clock that moves only when the retry loop sleeps."""
+
+    def __init__(self) -> None:
+        self.now, self.slept = 0.0, []
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
+
+
+def test_an_unreachable_hub_is_retried_with_backoff_then_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.net import addr
+
+    monkeypatch.setenv("NO_PROXY", "*")
+    fake = _FakeTime()
+    policy = RetryPolicy(unreachable_budget=30.0, sleep=fake.sleep, clock=fake.clock)
+    host = addr(12, 250)  # nothing listens there
+    cs = f"HostName={host}:9;SharedAccessKeyName=iothubowner;SharedAccessKey=c2VjcmV0"
+    hub = ServiceHub(cs, None, policy)
+    with pytest.raises(FleetError, match="cannot reach IoT Hub"):
+        hub.query("SELECT deviceId FROM devices")
+    assert policy.retried[0] == len(fake.slept) >= 3
+    assert fake.slept[2] > fake.slept[0]  # backing off
+    assert 30.0 <= fake.now < 30.0 + 60.0
+
+
+def test_a_certificate_the_ca_does_not_vouch_for_is_not_retried(
+    paced_hub: HubEmulator, tmp_path: Path
+) -> None:
+    from simulators.hub.certs import ensure_certs
+
+    other = ensure_certs(tmp_path / "other-ca", "127.0.0.1").ca_cert
+    fake = _FakeTime()
+    policy = RetryPolicy(sleep=fake.sleep, clock=fake.clock)
+    hub = ServiceHub(paced_hub.facts.service_connection_string, str(other), policy)
+    with pytest.raises(FleetError, match="cannot reach IoT Hub"):
+        hub.query("SELECT deviceId FROM devices")
+    assert fake.slept == []
+
+
+def test_fleet_prune_command_shows_what_and_why(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gateway.cli import fleet as cli
+    from gateway.cli import main
+
+    hub = FakeHub()
+    for n in range(3):
+        hub.add(f"d{n}", model="f4", ring=("canary", "pilot", "x")[n])
+    hub.evaluate()
+    for version in ("1.0.0", "2.0.0"):
+        _release(hub, "f4", version, deploy.Limits())
+    monkeypatch.setattr(cli, "_hub", lambda _args: hub)
+    before = {d: hub.desired_version(d) for d in hub.twins}
+
+    assert main(["fleet", "prune", "--dry-run", "--keep", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "would delete f4-1-0-0-r0: rollout f4-1-0-0 (done, 1.0.0) is older than" in out
+    assert "would delete f4-2-0-0-r1: ring pilot of finished rollout f4-2-0-0" in out
+    assert "4 of 6 configurations would be deleted; 6 remain" in out
+    assert len(hub.configurations()) == 6
+
+    assert main(["fleet", "prune", "--keep", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "deleted f4-1-0-0-r0" in out and "4 of 6 configurations deleted; 2 remain" in out
+    assert [c.id for c in hub.configurations()] == ["f4-2-0-0-r0", "f4-2-0-0-r2"]
+    hub.evaluate()
+    assert {d: hub.desired_version(d) for d in hub.twins} == before
+
+    assert main(["fleet", "prune"]) == 0
+    assert "nothing to prune" in capsys.readouterr().out

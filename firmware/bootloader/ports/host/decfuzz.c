@@ -5,6 +5,8 @@
  * be written. stdin, little-endian, per stream until EOF:
  *   u8 delta, u32 image_size, sha256[32], u32 stream_len, stream, u32 frames,
  *   frames x (u32 offset, u32 length)
+ * With a file argument, slot 0 holds that image (CONFIRMED) instead: bench/c_decoders.py
+ * decodes real deltas against their base this way.
  * stdout: one line per stream, "<status of the last DATA answered> <VERIFY status or ->",
  * then "ok N". Exit 1 on a violation: a DATA unanswered or answered with another status,
  * a write into slot 0, an image byte programmed at or past the image's size. */
@@ -120,7 +122,29 @@ static uint32_t get32(void) {
     return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
 }
 
-int main(void) {
+/* Slot 0 := the file's bytes, CONFIRMED (BEGIN, COMPLETE, TRIAL, CONFIRMED records). */
+static void install_base(bl_store_t *st, const char *path) {
+    static uint8_t img[256u * 1024u];
+    uint8_t sha[32];
+    bl_sha256_t h;
+    size_t n;
+    FILE *f = fopen(path, "rb");
+    if (!f) fail("cannot open the base image", 0, 0);
+    n = fread(img, 1, sizeof img, f);
+    fclose(f);
+    if (n == 0 || n > geometry.slot_size) fail("base image size", (uint32_t)n, 0);
+    memcpy(flash, img, n);
+    bl_sha256_init(&h);
+    bl_sha256_update(&h, img, n);
+    bl_sha256_final(&h, sha);
+    if (bl_trailer_append(st, 0, BL_REC_BEGIN, (uint32_t)n, sha, "1.0.0") ||
+        bl_trailer_append(st, 0, BL_REC_COMPLETE, 0, 0, 0) ||
+        bl_trailer_append(st, 0, BL_REC_TRIAL, 1, 0, 0) ||
+        bl_trailer_append(st, 0, BL_REC_CONFIRMED, 0, 0, 0))
+        fail("base trailer", 0, 0);
+}
+
+int main(int argc, char **argv) {
     static uint8_t stream[1 << 20], req[9000];
     long streams = 0;
     uint8_t delta;
@@ -129,7 +153,8 @@ int main(void) {
     memset(flash, 0xFF, sizeof flash);
     {
         bl_store_t st = {&geometry, {0}};
-        sim_factory_install(&st, "1.0.0");
+        if (argc > 1) install_base(&st, argv[1]);
+        else sim_factory_install(&st, "1.0.0");
     }
     if (bl_init(&bl, &geometry, 1, 115200) != 0) fail("refused", 0, 0);
     while (get(&delta, 1)) {
