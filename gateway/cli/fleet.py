@@ -43,7 +43,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "--ca-file",
         type=Path,
         metavar="PEM",
-        help="CA to trust for the hub (the emulator's ca.pem)",
+        help="CA to trust for the hub, e.g. the emulator's ca.pem "
+        "(default: $REQUESTS_CA_BUNDLE, else the system CAs)",
     )
     p = sub.add_parser(
         "fleet",
@@ -54,9 +55,14 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     fleet = p.add_subparsers(dest="fleet_command", required=True, metavar="ACTION")
 
     s = fleet.add_parser("status", parents=[common], help="counts, failures and progress")
-    s.add_argument("--where", help="narrow to twins matching this query condition")
+    s.add_argument(
+        "--where", help="narrow to twins matching this query condition (default: every twin)"
+    )
     s.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    s.add_argument("--html", type=Path, metavar="FILE", help="also write a self-contained report")
+    s.add_argument(
+        "--html", type=Path, metavar="FILE",
+        help="also write a self-contained report (default: none)",
+    )  # fmt: skip
     s.set_defaults(func=_status)
 
     d = fleet.add_parser("deploy", parents=[common], help="create or continue a phased rollout")
@@ -76,20 +82,28 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "--rings",
         help="ring names from tags.ring, in order; 'all' is the whole target (default: all)",
     )
-    rings.add_argument("--percent", help="cumulative percentages of the target, e.g. 1,10,100")
+    rings.add_argument(
+        "--percent",
+        help="cumulative percentages of the target, e.g. 1,10,100 (default: use --rings)",
+    )
     d.add_argument(
         "--max-failure-rate",
         type=float,
         default=0.05,
-        help="halt when more than this share of a ring fails (0-1, default 0.05)",
+        help="halt when more than this share of a ring fails, 0-1",
     )
     d.add_argument(
         "--min-success",
         type=int,
         help="successes a ring needs before the next (default: all but the failures allowed)",
     )
-    d.add_argument("--start", help="scheduled start, ISO-8601 (UTC unless a zone is given)")
-    d.add_argument("--window", help="install window HH:MM-HH:MM (UTC) on the MCUs' gateways")
+    d.add_argument(
+        "--start", help="scheduled start, ISO-8601, UTC unless a zone is given (default: now)"
+    )
+    d.add_argument(
+        "--window",
+        help="install window HH:MM-HH:MM (UTC) on the MCUs' gateways (default: any time)",
+    )
     d.add_argument(
         "--wait",
         action="store_true",
@@ -99,20 +113,21 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "--interval",
         type=float,
         default=60.0,
-        help="seconds between checks (default 60: IoT Hub recounts metrics every 5 minutes, "
-        "and each check spends one of the 20 configuration operations a minute per unit)",
+        help="seconds between checks: IoT Hub recounts metrics every 5 minutes, and each "
+        "check spends one of the 20 configuration operations a minute per unit",
     )
     d.add_argument(
         "--timeout",
         type=float,
         default=6 * 3600.0,
-        help="--wait gives up after this many seconds (default 6 h: each ring takes at least "
-        "one 5-minute evaluation plus the MCUs' update time)",
+        help="--wait gives up after this many seconds: each ring takes at least one 5-minute "
+        "evaluation plus the MCUs' update time (default: %(default).0f = 6 h)",
     )
     d.add_argument(
         "--package-ca-file",
         type=Path,
-        help="PEM CA for checking --package-uri (default: system CAs)",
+        metavar="PEM",
+        help="CA for checking --package-uri (default: the system CAs)",
     )
     _limit_options(d)
     d.set_defaults(func=_deploy)
@@ -124,24 +139,24 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     pr.add_argument("--dry-run", action="store_true", help="only show what would go and why")
     pr.add_argument("--keep", type=int, default=None, metavar="N",
-                    help="newest rollouts per target kept whole (default 2)")  # fmt: skip
+                    help="newest rollouts per target kept whole (default: 2)")  # fmt: skip
     pr.set_defaults(func=_prune)
 
     r = fleet.add_parser("rollouts", parents=[common], help="list rollouts and their state")
-    r.add_argument("--json", action="store_true")
+    r.add_argument("--json", action="store_true", help="print JSON instead of a table")
     r.set_defaults(func=_rollouts)
 
     sh = fleet.add_parser("show", parents=[common], help="one rollout, ring by ring")
-    sh.add_argument("name")
-    sh.add_argument("--json", action="store_true")
+    sh.add_argument("name", help="rollout name")
+    sh.add_argument("--json", action="store_true", help="print JSON instead of tables")
     sh.set_defaults(func=_show)
 
     c = fleet.add_parser("cancel", parents=[common], help="stop: no new ring, no new MCU")
-    c.add_argument("name")
+    c.add_argument("name", help="rollout name")
     c.set_defaults(func=_cancel)
 
     rt = fleet.add_parser("retry", parents=[common], help="re-target only the failed MCUs")
-    rt.add_argument("name")
+    rt.add_argument("name", help="rollout name")
     _limit_options(rt)
     rt.set_defaults(func=_retry)
 
@@ -150,22 +165,36 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         parents=[common],
         help="deploy the previous version to the MCUs the rollout reached",
     )
-    rb.add_argument("name")
-    rb.add_argument("--package-uri", help="previous package, when no earlier rollout recorded it")
-    rb.add_argument("--check-value")
-    rb.add_argument("--size", type=int)
-    rb.add_argument("--version", dest="fw_version")
-    rb.add_argument("--package-ca-file", type=Path)
+    rb.add_argument("name", help="rollout name")
+    earlier = "(default: the earlier rollout's)"
+    rb.add_argument(
+        "--package-uri",
+        metavar="URL",
+        help=f"previous package, when no earlier rollout recorded it {earlier}",
+    )
+    rb.add_argument("--check-value", help=f"SHA-256 of that package (64 hex) {earlier}")
+    rb.add_argument("--size", type=int, help=f"that package's size in bytes {earlier}")
+    rb.add_argument("--version", dest="fw_version", help=f"that package's version {earlier}")
+    rb.add_argument(
+        "--package-ca-file",
+        type=Path,
+        metavar="PEM",
+        help="CA for checking --package-uri (default: the system CAs)",
+    )
     _limit_options(rb)
     rb.set_defaults(func=_rollback)
 
     t = fleet.add_parser("tag", parents=[common], help="put MCUs into a group and/or ring")
-    t.add_argument("devices", nargs="*", metavar="DEVICE_ID")
-    t.add_argument("--where", help="tag every twin matching this condition")
-    t.add_argument("--group", help="set tags.group (queries write it tags.[[group]])")
-    t.add_argument("--ring", help="set tags.ring")
+    t.add_argument("devices", nargs="*", metavar="DEVICE_ID", help="MCUs to tag, by device id")
     t.add_argument(
-        "--adu-group", help="set tags.ADUGroup: the MCUs' Azure Device Update group (docs/adu.md)"
+        "--where", help="tag every twin matching this condition (default: only the DEVICE_IDs)"
+    )
+    unchanged = "(default: unchanged)"
+    t.add_argument("--group", help=f"set tags.group; queries write it tags.[[group]] {unchanged}")
+    t.add_argument("--ring", help=f"set tags.ring {unchanged}")
+    t.add_argument(
+        "--adu-group",
+        help=f"set tags.ADUGroup: the MCUs' Azure Device Update group, docs/adu.md {unchanged}",
     )
     t.set_defaults(func=_tag)
 
@@ -209,7 +238,7 @@ def _limit_options(p: argparse.ArgumentParser) -> None:
         type=int,
         default=100,
         metavar="N",
-        help="the hub's configuration limit (100; 10 on the free tier): superseded rollout "
+        help="the hub's configuration limit (10 on the free tier): superseded rollout "
         "configurations are pruned before a new one would pass it",
     )
     p.add_argument(
@@ -217,7 +246,7 @@ def _limit_options(p: argparse.ArgumentParser) -> None:
         type=int,
         default=2,
         metavar="N",
-        help="newest rollouts per target that pruning keeps whole (default 2)",
+        help="newest rollouts per target that pruning keeps whole",
     )
 
 
@@ -236,9 +265,14 @@ def _limits(args: argparse.Namespace) -> Any:
 def _run(fn: Any, *args: Any) -> Any:
     """Call into the fleet package; its errors become one-line CLI errors."""
     from gateway.fleet import FleetError
+    from gateway.fleet.errors import UntrustedHub
 
     try:
         return fn(*args)
+    except UntrustedHub as exc:
+        # A private CA (the emulator's, a lab's): say which switch trusts it.
+        hint = "give the hub's CA with --ca-file PEM or REQUESTS_CA_BUNDLE"
+        raise CommandError(f"{exc}; {hint}") from None
     except FleetError as exc:
         raise CommandError(str(exc)) from None
 
@@ -634,7 +668,9 @@ def _tag(args: argparse.Namespace) -> int:
     tags = {k: v for k, v in given if v is not None}
     if not tags:
         raise CommandError("nothing to set: give --group, --ring and/or --adu-group")
-    if bool(args.devices) == bool(args.where):
+    if not args.devices and not args.where:
+        raise CommandError("no MCUs named: give DEVICE_IDs or --where CONDITION")
+    if args.devices and args.where:
         raise CommandError("name the MCUs either as DEVICE_IDs or with --where, not both")
     hub = _hub(args)
     devices = list(args.devices) or _run(deploy.device_ids, hub, args.where)

@@ -13,3 +13,7 @@ class HubRefused(FleetError):
     def __init__(self, message: str, status: int) -> None:
         super().__init__(message)
         self.status = status
+
+
+class UntrustedHub(FleetError):
+    """IoT Hub's TLS certificate does not chain to a trusted CA; waiting will not help."""

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gateway.fleet.errors import FleetError, HubRefused
+from gateway.fleet.errors import FleetError, HubRefused, UntrustedHub
 
 log = logging.getLogger(__name__)
 
@@ -161,8 +161,13 @@ class ServiceHub:
                 wait = wait if wait is not None else policy.backoff(attempt)
             except ClientRequestError as exc:
                 # A certificate the CA does not vouch for will not heal by waiting.
-                hopeless = _certificate_error(exc)
-                if hopeless or policy.clock() >= started + policy.unreachable_budget:
+                untrusted = _certificate_error(exc)
+                if untrusted is not None:
+                    raise UntrustedHub(
+                        f"{what}: cannot reach IoT Hub: its TLS certificate is not trusted "
+                        f"({untrusted})"
+                    ) from None
+                if policy.clock() >= started + policy.unreachable_budget:
                     raise FleetError(f"{what}: cannot reach IoT Hub ({_first_line(exc)})") from None
                 if not attempt:
                     log.warning("%s: cannot reach IoT Hub (%s); retrying for up to %.0f s",
@@ -250,22 +255,24 @@ class ServiceHub:
         )
 
 
-def _certificate_error(exc: BaseException) -> bool:
+def _certificate_error(exc: BaseException) -> str | None:
+    """The verifier's reason when ``exc`` comes from a failed certificate check, else None."""
     import ssl
 
-    seen: set[int] = set()
+    chain: list[BaseException] = []
     cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        if isinstance(cause, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(
-            cause
-        ):
-            return True
+    while cause is not None and all(cause is not seen for seen in chain):
+        chain.append(cause)
         inner = getattr(cause, "inner_exception", None)
         cause = (
             inner if isinstance(inner, BaseException) else (cause.__cause__ or cause.__context__)
         )
-    return False
+    for cause in chain:
+        if isinstance(cause, ssl.SSLCertVerificationError) and cause.verify_message:
+            return str(cause.verify_message)
+    if any("CERTIFICATE_VERIFY_FAILED" in str(c) for c in chain):
+        return "certificate verify failed"  # requests may keep only the text of the cause
+    return None
 
 
 def _first_line(exc: BaseException) -> str:

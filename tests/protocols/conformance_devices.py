@@ -389,7 +389,8 @@ class SlowWhenHelloAndInfoAlternate(Device):
 class FreshBeginClaimsAnOffset(Device):
     def answer(self, seq: int, msg: Response) -> tuple[int, Response] | None:
         req = self.request
-        big = isinstance(req, BeginRequest) and req.size > 2 * MODEL.sector_size
+        # (raw BEGINs: an encoded one's answer is encoded-stream's to check)
+        big = isinstance(req, BeginRequest) and req.size > 2 * MODEL.sector_size and not req.flags
         if big and isinstance(msg, BeginResponse) and msg.resume_offset == 0:
             msg = dataclasses.replace(msg, resume_offset=MODEL.sector_size)
         return seq, msg
@@ -397,7 +398,13 @@ class FreshBeginClaimsAnOffset(Device):
 
 class MisalignedIsOutOfRange(Device):
     def serve(self, now: float, seq: int, msg: Message) -> bool:
-        if isinstance(msg, DataRequest) and self.session and msg.offset % MODEL.write_size:
+        s = self.session  # a raw transfer's rule: stream offsets have no grid (§17.2)
+        if (
+            isinstance(msg, DataRequest)
+            and s
+            and s.decoder is None
+            and msg.offset % MODEL.write_size
+        ):
             return self.ack(now, seq, Status.OUT_OF_RANGE, self._committed(now))
         return False
 
@@ -491,9 +498,50 @@ class ProgramsOffGridFrames(Device):
         s = self.session
         if isinstance(msg, DataRequest) and s is not None and msg.offset == s.expected:
             end = msg.offset + len(msg.data)
-            if len(msg.data) % MODEL.write_size and end != s.size:
+            # A raw transfer's rule: stream offsets have no grid (§17.2).
+            if len(msg.data) % MODEL.write_size and end != s.size and s.decoder is None:
                 return self.ack(now, seq, Status.OK, end)  # as if it had programmed it
         return False
+
+
+class TakesFlagsWithoutTail(Device):
+    """Opens nothing, but answers OK to a BEGIN whose flags promise a tail it lacks."""
+
+    def serve(self, now: float, seq: int, msg: Message) -> bool:
+        if isinstance(msg, BeginRequest) and msg.flags and not msg.encoding:
+            self._reply(self._answer_time(now), seq, BeginResponse(Status.OK, 1, 0))
+            return True
+        return False
+
+
+class ResumesInsideABlock(Device):
+    """Answers an encoded resume one byte past its checkpoint (not a block end)."""
+
+    def answer(self, seq: int, msg: Response) -> tuple[int, Response] | None:
+        req = self.request
+        if (isinstance(msg, BeginResponse) and msg.resume_offset and isinstance(req, BeginRequest)
+                and req.flags and msg.resume_offset < req.stream_size):  # fmt: skip
+            return seq, dataclasses.replace(msg, resume_offset=msg.resume_offset + 1)
+        return seq, msg
+
+
+class _RenamesStatus(Device):
+    """Answers one §17.2 status as another (the slot is still dropped)."""
+
+    was, now = Status.OK, Status.OK
+
+    def answer(self, seq: int, msg: Response) -> tuple[int, Response] | None:
+        if isinstance(msg, DataAck) and msg.status is self.was:
+            return seq, dataclasses.replace(msg, status=self.now)
+        return seq, msg
+
+
+class PatchRejectedAsDecodeError(_RenamesStatus):
+    was, now = Status.PATCH_REJECTED, Status.DECODE_ERROR
+
+
+class BombAsDecodeError(_RenamesStatus):
+    was, now = Status.BLOCK_LENGTH, Status.DECODE_ERROR
 
 
 #: check id -> a device that breaks exactly the rule that check quotes.
@@ -534,6 +582,10 @@ DEFECTS: dict[str, Callable[[], Device]] = {
     "trial-boot": RollsBackWithoutCountingBoots,
     "verify-failed-abort": AbortOfNothingIsNoImage,
     "data-off-grid": ProgramsOffGridFrames,
+    "encoded-begin": TakesFlagsWithoutTail,
+    "encoded-stream": ResumesInsideABlock,
+    "encoded-errors": PatchRejectedAsDecodeError,
+    "encoded-bomb": BombAsDecodeError,
 }
 
 

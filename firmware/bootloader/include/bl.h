@@ -67,6 +67,9 @@ enum { BL_PH_BEGIN = 1, BL_PH_DATA, BL_PH_VERIFY, BL_PH_ACTIVATE, BL_PH_BOOT, BL
 typedef struct {
     uint8_t open, slot;
     uint32_t size, expected, checkpoint, interval, erased_to;
+    /* DATA's write grid starts here: 0, or an encoded transfer's resume offset (a block
+     * end, §17.3, anywhere in the stream): its frames are aligned from there on. */
+    uint32_t grid;
 } bl_session_t;
 
 typedef struct bl {

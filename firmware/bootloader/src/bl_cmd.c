@@ -217,6 +217,7 @@ static void on_begin(bl_t *bl, uint16_t seq, const uint8_t *p, size_t n) {
 #if BL_WITH_COMPRESS
     resume = bl_dec_open(bl, p, flags, size, resume, st.state == BL_COMPLETE && resume == size);
     bl->s.expected = bl->s.checkpoint = resume; /* stream offsets from here on */
+    if (bl->dec.on) bl->s.grid = resume;
 #endif
     (void)hal_hook(bl, BL_EV_SIZE, size, 0);
     bl->tx[6] = BL_OK;

@@ -10,7 +10,7 @@
 /* Units of the window; window / write_size <= BL_WINDOW_MAX / BL_WRITE_MIN (bl_config_error). */
 static unsigned units(const bl_t *bl) { return bl->cfg->window / bl->cfg->write_size; }
 static unsigned unit_of(const bl_t *bl, uint32_t off) {
-    return (off / bl->cfg->write_size) % units(bl);
+    return ((off - bl->s.grid) / bl->cfg->write_size) % units(bl);
 }
 static int held_get(const bl_t *bl, uint32_t off) {
     unsigned u = unit_of(bl, off);
@@ -28,7 +28,7 @@ void bl_window_reset(bl_t *bl) { memset(bl->held, 0, sizeof bl->held); }
 static int accept(bl_t *bl, const uint8_t *src, uint32_t n) {
     uint32_t ws = bl->cfg->write_size, from = bl->s.expected, o;
     int status = bl_sink_write(bl, src, n);
-    for (o = from - from % ws; o < bl->s.expected; o += ws) held_set(bl, o, 0);
+    for (o = from - (from - bl->s.grid) % ws; o < bl->s.expected; o += ws) held_set(bl, o, 0);
     return status;
 }
 
@@ -37,7 +37,9 @@ static int drain(bl_t *bl, int *status) {
     const bl_config_t *c = bl->cfg;
     bl_session_t *s = &bl->s;
     uint32_t run = s->expected, start = s->expected;
-    while (run < s->size && run - start < c->window && held_get(bl, run)) run += c->write_size;
+    /* unit by unit; an encoded stream's expected may sit inside a unit (§17.2) */
+    while (run < s->size && run - start < c->window && held_get(bl, run))
+        run += c->write_size - (run - s->grid) % c->write_size;
     if (run > s->size) run = s->size;
     if (run == start) return 0;
     while (s->expected < run && *status == BL_OK) {
@@ -59,7 +61,12 @@ void bl_on_data(bl_t *bl, uint16_t seq, const uint8_t *p, size_t len) {
     const bl_config_t *c = bl->cfg;
     bl_session_t *s = &bl->s;
     uint32_t off, n, end;
-    int status;
+    int status, misaligned;
+#if BL_WITH_COMPRESS
+    int stream = bl->dec.on;
+#else
+    const int stream = 0;
+#endif
     bl_phase(bl, BL_PH_DATA);
     if (!s->open) {
         bl_data_ack(bl, seq, BL_BAD_STATE, 0);
@@ -72,7 +79,10 @@ void bl_on_data(bl_t *bl, uint16_t seq, const uint8_t *p, size_t len) {
     off = bl_get32(p);
     n = (uint32_t)(len - 4);
     end = off + n;
-    if (off % c->write_size) {
+    /* An encoded transfer's stream takes any offsets in order (§17.2); the grid only
+     * decides which out-of-order frames the window can hold (modulo 2^32 below grid). */
+    misaligned = (off - s->grid) % c->write_size != 0;
+    if (misaligned && !stream) {
         bl_data_ack(bl, seq, BL_MISALIGNED, s->expected);
         return;
     }
@@ -81,8 +91,11 @@ void bl_on_data(bl_t *bl, uint16_t seq, const uint8_t *p, size_t len) {
         return;
     }
     if (n % c->write_size && end != s->size) { /* only the last frame may end off the grid */
-        bl_data_ack(bl, seq, BL_MISALIGNED, s->expected);
-        return;
+        if (!stream) {
+            bl_data_ack(bl, seq, BL_MISALIGNED, s->expected);
+            return;
+        }
+        misaligned = 1;
     }
     if (end <= s->expected) { /* duplicate: idempotent by offset */
         bl_data_ack(bl, seq, BL_OK, s->expected);
@@ -90,6 +103,10 @@ void bl_on_data(bl_t *bl, uint16_t seq, const uint8_t *p, size_t len) {
     }
     if (end - s->expected > c->window) {
         bl_data_ack(bl, seq, BL_BUSY, s->expected);
+        return;
+    }
+    if (off > s->expected && misaligned) { /* off the window's grid: not held, resent */
+        bl_data_ack(bl, seq, BL_GAP, s->expected);
         return;
     }
     if (off > s->expected) { /* out of order: hold it in the window */

@@ -7,7 +7,9 @@ scratch transfer through to the trial boot.
 
 from __future__ import annotations
 
-from protocols.mcugw.conformance import basics, commands, transfer
+from protocols.mcugw.conformance import basics, commands, encoded, transfer
 from protocols.mcugw.conformance.ctx import CHECKS, Check, Ctx, Failed, Skipped
 
-__all__ = ["CHECKS", "Check", "Ctx", "Failed", "Skipped", "basics", "commands", "transfer"]
+__all__ = [
+    "CHECKS", "Check", "Ctx", "Failed", "Skipped", "basics", "commands", "encoded", "transfer",
+]  # fmt: skip

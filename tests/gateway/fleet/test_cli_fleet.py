@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 import shutil
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import main
+from gateway.cli import build_parser, main
 from simulators.hub import HubEmulator
 from tests.gateway.fleet.conftest import mcu, seed
 from tests.net import addr
@@ -49,6 +50,33 @@ def with_flag(argv: list[str], flag: str, value: str) -> list[str]:
 
 def conn(hub: HubEmulator, cs_file: Path) -> list[str]:
     return ["--service-cs-file", str(cs_file), "--ca-file", hub.facts.ca_path]
+
+
+def _fleet_parsers() -> dict[str, argparse.ArgumentParser]:
+    def subs(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+        return next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+    return subs(subs(build_parser())["fleet"])
+
+
+def test_every_fleet_option_shows_its_default_in_help() -> None:
+    parsers = _fleet_parsers()
+    assert len(parsers) == 9
+    missing = []
+    for name, parser in parsers.items():
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            if action.help == argparse.SUPPRESS or isinstance(action, argparse._HelpAction):
+                continue
+            text = formatter._expand_help(action) if action.help else ""
+            what = f"fleet {name} {(action.option_strings or [action.dest])[0]}"
+            if not text:
+                missing.append(f"{what}: no help")
+            # An option that takes a value says what happens without it; a flag is off.
+            takes_value = action.option_strings and action.nargs != 0 and not action.required
+            if text and takes_value and "(default: " not in text:
+                missing.append(f"{what}: {text}")
+    assert missing == []
 
 
 def test_status_counts_and_pinpoints_failures(
@@ -152,6 +180,46 @@ def test_connection_string_from_the_environment(
     monkeypatch.setenv("MCU_GATEWAY_SERVICE_CS", fast_hub.facts.service_connection_string)
     code, out, _ = run(capsys, "fleet", "rollouts", "--ca-file", fast_hub.facts.ca_path)
     assert (code, out.strip()) == (0, "no rollouts")
+
+
+def test_a_private_ca_without_ca_file_names_the_certificate_and_the_switch(
+    fast_hub: HubEmulator, cs_file: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    # The emulator's CA is private: with neither --ca-file nor REQUESTS_CA_BUNDLE
+    # only the system CAs are trusted, and they do not vouch for it.
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    code, out, err = run(capsys, "fleet", "status", "--service-cs-file", str(cs_file))
+    assert (code, out) == (1, "")
+    assert err.count("\n") == 1, err
+    line = err.strip()
+    # The verifier's own reason, whole: the emulator's chain ends at its private CA.
+    assert "its TLS certificate is not trusted (unable to get local issuer certificate)" in line
+    assert line.endswith("give the hub's CA with --ca-file PEM or REQUESTS_CA_BUNDLE"), line
+    assert "SSLCertVerificationE)" not in line  # no text cut mid-word
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "no MCUs named: give DEVICE_IDs or --where CONDITION"),
+        (
+            ["m1", "--where", "tags.ring = 'x'"],
+            "name the MCUs either as DEVICE_IDs or with --where, not both",
+        ),
+    ],
+)
+def test_tag_says_what_is_missing_in_one_line(
+    fast_hub: HubEmulator, cs_file: Path, capsys: pytest.CaptureFixture[str],
+    argv: list[str], message: str,
+) -> None:  # fmt: skip
+    small_fleet(fast_hub)
+    code, out, err = run(capsys, "fleet", "tag", "--ring", "canary", *argv,
+                         *conn(fast_hub, cs_file))  # fmt: skip
+    assert (code, out) == (1, "")
+    assert err == f"mcu-gateway fleet tag: error: {message}\n"
+    tags = fast_hub.call(lambda s: {d: t.tags.get("ring") for d, t in s.hub.twins.items()})
+    assert tags == {"m1": "canary", "m2": "canary", "m3": None, "m4": None}  # nothing changed
 
 
 @pytest.fixture
