@@ -411,6 +411,7 @@ class BootloaderSession:
             rto=data_rto(self.link, geo, window, chunk),
             nak_holdoff=nak_holdoff(self.link, chunk),
             align=geo.write_size,
+            loss=self._client.loss,
         )
         progress("applying", start, len(image))
         reported = win.acked
@@ -445,9 +446,7 @@ class BootloaderSession:
                 progress("applying", win.acked, len(image))
         # Thousands of DATA exchanges: the best sample of the link's loss for the
         # commands that follow (VERIFY, ACTIVATE, the outcome polls).
-        client.loss.record(
-            win.frames_sent, max(0, win.frames_sent - win.retransmits), win.exchange_bytes
-        )
+        client.loss.record(win.frames_sent, win.frames_acked, win.exchange_bytes)
         return win
 
     async def flash(

@@ -10,14 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from protocols.errors import DeviceTimeout, RemoteProtocolError
+from protocols.mcugw.client import LinkLoss
 from protocols.mcugw.constants import Status
 from protocols.mcugw.errors import DeviceRejected
 from protocols.mcugw.framing import wire_size
 from protocols.mcugw.packets import DataAck, DataRequest
 from protocols.mcugw.timing import MAX_RTO_S
 
-#: Consecutive retransmission timeouts without progress before giving up.
+#: Consecutive retransmission timeouts without progress before giving up, on a
+#: link that has lost nothing; a lossy one gets what its loss calls for (§6).
 MAX_TIMEOUTS = 8
+#: The most consecutive timeouts any link gets (each one a grown RTO).
+MAX_LOSSY_TIMEOUTS = 30
 #: Clean frames in a row before the chunk size is doubled again.
 GROW_AFTER = 32
 #: Smallest chunk the sender shrinks to on a noisy link.
@@ -49,6 +53,7 @@ class TransferWindow:
         rto: float,
         nak_holdoff: float,
         align: int = 1,
+        loss: LinkLoss | None = None,
     ) -> None:
         if chunk <= 0 or window < chunk:
             raise ValueError(f"window {window} must hold at least one chunk of {chunk}")
@@ -71,8 +76,10 @@ class TransferWindow:
         self._seq_order: dict[int, int] = {}
         self._deadline: float | None = None
         self._timeouts = 0
+        self._loss = loss or LinkLoss()  # the link's loss before this transfer
         self.retransmits = 0
         self.frames_sent = 0
+        self.frames_acked = 0  # frames (or resent pieces) the MCU acknowledged
         self.exchange_bytes = 0  # DATA frames sent and their acknowledgements, on the wire
 
     @property
@@ -146,6 +153,7 @@ class TransferWindow:
             self.acked = ack.next_offset
             for offset in [o for o in self._inflight if o < self.acked]:
                 self._nak_due.pop(offset, None)
+                self.frames_acked += 1
                 if self._inflight.pop(offset).sends == 1:
                     self._grow()
             self._timeouts = 0
@@ -184,15 +192,28 @@ class TransferWindow:
             # The last copy may still be on the wire; resend once it surely is not.
             self._nak_due.setdefault(offset, entry.sent_at + self._holdoff)
 
+    def _timeout_budget(self) -> int:
+        """Timeouts in a row allowed: the fixed 8, or what the loss seen so far calls for.
+
+        The frame at the cumulative offset must get through with its
+        acknowledgement once in that many rounds (chance of failing below
+        ``FAIL_TARGET``), estimated from the link's loss before this transfer
+        and every DATA exchange of it so far.
+        """
+        seen = LinkLoss(self._loss.tries, self._loss.answered, self._loss.wire)
+        seen.record(self.frames_sent, self.frames_acked, self.exchange_bytes)
+        want = seen.tries_for(wire_size(4 + self.chunk) + _ACK_WIRE)
+        return max(MAX_TIMEOUTS, min(MAX_LOSSY_TIMEOUTS, want))
+
     def on_timeout(self, now: float) -> None:
         """Call when ``now`` has passed :meth:`next_deadline` without progress."""
         if self._deadline is None or now < self._deadline or self.done:
             return  # a GAP hold-off expiring is handled by frames_to_send
         self._timeouts += 1
-        if self._timeouts > MAX_TIMEOUTS:
+        if self._timeouts > self._timeout_budget():
             raise DeviceTimeout(
                 f"no DATA acknowledgement beyond offset {self.acked} "
-                f"after {MAX_TIMEOUTS} retransmission timeouts"
+                f"after {self._timeouts - 1} retransmission timeouts"
             )
         # Nothing moved for a whole RTO, so the link is idle: resend every frame
         # still outstanding (the MCU drops duplicates by offset).

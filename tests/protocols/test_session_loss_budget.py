@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
+from protocols.errors import DeviceTimeout
 from protocols.mcugw.client import FAIL_TARGET, ClientProtocol, LinkLoss, TimedOut
 from protocols.mcugw.codec import Codec, PacketReceived
 from protocols.mcugw.constants import Mode, Status
@@ -27,6 +28,7 @@ from protocols.mcugw.packets import (
     ResetRequest,
 )
 from protocols.mcugw.session import MAX_SILENT_ATTEMPTS, BootloaderSession
+from protocols.mcugw.transfer import MAX_LOSSY_TIMEOUTS, MAX_TIMEOUTS, TransferWindow
 from simulators.mcu.core import McuCore
 from simulators.mcu.flash import Flash
 from simulators.mcu.link import LinkFaults, McuDriver
@@ -167,8 +169,6 @@ async def test_a_dead_mcu_still_ends_in_a_timeout() -> None:
     lose_info = _first(InfoRequest, 2)
     transport = _Loses(lambda m: lose_info(m) or isinstance(m, BeginRequest))
     async with _session(transport) as (_, session):
-        from protocols.errors import DeviceTimeout
-
         async with asyncio.timeout(60):
             with pytest.raises(DeviceTimeout, match="no answer to BEGIN"):
                 await session.flash(random.Random(2).randbytes(5000), "2.0.0")
@@ -290,3 +290,28 @@ async def test_boot_probes_lost_past_the_deadline_get_more_probes() -> None:
             info = await session.connect()
     assert lost_probes[0] == 7
     assert info.mode is Mode.BOOTLOADER
+
+
+def _timeouts_until_given_up(loss: LinkLoss | None) -> int:
+    win = TransferWindow(bytes(4096), start=0, chunk=64, window=256, rto=1.0,
+                         nak_holdoff=0.1, loss=loss)  # fmt: skip
+    win.frames_to_send(0.0)
+    for n in range(1, 100):
+        deadline = win.next_deadline()
+        assert deadline is not None
+        try:
+            win.on_timeout(deadline)
+        except DeviceTimeout:
+            return n - 1
+        win.frames_to_send(deadline)
+    raise AssertionError("never gave up")
+
+
+def test_data_timeouts_in_a_row_follow_the_observed_loss() -> None:
+    """Issue 17 item 4, seed 102 of bench.noisy_flash (16 KiB): the last DATA frame and
+    its acknowledgement were lost 9 rounds in a row on a link losing 1 byte in 100."""
+    assert _timeouts_until_given_up(None) == MAX_TIMEOUTS  # nothing lost: the fixed 8
+    lossy = LinkLoss()
+    lossy.record(1000, 370, 1000 * 100)  # about 1e-2 of the bytes lost
+    allowed = _timeouts_until_given_up(lossy)
+    assert MAX_TIMEOUTS < allowed <= MAX_LOSSY_TIMEOUTS
