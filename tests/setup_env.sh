@@ -32,6 +32,8 @@ missing_packages() {
         arm-none-eabi-gcc -x c -fsyntax-only - >/dev/null 2>&1 ||
         printf ' gcc-arm-none-eabi libnewlib-arm-none-eabi'
     command -v qemu-system-arm >/dev/null 2>&1 || printf ' qemu-system-arm'
+    # The STM32 simulator is also driven by stm32flash, the tool its users run.
+    command -v stm32flash >/dev/null 2>&1 || printf ' stm32flash'
     command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 ||
         printf ' chromium fonts-liberation'
     # venv without ensurepip makes a virtual environment with no pip in it.

@@ -17,7 +17,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tests" / "setup_env.sh"
 LN = shutil.which("ln")
-TOOLS = ("make", "cc", "arm-none-eabi-gcc", "qemu-system-arm", "chromium", "grep", "tr")
+TOOLS = (
+    "make",
+    "cc",
+    "arm-none-eabi-gcc",
+    "qemu-system-arm",
+    "chromium",
+    "stm32flash",
+    "grep",
+    "tr",
+)
 
 
 def _wrap(bin_dir: Path, name: str, body: str) -> None:

@@ -125,7 +125,6 @@ def test_write_protection_refuses_erase_and_write_until_write_unprotect(tmp_path
         _exchange(port, codec.erase([1]))
 
 
-@pytest.mark.skipif(STM32FLASH is None, reason="stm32flash is not installed")
 def test_stm32flash_sees_the_protection_and_its_unprotect_works(tmp_path: Path) -> None:
     assert STM32FLASH is not None
     out = tmp_path / "read.bin"
