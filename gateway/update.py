@@ -56,10 +56,11 @@ Report = Callable[[dict[str, Any], bool], Coroutine[Any, Any, None]]
 #: Journal progress at most this often. Each write is an fsync on the event
 #: loop, and dozens of flashes run at once; a resume starts from the MCU's own
 #: offset, so the journal's figure only needs to be roughly current.
-_JOURNAL_EVERY_S = 1.0
+_JOURNAL_EVERY_S = 2.0
 #: Reported progress at most this often: the link sends one PATCH a second
-#: (``report_interval_s``), so faster reports would only be merged away.
-_REPORT_EVERY_S = 0.5
+#: (``report_interval_s``), so faster reports would only be merged away and
+#: cost CPU on the way (issue 23.11).
+_REPORT_EVERY_S = 1.0
 
 
 class UpdateFailed(Exception):
