@@ -81,6 +81,9 @@ class _TracedTurns:
             _log.debug("%s rx %s", self._port, line)
         self._inner.receive(data)
 
+    def sent(self) -> None:
+        self._inner.sent()
+
 
 def traced(transport: Transport, port: str) -> Transport:
     """``transport`` itself, or wrapped in a tracer when the wire logger is on."""

@@ -61,6 +61,10 @@ class Turns(Protocol):
 
     def receive(self, data: bytes) -> None: ...
 
+    def sent(self) -> None:
+        """The last ``outgoing`` bytes went out: prepare what follows while the answer comes."""
+        ...
+
 
 @runtime_checkable
 class Conversant(Protocol):
@@ -82,6 +86,7 @@ async def converse(transport: Transport, turns: Turns) -> None:
         out = turns.outgoing()
         if out:
             await transport.write(out)
+            turns.sent()
         async with asyncio.timeout_at(turns.deadline):
             data = await transport.read()
         turns.receive(data)
@@ -298,6 +303,7 @@ class SerialTransport:
             self._send(turns.outgoing())
             if self._turns is turns:
                 self._arm(turns.deadline)
+                turns.sent()
                 if self._rx:
                     self._step()  # bytes that came before: the answer judges them
             await done
@@ -327,6 +333,10 @@ class SerialTransport:
         if out:
             self._send(out)
             self._arm(turns.deadline)
+            try:
+                turns.sent()
+            except Exception as exc:  # building the next request failed: the caller's
+                self._end_turns(exc)
 
     def _arm(self, deadline: float) -> None:
         timer = self._timer

@@ -42,6 +42,8 @@ class Commands:
         self._attempt = 0
         self._job = next(self._jobs, None)
         self.exchange: Exchange | None = self._job.make() if self._job is not None else None
+        #: The command after this one, built while this one's last answer is on its way.
+        self._next: tuple[Job | None, Exchange | None] | None = None
 
     @property
     def done(self) -> bool:
@@ -57,6 +59,13 @@ class Commands:
             self.deadline = self._deadline_for(len(out), ex.stage.reply_len, work)
             self.tx_bytes += len(out)
         return out
+
+    def sent(self) -> None:
+        """The bytes are out: build the next command while the device answers this one."""
+        ex = self.exchange
+        if self._next is None and ex is not None and ex.last_stage:
+            job = next(self._jobs, None)
+            self._next = (job, job.make() if job is not None else None)
 
     def receive(self, data: bytes) -> None:
         self.rx_bytes += len(data)
@@ -76,6 +85,10 @@ class Commands:
         if job.check is not None:
             job.check(ex.payloads)
         self._attempt = 0
-        self._job = next(self._jobs, None)
-        if self._job is not None:
-            self.exchange = self._job.make()
+        if self._next is None:
+            self.sent()
+        assert self._next is not None
+        self._job, nxt = self._next
+        self._next = None
+        if nxt is not None:
+            self.exchange = nxt

@@ -50,6 +50,9 @@ class _Asks:
         self.deadline = asyncio.get_running_loop().time() + self._timeout
         return b"?%d;" % self.i
 
+    def sent(self) -> None:
+        pass
+
     def receive(self, data: bytes) -> None:
         self._buf += data
         want = self._answer()
