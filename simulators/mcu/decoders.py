@@ -28,6 +28,7 @@ from protocols.mcugw.encoding import (
     DecodeError,
     DictSource,
     header_dict_len,
+    thumb_filters,
 )
 
 #: RAM of the MCU decoders, bytes (§17.4), measured on the C reference
@@ -60,9 +61,10 @@ class _Block:
         self.produced = 0  # decoded bytes out
         self.pending = bytearray()  # decoded, not yet a whole write unit (the page buffer)
         self.emitted = 0  # decoded bytes handed out as pieces
-        if h.codec == Codec.LZMA:
+        if h.codec in (Codec.LZMA, Codec.LZMA_THUMB):
+            filters = LZMA_FILTERS if h.codec == Codec.LZMA else thumb_filters(h.out_offset)
             self.lz: lzma.LZMADecompressor | None = lzma.LZMADecompressor(
-                format=lzma.FORMAT_RAW, filters=LZMA_FILTERS
+                format=lzma.FORMAT_RAW, filters=filters
             )
             self.zl: Any = None
         else:
@@ -221,9 +223,9 @@ class BlockStreamDecoder:
             # More than any encoder emits for this many bytes: refuse before buffering it.
             raise DecodeError(Status.DECODE_ERROR.name, f"block of {enc_len} encoded bytes")
         codec: int = h.codec  # type: ignore[attr-defined]
-        if codec not in (Codec.DEFLATE, Codec.LZMA):
+        if codec not in (Codec.DEFLATE, Codec.LZMA, Codec.LZMA_THUMB):
             raise DecodeError(Status.DECODE_ERROR.name, f"unknown codec {codec}")
-        if codec == Codec.LZMA and h.dict_source != DictSource.NONE:  # type: ignore[attr-defined]
+        if codec != Codec.DEFLATE and h.dict_source != DictSource.NONE:  # type: ignore[attr-defined]
             raise DecodeError(Status.DECODE_ERROR.name, "LZMA blocks take no dictionary")
 
     def _dictionary(self, h: object) -> bytes:
