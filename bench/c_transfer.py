@@ -24,7 +24,7 @@ the link spent not sending: transfer seconds minus the wire time of the bytes
 sent in it (DATA frames; the acknowledgements travel the other way).
 
 Checks (PASS/FAIL, exit status 1 on a miss) on the C build at 115200 (issue 21):
-compressed ≥ 1.55× the link rate over the transfer for every pair; a small
+compressed ≥ 1.55 times the link rate over the transfer for every pair; a small
 change as a delta ≤ 5 % of the image on the wire; a release ≤ 30 %.
 """
 
@@ -104,10 +104,9 @@ def flash_once(impl: str, state: Path, old: bytes, new: bytes, baud: int, mode: 
         launch.stop(child.proc)
     child = launch.start([*common, "--baud", str(baud), "--flash-scale", "1"], stderr=None)
     try:
-        stream, tx, xfer, total, enc = asyncio.run(
-            _flash(child.port, new, "2.0.0", encode=mode != "raw",
-                   base=old if mode == "delta" else None)  # fmt: skip
-        )
+        base = old if mode == "delta" else None
+        flashed = _flash(child.port, new, "2.0.0", encode=mode != "raw", base=base)
+        stream, tx, xfer, total, enc = asyncio.run(flashed)
     finally:
         launch.stop(child.proc)
     if enc != mode:

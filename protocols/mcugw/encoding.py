@@ -51,6 +51,28 @@ LZMA_FILTERS = [
 ]
 
 
+def thumb_unfilter(buf: bytearray, i: int, pos: int, final: bool) -> int:
+    """Undo the ARM-Thumb branch filter in ``buf`` from index ``i`` (even), where
+    ``buf[0]`` is image offset ``pos`` (even); return the first index not decided yet.
+
+    A BL pair (bytes i+1 and i+3 with high bits F0 and F8) at an even block offset had
+    its image offset + 4 added to its 22-bit halfword offset. Pairs at i and i + 2
+    exclude each other, so each decision needs only its own 4 bytes (§17.1); the last
+    3 bytes wait for more unless the block is ``final``.
+    """
+    while i + 4 <= len(buf):
+        if buf[i + 1] & 0xF8 == 0xF0 and buf[i + 3] & 0xF8 == 0xF8:
+            v = ((buf[i + 1] & 7) << 19 | buf[i] << 11 | (buf[i + 3] & 7) << 8 | buf[i + 2]) << 1
+            v = ((v - (pos + i + 4)) & 0xFFFFFFFF) >> 1
+            buf[i : i + 4] = bytes(
+                (v >> 11 & 0xFF, 0xF0 | v >> 19 & 7, v & 0xFF, 0xF8 | v >> 8 & 7)
+            )
+            i += 4
+        else:
+            i += 2
+    return len(buf) if final else i
+
+
 def thumb_filters(out_offset: int) -> list[dict[str, int]]:
     """A ``Codec.LZMA_THUMB`` block's filter chain: the ARM-Thumb branch filter with
     the block's image offset as its start, then LZMA as ``LZMA_FILTERS``."""

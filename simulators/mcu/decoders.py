@@ -28,7 +28,7 @@ from protocols.mcugw.encoding import (
     DecodeError,
     DictSource,
     header_dict_len,
-    thumb_filters,
+    thumb_unfilter,
 )
 
 #: RAM of the MCU decoders, bytes (§17.4), measured on the C reference
@@ -61,10 +61,12 @@ class _Block:
         self.produced = 0  # decoded bytes out
         self.pending = bytearray()  # decoded, not yet a whole write unit (the page buffer)
         self.emitted = 0  # decoded bytes handed out as pieces
+        self.decided = 0  # LZMA_THUMB: block offset below which BL pairs are un-filtered
         if h.codec in (Codec.LZMA, Codec.LZMA_THUMB):
-            filters = LZMA_FILTERS if h.codec == Codec.LZMA else thumb_filters(h.out_offset)
+            # LZMA_THUMB: liblzma gives the filtered bytes and this class un-filters them
+            # as the C decoder does, so `produced` counts the same bytes (§17.2 statuses).
             self.lz: lzma.LZMADecompressor | None = lzma.LZMADecompressor(
-                format=lzma.FORMAT_RAW, filters=filters
+                format=lzma.FORMAT_RAW, filters=LZMA_FILTERS
             )
             self.zl: Any = None
         else:
@@ -95,6 +97,18 @@ class _Block:
         if self.ended() and (self.lz.unused_data if self.lz is not None else self.zl.unused_data):
             raise DecodeError(Status.DECODE_ERROR.name, _AFTER_END_MARK)
         return out
+
+    def ready(self, done: bool) -> int:
+        """How many bytes at the front of ``pending`` are final (LZMA_THUMB holds back the
+        bytes whose BL pair is not decided yet)."""
+        if self.h.codec != Codec.LZMA_THUMB:
+            return len(self.pending)
+        start = self.emitted
+        self.decided = (
+            thumb_unfilter(self.pending, self.decided - start, self.h.out_offset + start, done)
+            + start
+        )
+        return len(self.pending) if done else self.decided - start
 
     def finish(self) -> None:
         if not self.ended():
@@ -193,9 +207,10 @@ class BlockStreamDecoder:
                 block.finish()
                 self._block = None
                 self.next_out = block.h.out_offset + block.h.out_len
-                cut = len(block.pending)
+                cut = block.ready(True)
             else:
-                cut = len(block.pending) - len(block.pending) % self._align
+                cut = block.ready(False)
+                cut -= cut % self._align
             if cut or done:
                 piece = bytes(block.pending[:cut])
                 del block.pending[:cut]
