@@ -62,8 +62,9 @@ def test_a_power_cut_mid_stream_resumes_at_a_block(
         sim.stop()
 
 
+@pytest.mark.parametrize("impl", ["python", "c", "qemu"])
 async def test_an_lzma_end_mark_before_its_length_is_refused_and_the_mcu_lives(
-    tmp_path: Path,
+    tmp_path: Path, impl: str
 ) -> None:
     """Issue 17 item 5: the rest of an over-long LZMA block, in the next DATA frame,
     raised EOFError in the simulator and the process died (the twin said unplugged)."""
@@ -84,7 +85,7 @@ async def test_an_lzma_end_mark_before_its_length_is_refused_and_the_mcu_lives(
         base_sha256=bytes(32),
         block_ends=(len(block.encode()), len(stream)),
     )
-    sim = SimProcess(tmp_path / "mcu", (*FAST, "--impl", "python")).start()
+    sim = SimProcess(tmp_path / "mcu", (*FAST, "--impl", impl)).start()
     try:
         transport = await open_transport(sim.port, 0)
         try:
