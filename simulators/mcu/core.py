@@ -55,7 +55,7 @@ from simulators.mcu.options import SUPPORTED_BAUDS, SimOptions
 from simulators.mcu.trailer import Record, RecordKind, SlotStatus, SlotTrailer
 
 _CAPS = Capability.WINDOW | Capability.RESUME | Capability.SET_BAUD | Capability.APP_MODE
-_DECODER_CAPS = Capability.COMPRESS | Capability.DELTA
+_DECODER_CAPS = Capability.COMPRESS | Capability.DELTA | Capability.THUMB
 
 
 class RunState(enum.Enum):
@@ -602,7 +602,7 @@ class McuCore:
         out_offset, data, stream_end = piece.out_offset, piece.data, piece.stream_end
         rate = (
             self.model.lzma_us_per_kib
-            if piece.codec == BlockCodec.LZMA
+            if piece.codec in (BlockCodec.LZMA, BlockCodec.LZMA_THUMB)
             else (self.model.inflate_us_per_kib)
         )
         work = len(data) / 1024 * rate / 1e6

@@ -28,6 +28,7 @@ from protocols.mcugw.encoding import (
     DecodeError,
     DictSource,
     header_dict_len,
+    thumb_unfilter,
 )
 
 #: RAM of the MCU decoders, bytes (§17.4), measured on the C reference
@@ -60,7 +61,10 @@ class _Block:
         self.produced = 0  # decoded bytes out
         self.pending = bytearray()  # decoded, not yet a whole write unit (the page buffer)
         self.emitted = 0  # decoded bytes handed out as pieces
-        if h.codec == Codec.LZMA:
+        self.decided = 0  # LZMA_THUMB: block offset below which BL pairs are un-filtered
+        if h.codec in (Codec.LZMA, Codec.LZMA_THUMB):
+            # LZMA_THUMB: liblzma gives the filtered bytes and this class un-filters them
+            # as the C decoder does, so `produced` counts the same bytes (§17.2 statuses).
             self.lz: lzma.LZMADecompressor | None = lzma.LZMADecompressor(
                 format=lzma.FORMAT_RAW, filters=LZMA_FILTERS
             )
@@ -93,6 +97,18 @@ class _Block:
         if self.ended() and (self.lz.unused_data if self.lz is not None else self.zl.unused_data):
             raise DecodeError(Status.DECODE_ERROR.name, _AFTER_END_MARK)
         return out
+
+    def ready(self, done: bool) -> int:
+        """How many bytes at the front of ``pending`` are final (LZMA_THUMB holds back the
+        bytes whose BL pair is not decided yet)."""
+        if self.h.codec != Codec.LZMA_THUMB:
+            return len(self.pending)
+        start = self.emitted
+        self.decided = (
+            thumb_unfilter(self.pending, self.decided - start, self.h.out_offset + start, done)
+            + start
+        )
+        return len(self.pending) if done else self.decided - start
 
     def finish(self) -> None:
         if not self.ended():
@@ -196,9 +212,10 @@ class BlockStreamDecoder:
                 block.finish()
                 self._block = None
                 self.next_out = block.h.out_offset + block.h.out_len
-                cut = len(block.pending)
+                cut = block.ready(True)
             else:
-                cut = len(block.pending) - len(block.pending) % self._align
+                cut = block.ready(False)
+                cut -= cut % self._align
             if cut or done:
                 piece = bytes(block.pending[:cut])
                 del block.pending[:cut]
@@ -231,9 +248,9 @@ class BlockStreamDecoder:
             # More than any encoder emits for this many bytes: refuse before buffering it.
             raise DecodeError(Status.DECODE_ERROR.name, f"block of {enc_len} encoded bytes")
         codec: int = h.codec  # type: ignore[attr-defined]
-        if codec not in (Codec.DEFLATE, Codec.LZMA):
+        if codec not in (Codec.DEFLATE, Codec.LZMA, Codec.LZMA_THUMB):
             raise DecodeError(Status.DECODE_ERROR.name, f"unknown codec {codec}")
-        if codec == Codec.LZMA and h.dict_source != DictSource.NONE:  # type: ignore[attr-defined]
+        if codec != Codec.DEFLATE and h.dict_source != DictSource.NONE:  # type: ignore[attr-defined]
             raise DecodeError(Status.DECODE_ERROR.name, "LZMA blocks take no dictionary")
 
     def _dictionary(self, h: object) -> bytes:
