@@ -6,13 +6,13 @@
 * RAM: ``arm-none-eabi-nm -S`` of ``sizeof(bl_dec_t)`` (probabilities or Huffman
   tables, page buffer, block header, state) and ``-fstack-usage`` of the decode
   path (bl_dec_write down to the flash HAL).
-* Decode cost: the core with its decoders (ports/host/decfuzz.c, ``-Os``, no
-  sanitizers) decodes the Cortex-M corpus's streams (bench/corpus.py) under
-  callgrind, counting instructions inside ``bl_dec_write`` only (decoding and
-  programming the page, not framing, CRC or hashing). That is x86-64 instructions,
-  a proxy for the Cortex-M3: the mapping to cycles assumes CPI_M3 Cortex-M3 cycles
-  per proxy instruction (Thumb-2 needs about as many instructions for this
-  byte-and-bit code; the M3 runs ~1.2-1.5 cycles each with flash wait states).
+* Decode cost: the core with its decoders, built for the Cortex-M3 (``-Os -mthumb``),
+  decodes the Cortex-M corpus's streams (bench/corpus.py) on QEMU's mps2-an385 under
+  ``-icount``, counting the Thumb-2 instructions executed inside ``bl_dec_write``
+  (decoding, slot reads, page handling; not framing, CRC, hashing, nor the flash
+  HAL's program and erase): see bench/m3count.py. Measured: the instruction count.
+  Assumed: CPI_M3 cycles per instruction on a part (single-cycle ALU ops, 2-cycle
+  loads, 2-4-cycle taken branches, flash wait states: ~1.2-1.5), at CLOCK_HZ.
 
     python -m bench.c_decoders [--json FILE]
 
@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from bench import m3count
 from bench.corpus import build_pairs
 from protocols.mcugw.encoding import compress, delta
 from simulators.mcu.native import CORE, DECODERS, INC, SOURCE_DIR
@@ -42,7 +41,7 @@ ARM = ["arm-none-eabi-gcc", "-std=c99", "-Os", "-mcpu=cortex-m3", "-mthumb",
 #: vmcu-l0's buffers (the smallest part, the Makefile's default MODEL).
 MODEL_DEFS = ["-DBL_MAX_DATA_MAX=256u", "-DBL_WINDOW_MAX=1024u", "-DBL_WRITE_MAX=4u",
               "-DBL_WRITE_MIN=4u"]  # fmt: skip
-CPI_M3 = 1.5  # assumed Cortex-M3 cycles per proxy (x86-64) instruction
+CPI_M3 = 1.5  # assumed Cortex-M3 cycles per Thumb-2 instruction (wait states included)
 #: vmcu-f4's flash per KiB of image: a 4 KiB sector erased in 25 ms, 256 B pages in 1 ms.
 FLASH_US_PER_KIB = 25_000 / 4 + 4 * 1_000
 CLOCK_HZ = 64e6
@@ -92,41 +91,12 @@ def dec_ram(out: Path) -> int:
     raise SystemExit("probe symbol missing")
 
 
-def decode_cost(out: Path, base: bytes, image: bytes, stream: bytes, is_delta: bool) -> int:
-    """Proxy instructions inside bl_dec_write to decode ``stream`` into ``image``."""
-    exe = out / "bl-decbench"
-    if not exe.exists():
-        _run(["cc", "-std=c11", "-Os", "-g", *INC, *DECODERS, *CORE, "ports/common/sim_app.c",
-              "ports/host/decfuzz.c", "-o", str(exe)])  # fmt: skip
-    (out / "base.bin").write_bytes(base)
-    import hashlib
-
-    frames = [(o, min(256, len(stream) - o)) for o in range(0, len(stream), 256)]
-    blob = struct.pack("<BI", is_delta, len(image)) + hashlib.sha256(image).digest()
-    blob += struct.pack("<I", len(stream)) + stream + struct.pack("<I", len(frames))
-    blob += b"".join(struct.pack("<II", o, n) for o, n in frames)
-    cg = out / "callgrind.out"
-    proc = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--toggle-collect=bl_dec_write",
-         f"--callgrind-out-file={cg}", str(exe), str(out / "base.bin")],
-        input=blob, capture_output=True, check=False,
-    )  # fmt: skip
-    if proc.returncode != 0 or not proc.stdout.decode().startswith("0 0"):
-        sys.exit(f"decode failed: {proc.stdout.decode()[:200]} {proc.stderr.decode()[-800:]}")
-    m = re.search(r"^totals: (\d+)", cg.read_text(), re.M) or re.search(
-        r"^summary: (\d+)", cg.read_text(), re.M
-    )
-    assert m, "no callgrind totals"
-    # The host HAL's flash (a RAM array, byte loops) is not the decoder: a real part's
-    # program and erase time is the flash's own (modelled per part, FLASH_US_PER_KIB).
-    annotate = subprocess.run(["callgrind_annotate", "--inclusive=yes", str(cg)],
-                              capture_output=True, text=True, check=False).stdout  # fmt: skip
-    hal = sum(
-        int(line.split()[0].replace(",", ""))
-        for line in annotate.splitlines()
-        if re.search(r":hal_flash_(program|erase) ", line + " ")
-    )
-    return int(m.group(1)) - hal
+def decode_cost(elf: Path, base: bytes, image: bytes, stream: bytes, is_delta: bool) -> int:
+    """Cortex-M3 instructions inside bl_dec_write to decode ``stream`` (bench.m3count)."""
+    try:
+        return m3count.count(elf, base, image, stream, is_delta)
+    except m3count.CountError as exc:
+        sys.exit(str(exc))
 
 
 def main() -> None:
@@ -134,7 +104,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--functions", type=int, default=300)
     args = ap.parse_args()
-    for tool in ("arm-none-eabi-gcc", "valgrind", "cc"):
+    for tool in ("arm-none-eabi-gcc", "qemu-system-arm"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} not found (see .ci/run)")
     with tempfile.TemporaryDirectory() as tmp:
@@ -142,13 +112,17 @@ def main() -> None:
         plain, dec = core_flash(out, False), core_flash(out, True)
         frames = stack_usage(out)
         ram = dec_ram(out)
+        try:
+            elf = m3count.build(out)
+        except m3count.CountError as exc:
+            sys.exit(str(exc))
         pairs = build_pairs(out / "corpus", args.functions)
         rows = []
         for name, (old, new) in pairs.items():
             for mode, enc in (("compressed", compress(new)), ("delta", delta(old, new))):
                 if mode == "compressed" and name != "small-change":
                     continue  # one compressed image is enough: LZMA cost is per output byte
-                instr = decode_cost(out, old, new, enc.stream, mode == "delta")
+                instr = decode_cost(elf, old, new, enc.stream, mode == "delta")
                 per_kib = instr / (len(new) / 1024)
                 cycles = per_kib * CPI_M3
                 # Output bytes per second the link feeds at 921600: stream rate x ratio.
@@ -179,7 +153,7 @@ def main() -> None:
     print(f"  {'total':16} {flash_plain:6} {flash_dec:6}  (+{flash_dec - flash_plain})")
     print(f"decoder state sizeof(bl_dec_t): {ram} B; decode-path stack {deepest} B {stack}")
     print(
-        "| pair | mode | image B | stream B | proxy instr/KiB | M3 cycles/KiB | µs/KiB @64 MHz "
+        "| pair | mode | image B | stream B | M3 instr/KiB | M3 cycles/KiB | µs/KiB @64 MHz "
         "| CPU share at 921600 |"
     )
     print("|---|---|---|---|---|---|---|---|")

@@ -13,8 +13,16 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests import leaks
+
+# Property tests check behaviour, not speed: on a loaded CI machine (4 workers on 2
+# cores) hypothesis' default 200 ms deadline and too-slow health check fail good code.
+settings.register_profile(
+    "suite", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.load_profile("suite")
 
 _ON = os.environ.get("MCU_GATEWAY_TEST_LEAKS", "1") != "0"
 

@@ -86,6 +86,7 @@ class Capability(enum.IntFlag):
     APP_MODE = 1 << 3  # the application answers HELLO/INFO/RESET
     COMPRESS = 1 << 4  # decodes deflate-block streams (BEGIN flag COMPRESSED, §17)
     DELTA = 1 << 5  # decodes delta blocks against the fallback slot (BEGIN flag DELTA, §17)
+    THUMB = 1 << 6  # also decodes LZMA_THUMB blocks (ARM-Thumb branch filter, §17.1)
 
 
 class Mode(enum.IntEnum):

@@ -28,6 +28,7 @@ from protocols.mcugw.encoding import (
     DecodeError,
     DictSource,
     header_dict_len,
+    thumb_unfilter,
 )
 
 #: RAM of the MCU decoders, bytes (§17.4), measured on the C reference
@@ -60,7 +61,10 @@ class _Block:
         self.produced = 0  # decoded bytes out
         self.pending = bytearray()  # decoded, not yet a whole write unit (the page buffer)
         self.emitted = 0  # decoded bytes handed out as pieces
-        if h.codec == Codec.LZMA:
+        self.decided = 0  # LZMA_THUMB: block offset below which BL pairs are un-filtered
+        if h.codec in (Codec.LZMA, Codec.LZMA_THUMB):
+            # LZMA_THUMB: liblzma gives the filtered bytes and this class un-filters them
+            # as the C decoder does, so `produced` counts the same bytes (§17.2 statuses).
             self.lz: lzma.LZMADecompressor | None = lzma.LZMADecompressor(
                 format=lzma.FORMAT_RAW, filters=LZMA_FILTERS
             )
@@ -93,6 +97,18 @@ class _Block:
         if self.ended() and (self.lz.unused_data if self.lz is not None else self.zl.unused_data):
             raise DecodeError(Status.DECODE_ERROR.name, _AFTER_END_MARK)
         return out
+
+    def ready(self, done: bool) -> int:
+        """How many bytes at the front of ``pending`` are final (LZMA_THUMB holds back the
+        bytes whose BL pair is not decided yet)."""
+        if self.h.codec != Codec.LZMA_THUMB:
+            return len(self.pending)
+        start = self.emitted
+        self.decided = (
+            thumb_unfilter(self.pending, self.decided - start, self.h.out_offset + start, done)
+            + start
+        )
+        return len(self.pending) if done else self.decided - start
 
     def finish(self) -> None:
         if not self.ended():
@@ -132,6 +148,7 @@ class BlockStreamDecoder:
         read_base: Callable[[int, int], bytes],
         base_size: int,
         align: int = 1,
+        resume_grid: int = BLOCK_SIZE,
     ) -> None:
         self.image_size = image_size
         self.delta = delta
@@ -142,7 +159,11 @@ class BlockStreamDecoder:
         self._header = bytearray()
         self._block: _Block | None = None
         self._pos = stream_start  # stream offset of the next byte fed
-        self.next_out: int | None = None  # image offset the next block must start at
+        # Image offset the next block must start at (§17.1: 0 for the first block). A
+        # resumed stream restarts at a checkpoint, a block that begins on a sector
+        # (§17.3), as the C decoder checks it: resume_grid is the sector size.
+        self.next_out: int | None = 0 if stream_start == 0 else None
+        self._resume_grid = max(BLOCK_SIZE, resume_grid)
         self.failed: DecodeError | None = None
 
     def feed(self, data: bytes) -> Iterator[Piece]:
@@ -191,9 +212,10 @@ class BlockStreamDecoder:
                 block.finish()
                 self._block = None
                 self.next_out = block.h.out_offset + block.h.out_len
-                cut = len(block.pending)
+                cut = block.ready(True)
             else:
-                cut = len(block.pending) - len(block.pending) % self._align
+                cut = block.ready(False)
+                cut -= cut % self._align
             if cut or done:
                 piece = bytes(block.pending[:cut])
                 del block.pending[:cut]
@@ -209,6 +231,11 @@ class BlockStreamDecoder:
                 Status.DECODE_ERROR.name,
                 f"block at image offset {out_offset}, expected {self.next_out}",
             )
+        if self.next_out is None and out_offset % self._resume_grid:
+            raise DecodeError(
+                Status.DECODE_ERROR.name,
+                f"resumed at a block at image offset {out_offset}, not on a sector",
+            )
         end = out_offset + out_len
         if out_offset % BLOCK_SIZE or not 0 < out_len <= MAX_BLOCK or end > self.image_size:
             raise DecodeError(
@@ -221,9 +248,9 @@ class BlockStreamDecoder:
             # More than any encoder emits for this many bytes: refuse before buffering it.
             raise DecodeError(Status.DECODE_ERROR.name, f"block of {enc_len} encoded bytes")
         codec: int = h.codec  # type: ignore[attr-defined]
-        if codec not in (Codec.DEFLATE, Codec.LZMA):
+        if codec not in (Codec.DEFLATE, Codec.LZMA, Codec.LZMA_THUMB):
             raise DecodeError(Status.DECODE_ERROR.name, f"unknown codec {codec}")
-        if codec == Codec.LZMA and h.dict_source != DictSource.NONE:  # type: ignore[attr-defined]
+        if codec != Codec.DEFLATE and h.dict_source != DictSource.NONE:  # type: ignore[attr-defined]
             raise DecodeError(Status.DECODE_ERROR.name, "LZMA blocks take no dictionary")
 
     def _dictionary(self, h: object) -> bytes:

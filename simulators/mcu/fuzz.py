@@ -307,6 +307,26 @@ def _frames(
     return out
 
 
+def thumb_code(rng: random.Random, size: int) -> bytes:
+    """Thumb-2-like bytes dense with BL pairs (F0xx F8xx) calling a few dozen targets,
+    at every even offset (page and block edges included) and, after a stray byte, at
+    odd ones: what the ARM-Thumb filter of ``Codec.LZMA_THUMB`` blocks converts."""
+    words = [rng.randrange(0x10000) & 0xE7FF for _ in range(300)]  # never F0xx or F8xx
+    targets = [rng.randrange(size) & ~1 for _ in range(40)]
+    out = bytearray()
+    while len(out) < size:
+        roll = rng.random()
+        if roll < 0.3:
+            pos = len(out)
+            off = (rng.choice(targets) - pos - 4) >> 1
+            out += bytes([off >> 11 & 0xFF, 0xF0 | off >> 19 & 7, off & 0xFF, 0xF8 | off >> 8 & 7])
+        elif roll < 0.31:
+            out.append(rng.randrange(256))
+        else:
+            out += rng.choice(words).to_bytes(2, "little")
+    return bytes(out[:size])
+
+
 def fuzz_block_streams(model: McuModel, seed: int, count: int) -> StreamFuzzReport:
     """Send ``count`` hostile block streams to a fresh MCU, each split across DATA frames.
 
@@ -321,8 +341,10 @@ def fuzz_block_streams(model: McuModel, seed: int, count: int) -> StreamFuzzRepo
     host = _Host(core)
     base = _synthetic_image("1.0.0")
     image = base[: len(base) // 2] + rng.randbytes(100) + base[len(base) // 2 :]
-    image = image[: min(len(image), model.slot_size)]
+    image_ = image = image[: min(len(image), model.slot_size)]
+    code = thumb_code(rng, min(20 * 1024, model.slot_size))
     valid = [compress(image).stream, compress(image, BLOCK_SIZE).stream]
+    thumb = [compress(code, thumb=True).stream, compress(code, BLOCK_SIZE, thumb=True).stream]
     deltas = [delta(base, image).stream]
     report = StreamFuzzReport()
 
@@ -335,9 +357,13 @@ def fuzz_block_streams(model: McuModel, seed: int, count: int) -> StreamFuzzRepo
 
     host.send(*encode_payload(ResetRequest(ResetMode.STAY)))
     for _ in range(count):
-        is_delta = rng.random() < 0.3
-        kind, stream, splits = hostile_stream(rng, deltas if is_delta else valid)
+        roll = rng.random()
+        is_delta, is_thumb = roll < 0.3, roll >= 0.7
+        kind, stream, splits = hostile_stream(
+            rng, deltas if is_delta else thumb if is_thumb else valid
+        )
         report.kinds[kind] = report.kinds.get(kind, 0) + 1
+        image = code if is_thumb else image_
         flags = BeginFlags.COMPRESSED | (BeginFlags.DELTA if is_delta else BeginFlags.NONE)
         begin = ask(
             BeginRequest(

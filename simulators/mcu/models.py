@@ -27,10 +27,11 @@ class McuModel:
     turnaround_us: int
     bootloader_version: str = "1.0.0"
     #: Block-stream decode time per KiB of output (§17.4), from the C decoders'
-    #: measured cost at 64 MHz (python -m bench.c_decoders): inflate's worst delta
-    #: of the corpus (~150k cycles/KiB), LZMA's ~310k cycles/KiB.
-    inflate_us_per_kib: int = 2340
-    lzma_us_per_kib: int = 4840
+    #: measured Cortex-M3 instructions at 1.5 cycles each and 64 MHz (python -m
+    #: bench.c_decoders): inflate's worst delta of the corpus (~173k cycles/KiB),
+    #: LZMA's ~342k cycles/KiB.
+    inflate_us_per_kib: int = 2710
+    lzma_us_per_kib: int = 5340
 
     @property
     def compat(self) -> str:

@@ -13,6 +13,7 @@ from protocols.mcugw.constants import Capability, SlotState, Status
 from protocols.mcugw.encoding import (
     BLOCK_HEADER,
     HEADER_SIZE,
+    Codec,
     DecodeError,
     Encoded,
     choose,
@@ -22,6 +23,8 @@ from protocols.mcugw.encoding import (
 )
 from protocols.mcugw.errors import DeviceRejected
 from simulators.mcu.core import McuCore, _synthetic_image
+from simulators.mcu.decoders import BlockStreamDecoder
+from simulators.mcu.fuzz import thumb_code
 from simulators.mcu.options import SimOptions
 from tests.protocols.test_session_after_cut import _core as _blank_core
 from tests.protocols.test_session_after_cut import _old_image_intact, _session
@@ -247,3 +250,68 @@ def test_one_release_to_many_mcus_is_probed_once(monkeypatch: pytest.MonkeyPatch
     for _ in range(4):  # four MCUs, one release
         assert choose(Capability.COMPRESS, noise, None, False) is None
     assert runs == [encoding.LZMA_BLOCK_SIZE]
+
+
+def _codecs(stream: bytes) -> list[int]:
+    out, pos = [], 0
+    while pos < len(stream):
+        h = BLOCK_HEADER.parse(stream[pos : pos + HEADER_SIZE])
+        out.append(h.codec)
+        pos += HEADER_SIZE + h.enc_len
+    return out
+
+
+THUMB = thumb_code(random.Random(3), 150 * 1024)
+
+
+def test_thumb_code_goes_out_branch_filtered_only_to_an_mcu_that_decodes_it() -> None:
+    """LZMA_THUMB (§17.1) is smaller on Thumb code; an MCU without THUMB never gets it."""
+    caps = Capability.COMPRESS | Capability.DELTA
+    plain = choose(caps, THUMB, None, False)
+    filtered = choose(caps | Capability.THUMB, THUMB, None, False)
+    assert plain is not None and filtered is not None
+    assert set(_codecs(plain.stream)) == {Codec.LZMA}
+    assert set(_codecs(filtered.stream)) == {Codec.LZMA_THUMB}
+    assert len(filtered.stream) < 0.95 * len(plain.stream)
+    # Bytes the filter does not help (no BL pairs) stay plain LZMA block by block.
+    mixed = compress(IMAGE + THUMB[: 64 * 1024], 32 * 1024, thumb=True)
+    assert _codecs(mixed.stream)[0] == Codec.LZMA and Codec.LZMA_THUMB in _codecs(mixed.stream)
+
+
+@pytest.mark.parametrize("align", [1, 4, 8])
+def test_the_model_un_filters_lzma_thumb_blocks_as_xz_filtered_them(align: int) -> None:
+    """The model decodes LZMA without liblzma's filter and un-filters BL pairs itself (as
+    the C decoder does), fed in frames that split pairs anywhere; xz's filter encoded."""
+    enc = compress(THUMB, thumb=True)
+    out = bytearray(len(THUMB))
+    dec = BlockStreamDecoder(
+        image_size=len(THUMB), stream_start=0, delta=False,
+        read_output=lambda o, n: bytes(out[o : o + n]), read_base=lambda o, n: b"",
+        base_size=0, align=align,
+    )  # fmt: skip
+    rng = random.Random(align)
+    pos = 0
+    while pos < len(enc.stream):
+        n = rng.choice([1, 3, 255, 1024])
+        for piece in dec.feed(enc.stream[pos : pos + n]):
+            assert piece.out_offset % align == 0
+            out[piece.out_offset : piece.out_offset + len(piece.data)] = piece.data
+        pos += n
+    assert out == THUMB
+
+
+async def test_an_mcu_without_thumb_takes_plain_lzma_and_one_with_it_installs_thumb_blocks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    image = THUMB[: 40 * 1024]
+    core = _core()
+    async with _session(core) as s:
+        result = await s.flash(image, "2.0.0")
+    assert result.outcome == "confirmed" and _new_slot(core) == image
+    with_thumb = result.stream_bytes
+    monkeypatch.setattr("simulators.mcu.core._DECODER_CAPS", Capability.COMPRESS)
+    core = _core()
+    async with _session(core) as s:
+        result = await s.flash(image, "2.0.0")
+    assert result.outcome == "confirmed" and _new_slot(core) == image
+    assert with_thumb < 0.95 * result.stream_bytes

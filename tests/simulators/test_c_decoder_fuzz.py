@@ -18,7 +18,7 @@ from protocols.mcugw.constants import Status
 from protocols.mcugw.encoding import BLOCK_SIZE, DecodeError, compress, delta
 from simulators.mcu.core import _synthetic_image
 from simulators.mcu.decoders import BlockStreamDecoder
-from simulators.mcu.fuzz import _frames, hostile_stream
+from simulators.mcu.fuzz import _frames, hostile_stream, thumb_code
 from simulators.mcu.native import CORE, DECODERS, INC, SANITIZE, SOURCE_DIR
 
 STREAMS = 600
@@ -58,14 +58,20 @@ def _cases(seed: int, count: int) -> tuple[bytes, list[tuple[int, bool]]]:
     """The decfuzz input and, per stream, (model status, model decoded the image)."""
     rng = random.Random(seed)
     base = _synthetic_image("1.0.0")
-    image = base[: len(base) // 2] + rng.randbytes(100) + base[len(base) // 2 :]
-    valid = [compress(image).stream, compress(image, BLOCK_SIZE).stream]
-    deltas = [delta(base, image).stream]
+    plain = base[: len(base) // 2] + rng.randbytes(100) + base[len(base) // 2 :]
+    code = thumb_code(rng, 20 * 1024)  # LZMA_THUMB blocks: BL pairs across every page edge
+    valid = [compress(plain).stream, compress(plain, BLOCK_SIZE).stream]
+    thumb = [compress(code, thumb=True).stream, compress(code, BLOCK_SIZE, thumb=True).stream]
+    deltas = [delta(base, plain).stream]
     blob = bytearray()
     expected = []
     for _ in range(count):
-        is_delta = rng.random() < 0.3
-        _kind, stream, splits = hostile_stream(rng, deltas if is_delta else valid)
+        roll = rng.random()
+        is_delta, is_thumb = roll < 0.3, roll >= 0.7
+        _kind, stream, splits = hostile_stream(
+            rng, deltas if is_delta else thumb if is_thumb else valid
+        )
+        image = code if is_thumb else plain
         frames = _frames(rng, len(stream), 0, splits, 256)
         sha = hashlib.sha256(image).digest()
         blob += struct.pack("<BI", is_delta, len(image)) + sha

@@ -24,6 +24,7 @@ from protocols.mcugw.encoding import (
 from protocols.mcugw.errors import DeviceRejected
 from protocols.mcugw.session import BootloaderSession
 from protocols.transport import open_transport
+from simulators.mcu.fuzz import thumb_code
 from tests.sim_harness import SimProcess, cli, cli_json
 from tests.simulators.test_mcu_pty import FAST
 
@@ -61,8 +62,9 @@ def test_a_power_cut_mid_stream_resumes_at_a_block(
         sim.stop()
 
 
+@pytest.mark.parametrize("impl", ["python", "c", "qemu"])
 async def test_an_lzma_end_mark_before_its_length_is_refused_and_the_mcu_lives(
-    tmp_path: Path,
+    tmp_path: Path, impl: str
 ) -> None:
     """Issue 17 item 5: the rest of an over-long LZMA block, in the next DATA frame,
     raised EOFError in the simulator and the process died (the twin said unplugged)."""
@@ -83,7 +85,7 @@ async def test_an_lzma_end_mark_before_its_length_is_refused_and_the_mcu_lives(
         base_sha256=bytes(32),
         block_ends=(len(block.encode()), len(stream)),
     )
-    sim = SimProcess(tmp_path / "mcu", (*FAST, "--impl", "python")).start()
+    sim = SimProcess(tmp_path / "mcu", (*FAST, "--impl", impl)).start()
     try:
         transport = await open_transport(sim.port, 0)
         try:
@@ -151,3 +153,33 @@ def test_flash_takes_a_published_delta_package(
             assert result["wire_bytes_tx"] < 0.1 * len(new)
         finally:
             sim.stop()
+
+
+@pytest.mark.parametrize("impl", ["python", "c", "qemu"])
+def test_thumb_code_is_sent_branch_filtered_and_installs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], impl: str
+) -> None:
+    """Issue 21: the C builds advertise THUMB and decode LZMA_THUMB blocks (§17.1): BL
+    pairs at every page edge, back-references filtered again from the slot."""
+    image = tmp_path / "fw.bin"
+    code = thumb_code(random.Random(9), 96 * 1024 + 1002)
+    image.write_bytes(code)
+    filtered = compress(code, thumb=True)
+    assert Codec.LZMA_THUMB in {b[12] for b in _headers(filtered.stream)}
+    sim = SimProcess(tmp_path / "mcu", (*FAST, "--impl", impl, "--model", "vmcu-f4")).start()
+    try:
+        code_, result, err = cli_json(capsys, "flash", "--port", sim.port, "--baud", "0",
+                                      str(image), "--version", "2.0.0")  # fmt: skip
+        assert code_ == 0, err
+        assert result["sha256"] == hashlib.sha256(code).hexdigest()  # VERIFY passed
+        assert result.get("details", result)["streamBytes"] == len(filtered.stream)
+    finally:
+        sim.stop()
+
+
+def _headers(stream: bytes) -> list[bytes]:
+    out, pos = [], 0
+    while pos < len(stream):
+        out.append(stream[pos : pos + HEADER_SIZE])
+        pos += HEADER_SIZE + int.from_bytes(stream[pos + 8 : pos + 12], "little")
+    return out

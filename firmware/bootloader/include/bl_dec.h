@@ -15,8 +15,15 @@
 #ifndef BL_WITH_DELTA
 #define BL_WITH_DELTA 0
 #endif
+/* LZMA_THUMB blocks (codec 3: LZMA over the ARM-Thumb branch filter), with COMPRESS. */
+#ifndef BL_WITH_THUMB
+#define BL_WITH_THUMB BL_WITH_COMPRESS
+#endif
 #if BL_WITH_DELTA && !BL_WITH_COMPRESS
 #error "BL_WITH_DELTA needs BL_WITH_COMPRESS"
+#endif
+#if BL_WITH_THUMB && !BL_WITH_COMPRESS
+#error "BL_WITH_THUMB needs BL_WITH_COMPRESS"
 #endif
 /* Decoded bytes buffered before they are programmed: a multiple of every write_size. */
 #ifndef BL_DEC_PAGE
@@ -29,6 +36,7 @@ enum { BL_DELTA_BASE_MISMATCH = 0x0F, BL_DECODE_ERROR = 0x10, BL_BLOCK_LENGTH = 
 /* HELLO capabilities and BEGIN flags (§8.2, §8.5). */
 #define BL_CAP_COMPRESS 0x10u
 #define BL_CAP_DELTA 0x20u
+#define BL_CAP_THUMB 0x40u
 #define BL_FLAG_COMPRESSED 0x01u
 #define BL_FLAG_DELTA 0x02u
 /* The BEGIN tail after the version: encoding, stream_size, stream_sha256, base_sha256. */
@@ -64,7 +72,9 @@ typedef struct {
     uint32_t in_n;
     int pc; /* where the codec coroutine resumes */
     uint16_t fill; /* decoded bytes in page */
-    uint8_t page[BL_DEC_PAGE];
+    uint16_t cap; /* page bytes before a flush: BL_DEC_PAGE, + 2 in LZMA_THUMB blocks */
+    uint8_t pre; /* LZMA_THUMB: page bytes at its start already unfiltered (0 or 2) */
+    uint8_t page[BL_DEC_PAGE + 2];
     union {
         bl_lzma_t lz;
         bl_inflate_t zl;

@@ -8,7 +8,8 @@
 #include "bl_internal.h"
 
 /* WINDOW | RESUME | SET_BAUD | APP_MODE (§8.2), COMPRESS and DELTA when built in (§17) */
-#define CAPS (0x0Fu | (BL_WITH_COMPRESS ? BL_CAP_COMPRESS : 0u) | (BL_WITH_DELTA ? BL_CAP_DELTA : 0u))
+#define CAPS (0x0Fu | (BL_WITH_COMPRESS ? BL_CAP_COMPRESS : 0u) | (BL_WITH_DELTA ? BL_CAP_DELTA : 0u) | \
+              (BL_WITH_THUMB ? BL_CAP_THUMB : 0u))
 
 static const uint32_t BAUDS[] = {9600,   19200,  38400,  57600,   115200,
                                  230400, 460800, 921600, 1000000, 2000000};

@@ -14,10 +14,75 @@
 #define MAX_BLOCK 65536u
 #define WINDOW 32768u
 
+#if BL_WITH_THUMB
+/* LZMA_THUMB (§17.1): LZMA's output is the block after xz's ARM-Thumb branch filter,
+ * which made the 22-bit offset of every BL pair (bytes i+1 and i+3 with high bits F0
+ * and F8, i even from the block's start, i + 4 <= out_len) absolute by adding its image
+ * offset + 4. A pair at i and one at i + 2 exclude each other (byte i+3 would need both),
+ * so whether bytes are a filtered pair depends only on their own 4 bytes, the same in
+ * either form. The page buffer holds filtered bytes; a flush un-filters them, so the
+ * slot holds the image, and back-references read from the slot filter them again. */
+static void thumb_conv(uint8_t *b, uint32_t pos, int enc) {
+    uint32_t v = ((uint32_t)(b[1] & 7u) << 19 | (uint32_t)b[0] << 11 |
+                  (uint32_t)(b[3] & 7u) << 8 | b[2]) << 1;
+    v = (enc ? v + pos + 4u : v - (pos + 4u)) >> 1;
+    b[0] = (uint8_t)(v >> 11);
+    b[1] = (uint8_t)(0xF0u | (v >> 19 & 7u));
+    b[2] = (uint8_t)v;
+    b[3] = (uint8_t)(0xF8u | (v >> 8 & 7u));
+}
+
+static int thumb_pair(const uint8_t *b) { return (b[1] & 0xF8u) == 0xF0u && (b[3] & 0xF8u) == 0xF8u; }
+
+/* Bytes [src, src + n) of the block, copied to `to` as the slot and page hold them:
+ * filter again the pairs a flush un-filtered (those starting below the page). */
+static int thumb_refilter(bl_t *bl, bl_dec_t *d, uint8_t *to, uint32_t src, uint32_t n) {
+    uint32_t pp = d->produced - d->fill, s = src & ~1u, k;
+    uint8_t b[4];
+    for (s = s >= 2 ? s - 2 : s; s < src + n && s < pp; s += 2) {
+        for (k = 0; k < 4; k++) {
+            uint32_t x = s + k;
+            if (x >= src && x < src + n) {
+                b[k] = to[x - src];
+            } else if (x >= pp) { /* the page: past pp + 1 only for the pair at pp - 2 */
+                b[k] = d->page[x - pp];
+            } else if (hal_flash_read(bl_image_base(&bl->store, bl->s.slot) + d->out_off + x,
+                                      &b[k], 1) != 0) {
+                return BL_FLASH_ERROR;
+            }
+        }
+        if (!thumb_pair(b)) continue;
+        thumb_conv(b, d->out_off + s, 1);
+        for (k = 0; k < 4; k++)
+            if (s + k >= src && s + k < src + n) to[s + k - src] = b[k];
+        s += 2;
+    }
+    return BL_OK;
+}
+#endif
+
 int bl_dec_flush(bl_t *bl, bl_dec_t *d) {
+    uint32_t n = d->fill, pp = d->produced - d->fill;
     int st;
-    if (!d->fill) return BL_OK;
-    st = bl_image_write(bl, d->out_off + d->produced - d->fill, d->page, d->fill);
+    if (!n) return BL_OK;
+#if BL_WITH_THUMB
+    if (d->codec == 3) { /* un-filter the pairs starting in the page (one may end past it) */
+        uint32_t i, lim = d->produced == d->out_len ? n : BL_DEC_PAGE;
+        for (i = d->pre; i < lim && i + 4u <= n; i += 2)
+            if (thumb_pair(d->page + i)) {
+                thumb_conv(d->page + i, d->out_off + pp + i, 0);
+                i += 2;
+            }
+        if (lim < n) { /* mid-block: program the page, keep the 2 bytes after it */
+            st = bl_image_write(bl, d->out_off + pp, d->page, lim);
+            d->pre = (uint8_t)(i - lim);
+            memmove(d->page, d->page + lim, n - lim);
+            d->fill = (uint16_t)(n - lim);
+            return st;
+        }
+    }
+#endif
+    st = bl_image_write(bl, d->out_off + pp, d->page, n);
     d->fill = 0;
     return st;
 }
@@ -25,7 +90,7 @@ int bl_dec_flush(bl_t *bl, bl_dec_t *d) {
 int bl_dec_copy(bl_t *bl, bl_dec_t *d, uint32_t dist, uint32_t len) {
     if (dist == 0 || dist > d->produced + d->dlen) return BL_DECODE_ERROR;
     while (len) {
-        uint32_t n = len < BL_DEC_PAGE - d->fill ? len : BL_DEC_PAGE - d->fill;
+        uint32_t n = len < (uint32_t)(d->cap - d->fill) ? len : (uint32_t)(d->cap - d->fill);
         uint8_t *to = d->page + d->fill;
         if (d->produced >= d->out_len) return BL_BLOCK_LENGTH;
         if (n > d->out_len - d->produced) n = d->out_len - d->produced;
@@ -47,10 +112,16 @@ int bl_dec_copy(bl_t *bl, bl_dec_t *d, uint32_t dist, uint32_t len) {
             if (hal_flash_read(bl_image_base(&bl->store, slot) + from, to, n) != 0)
                 return BL_FLASH_ERROR;
         }
+#if BL_WITH_THUMB
+        if (d->codec == 3 && dist > (uint32_t)(d->fill - d->pre)) { /* from un-filtered bytes */
+            int st = thumb_refilter(bl, d, to, d->produced - dist, n);
+            if (st != BL_OK) return st;
+        }
+#endif
         d->fill = (uint16_t)(d->fill + n);
         d->produced += n;
         len -= n;
-        if (d->fill == BL_DEC_PAGE) {
+        if (d->fill == d->cap) {
             int st = bl_dec_flush(bl, d);
             if (st != BL_OK) return st;
         }
@@ -64,18 +135,23 @@ int bl_dec_back(bl_t *bl, bl_dec_t *d, uint32_t dist, uint8_t *b) {
     if (dist == 0) return BL_DECODE_ERROR;
     if (dist <= d->fill) {
         *b = d->page[d->fill - dist];
-        return BL_OK;
+    } else {
+        if (dist <= d->produced) { /* programmed already: read it back from the slot */
+            slot = bl->s.slot;
+            from = d->out_off + d->produced - dist;
+        } else { /* before the block: its preset dictionary (DEFLATE only) */
+            uint32_t k = dist - d->produced;
+            if (k > d->dlen) return BL_DECODE_ERROR;
+            slot = d->dsrc == 2 ? d->base_slot : bl->s.slot;
+            from = d->dstart + d->dlen - k;
+        }
+        if (hal_flash_read(bl_image_base(&bl->store, slot) + from, b, 1)) return BL_FLASH_ERROR;
     }
-    if (dist <= d->produced) { /* programmed already: read it back from the slot */
-        slot = bl->s.slot;
-        from = d->out_off + d->produced - dist;
-    } else { /* before the block: its preset dictionary (DEFLATE only) */
-        uint32_t k = dist - d->produced;
-        if (k > d->dlen) return BL_DECODE_ERROR;
-        slot = d->dsrc == 2 ? d->base_slot : bl->s.slot;
-        from = d->dstart + d->dlen - k;
-    }
-    return hal_flash_read(bl_image_base(&bl->store, slot) + from, b, 1) ? BL_FLASH_ERROR : BL_OK;
+#if BL_WITH_THUMB
+    if (d->codec == 3 && dist > (uint32_t)(d->fill - d->pre))
+        return thumb_refilter(bl, d, b, d->produced - dist, 1);
+#endif
+    return BL_OK;
 }
 
 /* A header, before its block decodes (§17.2): order, grid, size, codec, dictionary. */
@@ -99,7 +175,7 @@ static int header(bl_t *bl, bl_dec_t *d) {
         end > d->image_size || end < d->out_off || (end % BLOCK_GRID && end != d->image_size))
         return BL_DECODE_ERROR;
     if (d->enc_len > d->out_len + d->out_len / 8u + 64u) return BL_DECODE_ERROR;
-    if (d->codec == 2) {
+    if (d->codec == 2 || (BL_WITH_THUMB && d->codec == 3)) {
         if (d->dsrc != 0) return BL_DECODE_ERROR;
     } else if (d->codec != 1) {
         return BL_DECODE_ERROR;
@@ -116,6 +192,8 @@ static int header(bl_t *bl, bl_dec_t *d) {
     d->consumed = d->produced = 0;
     d->ended = 0;
     d->fill = 0;
+    d->pre = 0;
+    d->cap = (uint16_t)(BL_DEC_PAGE + (d->codec == 3 ? 2u : 0u));
     d->pc = 0;
     memset(&d->u, 0, sizeof d->u);
     return BL_OK;
@@ -169,7 +247,7 @@ static int feed(bl_t *bl, bl_dec_t *d, const uint8_t *p, uint32_t n) {
         take = d->enc_len - d->consumed < n ? d->enc_len - d->consumed : n;
         d->in = p;
         d->in_n = take;
-        r = d->codec == 2 ? bl_lzma_run(bl, d) : bl_inflate_run(bl, d);
+        r = d->codec != 1 ? bl_lzma_run(bl, d) : bl_inflate_run(bl, d);
         if (r == DEC_END) {
             d->ended = 1;
             if (d->in_n) return BL_DECODE_ERROR;

@@ -17,7 +17,7 @@ static inline int bl_dec_put(bl_t *bl, bl_dec_t *d, uint8_t b) {
     if (d->produced >= d->out_len) return BL_BLOCK_LENGTH;
     d->page[d->fill++] = b;
     d->produced++;
-    return d->fill == BL_DEC_PAGE ? bl_dec_flush(bl, d) : 0;
+    return d->fill == d->cap ? bl_dec_flush(bl, d) : 0;
 }
 /* A match: len bytes from dist (>= 1) back, in runs (page buffer, slot or dictionary
  * read a run at a time); DECODE_ERROR for a distance beyond the output and dictionary,

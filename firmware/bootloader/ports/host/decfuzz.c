@@ -38,7 +38,7 @@ void hal_watchdog_feed(void) {}
 size_t hal_uid(uint8_t *o, size_t max) { (void)max; o[0] = 0xAB; return 1; }
 
 static void fail(const char *why, uint32_t a, uint32_t b) {
-    printf("violation: %s 0x%x 0x%x\n", why, a, b);
+    printf("violation: %s 0x%lx 0x%lx\n", why, (unsigned long)a, (unsigned long)b);
     exit(1);
 }
 int hal_hook(struct bl *b, int ev, uint32_t a, uint32_t e) {
