@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import lzma
 from collections.abc import Callable
+from typing import Any
 
 from cobs import cobs
 
 from protocols.mcugw.conformance import SuiteReport, run_suite
 from protocols.mcugw.constants import Capability, Mode, Opcode, ResetMode, SlotState, Status
 from protocols.mcugw.crc import crc32
+from protocols.mcugw.encoding import LZMA_FILTERS, Codec, thumb_filters
 from protocols.mcugw.packets import (
     AbortRequest,
     ActivateRequest,
@@ -38,6 +41,7 @@ from protocols.mcugw.packets import (
     VerifyRequest,
 )
 from simulators.mcu.core import McuCore, RunState
+from simulators.mcu.decoders import Piece
 from simulators.mcu.flash import Flash
 from simulators.mcu.link import McuDriver
 from simulators.mcu.memory import MemoryTransport
@@ -544,6 +548,18 @@ class BombAsDecodeError(_RenamesStatus):
     was, now = Status.BLOCK_LENGTH, Status.DECODE_ERROR
 
 
+class StoresThumbFiltered(Device):
+    """Programs LZMA_THUMB blocks as LZMA decodes them: its BL pairs stay filtered (§17.1)."""
+
+    def _write_piece(self, s: Any, piece: Piece) -> float:
+        if piece.codec == Codec.LZMA_THUMB:
+            raw = lzma.compress(piece.data, format=lzma.FORMAT_RAW,
+                                filters=thumb_filters(piece.out_offset))  # fmt: skip
+            data = lzma.decompress(raw, format=lzma.FORMAT_RAW, filters=LZMA_FILTERS)
+            piece = dataclasses.replace(piece, data=data)
+        return super()._write_piece(s, piece)
+
+
 #: check id -> a device that breaks exactly the rule that check quotes.
 DEFECTS: dict[str, Callable[[], Device]] = {
     "hello-layout": WrongProtocolVersion,
@@ -586,6 +602,7 @@ DEFECTS: dict[str, Callable[[], Device]] = {
     "encoded-stream": ResumesInsideABlock,
     "encoded-errors": PatchRejectedAsDecodeError,
     "encoded-bomb": BombAsDecodeError,
+    "encoded-thumb": StoresThumbFiltered,
 }
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from protocols.mcugw.constants import Status
-from protocols.mcugw.encoding import BLOCK_SIZE, DecodeError, compress, delta
+from protocols.mcugw.encoding import BLOCK_SIZE, DecodeError, compress, delta, thumb_code
 from simulators.mcu.core import _synthetic_image
 from simulators.mcu.decoders import BlockStreamDecoder
-from simulators.mcu.fuzz import _frames, hostile_stream, thumb_code
+from simulators.mcu.fuzz import _frames, hostile_stream
 from simulators.mcu.native import CORE, DECODERS, INC, SANITIZE, SOURCE_DIR
 
 STREAMS = 600

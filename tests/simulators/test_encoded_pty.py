@@ -20,11 +20,11 @@ from protocols.mcugw.encoding import (
     DictSource,
     Encoded,
     compress,
+    thumb_code,
 )
 from protocols.mcugw.errors import DeviceRejected
 from protocols.mcugw.session import BootloaderSession
 from protocols.transport import open_transport
-from simulators.mcu.fuzz import thumb_code
 from tests.sim_harness import SimProcess, cli, cli_json
 from tests.simulators.test_mcu_pty import FAST
 

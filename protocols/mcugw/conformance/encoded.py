@@ -20,6 +20,7 @@ from protocols.mcugw.encoding import (
     DictSource,
     Encoding,
     compress,
+    thumb_code,
 )
 from protocols.mcugw.packets import (
     AbortRequest,
@@ -162,6 +163,40 @@ async def _encoded_stream(ctx: Ctx) -> str | None:
     expect(st is Status.OK, f"VERIFY of the decoded image answered {st.name}")
     await ctx.status_of(AbortRequest(), work=0.1)
     return f"{len(stream)} stream bytes for {len(image)}, resumed at {resume}"
+
+
+@check(
+    "encoded-thumb",
+    "§17.1",
+    "LZMA_THUMB blocks decode across blocks and frames and verify; codec 3 without THUMB → "
+    "DECODE_ERROR",
+    write=True,
+    rules=(
+        "§17.1: An LZMA_THUMB block is codec 2's LZMA whose decoded bytes F (out_len of them) "
+        "are the block's image bytes U after xz's ARM-Thumb branch filter",
+        "§8.2: THUMB | with COMPRESS: it also decodes codec 3, LZMA_THUMB (§17.1)",
+        "§17.2: invalid codec data",
+    ),
+)
+async def _encoded_thumb(ctx: Ctx) -> str | None:
+    _need_compress(ctx)
+    await _bootloader(ctx)
+    size = 6 * BLOCK_SIZE + 1002  # BL pairs across every page and block edge, a short tail
+    if size > ctx.i.geometry.slot_size:
+        raise Skipped(f"slot of {ctx.i.geometry.slot_size} bytes too small for {size}")
+    image = thumb_code(random.Random(size), size)
+    stream = compress(image, BLOCK_SIZE, thumb=True).stream
+    if not ctx.h.capabilities & Capability.THUMB:
+        await _refused(ctx, "codec 3 without THUMB", image, stream, Status.DECODE_ERROR)
+        return "no THUMB: codec 3 refused"
+    await _open(ctx, image, stream)
+    last = await _send(ctx, stream, 0, len(stream))
+    expect(last.status is Status.OK and last.next_offset == len(stream),
+           f"DATA answered {last.status.name} at {last.next_offset}")  # fmt: skip
+    st = await ctx.status_of(VerifyRequest(), work=verify_time(ctx.i.geometry, len(image)))
+    expect(st is Status.OK, f"VERIFY of the decoded LZMA_THUMB image answered {st.name}")
+    await ctx.status_of(AbortRequest(), work=0.1)
+    return f"{len(stream)} stream bytes for {len(image)}"
 
 
 async def _refused(ctx: Ctx, what: str, image: bytes, stream: bytes, want: Status) -> None:
