@@ -8,12 +8,19 @@ that process's CPU time with ``os.wait4``.
 
     python -m bench.flash_throughput [--quick] [--sizes 64K,1M] [--bauds 115200,921600]
                                      [--repeat N] [--turnaround-ms 2] [--model vmcu-f4]
+                                     [--impls python,c,qemu]
 
 Link efficiency is image bytes/s / (baud/10), i.e. the share of the raw 8N1
 byte rate that carries image bytes. It is given over the whole flash process
 (start-up, port open, connect and reset into the bootloader, BEGIN, transfer,
 VERIFY, ACTIVATE, reboot, confirm), over the command's own JSON ``seconds``
 (which starts after connect) and over the transfer alone.
+
+``--impls python,c,qemu`` runs every case against each implementation of the MCU
+(``sim --impl``): the Python simulator, the C bootloader's host build, the C
+bootloader's Cortex-M3 build under QEMU. All three pace their UART at the baud, so
+none may move image bytes faster than the wire: a transfer efficiency above 1.0 is
+reported as a failed check.
 """
 
 from __future__ import annotations
@@ -41,6 +48,9 @@ BAUDS = (115200, 460800, 921600)
 SIZES = (64 * 1024, 1024 * 1024)
 TARGETS = {115200: 0.95, 921600: 0.90}  # DESIGN.md "Performance targets", 1 MiB images
 TARGET_SIZE = 1024 * 1024
+IMPLS = ("python", "c", "qemu")  # sim --impl
+#: Transfer efficiency a paced link cannot exceed (plus rounding of the JSON seconds).
+WIRE_LIMIT = 1.0
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -55,6 +65,7 @@ class Run:
     cpu_s: float  # user + system of the flash process
     sim_cpu_s: float  # user + system of the sim process over its whole life
     wall_s: float  # flash process start to exit, incl. interpreter start-up
+    impl: str = "python"  # sim --impl
 
     @property
     def seconds(self) -> float:
@@ -135,10 +146,16 @@ class Sim:
     """A ``mcu-gateway sim --pty`` process on a fresh state directory."""
 
     def __init__(
-        self, baud: int, state: Path, model: str | None, turnaround_ms: float, log: Path
+        self,
+        baud: int,
+        state: Path,
+        model: str | None,
+        turnaround_ms: float,
+        log: Path,
+        impl: str = "python",
     ) -> None:
         cmd = [*_cli(), "sim", "--pty", "--baud", str(baud), "--state", str(state)]
-        cmd += ["--turnaround-ms", f"{turnaround_ms:g}"]
+        cmd += ["--turnaround-ms", f"{turnaround_ms:g}", "--impl", impl]
         if model:
             cmd += ["--model", model]
         self._log = log.open("wb")
@@ -209,13 +226,19 @@ def expected_seconds(size: int, baud: int) -> float:
 
 
 def run_one(
-    baud: int, size: int, rep: int, work: Path, model: str | None, turnaround_ms: float
+    baud: int,
+    size: int,
+    rep: int,
+    work: Path,
+    model: str | None,
+    turnaround_ms: float,
+    impl: str = "python",
 ) -> Run:
-    tag = f"{baud}-{size}-{rep}"
+    tag = f"{impl}-{baud}-{size}-{rep}"
     state = work / f"state-{tag}"
     image = work / f"image-{tag}.bin"
     image.write_bytes(random.Random(f"{size}/{rep}").randbytes(size))
-    sim = Sim(baud, state, model, turnaround_ms, work / f"sim-{tag}.log")
+    sim = Sim(baud, state, model, turnaround_ms, work / f"sim-{tag}.log", impl)
     try:
         info_cmd = [*_cli(), "info", "--port", sim.pty, "--bootloader", "mcugw"]
         info_cmd += ["--baud", str(baud), "--json"]
@@ -244,7 +267,7 @@ def run_one(
         sim.close()
         shutil.rmtree(state, ignore_errors=True)
         image.unlink(missing_ok=True)
-    return Run(baud, size, rep, turnaround_ms, geometry, result, cpu, sim_cpu, wall)
+    return Run(baud, size, rep, turnaround_ms, geometry, result, cpu, sim_cpu, wall, impl)
 
 
 # ------------------------------------------------------------------ output
@@ -288,6 +311,7 @@ def timings_text(geo: dict[str, Any], turnaround_ms: float) -> str:
 
 
 COLUMNS = (
+    ("impl", "<6"),
     ("baud", ">7"),
     ("size", ">8"),
     ("run", ">3"),
@@ -314,6 +338,7 @@ def _row(cells: list[str]) -> str:
 def format_run(r: Run) -> str:
     return _row(
         [
+            r.impl,
             str(r.baud),
             _size_text(r.size),
             str(r.rep + 1),
@@ -364,13 +389,14 @@ def print_medians(runs: list[Run]) -> None:
     print()
     print("medians over runs:")
     print(_row([name for name, _ in COLUMNS]))
-    keys = sorted({(r.baud, r.size) for r in runs})
-    for baud, size in keys:
-        mine = [r for r in runs if (r.baud, r.size) == (baud, size)]
+    keys = sorted({(r.impl, r.baud, r.size) for r in runs})
+    for impl, baud, size in keys:
+        mine = [r for r in runs if (r.impl, r.baud, r.size) == (impl, baud, size)]
         med = functools.partial(_median, mine)
         print(
             _row(
                 [
+                    impl,
                     str(baud),
                     _size_text(size),
                     f"x{len(mine)}",
@@ -395,7 +421,7 @@ def print_medians(runs: list[Run]) -> None:
 def print_targets(runs: list[Run]) -> None:
     lines = []
     for baud, target in TARGETS.items():
-        mine = [r for r in runs if r.baud == baud and r.size == TARGET_SIZE]
+        mine = [r for r in runs if r.baud == baud and r.size == TARGET_SIZE and r.impl == "python"]
         if not mine:
             continue
         eff_c = _median(mine, lambda r: r.efficiency(r.wall_s))
@@ -412,6 +438,32 @@ def print_targets(runs: list[Run]) -> None:
         print("\n".join(lines))
 
 
+def wire_check(runs: list[Run]) -> bool:
+    """Per implementation, baud and size: the transfer efficiency (median) against the wire.
+
+    Returns False when one is above WIRE_LIMIT: an implementation that moves image bytes
+    faster than its line rate does not pace its UART, and its figures cannot be compared.
+    """
+    keys = sorted({(r.baud, r.size, IMPLS.index(r.impl)) for r in runs})
+    if {r.impl for r in runs} <= {"python"}:
+        return True  # the default table: the targets above are the check
+    print()
+    print(f"pacing per implementation (transfer efficiency, median; must be <= {WIRE_LIMIT:.2f}):")
+    ok = True
+    for baud, size, index in keys:
+        impl = IMPLS[index]
+        mine = [r for r in runs if (r.baud, r.size, r.impl) == (baud, size, impl)]
+        eff = _median(mine, lambda r: r.efficiency(r.transfer_seconds))
+        eff_flash = _median(mine, lambda r: r.efficiency(r.seconds))
+        verdict = "ok" if eff <= WIRE_LIMIT else "FASTER THAN THE WIRE"
+        ok = ok and eff <= WIRE_LIMIT
+        print(
+            f"  {impl:<6} {baud:>7} baud, {_size_text(size):>7}: transfer {eff:.3f}, "
+            f"flash s {eff_flash:.3f} of the link byte rate: {verdict}"
+        )
+    return ok
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="only 64 KiB images")
@@ -420,6 +472,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="runs per baud and size")
     parser.add_argument("--turnaround-ms", type=float, default=2.0, help="sim turnaround")
     parser.add_argument("--model", help="sim MCU model (default: the sim's default)")
+    parser.add_argument(
+        "--impls",
+        type=_csv(str),
+        default=("python",),
+        help="sim --impl to run, e.g. python,c,qemu (default python)",
+    )
     parser.add_argument("--json", type=Path, help="also write all results to this file")
     parser.add_argument("--keep", action="store_true", help="keep the work dir with the logs")
     args = parser.parse_args(argv)
@@ -429,6 +487,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--repeat must be at least 1")
     if any(b <= 0 for b in bauds):
         parser.error("--bauds must be positive (efficiency needs a paced link)")
+    if not args.impls or any(i not in IMPLS for i in args.impls):
+        parser.error(f"--impls takes {','.join(IMPLS)}")
 
     work = Path(tempfile.mkdtemp(prefix="bench-flash-"))
     runs: list[Run] = []
@@ -436,25 +496,27 @@ def main(argv: list[str] | None = None) -> int:
     header_done = False
     status = 0
     try:
-        for baud in bauds:
-            for size in sizes:
-                for rep in range(args.repeat):
-                    try:
-                        run = run_one(baud, size, rep, work, args.model, args.turnaround_ms)
-                    except BenchError as exc:
-                        # One bad run (reported, logs kept) must not lose the others.
-                        what = f"{baud} baud, {_size_text(size)}, run {rep + 1}"
-                        failures.append(f"{what}: {exc}")
-                        print(f"FAILED {what}: {exc}", file=sys.stderr, flush=True)
-                        continue
-                    if not header_done:
-                        print_header(args.turnaround_ms, run.geometry)
-                        header_done = True
-                    runs.append(run)
-                    print(format_run(run), flush=True)
+        cases = [(b, s, r, i) for b in bauds for s in sizes for r in range(args.repeat)
+                 for i in args.impls]  # fmt: skip
+        for baud, size, rep, impl in cases:
+            try:
+                run = run_one(baud, size, rep, work, args.model, args.turnaround_ms, impl)
+            except BenchError as exc:
+                # One bad run (reported, logs kept) must not lose the others.
+                what = f"{impl}, {baud} baud, {_size_text(size)}, run {rep + 1}"
+                failures.append(f"{what}: {exc}")
+                print(f"FAILED {what}: {exc}", file=sys.stderr, flush=True)
+                continue
+            if not header_done:
+                print_header(args.turnaround_ms, run.geometry)
+                header_done = True
+            runs.append(run)
+            print(format_run(run), flush=True)
         if args.repeat > 1:
             print_medians(runs)
         print_targets(runs)
+        if not wire_check(runs):
+            status = 1
         if failures:
             print(f"\n{len(failures)} run(s) FAILED (logs kept in {work}):", file=sys.stderr)
             for line in failures:
@@ -470,6 +532,7 @@ def main(argv: list[str] | None = None) -> int:
                 json.dumps(
                     [
                         {
+                            "impl": r.impl,
                             "baud": r.baud,
                             "size": r.size,
                             "run": r.rep + 1,

@@ -379,9 +379,10 @@ class McuCore:
         # The version too: resuming under another version's BEGIN record would leave
         # the slot reporting that version after the install (§9.3, issue 23.1).
         same = st.size == msg.size and st.sha256 == msg.sha256 and st.version == msg.version
-        if encoded:
-            # A checkpoint is a stream offset: resume only the very same stream.
-            same = same and trailer.stream() == (msg.stream_size, msg.stream_sha256)
+        # A checkpoint is a stream offset: resume only the very same stream, and a raw
+        # transfer only a raw one (§17.3; the C core's bl_dec_same_stream).
+        want = (msg.stream_size, msg.stream_sha256) if encoded else (0, b"")
+        same = same and trailer.stream() == want
         if same and st.state in (SlotState.WRITING, SlotState.COMPLETE):
             # Resuming: torn records from earlier cuts are reclaimed here if needed.
             work += self._make_room(slot, st, self._tail_reserve() + 1)
@@ -425,6 +426,7 @@ class McuCore:
             read_base=lambda off, n: self.flash.read(base.image_base + off, n),
             base_size=base_size,
             align=self.model.write_size,
+            resume_grid=self.model.sector_size,
         )
 
     def _tail_reserve(self) -> int:

@@ -148,6 +148,7 @@ class BlockStreamDecoder:
         read_base: Callable[[int, int], bytes],
         base_size: int,
         align: int = 1,
+        resume_grid: int = BLOCK_SIZE,
     ) -> None:
         self.image_size = image_size
         self.delta = delta
@@ -158,7 +159,11 @@ class BlockStreamDecoder:
         self._header = bytearray()
         self._block: _Block | None = None
         self._pos = stream_start  # stream offset of the next byte fed
-        self.next_out: int | None = None  # image offset the next block must start at
+        # Image offset the next block must start at (§17.1: 0 for the first block). A
+        # resumed stream restarts at a checkpoint, a block that begins on a sector
+        # (§17.3), as the C decoder checks it: resume_grid is the sector size.
+        self.next_out: int | None = 0 if stream_start == 0 else None
+        self._resume_grid = max(BLOCK_SIZE, resume_grid)
         self.failed: DecodeError | None = None
 
     def feed(self, data: bytes) -> Iterator[Piece]:
@@ -225,6 +230,11 @@ class BlockStreamDecoder:
             raise DecodeError(
                 Status.DECODE_ERROR.name,
                 f"block at image offset {out_offset}, expected {self.next_out}",
+            )
+        if self.next_out is None and out_offset % self._resume_grid:
+            raise DecodeError(
+                Status.DECODE_ERROR.name,
+                f"resumed at a block at image offset {out_offset}, not on a sector",
             )
         end = out_offset + out_len
         if out_offset % BLOCK_SIZE or not 0 < out_len <= MAX_BLOCK or end > self.image_size:

@@ -156,3 +156,24 @@ def test_hostile_streams_split_across_data_frames_end_in_a_status(name: str) -> 
     assert set(report.kinds) == {"early_end", "late_end", "mutated", "random", "valid"}
     for status in ("OK", "DECODE_ERROR", "BLOCK_LENGTH"):
         assert report.statuses.get(status, 0) > 5, report.statuses
+
+
+def test_the_first_block_starts_at_zero_and_a_resumed_one_on_a_sector() -> None:
+    """§17.1: out_offset is 0 for the first block; after a resume (§17.3) the stream
+    restarts at a checkpoint, on a sector; the C decoder checks both the same way."""
+    image = _code_like(3, 3 * 4096)
+    later = compress(image[4096:]).stream  # one block, headed as if it began at 0
+    body = later[HEADER_SIZE:]
+    block = Block(4096, len(image) - 4096, Codec.LZMA, DictSource.NONE, 0, 0, body).encode()
+    for stream_start, grid, fails in ((0, 4096, True), (64, 8192, True), (64, 4096, False)):
+        dec = BlockStreamDecoder(
+            image_size=len(image), stream_start=stream_start, delta=False,
+            read_output=lambda o, n: image[o : o + n], read_base=lambda o, n: b"",
+            base_size=0, align=8, resume_grid=grid,
+        )  # fmt: skip
+        if fails:
+            with pytest.raises(DecodeError) as exc:
+                list(dec.feed(block))
+            assert exc.value.status == Status.DECODE_ERROR.name
+        else:
+            assert b"".join(p.data for p in dec.feed(block)) == image[4096:]

@@ -92,6 +92,10 @@ def test_a_cut_delta_resumes_at_a_block_boundary() -> None:
     again = dev.request(begin_request(up))
     assert isinstance(again, BeginResponse)
     assert again.resume_offset in enc.block_ends and again.resume_offset > 0
+    # Nor does a raw transfer of the same image: its offsets are image bytes, and the
+    # checkpoint counts stream bytes (§17.3; the C core agrees, bl_dec_same_stream).
+    raw = dev.request(begin_request(dataclasses.replace(up, encoded=None)))
+    assert isinstance(raw, BeginResponse) and raw.resume_offset == 0
     # A different stream for the same image never resumes from this one's checkpoint.
     other = dataclasses.replace(up, encoded=compress(image))
     fresh = dev.request(begin_request(other))

@@ -26,6 +26,8 @@ from tests.gateway.e2e import (
 from tests.sim_harness import SimProcess, cli, cli_json, running_sim
 
 QEMU = ("--impl", "qemu", "--model", "vmcu-l0")
+#: Unpaced: these tests are about resume and power cuts, not the line rate (test_mcu_pacing).
+FAST = ("--baud", "0", *QEMU)
 
 
 def _image(tmp_path: Path, size: int, seed: int) -> Path:
@@ -48,12 +50,12 @@ def test_flash_kill_qemu_mid_transfer_then_resume(
     image = _image(tmp_path, size, seed=11)
     digest = hashlib.sha256(image.read_bytes()).hexdigest()
     state = tmp_path / "mcu"
-    sim = SimProcess(state, QEMU).start()
+    sim = SimProcess(state, FAST).start()
     flash: subprocess.Popen[bytes] | None = None
     try:
         flash = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "flash", "--port", sim.port, str(image),
-             "--version", "2.0.0", "--json"],
+            [sys.executable, "-m", "gateway.cli", "flash", "--port", sim.port, "--baud", "0",
+             str(image), "--version", "2.0.0", "--json"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
         # Pull the plug once the part has persisted a checkpoint (bounded wait on that state).
@@ -70,7 +72,7 @@ def test_flash_kill_qemu_mid_transfer_then_resume(
 
         sim.start()
         code, result, err = cli_json(
-            capsys, "flash", "--port", sim.port, str(image), "--version", "2.0.0"
+            capsys, "flash", "--port", sim.port, "--baud", "0", str(image), "--version", "2.0.0"
         )
         assert code == 0, err
         assert result["outcome"] == "confirmed"
@@ -80,7 +82,7 @@ def test_flash_kill_qemu_mid_transfer_then_resume(
 
         sim.kill()  # power cycle: the confirmed image boots again
         sim.start()
-        code, info, err = cli_json(capsys, "info", "--port", sim.port)
+        code, info, err = cli_json(capsys, "info", "--port", sim.port, "--baud", "0")
         assert code == 0, err
         assert info["mode"] == "app"
         assert info["running_version"] == "2.0.0"
@@ -94,21 +96,23 @@ def test_power_cut_fault_and_rollback_on_qemu(
 ) -> None:
     image = _image(tmp_path, 40_000, seed=12)
     state = tmp_path / "mcu"
-    sim = SimProcess(state, QEMU)
+    sim = SimProcess(state, FAST)
     sim.start(["--fault", "cut-at=60%", "--fault", "crash-on-boot=3.0.0"])
     try:
-        code, _, err = cli(capsys, "flash", "--port", sim.port, str(image), "--version", "3.0.0")
+        code, _, err = cli(
+            capsys, "flash", "--port", sim.port, "--baud", "0", str(image), "--version", "3.0.0"
+        )
         assert code != 0
         assert sim.wait_exit(timeout=30) == 3  # the guest cut its own power (semihosting exit)
         sim.start(["--fault", "crash-on-boot=3.0.0"])
         code, result, err = cli_json(
-            capsys, "flash", "--port", sim.port, str(image), "--version", "3.0.0"
+            capsys, "flash", "--port", sim.port, "--baud", "0", str(image), "--version", "3.0.0"
         )
         assert code == 1, err
         assert result["resumed_from"] > 0
         assert result["outcome"] == "rolled_back"
         assert result["running_version"] == "1.0.0"
-        code, info, _ = cli_json(capsys, "info", "--port", sim.port)
+        code, info, _ = cli_json(capsys, "info", "--port", sim.port, "--baud", "0")
         assert info["slots"][result["slot"]]["state"] == "invalid"
     finally:
         sim.stop()
@@ -202,7 +206,9 @@ async def test_the_gateway_service_rolls_out_real_images_and_reports_the_rollbac
     """The issue's end to end: IoT Hub twin → gateway → QEMU part running the example app.
     v2 is installed and reported current; a v3 that hangs is rolled back by the watchdog
     and the twin says ``rolledback`` with v2 still current."""
-    async with running_lab(tmp_path, ["vmcu-l0"], sim_args=("--impl", "qemu")) as run:
+    async with running_lab(
+        tmp_path, ["vmcu-l0"], sim_args=("--impl", "qemu", "--baud", "921600")
+    ) as run:
         await wait_hub(
             run.lab,
             lambda s: (

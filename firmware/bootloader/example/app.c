@@ -79,6 +79,6 @@ int main(void) {
             if (g_bl.reset_req == 2) HANDOFF->stay = HANDOFF_MAGIC; /* RESET(STAY) */
             board_reset();
         }
-        if (!n) __asm__ volatile("wfi");
+        if (!n) board_sleep();
     }
 }

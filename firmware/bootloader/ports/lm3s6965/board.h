@@ -34,6 +34,11 @@ extern const char *app_version;
 /* Model geometry, command line, flash file, UART (interrupt ring) and SysTick. */
 void board_init(void);
 uint32_t rx_take(uint8_t *out, uint32_t max);
+/* Sleep (WFI) until an interrupt, unless received bytes are waiting. */
+void board_sleep(void);
+/* The --baud the link starts at (0: unpaced), and back to it after a reset of the core. */
+uint32_t board_baud(void);
+void board_uart_reset(void);
 /* Text on the host's stderr through semihosting (debug console). */
 void semi_err(const char *s);
 void semi_exit(int code);

@@ -19,6 +19,13 @@
 #define RX_RING (BL_WINDOW_MAX + BL_RX_MAX) /* all the client may have in flight (README) */
 #endif
 
+/* QEMU's lm3s6965evb system clock out of reset: 200 MHz / (RCC.SYSDIV + 1) with the reset
+ * RCC (SYSDIV 15), hw/arm/stellaris.c ssys_calculate_system_clock; SysTick, the GPTMs and
+ * the watchdog all count it. */
+#ifndef SYSCLK_HZ
+#define SYSCLK_HZ 12500000u
+#endif
+
 #define UART0 0x4000C000u
 #define UART_DR REG(UART0 + 0x000)
 #define UART_FR REG(UART0 + 0x018)
@@ -28,6 +35,7 @@
 #define NVIC_ISER0 REG(0xE000E100u)
 #define FR_RXFE 0x10u
 #define FR_TXFF 0x20u
+#define FR_RXFF 0x40u
 #define FR_BUSY 0x08u
 
 static volatile uint8_t ring[RX_RING];
@@ -100,21 +108,208 @@ void port_fail(const char *msg, const char *detail) {
 
 /* ------------------------------------------------------------------ HAL */
 
-void uart0_isr(void) {
-    while (!(UART_FR & FR_RXFE)) {
-        uint8_t b = (uint8_t)UART_DR;
-        uint32_t next = (ring_head + 1u) % RX_RING;
-        if (next == ring_tail) ring_lost++;
-        else {
-            ring[ring_head] = b;
-            ring_head = next;
-        }
+/* ------------------------------------------------------------------ clock and alarm */
+
+/* The time base is SysTick on the system clock: QEMU models it as a ptimer on its virtual
+ * clock, which follows host time when -icount is off (hw/timer/armv7m_systick.c), and
+ * counts its wraps here. The semihosting SYS_CLOCK is no clock for this: QEMU answers it
+ * with the process's CPU time, clock() (semihosting/arm-compat-semi.c), which hardly moves
+ * while the guest sleeps in WFI. */
+#define SYST_CSR REG(0xE000E010u)
+#define SYST_RVR REG(0xE000E014u)
+#define SYST_CVR REG(0xE000E018u)
+#define ICSR REG(0xE000ED04u)
+#define ICSR_PENDSTSET (1u << 26)
+#define TICK_PERIOD (SYSCLK_HZ / 100u) /* one SysTick wrap every 10 ms */
+
+static volatile uint32_t g_wraps;
+
+void systick_isr(void) { g_wraps++; }
+
+static uint32_t irq_off(void) {
+    uint32_t m;
+    __asm__ volatile("mrs %0, primask\n\tcpsid i" : "=r"(m) : : "memory");
+    return m;
+}
+
+static void irq_restore(uint32_t m) { __asm__ volatile("msr primask, %0" : : "r"(m) : "memory"); }
+
+/* System clock ticks since board_init. A wrap whose interrupt is still pending (interrupts
+ * are off here) is counted, and the count re-read after it. */
+static uint64_t now_ticks(void) {
+    uint32_t m = irq_off(), w = g_wraps, cvr = SYST_CVR;
+    if (ICSR & ICSR_PENDSTSET) {
+        w++;
+        cvr = SYST_CVR;
     }
+    irq_restore(m);
+    return (uint64_t)w * TICK_PERIOD + (TICK_PERIOD - 1u - cvr);
+}
+
+uint32_t hal_millis(void) { return (uint32_t)(now_ticks() / (SYSCLK_HZ / 1000u)); }
+
+/* The pacing alarm: GPTM 0 timer A, 32-bit one-shot at the system clock (its interrupt is
+ * IRQ 19). QEMU's GPTM cannot be read back (TAR reads 0, hw/timer/stellaris-gptm.c), so it
+ * only wakes; SysTick tells the time. */
+#define GPTM0 0x40030000u
+#define GPTM_CFG REG(GPTM0 + 0x000)
+#define GPTM_TAMR REG(GPTM0 + 0x004)
+#define GPTM_CTL REG(GPTM0 + 0x00C)
+#define GPTM_IMR REG(GPTM0 + 0x018)
+#define GPTM_ICR REG(GPTM0 + 0x024)
+#define GPTM_TAILR REG(GPTM0 + 0x028)
+#define SYSCTL_RCGC1 REG(0x400FE104u)
+#define NVIC_TIMER0A (1u << 19)
+
+static void alarm_at(uint64_t at, uint64_t now) {
+    uint64_t d = at > now ? at - now : 1u;
+    GPTM_CTL = 0;
+    GPTM_TAILR = d > 0xFFFFFFFFu ? 0xFFFFFFFFu : (uint32_t)d;
+    GPTM_CTL = 1u; /* TAEN: counts from TAILR now */
+}
+
+/* ------------------------------------------------------------------ UART */
+
+/* The line rate is paced here, as the host port and the Python simulator pace theirs: QEMU's
+ * PL011 moves bytes as fast as the host gives and takes them and ignores its baud divisors
+ * (hw/char/pl011.c). A byte is 10 bits on the wire (8N1, BITS_PER_BYTE in
+ * protocols/mcugw/constants.py). --baud 0 leaves the link unpaced, and a SET_BAUD does not
+ * pace an unpaced link (ports/host/host.c).
+ *
+ * Receive: the PL011's 16-byte FIFO is on, and QEMU puts a byte in only when there is room
+ * (pl011_can_receive), so bytes not yet taken wait in the host's pty. A byte is taken no
+ * sooner than its last bit would have arrived: back to back after the one before it, or one
+ * byte time after it was seen on an idle line.
+ * Transmit: an answer is queued in chunks (up to a frame delimiter or 64 bytes), and a chunk
+ * goes to the PL011 once its last byte would have left, after the chunks before it, as the
+ * host port sends its chunks. Both run from the UART and alarm interrupts, so the CPU sleeps
+ * in WFI while the line is busy and QEMU's I/O thread gets to move the bytes. */
+#define UART_LCRH REG(UART0 + 0x02C)
+#define IM_RX 0x10u
+#define IM_RT 0x40u
+#define BITS_PER_BYTE 10u
+#define TX_CHUNK 64u
+#define TX_CHUNKS 8u
+#define RX_BATCH 8u
+
+static uint32_t g_base_baud = 115200u, g_baud = 115200u;
+static struct {
+    uint64_t due;
+    uint32_t len;
+    uint8_t data[TX_CHUNK];
+} g_txq[TX_CHUNKS];
+static volatile uint32_t g_tx_head, g_tx_count;
+static uint64_t g_tx_clock;
+static uint8_t g_txbuf[TX_CHUNK];
+static uint32_t g_txlen;
+/* Receive pacing: byte k after g_rx_base is due at g_rx_base + k byte times. */
+static volatile int g_rx_waiting;
+static uint64_t g_rx_base;
+static uint32_t g_rx_k;
+
+static uint64_t wire_ticks(uint64_t bytes) {
+    return bytes * BITS_PER_BYTE * SYSCLK_HZ / g_baud;
+}
+
+static void ring_put(uint8_t b) {
+    uint32_t next = (ring_head + 1u) % RX_RING;
+    if (next == ring_tail) ring_lost++;
+    else {
+        ring[ring_head] = b;
+        ring_head = next;
+    }
+}
+
+/* Everything due by now: chunks out, received bytes in; then the alarm for what is next.
+ * Runs with interrupts off or from an interrupt. */
+static void pace_service(void) {
+    uint64_t now = now_ticks(), next = UINT64_MAX;
+    uint32_t i;
+    while (g_tx_count && g_txq[g_tx_head].due <= now) {
+        for (i = 0; i < g_txq[g_tx_head].len; i++) UART_DR = g_txq[g_tx_head].data[i];
+        g_tx_head = (g_tx_head + 1u) % TX_CHUNKS;
+        g_tx_count--;
+    }
+    if (g_tx_count) next = g_txq[g_tx_head].due;
+    while (g_rx_waiting) {
+        uint64_t due;
+        if (UART_FR & FR_RXFE) { /* empty: the next byte interrupts (even one landing now) */
+            g_rx_waiting = 0;
+            UART_IMSC = IM_RX | IM_RT;
+            break;
+        }
+        due = g_rx_base + wire_ticks(g_rx_k + 1u);
+        if (due > now) {
+            /* A full FIFO is a backlog: wake when half of it is due (a PL011's receive
+             * interrupt level), not once per byte. */
+            if (UART_FR & FR_RXFF) due = g_rx_base + wire_ticks(g_rx_k + RX_BATCH);
+            if (due < next) next = due;
+            break;
+        }
+        ring_put((uint8_t)UART_DR);
+        g_rx_k++;
+    }
+    if (next != UINT64_MAX) alarm_at(next, now);
+    else GPTM_CTL = 0;
+}
+
+void timer0a_isr(void) {
+    GPTM_ICR = 1u; /* TATOCINT */
+    pace_service();
+}
+
+/* Cleared before the FIFO is read, so a byte that lands after the last read interrupts again. */
+void uart0_isr(void) {
     UART_ICR = 0x7FFu;
+    if (!g_baud) {
+        while (!(UART_FR & FR_RXFE)) ring_put((uint8_t)UART_DR);
+        return;
+    }
+    if (!g_rx_waiting) { /* first byte since the FIFO ran empty */
+        uint64_t now = now_ticks(), last = g_rx_base + wire_ticks(g_rx_k);
+        if (now > last) { /* the line was idle: this byte started arriving now */
+            g_rx_base = now;
+            g_rx_k = 0;
+        }
+        g_rx_waiting = 1;
+        UART_IMSC = 0; /* taken by the alarm from now on */
+    }
+    pace_service();
+}
+
+/* WFI with interrupts off wakes on a pending one, so none is missed between test and sleep. */
+static void sleep_irq_off(uint32_t *m) {
+    __asm__ volatile("wfi");
+    irq_restore(*m);
+    *m = irq_off();
+}
+
+static void tx_chunk(void) {
+    uint32_t m = irq_off(), len = g_txlen;
+    g_txlen = 0;
+    while (g_tx_count == TX_CHUNKS) sleep_irq_off(&m); /* the queue drains by interrupt */
+    {
+        uint64_t now = now_ticks();
+        uint32_t slot = (g_tx_head + g_tx_count) % TX_CHUNKS;
+        g_tx_clock = (g_tx_clock > now ? g_tx_clock : now) + wire_ticks(len);
+        g_txq[slot].due = g_tx_clock;
+        memcpy(g_txq[slot].data, g_txbuf, len);
+        g_txq[slot].len = sim_fault_link(g_txq[slot].data, len, 1);
+        g_tx_count++;
+        pace_service();
+    }
+    irq_restore(m);
 }
 
 void hal_uart_write(const uint8_t *p, size_t n) {
-    uint8_t buf[64];
+    uint8_t buf[TX_CHUNK];
+    if (g_baud) {
+        while (n--) {
+            g_txbuf[g_txlen++] = *p;
+            if (*p++ == 0 || g_txlen == TX_CHUNK) tx_chunk();
+        }
+        return;
+    }
     while (n) {
         size_t k = n < sizeof buf ? n : sizeof buf, i;
         memcpy(buf, p, k);
@@ -128,14 +323,42 @@ void hal_uart_write(const uint8_t *p, size_t n) {
     }
 }
 
+/* Sleeps until the last queued byte has left (an interrupt ends each wait). */
 void hal_uart_flush(void) {
+    uint32_t m;
+    if (g_txlen) tx_chunk();
+    m = irq_off();
+    while (g_tx_count) sleep_irq_off(&m);
+    irq_restore(m);
     while (UART_FR & FR_BUSY) {}
 }
 
+void board_sleep(void) {
+    uint32_t m = irq_off();
+    if (ring_tail == ring_head) sleep_irq_off(&m);
+    irq_restore(m);
+}
+
 int hal_uart_set_baud(uint32_t baud) {
-    /* QEMU's UART has no line rate; a real port programs IBRD/FBRD here. */
-    g_deaf = sim_fault_baud_fail && baud != g_bl.old_baud && g_bl.old_baud;
+    /* QEMU's PL011 has no line rate (a real port programs IBRD/FBRD here): the pacing
+     * takes the new rate, for bytes from the next one on. */
+    uint32_t m;
+    g_deaf = sim_fault_baud_fail && baud != g_base_baud;
+    if (!g_base_baud || !baud) return 0; /* an unpaced link stays unpaced */
+    m = irq_off();
+    g_rx_base += wire_ticks(g_rx_k);
+    g_rx_k = 0;
+    g_baud = baud;
+    irq_restore(m);
     return 0;
+}
+
+uint32_t board_baud(void) { return g_base_baud; }
+
+void board_uart_reset(void) {
+    hal_uart_flush();
+    (void)hal_uart_set_baud(g_base_baud);
+    g_deaf = 0;
 }
 
 /* The LM3S6965 watchdog (datasheet §13; QEMU's "luminary-watchdog"): it counts LOAD down at
@@ -147,16 +370,12 @@ int hal_uart_set_baud(uint32_t baud) {
 #define WDT_ICR REG(WDT0 + 0x00C)
 #define WDT_LOCK REG(WDT0 + 0xC00)
 #define SYSCTL_RCGC0 REG(0x400FE100u)
-#ifndef SYSCLK_HZ
-#define SYSCLK_HZ 12000000u /* QEMU's lm3s6965evb system clock out of reset */
-#endif
 
 #define NVIC_WDT (1u << 18)
 
-/* The first time-out's interrupt only wakes a main loop asleep in WFI (QEMU 7.2's SysTick
- * may have no clock), so that it runs, and feeds, at least every half period. It does not
- * feed: it masks itself until the next feed, so a loop that hangs is still reset at the
- * second time-out, interrupts on or off. */
+/* The first time-out's interrupt only wakes a main loop asleep in WFI, so that it runs, and
+ * feeds, at least every half period. It does not feed: it masks itself until the next feed,
+ * so a loop that hangs is still reset at the second time-out, interrupts on or off. */
 void wdt_isr(void) { REG(0xE000E180u) = NVIC_WDT; /* ICER0 */ }
 
 void hal_watchdog_start(uint32_t ms) {
@@ -180,10 +399,6 @@ void hal_watchdog_feed(void) {
     WDT_LOCK = 0;
     REG(0xE000E280u) = NVIC_WDT; /* ICPR0: a wake-up that has been served */
     REG(0xE000E100u) = NVIC_WDT; /* ISER0 */
-}
-
-uint32_t hal_millis(void) {
-    return (uint32_t)semi(0x10 /* SYS_CLOCK, centiseconds */, 0) * 10u;
 }
 
 size_t hal_uid(uint8_t *out, size_t max) {
@@ -286,7 +501,8 @@ void board_parse_args(void) {
             g_cfg.hash_us_per_kib = (uint32_t)(g_cfg.hash_us_per_kib * s);
         } else if (!strcmp(k, "--protocol-version")) g_cfg.protocol_version = (uint8_t)sim_parse_uint(v);
         else if (!strcmp(k, "--fault")) sim_fault_parse(v);
-        /* --model, --baud, --turnaround-ms: fixed at build time or not modelled */
+        else if (!strcmp(k, "--baud")) g_base_baud = g_baud = sim_parse_uint(v);
+        /* --model, --turnaround-ms: fixed at build time or not modelled */
     }
 }
 
@@ -297,12 +513,21 @@ void board_init(void) {
     board_parse_args();
     board_open_flash();
     g_bl.store.cfg = &g_cfg;
-    UART_IMSC = 0x50u; /* receive and receive-timeout interrupts */
+    SYST_RVR = TICK_PERIOD - 1u; /* the clock; its 10 ms wraps also wake WFI for the timers */
+    SYST_CVR = 0;
+    SYST_CSR = 7u; /* enable, interrupt, processor clock */
+    SYSCTL_RCGC1 |= 1u << 16; /* GPTM 0 clock gate */
+    GPTM_CTL = 0;
+    GPTM_CFG = 0;  /* 32-bit timer */
+    GPTM_TAMR = 1u; /* one-shot */
+    GPTM_IMR = 1u;  /* time-out interrupt */
+    UART_LCRH = 0x70u; /* 8N1, FIFOs on */
+    UART_IMSC = IM_RX | IM_RT;
     UART_CR = 0x301u;  /* UARTEN | TXE | RXE */
-    NVIC_ISER0 = 1u << 5;
-    REG(0xE000E014u) = 120000u - 1u; /* SysTick ~10 ms: wakes WFI for the timers */
-    REG(0xE000E018u) = 0;
-    REG(0xE000E010u) = 3u; /* enable, interrupt, reference clock */
+    NVIC_ISER0 = (1u << 5) | NVIC_TIMER0A;
+    /* Bytes may wait in the FIFO without an interrupt: an image started by the bootloader
+     * inherits its UART, whose interrupt fires only when the FIFO goes from empty to one. */
+    REG(0xE000E200u) = 1u << 5; /* ISPR0: run uart0_isr once */
 }
 
 void board_reset(void) {

@@ -88,7 +88,7 @@ int main(void) {
     HANDOFF->magic = 0;
     board_init();
     sim_factory_install(&g_bl.store, app_version);
-    if (bl_init(&g_bl, &g_cfg, stay, 115200) != 0)
+    if (bl_init(&g_bl, &g_cfg, stay, board_baud()) != 0)
         port_fail("configuration refused", bl_config_error(&g_cfg));
     booted(&app);
     for (;;) {
@@ -104,14 +104,17 @@ int main(void) {
         }
         if (g_bl.reset_req) {
             int stay_req = g_bl.reset_req == 2;
-            uint32_t until = hal_millis() + g_cfg.boot_ms;
-            while ((int32_t)(hal_millis() - until) < 0) (void)rx_take(buf, sizeof buf); /* lost */
-            (void)bl_init(&g_bl, &g_cfg, stay_req, 115200); /* accepted at power-on */
-            g_deaf = 0;
+            uint32_t until;
+            board_uart_reset(); /* the answer leaves; the link is back at its power-on rate */
+            until = hal_millis() + g_cfg.boot_ms;
+            while ((int32_t)(hal_millis() - until) < 0) { /* what arrives while booting is lost */
+                (void)rx_take(buf, sizeof buf);
+                board_sleep();
+            }
+            (void)bl_init(&g_bl, &g_cfg, stay_req, board_baud()); /* accepted at power-on */
             booted(&app);
         }
-        /* Sleep until the next byte, unless a timer is due soon (QEMU 7.2's lm3s6965 SysTick
-         * may run without a clock, so timers are polled while they are pending). */
-        if (!n && !app.pending && !g_bl.baud_probation) __asm__ volatile("wfi");
+        /* Sleep until the next byte or the next 10 ms tick, which the timers need. */
+        if (!n) board_sleep();
     }
 }

@@ -6,12 +6,12 @@ int main(void);
 void Reset_Handler(void);
 void uart0_isr(void);
 void wdt_isr(void);
+void systick_isr(void);
+void timer0a_isr(void);
 
 static void fault(void) {
     for (;;) {}
 }
-
-static void systick(void) {} /* only wakes the main loop from WFI */
 
 void Reset_Handler(void) {
     uint32_t *s = &_sidata, *d = &_sdata;
@@ -21,10 +21,11 @@ void Reset_Handler(void) {
     fault();
 }
 
-__attribute__((section(".vectors"), used)) static void (*const vectors[16 + 19])(void) = {
+__attribute__((section(".vectors"), used)) static void (*const vectors[16 + 20])(void) = {
     (void (*)(void))(uintptr_t)&_estack, Reset_Handler, fault, fault, fault, fault, fault, 0, 0,
-    0, 0, fault, fault, 0, fault, systick,
-    /* IRQ 0..5: GPIO A..E, UART0; 6..17: UART1, SSI, I2C, PWM, QEI, ADC; 18: watchdog */
+    0, 0, fault, fault, 0, fault, systick_isr,
+    /* IRQ 0..5: GPIO A..E, UART0; 6..17: UART1, SSI, I2C, PWM, QEI, ADC; 18: watchdog;
+     * 19: GPTM 0 A */
     fault, fault, fault, fault, fault, uart0_isr, fault, fault, fault, fault, fault, fault,
-    fault, fault, fault, fault, fault, fault, wdt_isr,
+    fault, fault, fault, fault, fault, fault, wdt_isr, timer0a_isr,
 };
