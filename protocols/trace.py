@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from protocols.transport import Transport
+from protocols.transport import Transport, Turns, converse
 
 WIRE_LOGGER = "mcu_gateway.wire"
 _log = logging.getLogger(WIRE_LOGGER)
@@ -47,9 +47,42 @@ class TracedTransport:
             _log.debug("%s rx %s", self._port, line)
         return data
 
+    async def converse(self, turns: Turns) -> None:
+        await converse(self._inner, _TracedTurns(turns, self._port))
+
     def __getattr__(self, name: str) -> Any:
         # set_baud, close, modem lines, ...: whatever the wrapped transport offers.
         return getattr(self._inner, name)
+
+
+class _TracedTurns:
+    """:class:`Turns` that log what they send and receive."""
+
+    def __init__(self, inner: Turns, port: str) -> None:
+        self._inner = inner
+        self._port = port
+
+    @property
+    def deadline(self) -> float:
+        return self._inner.deadline
+
+    @property
+    def done(self) -> bool:
+        return self._inner.done
+
+    def outgoing(self) -> bytes:
+        data = self._inner.outgoing()
+        for line in _lines(data):
+            _log.debug("%s tx %s", self._port, line)
+        return data
+
+    def receive(self, data: bytes) -> None:
+        for line in _lines(data):
+            _log.debug("%s rx %s", self._port, line)
+        self._inner.receive(data)
+
+    def sent(self) -> None:
+        self._inner.sent()
 
 
 def traced(transport: Transport, port: str) -> Transport:

@@ -42,6 +42,56 @@ class Transport(Protocol):
     async def close(self) -> None: ...
 
 
+class Turns(Protocol):
+    """A stop-and-wait conversation, sans-I/O: what to send, and each answer decides the next.
+
+    ``outgoing`` returns the bytes to send now (b"" while an answer is still
+    incomplete) and sets ``deadline`` (event-loop time) for their answer;
+    ``receive`` takes answer bytes and raises on a bad answer; ``done`` turns
+    true after the last answer. Nothing is sent before the answer it waits for.
+    """
+
+    @property
+    def deadline(self) -> float: ...
+
+    @property
+    def done(self) -> bool: ...
+
+    def outgoing(self) -> bytes: ...
+
+    def receive(self, data: bytes) -> None: ...
+
+    def sent(self) -> None:
+        """The last ``outgoing`` bytes went out: prepare what follows while the answer comes."""
+        ...
+
+
+@runtime_checkable
+class Conversant(Protocol):
+    """A transport that runs :class:`Turns` itself (:class:`SerialTransport`)."""
+
+    async def converse(self, turns: Turns) -> None: ...
+
+
+async def converse(transport: Transport, turns: Turns) -> None:
+    """Run ``turns`` to the end over ``transport``; TimeoutError when an answer is late.
+
+    A :class:`Conversant` transport runs them from its readable callback; any
+    other is driven through ``write`` and ``read`` here.
+    """
+    if isinstance(transport, Conversant):
+        await transport.converse(turns)
+        return
+    while not turns.done:
+        out = turns.outgoing()
+        if out:
+            await transport.write(out)
+            turns.sent()
+        async with asyncio.timeout_at(turns.deadline):
+            data = await transport.read()
+        turns.receive(data)
+
+
 @dataclass(frozen=True, slots=True)
 class SerialSettings:
     """Line settings a bootloader protocol needs; ours is 8N1, the STM32 ROM loader 8E1."""
@@ -127,12 +177,18 @@ class SerialTransport:
     ``read`` is returned at once, so a burst of acknowledgements costs one
     wake-up, and a write goes straight to the fd when the port can take it.
 
-    One callback, registered by the transport, is the only reader of the fd and
-    feeds ``_rx``; ``read`` only takes from that buffer and waits on a signal, so
-    cancelling a ``read`` (a timeout) loses nothing and leaves nothing stale. A
-    hang-up is decided from what the kernel reports (EIO, or POLLHUP/POLLERR),
-    never from an empty read: with VMIN=0 a tty read of nothing returns b""
-    whether or not the far end is there.
+    Every byte goes through ``_rx``: the fd's readable callback and ``read``
+    itself (when the fd is not watched, bytes may wait in the kernel) append to
+    it, and ``read`` returns what it holds, so cancelling a ``read`` (a timeout)
+    loses nothing and leaves nothing stale. A hang-up is decided from what the
+    kernel reports (EIO, or POLLHUP/POLLERR), never from an empty read: with
+    VMIN=0 a tty read of nothing returns b"" whether or not the far end is there.
+
+    The fd stays registered while a reader waits, so a stop-and-wait exchange
+    (the STM32 ROM loader's ACK per stage) costs no epoll_ctl per round trip;
+    bytes that arrive while nobody waits unregister it, so a busy session's
+    acknowledgements stay in the kernel and the next ``read`` takes them all
+    with one read(2), without a wake-up.
     """
 
     def __init__(self, name: str, port: serial.Serial) -> None:
@@ -147,33 +203,48 @@ class SerialTransport:
         self._tx = bytearray()
         self._tx_waiter: asyncio.Future[None] | None = None
         self._closed = False
+        self._turns: Turns | None = None
+        self._turns_done: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._hup_poll = select.poll()
         self._hup_poll.register(self._fd, select.POLLIN)
         os.set_blocking(self._fd, False)
 
     # ------------------------------------------------------------ reading
 
-    def _on_readable(self) -> None:
-        """The fd's one reader: move what the kernel holds into ``_rx``."""
+    def _take(self) -> bytes:
+        """Move what the kernel holds into ``_rx``; b"" if it held nothing (or failed)."""
         try:
             data = os.read(self._fd, _READ_SIZE)
         except (BlockingIOError, InterruptedError):
-            return
+            return b""
         except OSError as exc:
             # EIO: a pty whose other side closed, or a USB adapter unplugged.
             self._fail(self._hangup_error() if exc.errno == errno.EIO else
                        TransportDisconnected(f"{self.name}: read failed: {exc}"))  # fmt: skip
-            return
-        if not data:
-            if self._hung_up():
+            return b""
+        self._rx += data
+        return data
+
+    def _on_readable(self) -> None:
+        """The fd's readable callback."""
+        if not self._take():
+            if self._rx_error is None and self._hung_up():
                 self._fail(self._hangup_error())
             return  # readable a moment ago, drained since: nothing to report
-        self._rx += data
-        # Bytes now wait for the reader: stop watching, so what lands while the
-        # session is busy (or pacing itself) stays in the kernel and costs no
-        # wake-up; the next read() picks it all up in one call.
-        self._unwatch()
-        self._wake_reader()
+        if self._turns is not None:
+            self._step()
+            return
+        waiter = self._rx_waiter
+        if waiter is not None and not waiter.done():
+            # A reader waits: it takes these bytes in a moment and, in a
+            # stop-and-wait exchange, waits again right after; keep the fd watched.
+            waiter.set_result(None)
+        else:
+            # Nobody waits: what lands while the session is busy (or pacing
+            # itself) stays in the kernel and costs no wake-up; the next read()
+            # takes it all with one read(2).
+            self._unwatch()
 
     def _hung_up(self) -> bool:
         events = self._hup_poll.poll(0)
@@ -204,8 +275,122 @@ class SerialTransport:
         waiter = self._rx_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        if self._turns is not None:
+            self._end_turns(self._rx_error or TransportDisconnected(f"{self.name}: port closed"))
+
+    # ------------------------------------------------------------ conversations
+
+    async def converse(self, turns: Turns) -> None:
+        """Run ``turns`` from the readable callback.
+
+        Each answer is judged and the next bytes written in the loop pass the
+        answer arrives in: no future, task wake-up or timer per round trip, so a
+        stop-and-wait protocol's host latency is one callback. One timer watches
+        the deadlines; it is only moved when a deadline comes earlier.
+        """
+        if self._turns is not None or self._rx_waiter is not None:
+            raise RuntimeError(f"{self.name}: one reader at a time")
+        if self._rx_error is not None:
+            raise self._rx_error
+        if self._closed:
+            raise TransportDisconnected(f"{self.name}: port closed")
+        if turns.done:
+            return
+        done = self._turns_done = self._loop.create_future()
+        self._turns = turns
+        try:
+            self._watch()
+            self._send(turns.outgoing())
+            if self._turns is turns:
+                self._arm(turns.deadline)
+                turns.sent()
+                if self._rx:
+                    self._step()  # bytes that came before: the answer judges them
+            await done
+        finally:
+            if self._turns is turns:
+                self._turns = None
+                self._turns_done = None
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+    def _step(self) -> None:
+        """Feed what arrived to the conversation and send what it says next."""
+        turns = self._turns
+        assert turns is not None
+        data = bytes(self._rx)
+        self._rx.clear()
+        try:
+            turns.receive(data)
+            if turns.done:
+                self._end_turns(None)
+                return
+            out = turns.outgoing()
+        except Exception as exc:  # the answer's verdict (Nack, a bad reply ...): the caller's
+            self._end_turns(exc)
+            return
+        if out:
+            self._send(out)
+            self._arm(turns.deadline)
+            try:
+                turns.sent()
+            except Exception as exc:  # building the next request failed: the caller's
+                self._end_turns(exc)
+
+    def _arm(self, deadline: float) -> None:
+        timer = self._timer
+        if timer is not None:
+            if timer.when() <= deadline:
+                return  # it fires first and then waits on for the later deadline
+            timer.cancel()
+        self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        turns = self._turns
+        if turns is None:
+            return
+        if self._loop.time() >= turns.deadline:
+            self._end_turns(TimeoutError())
+        else:
+            self._timer = self._loop.call_at(turns.deadline, self._on_timer)
+
+    def _end_turns(self, error: BaseException | None) -> None:
+        done = self._turns_done
+        self._turns = None
+        self._turns_done = None
+        if done is not None and not done.done():
+            if error is None:
+                done.set_result(None)
+            else:
+                done.set_exception(error)
+
+    def _send(self, data: bytes) -> None:
+        """Write now what the port takes and queue the rest (a conversation's write)."""
+        if not data:
+            return
+        if self._tx:
+            self._tx += data
+            return
+        try:
+            n = os.write(self._fd, data)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        except OSError as exc:
+            self._end_turns(self._write_error(exc))
+            return
+        if n < len(data):
+            self._tx += data[n:]
+            self._loop.add_writer(self._fd, self._on_writable)
 
     async def read(self) -> bytes:
+        if self._turns is not None:
+            raise RuntimeError(f"{self.name}: one reader at a time")
+        if not self._rx and not self._watching and not self._closed and self._rx_error is None:
+            # Unwatched, bytes may already wait in the kernel: take them without
+            # a trip through the event loop. An empty read here means nothing yet.
+            self._take()
         while not self._rx:
             if self._rx_error is not None:
                 raise self._rx_error

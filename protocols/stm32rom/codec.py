@@ -24,7 +24,7 @@ import functools
 import operator
 import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from protocols.errors import LocalProtocolError, RemoteProtocolError
 
@@ -170,10 +170,10 @@ class Stage:
     name: str
     send: bytes
     reply: tuple[Token, ...]
+    #: Bytes expected back (the longest a counted reply may be).
+    reply_len: int = field(init=False)
 
-    @property
-    def reply_len(self) -> int:
-        """Bytes expected back (the longest a counted reply may be)."""
+    def __post_init__(self) -> None:
         total = 0
         for tok in self.reply:
             if isinstance(tok, Ack):
@@ -182,7 +182,7 @@ class Stage:
                 total += tok.n
             else:
                 total += 2 + tok.hi
-        return total
+        object.__setattr__(self, "reply_len", total)
 
 
 class Exchange:
@@ -197,6 +197,7 @@ class Exchange:
         self.command = command
         self.stages = tuple(stages)
         self.payloads: list[bytes] = []
+        self._n = len(self.stages)
         self._stage = 0
         self._tok = 0
         self._buf = bytearray()
@@ -205,30 +206,30 @@ class Exchange:
 
     @property
     def done(self) -> bool:
-        return self._stage >= len(self.stages)
+        return self._stage >= self._n
 
     @property
     def stage(self) -> Stage:
-        return self.stages[min(self._stage, len(self.stages) - 1)]
+        return self.stages[min(self._stage, self._n - 1)]
 
     @property
     def waiting(self) -> bool:
         """The current stage was sent and its answer is not complete yet."""
-        return not self.done and self._sent
+        return self._sent and self._stage < self._n
 
     @property
     def last_stage(self) -> bool:
-        return self._stage == len(self.stages) - 1
+        return self._stage == self._n - 1
 
     def data_to_send(self) -> bytes:
         """The bytes of the current stage, once; empty while its answer is awaited."""
-        if self.done or self._sent:
+        if self._sent or self._stage >= self._n:
             return b""
         self._sent = True
-        return self.stage.send
+        return self.stages[self._stage].send
 
     def receive_data(self, data: bytes) -> None:
-        if self.done:
+        if self._stage >= self._n:
             if data:
                 raise BadReply(
                     f"{self.command.name}: {len(data)} unexpected bytes after the answer "
@@ -241,28 +242,29 @@ class Exchange:
         self._parse()
 
     def _parse(self) -> None:
-        while not self.done:
-            stage = self.stage
+        buf = self._buf
+        while self._stage < self._n:
+            stage = self.stages[self._stage]
             if self._tok >= len(stage.reply):
                 self._stage += 1
                 self._tok = 0
                 self._sent = False
-                if self._buf:
-                    if self.done:
+                if buf:
+                    if self._stage >= self._n:
                         raise BadReply(
-                            f"{self.command.name}: {len(self._buf)} unexpected bytes after "
-                            f"the answer ({bytes(self._buf[:8]).hex(' ')})"
+                            f"{self.command.name}: {len(buf)} unexpected bytes after "
+                            f"the answer ({bytes(buf[:8]).hex(' ')})"
                         )
                     raise BadReply(
                         f"{self.command.name}: bytes before the {self.stage.name} was sent "
-                        f"({bytes(self._buf[:8]).hex(' ')})"
+                        f"({bytes(buf[:8]).hex(' ')})"
                     )
                 return
             tok = stage.reply[self._tok]
             if isinstance(tok, Ack):
-                if not self._buf:
+                if not buf:
                     return
-                b = self._buf.pop(0)
+                b = buf.pop(0)
                 if b == NACK:
                     raise Nack(self.command, stage.name)
                 if b != ACK:
@@ -270,26 +272,26 @@ class Exchange:
                         f"{self.command.name}: expected ACK after the {stage.name}, got {b:#04x}"
                     )
             elif isinstance(tok, Fixed):
-                if len(self._buf) < tok.n:
+                if len(buf) < tok.n:
                     return
-                self.payloads.append(bytes(self._buf[: tok.n]))
-                del self._buf[: tok.n]
+                self.payloads.append(bytes(buf[: tok.n]))
+                del buf[: tok.n]
             else:
                 if self._count is None:
-                    if not self._buf:
+                    if not buf:
                         return
-                    n = self._buf[0]
+                    n = buf[0]
                     if not tok.lo <= n <= tok.hi:
                         raise BadReply(
                             f"{self.command.name}: answer announces {n + 1} bytes, expected "
                             f"{tok.lo + 1}..{tok.hi + 1} (an answer to another command?)"
                         )
                     self._count = n + 1
-                    del self._buf[:1]
-                if len(self._buf) < self._count:
+                    del buf[:1]
+                if len(buf) < self._count:
                     return
-                self.payloads.append(bytes(self._buf[: self._count]))
-                del self._buf[: self._count]
+                self.payloads.append(bytes(buf[: self._count]))
+                del buf[: self._count]
                 self._count = None
             self._tok += 1
 

@@ -42,9 +42,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -79,6 +80,7 @@ from protocols.mcugw.timing import HOST_MARGIN_S
 from protocols.stm32rom import codec, layout, record
 from protocols.stm32rom.codec import ACK, NACK, SYNC, BadReply, Command, Exchange, Nack
 from protocols.stm32rom.codes import Stm32Code
+from protocols.stm32rom.commands import Commands, Job
 from protocols.stm32rom.lines import (
     GpioOpener,
     LineError,
@@ -88,7 +90,7 @@ from protocols.stm32rom.lines import (
     parse_line,
 )
 from protocols.stm32rom.parts import FLASH_BASE, Part, part
-from protocols.transport import SerialSettings, Transport
+from protocols.transport import SerialSettings, Transport, converse
 
 NAME = "stm32-rom"
 
@@ -302,22 +304,25 @@ class Stm32RomDriver:
         self.rx_bytes += len(data)
         return data
 
+    async def _commands(self, jobs: Iterable[Job]) -> None:
+        """Run commands back to back, each stage after the previous one's answer."""
+        run = Commands(jobs, self._deadline)
+        try:
+            await converse(self.transport, run)
+        except TimeoutError:
+            ex = run.exchange
+            assert ex is not None
+            raise DeviceTimeout(
+                f"{ex.command.name}: no answer to its {ex.stage.name} (0x{ex.command:02x}) in time"
+            ) from None
+        finally:
+            self.tx_bytes += run.tx_bytes
+            self.rx_bytes += run.rx_bytes
+            self.retransmits += run.resent
+
     async def _run(self, ex: Exchange, work_s: float = 0.0) -> list[bytes]:
         """Walk one command through its stages; ``work_s`` is the device's time after the last."""
-        while not ex.done:
-            out = ex.data_to_send()
-            await self._write(out)
-            stage = ex.stage
-            deadline = self._deadline(len(out), stage.reply_len, work_s if ex.last_stage else 0)
-            while ex.waiting:
-                try:
-                    data = await self._read(deadline)
-                except TimeoutError:
-                    raise DeviceTimeout(
-                        f"{ex.command.name}: no answer to its {stage.name} "
-                        f"(0x{ex.command:02x}) in time"
-                    ) from None
-                ex.receive_data(data)
+        await self._commands([Job(lambda: ex, work_s)])
         return ex.payloads
 
     async def _sync(self, attempts: int = SYNC_ATTEMPTS) -> bool:
@@ -434,12 +439,16 @@ class Stm32RomDriver:
 
     async def _read_memory(self, address: int, length: int) -> bytes:
         out = bytearray()
-        while length:
-            n = min(length, codec.MAX_BLOCK)
-            (data,) = await self._run(codec.read_memory(address, n))
-            out += data
-            address += n
-            length -= n
+
+        def keep(payloads: Sequence[bytes]) -> None:
+            out.extend(payloads[0])
+
+        def jobs() -> Iterator[Job]:
+            for at in range(address, address + length, codec.MAX_BLOCK):
+                n = min(codec.MAX_BLOCK, address + length - at)
+                yield Job(functools.partial(codec.read_memory, at, n), check=keep)
+
+        await self._commands(jobs())
         return bytes(out)
 
     async def _probe(self) -> Target:
@@ -654,17 +663,50 @@ class Stm32RomDriver:
             progress(Progress(Step.ERASE, done, total))
             batch, size = [], 0
 
-    async def _write_block(self, t: Target, address: int, data: bytes) -> None:
+    @staticmethod
+    def _write_job(
+        t: Target, address: int, data: bytes, check: Callable[[Sequence[bytes]], None] | None = None
+    ) -> Job:
+        """Write Memory of one block, sent again after a NACK (a damaged block's checksum)."""
         data += b"\xff" * (-len(data) % 4)  # flash takes whole words; 0xFF leaves bits erased
         work = len(data) // 4 * t.part.family.program_s_per_word
-        for attempt in range(WRITE_RETRIES + 1):
-            try:
-                await self._run(codec.write_memory(address, data), work)
-                return
-            except Nack:
-                if attempt == WRITE_RETRIES:
-                    raise
-                self.retransmits += 1
+        make = functools.partial(codec.write_memory, address, data)
+        return Job(make, work, resends=WRITE_RETRIES, check=check)
+
+    async def _write_block(self, t: Target, address: int, data: bytes) -> None:
+        await self._commands([self._write_job(t, address, data)])
+
+    def _image_writes(self, t: Target, data: bytes, progress: ProgressFn) -> Iterator[Job]:
+        total = len(data)
+
+        def report(_payloads: Sequence[bytes], end: int) -> None:
+            progress(Progress(Step.WRITE, end, total))
+
+        for off in range(0, total, codec.MAX_BLOCK):
+            end = min(off + codec.MAX_BLOCK, total)
+            check = functools.partial(report, end=end)
+            yield self._write_job(t, FLASH_BASE + off, data[off:end], check)
+
+    @staticmethod
+    def _image_reads(data: bytes, progress: ProgressFn) -> Iterator[Job]:
+        """Read Memory of every block, each compared with what was written."""
+        total = len(data)
+
+        def compare(payloads: Sequence[bytes], off: int) -> None:
+            (got,) = payloads
+            want = data[off : off + len(got)]
+            if got != want:
+                bad = next(i for i in range(len(got)) if got[i] != want[i])
+                raise ReadbackMismatch(
+                    f"read back differs at {FLASH_BASE + off + bad:#010x}: "
+                    f"{got[bad]:#04x}, wrote {want[bad]:#04x}"
+                )
+            progress(Progress(Step.CHECK, off + len(got), total))
+
+        for off in range(0, total, codec.MAX_BLOCK):
+            n = min(codec.MAX_BLOCK, total - off)
+            yield Job(functools.partial(codec.read_memory, FLASH_BASE + off, n),
+                      check=functools.partial(compare, off=off))  # fmt: skip
 
     async def _start_app(self) -> None:
         """Go to the application (or reset with BOOT0 low); send the app nothing after.
@@ -781,22 +823,11 @@ class Stm32RomDriver:
                 await self._erase(t, await self._invalidate(t, units), progress)
             step = Step.WRITE
             t_write = time.monotonic()
-            for off in range(0, len(data), codec.MAX_BLOCK):
-                await self._write_block(t, FLASH_BASE + off, data[off : off + codec.MAX_BLOCK])
-                progress(Progress(Step.WRITE, min(off + codec.MAX_BLOCK, len(data)), len(data)))
+            await self._commands(self._image_writes(t, data, progress))
             transfer_s = time.monotonic() - t_write
             step = Step.CHECK
             progress(Progress(Step.CHECK, 0, len(data)))
-            for off in range(0, len(data), codec.MAX_BLOCK):
-                n = min(codec.MAX_BLOCK, len(data) - off)
-                got = await self._read_memory(FLASH_BASE + off, n)
-                if got != data[off : off + n]:
-                    bad = next(i for i in range(n) if got[i] != data[off + i])
-                    raise ReadbackMismatch(
-                        f"read back differs at {FLASH_BASE + off + bad:#010x}: "
-                        f"{got[bad]:#04x}, wrote {data[off + bad]:#04x}"
-                    )
-                progress(Progress(Step.CHECK, off + n, len(data)))
+            await self._commands(self._image_reads(data, progress))
             step = Step.ACTIVATE
             progress(Progress(Step.ACTIVATE, 0, len(rec_bytes)))
             await self._write_block(t, slot, rec_bytes)

@@ -45,8 +45,11 @@ F1 = Family("F1", 0x1FFF_F7E8, 0x1FFF_F7E0, False,
 F4 = Family("F4", 0x1FFF_7A10, 0x1FFF_7A22, True,
             erase_s_per_kib=2.0 / 128, erase_s_min=0.5, program_s_per_word=100e-6,
             mass_erase_s=16.0,
-            # An F4 NACKs some short reads there (stm32loader's notes): one 256-byte block.
-            id_block=(0x1FFF_7A00, 256))  # fmt: skip
+            # The ROM checks a Read Memory's start address (before it knows the length,
+            # AN3155 3.4) and refuses one at the uid or flash-size register, outside the
+            # OTP area (RM0090 3.8, ends 0x1FFF7A0F): read from the OTP lock block on,
+            # through the flash-size register (36 bytes).
+            id_block=(0x1FFF_7A00, 0x24))  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

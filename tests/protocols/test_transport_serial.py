@@ -12,7 +12,7 @@ import os
 import random
 import select
 import tty
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -212,3 +212,56 @@ async def test_killing_the_simulator_is_a_prompt_hang_up(tmp_path: Path) -> None
                     await transport.read()
         finally:
             await transport.close()
+
+
+async def test_bytes_already_in_the_kernel_are_returned_without_waiting(
+    pty_pair: tuple[int, Transport],
+) -> None:
+    """An unwatched fd's bytes are taken by ``read`` itself: no trip through the loop."""
+    master, transport = pty_pair
+    os.write(master, b"ready")
+    _wait_readable(transport._fd)  # type: ignore[attr-defined]
+    coro = transport.read()
+    with pytest.raises(StopIteration) as done:
+        coro.send(None)  # one step: it returns instead of waiting on the loop
+    assert done.value.value == b"ready"
+
+
+async def test_a_timed_out_read_then_a_later_arrival_is_delivered_exactly_once(
+    pty_pair: tuple[int, Transport],
+) -> None:
+    master, transport = pty_pair
+    for round_ in range(3):
+        await _timed_out_read(transport)
+        piece = b"late %d" % round_
+        os.write(master, piece)
+        async with asyncio.timeout(5):
+            assert await transport.read() == piece
+        await _timed_out_read(transport)  # nothing left over, nothing twice
+
+
+async def test_stop_and_wait_round_trips_register_the_fd_once(
+    pty_pair: tuple[int, Transport], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader waiting again right after an answer keeps the fd watched (no epoll_ctl per turn)."""
+    master, transport = pty_pair
+    assert isinstance(transport, SerialTransport)
+    loop = asyncio.get_running_loop()
+    calls: list[str] = []
+    add_reader, remove_reader = loop.add_reader, loop.remove_reader
+
+    def counting_add(fd: int, cb: Callable[[], object]) -> None:
+        calls.append("add")
+        add_reader(fd, cb)
+
+    def counting_remove(fd: int) -> bool:
+        calls.append("remove")
+        return remove_reader(fd)
+
+    monkeypatch.setattr(loop, "add_reader", counting_add)
+    monkeypatch.setattr(loop, "remove_reader", counting_remove)
+    for i in range(20):
+        loop.call_later(0.001, os.write, master, b"ack %d" % i)
+        async with asyncio.timeout(5):
+            assert await transport.read() == b"ack %d" % i
+    assert calls == ["add"]

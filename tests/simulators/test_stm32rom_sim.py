@@ -150,3 +150,33 @@ def test_the_rom_loader_survives_any_bytes(noise: bytes) -> None:
 
     out = asyncio.run(run())
     assert out[:1] == bytes([codec.ACK])
+
+
+@pytest.mark.parametrize(
+    ("model", "start", "length", "accepted"),
+    [
+        ("stm32f407", 0x1FFF_7A10, 12, False),  # the uid register: past the OTP area
+        ("stm32f407", 0x1FFF_7A22, 2, False),  # the flash-size register
+        ("stm32f407", 0x1FFF_7A00, 0x24, True),  # from the OTP lock block: any length
+        ("stm32f407", 0x1FFF_7A00, 256, True),  # stm32loader's read
+        ("stm32f103", 0x1FFF_F7E8, 12, True),  # an F1's uid lies in its system memory
+    ],
+    ids=["f4-uid", "f4-flash-size", "f4-otp-lock-36", "f4-otp-lock-256", "f1-uid"],
+)
+def test_read_memory_start_addresses_an_f4_rom_refuses(
+    tmp_path: Path, model: str, start: int, length: int, accepted: bool
+) -> None:
+    with (
+        running_sim(tmp_path, *SIM, "--boot0", "high", "--baud", "0", "--model", model) as sim,
+        _port(sim.port) as port,
+    ):
+        port.write(bytes([codec.SYNC]))
+        assert port.read(1) == bytes([codec.ACK])
+        ex = codec.read_memory(start, length)
+        if accepted:
+            (data,) = _exchange(port, ex)
+            assert len(data) == length
+        else:
+            with pytest.raises(codec.Nack) as nack:
+                _exchange(port, ex)
+            assert nack.value.stage == "address"

@@ -61,6 +61,9 @@ class Model:
     erase_s_min: float
     program_s_per_word: float  # typical, per 4 bytes
     system_block: tuple[int, int]  # readable [start, end) holding uid and flash size
+    #: Read Memory may start in the system block only below this address (F4: the uid
+    #: and flash-size registers lie past the OTP area, where the ROM refuses a start).
+    system_read_starts_below: int
     option_bytes: tuple[int, bytes]
     mass_erase_s: float  # typical, the whole flash in one operation
 
@@ -75,14 +78,16 @@ class Model:
 _F1_SYS = (0x1FFF_F000, 0x1FFF_F800)
 _F1_OPT = (0x1FFF_F800, bytes.fromhex("a55aff00ff00ff00ff00ff00ff00ff00"))
 _F4_SYS = (0x1FFF_0000, 0x1FFF_7B00)
+#: End of the F4's OTP area (RM0090 3.8: OTP 0x1FFF7800, lock block 0x1FFF7A00-0x1FFF7A0F).
+_F4_OTP_END = 0x1FFF_7A10
 _F4_OPT = (0x1FFF_C000, bytes.fromhex("aaecffff0000ffff"))
 
 
 def _f1(name: str, flash_kib: int) -> Model:
     # F103: 1 KiB pages, ~20 ms page erase, ~52.5 us per 16-bit half-word.
     # Mass erase ~20 ms (STM32F103x8/B datasheet, flash characteristics: tME).
-    return Model(name, 0x410, flash_kib, 20, 0x22, 0.020, 0.020, 2 * 52.5e-6, _F1_SYS, _F1_OPT,
-                 0.020)  # fmt: skip
+    return Model(name, 0x410, flash_kib, 20, 0x22, 0.020, 0.020, 2 * 52.5e-6, _F1_SYS,
+                 _F1_SYS[1], _F1_OPT, 0.020)  # fmt: skip
 
 
 MODELS: dict[str, Model] = {
@@ -99,6 +104,7 @@ MODELS: dict[str, Model] = {
         0.25,
         16e-6,
         _F4_SYS,
+        _F4_OTP_END,
         _F4_OPT,
         8.0,  # bank mass erase at x32 parallelism, typical (STM32F407 datasheet: tME)
     ),
@@ -286,6 +292,17 @@ class Chip:
             return opt[address - opt_at : end - opt_at]
         return None
 
+    def read_start_ok(self, address: int) -> bool:
+        """Whether Read Memory accepts ``address`` (checked before the length arrives).
+
+        An F4's ROM refuses a start at the uid (0x1FFF7A10) or flash-size
+        (0x1FFF7A22) register (ST community thread "STM32F401 Bootloader Read
+        Memory command failed", 2014; stm32loader reads them from 0x1FFF7A00).
+        """
+        if self.model.system_read_starts_below <= address < self.model.system_block[1]:
+            return False
+        return self.read_mem(address, 1) is not None
+
     def app_present(self) -> bool:
         return self.flash.read(0, 4) != b"\xff\xff\xff\xff"
 
@@ -426,7 +443,7 @@ class ROMBootloader:
     async def _read_memory(self) -> bool:
         await self.send(ACK)
         address = await self._address()
-        if address is None or self.chip.read_mem(address, 1) is None:
+        if address is None or not self.chip.read_start_ok(address):
             await self.send(NACK)
             return False
         await self.send(ACK)
