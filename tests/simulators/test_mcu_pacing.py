@@ -3,8 +3,9 @@
 whose PL011 would otherwise move bytes as fast as the host gives them.
 
 The checks are bounds, not timings: a paced link cannot carry the image faster than
-size x 10 bits / baud, whatever the machine's speed; and after a SET_BAUD to a rate twelve
-times higher the transfer must beat what the old rate could carry.
+size x 10 bits / baud, whatever the machine's speed; after a SET_BAUD to a rate twelve
+times higher the transfer must beat what the old rate could carry; and after a SET_BAUD
+that fails, the fallback to the power-on rate paces the transfer again.
 """
 
 from __future__ import annotations
