@@ -17,7 +17,15 @@ from typing import Any
 from cobs import cobs
 
 from protocols.mcugw.conformance import SuiteReport, run_suite
-from protocols.mcugw.constants import Capability, Mode, Opcode, ResetMode, SlotState, Status
+from protocols.mcugw.constants import (
+    BeginFlags,
+    Capability,
+    Mode,
+    Opcode,
+    ResetMode,
+    SlotState,
+    Status,
+)
 from protocols.mcugw.crc import crc32
 from protocols.mcugw.encoding import LZMA_FILTERS, Codec, thumb_filters
 from protocols.mcugw.packets import (
@@ -416,7 +424,8 @@ class MisalignedIsOutOfRange(Device):
 class DropsFramesAhead(Device):
     def serve(self, now: float, seq: int, msg: Message) -> bool:
         s = self.session
-        if isinstance(msg, DataRequest) and self.in_rules(msg) and s and msg.offset > s.expected:
+        if (isinstance(msg, DataRequest) and self.in_rules(msg) and s and s.decoder is None
+                and msg.offset > s.expected):  # fmt: skip
             return self.ack(now, seq, Status.BUSY, self._committed(now))
         return False
 
@@ -512,7 +521,10 @@ class TakesFlagsWithoutTail(Device):
     """Opens nothing, but answers OK to a BEGIN whose flags promise a tail it lacks."""
 
     def serve(self, now: float, seq: int, msg: Message) -> bool:
-        if isinstance(msg, BeginRequest) and msg.flags and not msg.encoding:
+        known = int(BeginFlags.COMPRESSED | BeginFlags.DELTA)  # reserved bits: still refused
+        if isinstance(msg, BeginRequest) and msg.flags and not msg.encoding and not (
+            int(msg.flags) & ~known
+        ):
             self._reply(self._answer_time(now), seq, BeginResponse(Status.OK, 1, 0))
             return True
         return False
@@ -527,6 +539,14 @@ class ResumesInsideABlock(Device):
                 and req.flags and msg.resume_offset < req.stream_size):  # fmt: skip
             return seq, dataclasses.replace(msg, resume_offset=msg.resume_offset + 1)
         return seq, msg
+
+
+class HoldsOffGridStreamFrames(Device):
+    """Holds every out-of-order stream frame, on the write grid or not (and answers GAP
+    again once the hole is filled, since an off-grid frame never drains by unit)."""
+
+    def _holds(self, s: object, offset: int, n: int) -> bool:
+        return True
 
 
 class _RenamesStatus(Device):
@@ -603,6 +623,7 @@ DEFECTS: dict[str, Callable[[], Device]] = {
     "encoded-errors": PatchRejectedAsDecodeError,
     "encoded-bomb": BombAsDecodeError,
     "encoded-thumb": StoresThumbFiltered,
+    "encoded-held-frames": HoldsOffGridStreamFrames,
 }
 
 

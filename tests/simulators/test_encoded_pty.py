@@ -131,8 +131,6 @@ def test_flash_takes_a_published_delta_package(
     trust = ("--trust", str(tmp_path / "rel.pub"))
     for decoders in (True, False):
         extra = () if decoders else ("--no-decoders",)
-        if not decoders and impl != "python":
-            continue  # the C build's switch is compile-time (Makefile DEC=)
         sim = SimProcess(
             tmp_path / f"mcu-{decoders}", (*FAST, "--impl", impl, "--model", "vmcu-f4")
         )
