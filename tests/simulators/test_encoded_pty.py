@@ -35,13 +35,17 @@ def _code_like(seed: int, n: int) -> bytes:
     return b"".join(rng.choice(words) for _ in range(n // 4))
 
 
-@pytest.mark.parametrize("impl", ["python", "c", "qemu"])
+@pytest.mark.parametrize(
+    ("impl", "thumb"),
+    [("python", False), ("c", False), ("qemu", False), ("python", True), ("c", True)],
+)
 def test_a_power_cut_mid_stream_resumes_at_a_block(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], impl: str
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], impl: str, thumb: bool
 ) -> None:
-    size = 384 * 1024  # six 64 KiB LZMA blocks
+    size = 384 * 1024  # six 64 KiB LZMA (or, for Thumb code, LZMA_THUMB) blocks
     image = tmp_path / "fw.bin"
-    image.write_bytes(_code_like(5, size))
+    data = thumb_code(random.Random(5), size) if thumb else _code_like(5, size)
+    image.write_bytes(data)
     sim = SimProcess(tmp_path / "mcu", (*FAST, "--impl", impl, "--model", "vmcu-f4"))
     sim.start(["--fault", "cut-at=70%"])
     try:
@@ -55,6 +59,8 @@ def test_a_power_cut_mid_stream_resumes_at_a_block(
         assert result["sha256"] == hashlib.sha256(image.read_bytes()).hexdigest()
         details = result.get("details", result)
         assert details["encoding"] == "compressed"
+        if thumb:  # LZMA_THUMB blocks, resumed at one of their ends
+            assert details["streamBytes"] == len(compress(data, thumb=True).stream)
         # Resumed at a block end (in image bytes, a multiple of 64 KiB), not at zero.
         assert result["resumed_from"] > 0 and result["resumed_from"] % (64 * 1024) == 0
         assert result["wire_bytes_tx"] < 0.6 * details["streamBytes"]
