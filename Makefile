@@ -25,6 +25,7 @@ setup:
 # In this order even under make -j: nothing is built before the set-up step passed.
 test: setup
 	@$(MAKE) --no-print-directory lint
+	$(BIN)/python -m simulators.mcu.native  # the C and QEMU builds, before any sim waits on them
 	$(BIN)/pytest
 
 bench: $(VENV)/.installed

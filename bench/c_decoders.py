@@ -119,9 +119,14 @@ def main() -> None:
         pairs = build_pairs(out / "corpus", args.functions)
         rows = []
         for name, (old, new) in pairs.items():
-            for mode, enc in (("compressed", compress(new)), ("delta", delta(old, new))):
-                if mode == "compressed" and name != "small-change":
-                    continue  # one compressed image is enough: LZMA cost is per output byte
+            encodings = (
+                ("compressed", compress(new)),
+                ("compressed, THUMB", compress(new, thumb=True)),
+                ("delta", delta(old, new)),
+            )
+            for mode, enc in encodings:
+                if mode.startswith("compressed") and name not in ("small-change", "cflags"):
+                    continue  # LZMA's cost is per output byte: the best and worst ratios
                 instr = decode_cost(elf, old, new, enc.stream, mode == "delta")
                 per_kib = instr / (len(new) / 1024)
                 cycles = per_kib * CPI_M3
@@ -169,9 +174,9 @@ def main() -> None:
         ("bootloader core with decoders < 16 KiB flash", flash_dec < FLASH_BUDGET,
          f"{flash_dec} B"),
         ("LZMA decoding keeps up with 921600 at 64 MHz",
-         all(r["cpu_share_at_921600"] < 1 for r in rows if r["mode"] == "compressed"),
-         f"{max(r['cpu_share_at_921600'] for r in rows if r['mode'] == 'compressed'):.0%} "
-         "of the CPU"),
+         all(r["cpu_share_at_921600"] < 1 for r in rows if r["mode"] != "delta"),
+         f"{max(r['cpu_share_at_921600'] for r in rows if r['mode'] != 'delta'):.0%} "
+         "of the CPU (worst)"),
         # A delta carries up to 60x its bytes in image: there the flash, not the link or
         # the decoder, sets the pace; the decoder must stay below the flash's time.
         ("delta decoding faster than the flash programs (vmcu-f4)",

@@ -13,6 +13,12 @@ decode with at most 6 KiB of RAM, and a delta library, against what
 
     pip install heatshrink2 detools     # the optional ``bench`` extra
     python -m bench.codec_compare [--functions 300]
+
+``--lzma-params`` (standard library only) measures instead what LZMA's
+parameters and the ARM-Thumb branch filter (``Codec.LZMA_THUMB``) give in our
+64 KiB blocks, against the RAM of the decoder's probability model (u16 each:
+1775 at lc=lp=pb=0, plus 768 per literal context beyond the first, plus 56 per
+position state beyond the first).
 """
 
 from __future__ import annotations
@@ -27,7 +33,42 @@ import zlib
 from pathlib import Path
 
 from bench.corpus import build_pairs
-from protocols.mcugw.encoding import BLOCK_SIZE, LZMA_FILTERS, WINDOW, compress, delta
+from protocols.mcugw.encoding import (
+    BLOCK_SIZE,
+    LZMA_BLOCK_SIZE,
+    LZMA_FILTERS,
+    WINDOW,
+    compress,
+    delta,
+)
+
+#: (lc, lp, pb, ARM-Thumb filter) settings compared by --lzma-params.
+PARAMS = [(0, 0, 0, False), (0, 0, 1, False), (0, 1, 1, False), (1, 0, 0, False),
+          (0, 0, 0, True), (0, 0, 1, True), (0, 1, 1, True), (1, 1, 1, True),
+          (3, 0, 2, True)]  # fmt: skip
+
+
+def _lzma_blocks(image: bytes, lc: int, lp: int, pb: int, thumb: bool) -> int:
+    total = 0
+    for off in range(0, len(image), LZMA_BLOCK_SIZE):
+        lz = {**LZMA_FILTERS[0], "lc": lc, "lp": lp, "pb": pb}
+        chain = [{"id": lzma.FILTER_ARMTHUMB, "start_offset": off}] if thumb else []
+        chunk = image[off : off + LZMA_BLOCK_SIZE]
+        total += len(lzma.compress(chunk, format=lzma.FORMAT_RAW, filters=[*chain, lz])) + 20
+    return total
+
+
+def lzma_params(images: dict[str, bytes]) -> None:
+    names = list(images)
+    print("| lc lp pb | Thumb filter | model RAM B | " + " | ".join(names) + " |")
+    print("|---|---|---|" + "---|" * len(names))
+    for lc, lp, pb, thumb in PARAMS:
+        probs = 1775 + 768 * ((1 << (lc + lp)) - 1) + 56 * ((1 << pb) - 1)
+        cells = [
+            f"{len(img) / _lzma_blocks(img, lc, lp, pb, thumb):.3f}x" for img in images.values()
+        ]
+        print(f"| {lc} {lp} {pb} | {'yes' if thumb else 'no'} | {2 * probs} | "
+              + " | ".join(cells) + " |")  # fmt: skip
 
 
 def _deflate_blocks(image: bytes) -> int:
@@ -42,7 +83,13 @@ def _deflate_blocks(image: bytes) -> int:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--functions", type=int, default=300)
+    ap.add_argument("--lzma-params", action="store_true", help="LZMA settings and Thumb filter")
     args = ap.parse_args(argv)
+    if args.lzma_params:
+        with tempfile.TemporaryDirectory() as tmp:
+            pairs = build_pairs(Path(tmp), args.functions)
+        lzma_params({f"{name} new": new for name, (_, new) in pairs.items()})
+        return 0
     try:
         import detools
         import heatshrink2

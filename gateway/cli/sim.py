@@ -49,7 +49,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument(
         "--no-decoders",
         action="store_true",
-        help="advertise neither COMPRESS nor DELTA (a version-1 MCU: raw transfers only)",
+        help="advertise neither COMPRESS, DELTA nor THUMB (a version-1 MCU: raw transfers only;"
+        " --impl c/qemu: built without the decoders)",
     )
     p.add_argument("--count", type=int, default=1, help="serve N MCUs from this process")
     p.add_argument(

@@ -52,6 +52,7 @@ from protocols.mcugw.plan import FlashStep, plan_flash
 from protocols.mcugw.timing import (
     LinkTiming,
     ack_batch_delay,
+    begin_time,
     data_rto,
     nak_holdoff,
     verify_time,
@@ -489,23 +490,19 @@ class BootloaderSession:
         base_in_slot = base is not None and _holds(info, hashlib.sha256(base).digest())
         enc = prepared or choose(caps, image, base, base_in_slot, allow=encode)
         begin_req = _begin_request(size, digest, version, enc)
+        confirmed = [s.size for s in info.slots if s.state is SlotState.CONFIRMED]
+        begin_timeout = self.link.command_timeout(
+            110 + len(version), 6, begin_time(geo, confirmed)
+        )
         try:
-            begin = await self.request(
-                begin_req,
-                self.link.command_timeout(110 + len(version), 6, 2 * geo.erase_us / 1e6),
-                answer=6,
-            )
+            begin = await self.request(begin_req, begin_timeout, answer=6)
         except DeviceRejected as exc:
             if exc.status is not Status.DELTA_BASE_MISMATCH or enc is None or prepared:
                 raise
             # The fallback slot is not the base after all: send it compressed.
             enc = choose(caps, image, None, False, allow=encode)
             begin_req = _begin_request(size, digest, version, enc)
-            begin = await self.request(
-                begin_req,
-                self.link.command_timeout(110 + len(version), 6, 2 * geo.erase_us / 1e6),
-                answer=6,
-            )
+            begin = await self.request(begin_req, begin_timeout, answer=6)
         assert isinstance(begin, BeginResponse)
         payload = image if enc is None else enc.stream
         if begin.resume_offset > len(payload):

@@ -56,6 +56,12 @@ def verify_time(geometry: Geometry, size: int) -> float:
     return math.ceil(size / 1024) * geometry.hash_us_per_kib / 1e6
 
 
+def begin_time(geometry: Geometry, confirmed_sizes: list[int]) -> float:
+    """BEGIN's work: the trailer erase, and hashing the confirmed images to find the
+    fallback (§9.3): newest first until one verifies, so at most all of them."""
+    return 2 * geometry.erase_us / 1e6 + sum(verify_time(geometry, n) for n in confirmed_sizes)
+
+
 def data_rto(link: LinkTiming, geometry: Geometry, window: int, chunk: int) -> float:
     """Retransmission timeout: one window on the wire plus flashing it, plus turnarounds."""
     frames = max(1, math.ceil(window / chunk))

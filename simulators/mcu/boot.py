@@ -82,14 +82,19 @@ def _confirmed_newest_first(statuses: list[SlotStatus]) -> list[int]:
     return sorted(confirmed, key=lambda j: statuses[j].generation, reverse=True)
 
 
-def fallback_slot(trailers: list[SlotTrailer], statuses: list[SlotStatus]) -> int | None:
+def fallback_slot(
+    trailers: list[SlotTrailer], statuses: list[SlotStatus], hashed: list[int] | None = None
+) -> int | None:
     """The slot a cold boot would fall back to: the newest hash-valid confirmed image.
 
     BEGIN writes the other slot, so an update never erases the image the MCU
     would boot if the update were cut. Falls back to the trailers' own choice
-    when no confirmed image verifies (there is nothing left to protect).
+    when no confirmed image verifies (there is nothing left to protect). The
+    size of each image hashed on the way is appended to ``hashed`` (its time).
     """
     for i in _confirmed_newest_first(statuses):
+        if hashed is not None:
+            hashed.append(statuses[i].size)
         if image_ok(trailers[i], statuses[i]):
             return i
     return primary_slot(statuses)

@@ -80,6 +80,7 @@ class _Session:
     # Encoded transfers (§17): offsets are stream offsets; blocks decode into the slot.
     decoder: BlockStreamDecoder | None = None
     out_checkpoint: int = 0  # image offset of the last checkpointed block end
+    grid: int = 0  # stream offset the write grid counts from: BEGIN's resume offset
 
 
 class McuCore:
@@ -348,9 +349,9 @@ class McuCore:
         if any(st.state is SlotState.TRIAL for st in statuses):
             self._reply_error(now, seq, Opcode.BEGIN, Status.BAD_STATE)
             return
-        if int(msg.flags) != 0 and not (
-            self.opts.decoders and msg.flags & ~(BeginFlags.COMPRESSED | BeginFlags.DELTA) == 0
-        ):
+        # int arithmetic: ~ on an IntFlag drops the bits it has no name for (2..31).
+        known = int(BeginFlags.COMPRESSED | BeginFlags.DELTA)
+        if int(msg.flags) != 0 and not (self.opts.decoders and int(msg.flags) & ~known == 0):
             self._reply_error(now, seq, Opcode.BEGIN, Status.UNSUPPORTED)
             return
         if msg.flags and (msg.encoding != Encoding.DEFLATE_BLOCKS or not msg.stream_size):
@@ -364,17 +365,21 @@ class McuCore:
             return
         # Never the slot that boots: while it is the only confirmed image it is
         # the MCU's one fallback (§10.4).
-        fallback = fallback_slot(self.trailers, statuses)
+        hashed: list[int] = []
+        fallback = fallback_slot(self.trailers, statuses, hashed)
         slot = 0 if fallback is None else 1 - fallback
+        # Finding the fallback hashes confirmed images: that takes the MCU time (§11).
+        hash_s = sum(math.ceil(n / 1024) for n in hashed) * self.model.hash_us_per_kib / 1e6
         if BeginFlags.DELTA in msg.flags and (
             fallback is None or statuses[fallback].sha256 != msg.base_sha256
         ):
             # Refused before anything is written: the patch would build garbage.
-            self._reply_error(now, seq, Opcode.BEGIN, Status.DELTA_BASE_MISMATCH)
+            refusal = ErrorResponse(Opcode.BEGIN, Status.DELTA_BASE_MISMATCH)
+            self._reply(self._answer_time(now, hash_s), seq, refusal)
             return
         trailer = self.trailers[slot]
         st = statuses[slot]
-        work = 0.0
+        work = hash_s
         encoded = bool(msg.flags)
         # The version too: resuming under another version's BEGIN record would leave
         # the slot reporting that version after the install (§9.3, issue 23.1).
@@ -404,6 +409,7 @@ class McuCore:
             checkpoint=resume,
             interval=self._checkpoint_interval(msg.size),
             committed=resume,
+            grid=resume,
         )
         if encoded:
             self.session.size = msg.stream_size  # DATA offsets and acks are in the stream
@@ -471,6 +477,14 @@ class McuCore:
             s.committed = s.programming.popleft()[1]
         return s.committed
 
+    def _holds(self, s: _Session, offset: int, n: int) -> bool:
+        """Whether an out-of-order frame can be held: held bytes are tracked per write
+        unit (as the C core does), so a stream frame off the write grid cannot be."""
+        if s.decoder is None:
+            return True  # raw frames are on the grid (MISALIGNED otherwise)
+        w = self.model.write_size
+        return (offset - s.grid) % w == 0 and (n % w == 0 or offset + n == s.size)
+
     def _on_data(self, now: float, seq: int, msg: object) -> None:
         assert isinstance(msg, DataRequest)
         s = self.session
@@ -499,6 +513,11 @@ class McuCore:
             return
         if end - committed > self.model.window:
             self._reply_error(now, seq, Opcode.DATA, Status.BUSY)
+            return
+        if msg.offset > s.expected and not self._holds(s, msg.offset, len(msg.data)):
+            # Dropped; the GAP names the hole (§9.3 "Held frames").
+            when = now + self.model.turnaround_us / 1e6
+            self._reply(when, seq, DataAck(status=Status.GAP, next_offset=s.expected))
             return
         if msg.offset > s.expected:
             held = s.held.get(msg.offset)

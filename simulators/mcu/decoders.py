@@ -37,8 +37,8 @@ from protocols.mcugw.encoding import (
 #: ``bl_dec_t`` (512 B page, block header, stream state) and the decode path's
 #: stack (``-fstack-usage``). Neither has a window in RAM (matches read flash).
 DECODER_RAM = {
-    "lzma": {"state": 3600, "page_header_stream": 604, "stack": 208},
-    "inflate": {"state": 1060, "page_header_stream": 604, "stack": 208},
+    "lzma": {"state": 3600, "page_header_stream": 608, "stack": 264},
+    "inflate": {"state": 1060, "page_header_stream": 608, "stack": 264},
 }
 
 

@@ -23,7 +23,14 @@ from protocols.errors import FrameError
 from protocols.mcugw.client import ClientProtocol
 from protocols.mcugw.codec import Codec, PacketReceived
 from protocols.mcugw.constants import BeginFlags, Opcode, ResetMode, SlotState, Status
-from protocols.mcugw.encoding import BLOCK_SIZE, HEADER_SIZE, Encoding, compress, delta
+from protocols.mcugw.encoding import (
+    BLOCK_SIZE,
+    HEADER_SIZE,
+    Encoding,
+    compress,
+    delta,
+    thumb_code,
+)
 from protocols.mcugw.framing import encode_frame
 from protocols.mcugw.packets import (
     AbortRequest,
@@ -305,26 +312,6 @@ def _frames(
         out.append((prev, cut - prev))
         prev = cut
     return out
-
-
-def thumb_code(rng: random.Random, size: int) -> bytes:
-    """Thumb-2-like bytes dense with BL pairs (F0xx F8xx) calling a few dozen targets,
-    at every even offset (page and block edges included) and, after a stray byte, at
-    odd ones: what the ARM-Thumb filter of ``Codec.LZMA_THUMB`` blocks converts."""
-    words = [rng.randrange(0x10000) & 0xE7FF for _ in range(300)]  # never F0xx or F8xx
-    targets = [rng.randrange(size) & ~1 for _ in range(40)]
-    out = bytearray()
-    while len(out) < size:
-        roll = rng.random()
-        if roll < 0.3:
-            pos = len(out)
-            off = (rng.choice(targets) - pos - 4) >> 1
-            out += bytes([off >> 11 & 0xFF, 0xF0 | off >> 19 & 7, off & 0xFF, 0xF8 | off >> 8 & 7])
-        elif roll < 0.31:
-            out.append(rng.randrange(256))
-        else:
-            out += rng.choice(words).to_bytes(2, "little")
-    return bytes(out[:size])
 
 
 def fuzz_block_streams(model: McuModel, seed: int, count: int) -> StreamFuzzReport:

@@ -95,7 +95,9 @@ class McuDriver:
         core.on_baud = self.set_baud  # the link paces at whatever rate SET_BAUD chose
 
     def set_baud(self, baud: int) -> None:
-        self.baud = baud
+        # An unpaced link (baud 0) stays unpaced after a SET_BAUD, as the C builds do.
+        if self.baud > 0:
+            self.baud = baud
 
     def _wire(self, n: int) -> float:
         return n * BITS_PER_BYTE / self.baud if self.baud > 0 else 0.0

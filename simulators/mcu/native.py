@@ -116,13 +116,14 @@ def _compile(cmd: list[str], out: Path) -> Path:
     return out
 
 
-def build_host() -> Path:
-    """The Linux port, built with the system C compiler (cached)."""
+def build_host(decoders: bool = True) -> Path:
+    """The Linux port, built with the system C compiler (cached); ``decoders=False``
+    builds it without the §17 decoders (protocol v1: no COMPRESS, DELTA or THUMB)."""
     files = _sources(["include/*.h", "src/*", "ports/common/*", "ports/host/*"])
     cc = os.environ.get("CC", "cc")
     sanitize = os.environ.get(SANITIZE_ENV) == "1"
     flags = ["-std=c99", *(SANITIZE if sanitize else ("-O2",)), "-Wall", "-Wextra", "-Werror"]
-    flags += [*INC, *DECODERS]
+    flags += [*INC, *(DECODERS if decoders else ())]
     out = cache_root() / f"host-{_digest(files, ' '.join([cc, *flags]))}" / "bl-host"
     return _compile([cc, *flags, *_CORE, "ports/host/host.c"], out)
 
@@ -137,7 +138,7 @@ def build_cutdev() -> Path:
     return _compile([cc, *flags, *sources], out)
 
 
-def build_qemu(model: str) -> Path:
+def build_qemu(model: str, decoders: bool = True) -> Path:
     """The Cortex-M3 (lm3s6965) port for one model's buffer sizes (cached)."""
     if model not in QEMU_MODELS:
         raise NativeSimError(
@@ -148,7 +149,7 @@ def build_qemu(model: str) -> Path:
     defs = [
         f"-DBL_MAX_DATA_MAX={max_data}u", f"-DBL_WINDOW_MAX={window}u",
         f"-DBL_WRITE_MAX={write}u", f"-DBL_WRITE_MIN={write}u", f'-DBL_MODEL_NAME="{model}"',
-        *DECODERS,
+        *(DECODERS if decoders else ()),
     ]  # fmt: skip
     if model == EXAMPLE_MODEL:  # keeps 32 KiB of RAM, boots real images in the rest (board.h)
         defs += ["-DBOARD_APP_REGION=0x6000u", "-Wl,--defsym=__stack_top=0x20008000"]
@@ -223,7 +224,7 @@ def exec_native(impl: str, opts: Mapping[str, Any]) -> int:
         raise NativeSimError(f"--impl {impl} serves one MCU per process; drop --count")
     state = _state_dir(opts)
     if impl == "c":
-        binary = build_host()
+        binary = build_host(decoders=not opts.get("no_decoders"))
         argv = [str(binary), "--state", str(state), *_common_args(opts)]
         if opts.get("link"):
             argv += ["--link", str(opts["link"])]
@@ -275,7 +276,7 @@ def _exec_qemu(state: Path, opts: Mapping[str, Any]) -> NoReturn:
     if opts.get("model") and opts["model"] not in QEMU_MODELS:
         build_qemu(str(opts["model"]))  # raises the clear error before anything is written
     model, uid = _identity(state, opts)
-    elf = build_qemu(model)
+    elf = build_qemu(model, decoders=not opts.get("no_decoders"))
     _blank_flash(state / "flash.bin", MODELS[model].flash_size)
     guest_args = ["bl", *_common_args({**opts, "model": model, "uid": uid})]
     if any(" " in a or "," in a for a in guest_args):
@@ -306,3 +307,17 @@ def _exec_qemu(state: Path, opts: Mapping[str, Any]) -> NoReturn:
     os.dup2(master, 1)
     os.close(master)
     os.execv(qemu, argv)
+
+
+def prebuild() -> list[Path]:
+    """Build the variants tests and CI start most (cached), so that no simulator's start-up
+    deadline is spent waiting on a compiler on a loaded machine."""
+    built = [build_host(), build_host(decoders=False), build_cutdev()]
+    built += [build_qemu(m) for m in QEMU_MODELS]
+    built.append(build_qemu("vmcu-f4", decoders=False))
+    return built
+
+
+if __name__ == "__main__":
+    for path in prebuild():
+        print(path)

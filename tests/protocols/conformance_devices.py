@@ -10,13 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import lzma
 from collections.abc import Callable
+from typing import Any
 
 from cobs import cobs
 
 from protocols.mcugw.conformance import SuiteReport, run_suite
-from protocols.mcugw.constants import Capability, Mode, Opcode, ResetMode, SlotState, Status
+from protocols.mcugw.constants import (
+    BeginFlags,
+    Capability,
+    Mode,
+    Opcode,
+    ResetMode,
+    SlotState,
+    Status,
+)
 from protocols.mcugw.crc import crc32
+from protocols.mcugw.encoding import LZMA_FILTERS, Codec, thumb_filters
 from protocols.mcugw.packets import (
     AbortRequest,
     ActivateRequest,
@@ -38,6 +49,7 @@ from protocols.mcugw.packets import (
     VerifyRequest,
 )
 from simulators.mcu.core import McuCore, RunState
+from simulators.mcu.decoders import Piece
 from simulators.mcu.flash import Flash
 from simulators.mcu.link import McuDriver
 from simulators.mcu.memory import MemoryTransport
@@ -412,7 +424,8 @@ class MisalignedIsOutOfRange(Device):
 class DropsFramesAhead(Device):
     def serve(self, now: float, seq: int, msg: Message) -> bool:
         s = self.session
-        if isinstance(msg, DataRequest) and self.in_rules(msg) and s and msg.offset > s.expected:
+        if (isinstance(msg, DataRequest) and self.in_rules(msg) and s and s.decoder is None
+                and msg.offset > s.expected):  # fmt: skip
             return self.ack(now, seq, Status.BUSY, self._committed(now))
         return False
 
@@ -508,7 +521,10 @@ class TakesFlagsWithoutTail(Device):
     """Opens nothing, but answers OK to a BEGIN whose flags promise a tail it lacks."""
 
     def serve(self, now: float, seq: int, msg: Message) -> bool:
-        if isinstance(msg, BeginRequest) and msg.flags and not msg.encoding:
+        known = int(BeginFlags.COMPRESSED | BeginFlags.DELTA)  # reserved bits: still refused
+        if isinstance(msg, BeginRequest) and msg.flags and not msg.encoding and not (
+            int(msg.flags) & ~known
+        ):
             self._reply(self._answer_time(now), seq, BeginResponse(Status.OK, 1, 0))
             return True
         return False
@@ -523,6 +539,14 @@ class ResumesInsideABlock(Device):
                 and req.flags and msg.resume_offset < req.stream_size):  # fmt: skip
             return seq, dataclasses.replace(msg, resume_offset=msg.resume_offset + 1)
         return seq, msg
+
+
+class HoldsOffGridStreamFrames(Device):
+    """Holds every out-of-order stream frame, on the write grid or not (and answers GAP
+    again once the hole is filled, since an off-grid frame never drains by unit)."""
+
+    def _holds(self, s: object, offset: int, n: int) -> bool:
+        return True
 
 
 class _RenamesStatus(Device):
@@ -542,6 +566,18 @@ class PatchRejectedAsDecodeError(_RenamesStatus):
 
 class BombAsDecodeError(_RenamesStatus):
     was, now = Status.BLOCK_LENGTH, Status.DECODE_ERROR
+
+
+class StoresThumbFiltered(Device):
+    """Programs LZMA_THUMB blocks as LZMA decodes them: its BL pairs stay filtered (§17.1)."""
+
+    def _write_piece(self, s: Any, piece: Piece) -> float:
+        if piece.codec == Codec.LZMA_THUMB:
+            raw = lzma.compress(piece.data, format=lzma.FORMAT_RAW,
+                                filters=thumb_filters(piece.out_offset))  # fmt: skip
+            data = lzma.decompress(raw, format=lzma.FORMAT_RAW, filters=LZMA_FILTERS)
+            piece = dataclasses.replace(piece, data=data)
+        return super()._write_piece(s, piece)
 
 
 #: check id -> a device that breaks exactly the rule that check quotes.
@@ -586,6 +622,8 @@ DEFECTS: dict[str, Callable[[], Device]] = {
     "encoded-stream": ResumesInsideABlock,
     "encoded-errors": PatchRejectedAsDecodeError,
     "encoded-bomb": BombAsDecodeError,
+    "encoded-thumb": StoresThumbFiltered,
+    "encoded-held-frames": HoldsOffGridStreamFrames,
 }
 
 

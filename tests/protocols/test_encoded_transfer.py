@@ -20,11 +20,11 @@ from protocols.mcugw.encoding import (
     compress,
     delta,
     parse_stream,
+    thumb_code,
 )
 from protocols.mcugw.errors import DeviceRejected
 from simulators.mcu.core import McuCore, _synthetic_image
 from simulators.mcu.decoders import BlockStreamDecoder
-from simulators.mcu.fuzz import thumb_code
 from simulators.mcu.options import SimOptions
 from tests.protocols.test_session_after_cut import _core as _blank_core
 from tests.protocols.test_session_after_cut import _old_image_intact, _session

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from protocols.mcugw.constants import Status
-from protocols.mcugw.encoding import BLOCK_SIZE, DecodeError, compress, delta
+from protocols.mcugw.encoding import BLOCK_SIZE, DecodeError, compress, delta, thumb_code
 from simulators.mcu.core import _synthetic_image
 from simulators.mcu.decoders import BlockStreamDecoder
-from simulators.mcu.fuzz import _frames, hostile_stream, thumb_code
+from simulators.mcu.fuzz import _frames, hostile_stream
 from simulators.mcu.native import CORE, DECODERS, INC, SANITIZE, SOURCE_DIR
 
 STREAMS = 600
@@ -51,7 +51,10 @@ def _model_status(
                 out[piece.out_offset : piece.out_offset + len(piece.data)] = piece.data
     except DecodeError as exc:
         return int(Status[exc.status]), False
-    return 0, out == image
+    # Decoded means every block ended: a stream cut short inside its last block may have
+    # all its bytes out of the model's decoder while the C core still holds them in its
+    # page buffer until the block ends (§17.2 allows both), so VERIFY may differ there.
+    return 0, out == image and dec.next_out == len(image)
 
 
 def _cases(seed: int, count: int) -> tuple[bytes, list[tuple[int, bool]]]:
@@ -81,7 +84,7 @@ def _cases(seed: int, count: int) -> tuple[bytes, list[tuple[int, bool]]]:
     return bytes(blob), expected
 
 
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("seed", [1, 2, 7, 8])
 def test_c_decoders_end_every_hostile_stream_as_the_model_does(decfuzz: Path, seed: int) -> None:
     blob, expected = _cases(seed, STREAMS)
     proc = subprocess.run([decfuzz], input=blob, capture_output=True, timeout=300, check=False)

@@ -3,8 +3,9 @@
 whose PL011 would otherwise move bytes as fast as the host gives them.
 
 The checks are bounds, not timings: a paced link cannot carry the image faster than
-size x 10 bits / baud, whatever the machine's speed; and after a SET_BAUD to a rate twelve
-times higher the transfer must beat what the old rate could carry.
+size x 10 bits / baud, whatever the machine's speed; after a SET_BAUD to a rate twelve
+times higher the transfer must beat what the old rate could carry; and after a SET_BAUD
+that fails, the fallback to the power-on rate paces the transfer again.
 """
 
 from __future__ import annotations
@@ -71,3 +72,37 @@ def test_set_baud_paces_the_transfer_at_the_new_rate(
     seconds = result["transfer_seconds"]
     assert seconds >= size * BITS_PER_BYTE / fast, result  # paced at the new rate ...
     assert seconds < size * BITS_PER_BYTE / slow, result  # ... which it really switched to
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_a_failed_set_baud_falls_back_and_paces_at_the_power_on_rate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], impl: str
+) -> None:
+    """`--fault baud-fail`: SET_BAUD is answered but the new rate never works; the part goes
+    back to its old rate after 1 s without a frame (§9.5), and so does its pacing."""
+    baud, size = 115200, 6_000
+    image = _image(tmp_path, size)
+    with running_sim(tmp_path / "mcu", "--baud", str(baud), "--model", "vmcu-l0",
+                     "--impl", impl, "--fault", "baud-fail") as sim:  # fmt: skip
+        code, result, err = cli_json(
+            capsys, "flash", "--port", sim.port, "--baud", str(baud), "--fast-baud", "921600",
+            str(image), "--version", "2.0.0",
+        )  # fmt: skip
+    assert code == 0, err
+    assert result["outcome"] == "confirmed"
+    assert result["transfer_seconds"] >= size * BITS_PER_BYTE / baud, result
+
+
+def test_an_unpaced_link_stays_unpaced_after_set_baud() -> None:
+    """`--baud 0` means no pacing at all, after a SET_BAUD too, as in the C builds."""
+    from simulators.mcu.core import McuCore
+    from simulators.mcu.flash import Flash
+    from simulators.mcu.link import McuDriver
+    from simulators.mcu.models import MODELS
+
+    model = MODELS["vmcu-l0"]
+    for start, after in ((0, 0), (115200, 9600)):
+        core = McuCore(model, Flash(model), b"\x01")
+        driver = McuDriver(core, start, lambda data: None)
+        core.on_baud(9600)  # what an accepted SET_BAUD calls
+        assert driver.baud == after

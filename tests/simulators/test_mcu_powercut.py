@@ -85,7 +85,7 @@ def test_the_check_catches_a_bootloader_that_overwrites_its_fallback(
     """A BEGIN that targets the confirmed slot must be caught by the first few cuts."""
     model = MODELS["vmcu-l0"]
     up = _small(model)
-    monkeypatch.setattr(core_module, "fallback_slot", lambda trailers, statuses: 1)
+    monkeypatch.setattr(core_module, "fallback_slot", lambda trailers, statuses, hashed=None: 1)
 
     def make() -> SimDevice:
         return SimDevice(model)

@@ -238,6 +238,22 @@ def _vectors() -> list[Vector]:
             "application running: only HELLO, INFO, RESET, CONFIRM work",
         ),
         Vector(
+            "hello_response_decoders",
+            1,
+            HelloResponse(
+                status=Status.OK,
+                protocol_version=1,
+                mode=Mode.BOOTLOADER,
+                capabilities=BOOTLOADER_CAPS
+                | Capability.COMPRESS
+                | Capability.DELTA
+                | Capability.THUMB,
+                max_data=1024,
+                window=8192,
+            ),
+            "a bootloader with the §17 decoders: COMPRESS, DELTA and THUMB (codec 3)",
+        ),
+        Vector(
             "hello_response_unknown_capability",
             2,
             HelloResponse(

@@ -49,8 +49,8 @@ typedef struct {
     uint16_t len[2][2 + 8 + 8 + 256]; /* match, rep: choice, choice2, low, mid, high */
     uint16_t lit[0x300];
     uint32_t range, code, rep[4], dist;
-    uint16_t sym, m, n, i, state, length, tmp;
-    uint8_t bit, match_byte, match_bit, which, init;
+    uint16_t sym, m, n, i, state, length, tmp, match_byte; /* saved when input runs out */
+    uint8_t which;
 } bl_lzma_t;
 
 /* Inflate, tinf-style canonical Huffman tables (no window: matches read flash). */

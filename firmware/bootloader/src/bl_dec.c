@@ -34,27 +34,40 @@ static void thumb_conv(uint8_t *b, uint32_t pos, int enc) {
 
 static int thumb_pair(const uint8_t *b) { return (b[1] & 0xF8u) == 0xF0u && (b[3] & 0xF8u) == 0xF8u; }
 
+/* The 4 bytes at block offset s as the slot and the page hold them (s + 4 <= produced). */
+static int thumb_get4(bl_t *bl, bl_dec_t *d, uint32_t s, uint8_t *b) {
+    uint32_t pp = d->produced - d->fill, k = 0;
+    if (s < pp) {
+        k = pp - s < 4u ? pp - s : 4u;
+        if (hal_flash_read(bl_image_base(&bl->store, bl->s.slot) + d->out_off + s, b, k) != 0)
+            return BL_FLASH_ERROR;
+    }
+    for (; k < 4u; k++) b[k] = d->page[s + k - pp];
+    return BL_OK;
+}
+
 /* Bytes [src, src + n) of the block, copied to `to` as the slot and page hold them:
- * filter again the pairs a flush un-filtered (those starting below the page). */
+ * filter again the pairs a flush un-filtered (those starting below the page). A pair
+ * inside the run is tested in place; one across its edges is read whole. */
 static int thumb_refilter(bl_t *bl, bl_dec_t *d, uint8_t *to, uint32_t src, uint32_t n) {
-    uint32_t pp = d->produced - d->fill, s = src & ~1u, k;
-    uint8_t b[4];
-    for (s = s >= 2 ? s - 2 : s; s < src + n && s < pp; s += 2) {
-        for (k = 0; k < 4; k++) {
-            uint32_t x = s + k;
-            if (x >= src && x < src + n) {
-                b[k] = to[x - src];
-            } else if (x >= pp) { /* the page: past pp + 1 only for the pair at pp - 2 */
-                b[k] = d->page[x - pp];
-            } else if (hal_flash_read(bl_image_base(&bl->store, bl->s.slot) + d->out_off + x,
-                                      &b[k], 1) != 0) {
-                return BL_FLASH_ERROR;
-            }
+    uint32_t pp = d->produced - d->fill, s = src & ~1u, end = src + n, k;
+    uint8_t b[4], *p;
+    for (s = s >= 2 ? s - 2 : s; s < end && s < pp; s += 2) {
+        if (s >= src && s + 4u <= end) {
+            p = to + (s - src);
+        } else { /* bytes s+1 and s+3 in the run rule most pairs out without a read */
+            int st;
+            if ((s + 1u >= src && s + 1u < end && (to[s + 1u - src] & 0xF8u) != 0xF0u) ||
+                (s + 3u < end && (to[s + 3u - src] & 0xF8u) != 0xF8u))
+                continue;
+            if ((st = thumb_get4(bl, d, s, b)) != BL_OK) return st;
+            p = b;
         }
-        if (!thumb_pair(b)) continue;
-        thumb_conv(b, d->out_off + s, 1);
-        for (k = 0; k < 4; k++)
-            if (s + k >= src && s + k < src + n) to[s + k - src] = b[k];
+        if (!thumb_pair(p)) continue;
+        thumb_conv(p, d->out_off + s, 1);
+        if (p == b)
+            for (k = 0; k < 4u; k++)
+                if (s + k >= src && s + k < end) to[s + k - src] = b[k];
         s += 2;
     }
     return BL_OK;

@@ -9,17 +9,29 @@
 
 #define TOP (1u << 24)
 
-/* Take a byte into the range coder when its range is below 2^24. */
-#define NORMALIZE()                                                                      \
+/* The hot state lives in locals (registers) and goes back to the struct only when the
+ * frame's input runs out (yield) or the block ends: one store per DATA frame, not per bit. */
+#define NEED()                                                                           \
     do {                                                                                 \
-        if (z->range < TOP) {                                                            \
-            DEC_NEED(d);                                                                 \
-            z->range <<= 8;                                                              \
-            z->code = z->code << 8 | DEC_TAKE(d);                                        \
+        while (!in_n) {                                                                  \
+            d->pc = __LINE__;                                                            \
+            goto yield;                                                                  \
+        case __LINE__:;                                                                  \
         }                                                                                \
     } while (0)
 
-/* One range-coded bit with probability *P into z->bit. It normalises before the bit (as
+/* Take a byte into the range coder when its range is below 2^24. */
+#define NORMALIZE()                                                                      \
+    do {                                                                                 \
+        if (range < TOP) {                                                               \
+            NEED();                                                                      \
+            range <<= 8;                                                                 \
+            code = code << 8 | *in++;                                                    \
+            in_n--;                                                                      \
+        }                                                                                \
+    } while (0)
+
+/* One range-coded bit with probability *P into bit. It normalises before the bit (as
  * liblzma does), so a symbol is out as soon as its last bit's byte arrived; the end mark
  * takes the one normalisation left (the encoder flushed it). */
 #define BIT(P)                                                                           \
@@ -28,26 +40,25 @@
         uint32_t b_;                                                                     \
         NORMALIZE();                                                                     \
         p_ = (P);                                                                        \
-        b_ = (z->range >> 11) * *p_;                                                     \
-        if (z->code < b_) {                                                              \
-            z->range = b_;                                                               \
+        b_ = (range >> 11) * *p_;                                                        \
+        if (code < b_) {                                                                 \
+            range = b_;                                                                  \
             *p_ = (uint16_t)(*p_ + ((2048u - *p_) >> 5));                                \
-            z->bit = 0;                                                                  \
+            bit = 0;                                                                     \
         } else {                                                                         \
-            z->range -= b_;                                                              \
-            z->code -= b_;                                                               \
+            range -= b_;                                                                 \
+            code -= b_;                                                                  \
             *p_ = (uint16_t)(*p_ - (*p_ >> 5));                                          \
-            z->bit = 1;                                                                  \
+            bit = 1;                                                                     \
         }                                                                                \
     } while (0)
 
-/* n bits of a bit tree at probs[] into z->m (1 << n .. 2 << n - 1). */
+/* n bits of a bit tree at probs[] into m (1 << n .. 2 << n - 1). */
 #define TREE(PROBS, N)                                                                   \
     do {                                                                                 \
-        z->m = 1;                                                                        \
-        for (z->i = 0; z->i < (N); z->i++) {                                             \
-            BIT(&(PROBS)[z->m]);                                                         \
-            z->m = (uint16_t)(z->m << 1 | z->bit);                                       \
+        for (m = 1, i = 0; i < (N); i++) {                                               \
+            BIT(&(PROBS)[m]);                                                            \
+            m = m << 1 | bit;                                                            \
         }                                                                                \
     } while (0)
 
@@ -58,57 +69,61 @@ static void init_probs(bl_lzma_t *z) {
 
 int bl_lzma_run(bl_t *bl, bl_dec_t *d) {
     bl_lzma_t *z = &d->u.lz;
-    int st;
+    uint32_t range = z->range, code = z->code, in_n = d->in_n, m = z->m, i = z->i;
+    uint32_t sym = z->sym, state = z->state, match = z->match_byte, bit;
+    const uint8_t *in = d->in;
+    int st = DEC_MORE;
     uint8_t b;
-    DEC_BEGIN(d);
+    switch (d->pc) {
+    case 0:
     init_probs(z);
-    for (z->i = 0; z->i < 5; z->i++) {
-        DEC_NEED(d);
-        z->code = z->code << 8 | DEC_TAKE(d);
-        if (z->i == 0 && z->code != 0) return BL_DECODE_ERROR;
+    for (i = 0; i < 5; i++) {
+        NEED();
+        code = code << 8 | *in++;
+        in_n--;
+        if (i == 0 && code != 0) return BL_DECODE_ERROR;
     }
-    z->range = 0xFFFFFFFFu;
-    if (z->code == z->range) return BL_DECODE_ERROR;
+    range = 0xFFFFFFFFu;
+    if (code == range) return BL_DECODE_ERROR;
     for (;;) {
-        BIT(&z->is_match[z->state]);
-        if (!z->bit) { /* literal, matched against the byte at rep0 after a match */
-            z->sym = 1;
-            if (z->state >= 7) {
+        BIT(&z->is_match[state]);
+        if (!bit) { /* literal, matched against the byte at rep0 after a match */
+            sym = 1;
+            if (state >= 7) {
                 if ((st = bl_dec_back(bl, d, z->rep[0] + 1u, &b)) != BL_OK) return st;
-                z->match_byte = b;
-                do {
-                    z->match_bit = (uint8_t)(z->match_byte >> 7 & 1u);
-                    z->match_byte = (uint8_t)(z->match_byte << 1);
-                    BIT(&z->lit[((1u + z->match_bit) << 8) + z->sym]);
-                    z->sym = (uint16_t)(z->sym << 1 | z->bit);
-                } while (z->sym < 0x100 && z->match_bit == z->bit);
+                match = b;
+                do { /* bit 8 of match: the match byte's next bit, high first */
+                    match <<= 1;
+                    BIT(&z->lit[((1u + (match >> 8 & 1u)) << 8) + sym]);
+                    sym = sym << 1 | bit;
+                } while (sym < 0x100 && (match >> 8 & 1u) == bit);
             }
-            while (z->sym < 0x100) {
-                BIT(&z->lit[z->sym]);
-                z->sym = (uint16_t)(z->sym << 1 | z->bit);
+            while (sym < 0x100) {
+                BIT(&z->lit[sym]);
+                sym = sym << 1 | bit;
             }
-            if ((st = bl_dec_put(bl, d, (uint8_t)z->sym)) != BL_OK) return st;
-            z->state = (uint16_t)(z->state < 4 ? 0 : z->state < 10 ? z->state - 3 : z->state - 6);
+            if ((st = bl_dec_put(bl, d, (uint8_t)sym)) != BL_OK) return st;
+            state = state < 4 ? 0 : state < 10 ? state - 3 : state - 6;
             continue;
         }
-        BIT(&z->is_rep[z->state]);
-        if (z->bit) {
+        BIT(&z->is_rep[state]);
+        if (bit) {
             if (d->produced == 0) return BL_DECODE_ERROR;
-            BIT(&z->rep_g0[z->state]);
-            if (!z->bit) {
-                BIT(&z->rep0_long[z->state]);
-                if (!z->bit) { /* short rep: one byte from rep0 */
-                    z->state = z->state < 7 ? 9 : 11;
+            BIT(&z->rep_g0[state]);
+            if (!bit) {
+                BIT(&z->rep0_long[state]);
+                if (!bit) { /* short rep: one byte from rep0 */
+                    state = state < 7 ? 9 : 11;
                     if ((st = bl_dec_copy(bl, d, z->rep[0] + 1u, 1)) != BL_OK) return st;
                     continue;
                 }
             } else {
-                BIT(&z->rep_g1[z->state]);
-                if (!z->bit) {
+                BIT(&z->rep_g1[state]);
+                if (!bit) {
                     z->dist = z->rep[1];
                 } else {
-                    BIT(&z->rep_g2[z->state]);
-                    if (!z->bit) {
+                    BIT(&z->rep_g2[state]);
+                    if (!bit) {
                         z->dist = z->rep[2];
                     } else {
                         z->dist = z->rep[3];
@@ -120,71 +135,84 @@ int bl_lzma_run(bl_t *bl, bl_dec_t *d) {
                 z->rep[0] = z->dist;
             }
             z->which = 1;
-            z->state = z->state < 7 ? 8 : 11;
+            state = state < 7 ? 8 : 11;
         } else {
             z->rep[3] = z->rep[2];
             z->rep[2] = z->rep[1];
             z->rep[1] = z->rep[0];
             z->which = 0;
-            z->state = z->state < 7 ? 7 : 10;
+            state = state < 7 ? 7 : 10;
         }
         /* the length: choice, choice2, then 3, 3 or 8 bits (pos state 0 only) */
         BIT(&z->len[z->which][0]);
-        if (!z->bit) {
+        if (!bit) {
             TREE(z->len[z->which] + 2, 3);
-            z->length = (uint16_t)(z->m - 8);
+            z->length = (uint16_t)(m - 8);
         } else {
             BIT(&z->len[z->which][1]);
-            if (!z->bit) {
+            if (!bit) {
                 TREE(z->len[z->which] + 10, 3);
-                z->length = (uint16_t)(z->m - 8 + 8);
+                z->length = (uint16_t)(m - 8 + 8);
             } else {
                 TREE(z->len[z->which] + 18, 8);
-                z->length = (uint16_t)(z->m - 256 + 16);
+                z->length = (uint16_t)(m - 256 + 16);
             }
         }
         if (!z->which) { /* a new distance: slot, then reverse-coded or direct bits */
             TREE(z->slot[z->length < 3 ? z->length : 3], 6);
-            z->tmp = (uint16_t)(z->m - 64);
+            z->tmp = (uint16_t)(m - 64);
             if (z->tmp < 4) {
                 z->dist = z->tmp;
             } else {
                 z->n = (uint16_t)((z->tmp >> 1) - 1);
                 z->dist = (2u | (z->tmp & 1u)) << z->n;
                 if (z->tmp < 14) {
-                    z->sym = (uint16_t)(z->dist - z->tmp); /* base of the reverse tree */
-                    z->m = 1;
-                    for (z->i = 0; z->i < z->n; z->i++) {
-                        BIT(&z->spec[z->sym + z->m]);
-                        z->m = (uint16_t)(z->m << 1 | z->bit);
-                        z->dist += (uint32_t)z->bit << z->i;
+                    sym = z->dist - z->tmp; /* base of the reverse tree */
+                    for (m = 1, i = 0; i < z->n; i++) {
+                        BIT(&z->spec[sym + m]);
+                        m = m << 1 | bit;
+                        z->dist += bit << i;
                     }
                 } else {
-                    for (z->i = 0; z->i < z->n - 4; z->i++) {
+                    for (i = 0; i < z->n - 4u; i++) {
                         NORMALIZE();
-                        z->range >>= 1;
-                        z->bit = z->code >= z->range;
-                        if (z->bit) z->code -= z->range;
-                        z->dist += (uint32_t)z->bit << (z->n - 1 - z->i);
+                        range >>= 1;
+                        bit = code >= range;
+                        if (bit) code -= range;
+                        z->dist += bit << (z->n - 1u - i);
                     }
-                    z->m = 1;
-                    for (z->i = 0; z->i < 4; z->i++) {
-                        BIT(&z->align[z->m]);
-                        z->m = (uint16_t)(z->m << 1 | z->bit);
-                        z->dist += (uint32_t)z->bit << z->i;
+                    for (m = 1, i = 0; i < 4; i++) {
+                        BIT(&z->align[m]);
+                        m = m << 1 | bit;
+                        z->dist += bit << i;
                     }
                 }
             }
             if (z->dist == 0xFFFFFFFFu) { /* the end mark: the range coder must be flushed */
                 NORMALIZE();
-                return z->code == 0 ? DEC_END : BL_DECODE_ERROR;
+                if (code != 0) return BL_DECODE_ERROR;
+                st = DEC_END;
+                goto yield;
             }
             z->rep[0] = z->dist;
         }
         if (z->rep[0] >= d->produced) return BL_DECODE_ERROR; /* only inside the block */
         if ((st = bl_dec_copy(bl, d, z->rep[0] + 1u, z->length + 2u)) != BL_OK) return st;
     }
-    DEC_END_CO();
+    }
+    return BL_DECODE_ERROR;
+yield: /* out of input (DEC_MORE) or at the end mark (DEC_END): keep the state */
+    z->range = range;
+    z->code = code;
+    z->m = (uint16_t)m;
+    z->i = (uint16_t)i;
+    z->sym = (uint16_t)sym;
+    z->state = (uint16_t)state;
+    z->match_byte = (uint16_t)match;
+    d->consumed += d->in_n - in_n;
+    d->in = in;
+    d->in_n = in_n;
+    return st;
 }
 
 #endif

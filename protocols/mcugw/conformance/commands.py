@@ -53,6 +53,7 @@ async def _data_no_session(ctx: Ctx) -> str | None:
         "§9.3: a slot is in state TRIAL (writing the other slot would destroy the only fallback) "
         "| BAD_STATE",
         "§9.3: flags ≠ 0 for a feature not advertised | UNSUPPORTED",
+        "§8.5: A reserved bit (2..31) is never advertised: UNSUPPORTED",
         "§9.3: size > slot_size | TOO_LARGE",
         "§9.3: size = 0, or version longer than 80 bytes | MALFORMED",
     ),
@@ -64,15 +65,17 @@ async def _begin_refusals(ctx: Ctx) -> str | None:
         expect(st is Status.BAD_STATE, f"BEGIN during a trial answered {st.name}")
         return "a slot is on TRIAL: BAD_STATE checked"
     sha = bytes(32)
+    reserved = BeginFlags(0x04)  # no capability: refused by every MCU, before the tail
     cases = [
         (BeginRequest(16, sha, "x", BeginFlags.COMPRESSED), Status.UNSUPPORTED),
+        (BeginRequest(16, sha, "x", reserved), Status.UNSUPPORTED),
         (BeginRequest(info.geometry.slot_size + 1, sha, "x"), Status.TOO_LARGE),
         (BeginRequest(0, sha, "x"), Status.MALFORMED),
         (BeginRequest(16, sha, "v" * 81), Status.MALFORMED),
     ]
     caps = ctx.h.capabilities
     for req, want in cases:
-        if req.flags and Capability.COMPRESS in caps:
+        if req.flags and req.flags != reserved and Capability.COMPRESS in caps:
             continue
         st = await ctx.status_of(req)
         expect(

@@ -20,6 +20,7 @@ from protocols.mcugw.encoding import (
     DictSource,
     Encoding,
     compress,
+    thumb_code,
 )
 from protocols.mcugw.packets import (
     AbortRequest,
@@ -164,6 +165,40 @@ async def _encoded_stream(ctx: Ctx) -> str | None:
     return f"{len(stream)} stream bytes for {len(image)}, resumed at {resume}"
 
 
+@check(
+    "encoded-thumb",
+    "§17.1",
+    "LZMA_THUMB blocks decode across blocks and frames and verify; codec 3 without THUMB → "
+    "DECODE_ERROR",
+    write=True,
+    rules=(
+        "§17.1: An LZMA_THUMB block is codec 2's LZMA whose decoded bytes F (out_len of them) "
+        "are the block's image bytes U after xz's ARM-Thumb branch filter",
+        "§8.2: THUMB | with COMPRESS: it also decodes codec 3, LZMA_THUMB (§17.1)",
+        "§17.2: invalid codec data",
+    ),
+)
+async def _encoded_thumb(ctx: Ctx) -> str | None:
+    _need_compress(ctx)
+    await _bootloader(ctx)
+    size = 6 * BLOCK_SIZE + 1002  # BL pairs across every page and block edge, a short tail
+    if size > ctx.i.geometry.slot_size:
+        raise Skipped(f"slot of {ctx.i.geometry.slot_size} bytes too small for {size}")
+    image = thumb_code(random.Random(size), size)
+    stream = compress(image, BLOCK_SIZE, thumb=True).stream
+    if not ctx.h.capabilities & Capability.THUMB:
+        await _refused(ctx, "codec 3 without THUMB", image, stream, Status.DECODE_ERROR)
+        return "no THUMB: codec 3 refused"
+    await _open(ctx, image, stream)
+    last = await _send(ctx, stream, 0, len(stream))
+    expect(last.status is Status.OK and last.next_offset == len(stream),
+           f"DATA answered {last.status.name} at {last.next_offset}")  # fmt: skip
+    st = await ctx.status_of(VerifyRequest(), work=verify_time(ctx.i.geometry, len(image)))
+    expect(st is Status.OK, f"VERIFY of the decoded LZMA_THUMB image answered {st.name}")
+    await ctx.status_of(AbortRequest(), work=0.1)
+    return f"{len(stream)} stream bytes for {len(image)}"
+
+
 async def _refused(ctx: Ctx, what: str, image: bytes, stream: bytes, want: Status) -> None:
     """The stream ends in ``want``; the slot is dropped, the session closed, the rest kept."""
     before = await ctx.refresh()
@@ -187,8 +222,8 @@ async def _refused(ctx: Ctx, what: str, image: bytes, stream: bytes, want: Statu
     write=True,
     rules=(
         "§17.2: a header out of order, off the 4 KiB grid or beyond size, an oversized "
-        "enc_len, a dictionary past the written output, invalid codec data, or a codec end "
-        "mark before enc_len bytes",
+        "enc_len, a dictionary past the written output, a dict_source other than 0 in an LZMA "
+        "or LZMA_THUMB block, invalid codec data, or a codec end mark before enc_len bytes",
         "§17.2: a BASE dictionary outside the base image, or in a non-DELTA transfer → "
         "PATCH_REJECTED",
         "§17.2: the MCU then drops the slot (INVALID, like a failed VERIFY) and closes the "
@@ -217,7 +252,7 @@ async def _encoded_errors(ctx: Ctx) -> str | None:
     "§17.2",
     "a block that decodes to far more than its out_len → BLOCK_LENGTH, the device lives",
     write=True,
-    rules=("§17.2: a block that decodes to more or fewer bytes than out_len → BLOCK_LENGTH",),
+    rules=("§17.2: decoding byte out_len + 1 → BLOCK_LENGTH",),
 )
 async def _encoded_bomb(ctx: Ctx) -> str | None:
     _need_compress(ctx)
@@ -238,3 +273,44 @@ BOMB = 4 << 20
 def _bomb() -> bytes:
     # Made once: compressing takes the event loop's time, which the checks' timeouts count.
     return lzma.compress(bytes(BOMB), format=lzma.FORMAT_RAW, filters=LZMA_FILTERS)
+
+
+@check(
+    "encoded-held-frames",
+    "§9.3",
+    "stream frames out of order: on the write grid held and drained, off it dropped with GAP",
+    write=True,
+    rules=(
+        "§9.3: an MCU holds an out-of-order frame only if its offset − r and its length are "
+        "multiples of write_size (or it ends at stream_size)",
+        "§9.3: any other out-of-order frame is dropped and answered DataAck(GAP, expected)",
+    ),
+)
+async def _encoded_held(ctx: Ctx) -> str | None:
+    _need_compress(ctx)
+    await _bootloader(ctx)
+    image = _image(ctx, 2)
+    stream = compress(image, BLOCK_SIZE).stream
+    w = ctx.i.geometry.write_size
+    step = max(w, (min(ctx.chunk, 256) // w) * w)  # on the grid: a multiple of write_size
+    if 3 * step + w + 1 > len(stream):
+        raise Skipped(f"a stream of {len(stream)} bytes is too short for three frames")
+    await _open(ctx, image, stream)
+    a, b, c = 0, step, 2 * step
+    acks = await ctx.data(b, stream[b:c])  # ahead of a hole at a: held
+    expect([(k.status, k.next_offset) for k in acks] == [(Status.GAP, 0)],
+           f"a held frame answered {acks}")  # fmt: skip
+    acks = await ctx.data(a, stream[a:b])  # the hole: both go in, the held one drained
+    expect(bool(acks) and (acks[-1].status, acks[-1].next_offset) == (Status.OK, c),
+           f"filling the hole answered {acks}, expected OK up to {c}")  # fmt: skip
+    if w > 1:
+        off = c + step + 1  # off the grid, beyond a new hole at c: dropped, not held
+        acks = await ctx.data(off, stream[off : off + step])
+        expect([(k.status, k.next_offset) for k in acks] == [(Status.GAP, c)],
+               f"an off-grid frame answered {acks}")  # fmt: skip
+        acks = await ctx.data(c, stream[c : c + step])  # the hole; nothing held to drain
+        want = [(Status.OK, c + step)]
+        expect([(k.status, k.next_offset) for k in acks] == want,
+               f"after a dropped frame the hole answered {acks}, expected {want}")  # fmt: skip
+    await ctx.status_of(AbortRequest(), work=0.1)
+    return None if w > 1 else "write_size 1: every offset is on the grid"

@@ -91,8 +91,8 @@ def _need_session(ctx: Ctx) -> None:
     write=True,
     rules=(
         "§9.3: offset not a multiple of write_size | DataAck(MISALIGNED, committed)",
-        "§9.3: offset + n > BEGIN size, or n = 0, or n > max_data | DataAck(OUT_OF_RANGE, "
-        "committed)",
+        "§9.3: offset + n > BEGIN size (stream_size in an encoded transfer, §17), or n = 0, "
+        "or n > max_data | DataAck(OUT_OF_RANGE, committed)",
     ),
 )
 async def _data_refusals(ctx: Ctx) -> str | None:
@@ -219,8 +219,8 @@ async def _send_until(ctx: Ctx, end: int) -> None:
     "VERIFY with bytes missing is BAD_STATE",
     write=True,
     rules=(
-        "§9.4: In an open session with bytes still missing (expected < size) and the slot not "
-        "COMPLETE, it answers BAD_STATE",
+        "§9.4: In an open session with bytes still missing (expected < size, or < stream_size "
+        "in an encoded transfer) and the slot not COMPLETE, it answers BAD_STATE",
     ),
 )
 async def _verify_early(ctx: Ctx) -> str | None:
