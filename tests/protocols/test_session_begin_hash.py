@@ -9,13 +9,11 @@ import random
 from dataclasses import replace
 
 from protocols.mcugw.constants import Opcode
-from protocols.mcugw.session import BootloaderSession
 from protocols.mcugw.timing import HOST_MARGIN_S
 from simulators.mcu.core import McuCore, _synthetic_image
 from simulators.mcu.flash import Flash
-from simulators.mcu.link import LinkFaults, McuDriver
-from simulators.mcu.memory import MemoryTransport
 from simulators.mcu.models import MODELS
+from tests.protocols.test_session_after_cut import _session
 
 
 async def test_a_slow_hash_at_begin_is_waited_for_not_retried() -> None:
@@ -36,19 +34,8 @@ async def test_a_slow_hash_at_begin_is_waited_for_not_retried() -> None:
         on_begin(now, seq, msg)
 
     core._handlers[Opcode.BEGIN] = counted
-    transport = MemoryTransport()
-    driver = McuDriver(core, 0, transport.deliver, LinkFaults(core.opts.link))
-    transport.driver = driver
-    task = asyncio.create_task(driver.run())
-    try:
-        session = BootloaderSession(transport, 115200)
-        image = random.Random(3).randbytes(2 * base.sector_size)
-        async with asyncio.timeout(60):
-            result = await session.flash(image, "2.0.0", encode=False)
-        assert result.outcome == "confirmed"
-        assert len(begins) == 1  # answered once, late, and waited for
-    finally:
-        driver.stop()
-        await transport.close()
-        async with asyncio.timeout(5):
-            await task
+    image = random.Random(3).randbytes(2 * base.sector_size)
+    async with _session(core) as session, asyncio.timeout(60):
+        result = await session.flash(image, "2.0.0", encode=False)
+    assert result.outcome == "confirmed"
+    assert len(begins) == 1  # answered once, late, and waited for
