@@ -33,6 +33,7 @@ from pathlib import Path
 
 from bench import m3count
 from bench.corpus import build_pairs
+from bench.stats import report_checks
 from protocols.mcugw.encoding import compress, delta
 from simulators.mcu.native import CORE, DECODERS, INC, SOURCE_DIR
 
@@ -184,10 +185,7 @@ def main() -> None:
          f"worst {max(r['us_per_kib_64mhz'] for r in rows if r['mode'] == 'delta')} µs/KiB "
          f"vs {FLASH_US_PER_KIB:g} µs/KiB of flash work"),
     ]  # fmt: skip
-    ok = True
-    for what, passed, got in checks:
-        print(f"{'PASS' if passed else 'FAIL'}  {what}: {got}")
-        ok &= passed
+    ok = report_checks(checks)
     if args.json:
         args.json.write_text(
             json.dumps(

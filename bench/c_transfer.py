@@ -39,15 +39,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.corpus import PAIRS, build_pairs
+from bench.encoded_transfer import TARGET_RATE, TARGET_RELEASE, TARGET_SMALL
+from bench.stats import report_checks
 from protocols.mcugw.session import BootloaderSession
 from protocols.transport import open_transport
 from simulators.mcu import launch
 
 MODEL = "vmcu-f4"
 MODES = ("raw", "compressed", "delta")
-TARGET_RATE = 1.55  # compressed, over the transfer, x the link byte rate (issue 21)
-TARGET_SMALL = 0.05  # delta of a small change, share of the image
-TARGET_RELEASE = 0.30  # delta of a release (library upgrade), share of the image
 
 
 @dataclass
@@ -168,9 +167,7 @@ def _targets(rows: list[Row]) -> bool:
                 checks.append((f"{impl}: delta, {what} ({pair}) <= {target:.0%} of the image",
                                found[0].share <= target, f"{found[0].share:.1%}"))  # fmt: skip
     print()
-    for what, ok, value in checks:
-        print(f"{'PASS' if ok else 'FAIL'}  {what}: {value}")
-    return all(ok for _, ok, _ in checks)
+    return report_checks(checks)
 
 
 if __name__ == "__main__":

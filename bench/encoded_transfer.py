@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.corpus import PAIRS, build, build_pairs
+from bench.stats import report_checks
 from protocols.mcugw.encoding import Encoded, compress, delta
 from protocols.mcugw.session import BootloaderSession
 from simulators.mcu.core import McuCore
@@ -192,9 +193,7 @@ def _targets(rows: list[Row], cpu_rows: list[tuple[str, int, float, float, float
         checks.append((f"delta CPU for {big[0][1] // 1024} KiB < {TARGET_CPU_S} s",
                        big[0][4] < TARGET_CPU_S, f"{big[0][4]:.2f} s"))  # fmt: skip
     print()
-    for what, ok, value in checks:
-        print(f"{'PASS' if ok else 'FAIL'}  {what}: {value}")
-    return all(ok for _, ok, _ in checks)
+    return report_checks(checks)
 
 
 if __name__ == "__main__":

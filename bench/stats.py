@@ -40,3 +40,10 @@ def spread(values: Sequence[float]) -> Spread:
         nan = float("nan")
         return Spread(nan, nan, nan, 0)
     return Spread(min(values), statistics.median(values), max(values), len(values))
+
+
+def report_checks(checks: Sequence[tuple[str, bool, str]]) -> bool:
+    """Print each target as PASS or FAIL with its measured value; True if all passed."""
+    for what, ok, value in checks:
+        print(f"{'PASS' if ok else 'FAIL'}  {what}: {value}")
+    return all(ok for _, ok, _ in checks)

@@ -6,13 +6,11 @@ import random
 from pathlib import Path
 
 from bench import m3count
-from protocols.mcugw.encoding import compress, delta
+from protocols.mcugw.encoding import compress, delta, thumb_code
 
 
 def _code_like(seed: int, n: int) -> bytes:
-    rng = random.Random(seed)
-    words = [rng.randbytes(4) for _ in range(700)]
-    return b"".join(rng.choice(words) for _ in range(n // 4))
+    return thumb_code(random.Random(seed), n)
 
 
 def test_the_count_grows_with_the_work_and_a_delta_costs_less(tmp_path: Path) -> None:

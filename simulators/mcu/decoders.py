@@ -163,7 +163,7 @@ class BlockStreamDecoder:
         # resumed stream restarts at a checkpoint, a block that begins on a sector
         # (§17.3), as the C decoder checks it: resume_grid is the sector size.
         self.next_out: int | None = 0 if stream_start == 0 else None
-        self._resume_grid = max(BLOCK_SIZE, resume_grid)
+        self._resume_grid = resume_grid
         self.failed: DecodeError | None = None
 
     def feed(self, data: bytes) -> Iterator[Piece]:

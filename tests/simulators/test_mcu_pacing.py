@@ -17,6 +17,10 @@ from pathlib import Path
 import pytest
 
 from protocols.mcugw.constants import BITS_PER_BYTE
+from simulators.mcu.core import McuCore
+from simulators.mcu.flash import Flash
+from simulators.mcu.link import McuDriver
+from simulators.mcu.models import MODELS
 from tests.sim_harness import cli_json, running_sim
 
 IMPLS = ["python", "c", "qemu"]
@@ -95,11 +99,6 @@ def test_a_failed_set_baud_falls_back_and_paces_at_the_power_on_rate(
 
 def test_an_unpaced_link_stays_unpaced_after_set_baud() -> None:
     """`--baud 0` means no pacing at all, after a SET_BAUD too, as in the C builds."""
-    from simulators.mcu.core import McuCore
-    from simulators.mcu.flash import Flash
-    from simulators.mcu.link import McuDriver
-    from simulators.mcu.models import MODELS
-
     model = MODELS["vmcu-l0"]
     for start, after in ((0, 0), (115200, 9600)):
         core = McuCore(model, Flash(model), b"\x01")
