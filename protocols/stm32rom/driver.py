@@ -263,6 +263,10 @@ class Target:
         return layout.capacity(self.part, self.sectors)
 
 
+def _unit_of(t: Target, address: int) -> int:
+    return next(i for i, (a, s) in enumerate(t.sectors) if a <= address < a + s)
+
+
 class Stm32RomDriver:
     """AN3155 over one transport; every public method translates errors once."""
 
@@ -451,7 +455,7 @@ class Stm32RomDriver:
         await self._commands(jobs())
         return bytes(out)
 
-    async def _probe(self) -> Target:
+    async def _probe(self, *, for_install: bool = False) -> Target:
         info = self._info
         assert info is not None  # _connect read it
         pid = codec.parse_get_id(await self._run(codec.get_id()))
@@ -480,7 +484,32 @@ class Stm32RomDriver:
         if kib in (0, 0xFFFF):
             kib = found.default_flash_kib
         sectors = tuple(found.sectors(kib))
-        return await self._find_record(Target(info, pid, found, uid, kib, sectors, None, ""))
+        t = Target(info, pid, found, uid, kib, sectors, None, "")
+        return await (self._record_place(t) if for_install else self._find_record(t))
+
+    async def _record_place(self, t: Target) -> Target:
+        """What an install needs to know of the old record: on a paged part, only its first word.
+
+        The record's page is written by this driver alone, in one Write Memory whose
+        words the ROM programs in ascending order, so an erased first word means a blank
+        place: the record is programmed without erasing the page (and if foreign bytes
+        prove that wrong, :meth:`_place_record` erases it then). Anything else there is
+        erased first, before any image byte changes. The install reads 4 bytes where
+        :meth:`_find_record` reads the whole record.
+        """
+        if len(layout.candidate_slots(t.part, t.sectors)) > 1:
+            return await self._find_record(t)
+        (at,) = layout.candidate_slots(t.part, t.sectors)
+        head = await self._read_memory(at, 4)
+        if head == b"\xff" * 4:
+            return dataclasses.replace(
+                t, record_state="no version record (erased flash)", record_blank=True
+            )
+        return dataclasses.replace(
+            t,
+            record_state="not read (the install erases its page first)",
+            records_at=(at,) if head == record.MAGIC else (),
+        )
 
     async def _find_record(self, t: Target) -> Target:
         """Find the record: the first valid one the layout allows, else the legacy place.
@@ -624,7 +653,7 @@ class Stm32RomDriver:
         self._app_erased = True  # from here until the new record the device says "no app"
         first: list[int] = []
         for at in t.records_at:
-            unit = next(i for i, (a, s) in enumerate(t.sectors) if a <= at < a + s)
+            unit = _unit_of(t, at)
             if unit in units:
                 first.append(unit)
             else:
@@ -707,6 +736,29 @@ class Stm32RomDriver:
             n = min(codec.MAX_BLOCK, total - off)
             yield Job(functools.partial(codec.read_memory, FLASH_BASE + off, n),
                       check=functools.partial(compare, off=off))  # fmt: skip
+
+    async def _place_record(self, t: Target, slot: int, data: bytes, *, erased: bool) -> None:
+        """Write the record and read it back; a place taken for blank that was not is erased.
+
+        ``erased``: this install erased the record's unit. If not, the place was judged
+        blank from its first word (paged parts) or from no record being known there, and
+        foreign bytes show up here: an F1 skips non-erased half-words and still ACKs
+        (PM0075 2.3.3), an F4 clears bits. Its unit is then erased and the record written
+        again; until then it does not decode, so the device claims no version.
+        """
+        try:
+            await self._write_block(t, slot, data)
+            if await self._read_memory(slot, record.SIZE) == data:
+                return
+        except Nack as exc:
+            if erased or exc.stage != "data":
+                raise
+        if not erased:
+            await self._erase(t, [_unit_of(t, slot)], no_progress)
+            await self._write_block(t, slot, data)
+            if await self._read_memory(slot, record.SIZE) == data:
+                return
+        raise ReadbackMismatch("version record read back differs from what was written")
 
     async def _start_app(self) -> None:
         """Go to the application (or reset with BOOT0 low); send the app nothing after.
@@ -794,13 +846,13 @@ class Stm32RomDriver:
             progress(Progress(Step.CONNECT, 0, len(data)))
             await self._connect()
             try:
-                t = await self._probe()
+                t = await self._probe(for_install=True)
             except ReadoutProtected as exc:
                 if not self.wiring.unprotect:
                     raise
                 step = Step.ERASE
                 await self._unprotect(exc.part, progress)
-                t = await self._probe()
+                t = await self._probe(for_install=True)
             if len(data) > t.capacity:
                 raise LocalProtocolError(
                     f"image of {len(data)} bytes does not fit the {t.capacity} bytes of flash "
@@ -810,13 +862,15 @@ class Stm32RomDriver:
             slot = layout.record_slot(t.part, t.sectors, len(data))
             blank = {slot} if t.record_blank else set()
             # An image that fills its last sector has its record at the end of the next
-            # one, programmed without an erase where those bytes are blank already.
+            # one, programmed without an erase unless a record is known to be there; bytes
+            # that are not blank after all are found when the record is read back.
             if (
                 layout.slot_outside_image(t.part, t.sectors, len(data))
-                and await self._read_memory(slot, record.SIZE) == b"\xff" * record.SIZE
+                and slot not in t.records_at
             ):
                 blank.add(slot)
             units = layout.erase_units(t.part, t.sectors, len(data), blank)
+            erased = self.wiring.erase == "mass" or _unit_of(t, slot) in units
             if self.wiring.erase == "mass":
                 await self._mass_erase(t, progress)
             else:
@@ -830,10 +884,8 @@ class Stm32RomDriver:
             await self._commands(self._image_reads(data, progress))
             step = Step.ACTIVATE
             progress(Progress(Step.ACTIVATE, 0, len(rec_bytes)))
-            await self._write_block(t, slot, rec_bytes)
+            await self._place_record(t, slot, rec_bytes, erased=erased)
             self._app_erased = False
-            if await self._read_memory(slot, record.SIZE) != rec_bytes:
-                raise ReadbackMismatch("version record read back differs from what was written")
             progress(Progress(Step.ACTIVATE, len(rec_bytes), len(rec_bytes)))
             t = dataclasses.replace(
                 t, record=rec, record_state="valid", record_address=slot, records_at=(slot,)

@@ -2,7 +2,8 @@
 
 Paged parts (F1: 1 or 2 KiB pages) keep the record at the start of the last
 page: one page is the smallest erase unit, so a fixed place costs one page and
-is found with one read (and the page is erased only when it is not blank).
+is found with one read (and an install erases the page only when its first
+word is not erased: see ``Stm32RomDriver._record_place``).
 
 Sectored parts (F2/F4: 16, 16, 16, 16, 64, then 128 KiB sectors) would lose a
 whole 128 KiB sector to a fixed place, and erase it at every install. There

@@ -397,6 +397,34 @@ async def test_a_16k_install_on_an_f407_erases_only_the_sectors_the_image_needs(
     assert at == f"{expected:#010x}"
 
 
+@pytest.mark.parametrize(
+    ("model", "size", "slot"),
+    [
+        # F1: the record page's first word reads erased, foreign bytes after it.
+        ("stm32f103", 3000, 0x0801_FC00 + 8),
+        # F4: a full sector 0 puts the record at the end of sector 1, which holds data.
+        ("stm32f407", 16 * 1024, 0x0800_7FA0 + 8),
+    ],
+)
+async def test_a_record_place_taken_for_blank_that_is_not_is_erased_and_written_again(
+    tmp_path: Path, model: str, size: int, slot: int
+) -> None:
+    spec = registry.get("stm32-rom")
+    state = tmp_path / "mcu"
+    with running_sim(state, *BOOT0_HIGH, "--model", model) as sim:
+        _raw(sim.port, codec.write_memory(slot, b"DATA" * 4))
+        async with registry.open_driver(sim.port, spec, OPTIONS) as driver:
+            result = await driver.install(_image(size, "1.0.0"))
+        assert result.ok
+        at = int(str(result.facts.details["record_address"]), 16)
+        assert at == slot - 8
+        facts = await _identify(sim.port, ENTER)
+        assert facts.installed_version == "1.0.0"
+    flash = (state / "flash.bin").read_bytes()
+    off = at - 0x0800_0000
+    assert record.decode(flash[off : off + record.SIZE]).version == "1.0.0"
+
+
 async def test_f4_record_moves_with_the_image_and_a_legacy_record_is_read_then_retired(
     tmp_path: Path,
 ) -> None:

@@ -97,11 +97,15 @@ def test_link_is_paced_and_erase_takes_the_parts_time(tmp_path: Path) -> None:
         t0 = time.monotonic()
         _exchange(port, codec.erase(list(range(10))))
         assert time.monotonic() - t0 >= 10 * 0.020  # F103: ~20 ms per 1 KiB page
-        # Programming clears bits; read back what the flash holds.
-        _exchange(port, codec.write_memory(0x0800_0000, b"\x0f\x0f\x0f\x0f"))
+        # PM0075 2.3.3: an F1 programs only erased half-words (and 0x0000 anywhere), and
+        # the ROM ACKs either way (AN2662 figure 14); read back what the flash holds.
+        _exchange(port, codec.write_memory(0x0800_0000, b"\x0f\x0f\xff\xff"))
         _exchange(port, codec.write_memory(0x0800_0000, b"\xf1\xf1\xf1\xf1"))
         (data,) = _exchange(port, codec.read_memory(0x0800_0000, 4))
-        assert data == b"\x01\x01\x01\x01"
+        assert data == b"\x0f\x0f\xf1\xf1"
+        _exchange(port, codec.write_memory(0x0800_0000, b"\x00\x00\x00\x00"))
+        (data,) = _exchange(port, codec.read_memory(0x0800_0000, 4))
+        assert data == b"\x00\x00\x00\x00"
 
 
 class _MemPort:

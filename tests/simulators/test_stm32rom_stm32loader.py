@@ -46,11 +46,9 @@ def test_f1_identity_erase_write_verify_go(link: serial.Serial) -> None:
     loader.erase_memory([0, 1, 2])  # 1 KiB pages
     loader.write_memory_data(0x0800_0000, data)
     assert bytes(loader.read_memory_data(0x0800_0000, len(data))) == data
-    # Flash only clears bits: writing again without erase ANDs the old contents.
-    loader.write_memory(0x0800_0000, b"\x0f\xf0\xff\x00")
-    assert bytes(loader.read_memory(0x0800_0000, 4)) == bytes(
-        a & b for a, b in zip(data[:4], b"\x0f\xf0\xff\x00", strict=True)
-    )
+    # An F1 skips half-words that are not erased (PGERR), except 0x0000, and still ACKs.
+    loader.write_memory(0x0800_0000, b"\x0f\xf0\x00\x00")
+    assert bytes(loader.read_memory(0x0800_0000, 4)) == data[:2] + b"\x00\x00"
     loader.erase_memory(None)  # global erase
     assert bytes(loader.read_memory_data(0x0800_0000, 512)) == b"\xff" * 512
     with pytest.raises(CommandError, match="NACK"):
@@ -80,6 +78,11 @@ def test_f4_extended_erase_and_registers_block(link: serial.Serial) -> None:
     loader.erase_memory([0, 1])  # sectors of 16 KiB
     loader.write_memory_data(0x0800_0000, data)
     assert bytes(loader.read_memory_data(0x0800_0000, len(data))) == data
+    # An F4 programs any word, clearing bits (RM0090 3.6): the old contents ANDed.
+    loader.write_memory(0x0800_0000, b"\x0f\xf0\xff\x00")
+    assert bytes(loader.read_memory(0x0800_0000, 4)) == bytes(
+        a & b for a, b in zip(data[:4], b"\x0f\xf0\xff\x00", strict=True)
+    )
     with pytest.raises(CommandError, match="NACK"):
         loader.erase_memory([12])  # no such sector on a 1 MiB part
 

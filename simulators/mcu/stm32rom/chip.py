@@ -5,6 +5,10 @@ once, so killing the process is a power cut. Memory it answers Read Memory for:
 flash, SRAM, the system-memory block holding the unique-id and flash-size
 registers, and the option bytes. Flash behaves as flash: erase sets a page to
 0xFF, programming can only clear bits, and each takes the part's typical time.
+An F1 programs half-words and skips one that is not erased (PGERR) unless the
+value is 0x0000 (PM0075 2.3.3), and its ROM ACKs the write all the same (AN2662
+figure 14 checks nothing after programming): only a read-back shows it. F2/F4
+program any word, clearing bits (RM0090 3.6: "changing bits from 1 to 0").
 
 After a reset the chip runs the ROM bootloader when BOOT0 is high, else the
 application in flash. The application ignores the bootloader protocol; it
@@ -161,8 +165,9 @@ class Faults:
 class Flash:
     """The flash array in a file; every change is written through (kill -9 = power cut)."""
 
-    def __init__(self, path: Path, size: int) -> None:
+    def __init__(self, path: Path, size: int, *, halfword_pgerr: bool = False) -> None:
         self.size = size
+        self._pgerr = halfword_pgerr
         new = not path.exists()
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         if new or os.fstat(self._fd).st_size != size:
@@ -178,7 +183,15 @@ class Flash:
 
     def program(self, offset: int, data: bytes) -> None:
         old = self.read(offset, len(data))
-        os.pwrite(self._fd, bytes(a & b for a, b in zip(old, data, strict=True)), offset)
+        if not self._pgerr:
+            os.pwrite(self._fd, bytes(a & b for a, b in zip(old, data, strict=True)), offset)
+            return
+        out = bytearray(old)
+        for i in range(0, len(data) - 1, 2):  # callers program whole words
+            new = data[i : i + 2]
+            if old[i : i + 2] == b"\xff\xff" or new == b"\x00\x00":
+                out[i : i + 2] = new
+        os.pwrite(self._fd, bytes(out), offset)
 
     def close(self) -> None:
         os.close(self._fd)
@@ -239,7 +252,8 @@ class Chip:
         self.scale = flash_scale
         self.faults = faults or Faults()
         self.late_done: set[int] = set()
-        self.flash = Flash(state / "flash.bin", model.flash_kib * 1024)
+        self.flash = Flash(state / "flash.bin", model.flash_kib * 1024,
+                           halfword_pgerr=model.part.family is F1)  # fmt: skip
         self.ram = bytearray(model.ram_kib * 1024)
         self.sectors = model.part.sectors(model.flash_kib)
         self.system = self._system_block()
