@@ -31,11 +31,13 @@ from __future__ import annotations
 
 import enum
 import json
+import operator
 import os
 import random
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 from protocols.stm32rom.codec import ACK, NACK, SYNC, Command, SpecialErase, xor
 from protocols.stm32rom.parts import F1, FLASH_BASE, PARTS, SRAM_BASE, Part
@@ -129,18 +131,34 @@ class FaultKind(enum.StrEnum):
 LATE_S = 1.5
 
 
+#: Exit status of a simulator whose power was cut (``cut=N``), as a SIGKILL'd process's.
+CUT_EXIT = 137
+
+
 @dataclass(frozen=True, slots=True)
 class Faults:
     by_command: dict[int, FaultKind] = field(default_factory=dict)
     #: Damaged or lost bytes on the UART, the same spec as the other simulators'.
     link: LinkFaultSpec = field(default_factory=LinkFaultSpec)
+    #: ``cut=N``: the power fails halfway through the N-th flash operation (1-based: each
+    #: Write Memory to flash, each page or sector of an erase, a mass erase).
+    cut_at: int | None = None
 
     @classmethod
     def parse(cls, specs: list[str]) -> Faults:
         out: dict[int, FaultKind] = {}
         link = LinkFaultSpec()
+        cut_at: int | None = None
         for spec in specs:
             kind, sep, value = spec.partition("=")
+            if kind == "cut":
+                if not value.isdigit() or int(value) < 1:
+                    raise SimConfigError(
+                        f"bad --fault {spec!r}: cut=N, N the flash operation (1, 2, ...) "
+                        "that the power fails in"
+                    )
+                cut_at = int(value)
+                continue
             if kind in ("corrupt", "drop", "seed"):
                 try:
                     link = parse_faults([spec], SimOptions(link=link)).link
@@ -154,20 +172,31 @@ class Faults:
                 raise SimConfigError(
                     f"bad --fault {spec!r} for stm32-rom: use nack=|mute=|garbage=|"
                     "other-answer=|noop=|late= followed by a command code such as 0x31, "
-                    "or corrupt=RATE[:rx|tx|both], drop=RATE[:...], seed=N"
+                    "cut=N, or corrupt=RATE[:rx|tx|both], drop=RATE[:...], seed=N"
                 ) from None
             if not sep or not 0 <= code <= 0xFF:
                 raise SimConfigError(f"bad --fault {spec!r}: command code must be 0x00..0xff")
             out[code] = fault
-        return cls(out, link)
+        return cls(out, link, cut_at)
 
 
 class Flash:
-    """The flash array in a file; every change is written through (kill -9 = power cut)."""
+    """The flash array in a file; every change is written through (kill -9 = power cut).
 
-    def __init__(self, path: Path, size: int, *, halfword_pgerr: bool = False) -> None:
+    With ``cut_at`` the power fails during that operation (counted from 1): a
+    program leaves its first half programmed, in the ascending order the ROM
+    writes, and one half-word or word between old and new bits; an erase leaves
+    each bit of the unit either as it was or erased, at random (seeded by N).
+    Then the process exits at once with :data:`CUT_EXIT`.
+    """
+
+    def __init__(
+        self, path: Path, size: int, *, halfword_pgerr: bool = False, cut_at: int | None = None
+    ) -> None:
         self.size = size
         self._pgerr = halfword_pgerr
+        self._cut_at = cut_at
+        self._ops = 0
         new = not path.exists()
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         if new or os.fstat(self._fd).st_size != size:
@@ -178,20 +207,46 @@ class Flash:
     def read(self, offset: int, n: int) -> bytes:
         return os.pread(self._fd, n, offset)
 
+    def _cut_now(self) -> random.Random | None:
+        self._ops += 1
+        return random.Random(self._ops) if self._ops == self._cut_at else None
+
+    def _power_fails(self, what: str) -> NoReturn:
+        sys.stderr.write(f"power cut during flash operation {self._ops} ({what})\n")
+        sys.stderr.flush()
+        os._exit(CUT_EXIT)
+
     def erase(self, offset: int, n: int) -> None:
-        os.pwrite(self._fd, b"\xff" * n, offset)
+        rng = self._cut_now()
+        if rng is None:
+            os.pwrite(self._fd, b"\xff" * n, offset)
+            return
+        old = self.read(offset, n)
+        os.pwrite(self._fd, bytes(b | rng.getrandbits(8) for b in old), offset)
+        self._power_fails(f"erase of {n} bytes at {offset:#x}")
 
     def program(self, offset: int, data: bytes) -> None:
+        rng = self._cut_now()
         old = self.read(offset, len(data))
-        if not self._pgerr:
-            os.pwrite(self._fd, bytes(a & b for a, b in zip(old, data, strict=True)), offset)
-            return
+        unit = 2 if self._pgerr else 4
+        units = len(data) // unit
+        done = units if rng is None else units // 2
         out = bytearray(old)
-        for i in range(0, len(data) - 1, 2):  # callers program whole words
-            new = data[i : i + 2]
-            if old[i : i + 2] == b"\xff\xff" or new == b"\x00\x00":
-                out[i : i + 2] = new
+        for i in range(0, done * unit, unit):
+            new = data[i : i + unit]
+            if not self._pgerr:
+                out[i : i + unit] = bytes(map(operator.and_, old[i : i + unit], new))
+            elif old[i : i + 2] == b"\xff\xff" or new == b"\x00\x00":
+                out[i : i + 2] = new  # PM0075 2.3.3: else PGERR, the half-word is skipped
+        if rng is not None and done < units:
+            i = done * unit  # the one being programmed: some of its bits cleared
+            out[i : i + unit] = bytes(
+                a & (b | rng.getrandbits(8))
+                for a, b in zip(old[i : i + unit], data[i : i + unit], strict=True)
+            )
         os.pwrite(self._fd, bytes(out), offset)
+        if rng is not None:
+            self._power_fails(f"program of {len(data)} bytes at {offset:#x}")
 
     def close(self) -> None:
         os.close(self._fd)
@@ -253,7 +308,8 @@ class Chip:
         self.faults = faults or Faults()
         self.late_done: set[int] = set()
         self.flash = Flash(state / "flash.bin", model.flash_kib * 1024,
-                           halfword_pgerr=model.part.family is F1)  # fmt: skip
+                           halfword_pgerr=model.part.family is F1,
+                           cut_at=self.faults.cut_at)  # fmt: skip
         self.ram = bytearray(model.ram_kib * 1024)
         self.sectors = model.part.sectors(model.flash_kib)
         self.system = self._system_block()
