@@ -87,6 +87,25 @@ def running_sim(state: Path, *args: str) -> Iterator[SimProcess]:
         sim.stop()
 
 
+def stm32_raw(port: str, *exchanges: Any) -> None:
+    """Drive a simulated STM32 ROM loader directly (as another tool or an older driver
+    would): sync, then each ``protocols.stm32rom.codec.Exchange`` stage by stage."""
+    import serial
+
+    from protocols.stm32rom import codec
+
+    with serial.Serial(port, 115200, timeout=3) as link:
+        link.write(bytes([codec.SYNC]))
+        assert link.read(1) in (bytes([codec.ACK]), bytes([codec.NACK]))
+        for ex in exchanges:
+            while not ex.done:
+                link.write(ex.data_to_send())
+                while ex.waiting:
+                    data = link.read(1)
+                    assert data
+                    ex.receive_data(data)
+
+
 def cli(capsys: Any, *argv: str) -> tuple[int, str, str]:
     """Run the real CLI entry point in-process; returns (exit code, stdout, stderr)."""
     capsys.readouterr()

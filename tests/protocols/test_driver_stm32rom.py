@@ -26,7 +26,7 @@ from protocols.failures import Kind
 from protocols.stm32rom import codec, record
 from protocols.stm32rom.driver import Wiring
 from simulators.mcu.stm32rom.chip import APP_UART_LOG
-from tests.sim_harness import SimProcess, cli, running_sim
+from tests.sim_harness import SimProcess, cli, running_sim, stm32_raw
 
 UID = "0102030405060708090a0b0c"
 SIM = ("--bootloader", "stm32-rom", "--baud", "0", "--flash-scale", "0.05", "--uid", UID)
@@ -350,22 +350,6 @@ async def test_a_read_protected_part_has_its_own_code_and_unprotect_is_opt_in(
         sim.stop()
 
 
-def _raw(port: str, *exchanges: codec.Exchange) -> None:
-    """Drive the simulated ROM directly (as another tool or an older driver would)."""
-    import serial
-
-    with serial.Serial(port, 115200, timeout=3) as link:
-        link.write(b"\x7f")
-        assert link.read(1) in (bytes([codec.ACK]), bytes([codec.NACK]))
-        for ex in exchanges:
-            while not ex.done:
-                link.write(ex.data_to_send())
-                while ex.waiting:
-                    data = link.read(1)
-                    assert data
-                    ex.receive_data(data)
-
-
 F4_SECTOR = [16 * 1024] * 4 + [64 * 1024] + [128 * 1024] * 7
 
 
@@ -383,7 +367,7 @@ async def test_a_16k_install_on_an_f407_erases_only_the_sectors_the_image_needs(
     marker = b"DATA" * 64
     with running_sim(state, *BOOT0_HIGH, "--model", "stm32f407") as sim:
         # The application's own data in sector 1 and in the last sector.
-        _raw(sim.port, codec.write_memory(0x0800_4000, marker),
+        stm32_raw(sim.port, codec.write_memory(0x0800_4000, marker),
              codec.write_memory(0x080E_0000, marker))  # fmt: skip
         async with registry.open_driver(sim.port, spec, OPTIONS) as driver:
             result = await driver.install(_image(size, "1.0.0"))
@@ -412,7 +396,7 @@ async def test_a_record_place_taken_for_blank_that_is_not_is_erased_and_written_
     spec = registry.get("stm32-rom")
     state = tmp_path / "mcu"
     with running_sim(state, *BOOT0_HIGH, "--model", model) as sim:
-        _raw(sim.port, codec.write_memory(slot, b"DATA" * 4))
+        stm32_raw(sim.port, codec.write_memory(slot, b"DATA" * 4))
         async with registry.open_driver(sim.port, spec, OPTIONS) as driver:
             result = await driver.install(_image(size, "1.0.0"))
         assert result.ok
@@ -436,7 +420,7 @@ async def test_f4_record_moves_with_the_image_and_a_legacy_record_is_read_then_r
     with running_sim(state, *BOOT0_HIGH, "--model", "stm32f407") as sim:
         # A device flashed by the previous driver: the record at the last sector's start.
         blocks = [old.data[i : i + 256] for i in range(0, len(old.data), 256)]
-        _raw(
+        stm32_raw(
             sim.port,
             codec.extended_erase([0, 1]),
             *(codec.write_memory(0x0800_0000 + 256 * i, b + b"\xff" * (-len(b) % 4))

@@ -21,7 +21,7 @@ from protocols import registry
 from protocols.driver import DeviceFacts, DriverError, DriverOptions, Image, InstallResult
 from protocols.stm32rom import codec
 from simulators.mcu.stm32rom.chip import CUT_EXIT, Faults, SimConfigError
-from tests.sim_harness import SimProcess
+from tests.sim_harness import SimProcess, stm32_raw
 
 UID = "0102030405060708090a0b0c"
 SIM = ("--bootloader", "stm32-rom", "--baud", "0", "--flash-scale", "0.02", "--uid", UID,
@@ -46,22 +46,6 @@ async def _identify(port: str) -> DeviceFacts:
         return await driver.identify()
 
 
-def _raw(port: str, *exchanges: codec.Exchange) -> None:
-    """Write as another tool would, straight through the ROM loader."""
-    import serial
-
-    with serial.Serial(port, 115200, timeout=3) as link:
-        link.write(b"\x7f")
-        assert link.read(1) in (bytes([codec.ACK]), bytes([codec.NACK]))
-        for ex in exchanges:
-            while not ex.done:
-                link.write(ex.data_to_send())
-                while ex.waiting:
-                    data = link.read(1)
-                    assert data
-                    ex.receive_data(data)
-
-
 OLD = _image(700, "1.0.0")
 NEW_SMALL = _image(1500, "2.0.0")
 NEW_SECTOR = _image(16 * 1024, "2.0.0")
@@ -73,12 +57,12 @@ async def _f1_update(port: str) -> None:
 
 async def _f1_foreign(port: str) -> None:
     # Bytes that are not the driver's behind an erased first word of the record's page.
-    _raw(port, codec.write_memory(0x0801_FC00 + 8, b"DATA" * 4))
+    stm32_raw(port, codec.write_memory(0x0801_FC00 + 8, b"DATA" * 4))
 
 
 async def _f4_outside(port: str) -> None:
     # Data at the end of sector 1, where a 16 KiB image's record goes.
-    _raw(port, codec.write_memory(0x0800_7FA0 + 8, b"DATA" * 4))
+    stm32_raw(port, codec.write_memory(0x0800_7FA0 + 8, b"DATA" * 4))
     assert (await _install(port, OLD)).ok  # its record: the end of sector 0
 
 
@@ -91,7 +75,10 @@ CASES: dict[str, tuple[str, Prepare, Image, Sequence[int] | None]] = {
     # F4: sector 0 (with the old record), 64 blocks, then the record at the end of sector 1
     # over data: erased and written again. The cuts around the ends of the install.
     "f4-record-past-the-image": (
-        "stm32f407", _f4_outside, NEW_SECTOR, (1, 2, 3, 34, 65, 66, 67, 68, 69, 70)
+        "stm32f407",
+        _f4_outside,
+        NEW_SECTOR,
+        (1, 2, 3, 34, 65, 66, 67, 68, 69, 70),
     ),
 }
 
