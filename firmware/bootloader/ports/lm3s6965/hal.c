@@ -211,6 +211,15 @@ static uint64_t wire_ticks(uint64_t bytes) {
     return bytes * BITS_PER_BYTE * SYSCLK_HZ / g_baud;
 }
 
+/* Flash work, as the host port models it: an erase or program applies at once (a kill is a
+ * faithful power cut) and the answers after it leave once its modelled time has passed. */
+static uint64_t g_busy_until;
+
+static void busy(uint64_t us) {
+    uint64_t now = now_ticks();
+    g_busy_until = (g_busy_until > now ? g_busy_until : now) + us * SYSCLK_HZ / 1000000u;
+}
+
 static void ring_put(uint8_t b) {
     uint32_t next = (ring_head + 1u) % RX_RING;
     if (next == ring_tail) ring_lost++;
@@ -284,6 +293,17 @@ static void sleep_irq_off(uint32_t *m) {
     *m = irq_off();
 }
 
+/* Unpaced only (the pacing alarm is idle then): sleep until ``at`` on the alarm. */
+static void wait_until(uint64_t at) {
+    uint32_t m = irq_off();
+    uint64_t now;
+    while ((now = now_ticks()) < at) {
+        alarm_at(at, now);
+        sleep_irq_off(&m);
+    }
+    irq_restore(m);
+}
+
 static void tx_chunk(void) {
     uint32_t m = irq_off(), len = g_txlen;
     g_txlen = 0;
@@ -291,7 +311,8 @@ static void tx_chunk(void) {
     {
         uint64_t now = now_ticks();
         uint32_t slot = (g_tx_head + g_tx_count) % TX_CHUNKS;
-        g_tx_clock = (g_tx_clock > now ? g_tx_clock : now) + wire_ticks(len);
+        uint64_t start = g_busy_until > now ? g_busy_until : now;
+        g_tx_clock = (g_tx_clock > start ? g_tx_clock : start) + wire_ticks(len);
         g_txq[slot].due = g_tx_clock;
         memcpy(g_txq[slot].data, g_txbuf, len);
         g_txq[slot].len = sim_fault_link(g_txq[slot].data, len, 1);
@@ -310,6 +331,7 @@ void hal_uart_write(const uint8_t *p, size_t n) {
         }
         return;
     }
+    wait_until(g_busy_until); /* unpaced: the answer still waits for the flash */
     while (n) {
         size_t k = n < sizeof buf ? n : sizeof buf, i;
         memcpy(buf, p, k);
@@ -422,6 +444,7 @@ int hal_flash_erase(uint32_t addr) {
     memset(blank, 0xFF, sizeof blank);
     for (o = 0; o < g_cfg.sector_size; o += sizeof blank)
         if (file_io(0x05 /* SYS_WRITE */, addr + o, blank, sizeof blank) != 0) return -1;
+    busy(g_cfg.erase_us);
     return 0;
 }
 
@@ -438,6 +461,7 @@ int hal_flash_program(uint32_t addr, const uint8_t *p, uint32_t n) {
         done += k;
     }
     if (limit < n) port_power_cut("flash op (program, torn), address", addr);
+    busy((uint64_t)((n + g_cfg.page_size - 1u) / g_cfg.page_size) * g_cfg.program_us);
     return 0;
 }
 
