@@ -82,10 +82,14 @@ uint32_t hal_millis(void) {
 
 /* Timing model, the Python simulator's: a flash operation applies at once and keeps the
  * MCU busy for its modelled time; an answer leaves once the work before it is done and
- * then takes its wire time; received bytes reach the core when their last byte would
- * have arrived. The pty is read promptly meanwhile, as a UART ring would be. */
+ * then takes its wire time; received bytes reach the core when their last bit would
+ * have arrived, byte by byte (a window the host wrote at once is not handed over whole
+ * at its end, which would stall the pipeline). The pty is read promptly meanwhile, as a
+ * UART ring would be. */
 typedef struct {
-    double due;
+    double due;   /* the last byte's time */
+    double start; /* receive: when the first byte starts arriving */
+    size_t off;   /* receive: bytes already handed to the core */
     size_t len;
     uint8_t data[4096];
 } chunk_t;
@@ -157,18 +161,35 @@ static void rx_in(const uint8_t *p, size_t n) {
     double now = now_us();
     chunk_t *c;
     if (g_rxn == QLEN) return; /* 256 KiB unread: far beyond any window, lost */
-    g_rx_clock = (g_rx_clock > now ? g_rx_clock : now) + (g_baud ? n * 10e6 / g_baud : 0);
     c = &g_rxq[(g_rxh + g_rxn++) % QLEN];
+    c->start = g_rx_clock > now ? g_rx_clock : now;
+    g_rx_clock = c->start + (g_baud ? n * 10e6 / g_baud : 0);
     c->due = g_rx_clock;
     memcpy(c->data, p, n);
     c->len = n;
+    c->off = 0;
 }
 
-/* Hand received chunks whose time has come to the core (none after a reset request). */
+/* Bytes of the head chunk that have arrived by ``now``. */
+static size_t rx_arrived(const chunk_t *c, double now) {
+    size_t k;
+    if (!g_baud || c->due <= now) return c->len;
+    if (now <= c->start) return 0;
+    k = (size_t)((now - c->start) * g_baud / 10e6);
+    return k < c->len ? k : c->len;
+}
+
+/* Hand received bytes whose time has come to the core (none after a reset request). The
+ * link faults see each chunk whole, once, before its first byte is handed over. */
 static void deliver_due(double now) {
-    while (g_rxn && g_rxq[g_rxh].due <= now && !g_bl.reset_req) {
+    while (g_rxn && !g_bl.reset_req) {
         chunk_t *c = &g_rxq[g_rxh];
-        if (!f_deaf) bl_feed(&g_bl, c->data, sim_fault_link(c->data, c->len, 0));
+        size_t k = rx_arrived(c, now);
+        if (c->off == 0 && k > 0) c->len = sim_fault_link(c->data, c->len, 0);
+        if (k > c->len) k = c->len;
+        if (k > c->off && !f_deaf) bl_feed(&g_bl, c->data + c->off, k - c->off);
+        if (k > c->off) c->off = k;
+        if (c->off < c->len) break;
         g_rxh = (g_rxh + 1) % QLEN;
         g_rxn--;
     }
@@ -177,7 +198,11 @@ static void deliver_due(double now) {
 static int next_timeout_ms(void) {
     double next = now_us() + 10e3, now = now_us();
     if (g_txn && g_txq[g_txh].due < next) next = g_txq[g_txh].due;
-    if (g_rxn && g_rxq[g_rxh].due < next) next = g_rxq[g_rxh].due;
+    if (g_rxn) {
+        const chunk_t *c = &g_rxq[g_rxh];
+        double byte = g_baud ? c->start + (double)(c->off + 1) * 10e6 / g_baud : now;
+        if (byte < next) next = byte;
+    }
     return next <= now ? 0 : (int)((next - now) / 1e3) + 1;
 }
 
