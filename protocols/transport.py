@@ -367,22 +367,11 @@ class SerialTransport:
                 done.set_exception(error)
 
     def _send(self, data: bytes) -> None:
-        """Write now what the port takes and queue the rest (a conversation's write)."""
-        if not data:
-            return
-        if self._tx:
-            self._tx += data
-            return
+        """A conversation's write: a failure ends the conversation."""
         try:
-            n = os.write(self._fd, data)
-        except (BlockingIOError, InterruptedError):
-            n = 0
-        except OSError as exc:
-            self._end_turns(self._write_error(exc))
-            return
-        if n < len(data):
-            self._tx += data[n:]
-            self._loop.add_writer(self._fd, self._on_writable)
+            self._put(data)
+        except TransportDisconnected as exc:
+            self._end_turns(exc)
 
     async def read(self) -> bytes:
         if self._turns is not None:
@@ -409,22 +398,27 @@ class SerialTransport:
 
     # ------------------------------------------------------------ writing
 
+    def _put(self, data: bytes) -> None:
+        """Write now what the port takes and queue the rest (behind anything queued)."""
+        if not data:
+            return
+        if self._tx:
+            self._tx += data
+            return
+        try:
+            n = os.write(self._fd, data)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        except OSError as exc:
+            raise self._write_error(exc) from exc
+        if n < len(data):
+            self._tx += data[n:]
+            self._loop.add_writer(self._fd, self._on_writable)
+
     async def write(self, data: bytes) -> None:
         if self._closed:
             raise TransportDisconnected(f"{self.name}: port closed")
-        if not self._tx:
-            try:
-                n = os.write(self._fd, data)
-            except (BlockingIOError, InterruptedError):
-                n = 0
-            except OSError as exc:
-                raise self._write_error(exc) from exc
-            if n == len(data):
-                return
-            self._tx += data[n:]
-            self._loop.add_writer(self._fd, self._on_writable)
-        else:
-            self._tx += data
+        self._put(data)
         while len(self._tx) > _WRITE_HIGH_WATER and not self._closed:
             self._tx_waiter = self._loop.create_future()
             try:

@@ -497,9 +497,10 @@ class Stm32RomDriver:
         erased first, before any image byte changes. The install reads 4 bytes where
         :meth:`_find_record` reads the whole record.
         """
-        if len(layout.candidate_slots(t.part, t.sectors)) > 1:
+        slots = layout.candidate_slots(t.part, t.sectors)
+        if len(slots) > 1:
             return await self._find_record(t)
-        (at,) = layout.candidate_slots(t.part, t.sectors)
+        (at,) = slots
         head = await self._read_memory(at, 4)
         if head == b"\xff" * 4:
             return dataclasses.replace(

@@ -109,20 +109,14 @@ class _Device:
 
 
 @pytest.fixture
-async def pty_link() -> AsyncIterator[tuple[_Device, Transport]]:
-    master, slave = os.openpty()
-    tty.setraw(slave)
-    transport = await open_transport(os.ttyname(slave), 921600)
+async def pty_link(pty_pair: tuple[int, Transport]) -> AsyncIterator[tuple[_Device, Transport]]:
+    master, transport = pty_pair
     device = _Device(master)
     device.start()
     try:
         yield device, transport
     finally:
         device.stop()
-        await transport.close()
-        for fd in (master, slave):
-            with contextlib.suppress(OSError):
-                os.close(fd)
 
 
 async def test_each_request_goes_out_only_after_the_previous_answer(

@@ -12,7 +12,7 @@ import os
 import random
 import select
 import tty
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,20 +22,6 @@ from protocols.errors import TransportDisconnected
 from protocols.mcugw.session import BootloaderSession
 from protocols.transport import SerialTransport, Transport, open_transport
 from tests.sim_harness import running_sim
-
-
-@pytest.fixture
-async def pty_pair() -> AsyncIterator[tuple[int, Transport]]:
-    master, slave = os.openpty()
-    tty.setraw(slave)
-    transport = await open_transport(os.ttyname(slave), 921600)
-    try:
-        yield master, transport
-    finally:
-        await transport.close()
-        for fd in (master, slave):
-            with contextlib.suppress(OSError):
-                os.close(fd)
 
 
 async def test_bytes_that_arrive_unread_come_back_in_order(pty_pair: tuple[int, Transport]) -> None:
