@@ -327,12 +327,12 @@ def fuzz_block_streams(model: McuModel, seed: int, count: int) -> StreamFuzzRepo
     core.power_on(0.0)
     host = _Host(core)
     base = _synthetic_image("1.0.0")
-    image = base[: len(base) // 2] + rng.randbytes(100) + base[len(base) // 2 :]
-    image_ = image = image[: min(len(image), model.slot_size)]
+    patched = base[: len(base) // 2] + rng.randbytes(100) + base[len(base) // 2 :]
+    patched = patched[: min(len(patched), model.slot_size)]
     code = thumb_code(rng, min(20 * 1024, model.slot_size))
-    valid = [compress(image).stream, compress(image, BLOCK_SIZE).stream]
+    valid = [compress(patched).stream, compress(patched, BLOCK_SIZE).stream]
     thumb = [compress(code, thumb=True).stream, compress(code, BLOCK_SIZE, thumb=True).stream]
-    deltas = [delta(base, image).stream]
+    deltas = [delta(base, patched).stream]
     report = StreamFuzzReport()
 
     def ask(req: Message, what: str) -> Message:
@@ -350,7 +350,7 @@ def fuzz_block_streams(model: McuModel, seed: int, count: int) -> StreamFuzzRepo
             rng, deltas if is_delta else thumb if is_thumb else valid
         )
         report.kinds[kind] = report.kinds.get(kind, 0) + 1
-        image = code if is_thumb else image_
+        image = code if is_thumb else patched
         flags = BeginFlags.COMPRESSED | (BeginFlags.DELTA if is_delta else BeginFlags.NONE)
         begin = ask(
             BeginRequest(
